@@ -1,0 +1,408 @@
+//! What a stage hook sees: the batch's live hosts, the release, and `call()`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::call::{MinionId, Outcome, Returns, SaltCall};
+use crate::deployer::{Stage, StageError};
+use crate::engine::{Journal, RunShared};
+use crate::event::EventKind;
+use crate::report::{CallRecord, LogEntry};
+use crate::template::Template;
+
+/// The artifact being released, as resolved from CI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Artifact {
+    /// Where minions fetch it (`http://`, `https://` or `salt://`).
+    pub url: String,
+    /// Expected SHA-256, lower-case hex.
+    pub sha256: Option<String>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+}
+
+impl Artifact {
+    /// An artifact at `url` with an optional checksum.
+    pub fn new(url: impl Into<String>, sha256: Option<String>) -> Self {
+        Artifact {
+            url: url.into(),
+            sha256,
+            size: None,
+        }
+    }
+}
+
+/// Which version a host runs and where it goes back to on rollback.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostVersions {
+    /// The version the host ran when the deployment started (from recorded history).
+    pub current: Option<String>,
+    /// The version a rollback restores on this host.
+    pub rollback_to: Option<String>,
+}
+
+/// One release: the template, the version and each host's versions. Shared by every stage.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Release {
+    /// Deployment id.
+    pub deployment: Arc<str>,
+    /// The template.
+    pub template: Arc<Template>,
+    /// The version being released (validated).
+    pub version: String,
+    /// The artifact, if resolved (set during prepare).
+    pub artifact: Option<Artifact>,
+    /// Per host: current and rollback versions.
+    pub hosts: HashMap<MinionId, HostVersions>,
+    /// Whether mutating calls are only recorded.
+    pub dry_run: bool,
+}
+
+/// The hosts that succeeded in one call, with their return values.
+#[derive(Clone, Debug, Default)]
+pub struct CallResults {
+    /// Salt job id, if any.
+    pub jid: Option<String>,
+    values: Vec<(MinionId, Value)>,
+}
+
+impl CallResults {
+    /// The value returned by `host`, if it succeeded.
+    pub fn get(&self, host: &MinionId) -> Option<&Value> {
+        self.values.iter().find(|(h, _)| h == host).map(|(_, v)| v)
+    }
+
+    /// Every successful host and its value.
+    pub fn iter(&self) -> impl Iterator<Item = (&MinionId, &Value)> {
+        self.values.iter().map(|(h, v)| (h, v))
+    }
+
+    /// Number of successful hosts.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no host succeeded.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// The context of one stage hook for one batch (or, for `prepare`, for the whole deployment).
+///
+/// [`StageContext::call`] sends one salt request to every live host; hosts that fail are recorded
+/// (with the call and the reason), logged, reported as events and dropped from later calls.
+pub struct StageContext<'a> {
+    pub(crate) shared: &'a RunShared,
+    pub(crate) release: &'a Release,
+    pub(crate) journal: &'a mut Journal,
+    pub(crate) stage: Stage,
+    pub(crate) batch: Option<usize>,
+    pub(crate) live: Vec<MinionId>,
+    pub(crate) failed: Vec<MinionId>,
+    pub(crate) artifact: Option<Artifact>,
+}
+
+impl std::fmt::Debug for StageContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageContext")
+            .field("deployment", &self.release.deployment)
+            .field("stage", &self.stage)
+            .field("batch", &self.batch)
+            .field("live", &self.live.len())
+            .field("failed", &self.failed.len())
+            .finish()
+    }
+}
+
+impl<'a> StageContext<'a> {
+    pub(crate) fn new(
+        shared: &'a RunShared,
+        release: &'a Release,
+        journal: &'a mut Journal,
+        stage: Stage,
+        batch: Option<usize>,
+        live: Vec<MinionId>,
+    ) -> Self {
+        StageContext {
+            shared,
+            release,
+            journal,
+            stage,
+            batch,
+            live,
+            failed: Vec::new(),
+            artifact: None,
+        }
+    }
+
+    /// The stage being run.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Zero-based batch index (`None` during prepare).
+    pub fn batch(&self) -> Option<usize> {
+        self.batch
+    }
+
+    /// The hosts still live in this batch.
+    pub fn minions(&self) -> &[MinionId] {
+        &self.live
+    }
+
+    /// Hosts that failed during this hook so far.
+    pub fn failed(&self) -> &[MinionId] {
+        &self.failed
+    }
+
+    /// The release.
+    pub fn release(&self) -> &Release {
+        self.release
+    }
+
+    /// The template.
+    pub fn template(&self) -> &Template {
+        &self.release.template
+    }
+
+    /// The version being released.
+    pub fn version(&self) -> &str {
+        &self.release.version
+    }
+
+    /// The artifact, if prepare resolved one.
+    pub fn artifact(&self) -> Option<&Artifact> {
+        self.artifact.as_ref().or(self.release.artifact.as_ref())
+    }
+
+    /// Sets the release's artifact. Only during prepare.
+    pub fn set_artifact(&mut self, artifact: Artifact) -> Result<(), StageError> {
+        if self.stage != Stage::Prepare {
+            return Err(StageError::Misuse(
+                "the artifact can only be set during prepare".into(),
+            ));
+        }
+        self.artifact = Some(artifact);
+        Ok(())
+    }
+
+    /// Whether mutating calls are recorded instead of sent.
+    pub fn is_dry_run(&self) -> bool {
+        self.release.dry_run
+    }
+
+    /// Whether cancel was requested (hooks doing long local work may check it).
+    pub fn is_cancelled(&self) -> bool {
+        self.stage != Stage::Rollback && self.shared.is_cancelled()
+    }
+
+    /// The version `host` ran when the deployment started.
+    pub fn current_version(&self, host: &MinionId) -> Option<&str> {
+        self.release.hosts.get(host)?.current.as_deref()
+    }
+
+    /// The version a rollback restores on `host`.
+    pub fn rollback_target(&self, host: &MinionId) -> Option<&str> {
+        self.release.hosts.get(host)?.rollback_to.as_deref()
+    }
+
+    /// Live hosts grouped by rollback target, sorted by version; hosts without a target are left out.
+    pub fn rollback_groups(&self) -> Vec<(String, Vec<MinionId>)> {
+        let mut groups: BTreeMap<&str, Vec<MinionId>> = BTreeMap::new();
+        for h in &self.live {
+            if let Some(v) = self.rollback_target(h) {
+                groups.entry(v).or_default().push(h.clone());
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(v, hs)| (v.to_owned(), hs))
+            .collect()
+    }
+
+    /// Sends `call` to every live host in ONE request. Returns the hosts that succeeded; the others are
+    /// recorded as failed and dropped from the batch.
+    ///
+    /// In a dry run a mutating call is recorded and not sent; every host then "returns" `null`.
+    /// After a cancel, returns [`StageError::Cancelled`] without sending (except during rollback).
+    pub async fn call(&mut self, call: SaltCall) -> Result<CallResults, StageError> {
+        let targets = self.live.clone();
+        self.send(targets, call).await
+    }
+
+    /// Like [`StageContext::call`], restricted to `hosts` (those not live are ignored).
+    pub async fn call_on(
+        &mut self,
+        hosts: &[MinionId],
+        call: SaltCall,
+    ) -> Result<CallResults, StageError> {
+        let wanted: HashSet<&MinionId> = hosts.iter().collect();
+        let targets: Vec<MinionId> = self
+            .live
+            .iter()
+            .filter(|h| wanted.contains(h))
+            .cloned()
+            .collect();
+        self.send(targets, call).await
+    }
+
+    /// Marks `host` failed at this stage with `reason` (for checks on returned values).
+    pub fn fail(&mut self, host: &MinionId, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.fail_hosts(std::slice::from_ref(host), "-", &|_| reason.clone());
+    }
+
+    /// Adds a line to `host`'s log for this stage.
+    pub fn log(&mut self, host: &MinionId, text: impl Into<String>) {
+        if let Some(&i) = self.journal.index.get(host) {
+            self.journal.hosts[i].log.push(LogEntry::Message {
+                stage: self.stage,
+                text: text.into(),
+            });
+        }
+    }
+
+    /// Adds a line to the log of every live host.
+    pub fn log_all(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        for h in self.live.clone() {
+            self.log(&h, text.clone());
+        }
+    }
+
+    async fn send(
+        &mut self,
+        targets: Vec<MinionId>,
+        call: SaltCall,
+    ) -> Result<CallResults, StageError> {
+        if self.is_cancelled() {
+            return Err(StageError::Cancelled);
+        }
+        if self.stage == Stage::Prepare && call.is_mutating() {
+            return Err(StageError::Misuse(format!(
+                "mutating call `{}` during prepare: prepare must be read-only",
+                call.fun
+            )));
+        }
+        if targets.is_empty() {
+            return Ok(CallResults::default());
+        }
+        let sent = !(self.shared.planning || (self.release.dry_run && call.is_mutating()));
+        self.shared.emit(EventKind::CallStarted {
+            batch: self.batch,
+            stage: self.stage,
+            fun: call.fun.clone(),
+            targets: targets.len(),
+            sent,
+        });
+        let started = Instant::now();
+        let mut returns = if sent {
+            let span = tracing::debug_span!("call", fun = %call.fun, targets = targets.len());
+            let result = tracing::Instrument::instrument(
+                self.shared.transport.call(&targets, &call),
+                span,
+            )
+            .await;
+            match result {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(fun = %call.fun, error = %e, "salt request failed");
+                    Returns::uniform(
+                        &targets,
+                        Outcome::failed(None, format!("transport error: {e}")),
+                    )
+                }
+            }
+        } else {
+            Returns::uniform(&targets, Outcome::ok(Value::Null))
+        };
+        let millis = started.elapsed().as_millis() as u64;
+        let jid = returns.jid.take();
+        let call_index = self.journal.calls.len();
+        let fun = call.fun.clone();
+        self.journal.calls.push(CallRecord {
+            batch: self.batch,
+            stage: self.stage,
+            call,
+            targets: targets.len(),
+            sent,
+            jid: jid.clone(),
+            millis,
+        });
+
+        let mut values = Vec::with_capacity(targets.len());
+        let mut failures: Vec<(MinionId, String)> = Vec::new();
+        for host in targets {
+            let outcome = returns.take(&host);
+            if let Some(reason) = outcome.reason() {
+                failures.push((host.clone(), reason));
+            }
+            if let Some(&i) = self.journal.index.get(&host) {
+                self.journal.hosts[i].log.push(LogEntry::Call {
+                    stage: self.stage,
+                    call: call_index,
+                    outcome: outcome.clone(),
+                });
+            }
+            if let Outcome::Ok { value } = outcome {
+                values.push((host, value));
+            }
+        }
+        let failed_count = failures.len();
+        if !failures.is_empty() {
+            let hosts: Vec<MinionId> = failures.iter().map(|(h, _)| h.clone()).collect();
+            let reasons: HashMap<MinionId, String> = failures.into_iter().collect();
+            self.fail_hosts(&hosts, &fun, &|h| reasons[h].clone());
+        }
+        self.shared.emit(EventKind::CallFinished {
+            batch: self.batch,
+            stage: self.stage,
+            fun,
+            jid: jid.clone(),
+            ok: values.len(),
+            failed: failed_count,
+            millis,
+        });
+        Ok(CallResults { jid, values })
+    }
+
+    /// Records failures of live hosts and drops them from the live set; hosts not live are ignored.
+    pub(crate) fn fail_hosts(
+        &mut self,
+        hosts: &[MinionId],
+        fun: &str,
+        reason: &dyn Fn(&MinionId) -> String,
+    ) {
+        let live: HashSet<&MinionId> = self.live.iter().collect();
+        let to_fail: Vec<MinionId> = hosts
+            .iter()
+            .filter(|h| live.contains(h))
+            .cloned()
+            .collect();
+        if to_fail.is_empty() {
+            return;
+        }
+        let dropped: HashSet<&MinionId> = to_fail.iter().collect();
+        self.live.retain(|h| !dropped.contains(h));
+        for host in to_fail {
+            let why = reason(&host);
+            tracing::info!(host = %host, stage = %self.stage, fun, reason = %why, "host failed");
+            self.journal
+                .record_failure(&host, self.stage, self.batch, fun, &why);
+            self.shared.emit(EventKind::HostFailed {
+                host: host.clone(),
+                stage: self.stage,
+                fun: fun.to_owned(),
+                reason: why,
+            });
+            self.failed.push(host);
+        }
+    }
+}

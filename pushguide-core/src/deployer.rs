@@ -1,0 +1,188 @@
+//! The `Deployer` trait: the four stages of a release, plus rollback.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::context::StageContext;
+
+/// A stage of a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Preparation: once per deployment, read-only.
+    Prepare,
+    /// Before release: per batch, e.g. fetch and verify the artifact, stop the service.
+    PreDeploy,
+    /// Release: per batch, e.g. unpack and switch to the new release.
+    Deploy,
+    /// After release: per batch, e.g. start, health check, prune.
+    PostDeploy,
+    /// Rollback: per batch of touched hosts, back to each host's rollback target.
+    Rollback,
+}
+
+impl Stage {
+    /// The three stages run for every batch, in order.
+    pub const BATCH: [Stage; 3] = [Stage::PreDeploy, Stage::Deploy, Stage::PostDeploy];
+
+    /// Kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::PreDeploy => "pre-deploy",
+            Stage::Deploy => "deploy",
+            Stage::PostDeploy => "post-deploy",
+            Stage::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a stage hook stopped. Failures of single hosts are not errors: the context records them and the
+/// hook goes on with the remaining hosts. An error fails every host still live in the batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageError {
+    /// The deployment was cancelled; returned by [`StageContext::call`] after a cancel.
+    #[error("cancelled")]
+    Cancelled,
+    /// The hook was used wrongly (e.g. a mutating call during prepare).
+    #[error("{0}")]
+    Misuse(String),
+    /// The hook refused to go on, with a reason.
+    #[error("{0}")]
+    Failed(String),
+    /// A core error (validation, configuration).
+    #[error(transparent)]
+    Core(#[from] crate::error::Error),
+}
+
+/// A project type: what to do on the minions at each stage of a release, and how to roll back.
+///
+/// The engine calls the hooks in this order:
+///
+/// 1. **`prepare`** (*preparation*) — once per deployment, before any batch, with every target host
+///    live. Read-only: check the artifact, the layout conventions, the hosts' state. A mutating call
+///    here is refused. An `Err` stops the deployment before anything changed.
+/// 2. For each rolling batch:
+///    - **`pre_deploy`** (*before release*) — fetch and verify the artifact, stop the service, put up a
+///      maintenance page;
+///    - **`deploy`** (*release*) — unpack into the release directory and switch to it;
+///    - **`post_deploy`** (*after release*) — start, health check, prune old releases.
+/// 3. **`rollback`** — when the failure budget is exceeded (with an automatic rollback policy), on a
+///    decision, or on cancel: for every host the deployment touched, back to
+///    [`StageContext::rollback_target`].
+///
+/// Each hook acts on the whole batch: [`StageContext::call`] sends ONE salt request for all live hosts
+/// and returns the hosts that succeeded; hosts that fail are recorded with the call and reason and are
+/// left out of the batch's later calls and stages. Hooks default to doing nothing, except `deploy` and
+/// `rollback`, which every project type must write.
+///
+/// # Example
+///
+/// ```
+/// use pushguide_core::{Deployer, SaltCall, StageContext, StageError};
+///
+/// /// Unpacks a tarball into `/srv/app/releases/<version>` and points `/srv/app/current` at it.
+/// #[derive(Debug)]
+/// struct Tarball;
+///
+/// #[async_trait::async_trait]
+/// impl Deployer for Tarball {
+///     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+///         let dir = format!("/srv/app/releases/{}", cx.version());
+///         cx.call(SaltCall::mutate("file.makedirs").arg(format!("{dir}/"))).await?;
+///         Ok(())
+///     }
+///     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+///         let dir = format!("/srv/app/releases/{}", cx.version());
+///         cx.call(SaltCall::mutate("file.symlink").arg(dir).arg("/srv/app/current").kwarg("force", true))
+///             .await?;
+///         Ok(())
+///     }
+///     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+///         // Hosts may have different rollback targets: one call per target version.
+///         for (version, hosts) in cx.rollback_groups() {
+///             let dir = format!("/srv/app/releases/{version}");
+///             cx.call_on(&hosts, SaltCall::mutate("file.symlink").arg(dir).arg("/srv/app/current")
+///                 .kwarg("force", true)).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// // Run it against a simulated fleet of three hosts.
+/// # #[cfg(feature = "sim")] {
+/// use std::sync::Arc;
+/// use pushguide_core::{Engine, Principal, Request, Template, sim::SimFleet, DeploymentOutcome};
+/// # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct TarballConfig {}
+/// # #[typetag::serde(name = "tarball-doc")]
+/// # impl pushguide_core::DeployerConfig for TarballConfig {
+/// #     fn build(&self) -> Result<Box<dyn Deployer>, pushguide_core::Error> { Ok(Box::new(Tarball)) }
+/// # }
+/// # inventory::submit! { pushguide_core::KindInfo { kind: "tarball-doc", summary: "doc", platforms: &[], example: "" } }
+/// let template = Template::from_toml_str(r#"
+///     name = "shop"
+///     [acl.deployers]
+///     users = ["alice"]
+///     [targets]
+///     minions = ["web-01", "web-02", "web-03"]
+///     [project]
+///     kind = "tarball-doc"
+/// "#, "<doc>").unwrap();
+/// let fleet = Arc::new(SimFleet::new(["web-01", "web-02", "web-03"]).unwrap());
+/// let engine = Engine::builder(fleet.clone()).build();
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// let report = rt.block_on(engine.deploy(Request::new(Arc::new(template), "1.0.0", Principal::user("alice"))))
+///     .unwrap();
+/// assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+/// # }
+/// ```
+#[async_trait]
+pub trait Deployer: Send + Sync + fmt::Debug {
+    /// Preparation: once per deployment, read-only. Default: nothing.
+    async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Before release, per batch. Default: nothing.
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Release, per batch.
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError>;
+
+    /// After release, per batch. Default: nothing.
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Rollback of touched hosts to their rollback targets.
+    async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError>;
+}
+
+/// Runs the hook for `stage` (shared by the engine and the planner).
+pub(crate) async fn run_hook(
+    deployer: &dyn Deployer,
+    stage: Stage,
+    cx: &mut StageContext<'_>,
+) -> Result<(), StageError> {
+    match stage {
+        Stage::Prepare => deployer.prepare(cx).await,
+        Stage::PreDeploy => deployer.pre_deploy(cx).await,
+        Stage::Deploy => deployer.deploy(cx).await,
+        Stage::PostDeploy => deployer.post_deploy(cx).await,
+        Stage::Rollback => deployer.rollback(cx).await,
+    }
+}

@@ -1,0 +1,1061 @@
+//! The rolling deploy engine: plan, start (non-blocking), batches, failure budget, decisions, rollback.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use crate::call::{MinionId, SaltCall};
+use crate::context::{HostVersions, Release, StageContext};
+use crate::deployer::{run_hook, Deployer, Stage, StageError};
+use crate::error::Error;
+use crate::event::{EventBus, EventKind, EventStream};
+use crate::fleet::{FleetState, MemoryFleetState};
+use crate::lease::{LeaseGuard, LeaseManager, MemoryLeases};
+use crate::report::{HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
+use crate::template::{OnFailure, Principal, RollbackPolicy, Template};
+use crate::transport::Transport;
+use crate::validate;
+
+/// How a deployment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentOutcome {
+    /// Every host succeeded.
+    Succeeded,
+    /// All batches ran but some hosts failed within the budget (or were excluded), or the deployment was
+    /// aborted after some hosts succeeded.
+    PartiallyApplied,
+    /// The deployment stopped (budget exceeded, prepare failed, aborted) and nothing was rolled back.
+    Failed,
+    /// The deployment stopped and every touched host was rolled back.
+    RolledBack,
+    /// A rollback was attempted and at least one host could not be rolled back.
+    RollbackFailed,
+    /// Cancelled; touched hosts were rolled back if the template's policy says so.
+    Cancelled,
+}
+
+/// The answer to a [`EventKind::DecisionNeeded`] pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Run the failed stage again for the failed hosts.
+    Retry,
+    /// Leave the failed hosts out and go on.
+    Exclude,
+    /// Stop and roll back every touched host.
+    Rollback,
+    /// Stop without rolling back.
+    Abort,
+}
+
+/// A request to release `version` of `template`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Request {
+    /// The template.
+    pub template: Arc<Template>,
+    /// The version (validated before anything runs).
+    pub version: String,
+    /// Who asks.
+    pub principal: Principal,
+    /// Deploy only to these hosts of the template.
+    pub hosts: Option<Vec<String>>,
+    /// Record mutating calls instead of sending them.
+    pub dry_run: bool,
+}
+
+impl Request {
+    /// A request for every host of the template.
+    pub fn new(template: Arc<Template>, version: impl Into<String>, principal: Principal) -> Self {
+        Request {
+            template,
+            version: version.into(),
+            principal,
+            hosts: None,
+            dry_run: false,
+        }
+    }
+
+    /// Sets the dry-run flag.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Restricts the deployment to some of the template's hosts.
+    pub fn hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        self.hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+/// Per-host state during a run.
+#[derive(Debug)]
+pub(crate) struct HostRecord {
+    pub(crate) host: MinionId,
+    pub(crate) batch: Option<usize>,
+    pub(crate) status: HostStatus,
+    pub(crate) failure: Option<HostFailure>,
+    pub(crate) rollback_failure: Option<HostFailure>,
+    pub(crate) rolled_back_to: Option<String>,
+    pub(crate) log: Vec<LogEntry>,
+}
+
+/// Everything recorded during a run: hosts (indexed) and calls.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    pub(crate) hosts: Vec<HostRecord>,
+    pub(crate) index: HashMap<MinionId, usize>,
+    pub(crate) calls: Vec<crate::report::CallRecord>,
+}
+
+impl Journal {
+    fn new(hosts: &[MinionId]) -> Self {
+        Journal {
+            hosts: hosts
+                .iter()
+                .map(|h| HostRecord {
+                    host: h.clone(),
+                    batch: None,
+                    status: HostStatus::Pending,
+                    failure: None,
+                    rollback_failure: None,
+                    rolled_back_to: None,
+                    log: Vec::new(),
+                })
+                .collect(),
+            index: hosts.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect(),
+            calls: Vec::new(),
+        }
+    }
+
+    fn get_mut(&mut self, host: &MinionId) -> Option<&mut HostRecord> {
+        let i = *self.index.get(host)?;
+        Some(&mut self.hosts[i])
+    }
+
+    pub(crate) fn record_failure(
+        &mut self,
+        host: &MinionId,
+        stage: Stage,
+        batch: Option<usize>,
+        fun: &str,
+        reason: &str,
+    ) {
+        let Some(h) = self.get_mut(host) else { return };
+        let failure = HostFailure {
+            stage,
+            batch,
+            fun: fun.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if stage == Stage::Rollback {
+            h.rollback_failure = Some(failure);
+        } else {
+            h.status = HostStatus::Failed;
+            h.failure = Some(failure);
+        }
+    }
+
+    fn set_status(&mut self, hosts: &[MinionId], status: HostStatus) {
+        for h in hosts {
+            if let Some(r) = self.get_mut(h) {
+                r.status = status;
+            }
+        }
+    }
+
+    fn count_failed(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.status == HostStatus::Failed)
+            .count()
+    }
+}
+
+/// What every context of one run shares.
+pub(crate) struct RunShared {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) bus: Option<Arc<EventBus>>,
+    pub(crate) planning: bool,
+    cancel: watch::Receiver<bool>,
+}
+
+impl RunShared {
+    pub(crate) fn emit(&self, kind: EventKind) {
+        if let Some(bus) = &self.bus {
+            bus.emit(kind);
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    transport: Arc<dyn Transport>,
+    leases: Arc<dyn LeaseManager>,
+    fleet: Arc<dyn FleetState>,
+}
+
+impl fmt::Debug for dyn Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl EngineBuilder {
+    /// Uses `leases` instead of in-memory leases.
+    pub fn leases(mut self, leases: Arc<dyn LeaseManager>) -> Self {
+        self.leases = leases;
+        self
+    }
+
+    /// Uses `fleet` instead of in-memory fleet state.
+    pub fn fleet_state(mut self, fleet: Arc<dyn FleetState>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(EngineInner {
+                transport: self.transport,
+                leases: self.leases,
+                fleet: self.fleet,
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct EngineInner {
+    transport: Arc<dyn Transport>,
+    leases: Arc<dyn LeaseManager>,
+    fleet: Arc<dyn FleetState>,
+    counter: AtomicU64,
+}
+
+/// Runs deployments. Cheap to clone; clones share leases and fleet state.
+///
+/// See [`crate::Deployer`] for a complete example.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+/// The output of preparation.
+struct Prepared {
+    release: Release,
+    batches: Vec<Vec<MinionId>>,
+    excluded: Vec<(MinionId, String)>,
+    max_failed: usize,
+    journal: Journal,
+}
+
+impl Engine {
+    /// An engine over `transport` with in-memory leases and fleet state.
+    pub fn builder(transport: Arc<dyn Transport>) -> EngineBuilder {
+        EngineBuilder {
+            transport,
+            leases: Arc::new(MemoryLeases::default()),
+            fleet: Arc::new(MemoryFleetState::default()),
+        }
+    }
+
+    /// The fleet state the engine records into.
+    pub fn fleet_state(&self) -> &Arc<dyn FleetState> {
+        &self.inner.fleet
+    }
+
+    fn next_id(&self, template: &str) -> Arc<str> {
+        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Arc::from(format!("{template}-{ms}-{n}"))
+    }
+
+    fn check(&self, req: &Request, action: &'static str) -> Result<Box<dyn Deployer>, Error> {
+        validate::version("version", &req.version)?;
+        req.template.validate()?;
+        if let Some(hosts) = &req.hosts {
+            if hosts.is_empty() {
+                return Err(Error::invalid("hosts", "[]", "an empty host subset deploys nowhere"));
+            }
+            for (i, h) in hosts.iter().enumerate() {
+                validate::minion_id(&format!("hosts[{i}]"), h)?;
+            }
+        }
+        let allowed = match action {
+            "deploy" => req.template.acl.may_deploy(&req.principal),
+            _ => req.template.acl.may_view(&req.principal),
+        };
+        if !allowed {
+            return Err(Error::Forbidden {
+                user: req.principal.user.clone(),
+                action,
+                template: req.template.name.clone(),
+            });
+        }
+        req.template.project.build()
+    }
+
+    /// Computes what a deployment would do: resolves targets, runs pre-flight and `prepare` (read-only),
+    /// splits batches, records the calls of every stage without sending them, and looks up each host's
+    /// rollback target. Needs view permission; takes no lease.
+    pub async fn plan(&self, req: &Request) -> Result<Plan, Error> {
+        let deployer = self.check(req, "view")?;
+        let id = self.next_id(&req.template.name);
+        let (_tx, cancel) = watch::channel(false);
+        let shared = RunShared {
+            transport: self.inner.transport.clone(),
+            bus: None,
+            planning: false,
+            cancel: cancel.clone(),
+        };
+        let prepared = self.prepare(&shared, &*deployer, req, id).await?;
+        let planning = RunShared {
+            transport: self.inner.transport.clone(),
+            bus: None,
+            planning: true,
+            cancel,
+        };
+        let sample: Vec<MinionId> = prepared.batches.first().cloned().unwrap_or_default();
+        let mut steps = Vec::new();
+        for stage in Stage::BATCH.into_iter().chain([Stage::Rollback]) {
+            let mut scratch = Journal::new(&sample);
+            let mut cx = StageContext::new(
+                &planning,
+                &prepared.release,
+                &mut scratch,
+                stage,
+                Some(0),
+                sample.clone(),
+            );
+            run_hook(&*deployer, stage, &mut cx)
+                .await
+                .map_err(|e| Error::Prepare {
+                    template: req.template.name.clone(),
+                    source: Box::new(e),
+                })?;
+            drop(cx);
+            steps.push((stage, scratch.calls.into_iter().map(|c| c.call).collect()));
+        }
+        let mut rollback_targets: Vec<_> = prepared
+            .release
+            .hosts
+            .iter()
+            .map(|(h, v)| (h.clone(), v.current.clone(), v.rollback_to.clone()))
+            .collect();
+        rollback_targets.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Plan {
+            template: req.template.name.clone(),
+            version: req.version.clone(),
+            dry_run: req.dry_run,
+            batches: prepared.batches,
+            excluded: prepared.excluded,
+            steps,
+            rollback_targets,
+            max_failed: prepared.max_failed,
+        })
+    }
+
+    /// Starts a deployment and returns at once with its handle. Validation, the permission check and the
+    /// template lease happen before this returns, so a forbidden user or a busy template is an `Err` here
+    /// and no call is sent. Everything else (preparation, batches, rollback) runs in a spawned task whose
+    /// progress the handle's [`DeploymentHandle::events`] shows. Dry runs take no lease.
+    ///
+    /// Must be called within a tokio runtime.
+    pub async fn start(&self, req: Request) -> Result<DeploymentHandle, Error> {
+        let deployer = self.check(&req, "deploy")?;
+        let id = self.next_id(&req.template.name);
+        let lease = if req.dry_run {
+            None
+        } else {
+            self.inner.leases.acquire(&req.template.name, &id)?;
+            Some(LeaseGuard {
+                manager: self.inner.leases.clone(),
+                template: req.template.name.clone(),
+                holder: id.to_string(),
+            })
+        };
+        let bus = Arc::new(EventBus::new(id.clone()));
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let control = Arc::new(Control {
+            bus: bus.clone(),
+            cancel: cancel_tx,
+            pending: Mutex::new(None),
+        });
+        let run = Run {
+            engine: self.clone(),
+            shared: RunShared {
+                transport: self.inner.transport.clone(),
+                bus: Some(bus),
+                planning: false,
+                cancel: cancel_rx,
+            },
+            control: control.clone(),
+            deployer,
+            req,
+            id: id.clone(),
+        };
+        let span = tracing::info_span!("deployment", id = %id, template = %run.req.template.name,
+            version = %run.req.version);
+        let task = tokio::spawn(
+            async move {
+                let report = run.execute().await;
+                drop(lease);
+                report
+            }
+            .instrument(span),
+        );
+        Ok(DeploymentHandle {
+            id,
+            control,
+            task,
+        })
+    }
+
+    /// [`Engine::start`] and [`DeploymentHandle::wait`].
+    pub async fn deploy(&self, req: Request) -> Result<Report, Error> {
+        self.start(req).await?.wait().await
+    }
+
+    async fn prepare(
+        &self,
+        shared: &RunShared,
+        deployer: &dyn Deployer,
+        req: &Request,
+        id: Arc<str>,
+    ) -> Result<Prepared, Error> {
+        let t = &req.template;
+        let all = match t.targets.expression() {
+            None => t
+                .targets
+                .minions
+                .iter()
+                .map(|m| MinionId::new(m))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(expr) => {
+                let mut ids = shared
+                    .transport
+                    .resolve(&expr)
+                    .await
+                    .map_err(|source| Error::Transport {
+                        during: "resolving the template's targets",
+                        source,
+                    })?;
+                ids.sort();
+                ids.dedup();
+                ids
+            }
+        };
+        let hosts = match &req.hosts {
+            None => all,
+            Some(subset) => {
+                let known: HashSet<&str> = all.iter().map(MinionId::as_str).collect();
+                let mut picked = Vec::with_capacity(subset.len());
+                for (i, h) in subset.iter().enumerate() {
+                    if !known.contains(h.as_str()) {
+                        return Err(Error::invalid(
+                            format!("hosts[{i}]"),
+                            h,
+                            format!("not a target of template `{}`", t.name),
+                        ));
+                    }
+                    let id = MinionId::new(h)?;
+                    if !picked.contains(&id) {
+                        picked.push(id);
+                    }
+                }
+                picked
+            }
+        };
+        if hosts.is_empty() {
+            return Err(Error::NoHosts {
+                template: t.name.clone(),
+                reason: "the target expression matched no minion".into(),
+            });
+        }
+        let total = hosts.len();
+        let max_failed = t.failure.max_failed.floor_of(total);
+
+        let history = self.inner.fleet.versions(&t.name, &hosts);
+        let host_versions: HashMap<MinionId, HostVersions> = hosts
+            .iter()
+            .map(|h| {
+                let rec = history.get(h).cloned().unwrap_or_default();
+                let rollback_to = match &t.rollback {
+                    RollbackPolicy::Version { to } => Some(to.clone()),
+                    RollbackPolicy::None | RollbackPolicy::Previous => {
+                        if rec.current.as_deref() == Some(req.version.as_str()) {
+                            rec.previous.clone()
+                        } else {
+                            rec.current.clone()
+                        }
+                    }
+                };
+                (
+                    h.clone(),
+                    HostVersions {
+                        current: rec.current,
+                        rollback_to,
+                    },
+                )
+            })
+            .collect();
+        let mut release = Release {
+            deployment: id,
+            template: t.clone(),
+            version: req.version.clone(),
+            artifact: None,
+            hosts: host_versions,
+            dry_run: req.dry_run,
+        };
+        let mut journal = Journal::new(&hosts);
+
+        shared.emit(EventKind::StageStarted {
+            batch: None,
+            stage: Stage::Prepare,
+            hosts: total,
+        });
+        let (live, artifact) = {
+            let mut cx = StageContext::new(
+                shared,
+                &release,
+                &mut journal,
+                Stage::Prepare,
+                None,
+                hosts.clone(),
+            );
+            // Pre-flight: every host must answer before anything else happens.
+            let ping = SaltCall::read("test.ping").timeout(std::time::Duration::from_secs(10));
+            let pinged = cx.call(ping).await;
+            let result = match pinged {
+                Ok(_) => run_hook(deployer, Stage::Prepare, &mut cx).await,
+                Err(e) => Err(e),
+            };
+            result.map_err(|e| Error::Prepare {
+                template: t.name.clone(),
+                source: Box::new(e),
+            })?;
+            (cx.live, cx.artifact)
+        };
+        if artifact.is_some() {
+            release.artifact = artifact;
+        }
+        let excluded: Vec<(MinionId, String)> = journal
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                h.failure
+                    .as_ref()
+                    .map(|f| (h.host.clone(), format!("{}: {}", f.fun, f.reason)))
+            })
+            .collect();
+        shared.emit(EventKind::StageFinished {
+            batch: None,
+            stage: Stage::Prepare,
+            ok: live.len(),
+            failed: excluded.len(),
+        });
+
+        let size = t.rollout.batch.ceil_of(total).max(1);
+        let mut batches = Vec::new();
+        let mut rest: &[MinionId] = &live;
+        if t.rollout.canary && rest.len() > 1 {
+            batches.push(vec![rest[0].clone()]);
+            rest = &rest[1..];
+        }
+        batches.extend(rest.chunks(size).map(<[MinionId]>::to_vec));
+        Ok(Prepared {
+            release,
+            batches,
+            excluded,
+            max_failed,
+            journal,
+        })
+    }
+}
+
+/// Shared between a running deployment and its handle.
+#[derive(Debug)]
+struct Control {
+    bus: Arc<EventBus>,
+    cancel: watch::Sender<bool>,
+    pending: Mutex<Option<oneshot::Sender<Decision>>>,
+}
+
+/// A running deployment.
+#[derive(Debug)]
+pub struct DeploymentHandle {
+    id: Arc<str>,
+    control: Arc<Control>,
+    task: tokio::task::JoinHandle<Report>,
+}
+
+impl DeploymentHandle {
+    /// The deployment's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Every event so far, then live events until the deployment ends. Each call gives an independent
+    /// stream; no event is lost however late it is called.
+    pub fn events(&self) -> EventStream {
+        self.control.bus.subscribe()
+    }
+
+    /// Asks the deployment to stop: the running salt call finishes, no further call or batch starts,
+    /// then the template's rollback policy applies to every touched host.
+    pub fn cancel(&self) {
+        if !*self.control.cancel.borrow() {
+            self.control.bus.emit(EventKind::CancelRequested);
+            self.control.cancel.send_replace(true);
+        }
+    }
+
+    /// Answers a [`EventKind::DecisionNeeded`] pause.
+    pub fn decide(&self, decision: Decision) -> Result<(), Error> {
+        let tx = self
+            .control
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| Error::NoDecisionPending(self.id.to_string()))?;
+        tx.send(decision)
+            .map_err(|_| Error::Finished(self.id.to_string()))
+    }
+
+    /// Whether the deployment has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the end and returns the report.
+    pub async fn wait(self) -> Result<Report, Error> {
+        self.task
+            .await
+            .map_err(|e| Error::Lost(self.id.to_string(), e.to_string()))
+    }
+}
+
+/// Why the batches stopped before the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    Budget { failed: usize, allowed: usize },
+    RollbackDecided,
+    Aborted,
+    Cancelled,
+}
+
+struct Run {
+    engine: Engine,
+    shared: RunShared,
+    control: Arc<Control>,
+    deployer: Box<dyn Deployer>,
+    req: Request,
+    id: Arc<str>,
+}
+
+impl Run {
+    async fn execute(self) -> Report {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let t = self.req.template.clone();
+        self.shared.emit(EventKind::DeploymentStarted {
+            template: t.name.clone(),
+            version: self.req.version.clone(),
+            user: self.req.principal.user.clone(),
+            dry_run: self.req.dry_run,
+        });
+        let mut report = Report {
+            id: self.id.to_string(),
+            template: t.name.clone(),
+            version: self.req.version.clone(),
+            user: self.req.principal.user.clone(),
+            dry_run: self.req.dry_run,
+            outcome: DeploymentOutcome::Failed,
+            reason: None,
+            started,
+            duration: Default::default(),
+            batches: Vec::new(),
+            hosts: Vec::new(),
+            calls: Vec::new(),
+            events: Vec::new(),
+        };
+        match self
+            .engine
+            .prepare(&self.shared, &*self.deployer, &self.req, self.id.clone())
+            .await
+        {
+            Err(e) => {
+                tracing::warn!(error = %e, "preparation failed");
+                report.reason = Some(e.to_string());
+            }
+            Ok(prepared) => {
+                self.shared.emit(EventKind::Prepared {
+                    hosts: prepared.batches.iter().map(Vec::len).sum(),
+                    batches: prepared.batches.len(),
+                    excluded: prepared.excluded.iter().map(|(h, _)| h.clone()).collect(),
+                });
+                report.batches = prepared.batches.clone();
+                let (outcome, reason, journal) = self.run_batches(prepared).await;
+                report.outcome = outcome;
+                report.reason = reason;
+                report.calls = journal.calls;
+                report.hosts = journal
+                    .hosts
+                    .into_iter()
+                    .map(|h| HostReport {
+                        host: h.host,
+                        batch: h.batch,
+                        status: h.status,
+                        failure: h.failure,
+                        rollback_failure: h.rollback_failure,
+                        rolled_back_to: h.rolled_back_to,
+                        log: h.log,
+                    })
+                    .collect();
+            }
+        }
+        report.duration = clock.elapsed();
+        self.shared.emit(EventKind::DeploymentFinished {
+            outcome: report.outcome,
+        });
+        tracing::info!(outcome = ?report.outcome, "deployment finished");
+        report.events = self.control.bus.close();
+        report
+    }
+
+    async fn run_stage(
+        &self,
+        parent: &tracing::Span,
+        release: &Release,
+        journal: &mut Journal,
+        batch: usize,
+        stage: Stage,
+        live: Vec<MinionId>,
+    ) -> (Vec<MinionId>, Vec<MinionId>, bool) {
+        self.shared.emit(EventKind::StageStarted {
+            batch: Some(batch),
+            stage,
+            hosts: live.len(),
+        });
+        let mut cx = StageContext::new(&self.shared, release, journal, stage, Some(batch), live);
+        let span = tracing::info_span!(parent: parent, "stage", stage = %stage, batch);
+        let result = run_hook(&*self.deployer, stage, &mut cx).instrument(span).await;
+        let mut cancelled = false;
+        match result {
+            Ok(()) => {}
+            Err(StageError::Cancelled) => cancelled = true,
+            Err(e) => {
+                let live = cx.live.clone();
+                let why = format!("{stage} hook failed: {e}");
+                cx.fail_hosts(&live, "-", &|_| why.clone());
+            }
+        }
+        let (live, failed) = (cx.live, cx.failed);
+        self.shared.emit(EventKind::StageFinished {
+            batch: Some(batch),
+            stage,
+            ok: live.len(),
+            failed: failed.len(),
+        });
+        (live, failed, cancelled)
+    }
+
+    async fn wait_decision(&self, batch: usize, stage: Stage, failed: Vec<MinionId>) -> Option<Decision> {
+        let (tx, rx) = oneshot::channel();
+        *self
+            .control
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        tracing::warn!(batch, stage = %stage, failed = failed.len(), "paused: decision needed");
+        self.shared.emit(EventKind::DecisionNeeded {
+            batch,
+            stage,
+            failed,
+        });
+        let mut cancel = self.shared.cancel.clone();
+        let decision = tokio::select! {
+            d = rx => d.ok(),
+            _ = cancel.wait_for(|c| *c) => None,
+        };
+        self.control
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(d) = decision {
+            self.shared.emit(EventKind::DecisionTaken { decision: d });
+        }
+        decision
+    }
+
+    async fn run_batches(&self, prepared: Prepared) -> (DeploymentOutcome, Option<String>, Journal) {
+        let Prepared {
+            release,
+            batches,
+            max_failed,
+            mut journal,
+            ..
+        } = prepared;
+        let t = &release.template;
+        let fleet = &self.engine.inner.fleet;
+        let mut stop = None;
+        if journal.count_failed() > max_failed {
+            // Pre-flight or prepare already failed more hosts than allowed: touch nothing.
+            let failed = journal.count_failed();
+            self.shared.emit(EventKind::BudgetExceeded {
+                failed,
+                allowed: max_failed,
+            });
+            let reason = format!(
+                "{failed} hosts failed pre-flight or prepare, {max_failed} allowed; nothing was changed"
+            );
+            return (DeploymentOutcome::Failed, Some(reason), journal);
+        }
+        let mut any_succeeded = false;
+        'batches: for (b, hosts) in batches.iter().enumerate() {
+            if self.shared.is_cancelled() {
+                stop = Some(Stop::Cancelled);
+                break;
+            }
+            let span = tracing::info_span!("batch", batch = b, hosts = hosts.len());
+            self.shared.emit(EventKind::BatchStarted {
+                batch: b,
+                hosts: hosts.len(),
+            });
+            for h in hosts {
+                if let Some(r) = journal.get_mut(h) {
+                    r.batch = Some(b);
+                    r.status = HostStatus::Interrupted;
+                }
+            }
+            let mut live = hosts.clone();
+            for stage in Stage::BATCH {
+                let mut to_run = std::mem::take(&mut live);
+                loop {
+                    let (ok, failed, cancelled) = self
+                        .run_stage(&span, &release, &mut journal, b, stage, to_run)
+                        .await;
+                    live.extend(ok);
+                    if cancelled {
+                        stop = Some(Stop::Cancelled);
+                        break 'batches;
+                    }
+                    let over = journal.count_failed() > max_failed;
+                    if failed.is_empty() || !over || t.failure.on_failure != OnFailure::Pause {
+                        break;
+                    }
+                    match self.wait_decision(b, stage, failed.clone()).await {
+                        Some(Decision::Retry) => {
+                            for h in &failed {
+                                if let Some(r) = journal.get_mut(h) {
+                                    r.status = HostStatus::Interrupted;
+                                    r.failure = None;
+                                }
+                            }
+                            to_run = failed;
+                        }
+                        Some(Decision::Exclude) => {
+                            journal.set_status(&failed, HostStatus::Excluded);
+                            break;
+                        }
+                        Some(Decision::Rollback) => {
+                            stop = Some(Stop::RollbackDecided);
+                            break 'batches;
+                        }
+                        Some(Decision::Abort) => {
+                            stop = Some(Stop::Aborted);
+                            break 'batches;
+                        }
+                        None => {
+                            stop = Some(Stop::Cancelled);
+                            break 'batches;
+                        }
+                    }
+                }
+            }
+            journal.set_status(&live, HostStatus::Succeeded);
+            if !live.is_empty() {
+                any_succeeded = true;
+                if !release.dry_run {
+                    fleet.record(&t.name, &live, &release.version);
+                }
+            }
+            let failed_in_batch = hosts.len() - live.len();
+            for h in &live {
+                self.shared.emit(EventKind::HostSucceeded { host: h.clone() });
+            }
+            self.shared.emit(EventKind::BatchFinished {
+                batch: b,
+                ok: live.len(),
+                failed: failed_in_batch,
+            });
+            let failed = journal.count_failed();
+            if failed > max_failed && t.failure.on_failure == OnFailure::Halt {
+                self.shared.emit(EventKind::BudgetExceeded {
+                    failed,
+                    allowed: max_failed,
+                });
+                stop = Some(Stop::Budget {
+                    failed,
+                    allowed: max_failed,
+                });
+                break;
+            }
+        }
+
+        let Some(stop) = stop else {
+            let problems = journal
+                .hosts
+                .iter()
+                .any(|h| matches!(h.status, HostStatus::Failed | HostStatus::Excluded));
+            let outcome = if problems {
+                DeploymentOutcome::PartiallyApplied
+            } else {
+                DeploymentOutcome::Succeeded
+            };
+            let reason = problems.then(|| {
+                format!(
+                    "{} hosts failed within the budget of {max_failed}",
+                    journal
+                        .hosts
+                        .iter()
+                        .filter(|h| matches!(h.status, HostStatus::Failed | HostStatus::Excluded))
+                        .count()
+                )
+            });
+            return (outcome, reason, journal);
+        };
+        let reason = match stop {
+            Stop::Budget { failed, allowed } => {
+                format!("failure budget exceeded: {failed} hosts failed, {allowed} allowed")
+            }
+            Stop::RollbackDecided => "rollback decided after a failure".to_owned(),
+            Stop::Aborted => "aborted by decision after a failure".to_owned(),
+            Stop::Cancelled => "cancelled".to_owned(),
+        };
+        let roll_back = match stop {
+            Stop::RollbackDecided => true,
+            Stop::Aborted => false,
+            Stop::Budget { .. } | Stop::Cancelled => t.rollback != RollbackPolicy::None,
+        };
+        if !roll_back {
+            let outcome = match stop {
+                Stop::Cancelled => DeploymentOutcome::Cancelled,
+                _ if any_succeeded => DeploymentOutcome::PartiallyApplied,
+                _ => DeploymentOutcome::Failed,
+            };
+            return (outcome, Some(reason), journal);
+        }
+        let complete = self.rollback(&release, &mut journal, &batches).await;
+        let outcome = match (complete, stop) {
+            (false, _) => DeploymentOutcome::RollbackFailed,
+            (true, Stop::Cancelled) => DeploymentOutcome::Cancelled,
+            (true, _) => DeploymentOutcome::RolledBack,
+        };
+        (outcome, Some(reason), journal)
+    }
+
+    /// Rolls back every touched host through the deployer's `rollback` hook, in batches of the same
+    /// size. Returns whether every touched host is back on its rollback target.
+    async fn rollback(&self, release: &Release, journal: &mut Journal, batches: &[Vec<MinionId>]) -> bool {
+        let size = batches.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let touched: Vec<MinionId> = journal
+            .hosts
+            .iter()
+            .filter(|h| h.batch.is_some())
+            .map(|h| h.host.clone())
+            .collect();
+        let (with_target, without): (Vec<MinionId>, Vec<MinionId>) = touched
+            .into_iter()
+            .partition(|h| release.hosts.get(h).is_some_and(|v| v.rollback_to.is_some()));
+        self.shared.emit(EventKind::RollbackStarted {
+            hosts: with_target.len() + without.len(),
+        });
+        tracing::warn!(hosts = with_target.len(), without_target = without.len(), "rolling back");
+        let mut ok_total = 0;
+        let mut failed_total = 0;
+        for h in &without {
+            let reason = "no previous version recorded for this host".to_owned();
+            if let Some(r) = journal.get_mut(h) {
+                r.status = HostStatus::NoRollbackTarget;
+                r.log.push(LogEntry::Message {
+                    stage: Stage::Rollback,
+                    text: reason.clone(),
+                });
+            }
+            self.shared.emit(EventKind::HostRollbackFailed {
+                host: h.clone(),
+                reason,
+            });
+            failed_total += 1;
+        }
+        for (i, chunk) in with_target.chunks(size).enumerate() {
+            let span = tracing::info_span!("batch", batch = i, hosts = chunk.len(), rollback = true);
+            let (ok, failed, _) = self
+                .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
+                .await;
+            let mut by_version: HashMap<&str, Vec<MinionId>> = HashMap::new();
+            for h in &ok {
+                let to = release.hosts[h].rollback_to.as_deref().unwrap_or_default();
+                by_version.entry(to).or_default().push(h.clone());
+                if let Some(r) = journal.get_mut(h) {
+                    r.status = HostStatus::RolledBack;
+                    r.rolled_back_to = Some(to.to_owned());
+                }
+                self.shared.emit(EventKind::HostRolledBack {
+                    host: h.clone(),
+                    to: to.to_owned(),
+                });
+            }
+            if !release.dry_run {
+                for (version, hosts) in by_version {
+                    self.engine
+                        .inner
+                        .fleet
+                        .record(&release.template.name, &hosts, version);
+                }
+            }
+            for h in &failed {
+                let reason = journal
+                    .get_mut(h)
+                    .and_then(|r| {
+                        r.status = HostStatus::RollbackFailed;
+                        r.rollback_failure.as_ref().map(|f| f.reason.clone())
+                    })
+                    .unwrap_or_default();
+                self.shared.emit(EventKind::HostRollbackFailed {
+                    host: h.clone(),
+                    reason,
+                });
+            }
+            ok_total += ok.len();
+            failed_total += failed.len();
+        }
+        self.shared.emit(EventKind::RollbackFinished {
+            ok: ok_total,
+            failed: failed_total,
+        });
+        failed_total == 0
+    }
+}

@@ -1,0 +1,256 @@
+//! Deployment events: every state change, timestamped, in order.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::call::MinionId;
+use crate::deployer::Stage;
+use crate::engine::{Decision, DeploymentOutcome};
+
+/// One state change of a deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened.
+    pub at: SystemTime,
+    /// The deployment's id.
+    pub deployment: Arc<str>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The deployment was accepted and begins preparing.
+    DeploymentStarted {
+        /// Template name.
+        template: String,
+        /// Version being released.
+        version: String,
+        /// Acting user.
+        user: String,
+        /// Whether mutating calls are only recorded.
+        dry_run: bool,
+    },
+    /// Preparation ended; the plan is fixed.
+    Prepared {
+        /// Number of hosts in batches.
+        hosts: usize,
+        /// Number of batches.
+        batches: usize,
+        /// Hosts left out by pre-flight or prepare.
+        excluded: Vec<MinionId>,
+    },
+    /// A batch began.
+    BatchStarted {
+        /// Zero-based batch index.
+        batch: usize,
+        /// Its hosts.
+        hosts: usize,
+    },
+    /// A stage began for a batch.
+    StageStarted {
+        /// Batch index (`None` for prepare).
+        batch: Option<usize>,
+        /// The stage.
+        stage: Stage,
+        /// Live hosts at its start.
+        hosts: usize,
+    },
+    /// A salt request was sent (or, in a dry run, recorded without sending).
+    CallStarted {
+        /// Batch index (`None` for prepare).
+        batch: Option<usize>,
+        /// The stage.
+        stage: Stage,
+        /// Salt function.
+        fun: String,
+        /// Number of target hosts.
+        targets: usize,
+        /// `false` when the call was only recorded (dry run).
+        sent: bool,
+    },
+    /// A salt request ended.
+    CallFinished {
+        /// Batch index.
+        batch: Option<usize>,
+        /// The stage.
+        stage: Stage,
+        /// Salt function.
+        fun: String,
+        /// Salt job id, if the transport reported one.
+        jid: Option<String>,
+        /// Hosts that succeeded.
+        ok: usize,
+        /// Hosts that failed.
+        failed: usize,
+        /// Elapsed milliseconds.
+        millis: u64,
+    },
+    /// A host failed and was dropped from its batch.
+    HostFailed {
+        /// The host.
+        host: MinionId,
+        /// The stage.
+        stage: Stage,
+        /// The salt function (or `-` when the hook failed the host itself).
+        fun: String,
+        /// Why.
+        reason: String,
+    },
+    /// A host completed every stage of its batch.
+    HostSucceeded {
+        /// The host.
+        host: MinionId,
+    },
+    /// A stage ended for a batch.
+    StageFinished {
+        /// Batch index.
+        batch: Option<usize>,
+        /// The stage.
+        stage: Stage,
+        /// Hosts still live.
+        ok: usize,
+        /// Hosts that failed in this stage.
+        failed: usize,
+    },
+    /// A batch ended.
+    BatchFinished {
+        /// Batch index.
+        batch: usize,
+        /// Hosts that completed.
+        ok: usize,
+        /// Hosts that failed.
+        failed: usize,
+    },
+    /// More hosts failed than the budget allows.
+    BudgetExceeded {
+        /// Failed hosts so far.
+        failed: usize,
+        /// Allowed failures.
+        allowed: usize,
+    },
+    /// The deployment is paused at a stage and waits for [`crate::DeploymentHandle::decide`].
+    DecisionNeeded {
+        /// Batch index.
+        batch: usize,
+        /// The stage that failed.
+        stage: Stage,
+        /// Hosts that failed in it.
+        failed: Vec<MinionId>,
+    },
+    /// A decision was taken.
+    DecisionTaken {
+        /// The decision.
+        decision: Decision,
+    },
+    /// Cancel was requested.
+    CancelRequested,
+    /// Rollback began.
+    RollbackStarted {
+        /// Hosts to roll back.
+        hosts: usize,
+    },
+    /// A host was rolled back.
+    HostRolledBack {
+        /// The host.
+        host: MinionId,
+        /// The version it went back to.
+        to: String,
+    },
+    /// A host could not be rolled back.
+    HostRollbackFailed {
+        /// The host.
+        host: MinionId,
+        /// Why.
+        reason: String,
+    },
+    /// Rollback ended.
+    RollbackFinished {
+        /// Hosts rolled back.
+        ok: usize,
+        /// Hosts not rolled back.
+        failed: usize,
+    },
+    /// The deployment ended.
+    DeploymentFinished {
+        /// Its outcome.
+        outcome: DeploymentOutcome,
+    },
+}
+
+/// Fans events out to subscribers and keeps them all for the report and late subscribers.
+#[derive(Debug)]
+pub(crate) struct EventBus {
+    deployment: Arc<str>,
+    inner: Mutex<BusInner>,
+}
+
+#[derive(Debug, Default)]
+struct BusInner {
+    log: Vec<Event>,
+    subscribers: Vec<mpsc::UnboundedSender<Event>>,
+    closed: bool,
+}
+
+impl EventBus {
+    pub(crate) fn new(deployment: Arc<str>) -> Self {
+        EventBus {
+            deployment,
+            inner: Mutex::new(BusInner::default()),
+        }
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        let event = Event {
+            at: SystemTime::now(),
+            deployment: self.deployment.clone(),
+            kind,
+        };
+        tracing::debug!(target: "pushguide::event", event = ?event.kind);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .subscribers
+            .retain(|s| s.send(event.clone()).is_ok());
+        inner.log.push(event);
+    }
+
+    /// A stream that first replays every past event, then follows live ones until the end.
+    pub(crate) fn subscribe(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in &inner.log {
+            let _ = tx.send(e.clone());
+        }
+        if !inner.closed {
+            inner.subscribers.push(tx);
+        }
+        EventStream { rx }
+    }
+
+    /// Ends every stream and hands out the log.
+    pub(crate) fn close(&self) -> Vec<Event> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.closed = true;
+        inner.subscribers.clear();
+        inner.log.clone()
+    }
+}
+
+/// A deployment's events: every past event first, then live ones; ends when the deployment ends.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl EventStream {
+    /// The next event, or `None` once the deployment has finished and every event was read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}

@@ -1,0 +1,250 @@
+//! A simulated fleet: an in-process [`Transport`] with scripted per-minion, per-function outcomes,
+//! latency and minions that never answer. For quickstarts, benchmarks and users' own tests.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::call::{Effect, MinionId, Outcome, Returns, SaltCall};
+use crate::error::Error;
+use crate::transport::{TargetExpr, TargetType, Transport, TransportError, TransportErrorKind};
+
+/// One request the fleet received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimRequest {
+    /// Salt function.
+    pub fun: String,
+    /// Target minions, in the order sent.
+    pub targets: Vec<MinionId>,
+    /// Its effect.
+    pub effect: Effect,
+    /// The whole call.
+    pub call: SaltCall,
+}
+
+#[derive(Debug)]
+struct Rule {
+    minion: Option<MinionId>,
+    fun: String,
+    outcome: Outcome,
+    remaining: Option<usize>,
+}
+
+/// A scripted fleet. Every known minion answers `true` to every function unless a rule says otherwise;
+/// unknown minions never answer.
+///
+/// ```
+/// use pushguide_core::{sim::SimFleet, MinionId, Outcome, SaltCall, Transport};
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let fleet = SimFleet::new(["web-01", "web-02"]).unwrap()
+///     .on("web-02", "cmd.run_all", Outcome::failed(Some(1), "exit 1"));
+/// let hosts = fleet.minions().to_vec();
+/// let mut r = fleet.call(&hosts, &SaltCall::mutate("cmd.run_all").arg("true")).await.unwrap();
+/// assert!(r.take(&hosts[0]).is_ok());
+/// assert!(!r.take(&hosts[1]).is_ok());
+/// assert_eq!(fleet.requests().len(), 1); // one request for both minions
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct SimFleet {
+    minions: Vec<MinionId>,
+    known: HashSet<MinionId>,
+    latency: Duration,
+    record: bool,
+    rules: Mutex<Vec<Rule>>,
+    requests: Mutex<Vec<SimRequest>>,
+    jid: std::sync::atomic::AtomicU64,
+}
+
+impl SimFleet {
+    /// A fleet of the given minion ids (validated).
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(ids: I) -> Result<Self, Error> {
+        let minions = ids
+            .into_iter()
+            .map(|s| MinionId::new(s.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SimFleet {
+            known: minions.iter().cloned().collect(),
+            minions,
+            latency: Duration::ZERO,
+            record: true,
+            rules: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            jid: std::sync::atomic::AtomicU64::new(20_260_000_000_000_000),
+        })
+    }
+
+    /// Every request waits `latency` before returning (one wait per request, whatever its width).
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Whether to keep a log of requests (default on; turn off for long benchmarks).
+    pub fn recording(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// `minion` (or `"*"` for all) answers `outcome` to `fun` (or `"*"` for any function).
+    pub fn on(self, minion: &str, fun: &str, outcome: Outcome) -> Self {
+        self.add_rule(minion, fun, outcome, None);
+        self
+    }
+
+    /// Like [`SimFleet::on`], for the next `times` matching calls only.
+    pub fn on_times(self, minion: &str, fun: &str, outcome: Outcome, times: usize) -> Self {
+        self.add_rule(minion, fun, outcome, Some(times));
+        self
+    }
+
+    /// `minion` never answers anything.
+    pub fn down(self, minion: &str) -> Self {
+        self.on(minion, "*", Outcome::NoReturn)
+    }
+
+    /// Adds a rule at run time (newest rules win).
+    pub fn add_rule(&self, minion: &str, fun: &str, outcome: Outcome, times: Option<usize>) {
+        let minion = (minion != "*").then(|| MinionId::new(minion).expect("valid minion id in a sim rule"));
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Rule {
+                minion,
+                fun: fun.to_owned(),
+                outcome,
+                remaining: times,
+            });
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&self) {
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The fleet's minions.
+    pub fn minions(&self) -> &[MinionId] {
+        &self.minions
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<SimRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn outcome_for(rules: &mut [Rule], minion: &MinionId, fun: &str) -> Option<Outcome> {
+        let rule = rules.iter_mut().rev().find(|r| {
+            r.remaining != Some(0)
+                && (r.fun == "*" || r.fun == fun)
+                && r.minion.as_ref().is_none_or(|m| m == minion)
+        })?;
+        if let Some(n) = rule.remaining.as_mut() {
+            *n -= 1;
+        }
+        Some(rule.outcome.clone())
+    }
+}
+
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], text) || (!text.is_empty() && glob_match(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p == t => glob_match(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Transport for SimFleet {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        if self.record {
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(SimRequest {
+                    fun: call.fun.clone(),
+                    targets: targets.to_vec(),
+                    effect: call.effect,
+                    call: call.clone(),
+                });
+        }
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut returns = Returns::with_jid(jid.to_string());
+        returns.minions.reserve(targets.len());
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        for m in targets {
+            if !self.known.contains(m) {
+                continue; // unknown minions never answer
+            }
+            let outcome = if rules.is_empty() {
+                Outcome::Ok {
+                    value: Value::Bool(true),
+                }
+            } else {
+                Self::outcome_for(&mut rules, m, &call.fun).unwrap_or(Outcome::Ok {
+                    value: Value::Bool(true),
+                })
+            };
+            if outcome != Outcome::NoReturn {
+                returns.minions.insert(m.clone(), outcome);
+            }
+        }
+        Ok(returns)
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        match target.tgt_type {
+            TargetType::Glob => Ok(self
+                .minions
+                .iter()
+                .filter(|m| glob_match(target.expression.as_bytes(), m.as_str().as_bytes()))
+                .cloned()
+                .collect()),
+            TargetType::List => Ok(crate::transport::resolve_list(target)?
+                .into_iter()
+                .filter(|m| self.known.contains(m))
+                .collect()),
+            other => Err(TransportError::new(
+                TransportErrorKind::Unsupported,
+                format!("the simulated fleet resolves glob and list targets, not {}", other.as_str()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"web-*", b"web-01"));
+        assert!(glob_match(b"*", b"x"));
+        assert!(glob_match(b"w?b-0*", b"web-01"));
+        assert!(!glob_match(b"db-*", b"web-01"));
+    }
+}

@@ -1,0 +1,497 @@
+//! Deploy templates: configured once per application by ops, loaded from TOML.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::registry::{kind_info, unknown_kind, DeployerConfig};
+use crate::transport::{TargetExpr, TargetType};
+use crate::validate;
+
+/// A number of hosts, absolute or as a percentage of the deployment's hosts.
+///
+/// In TOML: an integer (`3`) or a string with a percent sign (`"10%"`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Threshold {
+    /// An absolute number of hosts.
+    Count(u32),
+    /// A percentage (0–100) of the hosts.
+    Percent(f64),
+}
+
+impl Threshold {
+    /// The threshold as a host count out of `total`, rounding percentages down.
+    pub fn floor_of(self, total: usize) -> usize {
+        match self {
+            Threshold::Count(n) => n as usize,
+            Threshold::Percent(p) => ((total as f64) * p / 100.0 + 1e-9).floor() as usize,
+        }
+    }
+
+    /// The threshold as a host count out of `total`, rounding percentages up.
+    pub fn ceil_of(self, total: usize) -> usize {
+        match self {
+            Threshold::Count(n) => n as usize,
+            Threshold::Percent(p) => ((total as f64) * p / 100.0 - 1e-9).ceil() as usize,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Count(n) => write!(f, "{n}"),
+            Threshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Threshold::Count(n) => s.serialize_u32(*n),
+            Threshold::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a host count (e.g. 3) or a percentage string (e.g. \"10%\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Threshold, E> {
+                u32::try_from(v)
+                    .map(Threshold::Count)
+                    .map_err(|_| E::custom(format!("host count {v} is out of range")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Threshold, E> {
+                u32::try_from(v)
+                    .map(Threshold::Count)
+                    .map_err(|_| E::custom(format!("host count {v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Threshold, E> {
+                let num = v.trim().strip_suffix('%').ok_or_else(|| {
+                    E::custom(format!("\"{v}\" is not a percentage (write e.g. \"10%\")"))
+                })?;
+                let p: f64 = num
+                    .trim()
+                    .parse()
+                    .map_err(|_| E::custom(format!("\"{v}\" is not a percentage")))?;
+                if !(0.0..=100.0).contains(&p) || p.is_nan() {
+                    return Err(E::custom(format!("percentage \"{v}\" is not within 0–100%")));
+                }
+                Ok(Threshold::Percent(p))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Users and groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Members {
+    /// User names.
+    pub users: Vec<String>,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+impl Members {
+    fn admits(&self, who: &Principal) -> bool {
+        self.users.iter().any(|u| *u == who.user)
+            || self.groups.iter().any(|g| who.groups.contains(g))
+    }
+}
+
+/// Who may see and who may deploy a template. Deployers may also view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Acl {
+    /// May view the template, its plans and history.
+    pub viewers: Members,
+    /// May deploy and roll back.
+    pub deployers: Members,
+}
+
+/// The acting user and their groups.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// User name.
+    pub user: String,
+    /// Group names.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Principal {
+    /// A user without groups.
+    pub fn user(user: impl Into<String>) -> Self {
+        Principal {
+            user: user.into(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Adds a group (builder style).
+    pub fn in_group(mut self, group: impl Into<String>) -> Self {
+        self.groups.push(group.into());
+        self
+    }
+}
+
+impl Acl {
+    /// Whether `who` may deploy.
+    pub fn may_deploy(&self, who: &Principal) -> bool {
+        self.deployers.admits(who)
+    }
+
+    /// Whether `who` may view.
+    pub fn may_view(&self, who: &Principal) -> bool {
+        self.viewers.admits(who) || self.deployers.admits(who)
+    }
+}
+
+/// Which minions a template deploys to: an explicit list, or a salt target expression.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Targets {
+    /// Explicit minion ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub minions: Vec<String>,
+    /// A salt target expression (instead of `minions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    /// How to read `expression` (default `glob`).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub tgt_type: Option<TargetType>,
+}
+
+impl Targets {
+    /// The target as an expression for [`crate::Transport::resolve`], or `None` for an explicit list.
+    pub fn expression(&self) -> Option<TargetExpr> {
+        self.expression.as_ref().map(|e| TargetExpr {
+            expression: e.clone(),
+            tgt_type: self.tgt_type.unwrap_or(TargetType::Glob),
+        })
+    }
+}
+
+/// How hosts are split into rolling batches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rollout {
+    /// Batch size: a count or a percentage of the hosts (rounded up, at least one host).
+    pub batch: Threshold,
+    /// Run a first batch of a single host before the others.
+    pub canary: bool,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            batch: Threshold::Percent(25.0),
+            canary: false,
+        }
+    }
+}
+
+/// What the engine does when the failure budget is exceeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Start no further batch and apply the rollback policy.
+    #[default]
+    Halt,
+    /// Wait at the failing stage for a [`crate::Decision`].
+    Pause,
+}
+
+/// How many hosts may fail before the deployment stops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureBudget {
+    /// Most hosts that may fail, as a count or a percentage of the deployment's hosts (rounded down).
+    pub max_failed: Threshold,
+    /// What happens when more fail.
+    pub on_failure: OnFailure,
+}
+
+impl Default for FailureBudget {
+    fn default() -> Self {
+        FailureBudget {
+            max_failed: Threshold::Count(0),
+            on_failure: OnFailure::Halt,
+        }
+    }
+}
+
+/// An HTTP health check, run on each minion after deploy by project types that support it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheck {
+    /// URL probed from the minion itself, e.g. `http://127.0.0.1:8080/shop/health`. `None` disables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Expected HTTP status.
+    pub expect_status: u16,
+    /// Substring the body must contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Attempts before the host fails.
+    pub retries: u32,
+    /// Seconds between attempts (doubling, capped at 30 s).
+    pub interval_secs: u64,
+    /// Overall limit in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            url: None,
+            expect_status: 200,
+            body_contains: None,
+            retries: 5,
+            interval_secs: 2,
+            timeout_secs: 60,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The overall limit.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// Whether and where to roll back automatically when a deployment fails.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RollbackPolicy {
+    /// Never roll back automatically.
+    #[default]
+    None,
+    /// Each host back to the version it ran before (its last good version).
+    Previous,
+    /// Every host to one given version.
+    Version {
+        /// The version.
+        to: String,
+    },
+}
+
+/// A deploy template: which project type, which minions, how to roll out, who may deploy.
+///
+/// ```
+/// # use pushguide_core::Template;
+/// # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct C {}
+/// # #[typetag::serde(name = "tmpl-doc")]
+/// # impl pushguide_core::DeployerConfig for C {
+/// #   fn build(&self) -> Result<Box<dyn pushguide_core::Deployer>, pushguide_core::Error> { unreachable!() }
+/// # }
+/// # inventory::submit! { pushguide_core::KindInfo { kind: "tmpl-doc", summary: "", platforms: &[], example: "" } }
+/// let t = Template::from_toml_str(r#"
+///     name = "shop-web"
+///     description = "The shop's web front"
+///     [acl.deployers]
+///     groups = ["ops"]
+///     [targets]
+///     expression = "web-*"
+///     type = "glob"
+///     [rollout]
+///     batch = "10%"
+///     canary = true
+///     [failure]
+///     max_failed = 2
+///     on_failure = "pause"
+///     [rollback]
+///     policy = "previous"
+///     [project]
+///     kind = "tmpl-doc"
+/// "#, "shop-web.toml").unwrap();
+/// assert_eq!(t.name, "shop-web");
+/// ```
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Permissions.
+    #[serde(default)]
+    pub acl: Acl,
+    /// Target minions.
+    pub targets: Targets,
+    /// Batching.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// Failure budget and policy.
+    #[serde(default)]
+    pub failure: FailureBudget,
+    /// Health check settings.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// Automatic rollback policy.
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// The project type's configuration (`kind` selects the type).
+    pub project: Box<dyn DeployerConfig>,
+}
+
+impl Template {
+    /// Parses and validates a template from TOML. `source_name` appears in errors.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Template, Error> {
+        let parse_err = |e: &dyn fmt::Display| Error::Parse {
+            source_name: source_name.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        };
+        let raw: toml::Table = toml::from_str(text).map_err(|e| parse_err(&e))?;
+        match raw.get("project").and_then(|p| p.get("kind")) {
+            None => {
+                return Err(Error::invalid(
+                    "project.kind",
+                    "",
+                    "missing: a `[project]` table with `kind = \"…\"` is required",
+                ))
+            }
+            Some(toml::Value::String(kind)) => {
+                if kind_info(kind).is_none() {
+                    return Err(unknown_kind("project.kind", kind));
+                }
+            }
+            Some(other) => return Err(Error::invalid("project.kind", other, "must be a string")),
+        }
+        let template: Template = toml::from_str(text).map_err(|e| parse_err(&e))?;
+        template.validate()?;
+        Ok(template)
+    }
+
+    /// Reads, parses and validates a template file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Template, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Parse {
+            source_name: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Serializes to TOML.
+    pub fn to_toml_string(&self) -> Result<String, Error> {
+        toml::to_string(self).map_err(|e| Error::Parse {
+            source_name: format!("template {}", self.name),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every field; errors name the field path and the bad value.
+    pub fn validate(&self) -> Result<(), Error> {
+        validate::name("name", &self.name)?;
+        for (role, m) in [("viewers", &self.acl.viewers), ("deployers", &self.acl.deployers)] {
+            for (i, u) in m.users.iter().enumerate() {
+                validate::name(&format!("acl.{role}.users[{i}]"), u)?;
+            }
+            for (i, g) in m.groups.iter().enumerate() {
+                validate::name(&format!("acl.{role}.groups[{i}]"), g)?;
+            }
+        }
+        match (&self.targets.minions.is_empty(), &self.targets.expression) {
+            (true, None) => {
+                return Err(Error::invalid(
+                    "targets",
+                    "",
+                    "give either `minions = [...]` or `expression = \"...\"`",
+                ))
+            }
+            (false, Some(e)) => {
+                return Err(Error::invalid(
+                    "targets.expression",
+                    e,
+                    "give either `minions` or `expression`, not both",
+                ))
+            }
+            _ => {}
+        }
+        if !self.targets.minions.is_empty() && self.targets.tgt_type.is_some() {
+            return Err(Error::invalid(
+                "targets.type",
+                "",
+                "only meaningful with `expression`",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in self.targets.minions.iter().enumerate() {
+            let field = format!("targets.minions[{i}]");
+            validate::minion_id(&field, m)?;
+            if !seen.insert(m) {
+                return Err(Error::invalid(field, m, "listed twice"));
+            }
+        }
+        if let Some(e) = &self.targets.expression {
+            validate_expression(e)?;
+        }
+        match self.rollout.batch {
+            Threshold::Count(0) => {
+                return Err(Error::invalid("rollout.batch", 0, "must be at least 1 host"))
+            }
+            Threshold::Percent(p) if p <= 0.0 => {
+                return Err(Error::invalid("rollout.batch", format!("{p}%"), "must be above 0%"))
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.health.url {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(Error::invalid(
+                    "health.url",
+                    url,
+                    "must be an http:// or https:// URL without spaces",
+                ));
+            }
+        }
+        if !(100..=599).contains(&self.health.expect_status) {
+            return Err(Error::invalid(
+                "health.expect_status",
+                self.health.expect_status,
+                "must be an HTTP status (100–599)",
+            ));
+        }
+        if self.health.timeout_secs == 0 {
+            return Err(Error::invalid("health.timeout_secs", 0, "must be at least 1"));
+        }
+        if let RollbackPolicy::Version { to } = &self.rollback {
+            validate::version("rollback.to", to)?;
+        }
+        self.project.validate()
+    }
+}
+
+/// A target expression may use salt's matcher syntax, but never shell or quoting characters.
+fn validate_expression(e: &str) -> Result<(), Error> {
+    let bad = |reason: &str| Error::invalid("targets.expression", e, reason);
+    if e.trim().is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if e.len() > 1024 {
+        return Err(bad("longer than 1024 bytes"));
+    }
+    if let Some(c) = e
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '$' | '`' | ';' | '|' | '&' | '<' | '>' | '\'' | '"' | '\\'))
+    {
+        return Err(bad(&format!("contains {c:?}")));
+    }
+    Ok(())
+}
