@@ -28,10 +28,10 @@ use crate::validate;
 pub enum DeploymentOutcome {
     /// Every host succeeded.
     Succeeded,
-    /// All batches ran but some hosts failed within the budget (or were excluded), or the deployment was
-    /// aborted after some hosts succeeded.
+    /// All batches ran but some hosts failed within the budget or were excluded by a decision.
     PartiallyApplied,
-    /// The deployment stopped (budget exceeded, prepare failed, aborted) and nothing was rolled back.
+    /// The deployment stopped early (budget exceeded, prepare failed, aborted) and nothing was rolled
+    /// back; hosts of finished batches keep the new version (see each host's status).
     Failed,
     /// The deployment stopped and every touched host was rolled back.
     RolledBack,
@@ -832,7 +832,6 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
-        let mut any_succeeded = false;
         'batches: for (b, hosts) in batches.iter().enumerate() {
             if self.shared.is_cancelled() {
                 stop = Some(Stop::Cancelled);
@@ -895,11 +894,8 @@ impl Run {
                 }
             }
             journal.set_status(&live, HostStatus::Succeeded);
-            if !live.is_empty() {
-                any_succeeded = true;
-                if !release.dry_run {
-                    fleet.record(&t.name, &live, &release.version);
-                }
+            if !live.is_empty() && !release.dry_run {
+                fleet.record(&t.name, &live, &release.version);
             }
             let failed_in_batch = hosts.len() - live.len();
             for h in &live {
@@ -962,7 +958,6 @@ impl Run {
         if !roll_back {
             let outcome = match stop {
                 Stop::Cancelled => DeploymentOutcome::Cancelled,
-                _ if any_succeeded => DeploymentOutcome::PartiallyApplied,
                 _ => DeploymentOutcome::Failed,
             };
             return (outcome, Some(reason), journal);
