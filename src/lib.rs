@@ -31,6 +31,7 @@ pub use pushguide_dotnet as dotnet;
 pub use pushguide_wintask as wintask;
 
 /// The kinds bundled with this build of the facade (by enabled feature).
+#[allow(clippy::vec_init_then_push)] // pushes depend on features
 pub fn bundled_kinds() -> Vec<&'static str> {
     let mut kinds = Vec::new();
     #[cfg(feature = "java")]

@@ -305,11 +305,9 @@ impl<'a> StageContext<'a> {
         let started = Instant::now();
         let mut returns = if sent {
             let span = tracing::debug_span!("call", fun = %call.fun, targets = targets.len());
-            let result = tracing::Instrument::instrument(
-                self.shared.transport.call(&targets, &call),
-                span,
-            )
-            .await;
+            let result =
+                tracing::Instrument::instrument(self.shared.transport.call(&targets, &call), span)
+                    .await;
             match result {
                 Ok(r) => r,
                 Err(e) => {
@@ -381,11 +379,7 @@ impl<'a> StageContext<'a> {
         reason: &dyn Fn(&MinionId) -> String,
     ) {
         let live: HashSet<&MinionId> = self.live.iter().collect();
-        let to_fail: Vec<MinionId> = hosts
-            .iter()
-            .filter(|h| live.contains(h))
-            .cloned()
-            .collect();
+        let to_fail: Vec<MinionId> = hosts.iter().filter(|h| live.contains(h)).cloned().collect();
         if to_fail.is_empty() {
             return;
         }
@@ -393,6 +387,14 @@ impl<'a> StageContext<'a> {
         self.live.retain(|h| !dropped.contains(h));
         for host in to_fail {
             let why = reason(&host);
+            if fun == "-" {
+                if let Some(&i) = self.journal.index.get(&host) {
+                    self.journal.hosts[i].log.push(LogEntry::Message {
+                        stage: self.stage,
+                        text: format!("FAILED {why}"),
+                    });
+                }
+            }
             tracing::info!(host = %host, stage = %self.stage, fun, reason = %why, "host failed");
             self.journal
                 .record_failure(&host, self.stage, self.batch, fun, &why);

@@ -131,7 +131,11 @@ impl Journal {
                     log: Vec::new(),
                 })
                 .collect(),
-            index: hosts.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect(),
+            index: hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), i))
+                .collect(),
             calls: Vec::new(),
         }
     }
@@ -294,7 +298,11 @@ impl Engine {
         req.template.validate()?;
         if let Some(hosts) = &req.hosts {
             if hosts.is_empty() {
-                return Err(Error::invalid("hosts", "[]", "an empty host subset deploys nowhere"));
+                return Err(Error::invalid(
+                    "hosts",
+                    "[]",
+                    "an empty host subset deploys nowhere",
+                ));
             }
             for (i, h) in hosts.iter().enumerate() {
                 validate::minion_id(&format!("hosts[{i}]"), h)?;
@@ -423,11 +431,7 @@ impl Engine {
             }
             .instrument(span),
         );
-        Ok(DeploymentHandle {
-            id,
-            control,
-            task,
-        })
+        Ok(DeploymentHandle { id, control, task })
     }
 
     /// [`Engine::start`] and [`DeploymentHandle::wait`].
@@ -443,27 +447,26 @@ impl Engine {
         id: Arc<str>,
     ) -> Result<Prepared, Error> {
         let t = &req.template;
-        let all = match t.targets.expression() {
-            None => t
-                .targets
-                .minions
-                .iter()
-                .map(|m| MinionId::new(m))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(expr) => {
-                let mut ids = shared
-                    .transport
-                    .resolve(&expr)
-                    .await
-                    .map_err(|source| Error::Transport {
-                        during: "resolving the template's targets",
-                        source,
+        let all =
+            match t.targets.expression() {
+                None => t
+                    .targets
+                    .minions
+                    .iter()
+                    .map(|m| MinionId::new(m))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(expr) => {
+                    let mut ids = shared.transport.resolve(&expr).await.map_err(|source| {
+                        Error::Transport {
+                            during: "resolving the template's targets",
+                            source,
+                        }
                     })?;
-                ids.sort();
-                ids.dedup();
-                ids
-            }
-        };
+                    ids.sort();
+                    ids.dedup();
+                    ids
+                }
+            };
         let hosts = match &req.hosts {
             None => all,
             Some(subset) => {
@@ -759,7 +762,9 @@ impl Run {
         });
         let mut cx = StageContext::new(&self.shared, release, journal, stage, Some(batch), live);
         let span = tracing::info_span!(parent: parent, "stage", stage = %stage, batch);
-        let result = run_hook(&*self.deployer, stage, &mut cx).instrument(span).await;
+        let result = run_hook(&*self.deployer, stage, &mut cx)
+            .instrument(span)
+            .await;
         let mut cancelled = false;
         match result {
             Ok(()) => {}
@@ -780,7 +785,12 @@ impl Run {
         (live, failed, cancelled)
     }
 
-    async fn wait_decision(&self, batch: usize, stage: Stage, failed: Vec<MinionId>) -> Option<Decision> {
+    async fn wait_decision(
+        &self,
+        batch: usize,
+        stage: Stage,
+        failed: Vec<MinionId>,
+    ) -> Option<Decision> {
         let (tx, rx) = oneshot::channel();
         *self
             .control
@@ -809,7 +819,10 @@ impl Run {
         decision
     }
 
-    async fn run_batches(&self, prepared: Prepared) -> (DeploymentOutcome, Option<String>, Journal) {
+    async fn run_batches(
+        &self,
+        prepared: Prepared,
+    ) -> (DeploymentOutcome, Option<String>, Journal) {
         let Prepared {
             release,
             batches,
@@ -899,7 +912,8 @@ impl Run {
             }
             let failed_in_batch = hosts.len() - live.len();
             for h in &live {
-                self.shared.emit(EventKind::HostSucceeded { host: h.clone() });
+                self.shared
+                    .emit(EventKind::HostSucceeded { host: h.clone() });
             }
             self.shared.emit(EventKind::BatchFinished {
                 batch: b,
@@ -973,7 +987,12 @@ impl Run {
 
     /// Rolls back every touched host through the deployer's `rollback` hook, in batches of the same
     /// size. Returns whether every touched host is back on its rollback target.
-    async fn rollback(&self, release: &Release, journal: &mut Journal, batches: &[Vec<MinionId>]) -> bool {
+    async fn rollback(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        batches: &[Vec<MinionId>],
+    ) -> bool {
         let size = batches.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let touched: Vec<MinionId> = journal
             .hosts
@@ -981,13 +1000,21 @@ impl Run {
             .filter(|h| h.batch.is_some())
             .map(|h| h.host.clone())
             .collect();
-        let (with_target, without): (Vec<MinionId>, Vec<MinionId>) = touched
-            .into_iter()
-            .partition(|h| release.hosts.get(h).is_some_and(|v| v.rollback_to.is_some()));
+        let (with_target, without): (Vec<MinionId>, Vec<MinionId>) =
+            touched.into_iter().partition(|h| {
+                release
+                    .hosts
+                    .get(h)
+                    .is_some_and(|v| v.rollback_to.is_some())
+            });
         self.shared.emit(EventKind::RollbackStarted {
             hosts: with_target.len() + without.len(),
         });
-        tracing::warn!(hosts = with_target.len(), without_target = without.len(), "rolling back");
+        tracing::warn!(
+            hosts = with_target.len(),
+            without_target = without.len(),
+            "rolling back"
+        );
         let mut ok_total = 0;
         let mut failed_total = 0;
         for h in &without {
@@ -1006,7 +1033,8 @@ impl Run {
             failed_total += 1;
         }
         for (i, chunk) in with_target.chunks(size).enumerate() {
-            let span = tracing::info_span!("batch", batch = i, hosts = chunk.len(), rollback = true);
+            let span =
+                tracing::info_span!("batch", batch = i, hosts = chunk.len(), rollback = true);
             let (ok, failed, _) = self
                 .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
                 .await;

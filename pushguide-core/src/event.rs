@@ -214,9 +214,7 @@ impl EventBus {
         };
         tracing::debug!(target: "pushguide::event", event = ?event.kind);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .subscribers
-            .retain(|s| s.send(event.clone()).is_ok());
+        inner.subscribers.retain(|s| s.send(event.clone()).is_ok());
         inner.log.push(event);
     }
 

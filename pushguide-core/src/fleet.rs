@@ -75,11 +75,11 @@ mod tests {
     fn previous_is_last_distinct_version() {
         let s = MemoryFleetState::default();
         let h = MinionId::new("web-01").unwrap();
-        assert!(s.versions("t", &[h.clone()]).is_empty());
-        s.record("t", &[h.clone()], "1");
-        s.record("t", &[h.clone()], "2");
-        s.record("t", &[h.clone()], "2");
-        let v = &s.versions("t", &[h.clone()])[&h];
+        assert!(s.versions("t", std::slice::from_ref(&h)).is_empty());
+        s.record("t", std::slice::from_ref(&h), "1");
+        s.record("t", std::slice::from_ref(&h), "2");
+        s.record("t", std::slice::from_ref(&h), "2");
+        let v = &s.versions("t", std::slice::from_ref(&h))[&h];
         assert_eq!(v.current.as_deref(), Some("2"));
         assert_eq!(v.previous.as_deref(), Some("1"));
     }

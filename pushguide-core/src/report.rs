@@ -257,7 +257,11 @@ impl fmt::Display for Report {
                 writeln!(f, "  ✗ {} rollback ({}): {}", h.host, fl.fun, fl.reason)?;
             }
             if h.status == HostStatus::NoRollbackTarget {
-                writeln!(f, "  ✗ {} not rolled back: no previous version recorded", h.host)?;
+                writeln!(
+                    f,
+                    "  ✗ {} not rolled back: no previous version recorded",
+                    h.host
+                )?;
             }
         }
         let sent = self.calls.iter().filter(|c| c.sent).count();
@@ -330,7 +334,8 @@ impl fmt::Display for Plan {
             groups
                 .entry((
                     cur.clone().unwrap_or_else(|| "none".into()),
-                    to.clone().unwrap_or_else(|| "none (no recorded version)".into()),
+                    to.clone()
+                        .unwrap_or_else(|| "none (no recorded version)".into()),
                 ))
                 .or_default()
                 .push(h.clone());

@@ -85,7 +85,9 @@ impl<'de> Deserialize<'de> for Threshold {
                     .parse()
                     .map_err(|_| E::custom(format!("\"{v}\" is not a percentage")))?;
                 if !(0.0..=100.0).contains(&p) || p.is_nan() {
-                    return Err(E::custom(format!("percentage \"{v}\" is not within 0–100%")));
+                    return Err(E::custom(format!(
+                        "percentage \"{v}\" is not within 0–100%"
+                    )));
                 }
                 Ok(Threshold::Percent(p))
             }
@@ -106,8 +108,7 @@ pub struct Members {
 
 impl Members {
     fn admits(&self, who: &Principal) -> bool {
-        self.users.iter().any(|u| *u == who.user)
-            || self.groups.iter().any(|g| who.groups.contains(g))
+        self.users.contains(&who.user) || self.groups.iter().any(|g| who.groups.contains(g))
     }
 }
 
@@ -398,7 +399,10 @@ impl Template {
     /// Checks every field; errors name the field path and the bad value.
     pub fn validate(&self) -> Result<(), Error> {
         validate::name("name", &self.name)?;
-        for (role, m) in [("viewers", &self.acl.viewers), ("deployers", &self.acl.deployers)] {
+        for (role, m) in [
+            ("viewers", &self.acl.viewers),
+            ("deployers", &self.acl.deployers),
+        ] {
             for (i, u) in m.users.iter().enumerate() {
                 validate::name(&format!("acl.{role}.users[{i}]"), u)?;
             }
@@ -443,10 +447,18 @@ impl Template {
         }
         match self.rollout.batch {
             Threshold::Count(0) => {
-                return Err(Error::invalid("rollout.batch", 0, "must be at least 1 host"))
+                return Err(Error::invalid(
+                    "rollout.batch",
+                    0,
+                    "must be at least 1 host",
+                ))
             }
             Threshold::Percent(p) if p <= 0.0 => {
-                return Err(Error::invalid("rollout.batch", format!("{p}%"), "must be above 0%"))
+                return Err(Error::invalid(
+                    "rollout.batch",
+                    format!("{p}%"),
+                    "must be above 0%",
+                ))
             }
             _ => {}
         }
@@ -469,7 +481,11 @@ impl Template {
             ));
         }
         if self.health.timeout_secs == 0 {
-            return Err(Error::invalid("health.timeout_secs", 0, "must be at least 1"));
+            return Err(Error::invalid(
+                "health.timeout_secs",
+                0,
+                "must be at least 1",
+            ));
         }
         if let RollbackPolicy::Version { to } = &self.rollback {
             validate::version("rollback.to", to)?;
@@ -487,10 +503,13 @@ fn validate_expression(e: &str) -> Result<(), Error> {
     if e.len() > 1024 {
         return Err(bad("longer than 1024 bytes"));
     }
-    if let Some(c) = e
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '$' | '`' | ';' | '|' | '&' | '<' | '>' | '\'' | '"' | '\\'))
-    {
+    if let Some(c) = e.chars().find(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '$' | '`' | ';' | '|' | '&' | '<' | '>' | '\'' | '"' | '\\'
+            )
+    }) {
         return Err(bad(&format!("contains {c:?}")));
     }
     Ok(())

@@ -31,7 +31,11 @@ fn invalid(field: &str, value: &str, reason: impl Into<String>) -> Error {
 
 /// A printable, bounded rendering of a rejected value for error messages.
 fn shown(value: &str) -> String {
-    let mut out: String = value.chars().take(80).flat_map(char::escape_debug).collect();
+    let mut out: String = value
+        .chars()
+        .take(80)
+        .flat_map(char::escape_debug)
+        .collect();
     if value.chars().count() > 80 {
         out.push('…');
     }
@@ -163,7 +167,11 @@ pub fn path(field: &str, value: &str) -> Result<(), Error> {
     }
     let rest = if windows { &value[2..] } else { value };
     if rest.contains(':') {
-        return Err(invalid(field, value, "`:` is only allowed after a drive letter"));
+        return Err(invalid(
+            field,
+            value,
+            "`:` is only allowed after a drive letter",
+        ));
     }
     if rest.split(['/', '\\']).any(|part| part == "..") {
         return Err(invalid(field, value, "must not contain a `..` component"));

@@ -23,8 +23,15 @@ pub struct DotnetIisConfig {
 
 /// URL and checksum checks shared with the other bundled kinds' rules.
 fn check_url(field: &str, url: &str) -> Result<(), Error> {
-    if !["http://", "https://", "salt://"].iter().any(|s| url.starts_with(s)) {
-        return Err(Error::invalid(field, url, "must start with http://, https:// or salt://"));
+    if !["http://", "https://", "salt://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
+        return Err(Error::invalid(
+            field,
+            url,
+            "must start with http://, https:// or salt://",
+        ));
     }
     if let Some(c) = url
         .chars()
@@ -43,8 +50,16 @@ impl DeployerConfig for DotnetIisConfig {
         validate::name("project.app_pool", &self.app_pool)?;
         check_url("project.artifact_url", &self.artifact_url)?;
         if let Some(h) = &self.sha256 {
-            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
-                return Err(Error::invalid("project.sha256", h, "must be 64 lower-case hex digits"));
+            if h.len() != 64
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                return Err(Error::invalid(
+                    "project.sha256",
+                    h,
+                    "must be 64 lower-case hex digits",
+                ));
             }
         }
         Ok(())

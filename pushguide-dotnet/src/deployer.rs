@@ -17,7 +17,10 @@ impl DotnetIis {
     }
 
     fn release_dir(&self, version: &str) -> String {
-        format!("{}\\releases\\{version}", self.cfg.root.trim_end_matches('\\'))
+        format!(
+            "{}\\releases\\{version}",
+            self.cfg.root.trim_end_matches('\\')
+        )
     }
 
     fn set_path(&self, dir: String) -> SaltCall {
@@ -55,7 +58,11 @@ impl Deployer for DotnetIis {
         .await?;
         if let Some(sha) = &self.cfg.sha256 {
             let r = cx
-                .call(SaltCall::read("file.check_hash").arg(zip.as_str()).arg(format!("sha256={sha}")))
+                .call(
+                    SaltCall::read("file.check_hash")
+                        .arg(zip.as_str())
+                        .arg(format!("sha256={sha}")),
+                )
                 .await?;
             for h in Self::failed_checks(cx, &r) {
                 cx.fail(&h, format!("checksum mismatch: {zip} is not sha256={sha}"));
@@ -68,8 +75,12 @@ impl Deployer for DotnetIis {
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let dir = self.release_dir(cx.version());
-        cx.call(SaltCall::mutate("archive.unzip").arg(format!("{dir}.zip")).arg(dir.as_str()))
-            .await?;
+        cx.call(
+            SaltCall::mutate("archive.unzip")
+                .arg(format!("{dir}.zip"))
+                .arg(dir.as_str()),
+        )
+        .await?;
         cx.call(self.set_path(dir)).await?;
         Ok(())
     }

@@ -28,7 +28,11 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), Error> {
         .iter()
         .any(|s| url.starts_with(s));
     if !scheme_ok {
-        return Err(Error::invalid(field, url, "must start with http://, https:// or salt://"));
+        return Err(Error::invalid(
+            field,
+            url,
+            "must start with http://, https:// or salt://",
+        ));
     }
     if let Some(c) = url
         .chars()
@@ -41,7 +45,11 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), Error> {
 
 pub(crate) fn check_sha256(field: &str, hex: &Option<String>) -> Result<(), Error> {
     if let Some(h) = hex {
-        if h.len() != 64 || !h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        if h.len() != 64
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
             return Err(Error::invalid(field, h, "must be 64 lower-case hex digits"));
         }
     }
@@ -50,7 +58,13 @@ pub(crate) fn check_sha256(field: &str, hex: &Option<String>) -> Result<(), Erro
 
 impl JavaTomcatConfig {
     /// A config with the given paths, service and artifact URL.
-    pub fn new(root: &str, webapps: &str, context: &str, service: &str, artifact_url: &str) -> Self {
+    pub fn new(
+        root: &str,
+        webapps: &str,
+        context: &str,
+        service: &str,
+        artifact_url: &str,
+    ) -> Self {
         JavaTomcatConfig {
             root: root.into(),
             webapps: webapps.into(),

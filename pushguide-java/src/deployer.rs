@@ -27,7 +27,12 @@ impl JavaTomcat {
         format!("{}/{}", self.cfg.webapps, self.cfg.context)
     }
 
-    async fn switch(&self, cx: &mut StageContext<'_>, hosts: Option<&[pushguide_core::MinionId]>, version: &str) -> Result<(), StageError> {
+    async fn switch(
+        &self,
+        cx: &mut StageContext<'_>,
+        hosts: Option<&[pushguide_core::MinionId]>,
+        version: &str,
+    ) -> Result<(), StageError> {
         let call = SaltCall::mutate("file.symlink")
             .arg(self.release_dir(version))
             .arg(self.context_link())
@@ -56,7 +61,11 @@ impl Deployer for JavaTomcat {
         .await?;
         if let Some(sha) = &self.cfg.sha256 {
             let r = cx
-                .call(SaltCall::read("file.check_hash").arg(self.war(&v)).arg(format!("sha256={sha}")))
+                .call(
+                    SaltCall::read("file.check_hash")
+                        .arg(self.war(&v))
+                        .arg(format!("sha256={sha}")),
+                )
                 .await?;
             if !cx.is_dry_run() {
                 let bad: Vec<_> = r
@@ -65,7 +74,10 @@ impl Deployer for JavaTomcat {
                     .map(|(h, _)| h.clone())
                     .collect();
                 for h in bad {
-                    cx.fail(&h, format!("checksum mismatch: {} is not sha256={sha}", self.war(&v)));
+                    cx.fail(
+                        &h,
+                        format!("checksum mismatch: {} is not sha256={sha}", self.war(&v)),
+                    );
                 }
             }
         }
@@ -76,8 +88,12 @@ impl Deployer for JavaTomcat {
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
-        cx.call(SaltCall::mutate("archive.unzip").arg(self.war(&v)).arg(self.release_dir(&v)))
-            .await?;
+        cx.call(
+            SaltCall::mutate("archive.unzip")
+                .arg(self.war(&v))
+                .arg(self.release_dir(&v)),
+        )
+        .await?;
         self.switch(cx, None, &v).await
     }
 
@@ -92,11 +108,19 @@ impl Deployer for JavaTomcat {
             if !cx.is_dry_run() {
                 let bad: Vec<_> = r
                     .iter()
-                    .filter(|(_, v)| v.get("status").and_then(|s| s.as_u64()) != Some(u64::from(expect)))
+                    .filter(|(_, v)| {
+                        v.get("status").and_then(|s| s.as_u64()) != Some(u64::from(expect))
+                    })
                     .map(|(h, v)| (h.clone(), v.get("status").cloned()))
                     .collect();
                 for (h, got) in bad {
-                    cx.fail(&h, format!("health check: expected HTTP {expect}, got {}", got.unwrap_or_default()));
+                    cx.fail(
+                        &h,
+                        format!(
+                            "health check: expected HTTP {expect}, got {}",
+                            got.unwrap_or_default()
+                        ),
+                    );
                 }
             }
         }

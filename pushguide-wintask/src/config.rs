@@ -32,7 +32,10 @@ impl DeployerConfig for WindowsTaskConfig {
         validate::path("project.root", &self.root)?;
         validate::name("project.task", &self.task)?;
         if !self.folder.starts_with('\\')
-            || self.folder.split('\\').any(|p| !p.is_empty() && validate::name("project.folder", p).is_err())
+            || self
+                .folder
+                .split('\\')
+                .any(|p| !p.is_empty() && validate::name("project.folder", p).is_err())
         {
             return Err(Error::invalid(
                 "project.folder",
@@ -41,8 +44,12 @@ impl DeployerConfig for WindowsTaskConfig {
             ));
         }
         let url = &self.artifact_url;
-        if !["http://", "https://", "salt://"].iter().any(|s| url.starts_with(s))
-            || url.chars().any(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(c))
+        if !["http://", "https://", "salt://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+            || url
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(c))
         {
             return Err(Error::invalid(
                 "project.artifact_url",

@@ -60,8 +60,12 @@ impl Deployer for WindowsTask {
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
         let dir = self.release_dir(&v);
-        cx.call(SaltCall::mutate("archive.unzip").arg(format!("{dir}.zip")).arg(dir.as_str()))
-            .await?;
+        cx.call(
+            SaltCall::mutate("archive.unzip")
+                .arg(format!("{dir}.zip"))
+                .arg(dir.as_str()),
+        )
+        .await?;
         cx.call(self.link(&v)).await?;
         Ok(())
     }

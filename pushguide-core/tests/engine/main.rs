@@ -1,4 +1,5 @@
 //! Engine behaviour against `MockTransport` and the simulated fleet.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 mod template;
@@ -27,29 +28,69 @@ async fn exact_call_sequence_per_stage_one_request_per_batch() {
     let mut mock = MockTransport::new();
     let mut seq = Sequence::new();
     let all = ids(&["web-01", "web-02", "web-03", "web-04"]);
-    let expect = |mock: &mut MockTransport, seq: &mut Sequence, fun: &'static str, effect: Effect, targets: Vec<MinionId>, first_arg: Option<&'static str>| {
+    let expect = |mock: &mut MockTransport,
+                  seq: &mut Sequence,
+                  fun: &'static str,
+                  effect: Effect,
+                  targets: Vec<MinionId>,
+                  first_arg: Option<&'static str>| {
         mock.expect_call()
             .withf(move |tg, call| {
                 tg == targets.as_slice()
                     && call.fun == fun
                     && call.effect == effect
-                    && first_arg.is_none_or(|a| call.arg.first().and_then(|v| v.as_str()) == Some(a))
+                    && first_arg
+                        .is_none_or(|a| call.arg.first().and_then(|v| v.as_str()) == Some(a))
             })
             .times(1)
             .in_sequence(seq)
             .returning(|tg, _| ok_all(tg));
     };
-    expect(&mut mock, &mut seq, "test.ping", Effect::ReadOnly, all.clone(), None);
+    expect(
+        &mut mock,
+        &mut seq,
+        "test.ping",
+        Effect::ReadOnly,
+        all.clone(),
+        None,
+    );
     for batch in [&all[..2], &all[2..]] {
-        expect(&mut mock, &mut seq, "file.makedirs", Effect::Mutating, batch.to_vec(), Some("/srv/shop/releases/2.0.0/"));
-        expect(&mut mock, &mut seq, "file.symlink", Effect::Mutating, batch.to_vec(), Some("/srv/shop/releases/2.0.0"));
-        expect(&mut mock, &mut seq, "http.query", Effect::ReadOnly, batch.to_vec(), None);
+        expect(
+            &mut mock,
+            &mut seq,
+            "file.makedirs",
+            Effect::Mutating,
+            batch.to_vec(),
+            Some("/srv/shop/releases/2.0.0/"),
+        );
+        expect(
+            &mut mock,
+            &mut seq,
+            "file.symlink",
+            Effect::Mutating,
+            batch.to_vec(),
+            Some("/srv/shop/releases/2.0.0"),
+        );
+        expect(
+            &mut mock,
+            &mut seq,
+            "http.query",
+            Effect::ReadOnly,
+            batch.to_vec(),
+            None,
+        );
     }
-    let report = engine(Arc::new(mock)).deploy(req(&t, "2.0.0")).await.unwrap();
+    let report = engine(Arc::new(mock))
+        .deploy(req(&t, "2.0.0"))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
     assert_eq!(report.batches.len(), 2);
     assert_eq!(report.calls.len(), 7);
-    assert!(report.hosts.iter().all(|h| h.status == HostStatus::Succeeded));
+    assert!(report
+        .hosts
+        .iter()
+        .all(|h| h.status == HostStatus::Succeeded));
     // per-host, per-stage log
     let log = report.host_log("web-03");
     assert_eq!(log.len(), 4, "{log:?}");
@@ -62,7 +103,10 @@ async fn one_request_per_step_whatever_the_batch_width() {
     for n in [10, 200] {
         let t = template(n, "[rollout]\nbatch = \"20%\"");
         let fleet = fleet(n);
-        let report = engine(fleet.clone()).deploy(req(&t, "1.0.0")).await.unwrap();
+        let report = engine(fleet.clone())
+            .deploy(req(&t, "1.0.0"))
+            .await
+            .unwrap();
         assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
         assert_eq!(report.batches.len(), 5);
         // 1 pre-flight ping + 5 batches x 3 steps, whatever the width.
@@ -76,13 +120,20 @@ async fn one_request_per_step_whatever_the_batch_width() {
 #[tokio::test]
 async fn failed_host_is_dropped_from_later_stages_within_budget() {
     let t = template(4, "[rollout]\nbatch = 4\n[failure]\nmax_failed = 1");
-    let fleet = Arc::new(
-        pushguide_core::sim::SimFleet::new(hosts(4))
-            .unwrap()
-            .on("web-02", "file.makedirs", Outcome::failed(Some(1), "disk full")),
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(4)).unwrap().on(
+        "web-02",
+        "file.makedirs",
+        Outcome::failed(Some(1), "disk full"),
+    ));
+    let report = engine(fleet.clone())
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::PartiallyApplied,
+        "{report}"
     );
-    let report = engine(fleet.clone()).deploy(req(&t, "1.0.0")).await.unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::PartiallyApplied, "{report}");
     let c = calls(&fleet);
     assert_eq!(c[1].0, "file.makedirs");
     assert_eq!(c[1].1.len(), 4);
@@ -92,7 +143,10 @@ async fn failed_host_is_dropped_from_later_stages_within_budget() {
     let h = report.host("web-02").unwrap();
     assert_eq!(h.status, HostStatus::Failed);
     let f = h.failure.as_ref().unwrap();
-    assert_eq!((f.stage, f.fun.as_str()), (Stage::PreDeploy, "file.makedirs"));
+    assert_eq!(
+        (f.stage, f.fun.as_str()),
+        (Stage::PreDeploy, "file.makedirs")
+    );
     assert_eq!(f.reason, "retcode 1: disk full");
     assert!(report.events.iter().any(|e| matches!(&e.kind,
         EventKind::HostFailed { host, stage: Stage::PreDeploy, .. } if host.as_str() == "web-02")));
@@ -107,20 +161,46 @@ async fn budget_exceeded_stops_batches_and_rolls_back_every_touched_host() {
     assert_eq!(first.outcome, DeploymentOutcome::Succeeded);
     fleet.clear_requests();
     // the second batch's first host fails its health probe
-    fleet.add_rule("web-03", "http.query", Outcome::failed(None, "HTTP 503"), None);
+    fleet.add_rule(
+        "web-03",
+        "http.query",
+        Outcome::failed(None, "HTTP 503"),
+        None,
+    );
     let report = engine.deploy(req(&t, "2.0.0")).await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
-    assert!(report.reason.as_deref().unwrap().contains("failure budget exceeded"));
+    assert!(report
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("failure budget exceeded"));
     let c = calls(&fleet);
     // batch 3 (web-05, web-06) never started
-    assert!(c.iter().skip(1).all(|(_, t)| !t.iter().any(|h| h == "web-05" || h == "web-06")), "{c:?}");
-    let rollback: Vec<_> = c.iter().filter(|(f, _)| f == "file.symlink").skip(2).collect();
-    let rolled: Vec<&str> = rollback.iter().flat_map(|(_, t)| t.iter().map(String::as_str)).collect();
+    assert!(
+        c.iter()
+            .skip(1)
+            .all(|(_, t)| !t.iter().any(|h| h == "web-05" || h == "web-06")),
+        "{c:?}"
+    );
+    let rollback: Vec<_> = c
+        .iter()
+        .filter(|(f, _)| f == "file.symlink")
+        .skip(2)
+        .collect();
+    let rolled: Vec<&str> = rollback
+        .iter()
+        .flat_map(|(_, t)| t.iter().map(String::as_str))
+        .collect();
     assert_eq!(rolled, vec!["web-01", "web-02", "web-03", "web-04"]);
     for (_, targets) in &rollback {
         assert!(!targets.is_empty());
     }
-    let rb_call = fleet.requests().into_iter().filter(|r| r.fun == "file.symlink").last().unwrap();
+    let rb_call = fleet
+        .requests()
+        .into_iter()
+        .filter(|r| r.fun == "file.symlink")
+        .last()
+        .unwrap();
     assert_eq!(rb_call.call.arg[0], "/srv/shop/releases/1.0.0");
     for h in ["web-01", "web-02", "web-03", "web-04"] {
         let hr = report.host(h).unwrap();
@@ -129,7 +209,9 @@ async fn budget_exceeded_stops_batches_and_rolls_back_every_touched_host() {
     }
     assert_eq!(report.host("web-05").unwrap().status, HostStatus::Pending);
     // the fleet state follows: rolled-back hosts run 1.0.0 again
-    let v = engine.fleet_state().versions("shop", &ids(&["web-01", "web-05"]));
+    let v = engine
+        .fleet_state()
+        .versions("shop", &ids(&["web-01", "web-05"]));
     assert_eq!(v[&ids(&["web-01"])[0]].current.as_deref(), Some("1.0.0"));
     assert_eq!(v[&ids(&["web-05"])[0]].current.as_deref(), Some("1.0.0"));
 }
@@ -137,11 +219,11 @@ async fn budget_exceeded_stops_batches_and_rolls_back_every_touched_host() {
 #[tokio::test]
 async fn no_return_counts_as_a_failure() {
     let t = template(3, "[rollout]\nbatch = 3");
-    let fleet = Arc::new(
-        pushguide_core::sim::SimFleet::new(hosts(3))
-            .unwrap()
-            .on("web-03", "file.symlink", Outcome::NoReturn),
-    );
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(3)).unwrap().on(
+        "web-03",
+        "file.symlink",
+        Outcome::NoReturn,
+    ));
     let report = engine(fleet).deploy(req(&t, "1.0.0")).await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
     let f = report.host("web-03").unwrap().failure.clone().unwrap();
@@ -165,10 +247,18 @@ async fn transport_error_fails_the_whole_batch_with_the_reason() {
                 "connection refused",
             ))
         });
-    let report = engine(Arc::new(mock)).deploy(req(&t, "1.0.0")).await.unwrap();
+    let report = engine(Arc::new(mock))
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Failed);
     for h in &report.hosts {
-        assert!(h.failure.as_ref().unwrap().reason.contains("connection refused"));
+        assert!(h
+            .failure
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("connection refused"));
     }
 }
 
@@ -178,15 +268,34 @@ async fn failing_rollback_gives_rollback_failed_with_per_host_detail() {
     let fleet = fleet(2);
     let engine = engine(fleet.clone());
     engine.deploy(req(&t, "1.0.0")).await.unwrap();
-    fleet.add_rule("web-01", "http.query", Outcome::failed(None, "HTTP 500"), None);
+    fleet.add_rule(
+        "web-01",
+        "http.query",
+        Outcome::failed(None, "HTTP 500"),
+        None,
+    );
     // rollback's symlink on web-01 fails; the deploy's symlink must succeed, so fail only the 2nd one
-    fleet.add_rule("web-01", "file.symlink", Outcome::failed(Some(2), "read-only file system"), None);
+    fleet.add_rule(
+        "web-01",
+        "file.symlink",
+        Outcome::failed(Some(2), "read-only file system"),
+        None,
+    );
     fleet.add_rule("web-01", "file.symlink", Outcome::ok(true), Some(1));
     let report = engine.deploy(req(&t, "2.0.0")).await.unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::RollbackFailed, "{report}");
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::RollbackFailed,
+        "{report}"
+    );
     let h = report.host("web-01").unwrap();
     assert_eq!(h.status, HostStatus::RollbackFailed);
-    assert!(h.rollback_failure.as_ref().unwrap().reason.contains("read-only"));
+    assert!(h
+        .rollback_failure
+        .as_ref()
+        .unwrap()
+        .reason
+        .contains("read-only"));
     assert_eq!(h.failure.as_ref().unwrap().stage, Stage::PostDeploy);
     assert_eq!(report.host("web-02").unwrap().status, HostStatus::Pending);
     assert!(report.to_string().contains("rollback (file.symlink)"));
@@ -195,25 +304,34 @@ async fn failing_rollback_gives_rollback_failed_with_per_host_detail() {
 #[tokio::test]
 async fn first_deployment_without_previous_version_reports_hosts_it_cannot_roll_back() {
     let t = template(2, "[rollout]\nbatch = 2\n[rollback]\npolicy = \"previous\"");
-    let fleet = Arc::new(
-        pushguide_core::sim::SimFleet::new(hosts(2))
-            .unwrap()
-            .on("web-02", "http.query", Outcome::failed(None, "HTTP 500")),
-    );
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(2)).unwrap().on(
+        "web-02",
+        "http.query",
+        Outcome::failed(None, "HTTP 500"),
+    ));
     let report = engine(fleet).deploy(req(&t, "1.0.0")).await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::RollbackFailed);
-    assert_eq!(report.host("web-01").unwrap().status, HostStatus::NoRollbackTarget);
+    assert_eq!(
+        report.host("web-01").unwrap().status,
+        HostStatus::NoRollbackTarget
+    );
 }
 
 #[tokio::test]
 async fn rollback_to_a_given_version() {
-    let t = template(2, "[rollout]\nbatch = 2\n[rollback]\npolicy = \"version\"\nto = \"0.9.0\"");
-    let fleet = Arc::new(
-        pushguide_core::sim::SimFleet::new(hosts(2))
-            .unwrap()
-            .on("web-02", "http.query", Outcome::failed(None, "HTTP 500")),
+    let t = template(
+        2,
+        "[rollout]\nbatch = 2\n[rollback]\npolicy = \"version\"\nto = \"0.9.0\"",
     );
-    let report = engine(fleet.clone()).deploy(req(&t, "1.0.0")).await.unwrap();
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(2)).unwrap().on(
+        "web-02",
+        "http.query",
+        Outcome::failed(None, "HTTP 500"),
+    ));
+    let report = engine(fleet.clone())
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
     let last = fleet.requests().pop().unwrap();
     assert_eq!(last.call.arg[0], "/srv/shop/releases/0.9.0");
@@ -234,7 +352,12 @@ async fn cancel_finishes_the_running_call_then_rolls_back() {
     let handle = engine.start(req(&t, "2.0.0")).await.unwrap();
     let mut events = handle.events();
     while let Some(e) = events.next().await {
-        if let EventKind::CallStarted { batch: Some(1), stage: Stage::Deploy, .. } = e.kind {
+        if let EventKind::CallStarted {
+            batch: Some(1),
+            stage: Stage::Deploy,
+            ..
+        } = e.kind
+        {
             handle.cancel();
             break;
         }
@@ -243,12 +366,32 @@ async fn cancel_finishes_the_running_call_then_rolls_back() {
     assert_eq!(report.outcome, DeploymentOutcome::Cancelled, "{report}");
     let c = calls(&fleet);
     // the running symlink of batch 2 finished; its post-deploy and batch 3 never ran
-    let after: Vec<_> = c.iter().skip_while(|(f, t)| !(f == "file.symlink" && t[0] == "web-03")).collect();
-    assert_eq!(after[1].0, "file.symlink", "rollback follows at once: {c:?}");
-    assert!(!c.iter().skip(1).any(|(_, t)| t.contains(&"web-05".to_string())), "{c:?}");
-    assert_eq!(report.host("web-03").unwrap().status, HostStatus::RolledBack);
-    assert_eq!(report.host("web-01").unwrap().status, HostStatus::RolledBack);
-    assert!(report.events.iter().any(|e| e.kind == EventKind::CancelRequested));
+    let after: Vec<_> = c
+        .iter()
+        .skip_while(|(f, t)| !(f == "file.symlink" && t[0] == "web-03"))
+        .collect();
+    assert_eq!(
+        after[1].0, "file.symlink",
+        "rollback follows at once: {c:?}"
+    );
+    assert!(
+        !c.iter()
+            .skip(1)
+            .any(|(_, t)| t.contains(&"web-05".to_string())),
+        "{c:?}"
+    );
+    assert_eq!(
+        report.host("web-03").unwrap().status,
+        HostStatus::RolledBack
+    );
+    assert_eq!(
+        report.host("web-01").unwrap().status,
+        HostStatus::RolledBack
+    );
+    assert!(report
+        .events
+        .iter()
+        .any(|e| e.kind == EventKind::CancelRequested));
 }
 
 #[tokio::test]
@@ -262,13 +405,20 @@ async fn cancel_without_rollback_policy_leaves_hosts_interrupted() {
     let handle = engine(fleet.clone()).start(req(&t, "1.0.0")).await.unwrap();
     let mut events = handle.events();
     while let Some(e) = events.next().await {
-        if let EventKind::CallStarted { stage: Stage::PreDeploy, .. } = e.kind {
+        if let EventKind::CallStarted {
+            stage: Stage::PreDeploy,
+            ..
+        } = e.kind
+        {
             handle.cancel();
         }
     }
     let report = handle.wait().await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Cancelled);
-    assert_eq!(report.host("web-01").unwrap().status, HostStatus::Interrupted);
+    assert_eq!(
+        report.host("web-01").unwrap().status,
+        HostStatus::Interrupted
+    );
     assert_eq!(report.host("web-03").unwrap().status, HostStatus::Pending);
 }
 
@@ -283,9 +433,18 @@ async fn two_concurrent_starts_on_one_template_second_is_busy() {
     let engine = engine(fleet);
     let first = engine.start(req(&t, "1.0.0")).await.unwrap();
     let second = engine.start(req(&t, "1.0.1")).await.unwrap_err();
-    assert!(matches!(&second, Error::Busy { template, holder } if template == "shop" && holder == first.id()), "{second}");
+    assert!(
+        matches!(&second, Error::Busy { template, holder } if template == "shop" && holder == first.id()),
+        "{second}"
+    );
     // a dry run does not need the lease
-    engine.start(req(&t, "1.0.1").dry_run(true)).await.unwrap().wait().await.unwrap();
+    engine
+        .start(req(&t, "1.0.1").dry_run(true))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     first.wait().await.unwrap();
     // released afterwards
     engine.deploy(req(&t, "1.0.1")).await.unwrap();
@@ -295,13 +454,22 @@ async fn two_concurrent_starts_on_one_template_second_is_busy() {
 async fn dry_run_sends_no_mutating_call_and_records_them() {
     let t = template(5, "[rollout]\nbatch = 2");
     let fleet = fleet(5);
-    let report = engine(fleet.clone()).deploy(req(&t, "1.0.0").dry_run(true)).await.unwrap();
+    let report = engine(fleet.clone())
+        .deploy(req(&t, "1.0.0").dry_run(true))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
-    assert!(fleet.requests().iter().all(|r| r.effect == Effect::ReadOnly));
+    assert!(fleet
+        .requests()
+        .iter()
+        .all(|r| r.effect == Effect::ReadOnly));
     assert!(!fleet.requests().is_empty());
     assert_eq!(report.unsent_calls().count(), 6);
     assert!(report.unsent_calls().all(|c| c.call.is_mutating()));
-    assert!(report.host_log("web-01").iter().any(|l| l.contains("recorded (dry run)")));
+    assert!(report
+        .host_log("web-01")
+        .iter()
+        .any(|l| l.contains("recorded (dry run)")));
 }
 
 #[tokio::test]
@@ -309,13 +477,29 @@ async fn hostile_inputs_are_rejected_before_any_call() {
     let t = template(2, "");
     let fleet = fleet(2);
     let engine = engine(fleet.clone());
-    for bad in ["1.0;reboot", "$(id)", "../../etc/passwd", "1.0\n", "", "v 1"] {
+    for bad in [
+        "1.0;reboot",
+        "$(id)",
+        "../../etc/passwd",
+        "1.0\n",
+        "",
+        "v 1",
+    ] {
         let err = engine.start(req(&t, bad)).await.unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "version"), "{err}");
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "version"),
+            "{err}"
+        );
     }
-    let err = engine.start(req(&t, "1.0").hosts(["web-01;id"])).await.unwrap_err();
+    let err = engine
+        .start(req(&t, "1.0").hosts(["web-01;id"]))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("hosts[0]"), "{err}");
-    let err = engine.deploy(req(&t, "1.0").hosts(["web-09"])).await.unwrap();
+    let err = engine
+        .deploy(req(&t, "1.0").hosts(["web-09"]))
+        .await
+        .unwrap();
     assert_eq!(err.outcome, DeploymentOutcome::Failed);
     assert!(err.reason.unwrap().contains("not a target"));
     assert_eq!(fleet.requests().len(), 0);
@@ -331,19 +515,40 @@ async fn forbidden_user_gets_a_typed_error_and_no_call() {
         .start(pushguide_core::Request::new(t.clone(), "1.0", bob.clone()))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Forbidden { action: "deploy", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Forbidden {
+                action: "deploy",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // bob may view, so he may plan
-    engine.plan(&pushguide_core::Request::new(t.clone(), "1.0", bob)).await.unwrap();
+    engine
+        .plan(&pushguide_core::Request::new(t.clone(), "1.0", bob))
+        .await
+        .unwrap();
     let eve = pushguide_core::Principal::user("eve").in_group("devs");
-    let err = engine.plan(&pushguide_core::Request::new(t.clone(), "1.0", eve)).await.unwrap_err();
+    let err = engine
+        .plan(&pushguide_core::Request::new(t.clone(), "1.0", eve))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Forbidden { action: "view", .. }));
     let ops = pushguide_core::Principal::user("carol").in_group("ops");
-    assert!(engine.start(pushguide_core::Request::new(t, "1.0", ops.clone())).await.is_err());
+    assert!(engine
+        .start(pushguide_core::Request::new(t, "1.0", ops.clone()))
+        .await
+        .is_err());
     assert_eq!(fleet.requests().len(), 1, "only bob's plan pinged");
     // group membership grants deploy
     let text = "name = \"grp\"\n[acl.deployers]\ngroups = [\"ops\"]\n[targets]\nminions = [\"web-01\"]\n[project]\nkind = \"test-app\"\nroot = \"/srv/g\"\n";
     let t = Arc::new(pushguide_core::Template::from_toml_str(text, "<t>").unwrap());
-    let report = engine.deploy(pushguide_core::Request::new(t, "1.0", ops)).await.unwrap();
+    let report = engine
+        .deploy(pushguide_core::Request::new(t, "1.0", ops))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
 }
 
@@ -353,12 +558,22 @@ async fn pause_then_retry_the_failed_stage() {
     let fleet = Arc::new(
         pushguide_core::sim::SimFleet::new(hosts(4))
             .unwrap()
-            .on_times("web-02", "file.symlink", Outcome::failed(Some(1), "busy"), 1),
+            .on_times(
+                "web-02",
+                "file.symlink",
+                Outcome::failed(Some(1), "busy"),
+                1,
+            ),
     );
     let handle = engine(fleet.clone()).start(req(&t, "1.0.0")).await.unwrap();
     let mut events = handle.events();
     while let Some(e) = events.next().await {
-        if let EventKind::DecisionNeeded { batch, stage, failed } = &e.kind {
+        if let EventKind::DecisionNeeded {
+            batch,
+            stage,
+            failed,
+        } = &e.kind
+        {
             assert_eq!((*batch, *stage), (0, Stage::Deploy));
             assert_eq!(failed.len(), 1);
             handle.decide(Decision::Abort).unwrap();
@@ -373,7 +588,12 @@ async fn pause_then_retry_the_failed_stage() {
     let fleet = Arc::new(
         pushguide_core::sim::SimFleet::new(hosts(4))
             .unwrap()
-            .on_times("web-02", "file.symlink", Outcome::failed(Some(1), "busy"), 1),
+            .on_times(
+                "web-02",
+                "file.symlink",
+                Outcome::failed(Some(1), "busy"),
+                1,
+            ),
     );
     let handle = engine(fleet.clone()).start(req(&t, "1.0.0")).await.unwrap();
     let mut events = handle.events();
@@ -385,20 +605,27 @@ async fn pause_then_retry_the_failed_stage() {
     let report = handle.wait().await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
     let c = calls(&fleet);
-    assert_eq!(c[3], ("file.symlink".into(), vec!["web-02".to_string()]), "{c:?}");
+    assert_eq!(
+        c[3],
+        ("file.symlink".into(), vec!["web-02".to_string()]),
+        "{c:?}"
+    );
     assert_eq!(c[4].1, vec!["web-01", "web-02"], "post-deploy for both");
 }
 
 #[tokio::test]
 async fn pause_then_exclude_goes_on_and_rollback_decision_rolls_back() {
     let t = template(4, "[rollout]\nbatch = 2\n[failure]\non_failure = \"pause\"");
-    let fleet = Arc::new(
-        pushguide_core::sim::SimFleet::new(hosts(4))
-            .unwrap()
-            .on("web-02", "file.makedirs", Outcome::failed(Some(1), "disk full")),
-    );
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(4)).unwrap().on(
+        "web-02",
+        "file.makedirs",
+        Outcome::failed(Some(1), "disk full"),
+    ));
     let handle = engine(fleet.clone()).start(req(&t, "1.0.0")).await.unwrap();
-    assert!(matches!(handle.decide(Decision::Retry), Err(Error::NoDecisionPending(_))));
+    assert!(matches!(
+        handle.decide(Decision::Retry),
+        Err(Error::NoDecisionPending(_))
+    ));
     let mut events = handle.events();
     while let Some(e) = events.next().await {
         if let EventKind::DecisionNeeded { .. } = e.kind {
@@ -406,12 +633,20 @@ async fn pause_then_exclude_goes_on_and_rollback_decision_rolls_back() {
         }
     }
     let report = handle.wait().await.unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::PartiallyApplied, "{report}");
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::PartiallyApplied,
+        "{report}"
+    );
     assert_eq!(report.host("web-02").unwrap().status, HostStatus::Excluded);
     assert_eq!(report.hosts_with(HostStatus::Succeeded).len(), 3);
 
     let engine2 = engine(fleet.clone());
-    engine2.fleet_state().record("shop", &ids(&["web-01", "web-02", "web-03", "web-04"]), "0.9.0");
+    engine2.fleet_state().record(
+        "shop",
+        &ids(&["web-01", "web-02", "web-03", "web-04"]),
+        "0.9.0",
+    );
     let handle = engine2.start(req(&t, "1.0.0")).await.unwrap();
     let mut events = handle.events();
     while let Some(e) = events.next().await {
@@ -421,7 +656,10 @@ async fn pause_then_exclude_goes_on_and_rollback_decision_rolls_back() {
     }
     let report = handle.wait().await.unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
-    assert_eq!(report.host("web-01").unwrap().rolled_back_to.as_deref(), Some("0.9.0"));
+    assert_eq!(
+        report.host("web-01").unwrap().rolled_back_to.as_deref(),
+        Some("0.9.0")
+    );
     assert_eq!(report.host("web-03").unwrap().status, HostStatus::Pending);
 }
 
@@ -444,42 +682,94 @@ async fn events_are_ordered_and_replayed_to_late_subscribers() {
     assert_eq!(replay, report.events);
     let k = kinds(&seen);
     assert!(matches!(k[0], EventKind::DeploymentStarted { .. }));
-    assert!(matches!(k.last().unwrap(), EventKind::DeploymentFinished { outcome: DeploymentOutcome::Succeeded }));
-    let batches = k.iter().filter(|e| matches!(e, EventKind::BatchStarted { .. })).count();
+    assert!(matches!(
+        k.last().unwrap(),
+        EventKind::DeploymentFinished {
+            outcome: DeploymentOutcome::Succeeded
+        }
+    ));
+    let batches = k
+        .iter()
+        .filter(|e| matches!(e, EventKind::BatchStarted { .. }))
+        .count();
     assert_eq!(batches, 2);
     assert!(seen.windows(2).all(|w| w[0].at <= w[1].at));
-    assert_eq!(k.iter().filter(|e| matches!(e, EventKind::HostSucceeded { .. })).count(), 2);
+    assert_eq!(
+        k.iter()
+            .filter(|e| matches!(e, EventKind::HostSucceeded { .. }))
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn plan_lists_batches_steps_and_rollback_targets_without_changing_anything() {
-    let t = template(5, "[rollout]\nbatch = 2\ncanary = true\n[rollback]\npolicy = \"previous\"");
+    let t = template(
+        5,
+        "[rollout]\nbatch = 2\ncanary = true\n[rollback]\npolicy = \"previous\"",
+    );
     let fleet = fleet(5);
     let engine = engine(fleet.clone());
-    engine.fleet_state().record("shop", &ids(&["web-01", "web-02"]), "1.0.0");
+    engine
+        .fleet_state()
+        .record("shop", &ids(&["web-01", "web-02"]), "1.0.0");
     let plan = engine.plan(&req(&t, "2.0.0")).await.unwrap();
-    assert_eq!(plan.batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 2]);
-    assert!(fleet.requests().iter().all(|r| r.effect == Effect::ReadOnly));
+    assert_eq!(
+        plan.batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1, 2, 2]
+    );
+    assert!(fleet
+        .requests()
+        .iter()
+        .all(|r| r.effect == Effect::ReadOnly));
     let text = plan.to_string();
-    assert!(text.contains("deploy: [change] file.symlink \"/srv/shop/releases/2.0.0\""), "{text}");
-    assert!(text.contains("running 1.0.0, back to 1.0.0: web-01, web-02"), "{text}");
-    assert!(text.contains("back to none (no recorded version): web-03"), "{text}");
+    assert!(
+        text.contains("deploy: [change] file.symlink \"/srv/shop/releases/2.0.0\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("running 1.0.0, back to 1.0.0: web-01, web-02"),
+        "{text}"
+    );
+    assert!(
+        text.contains("back to none (no recorded version): web-03"),
+        "{text}"
+    );
     assert!(text.contains("batch 1: web-01\n"), "{text}");
 }
 
 #[tokio::test]
 async fn preflight_failures_beyond_budget_stop_before_any_change() {
     let t = template(3, "");
-    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(3)).unwrap().down("web-02"));
-    let report = engine(fleet.clone()).deploy(req(&t, "1.0.0")).await.unwrap();
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(hosts(3))
+            .unwrap()
+            .down("web-02"),
+    );
+    let report = engine(fleet.clone())
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::Failed);
     assert!(report.reason.unwrap().contains("nothing was changed"));
     assert_eq!(fleet.requests().len(), 1);
     // with a budget of one, the down host is left out and the others deploy
     let t = template(3, "[failure]\nmax_failed = 1");
-    let report = engine(fleet.clone()).deploy(req(&t, "1.0.0")).await.unwrap();
+    let report = engine(fleet.clone())
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::PartiallyApplied);
-    assert_eq!(report.host("web-02").unwrap().failure.as_ref().unwrap().stage, Stage::Prepare);
+    assert_eq!(
+        report
+            .host("web-02")
+            .unwrap()
+            .failure
+            .as_ref()
+            .unwrap()
+            .stage,
+        Stage::Prepare
+    );
 }
 
 #[tokio::test]

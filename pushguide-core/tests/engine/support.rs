@@ -125,12 +125,7 @@ pub(crate) fn calls(fleet: &SimFleet) -> Vec<(String, Vec<String>)> {
     fleet
         .requests()
         .into_iter()
-        .map(|r| {
-            (
-                r.fun,
-                r.targets.iter().map(|m| m.to_string()).collect(),
-            )
-        })
+        .map(|r| (r.fun, r.targets.iter().map(|m| m.to_string()).collect()))
         .collect()
 }
 

@@ -81,18 +81,46 @@ fn unknown_kind_lists_the_known_kinds() {
 fn invalid_fields_name_the_path_and_value() {
     let cases: &[(&str, &str, &str)] = &[
         ("name = \"shop-web\"", "name = \"shop web\"", "`name`"),
-        ("users = [\"alice\"]", "users = [\"al;ice\"]", "acl.deployers.users[0]"),
+        (
+            "users = [\"alice\"]",
+            "users = [\"al;ice\"]",
+            "acl.deployers.users[0]",
+        ),
         ("batch = \"10%\"", "batch = 0", "rollout.batch"),
         ("batch = \"10%\"", "batch = \"150%\"", "150%"),
         ("batch = \"10%\"", "batch = \"ten\"", "ten"),
         ("to = \"1.2.3\"", "to = \"1.2;3\"", "rollback.to"),
-        ("root = \"/srv/shop\"", "root = \"srv/shop\"", "project.root"),
-        ("root = \"/srv/shop\"", "root = \"/srv/../etc\"", "project.root"),
-        ("expect_status = 200", "expect_status = 99", "health.expect_status"),
-        ("url = \"http://127.0.0.1:8080/shop/health\"", "url = \"file:///etc/passwd\"", "health.url"),
-        ("expression = \"G@role:web and web-*\"", "expression = \"web-*; reboot\"", "targets.expression"),
+        (
+            "root = \"/srv/shop\"",
+            "root = \"srv/shop\"",
+            "project.root",
+        ),
+        (
+            "root = \"/srv/shop\"",
+            "root = \"/srv/../etc\"",
+            "project.root",
+        ),
+        (
+            "expect_status = 200",
+            "expect_status = 99",
+            "health.expect_status",
+        ),
+        (
+            "url = \"http://127.0.0.1:8080/shop/health\"",
+            "url = \"file:///etc/passwd\"",
+            "health.url",
+        ),
+        (
+            "expression = \"G@role:web and web-*\"",
+            "expression = \"web-*; reboot\"",
+            "targets.expression",
+        ),
         ("canary = true", "canary = true\nbatchsize = 3", "batchsize"),
-        ("policy = \"version\"", "policy = \"sometimes\"", "sometimes"),
+        (
+            "policy = \"version\"",
+            "policy = \"sometimes\"",
+            "sometimes",
+        ),
     ];
     for (from, to, expect) in cases {
         assert!(FULL.contains(from), "{from}");
@@ -106,11 +134,20 @@ fn targets_need_exactly_one_form_and_unique_ids() {
     let base = "name = \"a\"\n[project]\nkind = \"test-app\"\nroot = \"/srv/a\"\n[targets]\n";
     let err = parse(base).unwrap_err().to_string();
     assert!(err.contains("`targets`"), "{err}");
-    let err = parse(&format!("{base}minions = [\"a\", \"a\"]")).unwrap_err().to_string();
-    assert!(err.contains("targets.minions[1]") && err.contains("twice"), "{err}");
-    let err = parse(&format!("{base}minions = [\"a\"]\nexpression = \"b*\"")).unwrap_err().to_string();
+    let err = parse(&format!("{base}minions = [\"a\", \"a\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("targets.minions[1]") && err.contains("twice"),
+        "{err}"
+    );
+    let err = parse(&format!("{base}minions = [\"a\"]\nexpression = \"b*\""))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not both"), "{err}");
-    let err = parse(&format!("{base}minions = [\"a b\"]")).unwrap_err().to_string();
+    let err = parse(&format!("{base}minions = [\"a b\"]"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("targets.minions[0]"), "{err}");
 }
 
@@ -118,6 +155,8 @@ fn targets_need_exactly_one_form_and_unique_ids() {
 fn syntax_errors_say_where() {
     let err = parse("name = \n").unwrap_err().to_string();
     assert!(err.contains("t.toml") && err.contains("line 1"), "{err}");
-    let err = Template::load("/nonexistent/x.toml").unwrap_err().to_string();
+    let err = Template::load("/nonexistent/x.toml")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/x.toml"), "{err}");
 }
