@@ -1,0 +1,594 @@
+//! The salt-api HTTP client.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pushguide_core::{
+    resolve_list, MinionId, Outcome, Returns, SaltCall, TargetExpr, TargetType, Transport,
+    TransportError,
+};
+use serde_json::{json, Map, Value};
+
+use crate::decode::{self, ManageStatus};
+use crate::error::SaltError;
+use crate::{SaltApiSettings, SettingsError};
+
+/// Health of one salt-api endpoint, as seen by this client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointHealth {
+    /// Base URL.
+    pub url: String,
+    /// Whether the endpoint is used first (not in its cool-down after a failure).
+    pub available: bool,
+    /// Remaining cool-down, when marked down.
+    pub down_for: Option<Duration>,
+    /// The last failure seen on this endpoint (cleared by the next success).
+    pub last_error: Option<String>,
+    /// Whether the client holds a token for it.
+    pub logged_in: bool,
+}
+
+struct Token {
+    value: String,
+    refresh_at: Instant,
+}
+
+#[derive(Default)]
+struct EndpointState {
+    token: Option<Token>,
+    down_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+struct Endpoint {
+    url: String,
+    state: Mutex<EndpointState>,
+    login_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Copy)]
+enum Req<'a> {
+    Get(&'a str),
+    Post(&'a str, &'a Value),
+}
+
+impl Req<'_> {
+    fn path(&self) -> &str {
+        match self {
+            Req::Get(p) | Req::Post(p, _) => p,
+        }
+    }
+}
+
+/// A salt-api (rest_cherrypy) client implementing [`Transport`].
+///
+/// * logs in with eauth at first use, keeps the token and logs in again shortly before it expires,
+///   and once more (transparently) when salt-api answers 401;
+/// * [`Transport::call`] is one `local_async` request with list targeting for all the targets, then
+///   `GET /jobs/<jid>` every [`SaltApiSettings::poll_interval`] until every targeted minion returned or
+///   the call's timeout (or [`SaltApiSettings::job_timeout`]) passed; minions without a return are
+///   [`Outcome::NoReturn`];
+/// * with several endpoints, one that cannot be reached, times out or answers 502–504 is skipped for
+///   [`SaltApiSettings::endpoint_cooldown`] and the next one is used. A job is polled on the endpoint
+///   that started it (a master only knows its own jobs). A mutating call is only sent elsewhere when the
+///   first endpoint surely did not receive it (connection failure).
+pub struct SaltApi {
+    settings: SaltApiSettings,
+    http: reqwest::Client,
+    endpoints: Vec<Endpoint>,
+}
+
+impl std::fmt::Debug for SaltApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaltApi")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(m: &Mutex<EndpointState>) -> std::sync::MutexGuard<'_, EndpointState> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SaltApi {
+    /// A client for `settings` (nothing is sent yet).
+    pub fn new(settings: SaltApiSettings) -> Result<Self, SettingsError> {
+        if settings.endpoints.is_empty() {
+            return Err(SettingsError::Invalid {
+                var: "endpoints",
+                reason: "no salt-api endpoint configured".to_owned(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .build()
+            .map_err(|e| SettingsError::Invalid {
+                var: "endpoints",
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let endpoints = settings
+            .endpoints
+            .iter()
+            .map(|u| Endpoint {
+                url: u.trim_end_matches('/').to_owned(),
+                state: Mutex::new(EndpointState::default()),
+                login_lock: tokio::sync::Mutex::new(()),
+            })
+            .collect();
+        Ok(SaltApi {
+            settings,
+            http,
+            endpoints,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SaltApiSettings {
+        &self.settings
+    }
+
+    /// The health of every endpoint, in configured order.
+    pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
+        let now = Instant::now();
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let s = lock(&e.state);
+                let down_for = s
+                    .down_until
+                    .and_then(|t| t.checked_duration_since(now))
+                    .filter(|d| !d.is_zero());
+                EndpointHealth {
+                    url: e.url.clone(),
+                    available: down_for.is_none(),
+                    down_for,
+                    last_error: s.last_error.clone(),
+                    logged_in: s.token.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    /// Logs in at the first endpoint that answers (checks credentials early).
+    pub async fn login(&self) -> Result<(), SaltError> {
+        let mut errors = Vec::new();
+        for idx in self.endpoint_order() {
+            match self.login_at(idx).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    self.mark_down(idx, &e);
+                    errors.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(all_down(errors))
+    }
+
+    /// Forgets the expiry of every held token so the next request uses it as is; with a token that
+    /// salt-api no longer accepts this exercises the 401 → log in again path. For tests.
+    #[doc(hidden)]
+    pub fn test_only_replace_tokens(&self, value: &str) {
+        for e in &self.endpoints {
+            let mut s = lock(&e.state);
+            if let Some(t) = s.token.as_mut() {
+                t.value = value.to_owned();
+                t.refresh_at = Instant::now() + Duration::from_secs(3600);
+            }
+        }
+    }
+
+    /// Runs `call` on `targets` with ONE `local_async` request (list targeting) and collects the
+    /// returns; see [`SaltApi`].
+    pub async fn run(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, SaltError> {
+        if targets.is_empty() {
+            return Ok(Returns::default());
+        }
+        let wait = call.timeout.unwrap_or(self.settings.job_timeout);
+        let deadline = Instant::now() + wait;
+        let tgt: Vec<&str> = targets.iter().map(MinionId::as_str).collect();
+        let mut low = Map::new();
+        low.insert("client".into(), "local_async".into());
+        low.insert("tgt".into(), tgt.join(",").into());
+        low.insert("tgt_type".into(), "list".into());
+        low.insert("fun".into(), call.fun.clone().into());
+        if !call.arg.is_empty() {
+            low.insert("arg".into(), Value::Array(call.arg.clone()));
+        }
+        if !call.kwarg.is_empty() {
+            let kw: Map<String, Value> = call
+                .kwarg
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            low.insert("kwarg".into(), Value::Object(kw));
+        }
+        let body = Value::Array(vec![Value::Object(low)]);
+        let (idx, bytes) = self
+            .request_any(
+                Req::Post("/", &body),
+                self.settings.request_timeout,
+                !call.is_mutating(),
+            )
+            .await?;
+        let Some(job) = decode::local_async(&bytes)? else {
+            tracing::debug!(fun = %call.fun, "salt matched none of the targets: no job started");
+            return Ok(Returns::uniform(targets, Outcome::NoReturn));
+        };
+        tracing::debug!(jid = %job.jid, fun = %call.fun, minions = job.minions.len(), "job started");
+        let wanted: HashSet<&str> = tgt.iter().copied().collect();
+        let expected: HashSet<&str> = job
+            .minions
+            .iter()
+            .map(String::as_str)
+            .filter(|m| wanted.contains(m))
+            .collect();
+        let mut returned: HashMap<String, Outcome> = HashMap::new();
+        let path = format!("/jobs/{}", job.jid);
+        while !expected.iter().all(|m| returned.contains_key(*m)) {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::debug!(jid = %job.jid, "job timeout passed");
+                break;
+            }
+            tokio::time::sleep(self.settings.poll_interval.min(deadline - now)).await;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let budget = self
+                .settings
+                .request_timeout
+                .min(remaining.max(Duration::from_millis(500)));
+            match self.authed(idx, Req::Get(&path), budget).await {
+                Ok(bytes) => {
+                    let status = decode::job(&bytes)?;
+                    for (m, o) in status.returned {
+                        if wanted.contains(m.as_str()) {
+                            returned.insert(m, o);
+                        }
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(jid = %job.jid, error = %e, "polling the job failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut out = Returns::with_jid(job.jid);
+        for m in targets {
+            let o = returned.remove(m.as_str()).unwrap_or(Outcome::NoReturn);
+            out.minions.insert(m.clone(), o);
+        }
+        Ok(out)
+    }
+
+    /// Resolves a target expression to minion ids: `list` locally; the other types by asking the master
+    /// which minions a `local_async` `test.ping` with that `tgt_type` is sent to (the master matches ids
+    /// against accepted keys and grains against its cache, so minions that are down are included).
+    pub async fn resolve_targets(&self, target: &TargetExpr) -> Result<Vec<MinionId>, SaltError> {
+        if target.tgt_type == TargetType::List {
+            return resolve_list(target).map_err(|e| SaltError::Protocol {
+                context: "target".into(),
+                message: e.message,
+                snippet: String::new(),
+            });
+        }
+        let body = json!([{
+            "client": "local_async",
+            "tgt": target.expression,
+            "tgt_type": target.tgt_type.as_str(),
+            "fun": "test.ping",
+        }]);
+        let (_, bytes) = self
+            .request_any(Req::Post("/", &body), self.settings.request_timeout, true)
+            .await?;
+        let mut ids = match decode::local_async(&bytes)? {
+            None => Vec::new(),
+            Some(job) => job.minions,
+        };
+        ids.sort();
+        ids.dedup();
+        ids.iter()
+            .map(|m| {
+                MinionId::new(m)
+                    .map_err(|e| SaltError::protocol("resolve", e.to_string(), m.as_bytes()))
+            })
+            .collect()
+    }
+
+    /// Runs a runner function (`client: runner`) with keyword arguments and returns its value.
+    pub async fn runner(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Value, SaltError> {
+        let bytes = self.runner_raw(fun, kwargs).await?;
+        decode::runner(&bytes)
+    }
+
+    async fn runner_raw(
+        &self,
+        fun: &str,
+        kwargs: Map<String, Value>,
+    ) -> Result<Vec<u8>, SaltError> {
+        let mut low = kwargs;
+        low.insert("client".into(), "runner".into());
+        low.insert("fun".into(), fun.into());
+        let body = Value::Array(vec![Value::Object(low)]);
+        let (_, bytes) = self
+            .request_any(Req::Post("/", &body), self.settings.request_timeout, true)
+            .await?;
+        Ok(bytes)
+    }
+
+    /// The `manage.status` runner: which minions with accepted keys answer.
+    pub async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
+        let bytes = self.runner_raw("manage.status", Map::new()).await?;
+        decode::manage_status(&bytes)
+    }
+
+    /// Whether each of `minions` answers, through the `manage.status` runner restricted to them (list
+    /// target). Unknown ids are `false`.
+    pub async fn ping(&self, minions: &[MinionId]) -> Result<BTreeMap<MinionId, bool>, SaltError> {
+        if minions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let tgt: Vec<&str> = minions.iter().map(MinionId::as_str).collect();
+        let mut kw = Map::new();
+        kw.insert("tgt".into(), tgt.join(",").into());
+        kw.insert("tgt_type".into(), "list".into());
+        let bytes = self.runner_raw("manage.status", kw).await?;
+        let status = decode::manage_status(&bytes)?;
+        let up: HashSet<&str> = status.up.iter().map(String::as_str).collect();
+        Ok(minions
+            .iter()
+            .map(|m| (m.clone(), up.contains(m.as_str())))
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    /// Available endpoints in configured order, then those in cool-down.
+    fn endpoint_order(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let (mut up, down): (Vec<usize>, Vec<usize>) = (0..self.endpoints.len()).partition(|&i| {
+            lock(&self.endpoints[i].state)
+                .down_until
+                .is_none_or(|t| t <= now)
+        });
+        up.extend(down);
+        up
+    }
+
+    fn mark_down(&self, idx: usize, e: &SaltError) {
+        let ep = &self.endpoints[idx];
+        tracing::warn!(endpoint = %ep.url, error = %e, cooldown = ?self.settings.endpoint_cooldown, "salt-api endpoint marked down");
+        let mut s = lock(&ep.state);
+        s.down_until = Some(Instant::now() + self.settings.endpoint_cooldown);
+        s.last_error = Some(e.to_string());
+    }
+
+    fn mark_ok(&self, idx: usize) {
+        let mut s = lock(&self.endpoints[idx].state);
+        s.down_until = None;
+        s.last_error = None;
+    }
+
+    /// Sends `req` to the first endpoint that takes it. Failures that may be an endpoint's fault
+    /// (unreachable, timeout, 502–504) mark it down; the request goes on to the next endpoint when it
+    /// surely was not received (unreachable) or `resend_ok`.
+    async fn request_any(
+        &self,
+        req: Req<'_>,
+        timeout: Duration,
+        resend_ok: bool,
+    ) -> Result<(usize, Vec<u8>), SaltError> {
+        let mut errors = Vec::new();
+        for idx in self.endpoint_order() {
+            match self.authed(idx, req, timeout).await {
+                Ok(b) => {
+                    self.mark_ok(idx);
+                    return Ok((idx, b));
+                }
+                Err(e) if e.is_retryable() => {
+                    self.mark_down(idx, &e);
+                    let never_sent = matches!(e, SaltError::Unreachable { .. });
+                    if !(never_sent || resend_ok) {
+                        return Err(e);
+                    }
+                    errors.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(all_down(errors))
+    }
+
+    async fn token(&self, idx: usize) -> Result<String, SaltError> {
+        {
+            let s = lock(&self.endpoints[idx].state);
+            if let Some(t) = &s.token {
+                if Instant::now() < t.refresh_at {
+                    return Ok(t.value.clone());
+                }
+            }
+        }
+        self.login_at(idx).await
+    }
+
+    async fn login_at(&self, idx: usize) -> Result<String, SaltError> {
+        let ep = &self.endpoints[idx];
+        let _guard = ep.login_lock.lock().await;
+        // another task may have logged in while this one waited
+        {
+            let s = lock(&ep.state);
+            if let Some(t) = &s.token {
+                if Instant::now() < t.refresh_at {
+                    return Ok(t.value.clone());
+                }
+            }
+        }
+        let mut body = json!({
+            "username": self.settings.user,
+            "password": self.settings.password,
+            "eauth": self.settings.eauth,
+        });
+        if let Some(te) = self.settings.token_expire {
+            body["token_expire"] = json!(te.as_secs_f64().ceil() as u64);
+        }
+        let sent = Instant::now();
+        let (status, bytes) = self
+            .send(
+                idx,
+                None,
+                Req::Post("/login", &body),
+                self.settings.request_timeout,
+            )
+            .await?;
+        match status {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(SaltError::Auth {
+                    endpoint: ep.url.clone(),
+                    user: self.settings.user.clone(),
+                    message: decode::error_message(&bytes),
+                })
+            }
+            _ => return Err(api_error(&ep.url, status, &bytes)),
+        }
+        let t = decode::login(&bytes)?;
+        let lifetime = Duration::from_secs_f64(t.lifetime_secs().min(1.0e9));
+        let margin = (lifetime / 5).min(Duration::from_secs(60));
+        tracing::debug!(endpoint = %ep.url, user = %self.settings.user, ?lifetime, "logged in to salt-api");
+        let mut s = lock(&ep.state);
+        s.token = Some(Token {
+            value: t.token.clone(),
+            refresh_at: sent + lifetime.saturating_sub(margin),
+        });
+        Ok(t.token)
+    }
+
+    /// One authenticated request to endpoint `idx`; on 401 logs in again once and resends.
+    async fn authed(
+        &self,
+        idx: usize,
+        req: Req<'_>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, SaltError> {
+        let ep = &self.endpoints[idx];
+        let mut token = self.token(idx).await?;
+        for attempt in 0..2 {
+            let (status, bytes) = self.send(idx, Some(&token), req, timeout).await?;
+            match status {
+                200..=299 => return Ok(bytes),
+                401 if attempt == 0 => {
+                    tracing::debug!(endpoint = %ep.url, path = req.path(), "token refused (401); logging in again");
+                    lock(&ep.state).token = None;
+                    token = self.login_at(idx).await?;
+                }
+                401 | 403 => {
+                    return Err(SaltError::Auth {
+                        endpoint: ep.url.clone(),
+                        user: self.settings.user.clone(),
+                        message: decode::error_message(&bytes),
+                    })
+                }
+                _ => return Err(api_error(&ep.url, status, &bytes)),
+            }
+        }
+        Err(SaltError::Auth {
+            endpoint: ep.url.clone(),
+            user: self.settings.user.clone(),
+            message: "token refused after a fresh login".into(),
+        })
+    }
+
+    async fn send(
+        &self,
+        idx: usize,
+        token: Option<&str>,
+        req: Req<'_>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), SaltError> {
+        let ep = &self.endpoints[idx];
+        let url = format!("{}{}", ep.url, req.path());
+        let mut rb = match req {
+            Req::Get(_) => self.http.get(&url),
+            Req::Post(_, body) => self.http.post(&url).json(body),
+        };
+        rb = rb.header("Accept", "application/json").timeout(timeout);
+        if let Some(t) = token {
+            rb = rb.header("X-Auth-Token", t);
+        }
+        let what = || {
+            format!(
+                "{} {}",
+                if matches!(req, Req::Get(_)) {
+                    "GET"
+                } else {
+                    "POST"
+                },
+                req.path()
+            )
+        };
+        let map = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SaltError::Timeout {
+                    endpoint: ep.url.clone(),
+                    what: what(),
+                    after: timeout,
+                }
+            } else {
+                SaltError::Unreachable {
+                    endpoint: ep.url.clone(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let resp = rb.send().await.map_err(map)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(map)?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    crate::error::snippet(&s)
+}
+
+fn api_error(endpoint: &str, status: u16, body: &[u8]) -> SaltError {
+    SaltError::Api {
+        endpoint: endpoint.to_owned(),
+        status,
+        message: decode::error_message(body),
+    }
+}
+
+fn all_down(mut errors: Vec<SaltError>) -> SaltError {
+    if errors.len() == 1 {
+        if let Some(e) = errors.pop() {
+            return e;
+        }
+    }
+    SaltError::AllEndpointsDown {
+        errors: errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[async_trait]
+impl Transport for SaltApi {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        self.run(targets, call).await.map_err(Into::into)
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        if target.tgt_type == TargetType::List {
+            return resolve_list(target);
+        }
+        self.resolve_targets(target).await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,166 @@
+//! The error type of the salt-api client.
+
+use std::time::Duration;
+
+use pushguide_core::{TransportError, TransportErrorKind};
+
+/// Longest body excerpt kept in a [`SaltError::Protocol`] or [`SaltError::Api`] message.
+pub const SNIPPET_MAX: usize = 200;
+
+/// A failure of one salt-api request (as opposed to one minion's failed return).
+///
+/// Messages never contain the password or a token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaltError {
+    /// salt-api refused the credentials (or a fresh token) with HTTP 401/403.
+    #[error("salt-api at {endpoint} refused the credentials of user `{user}`: {message}")]
+    Auth {
+        /// Base URL of the endpoint.
+        endpoint: String,
+        /// User name (never the password).
+        user: String,
+        /// What salt-api said.
+        message: String,
+    },
+    /// No connection could be made (refused, DNS, TLS, reset).
+    #[error("salt-api at {endpoint} is unreachable: {message}")]
+    Unreachable {
+        /// Base URL of the endpoint.
+        endpoint: String,
+        /// The cause.
+        message: String,
+    },
+    /// A request (or, for [`SaltApi::call`](crate::SaltApi), the request that starts a job) timed out.
+    #[error("salt-api at {endpoint} did not answer {what} within {after:?}")]
+    Timeout {
+        /// Base URL of the endpoint.
+        endpoint: String,
+        /// The request that timed out.
+        what: String,
+        /// The time waited.
+        after: Duration,
+    },
+    /// salt-api answered something this client cannot understand.
+    #[error("unexpected salt-api answer ({context}): {message}; body: {snippet:?}")]
+    Protocol {
+        /// Which answer (`login`, `local_async`, `jobs`, …).
+        context: String,
+        /// What was wrong with it.
+        message: String,
+        /// The start of the body, at most [`SNIPPET_MAX`] characters.
+        snippet: String,
+    },
+    /// salt-api answered with an error status other than 401.
+    #[error("salt-api at {endpoint} answered HTTP {status}: {message}")]
+    Api {
+        /// Base URL of the endpoint.
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// The message of the answer (from CherryPy's HTML page or salt's JSON), shortened.
+        message: String,
+    },
+    /// Every endpoint is marked down or failed; carries the last error of each.
+    #[error("no salt-api endpoint is available: {}", .errors.join("; "))]
+    AllEndpointsDown {
+        /// One line per endpoint.
+        errors: Vec<String>,
+    },
+}
+
+impl SaltError {
+    /// A protocol error with a short excerpt of `body`.
+    pub fn protocol(context: &str, message: impl Into<String>, body: &[u8]) -> Self {
+        SaltError::Protocol {
+            context: context.to_owned(),
+            message: message.into(),
+            snippet: snippet(&String::from_utf8_lossy(body)),
+        }
+    }
+
+    /// Whether sending the same request again (possibly to another endpoint) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SaltError::Unreachable { .. }
+            | SaltError::Timeout { .. }
+            | SaltError::AllEndpointsDown { .. } => true,
+            SaltError::Api { status, .. } => matches!(status, 502..=504),
+            SaltError::Auth { .. } | SaltError::Protocol { .. } => false,
+        }
+    }
+
+    /// The matching [`TransportErrorKind`].
+    pub fn kind(&self) -> TransportErrorKind {
+        match self {
+            SaltError::Auth { .. } => TransportErrorKind::Auth,
+            SaltError::Unreachable { .. } | SaltError::AllEndpointsDown { .. } => {
+                TransportErrorKind::Unreachable
+            }
+            SaltError::Timeout { .. } => TransportErrorKind::Timeout,
+            SaltError::Protocol { .. } => TransportErrorKind::Protocol,
+            SaltError::Api { .. } => TransportErrorKind::Api,
+        }
+    }
+}
+
+impl From<SaltError> for TransportError {
+    fn from(e: SaltError) -> Self {
+        TransportError::new(e.kind(), e.to_string())
+    }
+}
+
+/// The first [`SNIPPET_MAX`] characters of `text` (on a char boundary), with `…` when cut.
+pub fn snippet(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(SNIPPET_MAX) {
+        None => text.to_owned(),
+        Some((cut, _)) => {
+            let mut s = text[..cut].to_owned();
+            s.push('…');
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_is_short_and_cuts_on_char_boundaries() {
+        let long = "é".repeat(1000);
+        let s = snippet(&long);
+        assert_eq!(s.chars().count(), SNIPPET_MAX + 1);
+        assert_eq!(snippet("  short \n"), "short");
+    }
+
+    #[test]
+    fn kinds_map_to_transport_errors() {
+        let e = SaltError::Unreachable {
+            endpoint: "http://x".into(),
+            message: "refused".into(),
+        };
+        assert!(e.is_retryable());
+        let t: TransportError = e.into();
+        assert_eq!(t.kind, TransportErrorKind::Unreachable);
+        assert!(t.is_retryable());
+        let e = SaltError::protocol("login", "no token", &[b'x'; 5000]);
+        assert!(!e.is_retryable());
+        assert!(e.to_string().len() < 400, "{e}");
+        assert_eq!(TransportError::from(e).kind, TransportErrorKind::Protocol);
+        let e = SaltError::Api {
+            endpoint: "http://x".into(),
+            status: 503,
+            message: "busy".into(),
+        };
+        assert!(e.is_retryable());
+        let e = SaltError::Api {
+            endpoint: "http://x".into(),
+            status: 500,
+            message: "An unexpected error occurred".into(),
+        };
+        assert!(!e.is_retryable());
+        assert_eq!(TransportError::from(e).kind, TransportErrorKind::Api);
+    }
+}
