@@ -1,7 +1,7 @@
 //! The salt-api HTTP client.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use pushguide_core::{
     TransportError,
 };
 use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
 use crate::decode::{self, ManageStatus};
 use crate::error::SaltError;
@@ -29,6 +30,10 @@ pub struct EndpointHealth {
     pub last_error: Option<String>,
     /// Whether the client holds a token for it.
     pub logged_in: bool,
+    /// Whether the `/events` stream of this endpoint is connected.
+    pub events_connected: bool,
+    /// How many minion returns arrived through the `/events` stream (the rest came from polling).
+    pub returns_from_events: u64,
 }
 
 struct Token {
@@ -47,6 +52,30 @@ struct Endpoint {
     url: String,
     state: Mutex<EndpointState>,
     login_lock: tokio::sync::Mutex<()>,
+    events: Mutex<EventsState>,
+}
+
+/// A minion's return delivered to the call waiting for its job.
+type ReturnTx = mpsc::UnboundedSender<(String, Outcome)>;
+
+/// The `/events` stream of one endpoint, shared by every job started there.
+#[derive(Default)]
+struct EventsState {
+    task: Option<tokio::task::JoinHandle<()>>,
+    connected: bool,
+    /// Calls waiting for returns, by jid.
+    waiters: HashMap<String, ReturnTx>,
+    /// Returns of jobs nobody waits for (yet): a return can arrive before `local_async` answered.
+    early: VecDeque<(Instant, String, String, Outcome)>,
+    from_events: u64,
+}
+
+/// How long returns of unclaimed jobs are kept, and how many.
+const EARLY_KEEP: Duration = Duration::from_secs(30);
+const EARLY_MAX: usize = 10_000;
+
+fn lock_events(m: &Mutex<EventsState>) -> std::sync::MutexGuard<'_, EventsState> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Clone, Copy)]
@@ -63,39 +92,18 @@ impl Req<'_> {
     }
 }
 
-/// A salt-api (rest_cherrypy) client implementing [`Transport`].
-///
-/// * logs in with eauth at first use, keeps the token and logs in again shortly before it expires,
-///   and once more (transparently) when salt-api answers 401;
-/// * [`Transport::call`] is one `local_async` request with list targeting for all the targets, then
-///   `GET /jobs/<jid>` every [`SaltApiSettings::poll_interval`] until every targeted minion returned or
-///   the call's timeout (or [`SaltApiSettings::job_timeout`]) passed; minions without a return are
-///   [`Outcome::NoReturn`];
-/// * with several endpoints, one that cannot be reached, times out or answers 502–504 is skipped for
-///   [`SaltApiSettings::endpoint_cooldown`] and the next one is used. A job is polled on the endpoint
-///   that started it (a master only knows its own jobs). A mutating call is only sent elsewhere when the
-///   first endpoint surely did not receive it (connection failure).
-pub struct SaltApi {
+struct Inner {
     settings: SaltApiSettings,
     http: reqwest::Client,
     endpoints: Vec<Endpoint>,
-}
-
-impl std::fmt::Debug for SaltApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaltApi")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 fn lock(m: &Mutex<EndpointState>) -> std::sync::MutexGuard<'_, EndpointState> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl SaltApi {
-    /// A client for `settings` (nothing is sent yet).
-    pub fn new(settings: SaltApiSettings) -> Result<Self, SettingsError> {
+impl Inner {
+    fn new(settings: SaltApiSettings) -> Result<Self, SettingsError> {
         if settings.endpoints.is_empty() {
             return Err(SettingsError::Invalid {
                 var: "endpoints",
@@ -116,22 +124,18 @@ impl SaltApi {
                 url: u.trim_end_matches('/').to_owned(),
                 state: Mutex::new(EndpointState::default()),
                 login_lock: tokio::sync::Mutex::new(()),
+                events: Mutex::new(EventsState::default()),
             })
             .collect();
-        Ok(SaltApi {
+        Ok(Inner {
             settings,
             http,
             endpoints,
         })
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &SaltApiSettings {
-        &self.settings
-    }
-
     /// The health of every endpoint, in configured order.
-    pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
+    fn endpoint_health(&self) -> Vec<EndpointHealth> {
         let now = Instant::now();
         self.endpoints
             .iter()
@@ -141,19 +145,22 @@ impl SaltApi {
                     .down_until
                     .and_then(|t| t.checked_duration_since(now))
                     .filter(|d| !d.is_zero());
+                let ev = lock_events(&e.events);
                 EndpointHealth {
                     url: e.url.clone(),
                     available: down_for.is_none(),
                     down_for,
                     last_error: s.last_error.clone(),
                     logged_in: s.token.is_some(),
+                    events_connected: ev.connected,
+                    returns_from_events: ev.from_events,
                 }
             })
             .collect()
     }
 
     /// Logs in at the first endpoint that answers (checks credentials early).
-    pub async fn login(&self) -> Result<(), SaltError> {
+    async fn login(&self) -> Result<(), SaltError> {
         let mut errors = Vec::new();
         for idx in self.endpoint_order() {
             match self.login_at(idx).await {
@@ -171,7 +178,7 @@ impl SaltApi {
     /// Forgets the expiry of every held token so the next request uses it as is; with a token that
     /// salt-api no longer accepts this exercises the 401 → log in again path. For tests.
     #[doc(hidden)]
-    pub fn test_only_replace_tokens(&self, value: &str) {
+    fn test_only_replace_tokens(&self, value: &str) {
         for e in &self.endpoints {
             let mut s = lock(&e.state);
             if let Some(t) = s.token.as_mut() {
@@ -183,7 +190,11 @@ impl SaltApi {
 
     /// Runs `call` on `targets` with ONE `local_async` request (list targeting) and collects the
     /// returns; see [`SaltApi`].
-    pub async fn run(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, SaltError> {
+    async fn run(
+        self: &Arc<Self>,
+        targets: &[MinionId],
+        call: &SaltCall,
+    ) -> Result<Returns, SaltError> {
         if targets.is_empty() {
             return Ok(Returns::default());
         }
@@ -207,6 +218,11 @@ impl SaltApi {
             low.insert("kwarg".into(), Value::Object(kw));
         }
         let body = Value::Array(vec![Value::Object(low)]);
+        if self.settings.use_events {
+            if let Some(&first) = self.endpoint_order().first() {
+                self.ensure_events(first).await;
+            }
+        }
         let (idx, bytes) = self
             .request_any(
                 Req::Post("/", &body),
@@ -228,13 +244,45 @@ impl SaltApi {
             .collect();
         let mut returned: HashMap<String, Outcome> = HashMap::new();
         let path = format!("/jobs/{}", job.jid);
+        let mut rx = if self.settings.use_events {
+            self.ensure_events(idx).await;
+            Some(self.subscribe(idx, &job.jid))
+        } else {
+            None
+        };
+        let mut next_poll = Instant::now() + self.settings.poll_interval;
         while !expected.iter().all(|m| returned.contains_key(*m)) {
             let now = Instant::now();
             if now >= deadline {
                 tracing::debug!(jid = %job.jid, "job timeout passed");
                 break;
             }
-            tokio::time::sleep(self.settings.poll_interval.min(deadline - now)).await;
+            let wake = next_poll.min(deadline);
+            let event = match rx.as_mut() {
+                Some(rx) => tokio::select! {
+                    ev = rx.recv() => ev,
+                    () = tokio::time::sleep_until(wake.into()) => None,
+                },
+                None => {
+                    tokio::time::sleep_until(wake.into()).await;
+                    None
+                }
+            };
+            if let Some((m, o)) = event {
+                if wanted.contains(m.as_str()) {
+                    returned.insert(m, o);
+                }
+                continue;
+            }
+            if Instant::now() < next_poll {
+                continue;
+            }
+            // while the event stream is connected, polling is only a safety net
+            let every = if rx.is_some() && lock_events(&self.endpoints[idx].events).connected {
+                self.settings.poll_interval.max(Duration::from_secs(2))
+            } else {
+                self.settings.poll_interval
+            };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let budget = self
                 .settings
@@ -252,8 +300,15 @@ impl SaltApi {
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(jid = %job.jid, error = %e, "polling the job failed; retrying");
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.unsubscribe(idx, &job.jid);
+                    return Err(e);
+                }
             }
+            next_poll = Instant::now() + every;
+        }
+        if rx.is_some() {
+            self.unsubscribe(idx, &job.jid);
         }
         let mut out = Returns::with_jid(job.jid);
         for m in targets {
@@ -266,7 +321,7 @@ impl SaltApi {
     /// Resolves a target expression to minion ids: `list` locally; the other types by asking the master
     /// which minions a `local_async` `test.ping` with that `tgt_type` is sent to (the master matches ids
     /// against accepted keys and grains against its cache, so minions that are down are included).
-    pub async fn resolve_targets(&self, target: &TargetExpr) -> Result<Vec<MinionId>, SaltError> {
+    async fn resolve_targets(&self, target: &TargetExpr) -> Result<Vec<MinionId>, SaltError> {
         if target.tgt_type == TargetType::List {
             return resolve_list(target).map_err(|e| SaltError::Protocol {
                 context: "target".into(),
@@ -298,7 +353,7 @@ impl SaltApi {
     }
 
     /// Runs a runner function (`client: runner`) with keyword arguments and returns its value.
-    pub async fn runner(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Value, SaltError> {
+    async fn runner(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Value, SaltError> {
         let bytes = self.runner_raw(fun, kwargs).await?;
         decode::runner(&bytes)
     }
@@ -319,14 +374,14 @@ impl SaltApi {
     }
 
     /// The `manage.status` runner: which minions with accepted keys answer.
-    pub async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
+    async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
         let bytes = self.runner_raw("manage.status", Map::new()).await?;
         decode::manage_status(&bytes)
     }
 
     /// Whether each of `minions` answers, through the `manage.status` runner restricted to them (list
     /// target). Unknown ids are `false`.
-    pub async fn ping(&self, minions: &[MinionId]) -> Result<BTreeMap<MinionId, bool>, SaltError> {
+    async fn ping(&self, minions: &[MinionId]) -> Result<BTreeMap<MinionId, bool>, SaltError> {
         if minions.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -341,6 +396,131 @@ impl SaltApi {
             .iter()
             .map(|m| (m.clone(), up.contains(m.as_str())))
             .collect())
+    }
+
+    // ------------------------------------------------------------------ events
+
+    /// Starts the `/events` reader of endpoint `idx` unless it runs; waits a moment for a new one to
+    /// connect so that the first job's returns are not missed (polling catches them otherwise).
+    async fn ensure_events(self: &Arc<Self>, idx: usize) {
+        let started = {
+            let mut ev = lock_events(&self.endpoints[idx].events);
+            if ev.task.as_ref().is_some_and(|t| !t.is_finished()) {
+                false
+            } else {
+                let me = Arc::clone(self);
+                ev.task = Some(tokio::spawn(async move { me.events_loop(idx).await }));
+                true
+            }
+        };
+        if started {
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until && !lock_events(&self.endpoints[idx].events).connected {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn subscribe(&self, idx: usize, jid: &str) -> mpsc::UnboundedReceiver<(String, Outcome)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut ev = lock_events(&self.endpoints[idx].events);
+        let early = std::mem::take(&mut ev.early);
+        for (at, j, m, o) in early {
+            if j == jid {
+                ev.from_events += 1;
+                let _ = tx.send((m, o));
+            } else {
+                ev.early.push_back((at, j, m, o));
+            }
+        }
+        ev.waiters.insert(jid.to_owned(), tx);
+        rx
+    }
+
+    fn unsubscribe(&self, idx: usize, jid: &str) {
+        lock_events(&self.endpoints[idx].events).waiters.remove(jid);
+    }
+
+    /// Reads the `/events` stream of endpoint `idx` for as long as the client lives, reconnecting
+    /// (with a fresh token when needed) after a failure.
+    async fn events_loop(self: Arc<Self>, idx: usize) {
+        let ep = &self.endpoints[idx];
+        loop {
+            match self.open_events(idx).await {
+                Ok(mut resp) => {
+                    tracing::debug!(endpoint = %ep.url, "event stream connected");
+                    lock_events(&ep.events).connected = true;
+                    let mut parser = decode::SseParser::new();
+                    while let Ok(Some(chunk)) = resp.chunk().await {
+                        for rec in parser.push(&chunk) {
+                            match decode::job_return_event(&rec) {
+                                Ok(Some(ret)) => self.dispatch(idx, ret),
+                                Ok(None) => {}
+                                Err(e) => tracing::debug!(error = %e, "unreadable event"),
+                            }
+                        }
+                    }
+                    lock_events(&ep.events).connected = false;
+                    tracing::debug!(endpoint = %ep.url, "event stream closed");
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %ep.url, error = %e, "cannot open the event stream");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn open_events(&self, idx: usize) -> Result<reqwest::Response, SaltError> {
+        let ep = &self.endpoints[idx];
+        for attempt in 0..2 {
+            let token = self.token(idx).await?;
+            let resp = self
+                .http
+                .get(format!("{}/events", ep.url))
+                .header("Accept", "text/event-stream")
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .map_err(|e| SaltError::Unreachable {
+                    endpoint: ep.url.clone(),
+                    message: error_chain(&e),
+                })?;
+            match resp.status().as_u16() {
+                200..=299 => return Ok(resp),
+                401 if attempt == 0 => lock(&ep.state).token = None,
+                status => {
+                    let body = resp.bytes().await.unwrap_or_default();
+                    return Err(api_error(&ep.url, status, &body));
+                }
+            }
+        }
+        Err(SaltError::Auth {
+            endpoint: ep.url.clone(),
+            user: self.settings.user.clone(),
+            message: "event stream refused a fresh token".into(),
+        })
+    }
+
+    fn dispatch(&self, idx: usize, ret: decode::JobReturnEvent) {
+        let mut ev = lock_events(&self.endpoints[idx].events);
+        if let Some(tx) = ev.waiters.get(&ret.jid) {
+            if tx.send((ret.minion.clone(), ret.outcome.clone())).is_ok() {
+                ev.from_events += 1;
+                return;
+            }
+            ev.waiters.remove(&ret.jid);
+        }
+        let now = Instant::now();
+        while ev
+            .early
+            .front()
+            .is_some_and(|(at, ..)| now.duration_since(*at) > EARLY_KEEP)
+            || ev.early.len() >= EARLY_MAX
+        {
+            ev.early.pop_front();
+        }
+        ev.early.push_back((now, ret.jid, ret.minion, ret.outcome));
     }
 
     // ------------------------------------------------------------------ plumbing
@@ -576,6 +756,100 @@ fn all_down(mut errors: Vec<SaltError>) -> SaltError {
     }
     SaltError::AllEndpointsDown {
         errors: errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A salt-api (rest_cherrypy) client implementing [`Transport`].
+///
+/// * logs in with eauth at first use, keeps the token and logs in again shortly before it expires,
+///   and once more (transparently) when salt-api answers 401;
+/// * [`Transport::call`] is one `local_async` request with list targeting for all the targets, then
+///   `GET /jobs/<jid>` every [`SaltApiSettings::poll_interval`] until every targeted minion returned or
+///   the call's timeout (or [`SaltApiSettings::job_timeout`]) passed; minions without a return are
+///   [`Outcome::NoReturn`];
+/// * with several endpoints, one that cannot be reached, times out or answers 502–504 is skipped for
+///   [`SaltApiSettings::endpoint_cooldown`] and the next one is used. A job is polled on the endpoint
+///   that started it (a master only knows its own jobs). A mutating call is only sent elsewhere when the
+///   first endpoint surely did not receive it (connection failure).
+pub struct SaltApi {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SaltApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaltApi")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SaltApi {
+    fn drop(&mut self) {
+        for e in &self.inner.endpoints {
+            if let Some(task) = lock_events(&e.events).task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl SaltApi {
+    /// A client for `settings` (nothing is sent yet).
+    pub fn new(settings: SaltApiSettings) -> Result<Self, SettingsError> {
+        Ok(SaltApi {
+            inner: Arc::new(Inner::new(settings)?),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SaltApiSettings {
+        &self.inner.settings
+    }
+
+    /// The health of every endpoint, in configured order.
+    pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
+        self.inner.endpoint_health()
+    }
+
+    /// Logs in at the first endpoint that answers (checks credentials early).
+    pub async fn login(&self) -> Result<(), SaltError> {
+        self.inner.login().await
+    }
+
+    /// Replaces every held token by `value` and forgets its expiry, so the next request uses it as is;
+    /// with a token salt-api does not know this exercises the 401 → log in again path. For tests.
+    #[doc(hidden)]
+    pub fn test_only_replace_tokens(&self, value: &str) {
+        self.inner.test_only_replace_tokens(value);
+    }
+
+    /// Runs `call` on `targets` with ONE `local_async` request (list targeting) and collects the
+    /// returns; see [`SaltApi`].
+    pub async fn run(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, SaltError> {
+        Inner::run(&self.inner, targets, call).await
+    }
+
+    /// Resolves a target expression to minion ids: `list` locally; the other types by asking the master
+    /// which minions a `local_async` `test.ping` with that `tgt_type` is sent to (the master matches ids
+    /// against accepted keys and grains against its cache, so minions that are down are included).
+    pub async fn resolve_targets(&self, target: &TargetExpr) -> Result<Vec<MinionId>, SaltError> {
+        self.inner.resolve_targets(target).await
+    }
+
+    /// Runs a runner function (`client: runner`) with keyword arguments and returns its value.
+    pub async fn runner(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Value, SaltError> {
+        self.inner.runner(fun, kwargs).await
+    }
+
+    /// The `manage.status` runner: which minions with accepted keys answer.
+    pub async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
+        self.inner.manage_status().await
+    }
+
+    /// Whether each of `minions` answers, through the `manage.status` runner restricted to them (list
+    /// target). Unknown ids are `false`.
+    pub async fn ping(&self, minions: &[MinionId]) -> Result<BTreeMap<MinionId, bool>, SaltError> {
+        self.inner.ping(minions).await
     }
 }
 

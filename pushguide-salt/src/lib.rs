@@ -66,6 +66,9 @@ pub struct SaltApiSettings {
     /// master); `None` takes the master's default.
     #[serde(deserialize_with = "de_opt_secs")]
     pub token_expire: Option<Duration>,
+    /// Collect returns from salt-api's `/events` stream (one per endpoint, shared by every job), with
+    /// `GET /jobs/<jid>` as a slower safety net; `false` polls only.
+    pub use_events: bool,
 }
 
 impl Default for SaltApiSettings {
@@ -81,6 +84,7 @@ impl Default for SaltApiSettings {
             poll_interval: Duration::from_millis(200),
             endpoint_cooldown: Duration::from_secs(30),
             token_expire: None,
+            use_events: true,
         }
     }
 }
@@ -170,6 +174,7 @@ impl fmt::Debug for SaltApiSettings {
             .field("poll_interval", &self.poll_interval)
             .field("endpoint_cooldown", &self.endpoint_cooldown)
             .field("token_expire", &self.token_expire)
+            .field("use_events", &self.use_events)
             .finish()
     }
 }

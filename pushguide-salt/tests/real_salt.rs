@@ -100,6 +100,21 @@ async fn list_target_ping_answers_for_every_minion_in_one_request() {
     for m in &minions {
         assert_eq!(r.take(m), Outcome::ok(true), "{m}");
     }
+    let h = &api.endpoint_health()[0];
+    assert!(h.events_connected, "{h:?}");
+    assert_eq!(
+        h.returns_from_events,
+        minions.len() as u64,
+        "returns came from /events: {h:?}"
+    );
+    // a second call: logged in, stream connected
+    let started = Instant::now();
+    let mut r = api
+        .call(&minions, &SaltCall::read("test.ping"))
+        .await
+        .expect("ping");
+    eprintln!("second test.ping (events): {:?}", started.elapsed());
+    assert!(minions.iter().all(|m| r.take(m).is_ok()));
     let up = api.ping(&minions).await.expect("ping via runner");
     assert!(up.values().all(|u| *u), "{up:?}");
 }
@@ -140,7 +155,11 @@ async fn unknown_minion_is_no_return_while_the_others_answer() {
     let Some((s, minions)) = lab("unknown minion") else {
         return;
     };
-    let api = client(s);
+    // this one collects returns by polling GET /jobs/<jid> only
+    let api = client(SaltApiSettings {
+        use_events: false,
+        ..s
+    });
     let mut targets = minions.clone();
     targets.push(id("ghost-01"));
     let started = Instant::now();
@@ -152,10 +171,12 @@ async fn unknown_minion_is_no_return_while_the_others_answer() {
         .await
         .expect("call");
     let took = started.elapsed();
+    eprintln!("test.ping with ghost-01 (polling): {took:?}");
     assert_eq!(r.take(&id("ghost-01")), Outcome::NoReturn);
     for m in &minions {
         assert_eq!(r.take(m), Outcome::ok(true), "{m}");
     }
+    assert_eq!(api.endpoint_health()[0].returns_from_events, 0);
     // the unknown id is not waited for
     assert!(took < Duration::from_secs(10), "took {took:?}");
     // only unknown ids: salt starts no job
