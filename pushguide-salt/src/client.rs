@@ -445,9 +445,11 @@ impl Inner {
     /// (with a fresh token when needed) after a failure.
     async fn events_loop(self: Arc<Self>, idx: usize) {
         let ep = &self.endpoints[idx];
+        let mut backoff = Duration::from_secs(1);
         loop {
             match self.open_events(idx).await {
                 Ok(mut resp) => {
+                    backoff = Duration::from_secs(1);
                     tracing::debug!(endpoint = %ep.url, "event stream connected");
                     lock_events(&ep.events).connected = true;
                     let mut parser = decode::SseParser::new();
@@ -464,10 +466,11 @@ impl Inner {
                     tracing::debug!(endpoint = %ep.url, "event stream closed");
                 }
                 Err(e) => {
-                    tracing::debug!(endpoint = %ep.url, error = %e, "cannot open the event stream");
+                    tracing::debug!(endpoint = %ep.url, error = %e, ?backoff, "cannot open the event stream");
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
 
