@@ -10,21 +10,66 @@ use serde_json::Value;
 
 use crate::error::Error;
 
-/// A validated salt minion id. Cheap to clone (shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct MinionId(Arc<str>);
+/// A validated salt minion id. Cheap to clone (shared string) and cheap to hash (the hash of the id is
+/// computed once, when the id is created).
+#[derive(Clone)]
+pub struct MinionId {
+    id: Arc<str>,
+    hash: u64,
+}
+
+/// FNV-1a over the id's bytes: stable, fast, and only used to seed `Hash`.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 impl MinionId {
     /// Validates `id` with [`crate::validate::minion_id`].
     pub fn new(id: &str) -> Result<Self, Error> {
         crate::validate::minion_id("minion id", id)?;
-        Ok(MinionId(Arc::from(id)))
+        Ok(MinionId {
+            hash: id_hash(id),
+            id: Arc::from(id),
+        })
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
+    }
+}
+
+impl PartialEq for MinionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+    }
+}
+
+impl Eq for MinionId {}
+
+impl std::hash::Hash for MinionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for MinionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MinionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl Serialize for MinionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.id)
     }
 }
 
@@ -37,21 +82,36 @@ impl<'de> Deserialize<'de> for MinionId {
 
 impl fmt::Debug for MinionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.id, f)
     }
 }
 
 impl fmt::Display for MinionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 
-impl std::borrow::Borrow<str> for MinionId {
-    fn borrow(&self) -> &str {
-        &self.0
+/// A hasher for maps keyed by [`MinionId`]: the id's hash is precomputed, so it is used as is.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
     }
 }
+
+/// A map keyed by minion id with the precomputed-hash hasher.
+pub(crate) type IdMap<V> = HashMap<MinionId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Whether a call can change a host. Dry runs send read-only calls and only record mutating ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

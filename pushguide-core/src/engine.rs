@@ -112,8 +112,10 @@ pub(crate) struct HostRecord {
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     pub(crate) hosts: Vec<HostRecord>,
-    pub(crate) index: HashMap<MinionId, usize>,
+    pub(crate) index: crate::call::IdMap<usize>,
     pub(crate) calls: Vec<crate::report::CallRecord>,
+    /// Hosts whose status is `Failed`, kept in step by `set_status` and `record_failure`.
+    failed: usize,
 }
 
 impl Journal {
@@ -137,6 +139,7 @@ impl Journal {
                 .map(|(i, h)| (h.clone(), i))
                 .collect(),
             calls: Vec::new(),
+            failed: 0,
         }
     }
 
@@ -153,7 +156,9 @@ impl Journal {
         fun: &str,
         reason: &str,
     ) {
-        let Some(h) = self.get_mut(host) else { return };
+        let Some(&i) = self.index.get(host) else {
+            return;
+        };
         let failure = HostFailure {
             stage,
             batch,
@@ -161,26 +166,32 @@ impl Journal {
             reason: reason.to_owned(),
         };
         if stage == Stage::Rollback {
-            h.rollback_failure = Some(failure);
+            self.hosts[i].rollback_failure = Some(failure);
         } else {
-            h.status = HostStatus::Failed;
-            h.failure = Some(failure);
+            self.set_status_at(i, HostStatus::Failed);
+            self.hosts[i].failure = Some(failure);
+        }
+    }
+
+    fn set_status_at(&mut self, i: usize, status: HostStatus) {
+        let was = std::mem::replace(&mut self.hosts[i].status, status);
+        match (was == HostStatus::Failed, status == HostStatus::Failed) {
+            (false, true) => self.failed += 1,
+            (true, false) => self.failed -= 1,
+            _ => {}
         }
     }
 
     fn set_status(&mut self, hosts: &[MinionId], status: HostStatus) {
         for h in hosts {
-            if let Some(r) = self.get_mut(h) {
-                r.status = status;
+            if let Some(&i) = self.index.get(h) {
+                self.set_status_at(i, status);
             }
         }
     }
 
     fn count_failed(&self) -> usize {
-        self.hosts
-            .iter()
-            .filter(|h| h.status == HostStatus::Failed)
-            .count()
+        self.failed
     }
 }
 
@@ -879,9 +890,9 @@ impl Run {
                     }
                     match self.wait_decision(b, stage, failed.clone()).await {
                         Some(Decision::Retry) => {
+                            journal.set_status(&failed, HostStatus::Interrupted);
                             for h in &failed {
                                 if let Some(r) = journal.get_mut(h) {
-                                    r.status = HostStatus::Interrupted;
                                     r.failure = None;
                                 }
                             }
@@ -1017,10 +1028,10 @@ impl Run {
         );
         let mut ok_total = 0;
         let mut failed_total = 0;
+        journal.set_status(&without, HostStatus::NoRollbackTarget);
         for h in &without {
             let reason = "no previous version recorded for this host".to_owned();
             if let Some(r) = journal.get_mut(h) {
-                r.status = HostStatus::NoRollbackTarget;
                 r.log.push(LogEntry::Message {
                     stage: Stage::Rollback,
                     text: reason.clone(),
@@ -1039,11 +1050,16 @@ impl Run {
                 .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
                 .await;
             let mut by_version: HashMap<&str, Vec<MinionId>> = HashMap::new();
+            journal.set_status(&ok, HostStatus::RolledBack);
+            journal.set_status(&failed, HostStatus::RollbackFailed);
             for h in &ok {
-                let to = release.hosts[h].rollback_to.as_deref().unwrap_or_default();
+                let to = release
+                    .hosts
+                    .get(h)
+                    .and_then(|v| v.rollback_to.as_deref())
+                    .unwrap_or_default();
                 by_version.entry(to).or_default().push(h.clone());
                 if let Some(r) = journal.get_mut(h) {
-                    r.status = HostStatus::RolledBack;
                     r.rolled_back_to = Some(to.to_owned());
                 }
                 self.shared.emit(EventKind::HostRolledBack {
@@ -1062,10 +1078,7 @@ impl Run {
             for h in &failed {
                 let reason = journal
                     .get_mut(h)
-                    .and_then(|r| {
-                        r.status = HostStatus::RollbackFailed;
-                        r.rollback_failure.as_ref().map(|f| f.reason.clone())
-                    })
+                    .and_then(|r| r.rollback_failure.as_ref().map(|f| f.reason.clone()))
                     .unwrap_or_default();
                 self.shared.emit(EventKind::HostRollbackFailed {
                     host: h.clone(),

@@ -10,7 +10,7 @@ use pushguide_core::{MinionId, Outcome, SaltCall, Transport};
 use pushguide_salt::{SaltApi, SaltApiSettings};
 
 #[tokio::test]
-async fn calls_go_on_through_the_second_endpoint_when_the_first_dies() {
+async fn failover_calls_go_on_through_the_second_endpoint_when_the_first_dies() {
     if std::env::var("PUSHGUIDE_SALT_FAILOVER").as_deref() != Ok("1") {
         eprintln!("skipping failover: set PUSHGUIDE_SALT_FAILOVER=1 (it stops salt-api 1 of a 2-master lab)");
         return;
