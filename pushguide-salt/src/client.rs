@@ -110,13 +110,31 @@ impl Inner {
                 reason: "no salt-api endpoint configured".to_owned(),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .build()
-            .map_err(|e| SettingsError::Invalid {
-                var: "endpoints",
-                reason: format!("cannot build the HTTP client: {e}"),
+        let mut builder = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| SettingsError::Invalid {
+                var: "ca_file",
+                reason: format!("cannot read {}: {e}", path.display()),
             })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| SettingsError::Invalid {
+                    var: "ca_file",
+                    reason: format!("{} holds no PEM certificate", path.display()),
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if settings.danger_accept_invalid_certs {
+            tracing::warn!("TLS certificate verification is disabled for salt-api");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| SettingsError::Invalid {
+            var: "endpoints",
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
         let endpoints = settings
             .endpoints
             .iter()
@@ -203,7 +221,6 @@ impl Inner {
         let tgt: Vec<&str> = targets.iter().map(MinionId::as_str).collect();
         let mut low = Map::new();
         low.insert("client".into(), "local_async".into());
-        low.insert("tgt".into(), tgt.join(",").into());
         low.insert("tgt_type".into(), "list".into());
         low.insert("fun".into(), call.fun.clone().into());
         if !call.arg.is_empty() {
@@ -217,7 +234,60 @@ impl Inner {
                 .collect();
             low.insert("kwarg".into(), Value::Object(kw));
         }
-        let body = Value::Array(vec![Value::Object(low)]);
+        let mut returned: HashMap<String, Outcome> = HashMap::new();
+        let mut last_jid = None;
+        // Each round starts the job on the first available endpoint. When that endpoint dies before
+        // every return arrived, the job is re-issued on the next endpoint for the minions that have not
+        // returned yet: steps must therefore be idempotent (the bundled project types' are).
+        for round in 0..self.endpoints.len() {
+            let pending: Vec<&str> = tgt
+                .iter()
+                .copied()
+                .filter(|m| !returned.contains_key(*m))
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            let mut low = low.clone();
+            low.insert("tgt".into(), pending.join(",").into());
+            let body = Value::Array(vec![Value::Object(low)]);
+            match self
+                .run_round(&body, call, &pending, deadline, &mut returned)
+                .await?
+            {
+                Round::Done(jid) => {
+                    last_jid = jid;
+                    break;
+                }
+                Round::EndpointDied { jid, idx, error } => {
+                    tracing::warn!(jid = %jid, error = %error, round,
+                        "salt-api endpoint died while waiting for returns; re-issuing the job elsewhere");
+                    self.mark_down(idx, &error);
+                    last_jid = Some(jid);
+                }
+            }
+        }
+        let mut out = Returns {
+            jid: last_jid,
+            ..Returns::default()
+        };
+        for m in targets {
+            let o = returned.remove(m.as_str()).unwrap_or(Outcome::NoReturn);
+            out.minions.insert(m.clone(), o);
+        }
+        Ok(out)
+    }
+
+    /// Starts one job for `pending` and collects its returns into `returned` until all arrived, the
+    /// deadline passed, or the endpoint died.
+    async fn run_round(
+        self: &Arc<Self>,
+        body: &Value,
+        call: &SaltCall,
+        pending: &[&str],
+        deadline: Instant,
+        returned: &mut HashMap<String, Outcome>,
+    ) -> Result<Round, SaltError> {
         if self.settings.use_events {
             if let Some(&first) = self.endpoint_order().first() {
                 self.ensure_events(first).await;
@@ -225,24 +295,23 @@ impl Inner {
         }
         let (idx, bytes) = self
             .request_any(
-                Req::Post("/", &body),
+                Req::Post("/", body),
                 self.settings.request_timeout,
                 !call.is_mutating(),
             )
             .await?;
         let Some(job) = decode::local_async(&bytes)? else {
             tracing::debug!(fun = %call.fun, "salt matched none of the targets: no job started");
-            return Ok(Returns::uniform(targets, Outcome::NoReturn));
+            return Ok(Round::Done(None));
         };
         tracing::debug!(jid = %job.jid, fun = %call.fun, minions = job.minions.len(), "job started");
-        let wanted: HashSet<&str> = tgt.iter().copied().collect();
+        let wanted: HashSet<&str> = pending.iter().copied().collect();
         let expected: HashSet<&str> = job
             .minions
             .iter()
             .map(String::as_str)
             .filter(|m| wanted.contains(m))
             .collect();
-        let mut returned: HashMap<String, Outcome> = HashMap::new();
         let path = format!("/jobs/{}", job.jid);
         let mut rx = if self.settings.use_events {
             self.ensure_events(idx).await;
@@ -251,6 +320,7 @@ impl Inner {
             None
         };
         let mut next_poll = Instant::now() + self.settings.poll_interval;
+        let mut outcome = Round::Done(Some(job.jid.clone()));
         while !expected.iter().all(|m| returned.contains_key(*m)) {
             let now = Instant::now();
             if now >= deadline {
@@ -297,6 +367,14 @@ impl Inner {
                         }
                     }
                 }
+                Err(e @ SaltError::Unreachable { .. }) if self.endpoints.len() > 1 => {
+                    outcome = Round::EndpointDied {
+                        jid: job.jid.clone(),
+                        idx,
+                        error: e,
+                    };
+                    break;
+                }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(jid = %job.jid, error = %e, "polling the job failed; retrying");
                 }
@@ -310,12 +388,7 @@ impl Inner {
         if rx.is_some() {
             self.unsubscribe(idx, &job.jid);
         }
-        let mut out = Returns::with_jid(job.jid);
-        for m in targets {
-            let o = returned.remove(m.as_str()).unwrap_or(Outcome::NoReturn);
-            out.minions.insert(m.clone(), o);
-        }
-        Ok(out)
+        Ok(outcome)
     }
 
     /// Resolves a target expression to minion ids: `list` locally; the other types by asking the master
@@ -868,4 +941,16 @@ impl Transport for SaltApi {
         }
         self.resolve_targets(target).await.map_err(Into::into)
     }
+}
+
+/// How one round of a job ended.
+enum Round {
+    /// Every expected return arrived, or the deadline passed (`None`: no job was started).
+    Done(Option<String>),
+    /// The endpoint that ran the job stopped answering before every return arrived.
+    EndpointDied {
+        jid: String,
+        idx: usize,
+        error: SaltError,
+    },
 }

@@ -69,6 +69,10 @@ pub struct SaltApiSettings {
     /// Collect returns from salt-api's `/events` stream (one per endpoint, shared by every job), with
     /// `GET /jobs/<jid>` as a slower safety net; `false` polls only.
     pub use_events: bool,
+    /// Extra CA certificate (PEM file) trusted for `https://` endpoints, besides the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate. Only for labs: anyone on the path can read the password.
+    pub danger_accept_invalid_certs: bool,
 }
 
 impl Default for SaltApiSettings {
@@ -85,6 +89,8 @@ impl Default for SaltApiSettings {
             endpoint_cooldown: Duration::from_secs(30),
             token_expire: None,
             use_events: true,
+            ca_file: None,
+            danger_accept_invalid_certs: false,
         }
     }
 }
@@ -175,6 +181,11 @@ impl fmt::Debug for SaltApiSettings {
             .field("endpoint_cooldown", &self.endpoint_cooldown)
             .field("token_expire", &self.token_expire)
             .field("use_events", &self.use_events)
+            .field("ca_file", &self.ca_file)
+            .field(
+                "danger_accept_invalid_certs",
+                &self.danger_accept_invalid_certs,
+            )
             .finish()
     }
 }
@@ -196,6 +207,29 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_missing_or_bad_ca_file_is_a_settings_error() {
+        let mut s = SaltApiSettings {
+            endpoints: vec!["https://127.0.0.1:8123".into()],
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..SaltApiSettings::default()
+        };
+        let err = SaltApi::new(s.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let dir = std::env::temp_dir().join(format!("pg-ca-{}", std::process::id()));
+        std::fs::write(&dir, "not a certificate").unwrap();
+        s.ca_file = Some(dir.clone());
+        let err = SaltApi::new(s)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        std::fs::remove_file(&dir).ok();
+        assert!(err.contains("ca_file"), "{err}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

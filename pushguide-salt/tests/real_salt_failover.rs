@@ -4,14 +4,90 @@
 //! (`cargo test -p pushguide-salt --test real_salt_failover`); otherwise it prints a skip message.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushguide_core::{MinionId, Outcome, SaltCall, Transport};
+use pushguide_core::{
+    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, EventKind, KindInfo, MinionId,
+    Outcome, Platform, Principal, Request, SaltCall, StageContext, StageError, Template, Transport,
+};
 use pushguide_salt::{SaltApi, SaltApiSettings};
+
+/// Sleeps a little on the minions in every stage (so a deployment is under way when salt-api 1 is
+/// stopped), then creates `<root>/<version>`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SlowAppConfig {
+    root: String,
+}
+
+#[derive(Debug)]
+struct SlowApp(String);
+
+inventory::submit! {
+    KindInfo { kind: "failover-app", summary: "failover test", platforms: &[Platform::Linux],
+        example: "kind = \"failover-app\"\nroot = \"/tmp/x\"\n" }
+}
+
+#[typetag::serde(name = "failover-app")]
+impl DeployerConfig for SlowAppConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        Ok(Box::new(SlowApp(self.root.clone())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Deployer for SlowApp {
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(
+            SaltCall::read("test.sleep")
+                .arg(2)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let dir = format!("{}/{}/", self.0, cx.version());
+        cx.call(
+            SaltCall::mutate("file.makedirs")
+                .arg(dir)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let dir = format!("{}/{}", self.0, cx.version());
+        let r = cx
+            .call(
+                SaltCall::read("file.directory_exists")
+                    .arg(dir.as_str())
+                    .timeout(Duration::from_secs(60)),
+            )
+            .await?;
+        let missing: Vec<MinionId> = r
+            .iter()
+            .filter(|(_, v)| v.as_bool() != Some(true))
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in missing {
+            cx.fail(&h, format!("{dir} does not exist"));
+        }
+        Ok(())
+    }
+    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+}
 
 #[tokio::test]
 async fn failover_calls_go_on_through_the_second_endpoint_when_the_first_dies() {
     if std::env::var("PUSHGUIDE_SALT_FAILOVER").as_deref() != Ok("1") {
+        assert!(
+            std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() != Ok("1")
+                || std::env::var("PUSHGUIDE_SALT_URL_2").is_ok(),
+            "PUSHGUIDE_REQUIRE_SALT=1 but PUSHGUIDE_SALT_URL_2 is not set (PUSHGUIDE_SALT_MASTERS=2)"
+        );
         eprintln!("skipping failover: set PUSHGUIDE_SALT_FAILOVER=1 (it stops salt-api 1 of a 2-master lab)");
         return;
     }
@@ -44,7 +120,35 @@ async fn failover_calls_go_on_through_the_second_endpoint_when_the_first_dies() 
     let h = api.endpoint_health();
     assert!(h[0].logged_in && !h[1].logged_in, "{h:?}");
 
-    // stop salt-api 1 and wait until its port refuses connections
+    // A deployment in batches of one host; salt-api 1 is stopped while the first batch's
+    // `test.sleep` runs, and the deployment must complete through salt-api 2.
+    let root = format!("/tmp/pg-salt-deploy/failover-{}", std::process::id());
+    let hosts: Vec<String> = minions.iter().map(|m| format!("\"{m}\"")).collect();
+    let text = format!(
+        "name = \"failover\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [{}]\n\
+         [rollout]\nbatch = 1\n[project]\nkind = \"failover-app\"\nroot = \"{root}\"\n",
+        hosts.join(", ")
+    );
+    let template = Arc::new(Template::from_toml_str(&text, "<failover>").unwrap());
+    let engine = Engine::builder(Arc::new(api.clone())).build();
+    let handle = engine
+        .start(Request::new(template, "1.0.0", Principal::user("ops")))
+        .await
+        .unwrap();
+    let mut events = handle.events();
+    while let Some(e) = events.next().await {
+        if let EventKind::CallStarted {
+            fun,
+            batch: Some(0),
+            ..
+        } = &e.kind
+        {
+            if fun == "test.sleep" {
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
     let status = std::process::Command::new("kill")
         .args(["-TERM", pid.trim()])
@@ -63,6 +167,16 @@ async fn failover_calls_go_on_through_the_second_endpoint_when_the_first_dies() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("salt-api 1 stopped after {:?}", stop.elapsed());
+    let report = handle.wait().await.unwrap();
+    eprintln!("{report}");
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    for m in &minions {
+        assert!(
+            std::path::Path::new(&format!("{root}/1.0.0")).is_dir(),
+            "{m}: release directory missing"
+        );
+    }
+    std::fs::remove_dir_all(&root).ok();
 
     let started = Instant::now();
     let mut r = api
