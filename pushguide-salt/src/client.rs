@@ -846,7 +846,12 @@ fn all_down(mut errors: Vec<SaltError>) -> SaltError {
 /// * with several endpoints, one that cannot be reached, times out or answers 502–504 is skipped for
 ///   [`SaltApiSettings::endpoint_cooldown`] and the next one is used. A job is polled on the endpoint
 ///   that started it (a master only knows its own jobs). A mutating call is only sent elsewhere when the
-///   first endpoint surely did not receive it (connection failure).
+///   first endpoint surely did not receive it (connection failure). When the endpoint running a job
+///   stops answering before every return arrived, the job is re-issued on the next endpoint for the
+///   minions that have not returned: **steps must be idempotent** (the bundled project types' are).
+///
+/// Cheap to clone; clones share tokens, endpoint health and event streams.
+#[derive(Clone)]
 pub struct SaltApi {
     inner: Arc<Inner>,
 }
