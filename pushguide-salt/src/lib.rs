@@ -7,6 +7,8 @@
 //! fails over between several salt-api endpoints.
 //!
 //! [`decode`] holds the pure decoders of salt-api's answers (tested on captured real exchanges).
+//! With the feature `fake`, `fake::FakeSaltApi` is an in-process salt-api in front of a simulated
+//! fleet, for tests and benchmarks.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use serde::Deserialize;
 mod client;
 pub mod decode;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 
 pub use client::{EndpointHealth, SaltApi};
 pub use decode::ManageStatus;

@@ -1,0 +1,951 @@
+//! A fake salt-api (feature `fake`): an in-process HTTP/1.1 server on an ephemeral loopback port, in
+//! front of a [`SimFleet`], speaking rest_cherrypy's wire format (as captured in the salt lab samples).
+//!
+//! * `POST /login` — eauth, user and password checked against the configured credentials; a token
+//!   (`X-Auth-Token`) with the configured lifetime (or the `token_expire` asked for); 401 otherwise;
+//! * `POST /` — lowstate chunks with `client` `local` (waits for the fleet), `local_async` (answers
+//!   `{"jid","minions"}` at once and runs the job in the background) or `runner` (`manage.status`; any
+//!   other runner answers 500 like salt); `tgt_type` `list` or `glob`;
+//! * `GET /jobs/<jid>` — the job's info and the returns so far;
+//! * `GET /events` — the shared server-sent-event stream: `salt/job/<jid>/new` and one
+//!   `salt/job/<jid>/ret/<minion>` record per return;
+//! * `GET /minions`, `GET /minions/<id>`, `GET /` (no token needed), `POST /logout`.
+//!
+//! A job runs its call through the fleet (so the fleet's latency, rules and request log apply) and
+//! publishes each minion's return as salt does: `Ok` → `{"return": value, "retcode": 0, "success":
+//! true}`, `Failed` → `{"return": message, "retcode": rc, "success": false}`, `NoReturn` → nothing.
+//! Faults are injected at run time through [`Faults`]; every request is counted per route
+//! ([`FakeSaltApi::request_count`]). The server stops when the [`FakeSaltApi`] is dropped.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pushguide_core::{sim::SimFleet, MinionId, Outcome, SaltCall, Transport};
+//! use pushguide_salt::{fake::FakeSaltApi, SaltApi};
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! let fleet = Arc::new(
+//!     SimFleet::new(["web-01", "web-02"]).unwrap()
+//!         .on("web-02", "cmd.run", Outcome::failed(Some(3), "exit 3")),
+//! );
+//! let fake = FakeSaltApi::builder(fleet).start().await.unwrap();
+//! let api = SaltApi::new(fake.settings()).unwrap();
+//! let hosts = fake.fleet().minions().to_vec();
+//! let mut r = api.call(&hosts, &SaltCall::mutate("cmd.run").arg("true")).await.unwrap();
+//! assert!(r.take(&hosts[0]).is_ok());
+//! assert_eq!(r.take(&hosts[1]), Outcome::failed(Some(3), "exit 3"));
+//! assert_eq!(fake.request_count().get("POST /"), 1); // one request for both minions
+//! # });
+//! ```
+
+mod faults;
+mod http;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pushguide_core::sim::SimFleet;
+use pushguide_core::{Effect, MinionId, Outcome, SaltCall, TargetExpr, TargetType, Transport};
+use serde_json::{json, Map, Value};
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch};
+
+pub use faults::Faults;
+use faults::Verdict;
+use http::{Request, Response};
+
+use crate::SaltApiSettings;
+
+/// How many finished jobs `GET /jobs/<jid>` remembers.
+const JOBS_KEPT: usize = 10_000;
+/// Event records buffered per `/events` connection before a slow reader loses some.
+const EVENTS_BUFFER: usize = 1 << 16;
+/// Largest SSE chunk assembled from queued records.
+const SSE_CHUNK: usize = 64 * 1024;
+
+/// Requests counted per route, e.g. `"POST /"`, `"POST /login"`, `"GET /jobs/*"`, `"GET /events"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Count per route (`METHOD path`, with `/jobs/<jid>` as `/jobs/*`, `/minions/<id>` as
+    /// `/minions/*`).
+    pub by_route: BTreeMap<String, u64>,
+}
+
+impl RequestCounts {
+    /// The count of one route, e.g. `get("POST /")`; 0 when never requested.
+    pub fn get(&self, route: &str) -> u64 {
+        self.by_route.get(route).copied().unwrap_or(0)
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.by_route.values().sum()
+    }
+}
+
+/// Configures and starts a [`FakeSaltApi`].
+#[derive(Debug)]
+pub struct FakeSaltApiBuilder {
+    fleet: Arc<SimFleet>,
+    user: String,
+    password: String,
+    eauth: String,
+    token_lifetime: Duration,
+}
+
+impl FakeSaltApiBuilder {
+    /// The only user/password accepted by `/login` (default `pushguide` / `fake-password`).
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = user.into();
+        self.password = password.into();
+        self
+    }
+
+    /// The only eauth backend accepted (default `pam`, the client's default).
+    pub fn eauth(mut self, eauth: impl Into<String>) -> Self {
+        self.eauth = eauth.into();
+        self
+    }
+
+    /// Lifetime of the tokens `/login` issues when the client does not ask for one (default 12 h, as
+    /// salt's `token_expire`).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
+    pub async fn start(self) -> std::io::Result<FakeSaltApi> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let known: HashSet<MinionId> = self.fleet.minions().iter().cloned().collect();
+        let state = Arc::new(State {
+            fleet: self.fleet,
+            known,
+            user: self.user,
+            password: self.password,
+            eauth: self.eauth,
+            token_lifetime: self.token_lifetime,
+            faults: Faults::default(),
+            tokens: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(Jobs::default()),
+            counts: Mutex::new(RequestCounts::default()),
+            events: broadcast::channel(EVENTS_BUFFER).0,
+            last_jid: Mutex::new(0),
+            token_seq: AtomicU64::new(1),
+            shutdown: shutdown_rx,
+        });
+        let accept = tokio::spawn(accept_loop(Arc::clone(&state), listener));
+        tracing::debug!(%addr, "fake salt-api listening");
+        Ok(FakeSaltApi {
+            addr,
+            state,
+            shutdown: shutdown_tx,
+            accept,
+        })
+    }
+}
+
+/// An in-process salt-api in front of a [`SimFleet`]; see the [module documentation](self).
+pub struct FakeSaltApi {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeSaltApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSaltApi")
+            .field("addr", &self.addr)
+            .field("user", &self.state.user)
+            .field("eauth", &self.state.eauth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeSaltApi {
+    /// A builder for a fake in front of `fleet`.
+    pub fn builder(fleet: Arc<SimFleet>) -> FakeSaltApiBuilder {
+        FakeSaltApiBuilder {
+            fleet,
+            user: "pushguide".to_owned(),
+            password: "fake-password".to_owned(),
+            eauth: "pam".to_owned(),
+            token_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+
+    /// A fake with the default credentials, started on the current runtime.
+    pub async fn start(fleet: Arc<SimFleet>) -> std::io::Result<Self> {
+        Self::builder(fleet).start().await
+    }
+
+    /// The socket address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Client settings for this fake: its URL and credentials, defaults otherwise.
+    pub fn settings(&self) -> SaltApiSettings {
+        SaltApiSettings {
+            endpoints: vec![self.url()],
+            eauth: self.state.eauth.clone(),
+            user: self.state.user.clone(),
+            password: self.state.password.clone(),
+            ..SaltApiSettings::default()
+        }
+    }
+
+    /// The simulated fleet behind it (add rules at run time with [`SimFleet::add_rule`]).
+    pub fn fleet(&self) -> &Arc<SimFleet> {
+        &self.state.fleet
+    }
+
+    /// The fault handle.
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    /// Requests received so far, per route.
+    pub fn request_count(&self) -> RequestCounts {
+        self.state.counts().clone()
+    }
+
+    /// Forgets the request counts.
+    pub fn reset_request_count(&self) {
+        *self.state.counts() = RequestCounts::default();
+    }
+
+    /// Stops accepting connections and closes every open one (also done on drop).
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.accept.abort();
+    }
+}
+
+impl Drop for FakeSaltApi {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+// ------------------------------------------------------------------------------------------ state
+
+struct TokenInfo {
+    issued: Instant,
+    valid_until: Instant,
+}
+
+struct Job {
+    fun: String,
+    args: Vec<Value>,
+    tgt: Value,
+    tgt_type: String,
+    minions: Vec<String>,
+    start: String,
+    /// `{"return","retcode","success"}` per minion that returned.
+    result: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct Jobs {
+    by_jid: HashMap<String, Job>,
+    order: VecDeque<String>,
+}
+
+struct State {
+    fleet: Arc<SimFleet>,
+    known: HashSet<MinionId>,
+    user: String,
+    password: String,
+    eauth: String,
+    token_lifetime: Duration,
+    faults: Faults,
+    tokens: Mutex<HashMap<String, TokenInfo>>,
+    jobs: Mutex<Jobs>,
+    counts: Mutex<RequestCounts>,
+    /// Pre-formatted SSE records.
+    events: broadcast::Sender<Arc<str>>,
+    last_jid: Mutex<u128>,
+    token_seq: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    fn counts(&self) -> MutexGuard<'_, RequestCounts> {
+        lock(&self.counts)
+    }
+
+    fn count(&self, req: &Request) {
+        let route = match req.path.as_str() {
+            p if p.starts_with("/jobs/") => "/jobs/*",
+            p if p.starts_with("/minions/") => "/minions/*",
+            p => p,
+        };
+        *self
+            .counts()
+            .by_route
+            .entry(format!("{} {route}", req.method))
+            .or_insert(0) += 1;
+    }
+
+    fn new_jid(&self) -> String {
+        let now = jid_now();
+        let mut last = lock(&self.last_jid);
+        *last = (*last + 1).max(now);
+        last.to_string()
+    }
+
+    fn new_token(&self) -> String {
+        let seq = self.token_seq.fetch_add(1, Ordering::Relaxed);
+        let s = std::collections::hash_map::RandomState::new();
+        let (a, b, c) = (s.hash_one(seq), s.hash_one(seq ^ 0x5a5a), s.hash_one(!seq));
+        format!("{a:016x}{b:016x}{:08x}", c as u32)
+    }
+
+    fn publish(&self, tag: &str, data: &Value) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let rec = format!(
+            "tag: {tag}\ndata: {}\n\n",
+            json!({"data": data, "tag": tag})
+        );
+        // no receiver between the check and the send is fine: nobody listens
+        let _ = self.events.send(Arc::from(rec));
+    }
+
+    /// `Ok(())` when the request carries a live token, else the 401 to answer.
+    fn check_token(&self, req: &Request) -> Result<(), Response> {
+        let Some(token) = req.header("x-auth-token") else {
+            return Err(Response::html_error(
+                401,
+                "No permission -- see authorization schemes",
+            ));
+        };
+        let now = Instant::now();
+        let tokens = lock(&self.tokens);
+        match tokens.get(token) {
+            Some(t) if now < t.valid_until && self.faults.token_alive(t.issued) => Ok(()),
+            _ => Err(Response::html_error(401, "Authentication error occurred.")),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------ serving
+
+/// Resolves when the server shuts down (or its handle is gone).
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn accept_loop(state: Arc<State>, listener: TcpListener) {
+    let shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(Arc::clone(&state), stream));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "fake salt-api: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = stopped(shutdown.clone()) => return,
+        }
+    }
+}
+
+async fn serve_connection(state: Arc<State>, stream: TcpStream) {
+    let shutdown = state.shutdown.clone();
+    tokio::select! {
+        () = connection(Arc::clone(&state), stream) => {}
+        () = stopped(shutdown.clone()) => {}
+    }
+}
+
+async fn connection(state: Arc<State>, stream: TcpStream) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    loop {
+        let req = match http::read_request(&mut rd).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "fake salt-api: unreadable request");
+                let resp = Response::html_error(400, "Malformed request");
+                let _ = http::write_response(&mut wr, &resp, true).await;
+                return;
+            }
+        };
+        state.count(&req);
+        let latency = state.faults.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if req.method == "GET" && req.path == "/events" {
+            serve_events(&state, &req, wr).await;
+            return;
+        }
+        let resp = handle(&state, &req).await;
+        let close = req.wants_close();
+        if http::write_response(&mut wr, &resp, close).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Answers one (non-streaming) request, with the injected faults applied.
+async fn handle(state: &Arc<State>, req: &Request) -> Response {
+    let public = matches!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/login") | ("GET", "/")
+    );
+    match state.faults.verdict(!public) {
+        Verdict::Serve => {}
+        Verdict::Fail(status) => {
+            return Response::html_error(status, "Fault injected by the fake salt-api")
+        }
+        Verdict::Unauthorized => {
+            return Response::html_error(401, "Authentication error occurred.")
+        }
+    }
+    if !public {
+        if let Err(resp) = state.check_token(req) {
+            return resp;
+        }
+    }
+    let mut resp = route(state, req).await;
+    if resp.content_type == "application/json" && state.faults.take_malformed() {
+        let keep = (resp.body.len() / 2).max(1).min(resp.body.len());
+        resp.body.truncate(keep);
+        resp.body.extend_from_slice(b"\x00,}");
+    }
+    resp
+}
+
+async fn route(state: &Arc<State>, req: &Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/") => Response::json(
+            200,
+            &json!({"return": "Welcome", "clients": ["local", "local_async", "runner"]}),
+        ),
+        ("POST", "/login") => login(state, req),
+        ("POST", "/logout") => {
+            if let Some(t) = req.header("x-auth-token") {
+                lock(&state.tokens).remove(t);
+            }
+            Response::json(200, &json!({"return": "Your token has been cleared"}))
+        }
+        ("POST", "/") => lowstate(state, req).await,
+        ("GET", p) if p.starts_with("/jobs/") => job_info(state, &p["/jobs/".len()..]),
+        ("GET", "/minions") => minions(state, None),
+        ("GET", p) if p.starts_with("/minions/") => minions(state, Some(&p["/minions/".len()..])),
+        (_, "/" | "/login" | "/logout" | "/events" | "/minions") => {
+            Response::html_error(405, "The method is not allowed for this resource.")
+        }
+        _ => Response::html_error(404, &format!("The path '{}' was not found.", req.path)),
+    }
+}
+
+fn login(state: &State, req: &Request) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return Response::html_error(400, "Invalid JSON document");
+    };
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("eauth") != state.eauth
+        || field("username") != state.user
+        || field("password") != state.password
+    {
+        return Response::html_error(401, "Could not authenticate using provided credentials");
+    }
+    let lifetime = body
+        .get("token_expire")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(state.token_lifetime);
+    let token = state.new_token();
+    let issued = Instant::now();
+    let server_life = state
+        .faults
+        .server_ttl()
+        .map_or(lifetime, |ttl| ttl.min(lifetime));
+    lock(&state.tokens).insert(
+        token.clone(),
+        TokenInfo {
+            issued,
+            valid_until: issued + server_life,
+        },
+    );
+    let start = unix_now();
+    let mut resp = Response::json(
+        200,
+        &json!({"return": [{
+            "token": token,
+            "expire": start + lifetime.as_secs_f64(),
+            "start": start,
+            "user": state.user,
+            "eauth": state.eauth,
+            "perms": [".*", "@jobs", "@runner", "@wheel"],
+        }]}),
+    );
+    resp.headers.push(("X-Auth-Token", token));
+    resp
+}
+
+/// `POST /`: one answer element per lowstate chunk.
+async fn lowstate(state: &Arc<State>, req: &Request) -> Response {
+    let chunks = match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Array(chunks)) => chunks,
+        Ok(obj @ Value::Object(_)) => vec![obj],
+        _ => return Response::html_error(400, "Invalid JSON document"),
+    };
+    let mut out = Vec::with_capacity(chunks.len());
+    for low in &chunks {
+        let Some(low) = low.as_object() else {
+            return Response::html_error(400, "Lowstate must be a list of dictionaries");
+        };
+        let client = low.get("client").and_then(Value::as_str).unwrap_or("");
+        let fun = low.get("fun").and_then(Value::as_str);
+        let answer = match (client, fun) {
+            (_, None) => Err(server_error()),
+            ("local", Some(fun)) => local(state, low, fun).await,
+            ("local_async", Some(fun)) => local_async(state, low, fun).await,
+            ("runner", Some("manage.status")) => manage_status(state, low).await,
+            ("runner", Some(_)) => Err(server_error()),
+            (other, _) => Err(Response::html_error(
+                400,
+                &format!("Invalid client specified: '{other}'"),
+            )),
+        };
+        match answer {
+            Ok(v) => out.push(v),
+            Err(resp) => return resp,
+        }
+    }
+    Response::json(200, &json!({ "return": out }))
+}
+
+/// salt's answer to a runner that does not exist (or a lowstate without `fun`).
+fn server_error() -> Response {
+    Response::json(
+        500,
+        &json!({"status": 500, "return": "An unexpected error occurred"}),
+    )
+}
+
+/// The known minions a lowstate chunk targets, in the order given.
+async fn targets(state: &State, low: &Map<String, Value>) -> Result<Vec<MinionId>, Response> {
+    let tgt_type = low
+        .get("tgt_type")
+        .and_then(Value::as_str)
+        .unwrap_or("glob");
+    let ids: Vec<String> = match (tgt_type, low.get("tgt")) {
+        ("list", Some(Value::String(s))) => s.split(',').map(|t| t.trim().to_owned()).collect(),
+        ("list", Some(Value::Array(items))) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        ("glob", Some(Value::String(g))) => {
+            let expr = TargetExpr {
+                expression: g.clone(),
+                tgt_type: TargetType::Glob,
+            };
+            return Ok(state.fleet.resolve(&expr).await.unwrap_or_default());
+        }
+        (_, None) => return Err(Response::html_error(400, "No target (`tgt`) given")),
+        (other, _) => {
+            return Err(Response::html_error(
+                400,
+                &format!("tgt_type `{other}` is not supported by the fake salt-api"),
+            ))
+        }
+    };
+    let mut seen = HashSet::new();
+    Ok(ids
+        .iter()
+        .filter_map(|id| MinionId::new(id).ok())
+        .filter(|m| state.known.contains(m) && seen.insert(m.clone()))
+        .collect())
+}
+
+/// The execution call a lowstate chunk describes. The effect is a guess from the function name (the
+/// fleet only records it).
+fn salt_call(low: &Map<String, Value>, fun: &str) -> SaltCall {
+    const READ_ONLY: [&str; 7] = [
+        "test.",
+        "grains.",
+        "http.query",
+        "file.file_exists",
+        "file.directory_exists",
+        "file.readlink",
+        "cmd.which",
+    ];
+    let effect = if READ_ONLY.iter().any(|p| fun.starts_with(p)) {
+        Effect::ReadOnly
+    } else {
+        Effect::Mutating
+    };
+    let mut call = SaltCall::new(fun, effect);
+    match low.get("arg") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => call.arg.clone_from(a),
+        Some(v) => call.arg.push(v.clone()),
+    }
+    if let Some(Value::Object(kw)) = low.get("kwarg") {
+        for (k, v) in kw {
+            call.kwarg.insert(k.clone(), v.clone());
+        }
+    }
+    call
+}
+
+/// `client: local`: waits for the fleet; the answer maps each minion to its bare return value.
+async fn local(state: &State, low: &Map<String, Value>, fun: &str) -> Result<Value, Response> {
+    let minions = targets(state, low).await?;
+    if minions.is_empty() {
+        return Ok(json!({}));
+    }
+    let call = salt_call(low, fun);
+    let mut returns = state.fleet.call(&minions, &call).await.unwrap_or_default();
+    let mut out = Map::new();
+    for m in &minions {
+        let v = match returns.take(m) {
+            Outcome::Ok { value } => value,
+            Outcome::Failed { message, .. } => Value::String(message),
+            Outcome::NoReturn => Value::String(
+                "Minion did not return. [No response]\nThe minions may not have all finished \
+                 running and any remaining minions will return upon completion."
+                    .to_owned(),
+            ),
+        };
+        out.insert(m.to_string(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+/// `client: local_async`: registers the job, answers `{"jid","minions"}` and runs it in the background.
+async fn local_async(
+    state: &Arc<State>,
+    low: &Map<String, Value>,
+    fun: &str,
+) -> Result<Value, Response> {
+    let minions = targets(state, low).await?;
+    if minions.is_empty() {
+        return Ok(json!({}));
+    }
+    let call = salt_call(low, fun);
+    let jid = state.new_jid();
+    let names: Vec<String> = minions.iter().map(ToString::to_string).collect();
+    let tgt = low.get("tgt").cloned().unwrap_or(Value::Null);
+    let tgt_type = low
+        .get("tgt_type")
+        .and_then(Value::as_str)
+        .unwrap_or("glob")
+        .to_owned();
+    {
+        let mut jobs = lock(&state.jobs);
+        if jobs.order.len() >= JOBS_KEPT {
+            if let Some(old) = jobs.order.pop_front() {
+                jobs.by_jid.remove(&old);
+            }
+        }
+        jobs.order.push_back(jid.clone());
+        jobs.by_jid.insert(
+            jid.clone(),
+            Job {
+                fun: fun.to_owned(),
+                args: call.arg.clone(),
+                tgt: tgt.clone(),
+                tgt_type: tgt_type.clone(),
+                minions: names.clone(),
+                start: salt_time(SystemTime::now(), false),
+                result: Map::new(),
+            },
+        );
+    }
+    state.publish(
+        &format!("salt/job/{jid}/new"),
+        &json!({
+            "jid": jid, "tgt_type": tgt_type, "tgt": tgt, "user": state.user, "fun": fun,
+            "arg": call.arg, "minions": names, "missing": [],
+            "_stamp": salt_time(SystemTime::now(), true),
+        }),
+    );
+    let st = Arc::clone(state);
+    let j = jid.clone();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run_job(&st, &j, minions, call) => {}
+            () = stopped(shutdown.clone()) => {}
+        }
+    });
+    Ok(json!({"jid": jid, "minions": names}))
+}
+
+async fn run_job(state: &State, jid: &str, minions: Vec<MinionId>, call: SaltCall) {
+    let returns = match state.fleet.call(&minions, &call).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%jid, error = %e, "fake salt-api: the fleet failed the job");
+            return;
+        }
+    };
+    let mut entries = Vec::with_capacity(minions.len());
+    for m in &minions {
+        let entry = match returns.minions.get(m) {
+            None | Some(Outcome::NoReturn) => continue,
+            Some(Outcome::Ok { value }) => {
+                json!({"return": value, "retcode": 0, "success": true})
+            }
+            Some(Outcome::Failed { retcode, message }) => match retcode {
+                Some(rc) => json!({"return": message, "retcode": rc, "success": false}),
+                None => json!({"return": message, "success": false}),
+            },
+        };
+        entries.push((m.to_string(), entry));
+    }
+    {
+        let mut jobs = lock(&state.jobs);
+        if let Some(job) = jobs.by_jid.get_mut(jid) {
+            for (m, e) in &entries {
+                job.result.insert(m.clone(), e.clone());
+            }
+        }
+    }
+    if state.events.receiver_count() == 0 {
+        return;
+    }
+    let stamp = salt_time(SystemTime::now(), true);
+    for (m, mut entry) in entries {
+        if let Value::Object(e) = &mut entry {
+            e.insert("cmd".into(), "_return".into());
+            e.insert("id".into(), Value::String(m.clone()));
+            e.insert("jid".into(), jid.into());
+            e.insert("fun".into(), call.fun.clone().into());
+            e.insert("fun_args".into(), Value::Array(call.arg.clone()));
+            e.insert("user".into(), state.user.clone().into());
+            e.insert("_stamp".into(), stamp.clone().into());
+        }
+        state.publish(&format!("salt/job/{jid}/ret/{m}"), &entry);
+    }
+}
+
+/// `runner` `manage.status`: the fleet's minions (or the `tgt` given) pinged through the fleet, as salt
+/// does; those that answer are `up`.
+async fn manage_status(state: &State, low: &Map<String, Value>) -> Result<Value, Response> {
+    let minions = if low.contains_key("tgt") {
+        targets(state, low).await?
+    } else {
+        state.fleet.minions().to_vec()
+    };
+    let returns = state
+        .fleet
+        .call(&minions, &SaltCall::read("test.ping"))
+        .await
+        .unwrap_or_default();
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for m in &minions {
+        match returns.minions.get(m) {
+            Some(o) if *o != Outcome::NoReturn => up.push(m.to_string()),
+            _ => down.push(m.to_string()),
+        }
+    }
+    up.sort();
+    down.sort();
+    Ok(json!({"up": up, "down": down}))
+}
+
+fn job_info(state: &State, jid: &str) -> Response {
+    let jobs = lock(&state.jobs);
+    let Some(job) = jobs.by_jid.get(jid) else {
+        return Response::json(
+            200,
+            &json!({"info": [{"jid": jid, "Minions": [], "Result": {}}], "return": [{}]}),
+        );
+    };
+    let bare: Map<String, Value> = job
+        .result
+        .iter()
+        .map(|(m, e)| (m.clone(), e.get("return").cloned().unwrap_or(Value::Null)))
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "info": [{
+                "jid": jid,
+                "Function": job.fun,
+                "Arguments": job.args,
+                "Target": job.tgt,
+                "Target-type": job.tgt_type,
+                "User": state.user,
+                "Minions": job.minions,
+                "StartTime": job.start,
+                "Result": job.result,
+            }],
+            "return": [bare],
+        }),
+    )
+}
+
+fn minions(state: &State, one: Option<&str>) -> Response {
+    let grains = |m: &MinionId| json!({"id": m.as_str(), "kernel": "Linux", "fake": true});
+    let map: Map<String, Value> = state
+        .fleet
+        .minions()
+        .iter()
+        .filter(|m| one.is_none_or(|id| id == m.as_str()))
+        .map(|m| (m.to_string(), grains(m)))
+        .collect();
+    Response::json(200, &json!({ "return": [map] }))
+}
+
+async fn serve_events(state: &State, req: &Request, mut wr: tokio::net::tcp::OwnedWriteHalf) {
+    let resp = if let Err(resp) = state.check_token(req) {
+        Some(resp)
+    } else if state.faults.refuses_events() {
+        Some(Response::html_error(
+            503,
+            "Event stream refused (fault injected)",
+        ))
+    } else {
+        None
+    };
+    if let Some(resp) = resp {
+        let _ = http::write_response(&mut wr, &resp, true).await;
+        return;
+    }
+    // subscribe before the client can see the stream, so no return published after is missed
+    let mut rx = state.events.subscribe();
+    let mut drops = state.faults.stream_drops();
+    drops.borrow_and_update();
+    if http::write_sse_head(&mut wr).await.is_err()
+        || http::write_chunk(&mut wr, b"retry: 400\n\n").await.is_err()
+    {
+        return;
+    }
+    let mut buf = String::new();
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(rec) => {
+                    buf.clear();
+                    buf.push_str(&rec);
+                    while buf.len() < SSE_CHUNK {
+                        match rx.try_recv() {
+                            Ok(more) => buf.push_str(&more),
+                            Err(_) => break,
+                        }
+                    }
+                    if http::write_chunk(&mut wr, buf.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(lost = n, "fake salt-api: a slow /events reader lost records");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = drops.changed() => {
+                tracing::debug!("fake salt-api: dropping an /events stream (fault)");
+                return;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------ time
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Civil date (y, m, d) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (
+        y,
+        m,
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros(),
+    )
+}
+
+/// `2026-11-27T07:18:36.090978+00:00` (`iso`) or salt's job `StartTime` `2026, Nov 27 07:17:35.747785`.
+fn salt_time(t: SystemTime, iso: bool) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss, us) = parts(t);
+    if iso {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{us:06}+00:00")
+    } else {
+        let mon = MONTHS[(m as usize).saturating_sub(1) % 12];
+        format!("{y:04}, {mon} {d:02} {hh:02}:{mm:02}:{ss:02}.{us:06}")
+    }
+}
+
+/// A salt job id for now: `YYYYMMDDhhmmssffffff`.
+fn jid_now() -> u128 {
+    let (y, m, d, hh, mm, ss, us) = parts(SystemTime::now());
+    let ymd = y.max(0) as u128 * 10_000 + u128::from(m) * 100 + u128::from(d);
+    let hms = u128::from(hh) * 10_000 + u128::from(mm) * 100 + u128::from(ss);
+    (ymd * 1_000_000 + hms) * 1_000_000 + u128::from(us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salt_times_and_jids_look_like_salts() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_763_855_747_785);
+        assert_eq!(salt_time(t, false), "2026, Nov 27 07:17:35.747785");
+        assert_eq!(salt_time(t, true), "2026-11-27T07:17:35.747785+00:00");
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        let j = jid_now().to_string();
+        assert_eq!(j.len(), 20, "{j}");
+    }
+}

@@ -1,0 +1,560 @@
+//! `SaltApi` (and the engine through it) against the fake salt-api: wire format, faults, request counts.
+#![cfg(feature = "fake")]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushguide_core::sim::SimFleet;
+use pushguide_core::{
+    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, HostStatus, KindInfo, MinionId,
+    Outcome, Platform, Principal, Request, SaltCall, StageContext, StageError, Template, Transport,
+    TransportErrorKind,
+};
+use pushguide_salt::fake::FakeSaltApi;
+use pushguide_salt::{SaltApi, SaltApiSettings, SaltError};
+use serde::{Deserialize, Serialize};
+
+// ------------------------------------------------------------------------------------- helpers
+
+fn hosts(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("web-{i:03}")).collect()
+}
+
+fn fleet(n: usize) -> Arc<SimFleet> {
+    Arc::new(SimFleet::new(hosts(n)).unwrap())
+}
+
+fn id(s: &str) -> MinionId {
+    MinionId::new(s).unwrap()
+}
+
+/// Client settings with a short poll interval, so that fallbacks show within a test's patience.
+fn settings(fake: &FakeSaltApi) -> SaltApiSettings {
+    SaltApiSettings {
+        poll_interval: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(10),
+        ..fake.settings()
+    }
+}
+
+async fn started(n: usize) -> (FakeSaltApi, SaltApi) {
+    let fake = FakeSaltApi::start(fleet(n)).await.unwrap();
+    let api = SaltApi::new(settings(&fake)).unwrap();
+    (fake, api)
+}
+
+/// One successful call, so that the client is logged in and its event stream is connected.
+async fn warm_up(api: &SaltApi, fake: &FakeSaltApi) {
+    let all = fake.fleet().minions().to_vec();
+    let mut r = api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert!(api.endpoint_health()[0].events_connected);
+}
+
+async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("no hang")
+}
+
+// ------------------------------------------------------------------------------------- client
+
+#[tokio::test]
+async fn login_and_one_request_for_a_list_of_minions() {
+    let (fake, api) = started(5).await;
+    api.login().await.unwrap();
+    let all = fake.fleet().minions().to_vec();
+    let mut r = within(
+        10,
+        api.call(&all, &SaltCall::mutate("cmd.run").arg("echo hi")),
+    )
+    .await
+    .unwrap();
+    let jid = r.jid.clone().unwrap();
+    assert_eq!(jid.len(), 20, "salt-like jid: {jid}");
+    for m in &all {
+        assert_eq!(r.take(m), Outcome::ok(true), "{m}");
+    }
+    let n = fake.request_count();
+    assert_eq!(n.get("POST /login"), 1, "{n:?}");
+    assert_eq!(n.get("POST /"), 1, "one request for five minions: {n:?}");
+    assert_eq!(n.get("GET /events"), 1, "{n:?}");
+    let h = &api.endpoint_health()[0];
+    assert_eq!(h.returns_from_events, 5, "returns came from /events: {h:?}");
+    // the fleet saw the call with the arguments the client sent, for the whole list
+    let reqs = fake.fleet().requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].targets, all);
+    assert_eq!(reqs[0].call.arg, vec![serde_json::json!("echo hi")]);
+    // runner manage.status and resolve through the fake
+    let up = api.ping(&all[..2]).await.unwrap();
+    assert!(up.values().all(|u| *u), "{up:?}");
+    let status = api.manage_status().await.unwrap();
+    assert_eq!(status.up.len(), 5);
+    let e = api
+        .runner("nosuch.runner", serde_json::Map::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, SaltError::Api { status: 500, .. }),
+        "unknown runner: {e:?}"
+    );
+    let glob = pushguide_core::TargetExpr {
+        expression: "web-00*".into(),
+        tgt_type: pushguide_core::TargetType::Glob,
+    };
+    assert_eq!(api.resolve(&glob).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_an_auth_error() {
+    let fake = FakeSaltApi::builder(fleet(1))
+        .credentials("deploy", "s3cret-pw")
+        .eauth("file")
+        .start()
+        .await
+        .unwrap();
+    let good = SaltApi::new(fake.settings()).unwrap();
+    good.login().await.unwrap();
+    let bad = SaltApi::new(SaltApiSettings {
+        password: "wrong-4711".into(),
+        ..fake.settings()
+    })
+    .unwrap();
+    let e = bad.login().await.unwrap_err();
+    match &e {
+        SaltError::Auth { message, .. } => {
+            assert!(message.contains("Could not authenticate"), "{message}")
+        }
+        other => panic!("expected Auth, got {other:?}"),
+    }
+    assert!(!e.to_string().contains("4711"));
+    let t = bad
+        .call(&[id("web-001")], &SaltCall::read("test.ping"))
+        .await
+        .unwrap_err();
+    assert_eq!(t.kind, TransportErrorKind::Auth);
+}
+
+#[tokio::test]
+async fn failed_minion_keeps_its_retcode_and_message() {
+    let fleet = Arc::new(
+        SimFleet::new(hosts(3))
+            .unwrap()
+            .on("web-002", "cmd.run", Outcome::failed(Some(7), "partial"))
+            .on(
+                "web-003",
+                "cmd.run",
+                Outcome::failed(None, "no retcode here"),
+            ),
+    );
+    let fake = FakeSaltApi::start(fleet).await.unwrap();
+    let api = SaltApi::new(settings(&fake)).unwrap();
+    let all = fake.fleet().minions().to_vec();
+    let mut r = within(10, api.call(&all, &SaltCall::mutate("cmd.run").arg("x")))
+        .await
+        .unwrap();
+    assert_eq!(r.take(&all[0]), Outcome::ok(true));
+    assert_eq!(r.take(&all[1]), Outcome::failed(Some(7), "partial"));
+    assert_eq!(r.take(&all[2]), Outcome::failed(None, "no retcode here"));
+
+    // the same through polling only (GET /jobs/<jid>)
+    let polling = SaltApi::new(SaltApiSettings {
+        use_events: false,
+        ..settings(&fake)
+    })
+    .unwrap();
+    let mut r = within(10, polling.call(&all, &SaltCall::mutate("cmd.run")))
+        .await
+        .unwrap();
+    assert_eq!(r.take(&all[1]), Outcome::failed(Some(7), "partial"));
+    assert!(fake.request_count().get("GET /jobs/*") >= 1);
+}
+
+#[tokio::test]
+async fn a_minion_that_never_returns_is_no_return_after_the_call_timeout() {
+    let (fake, api) = started(3).await;
+    fake.fleet()
+        .add_rule("web-002", "*", Outcome::NoReturn, None);
+    let all = fake.fleet().minions().to_vec();
+    let started = Instant::now();
+    let mut r = within(
+        10,
+        api.call(
+            &all,
+            &SaltCall::read("test.ping").timeout(Duration::from_millis(800)),
+        ),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(r.take(&all[0]).is_ok());
+    assert_eq!(r.take(&all[1]), Outcome::NoReturn);
+    assert!(r.take(&all[2]).is_ok());
+    // unknown minions are left out by the master: no job, no hang
+    let mut r = within(10, api.call(&[id("db-99")], &SaltCall::read("test.ping")))
+        .await
+        .unwrap();
+    assert_eq!(r.take(&id("db-99")), Outcome::NoReturn);
+}
+
+#[tokio::test]
+async fn http_500_fails_the_call_at_once_without_resending() {
+    let (fake, api) = started(2).await;
+    warm_up(&api, &fake).await;
+    let before = fake.request_count().get("POST /");
+    fake.faults().fail_next(1);
+    let all = fake.fleet().minions().to_vec();
+    let e = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, TransportErrorKind::Api, "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.message.contains("500"), "{e}");
+    assert_eq!(fake.request_count().get("POST /"), before + 1, "not resent");
+    assert!(fake.fleet().requests().len() == 1, "the 500 started no job");
+    // the fault is used up: the next call works, and the endpoint is not marked down
+    let mut r = api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    assert!(r.take(&all[0]).is_ok());
+    assert!(api.endpoint_health()[0].available);
+}
+
+#[tokio::test]
+async fn http_503_fails_over_for_read_only_calls_but_never_resends_mutating_ones() {
+    let fleet = fleet(2);
+    let a = FakeSaltApi::start(Arc::clone(&fleet)).await.unwrap();
+    let b = FakeSaltApi::start(Arc::clone(&fleet)).await.unwrap();
+    let two = |a: &FakeSaltApi, b: &FakeSaltApi| SaltApiSettings {
+        endpoints: vec![a.url(), b.url()],
+        ..settings(a)
+    };
+    let all = fleet.minions().to_vec();
+
+    let api = SaltApi::new(two(&a, &b)).unwrap();
+    warm_up(&api, &a).await;
+    a.faults().fail_next_with(1, 503);
+    let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert_eq!(a.request_count().get("POST /"), 2, "warm-up + the 503");
+    assert_eq!(b.request_count().get("POST /"), 1, "resent to b");
+    let h = api.endpoint_health();
+    assert!(!h[0].available && h[1].available, "{h:?}");
+
+    let api = SaltApi::new(two(&a, &b)).unwrap();
+    warm_up(&api, &a).await;
+    a.faults().fail_next_with(1, 503);
+    let e = within(10, api.call(&all, &SaltCall::mutate("cmd.run").arg("x")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, TransportErrorKind::Api, "{e}");
+    assert_eq!(
+        b.request_count().get("POST /"),
+        1,
+        "mutating call not resent"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_or_refused_token_means_a_transparent_new_login() {
+    let (fake, api) = started(2).await;
+    warm_up(&api, &fake).await;
+    let all = fake.fleet().minions().to_vec();
+    assert_eq!(fake.request_count().get("POST /login"), 1);
+
+    fake.faults().expire_tokens();
+    let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap();
+    assert!(r.take(&all[0]).is_ok());
+    assert_eq!(
+        fake.request_count().get("POST /login"),
+        2,
+        "logged in again"
+    );
+
+    fake.faults().unauthorized_next(1);
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    assert_eq!(fake.request_count().get("POST /login"), 3);
+
+    // tokens the server forgets before their announced expiry
+    fake.faults().token_ttl(Some(Duration::from_millis(200)));
+    fake.faults().expire_tokens();
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    assert_eq!(fake.request_count().get("POST /login"), 5);
+
+    // a refused fresh token is an Auth error, not a loop
+    fake.faults().unauthorized_next(2);
+    let e = api
+        .call(&all, &SaltCall::read("test.ping"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, TransportErrorKind::Auth, "{e}");
+}
+
+#[tokio::test]
+async fn short_token_lifetimes_are_renewed_before_they_expire() {
+    let fake = FakeSaltApi::builder(fleet(1))
+        .token_lifetime(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    let api = SaltApi::new(settings(&fake)).unwrap();
+    let all = fake.fleet().minions().to_vec();
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    let n = fake.request_count();
+    assert!(n.get("POST /login") >= 2, "{n:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_event_stream_means_completion_by_polling() {
+    let (fake, api) = started(4).await;
+    warm_up(&api, &fake).await;
+    fake.faults().refuse_event_streams(true);
+    fake.faults().drop_event_streams();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api.endpoint_health()[0].events_connected {
+        assert!(Instant::now() < deadline, "the client saw the drop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = api.endpoint_health()[0].returns_from_events;
+    let all = fake.fleet().minions().to_vec();
+    let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert!(fake.request_count().get("GET /jobs/*") >= 1, "polled");
+    assert_eq!(api.endpoint_health()[0].returns_from_events, before);
+
+    // the stream comes back once the endpoint accepts it again
+    fake.faults().refuse_event_streams(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !api.endpoint_health()[0].events_connected {
+        assert!(Instant::now() < deadline, "reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_protocol_error_never_a_panic() {
+    let (fake, api) = started(2).await;
+    warm_up(&api, &fake).await;
+    let all = fake.fleet().minions().to_vec();
+    fake.faults().malformed_next(1);
+    let e = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, TransportErrorKind::Protocol, "{e}");
+
+    let fresh = SaltApi::new(settings(&fake)).unwrap();
+    fake.faults().malformed_next(1);
+    let e = fresh.login().await.unwrap_err();
+    assert!(matches!(e, SaltError::Protocol { .. }), "{e:?}");
+
+    // a malformed /jobs answer while polling
+    let polling = SaltApi::new(SaltApiSettings {
+        use_events: false,
+        ..settings(&fake)
+    })
+    .unwrap();
+    polling.login().await.unwrap();
+    fake.fleet()
+        .add_rule("*", "test.ping", Outcome::NoReturn, Some(2));
+    let ping = SaltCall::read("test.ping");
+    let call = polling.call(&all, &ping);
+    let fault = async {
+        // after the first poll of /jobs/<jid>: the next answer is another poll
+        while fake.request_count().get("GET /jobs/*") < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        fake.faults().malformed_next(1);
+    };
+    let (r, ()) = within(10, async { tokio::join!(call, fault) }).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, TransportErrorKind::Protocol, "{e}");
+    assert!(fake.request_count().get("GET /jobs/*") >= 1);
+}
+
+#[tokio::test]
+async fn faults_can_be_cleared_and_latency_added() {
+    let (fake, api) = started(1).await;
+    let all = fake.fleet().minions().to_vec();
+    warm_up(&api, &fake).await;
+    fake.faults().fail_next(3);
+    fake.faults().clear();
+    fake.faults().extra_latency(Duration::from_millis(100));
+    let t = Instant::now();
+    api.call(&all, &SaltCall::read("test.ping")).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    fake.faults().extra_latency(Duration::ZERO);
+    fake.reset_request_count();
+    assert_eq!(fake.request_count().total(), 0);
+    let url = fake.url();
+    drop(fake);
+    let after = SaltApi::new(SaltApiSettings {
+        endpoints: vec![url],
+        ..SaltApiSettings::default()
+    })
+    .unwrap();
+    let e = after.login().await.unwrap_err();
+    assert!(e.is_retryable(), "server gone after drop: {e:?}");
+}
+
+// ------------------------------------------------------------------------------------- engine
+
+/// Release directory + symlink + read-only probe: three calls per batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FakeAppConfig {
+    root: String,
+}
+
+#[derive(Debug)]
+struct FakeApp {
+    root: String,
+}
+
+inventory::submit! {
+    KindInfo {
+        kind: "fake-api-app",
+        summary: "Release directory and symlink, for the fake salt-api tests.",
+        platforms: &[Platform::Linux],
+        example: "kind = \"fake-api-app\"\nroot = \"/srv/app\"\n",
+    }
+}
+
+#[typetag::serde(name = "fake-api-app")]
+impl DeployerConfig for FakeAppConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        Ok(Box::new(FakeApp {
+            root: self.root.clone(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Deployer for FakeApp {
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let dir = format!("{}/releases/{}/", self.root, cx.version());
+        cx.call(SaltCall::mutate("file.makedirs").arg(dir)).await?;
+        Ok(())
+    }
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let dir = format!("{}/releases/{}", self.root, cx.version());
+        cx.call(
+            SaltCall::mutate("file.symlink")
+                .arg(dir)
+                .arg(format!("{}/current", self.root))
+                .kwarg("force", true),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::read("http.query").arg("http://127.0.0.1:8080/health"))
+            .await?;
+        Ok(())
+    }
+    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+fn template(hosts: &[String], batch: usize, extra: &str) -> Arc<Template> {
+    let list: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    let text = format!(
+        "name = \"fake-shop\"\n[acl.deployers]\nusers = [\"alice\"]\n[targets]\nminions = [{}]\n\
+         [rollout]\nbatch = {batch}\n{extra}\n[project]\nkind = \"fake-api-app\"\nroot = \"/srv/shop\"\n",
+        list.join(", ")
+    );
+    Arc::new(Template::from_toml_str(&text, "<fake test>").unwrap())
+}
+
+async fn deploy(fake: &FakeSaltApi, t: &Arc<Template>) -> pushguide_core::Report {
+    let api = Arc::new(SaltApi::new(settings(fake)).unwrap());
+    let engine = Engine::builder(api).build();
+    within(
+        60,
+        engine.deploy(Request::new(t.clone(), "2.0.0", Principal::user("alice"))),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_deploys_50_hosts_through_the_fake() {
+    let fake = FakeSaltApi::start(fleet(50)).await.unwrap();
+    let t = template(&hosts(50), 10, "");
+    let report = deploy(&fake, &t).await;
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report:?}");
+    assert_eq!(report.batches.len(), 5);
+    assert!(report
+        .hosts
+        .iter()
+        .all(|h| h.status == HostStatus::Succeeded));
+    let n = fake.request_count();
+    assert_eq!(
+        n.get("POST /"),
+        1 + 5 * 3,
+        "ping + 3 calls per batch: {n:?}"
+    );
+    assert_eq!(n.get("POST /login"), 1, "{n:?}");
+    assert!(
+        report.calls.iter().all(|c| c.jid.is_some()),
+        "jids recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_records_a_failed_host_with_salts_retcode() {
+    let fleet = Arc::new(SimFleet::new(hosts(50)).unwrap().on(
+        "web-007",
+        "file.symlink",
+        Outcome::failed(Some(1), "link failed"),
+    ));
+    let fake = FakeSaltApi::start(fleet).await.unwrap();
+    let t = template(&hosts(50), 10, "[failure]\nmax_failed = 1");
+    let report = deploy(&fake, &t).await;
+    assert_eq!(report.outcome, DeploymentOutcome::PartiallyApplied);
+    let h = report.host("web-007").unwrap();
+    assert_eq!(h.status, HostStatus::Failed);
+    let f = h.failure.as_ref().unwrap();
+    assert_eq!(f.fun, "file.symlink");
+    assert!(f.reason.contains("link failed"), "{}", f.reason);
+    assert!(f.reason.contains("retcode 1"), "{}", f.reason);
+    // the failed host is dropped from its batch's later call
+    let probes: Vec<_> = fake
+        .fleet()
+        .requests()
+        .into_iter()
+        .filter(|r| r.fun == "http.query" && r.targets.contains(&id("web-001")))
+        .collect();
+    assert_eq!(probes.len(), 1);
+    assert!(!probes[0].targets.contains(&id("web-007")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_deployment_do_not_grow_with_batch_width() {
+    let mut counts = Vec::new();
+    for width in [5usize, 50] {
+        let n = width * 10;
+        let fake = FakeSaltApi::start(fleet(n)).await.unwrap();
+        let report = deploy(&fake, &template(&hosts(n), width, "")).await;
+        assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+        assert_eq!(report.batches.len(), 10);
+        let c = fake.request_count();
+        assert_eq!(c.get("POST /"), 10 * 3 + 1, "batches × steps + ping: {c:?}");
+        assert_eq!(c.get("POST /login"), 1, "{c:?}");
+        assert_eq!(c.get("GET /events"), 1, "{c:?}");
+        counts.push(c.get("POST /") + c.get("POST /login") + c.get("GET /events"));
+    }
+    assert_eq!(counts[0], counts[1], "width 5 vs 50: {counts:?}");
+}
