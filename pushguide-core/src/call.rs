@@ -92,11 +92,12 @@ impl fmt::Display for MinionId {
     }
 }
 
-/// A hasher for maps keyed by [`MinionId`]: the id's hash is precomputed, so it is used as is.
+/// A hasher for maps keyed by [`MinionId`]: the id's hash is computed once when the id is created,
+/// so hashing it again only mixes that number. Not for untrusted keys of other types.
 #[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct IdHasher(u64);
+pub struct MinionHasher(u64);
 
-impl std::hash::Hasher for IdHasher {
+impl std::hash::Hasher for MinionHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -106,12 +107,15 @@ impl std::hash::Hasher for IdHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
+        // fold and multiply so that both the low (bucket) and high (tag) bits vary
+        self.0 = (self.0 ^ n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
-/// A map keyed by minion id with the precomputed-hash hasher.
-pub(crate) type IdMap<V> = HashMap<MinionId, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// A map keyed by minion id, hashed with [`MinionHasher`].
+pub type MinionMap<V> = HashMap<MinionId, V, std::hash::BuildHasherDefault<MinionHasher>>;
+
+pub(crate) type IdMap<V> = MinionMap<V>;
 
 /// Whether a call can change a host. Dry runs send read-only calls and only record mutating ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +282,7 @@ pub struct Returns {
     /// Salt job id.
     pub jid: Option<String>,
     /// Outcome per minion.
-    pub minions: HashMap<MinionId, Outcome>,
+    pub minions: MinionMap<Outcome>,
 }
 
 impl Returns {
@@ -286,7 +290,7 @@ impl Returns {
     pub fn with_jid(jid: impl Into<String>) -> Self {
         Returns {
             jid: Some(jid.into()),
-            minions: HashMap::new(),
+            minions: MinionMap::default(),
         }
     }
 

@@ -30,7 +30,7 @@ mod transport;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use call::{Effect, MinionId, Outcome, Returns, SaltCall};
+pub use call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use context::{Artifact, CallResults, HostVersions, Release, StageContext};
 pub use deployer::{Deployer, Stage, StageError};
 pub use engine::{Decision, DeploymentHandle, DeploymentOutcome, Engine, EngineBuilder, Request};

@@ -1,7 +1,6 @@
 //! A simulated fleet: an in-process [`Transport`] with scripted per-minion, per-function outcomes,
 //! latency and minions that never answer. For quickstarts, benchmarks and users' own tests.
 
-use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -52,7 +51,7 @@ struct Rule {
 #[derive(Debug)]
 pub struct SimFleet {
     minions: Vec<MinionId>,
-    known: HashSet<MinionId>,
+    known: crate::call::MinionMap<()>,
     latency: Duration,
     record: bool,
     rules: Mutex<Vec<Rule>>,
@@ -68,7 +67,7 @@ impl SimFleet {
             .map(|s| MinionId::new(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SimFleet {
-            known: minions.iter().cloned().collect(),
+            known: minions.iter().map(|m| (m.clone(), ())).collect(),
             minions,
             latency: Duration::ZERO,
             record: true,
@@ -197,7 +196,7 @@ impl Transport for SimFleet {
         returns.minions.reserve(targets.len());
         let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
         for m in targets {
-            if !self.known.contains(m) {
+            if !self.known.contains_key(m) {
                 continue; // unknown minions never answer
             }
             let outcome = if rules.is_empty() {
@@ -226,7 +225,7 @@ impl Transport for SimFleet {
                 .collect()),
             TargetType::List => Ok(crate::transport::resolve_list(target)?
                 .into_iter()
-                .filter(|m| self.known.contains(m))
+                .filter(|m| self.known.contains_key(m))
                 .collect()),
             other => Err(TransportError::new(
                 TransportErrorKind::Unsupported,

@@ -1,0 +1,276 @@
+//! The salt-api transport: decoding throughput and fan-out through the fake salt-api.
+//!
+//! `cargo bench --bench salt --features fake`
+//!
+//! * `decode_1000_minions/*` — the client's decoders on a `GET /jobs/<jid>` body and a `local` body
+//!   with 1,000 minions of `cmd.run_all` dicts, in MiB/s (`*_bytes`) and minions/s (`*_minions`);
+//! * `fanout/*` — `Engine` + `SaltApi` + `FakeSaltApi` with 25 ms fleet latency per request, 10 batches,
+//!   a deployer with one call per batch stage (3 per batch). Before criterion runs, the measured wall
+//!   time is printed against the ideal critical path ((batches × 3 + 1 pre-flight ping) × 25 ms), with
+//!   the HTTP requests per deployment, for 100 hosts per batch and 10 hosts per batch.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use pushguide::salt::fake::FakeSaltApi;
+use pushguide::salt::{decode, SaltApi, SaltApiSettings};
+use pushguide::sim::SimFleet;
+use pushguide::{
+    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, KindInfo, Principal, Request,
+    SaltCall, StageContext, StageError, Template,
+};
+use serde_json::{json, Map, Value};
+
+// ------------------------------------------------------------------------------------- decode
+
+const MINIONS: usize = 1_000;
+
+fn run_all(i: usize) -> Value {
+    json!({
+        "pid": 20_000 + i,
+        "retcode": if i % 50 == 0 { 1 } else { 0 },
+        "stdout": format!("released shop 2.0.0 on web-{i:04}\nservice tomcat10 restarted"),
+        "stderr": if i % 50 == 0 { "warning: slow start" } else { "" },
+    })
+}
+
+/// A `GET /jobs/<jid>` answer of a finished `cmd.run_all` job on `n` minions.
+fn jobs_body(n: usize) -> Vec<u8> {
+    let mut result = Map::new();
+    let mut bare = Map::new();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let m = format!("web-{i:04}");
+        let ret = run_all(i);
+        result.insert(
+            m.clone(),
+            json!({"return": ret, "retcode": ret["retcode"], "success": ret["retcode"] == 0}),
+        );
+        bare.insert(m.clone(), ret);
+        names.push(m);
+    }
+    serde_json::to_vec(&json!({
+        "info": [{
+            "jid": "20261127071735747785",
+            "Function": "cmd.run_all",
+            "Arguments": ["/srv/shop/bin/release 2.0.0"],
+            "Target": names.join(","),
+            "Target-type": "list",
+            "User": "saltdev",
+            "Minions": names,
+            "StartTime": "2026, Nov 27 07:17:35.747785",
+            "Result": result,
+        }],
+        "return": [bare],
+    }))
+    .unwrap()
+}
+
+/// A synchronous `local` answer of `cmd.run_all` on `n` minions.
+fn local_body(n: usize) -> Vec<u8> {
+    let map: Map<String, Value> = (0..n).map(|i| (format!("web-{i:04}"), run_all(i))).collect();
+    serde_json::to_vec(&json!({ "return": [map] })).unwrap()
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let jobs = jobs_body(MINIONS);
+    let local = local_body(MINIONS);
+    assert_eq!(decode::job(&jobs).unwrap().returned.len(), MINIONS);
+    assert_eq!(decode::local("cmd.run_all", &local).unwrap().len(), MINIONS);
+    eprintln!(
+        "decode bodies: /jobs {:.1} KiB, local {:.1} KiB for {MINIONS} minions",
+        jobs.len() as f64 / 1024.0,
+        local.len() as f64 / 1024.0
+    );
+    let mut g = c.benchmark_group("decode_1000_minions");
+    for (name, body, is_jobs) in [("jobs", &jobs, true), ("local", &local, false)] {
+        let run = |b: &mut criterion::Bencher<'_>| {
+            b.iter(|| {
+                if is_jobs {
+                    decode::job(std::hint::black_box(body)).unwrap().returned.len()
+                } else {
+                    decode::local("cmd.run_all", std::hint::black_box(body))
+                        .unwrap()
+                        .len()
+                }
+            })
+        };
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("{name}_bytes"), run);
+        g.throughput(Throughput::Elements(MINIONS as u64));
+        g.bench_function(format!("{name}_minions"), run);
+    }
+    g.finish();
+}
+
+// ------------------------------------------------------------------------------------- fan-out
+
+const LATENCY: Duration = Duration::from_millis(25);
+const BATCHES: usize = 10;
+const CALLS_PER_BATCH: usize = 3;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FanoutConfig {}
+
+#[derive(Debug)]
+struct FanoutDeployer;
+
+#[async_trait::async_trait]
+impl Deployer for FanoutDeployer {
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/f/releases/1/"))
+            .await?;
+        Ok(())
+    }
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(
+            SaltCall::mutate("file.symlink")
+                .arg("/srv/f/releases/1")
+                .arg("/srv/f/current"),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::read("http.query").arg("http://127.0.0.1:8080/health"))
+            .await?;
+        Ok(())
+    }
+    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+#[typetag::serde(name = "fanout")]
+impl DeployerConfig for FanoutConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        Ok(Box::new(FanoutDeployer))
+    }
+}
+
+inventory::submit! {
+    KindInfo { kind: "fanout", summary: "fan-out benchmark deployer", platforms: &[], example: "kind = \"fanout\"\n" }
+}
+
+struct Fanout {
+    width: usize,
+    fake: FakeSaltApi,
+    engine: Engine,
+    template: Arc<Template>,
+}
+
+impl Fanout {
+    async fn new(width: usize) -> Self {
+        let hosts: Vec<String> = (0..width * BATCHES).map(|i| format!("h{i:05}")).collect();
+        let fleet = SimFleet::new(&hosts)
+            .unwrap()
+            .with_latency(LATENCY)
+            .recording(false);
+        let fake = FakeSaltApi::start(Arc::new(fleet)).await.unwrap();
+        let api = SaltApi::new(SaltApiSettings {
+            job_timeout: Duration::from_secs(60),
+            ..fake.settings()
+        })
+        .unwrap();
+        let engine = Engine::builder(Arc::new(api)).build();
+        let list: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+        let text = format!(
+            "name = \"fanout-{width}\"\n[acl.deployers]\nusers = [\"b\"]\n[targets]\nminions = [{}]\n\
+             [rollout]\nbatch = {width}\n[project]\nkind = \"fanout\"\n",
+            list.join(",")
+        );
+        let template = Arc::new(Template::from_toml_str(&text, "<bench>").unwrap());
+        Fanout {
+            width,
+            fake,
+            engine,
+            template,
+        }
+    }
+
+    async fn deploy(&self) -> Duration {
+        let t = Instant::now();
+        let report = self
+            .engine
+            .deploy(Request::new(
+                self.template.clone(),
+                "1.0.0",
+                Principal::user("b"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+        assert_eq!(report.batches.len(), BATCHES);
+        t.elapsed()
+    }
+
+    /// Prints wall time against the ideal critical path and the HTTP requests per deployment.
+    async fn report(&self) {
+        let ideal = LATENCY * (BATCHES * CALLS_PER_BATCH + 1) as u32;
+        self.fake.reset_request_count();
+        let first = self.deploy().await;
+        let first_counts = self.fake.request_count();
+        let mut times = Vec::new();
+        let mut steady = None;
+        for _ in 0..5 {
+            self.fake.reset_request_count();
+            times.push(self.deploy().await);
+            steady = Some(self.fake.request_count());
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        let steady = steady.unwrap_or_default();
+        eprintln!(
+            "fan-out {} hosts ({BATCHES} batches × {}): ideal {:?}, median {:.1?} (min {:.1?}, first {:.1?}) \
+             → ratio {:.2}",
+            self.width * BATCHES,
+            self.width,
+            ideal,
+            median,
+            times[0],
+            first,
+            median.as_secs_f64() / ideal.as_secs_f64()
+        );
+        eprintln!(
+            "  HTTP requests per deployment: first {} {:?}; then {} {:?}",
+            first_counts.total(),
+            first_counts.by_route,
+            steady.total(),
+            steady.by_route
+        );
+    }
+}
+
+fn bench_fanout(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let setups: Vec<Fanout> = [100usize, 10]
+        .into_iter()
+        .map(|w| rt.block_on(Fanout::new(w)))
+        .collect();
+    for f in &setups {
+        rt.block_on(f.report());
+    }
+    let mut g = c.benchmark_group("fanout");
+    g.sample_size(10);
+    for f in &setups {
+        g.bench_with_input(
+            BenchmarkId::new(format!("{}_batches", BATCHES), format!("{}_per_batch", f.width)),
+            f,
+            |b, f| b.iter(|| rt.block_on(f.deploy())),
+        );
+    }
+    g.finish();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = Criterion::default().configure_from_args();
+    bench_decode(&mut c);
+    bench_fanout(&mut c, &rt);
+    c.final_summary();
+}
