@@ -70,7 +70,9 @@ fn jobs_body(n: usize) -> Vec<u8> {
 
 /// A synchronous `local` answer of `cmd.run_all` on `n` minions.
 fn local_body(n: usize) -> Vec<u8> {
-    let map: Map<String, Value> = (0..n).map(|i| (format!("web-{i:04}"), run_all(i))).collect();
+    let map: Map<String, Value> = (0..n)
+        .map(|i| (format!("web-{i:04}"), run_all(i)))
+        .collect();
     serde_json::to_vec(&json!({ "return": [map] })).unwrap()
 }
 
@@ -89,7 +91,10 @@ fn bench_decode(c: &mut Criterion) {
         let run = |b: &mut criterion::Bencher<'_>| {
             b.iter(|| {
                 if is_jobs {
-                    decode::job(std::hint::black_box(body)).unwrap().returned.len()
+                    decode::job(std::hint::black_box(body))
+                        .unwrap()
+                        .returned
+                        .len()
                 } else {
                     decode::local("cmd.run_all", std::hint::black_box(body))
                         .unwrap()
@@ -255,7 +260,10 @@ fn bench_fanout(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     g.sample_size(10);
     for f in &setups {
         g.bench_with_input(
-            BenchmarkId::new(format!("{}_batches", BATCHES), format!("{}_per_batch", f.width)),
+            BenchmarkId::new(
+                format!("{}_batches", BATCHES),
+                format!("{}_per_batch", f.width),
+            ),
             f,
             |b, f| b.iter(|| rt.block_on(f.deploy())),
         );

@@ -322,10 +322,8 @@ impl State {
         if self.events.receiver_count() == 0 {
             return;
         }
-        let rec = format!(
-            "tag: {tag}\ndata: {}\n\n",
-            json!({"data": data, "tag": tag})
-        );
+        let mut rec = String::new();
+        sse_record(&mut rec, tag, data);
         // no receiver between the check and the send is fine: nobody listens
         let _ = self.events.send(Arc::from(rec));
     }
@@ -345,6 +343,16 @@ impl State {
             _ => Err(Response::html_error(401, "Authentication error occurred.")),
         }
     }
+}
+
+/// Appends one SSE record (`tag:` + `data:` lines, blank line) as salt-api writes it.
+fn sse_record(out: &mut String, tag: &str, data: &Value) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "tag: {tag}\ndata: {}\n\n",
+        json!({"data": data, "tag": tag})
+    );
 }
 
 // ------------------------------------------------------------------------------------------ serving
@@ -736,7 +744,9 @@ async fn run_job(state: &State, jid: &str, minions: Vec<MinionId>, call: SaltCal
     if state.events.receiver_count() == 0 {
         return;
     }
+    // one broadcast message for the whole job: readers write it as one chunk
     let stamp = salt_time(SystemTime::now(), true);
+    let mut records = String::new();
     for (m, mut entry) in entries {
         if let Value::Object(e) = &mut entry {
             e.insert("cmd".into(), "_return".into());
@@ -747,7 +757,10 @@ async fn run_job(state: &State, jid: &str, minions: Vec<MinionId>, call: SaltCal
             e.insert("user".into(), state.user.clone().into());
             e.insert("_stamp".into(), stamp.clone().into());
         }
-        state.publish(&format!("salt/job/{jid}/ret/{m}"), &entry);
+        sse_record(&mut records, &format!("salt/job/{jid}/ret/{m}"), &entry);
+    }
+    if !records.is_empty() {
+        let _ = state.events.send(Arc::from(records));
     }
 }
 
