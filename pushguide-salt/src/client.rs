@@ -321,7 +321,12 @@ impl Inner {
         };
         let mut next_poll = Instant::now() + self.settings.poll_interval;
         let mut outcome = Round::Done(Some(job.jid.clone()));
-        while !expected.iter().all(|m| returned.contains_key(*m)) {
+        // expected minions still without a return (kept as a count: no rescan per event)
+        let mut missing = expected
+            .iter()
+            .filter(|m| !returned.contains_key(**m))
+            .count();
+        while missing > 0 {
             let now = Instant::now();
             if now >= deadline {
                 tracing::debug!(jid = %job.jid, "job timeout passed");
@@ -340,7 +345,10 @@ impl Inner {
             };
             if let Some((m, o)) = event {
                 if wanted.contains(m.as_str()) {
-                    returned.insert(m, o);
+                    let counts = expected.contains(m.as_str());
+                    if returned.insert(m, o).is_none() && counts {
+                        missing -= 1;
+                    }
                 }
                 continue;
             }
@@ -363,7 +371,10 @@ impl Inner {
                     let status = decode::job(&bytes)?;
                     for (m, o) in status.returned {
                         if wanted.contains(m.as_str()) {
-                            returned.insert(m, o);
+                            let counts = expected.contains(m.as_str());
+                            if returned.insert(m, o).is_none() && counts {
+                                missing -= 1;
+                            }
                         }
                     }
                 }

@@ -330,27 +330,35 @@ impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseRecord> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some((end, sep)) = find_blank_line(&self.buf) {
-            let raw: Vec<u8> = self.buf.drain(..end + sep).collect();
-            let text = String::from_utf8_lossy(&raw[..end]);
+        let mut start = 0;
+        // one pass over the buffer, one drain at the end: linear in the chunk's size
+        while let Some((end, sep)) = find_blank_line(&self.buf[start..]) {
+            let text = String::from_utf8_lossy(&self.buf[start..start + end]);
             if let Some(r) = parse_record(&text) {
                 out.push(r);
             }
+            start += end + sep;
         }
+        self.buf.drain(..start);
         out
     }
 }
 
+/// The first record separator (`\n\n` or `\r\n\r\n`): its offset and length.
 fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+    let mut i = 0;
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let at = i + p;
+        match buf.get(at + 1) {
+            Some(b'\n') => return Some((at, 2)),
+            Some(b'\r') if at >= 1 && buf[at - 1] == b'\r' && buf.get(at + 2) == Some(&b'\n') => {
+                return Some((at - 1, 4))
+            }
+            _ => {}
+        }
+        i = at + 1;
     }
+    None
 }
 
 fn parse_record(text: &str) -> Option<SseRecord> {
