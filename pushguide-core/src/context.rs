@@ -24,15 +24,24 @@ pub struct Artifact {
     pub sha256: Option<String>,
     /// Size in bytes.
     pub size: Option<u64>,
+    /// The archive's entries, for the layout-conventions gate.
+    pub manifest: Option<Vec<crate::steps::ManifestEntry>>,
 }
 
 impl Artifact {
+    /// Sets the manifest (builder style).
+    pub fn with_manifest(mut self, manifest: Vec<crate::steps::ManifestEntry>) -> Self {
+        self.manifest = Some(manifest);
+        self
+    }
+
     /// An artifact at `url` with an optional checksum.
     pub fn new(url: impl Into<String>, sha256: Option<String>) -> Self {
         Artifact {
             url: url.into(),
             sha256,
             size: None,
+            manifest: None,
         }
     }
 }

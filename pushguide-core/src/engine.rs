@@ -69,6 +69,24 @@ pub struct Request {
     pub hosts: Option<Vec<String>>,
     /// Record mutating calls instead of sending them.
     pub dry_run: bool,
+    /// The artifact, when resolved by the caller (e.g. from CI); a project type may also resolve it in
+    /// prepare.
+    pub artifact: Option<crate::context::Artifact>,
+    /// Deploy `version`, or roll back.
+    pub mode: Mode,
+}
+
+/// What a [`Request`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Release `version` in rolling batches.
+    Deploy,
+    /// Roll every host back through the `rollback` hook, in batches: to `to` when given, else each
+    /// host to the version it ran before its current one (from recorded history).
+    Rollback {
+        /// The version for every host, or `None` for each host's previous version.
+        to: Option<String>,
+    },
 }
 
 impl Request {
@@ -80,7 +98,24 @@ impl Request {
             principal,
             hosts: None,
             dry_run: false,
+            artifact: None,
+            mode: Mode::Deploy,
         }
+    }
+
+    /// A rollback of every host of the template to `to`, or to each host's previous version.
+    pub fn rollback(template: Arc<Template>, to: Option<String>, principal: Principal) -> Self {
+        Request {
+            version: to.clone().unwrap_or_else(|| "previous".to_owned()),
+            mode: Mode::Rollback { to },
+            ..Request::new(template, "", principal)
+        }
+    }
+
+    /// Sets the artifact (builder style).
+    pub fn artifact(mut self, artifact: crate::context::Artifact) -> Self {
+        self.artifact = Some(artifact);
+        self
     }
 
     /// Sets the dry-run flag.
@@ -513,9 +548,11 @@ impl Engine {
             .iter()
             .map(|h| {
                 let rec = history.get(h).cloned().unwrap_or_default();
-                let rollback_to = match &t.rollback {
-                    RollbackPolicy::Version { to } => Some(to.clone()),
-                    RollbackPolicy::None | RollbackPolicy::Previous => {
+                let rollback_to = match (&req.mode, &t.rollback) {
+                    (Mode::Rollback { to: Some(to) }, _) => Some(to.clone()),
+                    (Mode::Rollback { to: None }, _) => rec.previous.clone(),
+                    (Mode::Deploy, RollbackPolicy::Version { to }) => Some(to.clone()),
+                    (Mode::Deploy, RollbackPolicy::None | RollbackPolicy::Previous) => {
                         if rec.current.as_deref() == Some(req.version.as_str()) {
                             rec.previous.clone()
                         } else {
@@ -536,7 +573,7 @@ impl Engine {
             deployment: id,
             template: t.clone(),
             version: req.version.clone(),
-            artifact: None,
+            artifact: req.artifact.clone(),
             hosts: host_versions,
             dry_run: req.dry_run,
         };
@@ -559,9 +596,10 @@ impl Engine {
             // Pre-flight: every host must answer before anything else happens.
             let ping = SaltCall::read("test.ping").timeout(std::time::Duration::from_secs(10));
             let pinged = cx.call(ping).await;
-            let result = match pinged {
-                Ok(_) => run_hook(deployer, Stage::Prepare, &mut cx).await,
-                Err(e) => Err(e),
+            let result = match (pinged, &req.mode) {
+                (Ok(_), Mode::Deploy) => run_hook(deployer, Stage::Prepare, &mut cx).await,
+                (Ok(_), Mode::Rollback { .. }) => Ok(()),
+                (Err(e), _) => Err(e),
             };
             result.map_err(|e| Error::Prepare {
                 template: t.name.clone(),
@@ -844,6 +882,28 @@ impl Run {
         let t = &release.template;
         let fleet = &self.engine.inner.fleet;
         let mut stop = None;
+        if let Mode::Rollback { .. } = self.req.mode {
+            for (b, hosts) in batches.iter().enumerate() {
+                for h in hosts {
+                    if let Some(r) = journal.get_mut(h) {
+                        r.batch = Some(b);
+                    }
+                }
+            }
+            let complete = self.rollback(&release, &mut journal, &batches).await;
+            let outcome = if complete {
+                DeploymentOutcome::RolledBack
+            } else {
+                DeploymentOutcome::RollbackFailed
+            };
+            let reason = match &self.req.mode {
+                Mode::Rollback { to: Some(v) } => {
+                    format!("rollback of every host to {v} requested")
+                }
+                _ => "rollback of every host to its previous version requested".to_owned(),
+            };
+            return (outcome, Some(reason), journal);
+        }
         if journal.count_failed() > max_failed {
             // Pre-flight or prepare already failed more hosts than allowed: touch nothing.
             let failed = journal.count_failed();

@@ -12,6 +12,7 @@
 //!
 //! See [`Deployer`] for a complete example on a simulated fleet.
 
+pub mod steps;
 pub mod validate;
 
 mod call;
@@ -33,7 +34,9 @@ pub mod sim;
 pub use call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use context::{Artifact, CallResults, HostVersions, Release, StageContext};
 pub use deployer::{Deployer, Stage, StageError};
-pub use engine::{Decision, DeploymentHandle, DeploymentOutcome, Engine, EngineBuilder, Request};
+pub use engine::{
+    Decision, DeploymentHandle, DeploymentOutcome, Engine, EngineBuilder, Mode, Request,
+};
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream};
 pub use fleet::{FleetState, HostHistory, MemoryFleetState};

@@ -780,3 +780,76 @@ async fn glob_targets_resolve_through_the_transport() {
     let report = engine(fleet).deploy(req(&t, "1.0")).await.unwrap();
     assert_eq!(report.hosts.len(), 9);
 }
+
+#[tokio::test]
+async fn explicit_rollback_to_a_version_or_to_each_hosts_previous() {
+    let t = template(4, "[rollout]\nbatch = 2");
+    let fleet = fleet(4);
+    let engine = engine(fleet.clone());
+    engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    engine.deploy(req(&t, "2.0.0")).await.unwrap();
+    engine
+        .deploy(req(&t, "3.0.0").hosts(["web-01"]))
+        .await
+        .unwrap();
+    fleet.clear_requests();
+
+    // each host to its previous version: web-01 → 2.0.0, the others → 1.0.0
+    let report = engine
+        .deploy(pushguide_core::Request::rollback(t.clone(), None, alice()))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
+    assert_eq!(
+        report.host("web-01").unwrap().rolled_back_to.as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        report.host("web-04").unwrap().rolled_back_to.as_deref(),
+        Some("1.0.0")
+    );
+    let c = calls(&fleet);
+    assert_eq!(c[0].0, "test.ping");
+    assert!(c.iter().skip(1).all(|(f, _)| f == "file.symlink"), "{c:?}");
+    assert!(
+        !c.iter().any(|(f, _)| f == "file.makedirs"),
+        "no prepare/deploy hooks ran"
+    );
+
+    // every host to 1.0.0 explicitly
+    let report = engine
+        .deploy(pushguide_core::Request::rollback(
+            t.clone(),
+            Some("1.0.0".into()),
+            alice(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::RolledBack);
+    let v = engine.fleet_state().versions("shop", &ids(&["web-01"]));
+    assert_eq!(v[&ids(&["web-01"])[0]].current.as_deref(), Some("1.0.0"));
+
+    // a hostile target version is rejected before any call
+    fleet.clear_requests();
+    let err = engine
+        .start(pushguide_core::Request::rollback(
+            t.clone(),
+            Some("1.0;id".into()),
+            alice(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("version"), "{err}");
+    assert!(fleet.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rollback_without_history_reports_hosts_without_a_target() {
+    let t = template(2, "");
+    let report = engine(fleet(2))
+        .deploy(pushguide_core::Request::rollback(t, None, alice()))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::RollbackFailed);
+    assert_eq!(report.hosts_with(HostStatus::NoRollbackTarget).len(), 2);
+}

@@ -1,0 +1,646 @@
+//! Shared mechanics that project types compose: the release layout, artifact fetch with checksum
+//! verification, the layout-conventions gate, the HTTP health check and pruning of old releases.
+//!
+//! Every helper acts on the live hosts of a [`StageContext`] with as few salt requests as possible: one
+//! request for the batch when the arguments are the same for every host, one per group of hosts
+//! otherwise. Values travel as separate salt arguments.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::call::{MinionId, SaltCall};
+use crate::context::StageContext;
+use crate::deployer::StageError;
+use crate::error::Error;
+use crate::template::HealthCheck;
+
+/// Path separator style of the minions a layout lives on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathStyle {
+    /// `/` separated (Linux).
+    #[default]
+    Posix,
+    /// `\` separated (Windows).
+    Windows,
+}
+
+impl PathStyle {
+    /// The separator.
+    pub fn sep(self) -> char {
+        match self {
+            PathStyle::Posix => '/',
+            PathStyle::Windows => '\\',
+        }
+    }
+
+    /// `base` joined with `parts`.
+    pub fn join(self, base: &str, parts: &[&str]) -> String {
+        let sep = self.sep();
+        let mut out = base.trim_end_matches(['/', '\\']).to_owned();
+        for p in parts {
+            out.push(sep);
+            out.push_str(p);
+        }
+        out
+    }
+}
+
+/// `releases/<version>` directories under a root, plus where archives are downloaded.
+///
+/// ```
+/// use pushguide_core::steps::{PathStyle, ReleaseLayout};
+/// let l = ReleaseLayout::new("/srv/shop", PathStyle::Posix);
+/// assert_eq!(l.release_dir("1.2.0"), "/srv/shop/releases/1.2.0");
+/// assert_eq!(l.archive("1.2.0", "war"), "/srv/shop/archives/1.2.0.war");
+/// let w = ReleaseLayout::new(r"D:\Sites\shop", PathStyle::Windows);
+/// assert_eq!(w.release_dir("1.2.0"), r"D:\Sites\shop\releases\1.2.0");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseLayout {
+    /// The root directory.
+    pub root: String,
+    /// Path style.
+    pub style: PathStyle,
+}
+
+impl ReleaseLayout {
+    /// A layout under `root`.
+    pub fn new(root: impl Into<String>, style: PathStyle) -> Self {
+        ReleaseLayout {
+            root: root.into(),
+            style,
+        }
+    }
+
+    /// The directory holding every release.
+    pub fn releases(&self) -> String {
+        self.style.join(&self.root, &["releases"])
+    }
+
+    /// The directory of one release.
+    pub fn release_dir(&self, version: &str) -> String {
+        self.style.join(&self.root, &["releases", version])
+    }
+
+    /// Where the archive of `version` is downloaded.
+    pub fn archive(&self, version: &str, ext: &str) -> String {
+        self.style
+            .join(&self.root, &["archives", &format!("{version}.{ext}")])
+    }
+}
+
+/// Runs `make(key)` once per distinct `key(host)` over the live hosts, each call targeting the hosts of
+/// that group. With one group (the usual case) this is one request for the batch.
+pub async fn call_grouped<K: Ord + Clone>(
+    cx: &mut StageContext<'_>,
+    key: impl Fn(&MinionId) -> K,
+    make: impl Fn(&K) -> SaltCall,
+) -> Result<Vec<(MinionId, Value)>, StageError> {
+    let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
+    for h in cx.minions() {
+        groups.entry(key(h)).or_default().push(h.clone());
+    }
+    let mut out = Vec::new();
+    for (k, hosts) in groups {
+        let r = if hosts.len() == cx.minions().len() {
+            cx.call(make(&k)).await?
+        } else {
+            cx.call_on(&hosts, make(&k)).await?
+        };
+        out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
+    }
+    Ok(out)
+}
+
+/// Downloads the release's artifact to each host's `dest(host)` unless the release directory already
+/// exists there (a redeploy or a release kept on disk needs no download), then verifies its SHA-256 on
+/// the minion (`file.get_hash`). A host whose file does not match fails here, before anything is
+/// stopped. Returns nothing; failed hosts are dropped from the batch.
+pub async fn fetch_artifact(
+    cx: &mut StageContext<'_>,
+    release_dir: impl Fn(&MinionId) -> String,
+    dest: impl Fn(&MinionId) -> String,
+) -> Result<(), StageError> {
+    let Some(artifact) = cx.artifact().cloned() else {
+        return Err(StageError::Failed(format!(
+            "no artifact for version {}: set the project's artifact URL or resolve it from CI",
+            cx.version()
+        )));
+    };
+    let present = call_grouped(cx, &release_dir, |dir| {
+        SaltCall::read("file.directory_exists").arg(dir.as_str())
+    })
+    .await?;
+    let dry = cx.is_dry_run();
+    let missing: Vec<MinionId> = present
+        .iter()
+        .filter(|(_, v)| dry || v.as_bool() != Some(true))
+        .map(|(h, _)| h.clone())
+        .collect();
+    for h in present.iter().map(|(h, _)| h) {
+        if !missing.contains(h) {
+            cx.log(h, "release directory already present: no download");
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut groups: BTreeMap<String, Vec<MinionId>> = BTreeMap::new();
+    for h in &missing {
+        groups.entry(dest(h)).or_default().push(h.clone());
+    }
+    for (path, hosts) in &groups {
+        cx.call_on(
+            hosts,
+            SaltCall::mutate("cp.get_url")
+                .arg(artifact.url.as_str())
+                .arg(path.as_str())
+                .kwarg("makedirs", true)
+                .timeout(Duration::from_secs(600)),
+        )
+        .await?;
+    }
+    let Some(expected) = artifact.sha256.clone() else {
+        return Ok(());
+    };
+    for (path, hosts) in &groups {
+        let r = cx
+            .call_on(
+                hosts,
+                SaltCall::read("file.get_hash")
+                    .arg(path.as_str())
+                    .kwarg("form", "sha256"),
+            )
+            .await?;
+        if dry {
+            continue;
+        }
+        let bad: Vec<(MinionId, String)> = r
+            .iter()
+            .filter(|(_, v)| v.as_str() != Some(expected.as_str()))
+            .map(|(h, v)| (h.clone(), v.as_str().unwrap_or("?").to_owned()))
+            .collect();
+        for (h, got) in bad {
+            cx.fail(
+                &h,
+                format!("checksum mismatch for {path}: expected sha256 {expected}, got {got}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One entry of an artifact's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path inside the archive, `/` separated; directories end with `/`.
+    pub path: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// Layout conventions an artifact must follow, checked in prepare against its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Conventions {
+    /// Largest total size in bytes.
+    pub max_size: Option<u64>,
+    /// Most entries.
+    pub max_files: Option<usize>,
+    /// Patterns no entry may match: `dir/` matches a directory anywhere, `*.ext` a file name anywhere,
+    /// other patterns (with `*` and `?`) the whole path.
+    pub forbidden: Vec<String>,
+    /// Paths that must be present.
+    pub required: Vec<String>,
+}
+
+impl Default for Conventions {
+    fn default() -> Self {
+        Conventions {
+            max_size: Some(512 * 1024 * 1024),
+            max_files: Some(50_000),
+            forbidden: [
+                "*.log",
+                "logs/",
+                "tmp/",
+                "temp/",
+                "*.tmp",
+                "*.swp",
+                ".DS_Store",
+            ]
+            .map(String::from)
+            .to_vec(),
+            required: Vec::new(),
+        }
+    }
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The entry at fault (or `-` for whole-artifact rules).
+    pub path: String,
+    /// What is wrong.
+    pub rule: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+fn glob(p: &[u8], t: &[u8]) -> bool {
+    match (p.first(), t.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], t) || (!t.is_empty() && glob(p, &t[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &t[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &t[1..]),
+        _ => false,
+    }
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    if let Some(dir) = pattern.strip_suffix('/') {
+        let parts: Vec<&str> = path.split('/').collect();
+        let dirs = if path.ends_with('/') {
+            &parts[..parts.len() - 1]
+        } else {
+            &parts[..parts.len().saturating_sub(1)]
+        };
+        return dirs.iter().any(|d| glob(dir.as_bytes(), d.as_bytes()));
+    }
+    if !pattern.contains('/') {
+        let name = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(path);
+        return glob(pattern.as_bytes(), name.as_bytes());
+    }
+    glob(pattern.as_bytes(), path.as_bytes())
+}
+
+impl Conventions {
+    /// These conventions with `required` entries added (a kind's own requirements).
+    pub fn requiring(mut self, paths: &[&str]) -> Self {
+        for p in paths {
+            if !self.required.iter().any(|r| r == p) {
+                self.required.push((*p).to_owned());
+            }
+        }
+        self
+    }
+
+    /// Every rule the manifest breaks, in manifest order.
+    pub fn check(&self, manifest: &[ManifestEntry]) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let total: u64 = manifest.iter().map(|e| e.size).sum();
+        if let Some(max) = self.max_size {
+            if total > max {
+                out.push(Violation {
+                    path: "-".into(),
+                    rule: format!("artifact is {total} bytes, more than the {max} allowed"),
+                });
+            }
+        }
+        if let Some(max) = self.max_files {
+            if manifest.len() > max {
+                out.push(Violation {
+                    path: "-".into(),
+                    rule: format!(
+                        "artifact has {} entries, more than the {max} allowed",
+                        manifest.len()
+                    ),
+                });
+            }
+        }
+        for e in manifest {
+            if let Some(p) = self.forbidden.iter().find(|p| matches(p, &e.path)) {
+                out.push(Violation {
+                    path: e.path.clone(),
+                    rule: format!("forbidden by `{p}`"),
+                });
+            }
+            if e.path.split('/').any(|c| c == "..") || e.path.starts_with('/') {
+                out.push(Violation {
+                    path: e.path.clone(),
+                    rule: "escapes the release directory".into(),
+                });
+            }
+        }
+        for r in &self.required {
+            let r = r.trim_start_matches('/');
+            if !manifest
+                .iter()
+                .any(|e| e.path.trim_end_matches('/') == r.trim_end_matches('/'))
+            {
+                out.push(Violation {
+                    path: r.to_owned(),
+                    rule: "required entry is missing".into(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Checks the release's artifact manifest in prepare; every violation is listed in the error.
+    /// Without a manifest nothing can be checked: each host's log says so.
+    pub fn gate(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let Some(manifest) = cx.artifact().and_then(|a| a.manifest.clone()) else {
+            cx.log_all("layout conventions not checked: the artifact has no manifest");
+            return Ok(());
+        };
+        let v = self.check(&manifest);
+        if v.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = v.iter().map(ToString::to_string).collect();
+        Err(StageError::Failed(format!(
+            "artifact {} breaks {} layout convention(s):\n  {}",
+            cx.version(),
+            v.len(),
+            list.join("\n  ")
+        )))
+    }
+}
+
+/// Validates conventions from a template (`field` is e.g. `project.conventions`).
+pub fn validate_conventions(field: &str, c: &Conventions) -> Result<(), Error> {
+    for (i, p) in c.forbidden.iter().chain(&c.required).enumerate() {
+        if p.is_empty() || p.chars().any(|ch| ch.is_control()) || p.len() > 256 {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                p,
+                "must be a non-empty pattern",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Probes `url(host)` from each live host with `http.query` until it answers the expected status (and
+/// body), with retries and a doubling interval, within the overall timeout. Hosts that never pass fail
+/// with the last status seen. Not evaluated in dry runs (the new release is not running).
+pub async fn health_check(
+    cx: &mut StageContext<'_>,
+    health: &HealthCheck,
+    url: impl Fn(&MinionId) -> Option<String>,
+) -> Result<(), StageError> {
+    let started = Instant::now();
+    let mut pending: Vec<MinionId> = cx
+        .minions()
+        .iter()
+        .filter(|h| url(h).is_some())
+        .cloned()
+        .collect();
+    let mut last: HashMap<MinionId, String> = HashMap::new();
+    let mut interval = Duration::from_secs(health.interval_secs.max(1));
+    let attempts = health.retries.max(1);
+    for attempt in 1..=attempts {
+        let mut groups: BTreeMap<String, Vec<MinionId>> = BTreeMap::new();
+        for h in &pending {
+            if let Some(u) = url(h) {
+                groups.entry(u).or_default().push(h.clone());
+            }
+        }
+        let remaining = health.timeout().saturating_sub(started.elapsed());
+        let mut passed = BTreeSet::new();
+        for (u, hosts) in &groups {
+            let r = cx
+                .call_on(
+                    hosts,
+                    SaltCall::read("http.query")
+                        .arg(u.as_str())
+                        .kwarg("status", true)
+                        .kwarg("text", health.body_contains.is_some())
+                        .timeout(remaining.max(Duration::from_secs(1))),
+                )
+                .await?;
+            if cx.is_dry_run() {
+                passed.extend(hosts.iter().cloned());
+                continue;
+            }
+            for (h, v) in r.iter() {
+                let status = v.get("status").and_then(Value::as_u64);
+                let body_ok = match &health.body_contains {
+                    None => true,
+                    Some(want) => v
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.contains(want.as_str())),
+                };
+                if status == Some(u64::from(health.expect_status)) && body_ok {
+                    passed.insert(h.clone());
+                } else {
+                    let why = match (status, body_ok) {
+                        (Some(s), true) => format!("HTTP {s}"),
+                        (Some(s), false) => format!("HTTP {s} without the expected body text"),
+                        (None, _) => v
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| format!("no status in {v}"), str::to_owned),
+                    };
+                    last.insert(h.clone(), why);
+                }
+            }
+        }
+        // hosts dropped by the call itself (failed outcome) are no longer live
+        let live: BTreeSet<&MinionId> = cx.minions().iter().collect();
+        pending.retain(|h| !passed.contains(h) && live.contains(h));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let left = health.timeout().saturating_sub(started.elapsed());
+        if attempt == attempts || left.is_zero() {
+            break;
+        }
+        for h in pending.clone() {
+            cx.log(
+                &h,
+                format!(
+                    "health check attempt {attempt}/{attempts}: {}",
+                    last.get(&h).map_or("-", String::as_str)
+                ),
+            );
+        }
+        tokio::time::sleep(interval.min(left)).await;
+        interval = (interval * 2).min(Duration::from_secs(30));
+    }
+    for h in pending {
+        let why = last.remove(&h).unwrap_or_else(|| "no answer".into());
+        cx.fail(
+            &h,
+            format!(
+                "health check failed after {:.1?}: expected HTTP {}, got {why}",
+                started.elapsed(),
+                health.expect_status
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Natural order of version strings: numeric runs compare as numbers (`1.10` after `1.9`).
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<Result<u64, String>> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut digits = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() != digits && !cur.is_empty() {
+                out.push(if digits {
+                    cur.parse().map_err(|_| cur.clone())
+                } else {
+                    Err(cur.clone())
+                });
+                cur.clear();
+            }
+            digits = c.is_ascii_digit();
+            cur.push(c);
+        }
+        if !cur.is_empty() {
+            out.push(if digits {
+                cur.parse().map_err(|_| cur.clone())
+            } else {
+                Err(cur)
+            });
+        }
+        out
+    }
+    parts(a).cmp(&parts(b))
+}
+
+/// Removes releases beyond the newest `keep` (natural version order) under each host's releases
+/// directory, never the release being deployed, the host's current release or its rollback target.
+/// One `file.readdir` per group of hosts sharing a layout, then one `file.remove` per directory.
+pub async fn prune_releases(
+    cx: &mut StageContext<'_>,
+    keep: usize,
+    layout: impl Fn(&MinionId) -> ReleaseLayout,
+) -> Result<(), StageError> {
+    let listed = call_grouped(
+        cx,
+        |h| layout(h).releases(),
+        |dir| SaltCall::read("file.readdir").arg(dir.as_str()),
+    )
+    .await?;
+    if cx.is_dry_run() {
+        return Ok(());
+    }
+    let version = cx.version().to_owned();
+    let mut removals: BTreeMap<String, Vec<MinionId>> = BTreeMap::new();
+    for (h, v) in listed {
+        let mut names: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.retain(|n| n != "." && n != ".." && crate::validate::version("release", n).is_ok());
+        names.sort_by(|a, b| version_cmp(b, a));
+        let protect: Vec<&str> = [
+            Some(version.as_str()),
+            cx.current_version(&h),
+            cx.rollback_target(&h),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let l = layout(&h);
+        for name in names.iter().skip(keep) {
+            if !protect.contains(&name.as_str()) {
+                removals
+                    .entry(l.release_dir(name))
+                    .or_default()
+                    .push(h.clone());
+            }
+        }
+    }
+    for (dir, hosts) in removals {
+        cx.call_on(&hosts, SaltCall::mutate("file.remove").arg(dir.as_str()))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(paths: &[(&str, u64)]) -> Vec<ManifestEntry> {
+        paths
+            .iter()
+            .map(|(p, s)| ManifestEntry {
+                path: (*p).into(),
+                size: *s,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conventions_list_every_violation_with_its_path() {
+        let c = Conventions::default().requiring(&["WEB-INF/web.xml"]);
+        let v = c.check(&m(&[
+            ("index.html", 10),
+            ("logs/", 0),
+            ("logs/catalina.out", 5),
+            ("WEB-INF/classes/app.log", 3),
+            ("tmp/x", 1),
+            ("../evil", 1),
+        ]));
+        let text: Vec<String> = v.iter().map(ToString::to_string).collect();
+        assert!(
+            text.contains(&"logs/: forbidden by `logs/`".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"logs/catalina.out: forbidden by `logs/`".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"WEB-INF/classes/app.log: forbidden by `*.log`".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"tmp/x: forbidden by `tmp/`".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"../evil: escapes the release directory".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"WEB-INF/web.xml: required entry is missing".to_string()),
+            "{text:?}"
+        );
+        let ok = c.check(&m(&[
+            ("WEB-INF/web.xml", 100),
+            ("index.jsp", 50),
+            ("catalog/", 0),
+        ]));
+        assert!(ok.is_empty(), "{ok:?}");
+        let big = Conventions {
+            max_size: Some(10),
+            max_files: Some(1),
+            ..Conventions::default()
+        };
+        assert_eq!(big.check(&m(&[("a", 8), ("b", 8)])).len(), 2);
+    }
+
+    #[test]
+    fn natural_version_order() {
+        let mut v = vec!["1.10.0", "1.9.0", "1.9.1-rc1", "2.0", "1.2"];
+        v.sort_by(|a, b| version_cmp(a, b));
+        assert_eq!(v, vec!["1.2", "1.9.0", "1.9.1-rc1", "1.10.0", "2.0"]);
+    }
+}
