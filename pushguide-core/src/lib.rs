@@ -31,6 +31,9 @@ mod transport;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 pub use call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use context::{Artifact, CallResults, HostVersions, Release, StageContext};
 pub use deployer::{Deployer, Stage, StageError};

@@ -1,0 +1,293 @@
+//! The conformance suite every project type runs (feature `conformance`).
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     pushguide_core::conformance::run(&Subject { .. }).await;
+//! }
+//! ```
+//! It drives the plugin through the engine on a [`SimFleet`] and checks: rollback restores the previous
+//! version, a dry run sends no mutating call, a layout-conventions violation stops in prepare before any
+//! mutating call, a checksum mismatch fails the host before its service is stopped, and hostile config
+//! values are rejected. Each check panics with a message naming the kind and what went wrong.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::call::{Effect, Outcome};
+use crate::context::Artifact;
+use crate::engine::{DeploymentOutcome, Engine, Request};
+use crate::report::HostStatus;
+use crate::sim::SimFleet;
+use crate::steps::ManifestEntry;
+use crate::template::{Principal, Template};
+
+/// What the suite needs to know about a project type.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The `[project]` table in TOML (including `kind = "…"`), valid for the hosts `web-01`, `web-02`.
+    pub project: String,
+    /// Entries the kind requires in an artifact (e.g. `WEB-INF/web.xml`).
+    pub required: Vec<String>,
+    /// The salt function that stops the application (e.g. `service.stop`).
+    pub stop_fun: String,
+    /// A read-only function of `post_deploy` whose failure fails the host (e.g. `http.query`).
+    pub post_deploy_check: String,
+    /// Extra answers the kind's read-only calls need: `(function, value)` for every host.
+    pub answers: Vec<(String, serde_json::Value)>,
+    /// `(text in project, replacement, field named in the error)` — each makes the config hostile.
+    pub hostile: Vec<(String, String, String)>,
+    /// Path separator of the kind's release directories (`/` or `\`).
+    pub sep: char,
+}
+
+const SHA: &str = "9f86d081884c7d659a2feb0be31f3d2bd0c4ba2bf5ba7d4cbf6a02d5a8ff0b08";
+
+fn template(s: &Subject) -> Arc<Template> {
+    let text = format!(
+        "name = \"conformance\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [\"web-01\", \"web-02\"]\n\
+         [rollout]\nbatch = 2\n[rollback]\npolicy = \"previous\"\n[health]\nurl = \"http://127.0.0.1:8080/health\"\n\
+         retries = 1\ninterval_secs = 1\n[project]\n{}",
+        s.project.trim_start_matches("[project]\n")
+    );
+    Arc::new(
+        Template::from_toml_str(&text, "<conformance>").unwrap_or_else(|e| panic!("{e}\n{text}")),
+    )
+}
+
+fn fleet(s: &Subject) -> Arc<SimFleet> {
+    let mut f = SimFleet::new(["web-01", "web-02"])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .on(
+            "*",
+            "http.query",
+            Outcome::ok(json!({"status": 200, "text": "ok"})),
+        )
+        .on("*", "file.directory_exists", Outcome::ok(false))
+        .on("*", "file.get_hash", Outcome::ok(SHA))
+        .on("*", "file.readdir", Outcome::ok(json!([".", ".."])));
+    for (fun, v) in &s.answers {
+        f = f.on("*", fun, Outcome::ok(v.clone()));
+    }
+    Arc::new(f)
+}
+
+fn artifact(version: &str, required: &[String], extra: &[&str]) -> Artifact {
+    let mut manifest: Vec<ManifestEntry> = required
+        .iter()
+        .map(|p| ManifestEntry {
+            path: p.clone(),
+            size: 100,
+        })
+        .collect();
+    manifest.push(ManifestEntry {
+        path: "index.html".into(),
+        size: 10,
+    });
+    manifest.extend(extra.iter().map(|p| ManifestEntry {
+        path: (*p).into(),
+        size: 1,
+    }));
+    Artifact::new(
+        format!("https://ci.example.com/app/{version}/app.zip"),
+        Some(SHA.into()),
+    )
+    .with_manifest(manifest)
+}
+
+fn req(t: &Arc<Template>, s: &Subject, version: &str) -> Request {
+    Request::new(t.clone(), version, Principal::user("ops")).artifact(artifact(
+        version,
+        &s.required,
+        &[],
+    ))
+}
+
+/// Runs every check; panics on the first that fails.
+pub async fn run(s: &Subject) {
+    let kind = s
+        .project
+        .lines()
+        .find(|l| l.starts_with("kind"))
+        .unwrap_or("?")
+        .to_owned();
+    let t = template(s);
+
+    // 1. rollback restores the previous version
+    let f = fleet(s);
+    let engine = Engine::builder(f.clone()).build();
+    let r = engine
+        .deploy(req(&t, s, "1.0.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Succeeded,
+        "{kind}: first release\n{r}"
+    );
+    f.clear_requests();
+    f.add_rule(
+        "web-02",
+        &s.post_deploy_check,
+        Outcome::failed(Some(1), "conformance: broken"),
+        None,
+    );
+    let r = engine
+        .deploy(req(&t, s, "2.0.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::RolledBack,
+        "{kind}: failing release must roll back\n{r}"
+    );
+    for h in ["web-01", "web-02"] {
+        let hr = r
+            .host(h)
+            .unwrap_or_else(|| panic!("{kind}: no report for {h}"));
+        assert_eq!(hr.status, HostStatus::RolledBack, "{kind}: {h}\n{r}");
+        assert_eq!(hr.rolled_back_to.as_deref(), Some("1.0.0"), "{kind}: {h}");
+    }
+    let previous = format!("releases{}1.0.0", s.sep);
+    let rollback_calls: Vec<_> = r
+        .calls
+        .iter()
+        .filter(|c| c.stage == crate::Stage::Rollback && c.call.effect == Effect::Mutating)
+        .collect();
+    assert!(
+        rollback_calls
+            .iter()
+            .any(|c| c.call.to_string().contains(&previous)),
+        "{kind}: rollback must switch back to {previous}: {:?}",
+        rollback_calls
+            .iter()
+            .map(|c| c.call.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !r.calls
+            .iter()
+            .any(|c| c.stage == crate::Stage::Rollback && c.call.fun == "cp.get_url"),
+        "{kind}: rolling back to a release on disk needs no download"
+    );
+    f.clear_rules();
+
+    // 2. a dry run sends no mutating call
+    let f = fleet(s);
+    let engine = Engine::builder(f.clone()).build();
+    let r = engine
+        .deploy(req(&t, s, "1.0.0").dry_run(true))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Succeeded,
+        "{kind}: dry run\n{r}"
+    );
+    assert!(
+        f.requests().iter().all(|q| q.effect == Effect::ReadOnly),
+        "{kind}: dry run sent {:?}",
+        f.requests()
+            .iter()
+            .filter(|q| q.effect == Effect::Mutating)
+            .map(|q| &q.fun)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        r.unsent_calls().count() > 0,
+        "{kind}: dry run recorded no mutating call"
+    );
+
+    // 3. a conventions violation stops in prepare, before any mutating call
+    let f = fleet(s);
+    let engine = Engine::builder(f.clone()).build();
+    let bad = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
+        "1.0.0",
+        &s.required,
+        &["logs/catalina.out", "debug.log"],
+    ));
+    let r = engine.deploy(bad).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Failed,
+        "{kind}: conventions\n{r}"
+    );
+    let why = r.reason.clone().unwrap_or_default();
+    assert!(
+        why.contains("logs/catalina.out") && why.contains("debug.log"),
+        "{kind}: {why}"
+    );
+    assert!(
+        f.requests().iter().all(|q| q.effect == Effect::ReadOnly),
+        "{kind}: conventions"
+    );
+    if let Some(req_entry) = s.required.first() {
+        let f = fleet(s);
+        let engine = Engine::builder(f.clone()).build();
+        let missing = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
+            "1.0.0",
+            &[],
+            &[],
+        ));
+        let r = engine
+            .deploy(missing)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.outcome,
+            DeploymentOutcome::Failed,
+            "{kind}: required entry\n{r}"
+        );
+        assert!(
+            r.reason.unwrap_or_default().contains(req_entry.as_str()),
+            "{kind}"
+        );
+    }
+
+    // 4. a checksum mismatch fails the host before its service is stopped
+    let f = fleet(s);
+    f.add_rule("web-02", "file.get_hash", Outcome::ok("0".repeat(64)), None);
+    let engine = Engine::builder(f.clone()).build();
+    let r = engine
+        .deploy(req(&t, s, "1.0.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = r
+        .host("web-02")
+        .unwrap_or_else(|| panic!("{kind}: no web-02"));
+    let fail = h
+        .failure
+        .clone()
+        .unwrap_or_else(|| panic!("{kind}: checksum mismatch did not fail\n{r}"));
+    assert_eq!(fail.stage, crate::Stage::PreDeploy, "{kind}");
+    assert!(fail.reason.contains("checksum"), "{kind}: {}", fail.reason);
+    let stopped_web02 = f
+        .requests()
+        .iter()
+        .any(|q| q.fun == s.stop_fun && q.targets.iter().any(|m| m.as_str() == "web-02"));
+    assert!(
+        !stopped_web02,
+        "{kind}: {} was sent to web-02 after its checksum mismatch",
+        s.stop_fun
+    );
+
+    // 5. hostile config values are rejected
+    for (from, to, field) in &s.hostile {
+        assert!(
+            s.project.contains(from.as_str()),
+            "{kind}: `{from}` not in the project table"
+        );
+        let text = format!(
+            "name = \"x\"\n[targets]\nminions = [\"web-01\"]\n[project]\n{}",
+            s.project.replacen(from.as_str(), to, 1)
+        );
+        let err = Template::from_toml_str(&text, "<hostile>")
+            .err()
+            .unwrap_or_else(|| panic!("{kind}: `{to}` was accepted"));
+        assert!(
+            err.to_string().contains(field.as_str()),
+            "{kind}: `{to}`: {err}"
+        );
+    }
+}
