@@ -120,12 +120,13 @@ pub async fn call_grouped<K: Ord + Clone>(
 /// Downloads the release's artifact to each host's `dest(host)` unless the release directory already
 /// exists there (a redeploy or a release kept on disk needs no download), then verifies its SHA-256 on
 /// the minion (`file.get_hash`). A host whose file does not match fails here, before anything is
-/// stopped. Returns nothing; failed hosts are dropped from the batch.
+/// stopped. Returns the live hosts that downloaded the archive (and so need it unpacked); failed hosts
+/// are dropped from the batch.
 pub async fn fetch_artifact(
     cx: &mut StageContext<'_>,
     release_dir: impl Fn(&MinionId) -> String,
     dest: impl Fn(&MinionId) -> String,
-) -> Result<(), StageError> {
+) -> Result<Vec<MinionId>, StageError> {
     let Some(artifact) = cx.artifact().cloned() else {
         return Err(StageError::Failed(format!(
             "no artifact for version {}: set the project's artifact URL or resolve it from CI",
@@ -148,7 +149,7 @@ pub async fn fetch_artifact(
         }
     }
     if missing.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut groups: BTreeMap<String, Vec<MinionId>> = BTreeMap::new();
     for h in &missing {
@@ -166,7 +167,7 @@ pub async fn fetch_artifact(
         .await?;
     }
     let Some(expected) = artifact.sha256.clone() else {
-        return Ok(());
+        return Ok(still_live(cx, missing));
     };
     for (path, hosts) in &groups {
         let r = cx
@@ -192,7 +193,13 @@ pub async fn fetch_artifact(
             );
         }
     }
-    Ok(())
+    Ok(still_live(cx, missing))
+}
+
+fn still_live(cx: &StageContext<'_>, mut hosts: Vec<MinionId>) -> Vec<MinionId> {
+    let live: BTreeSet<&MinionId> = cx.minions().iter().collect();
+    hosts.retain(|h| live.contains(h));
+    hosts
 }
 
 /// One entry of an artifact's manifest.
