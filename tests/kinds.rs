@@ -1,11 +1,8 @@
-//! Every bundled project type is registered, its example config parses and builds, and a release through
-//! the simulated fleet sends the documented salt calls.
+//! Every bundled project type is registered, its example config parses and builds. (Each plugin crate
+//! tests its salt calls call by call and runs the conformance suite.)
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use pushguide::sim::SimFleet;
-use pushguide::{DeploymentOutcome, Effect, Engine, Principal, Request, Template};
+use pushguide::Template;
 
 fn template_for(kind_example: &str, hosts: &[&str], extra: &str) -> Template {
     let minions: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
@@ -56,133 +53,6 @@ fn unknown_kind_lists_the_bundled_kinds() {
         err.contains("`php-fpm`") && err.contains("dotnet-iis, java-tomcat, windows-task"),
         "{err}"
     );
-}
-
-async fn release(example: &str) -> (Vec<(String, Effect)>, Vec<String>) {
-    let t = Arc::new(template_for(example, &["h1", "h2"], "[rollout]\nbatch = 2"));
-    let fleet = Arc::new(SimFleet::new(["h1", "h2"]).unwrap());
-    let engine = Engine::builder(fleet.clone()).build();
-    let r = engine
-        .deploy(Request::new(t.clone(), "1.0.0", Principal::user("ops")))
-        .await
-        .unwrap();
-    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
-    fleet.clear_requests();
-    // a failing last step makes the engine roll back to 1.0.0
-    let last = fleet_last_fun(example);
-    fleet.add_rule(
-        "h2",
-        &last,
-        pushguide::Outcome::failed(Some(1), "boom"),
-        Some(1),
-    );
-    let r = engine
-        .deploy(Request::new(t, "1.1.0", Principal::user("ops")))
-        .await
-        .unwrap();
-    assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r}");
-    let funs = fleet
-        .requests()
-        .into_iter()
-        .map(|r| (r.fun, r.effect))
-        .collect();
-    let args = fleet
-        .requests()
-        .into_iter()
-        .map(|r| r.call.to_string())
-        .collect();
-    (funs, args)
-}
-
-fn fleet_last_fun(example: &str) -> String {
-    if example.contains("java-tomcat") {
-        "service.start".into()
-    } else if example.contains("dotnet-iis") {
-        "win_iis.start_apppool".into()
-    } else {
-        "file.symlink".into()
-    }
-}
-
-fn funs(list: &[(String, Effect)]) -> Vec<&str> {
-    list.iter().map(|(f, _)| f.as_str()).collect()
-}
-
-#[tokio::test]
-async fn java_tomcat_calls() {
-    let (calls, args) = release(pushguide::kind_info("java-tomcat").unwrap().example).await;
-    assert_eq!(
-        funs(&calls),
-        vec![
-            "test.ping",
-            "file.makedirs",
-            "cp.get_url",
-            "service.stop",
-            "archive.unzip",
-            "file.symlink",
-            "service.start", // fails on h2 → rollback
-            "service.stop",
-            "file.symlink",
-            "service.start",
-        ]
-    );
-    assert!(
-        args[2].contains(
-            "\"https://ci.example.com/shop/1.1.0/shop.war\" \"/srv/shop/releases/1.1.0.war\""
-        ),
-        "{args:?}"
-    );
-    assert!(
-        args[8].contains("\"/srv/shop/releases/1.0.0\" \"/var/lib/tomcat10/webapps/shop\""),
-        "{args:?}"
-    );
-}
-
-#[tokio::test]
-async fn dotnet_iis_calls() {
-    let (calls, args) = release(pushguide::kind_info("dotnet-iis").unwrap().example).await;
-    assert_eq!(
-        funs(&calls),
-        vec![
-            "test.ping",
-            "file.makedirs",
-            "cp.get_url",
-            "win_iis.stop_apppool",
-            "archive.unzip",
-            "win_iis.set_container_setting",
-            "win_iis.start_apppool",
-            "win_iis.set_container_setting",
-            "win_iis.restart_apppool",
-        ]
-    );
-    assert!(
-        args[7].contains(r#"D:\\Sites\\shop\\releases\\1.0.0"#),
-        "{args:?}"
-    );
-}
-
-#[tokio::test]
-async fn windows_task_calls() {
-    let (calls, _) = release(pushguide::kind_info("windows-task").unwrap().example).await;
-    assert_eq!(
-        funs(&calls),
-        vec![
-            "test.ping",
-            "file.makedirs",
-            "cp.get_url",
-            "task.edit_task",
-            "task.stop",
-            "archive.unzip",
-            "file.symlink",   // fails on h2; h1 goes on
-            "task.edit_task", // then rollback of both
-            "task.edit_task",
-            "file.symlink",
-            "task.edit_task",
-        ]
-    );
-    assert!(calls
-        .iter()
-        .all(|(f, e)| (f == "test.ping") == (*e == Effect::ReadOnly)));
 }
 
 #[test]

@@ -28,6 +28,7 @@ pub struct SimRequest {
 struct Rule {
     minion: Option<String>,
     fun: String,
+    needle: Option<String>,
     outcome: Outcome,
     remaining: Option<usize>,
 }
@@ -108,12 +109,30 @@ impl SimFleet {
 
     /// Adds a rule at run time (newest rules win).
     pub fn add_rule(&self, minion: &str, fun: &str, outcome: Outcome, times: Option<usize>) {
+        self.push_rule(minion, fun, None, outcome, times);
+    }
+
+    /// Like [`SimFleet::add_rule`], for calls of `fun` with a positional argument containing `needle`
+    /// (e.g. one release directory).
+    pub fn add_rule_for_arg(&self, minion: &str, fun: &str, needle: &str, outcome: Outcome) {
+        self.push_rule(minion, fun, Some(needle.to_owned()), outcome, None);
+    }
+
+    fn push_rule(
+        &self,
+        minion: &str,
+        fun: &str,
+        needle: Option<String>,
+        outcome: Outcome,
+        times: Option<usize>,
+    ) {
         let minion = (minion != "*").then(|| minion.to_owned());
         self.rules
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Rule {
                 minion,
+                needle,
                 fun: fun.to_owned(),
                 outcome,
                 remaining: times,
@@ -149,10 +168,16 @@ impl SimFleet {
             .clear();
     }
 
-    fn outcome_for(rules: &mut [Rule], minion: &MinionId, fun: &str) -> Option<Outcome> {
+    fn outcome_for(rules: &mut [Rule], minion: &MinionId, call: &SaltCall) -> Option<Outcome> {
+        let fun = call.fun.as_str();
         let rule = rules.iter_mut().rev().find(|r| {
             r.remaining != Some(0)
                 && (r.fun == "*" || r.fun == fun)
+                && r.needle.as_deref().is_none_or(|n| {
+                    call.arg
+                        .iter()
+                        .any(|a| a.as_str().is_some_and(|s| s.contains(n)))
+                })
                 && r.minion.as_deref().is_none_or(|m| m == minion.as_str())
         })?;
         if let Some(n) = rule.remaining.as_mut() {
@@ -204,7 +229,7 @@ impl Transport for SimFleet {
                     value: Value::Bool(true),
                 }
             } else {
-                Self::outcome_for(&mut rules, m, &call.fun).unwrap_or(Outcome::Ok {
+                Self::outcome_for(&mut rules, m, call).unwrap_or(Outcome::Ok {
                     value: Value::Bool(true),
                 })
             };

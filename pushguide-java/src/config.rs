@@ -1,37 +1,124 @@
-use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, Platform};
+use std::collections::BTreeMap;
+
+use pushguide_core::steps::{validate_conventions, Conventions, PathStyle, ReleaseLayout};
+use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::deployer::JavaTomcat;
+
+/// Which operating system the minions run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TomcatPlatform {
+    /// Linux: the context is a symlink in `webapps`.
+    #[default]
+    Linux,
+    /// Windows: the context is a file `conf\Catalina\localhost\<context>.xml` with `docBase`.
+    Windows,
+}
+
+/// Settings that may differ per host (from the template or a CMDB); unset fields take the project's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostSettings {
+    /// Release root (`releases/<version>`, `archives/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Tomcat's `CATALINA_BASE` (`webapps/`, `work/`, `conf/` under it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalina_base: Option<String>,
+    /// Service to stop and start (systemd unit or Windows service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Command (argv, no shell) that starts Tomcat, instead of a service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_command: Option<Vec<String>>,
+    /// Command (argv, no shell) that stops Tomcat, instead of a service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_command: Option<Vec<String>>,
+    /// Health URL probed from the minion (overrides the template's `[health] url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+}
 
 /// Configuration of a `java-tomcat` template's `[project]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct JavaTomcatConfig {
-    /// Directory holding `releases/<version>` on each minion.
-    pub root: String,
-    /// Tomcat's `webapps` directory.
-    pub webapps: String,
-    /// Context name (the symlink in `webapps`); `ROOT` for `/`.
+    /// Minion operating system.
+    #[serde(default)]
+    pub platform: TomcatPlatform,
+    /// Context name (`ROOT` for `/`).
     pub context: String,
-    /// Service to stop and start (systemd unit name).
-    pub service: String,
-    /// Where minions fetch the WAR; `{version}` is replaced by the release's version.
-    pub artifact_url: String,
-    /// Expected SHA-256 of the WAR (lower-case hex), checked on the minion before Tomcat stops.
+    /// Where minions fetch the WAR when the request carries no artifact; `{version}` is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_url: Option<String>,
+    /// Expected SHA-256 of the WAR (lower-case hex) for `artifact_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Releases kept on each host (the running one and the rollback target are always kept).
+    #[serde(default = "default_keep")]
+    pub keep_releases: usize,
+    /// Layout conventions (defaults plus `WEB-INF/web.xml` required).
+    #[serde(default = "default_conventions")]
+    pub conventions: Conventions,
+    /// Release root of every host (`releases/<version>`, `archives/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Tomcat's `CATALINA_BASE` of every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalina_base: Option<String>,
+    /// Service to stop and start (systemd unit or Windows service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Command (argv, no shell) that starts Tomcat, instead of a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_command: Option<Vec<String>>,
+    /// Command (argv, no shell) that stops Tomcat, instead of a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_command: Option<Vec<String>>,
+    /// Health URL probed from the minion (overrides the template's `[health] url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+    /// Per-host overrides, by minion id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostSettings>,
 }
 
-pub(crate) fn check_url(field: &str, url: &str) -> Result<(), Error> {
-    let scheme_ok = ["http://", "https://", "salt://"]
-        .iter()
-        .any(|s| url.starts_with(s));
-    if !scheme_ok {
+fn default_keep() -> usize {
+    5
+}
+
+fn default_conventions() -> Conventions {
+    Conventions::default().requiring(&["WEB-INF/web.xml"])
+}
+
+/// The effective settings of one host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Host {
+    pub(crate) root: String,
+    pub(crate) catalina_base: String,
+    pub(crate) control: Control,
+    pub(crate) health_url: Option<String>,
+}
+
+/// How Tomcat is stopped and started on a host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Control {
+    Service(String),
+    Commands {
+        start: Vec<String>,
+        stop: Vec<String>,
+    },
+}
+
+pub(crate) fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), Error> {
+    if !schemes.iter().any(|s| url.starts_with(s)) {
         return Err(Error::invalid(
             field,
             url,
-            "must start with http://, https:// or salt://",
+            format!("must start with {}", schemes.join(" or ")),
         ));
     }
     if let Some(c) = url
@@ -43,48 +130,162 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn check_sha256(field: &str, hex: &Option<String>) -> Result<(), Error> {
-    if let Some(h) = hex {
-        if h.len() != 64
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
-            return Err(Error::invalid(field, h, "must be 64 lower-case hex digits"));
+fn check_argv(field: &str, argv: &[String]) -> Result<(), Error> {
+    let Some(program) = argv.first() else {
+        return Err(Error::invalid(field, "[]", "must name a program"));
+    };
+    validate::path(&format!("{field}[0]"), program)?;
+    for (i, a) in argv.iter().enumerate().skip(1) {
+        if a.chars().any(char::is_control) || a.len() > 1024 {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                a,
+                "control characters or too long",
+            ));
         }
     }
     Ok(())
 }
 
-impl JavaTomcatConfig {
-    /// A config with the given paths, service and artifact URL.
-    pub fn new(
-        root: &str,
-        webapps: &str,
-        context: &str,
-        service: &str,
-        artifact_url: &str,
-    ) -> Self {
-        JavaTomcatConfig {
-            root: root.into(),
-            webapps: webapps.into(),
-            context: context.into(),
-            service: service.into(),
-            artifact_url: artifact_url.into(),
-            sha256: None,
+impl HostSettings {
+    fn validate(&self, prefix: &str) -> Result<(), Error> {
+        if let Some(r) = &self.root {
+            validate::path(&format!("{prefix}root"), r)?;
         }
+        if let Some(b) = &self.catalina_base {
+            validate::path(&format!("{prefix}catalina_base"), b)?;
+        }
+        if let Some(s) = &self.service {
+            validate::name(&format!("{prefix}service"), s)?;
+        }
+        if let Some(c) = &self.start_command {
+            check_argv(&format!("{prefix}start_command"), c)?;
+        }
+        if let Some(c) = &self.stop_command {
+            check_argv(&format!("{prefix}stop_command"), c)?;
+        }
+        if let Some(u) = &self.health_url {
+            check_url(&format!("{prefix}health_url"), u, &["http://", "https://"])?;
+        }
+        Ok(())
+    }
+
+    fn over(&self, base: &HostSettings) -> HostSettings {
+        HostSettings {
+            root: self.root.clone().or_else(|| base.root.clone()),
+            catalina_base: self
+                .catalina_base
+                .clone()
+                .or_else(|| base.catalina_base.clone()),
+            service: self.service.clone().or_else(|| base.service.clone()),
+            start_command: self
+                .start_command
+                .clone()
+                .or_else(|| base.start_command.clone()),
+            stop_command: self
+                .stop_command
+                .clone()
+                .or_else(|| base.stop_command.clone()),
+            health_url: self.health_url.clone().or_else(|| base.health_url.clone()),
+        }
+    }
+}
+
+impl JavaTomcatConfig {
+    /// The project-wide settings, as a [`HostSettings`].
+    pub fn defaults(&self) -> HostSettings {
+        HostSettings {
+            root: self.root.clone(),
+            catalina_base: self.catalina_base.clone(),
+            service: self.service.clone(),
+            start_command: self.start_command.clone(),
+            stop_command: self.stop_command.clone(),
+            health_url: self.health_url.clone(),
+        }
+    }
+
+    pub(crate) fn style(&self) -> PathStyle {
+        match self.platform {
+            TomcatPlatform::Linux => PathStyle::Posix,
+            TomcatPlatform::Windows => PathStyle::Windows,
+        }
+    }
+
+    /// The effective settings of `host` (defaults merged with its override).
+    pub(crate) fn host(&self, host: &MinionId) -> Result<Host, Error> {
+        let s = match self.hosts.get(host.as_str()) {
+            Some(o) => o.over(&self.defaults()),
+            None => self.defaults(),
+        };
+        let field = |f: &str| format!("project.hosts.{host}.{f} (or project.{f})");
+        let root = s
+            .root
+            .ok_or_else(|| Error::invalid(field("root"), "", "missing"))?;
+        let catalina_base = s
+            .catalina_base
+            .ok_or_else(|| Error::invalid(field("catalina_base"), "", "missing"))?;
+        let control = match (s.service, s.start_command, s.stop_command) {
+            (_, Some(start), Some(stop)) => Control::Commands { start, stop },
+            (Some(svc), None, None) => Control::Service(svc),
+            _ => {
+                return Err(Error::invalid(
+                    field("service"),
+                    "",
+                    "give `service`, or both `start_command` and `stop_command`",
+                ))
+            }
+        };
+        Ok(Host {
+            root,
+            catalina_base,
+            control,
+            health_url: s.health_url,
+        })
+    }
+
+    pub(crate) fn layout(&self, host: &Host) -> ReleaseLayout {
+        ReleaseLayout::new(host.root.clone(), self.style())
     }
 }
 
 #[typetag::serde(name = "java-tomcat")]
 impl DeployerConfig for JavaTomcatConfig {
     fn validate(&self) -> Result<(), Error> {
-        validate::path("project.root", &self.root)?;
-        validate::path("project.webapps", &self.webapps)?;
         validate::name("project.context", &self.context)?;
-        validate::name("project.service", &self.service)?;
-        check_url("project.artifact_url", &self.artifact_url)?;
-        check_sha256("project.sha256", &self.sha256)
+        if let Some(u) = &self.artifact_url {
+            check_url(
+                "project.artifact_url",
+                u,
+                &["http://", "https://", "salt://"],
+            )?;
+        }
+        if let Some(h) = &self.sha256 {
+            if h.len() != 64
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            {
+                return Err(Error::invalid(
+                    "project.sha256",
+                    h,
+                    "must be 64 lower-case hex digits",
+                ));
+            }
+        }
+        if self.keep_releases < 2 {
+            return Err(Error::invalid(
+                "project.keep_releases",
+                self.keep_releases,
+                "must be at least 2 (the new release and the rollback target)",
+            ));
+        }
+        validate_conventions("project.conventions", &self.conventions)?;
+        self.defaults().validate("project.")?;
+        for (id, h) in &self.hosts {
+            validate::minion_id("project.hosts", id)?;
+            h.validate(&format!("project.hosts.{id}."))?;
+        }
+        Ok(())
     }
 
     fn build(&self) -> Result<Box<dyn Deployer>, Error> {
@@ -96,12 +297,13 @@ impl DeployerConfig for JavaTomcatConfig {
 inventory::submit! {
     KindInfo {
         kind: crate::KIND,
-        summary: "Java web application (WAR) on Tomcat: release directory, context symlink, service restart.",
-        platforms: &[Platform::Linux],
+        summary: "Java web application (WAR) on Tomcat: release directory, context switch, restart, health check.",
+        platforms: &[Platform::Linux, Platform::Windows],
         example: r#"kind = "java-tomcat"
-root = "/srv/shop"
-webapps = "/var/lib/tomcat10/webapps"
+platform = "linux"
 context = "shop"
+root = "/srv/shop"
+catalina_base = "/var/lib/tomcat10"
 service = "tomcat10"
 artifact_url = "https://ci.example.com/shop/{version}/shop.war"
 "#,

@@ -1,140 +1,175 @@
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use pushguide_core::{Deployer, SaltCall, StageContext, StageError};
+use pushguide_core::steps::{self as shared, call_grouped};
+use pushguide_core::{Artifact, Deployer, MinionId, StageContext, StageError};
 
-use crate::config::JavaTomcatConfig;
+use crate::config::{Host, JavaTomcatConfig};
+use crate::steps;
 
-/// The `java-tomcat` deployer. Build it from a [`JavaTomcatConfig`].
+/// The `java-tomcat` deployer. Build it from a [`JavaTomcatConfig`] (through the template).
 #[derive(Debug)]
 pub struct JavaTomcat {
     cfg: JavaTomcatConfig,
 }
 
 impl JavaTomcat {
-    /// A deployer for `cfg` (validate it first).
+    /// A deployer for `cfg` (validated by [`pushguide_core::DeployerConfig::build`]).
     pub fn new(cfg: JavaTomcatConfig) -> Self {
         JavaTomcat { cfg }
     }
 
-    fn release_dir(&self, version: &str) -> String {
-        format!("{}/releases/{version}", self.cfg.root)
+    /// Effective settings of every live host; a host whose settings are incomplete fails.
+    fn hosts(&self, cx: &mut StageContext<'_>) -> BTreeMap<MinionId, Host> {
+        let mut out = BTreeMap::new();
+        for h in cx.minions().to_vec() {
+            match self.cfg.host(&h) {
+                Ok(s) => {
+                    out.insert(h, s);
+                }
+                Err(e) => cx.fail(&h, e.to_string()),
+            }
+        }
+        out
     }
 
-    fn war(&self, version: &str) -> String {
-        format!("{}/releases/{version}.war", self.cfg.root)
+    async fn stop(
+        &self,
+        cx: &mut StageContext<'_>,
+        hosts: &BTreeMap<MinionId, Host>,
+    ) -> Result<(), StageError> {
+        call_grouped(cx, |h| hosts[h].control.clone(), steps::stop).await?;
+        Ok(())
     }
 
-    fn context_link(&self) -> String {
-        format!("{}/{}", self.cfg.webapps, self.cfg.context)
+    async fn start(
+        &self,
+        cx: &mut StageContext<'_>,
+        hosts: &BTreeMap<MinionId, Host>,
+    ) -> Result<(), StageError> {
+        call_grouped(cx, |h| hosts[h].control.clone(), steps::start).await?;
+        Ok(())
     }
 
+    /// Switches each live host's context to `version(host)` and clears the compiled pages.
     async fn switch(
         &self,
         cx: &mut StageContext<'_>,
-        hosts: Option<&[pushguide_core::MinionId]>,
-        version: &str,
+        hosts: &BTreeMap<MinionId, Host>,
+        version: impl Fn(&MinionId) -> String,
     ) -> Result<(), StageError> {
-        let call = SaltCall::mutate("file.symlink")
-            .arg(self.release_dir(version))
-            .arg(self.context_link())
-            .kwarg("force", true);
-        match hosts {
-            Some(h) => cx.call_on(h, call).await?,
-            None => cx.call(call).await?,
-        };
+        let style = self.cfg.style();
+        let ctx = self.cfg.context.clone();
+        call_grouped(
+            cx,
+            |h| {
+                (
+                    hosts[h].catalina_base.clone(),
+                    self.cfg.layout(&hosts[h]).release_dir(&version(h)),
+                )
+            },
+            |(base, dir)| steps::switch(style, base, &ctx, dir),
+        )
+        .await?;
+        call_grouped(
+            cx,
+            |h| hosts[h].catalina_base.clone(),
+            |base| steps::clear_work(style, base, &ctx),
+        )
+        .await?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl Deployer for JavaTomcat {
-    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let v = cx.version().to_owned();
-        cx.call(SaltCall::mutate("file.makedirs").arg(format!("{}/", self.release_dir(&v))))
-            .await?;
-        let url = self.cfg.artifact_url.replace("{version}", &v);
-        cx.call(
-            SaltCall::mutate("cp.get_url")
-                .arg(url)
-                .arg(self.war(&v))
-                .kwarg("makedirs", true),
-        )
-        .await?;
-        if let Some(sha) = &self.cfg.sha256 {
-            let r = cx
-                .call(
-                    SaltCall::read("file.check_hash")
-                        .arg(self.war(&v))
-                        .arg(format!("sha256={sha}")),
-                )
-                .await?;
-            if !cx.is_dry_run() {
-                let bad: Vec<_> = r
-                    .iter()
-                    .filter(|(_, ok)| ok.as_bool() != Some(true))
-                    .map(|(h, _)| h.clone())
-                    .collect();
-                for h in bad {
-                    cx.fail(
-                        &h,
-                        format!("checksum mismatch: {} is not sha256={sha}", self.war(&v)),
-                    );
-                }
+    async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        if cx.artifact().is_none() {
+            if let Some(url) = &self.cfg.artifact_url {
+                let url = url.replace("{version}", cx.version());
+                cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
             }
         }
-        cx.call(SaltCall::mutate("service.stop").arg(self.cfg.service.as_str()))
-            .await?;
-        Ok(())
+        self.hosts(cx);
+        self.cfg.conventions.gate(cx)
+    }
+
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let hosts = self.hosts(cx);
+        let v = cx.version().to_owned();
+        let layout = |h: &MinionId| self.cfg.layout(&hosts[h]);
+        let downloaded = shared::fetch_artifact(
+            cx,
+            |h| layout(h).release_dir(&v),
+            |h| layout(h).archive(&v, "war"),
+        )
+        .await?;
+        // unpack next to the running release while Tomcat still serves it
+        let mut groups: BTreeMap<(String, String), Vec<MinionId>> = BTreeMap::new();
+        for h in downloaded {
+            let l = layout(&h);
+            groups
+                .entry((l.archive(&v, "war"), l.release_dir(&v)))
+                .or_default()
+                .push(h);
+        }
+        for ((war, dir), hs) in groups {
+            cx.call_on(&hs, steps::unzip(&war, &dir)).await?;
+        }
+        self.stop(cx, &hosts).await
     }
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let hosts = self.hosts(cx);
         let v = cx.version().to_owned();
-        cx.call(
-            SaltCall::mutate("archive.unzip")
-                .arg(self.war(&v))
-                .arg(self.release_dir(&v)),
-        )
-        .await?;
-        self.switch(cx, None, &v).await
+        self.switch(cx, &hosts, |_| v.clone()).await
     }
 
     async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("service.start").arg(self.cfg.service.as_str()))
-            .await?;
-        if let Some(url) = cx.template().health.url.clone() {
-            let expect = cx.template().health.expect_status;
-            let r = cx
-                .call(SaltCall::read("http.query").arg(url).kwarg("status", true))
-                .await?;
-            if !cx.is_dry_run() {
-                let bad: Vec<_> = r
-                    .iter()
-                    .filter(|(_, v)| {
-                        v.get("status").and_then(|s| s.as_u64()) != Some(u64::from(expect))
-                    })
-                    .map(|(h, v)| (h.clone(), v.get("status").cloned()))
-                    .collect();
-                for (h, got) in bad {
+        let hosts = self.hosts(cx);
+        self.start(cx, &hosts).await?;
+        let health = cx.template().health.clone();
+        let global = health.url.clone();
+        shared::health_check(cx, &health, |h| {
+            hosts
+                .get(h)
+                .and_then(|s| s.health_url.clone())
+                .or_else(|| global.clone())
+        })
+        .await?;
+        shared::prune_releases(cx, self.cfg.keep_releases, |h| self.cfg.layout(&hosts[h])).await
+    }
+
+    async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let hosts = self.hosts(cx);
+        let target = |cx: &StageContext<'_>, h: &MinionId| {
+            cx.rollback_target(h).unwrap_or_default().to_owned()
+        };
+        let targets: BTreeMap<MinionId, String> = cx
+            .minions()
+            .iter()
+            .map(|h| (h.clone(), target(cx, h)))
+            .collect();
+        // the release to go back to must still be on disk
+        let present = call_grouped(
+            cx,
+            |h| self.cfg.layout(&hosts[h]).release_dir(&targets[h]),
+            |dir| steps::dir_exists(dir),
+        )
+        .await?;
+        if !cx.is_dry_run() {
+            for (h, v) in present {
+                if v.as_bool() != Some(true) {
+                    let dir = self.cfg.layout(&hosts[&h]).release_dir(&targets[&h]);
                     cx.fail(
                         &h,
-                        format!(
-                            "health check: expected HTTP {expect}, got {}",
-                            got.unwrap_or_default()
-                        ),
+                        format!("cannot roll back: {dir} is no longer on the host"),
                     );
                 }
             }
         }
-        Ok(())
-    }
-
-    async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("service.stop").arg(self.cfg.service.as_str()))
-            .await?;
-        for (version, hosts) in cx.rollback_groups() {
-            self.switch(cx, Some(&hosts), &version).await?;
-        }
-        cx.call(SaltCall::mutate("service.start").arg(self.cfg.service.as_str()))
-            .await?;
-        Ok(())
+        self.stop(cx, &hosts).await?;
+        self.switch(cx, &hosts, |h| targets[h].clone()).await?;
+        self.start(cx, &hosts).await
     }
 }
