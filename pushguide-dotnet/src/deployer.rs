@@ -1,119 +1,282 @@
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
 use async_trait::async_trait;
-use pushguide_core::{Deployer, MinionId, SaltCall, StageContext, StageError};
-use serde_json::json;
+use pushguide_core::steps::{fetch_artifact, health_check, prune_releases, PathStyle};
+use pushguide_core::{validate, Artifact, Deployer, MinionId, StageContext, StageError};
+use serde_json::Value;
 
 use crate::config::DotnetIisConfig;
+use crate::steps::{self, answered, call_by, expect_true};
 
-/// The `dotnet-iis` deployer.
+/// File name IIS / the ASP.NET Core module serve instead of the application while it exists.
+const APP_OFFLINE: &str = "app_offline.htm";
+
+/// The `dotnet-iis` deployer: one instance per deployment.
 #[derive(Debug)]
 pub struct DotnetIis {
     cfg: DotnetIisConfig,
+    /// `app_offline.htm` files written by this deployment and not removed yet, per host.
+    offline: Mutex<BTreeMap<MinionId, String>>,
 }
 
 impl DotnetIis {
     /// A deployer for `cfg` (validate it first).
     pub fn new(cfg: DotnetIisConfig) -> Self {
-        DotnetIis { cfg }
-    }
-
-    fn release_dir(&self, version: &str) -> String {
-        format!(
-            "{}\\releases\\{version}",
-            self.cfg.root.trim_end_matches('\\')
-        )
-    }
-
-    fn set_path(&self, dir: String) -> SaltCall {
-        SaltCall::mutate("win_iis.set_container_setting")
-            .kwarg("name", self.cfg.site.as_str())
-            .kwarg("container", "Sites")
-            .kwarg("settings", json!({ "physicalPath": dir }))
-    }
-
-    fn failed_checks(cx: &StageContext<'_>, r: &pushguide_core::CallResults) -> Vec<MinionId> {
-        if cx.is_dry_run() {
-            return Vec::new();
+        DotnetIis {
+            cfg,
+            offline: Mutex::new(BTreeMap::new()),
         }
-        r.iter()
-            .filter(|(_, ok)| ok.as_bool() != Some(true))
+    }
+
+    fn offline(&self) -> std::sync::MutexGuard<'_, BTreeMap<MinionId, String>> {
+        self.offline.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn release_dir(&self, h: &MinionId, version: &str) -> String {
+        self.cfg.layout(h).release_dir(version)
+    }
+
+    /// Writes `app_offline.htm` into each host's CURRENT physical path (read from IIS).
+    async fn put_offline(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let live = cx.minions().to_vec();
+        let cfg = &self.cfg;
+        let current = call_by(
+            cx,
+            &live,
+            |h| cfg.host(h).site.to_owned(),
+            |site| steps::get_physical_path(site),
+        )
+        .await?;
+        let mut files: BTreeMap<MinionId, String> = BTreeMap::new();
+        for (h, v) in current {
+            match v.get("physicalPath").and_then(Value::as_str) {
+                Some(p) if validate::path("physicalPath", p).is_ok() => {
+                    files.insert(h, PathStyle::Windows.join(p, &[APP_OFFLINE]));
+                }
+                _ if !answered(cx, &v) => {}
+                _ => cx.log(
+                    &h,
+                    format!("{APP_OFFLINE} not written: the site's physicalPath is not a plain absolute path ({v})"),
+                ),
+            }
+        }
+        let hosts: Vec<MinionId> = files.keys().cloned().collect();
+        let text = cfg.app_offline_text();
+        let written = call_by(
+            cx,
+            &hosts,
+            |h| files.get(h).cloned().unwrap_or_default(),
+            |path| steps::write_file(path, text),
+        )
+        .await?;
+        let mut offline = self.offline();
+        for (h, _) in written {
+            if let Some(p) = files.get(&h) {
+                offline.insert(h, p.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the `app_offline.htm` files this deployment wrote on the live hosts.
+    async fn take_offline(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let files: BTreeMap<MinionId, String> = {
+            let mut offline = self.offline();
+            cx.minions()
+                .iter()
+                .filter_map(|h| offline.remove(h).map(|p| (h.clone(), p)))
+                .collect()
+        };
+        let hosts: Vec<MinionId> = files.keys().cloned().collect();
+        let r = call_by(
+            cx,
+            &hosts,
+            |h| files.get(h).cloned().unwrap_or_default(),
+            |p| steps::remove(p),
+        )
+        .await?;
+        expect_true(cx, &r, "file.remove app_offline.htm");
+        Ok(())
+    }
+
+    /// Starts stopped app pools and recycles running ones (after a rollback switched the path).
+    async fn revive_pools(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let live = cx.minions().to_vec();
+        let cfg = &self.cfg;
+        let pools = call_by(cx, &live, |_| (), |_| steps::list_apppools()).await?;
+        let started: Vec<MinionId> = pools
+            .iter()
+            .filter(|(h, v)| {
+                v.get(cfg.host(h).app_pool)
+                    .and_then(|p| p.get("state"))
+                    .and_then(Value::as_str)
+                    == Some("Started")
+            })
             .map(|(h, _)| h.clone())
-            .collect()
+            .collect();
+        let stopped: Vec<MinionId> = pools
+            .iter()
+            .map(|(h, _)| h.clone())
+            .filter(|h| !started.contains(h))
+            .collect();
+        let pool = |h: &MinionId| cfg.host(h).app_pool.to_owned();
+        let r = call_by(cx, &stopped, pool, |p| steps::start_apppool(p)).await?;
+        expect_true(cx, &r, "win_iis.start_apppool");
+        let r = call_by(cx, &started, pool, |p| steps::restart_apppool(p)).await?;
+        expect_true(cx, &r, "win_iis.restart_apppool");
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Deployer for DotnetIis {
+    async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        if cx.artifact().is_none() {
+            let Some(url) = &self.cfg.artifact_url else {
+                return Err(StageError::Failed(format!(
+                    "no artifact for version {}: the request brings none and `project.artifact_url` is not set",
+                    cx.version()
+                )));
+            };
+            let url = url.replace("{version}", cx.version());
+            cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
+        }
+        self.cfg.effective_conventions().gate(cx)
+    }
+
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
-        let dir = self.release_dir(&v);
-        let zip = format!("{dir}.zip");
-        cx.call(SaltCall::mutate("file.makedirs").arg(format!("{dir}\\")))
-            .await?;
-        cx.call(
-            SaltCall::mutate("cp.get_url")
-                .arg(self.cfg.artifact_url.replace("{version}", &v))
-                .arg(zip.as_str())
-                .kwarg("makedirs", true),
+        let cfg = &self.cfg;
+        fetch_artifact(
+            cx,
+            |h| cfg.layout(h).release_dir(&v),
+            |h| cfg.layout(h).archive(&v, "zip"),
         )
         .await?;
-        if let Some(sha) = &self.cfg.sha256 {
-            let r = cx
-                .call(
-                    SaltCall::read("file.check_hash")
-                        .arg(zip.as_str())
-                        .arg(format!("sha256={sha}")),
-                )
-                .await?;
-            for h in Self::failed_checks(cx, &r) {
-                cx.fail(&h, format!("checksum mismatch: {zip} is not sha256={sha}"));
-            }
+        if cfg.app_offline {
+            self.put_offline(cx).await?;
         }
-        cx.call(SaltCall::mutate("win_iis.stop_apppool").arg(self.cfg.app_pool.as_str()))
-            .await?;
+        let live = cx.minions().to_vec();
+        let r = call_by(
+            cx,
+            &live,
+            |h| cfg.host(h).app_pool.to_owned(),
+            |p| steps::stop_apppool(p),
+        )
+        .await?;
+        expect_true(cx, &r, "win_iis.stop_apppool");
         Ok(())
     }
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let dir = self.release_dir(cx.version());
-        cx.call(
-            SaltCall::mutate("archive.unzip")
-                .arg(format!("{dir}.zip"))
-                .arg(dir.as_str()),
+        let v = cx.version().to_owned();
+        let cfg = &self.cfg;
+        let live = cx.minions().to_vec();
+        let present = call_by(
+            cx,
+            &live,
+            |h| self.release_dir(h, &v),
+            |d| steps::directory_exists(d),
         )
         .await?;
-        cx.call(self.set_path(dir)).await?;
+        let mut unpack = Vec::new();
+        for (h, exists) in present {
+            if exists.as_bool() == Some(true) {
+                cx.log(&h, "release directory already present: not unpacked again");
+            } else {
+                unpack.push(h);
+            }
+        }
+        call_by(
+            cx,
+            &unpack,
+            |h| (cfg.layout(h).archive(&v, "zip"), self.release_dir(h, &v)),
+            |(zip, dir)| steps::unzip(zip, dir),
+        )
+        .await?;
+        let live = cx.minions().to_vec();
+        let r = call_by(
+            cx,
+            &live,
+            |h| (cfg.host(h).site.to_owned(), self.release_dir(h, &v)),
+            |(site, dir)| steps::set_physical_path(site, dir),
+        )
+        .await?;
+        expect_true(cx, &r, "win_iis.set_container_setting physicalPath");
         Ok(())
     }
 
     async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("win_iis.start_apppool").arg(self.cfg.app_pool.as_str()))
-            .await?;
-        if let Some(url) = cx.template().health.url.clone() {
-            let expect = u64::from(cx.template().health.expect_status);
-            let r = cx
-                .call(SaltCall::read("http.query").arg(url).kwarg("status", true))
-                .await?;
-            if !cx.is_dry_run() {
-                let bad: Vec<_> = r
-                    .iter()
-                    .filter(|(_, v)| v.get("status").and_then(|s| s.as_u64()) != Some(expect))
-                    .map(|(h, _)| h.clone())
-                    .collect();
-                for h in bad {
-                    cx.fail(&h, format!("health check: expected HTTP {expect}"));
-                }
+        let cfg = &self.cfg;
+        let live = cx.minions().to_vec();
+        let r = call_by(
+            cx,
+            &live,
+            |h| cfg.host(h).app_pool.to_owned(),
+            |p| steps::start_apppool(p),
+        )
+        .await?;
+        expect_true(cx, &r, "win_iis.start_apppool");
+        self.take_offline(cx).await?;
+        let warm: Vec<MinionId> = cx
+            .minions()
+            .iter()
+            .filter(|h| cfg.host(h).warmup_url.is_some())
+            .cloned()
+            .collect();
+        let r = call_by(
+            cx,
+            &warm,
+            |h| cfg.host(h).warmup_url.unwrap_or_default().to_owned(),
+            |u| steps::warm_up(u),
+        )
+        .await?;
+        for (h, v) in r {
+            if answered(cx, &v) {
+                cx.log(&h, format!("warm-up request answered {v}"));
             }
         }
-        Ok(())
+        let health = cx.template().health.clone();
+        health_check(cx, &health, |h| {
+            cfg.host(h)
+                .health_url
+                .map(str::to_owned)
+                .or_else(|| health.url.clone())
+        })
+        .await?;
+        prune_releases(cx, cfg.keep_releases, |h| cfg.layout(h)).await
     }
 
     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let cfg = &self.cfg;
         for (version, hosts) in cx.rollback_groups() {
-            cx.call_on(&hosts, self.set_path(self.release_dir(&version)))
-                .await?;
-        }
-        cx.call(SaltCall::mutate("win_iis.restart_apppool").arg(self.cfg.app_pool.as_str()))
+            let marker = |h: &MinionId| {
+                PathStyle::Windows.join(&self.release_dir(h, &version), &["web.config"])
+            };
+            let found = call_by(cx, &hosts, marker, |p| steps::file_exists(p)).await?;
+            for (h, v) in found {
+                if answered(cx, &v) && v.as_bool() != Some(true) {
+                    cx.fail(
+                        &h,
+                        format!(
+                            "rollback target {} is missing on this host (no web.config there): the site `{}` was NOT switched back to {version}",
+                            self.release_dir(&h, &version),
+                            cfg.host(&h).site
+                        ),
+                    );
+                }
+            }
+            let r = call_by(
+                cx,
+                &hosts,
+                |h| (cfg.host(h).site.to_owned(), self.release_dir(h, &version)),
+                |(site, dir)| steps::set_physical_path(site, dir),
+            )
             .await?;
-        Ok(())
+            expect_true(cx, &r, "win_iis.set_container_setting physicalPath");
+        }
+        self.take_offline(cx).await?;
+        self.revive_pools(cx).await
     }
 }

@@ -1,29 +1,195 @@
-use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, Platform};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pushguide_core::steps::{validate_conventions, Conventions, PathStyle, ReleaseLayout};
+use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::deployer::WindowsTask;
 
 /// Configuration of a `windows-task` template's `[project]` table.
+///
+/// The task's Execute action must run from `<root>\current` (salt's `task` module cannot edit an
+/// existing action, so a release switch moves the `current` link, not the action).
+///
+/// ```toml
+/// kind = "windows-task"
+/// root = 'D:\Jobs\nightly'
+/// task = "nightly-export"
+/// folder = '\Shop'
+/// artifact_url = "https://ci.example.com/nightly/{version}/nightly.zip"  # when CI gives none
+/// stop_running = false       # fail the host when the task is still running after wait_timeout_secs
+/// run_now = true             # run once after enabling; its last result must be success
+///
+/// [project.hosts.batch-03]   # per-host overrides (CMDB data)
+/// root = 'E:\Jobs\nightly'
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WindowsTaskConfig {
-    /// Directory holding `releases\<version>` and the `current` link.
+    /// Directory holding `releases\<version>`, `archives\<version>.zip` and the `current` link.
     pub root: String,
     /// Scheduled task name.
     pub task: String,
     /// Task Scheduler folder (default `\`).
     #[serde(default = "default_folder")]
     pub folder: String,
-    /// Where minions fetch the zip; `{version}` is replaced by the version.
-    pub artifact_url: String,
-    /// Run the task once right after enabling it.
+    /// Where minions fetch the zip when the request brings no artifact; `{version}` is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_url: Option<String>,
+    /// Expected SHA-256 of the zip fetched from `artifact_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Stop a task still running after `wait_timeout_secs` (`task.stop`) instead of failing the host.
+    #[serde(default)]
+    pub stop_running: bool,
+    /// How long to wait for a running instance to end after the task is disabled.
+    #[serde(default = "default_wait")]
+    pub wait_timeout_secs: u64,
+    /// Seconds between two `task.status` polls.
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: u64,
+    /// Run the task once right after enabling it and check its last result.
     #[serde(default)]
     pub run_now: bool,
+    /// How long the run started by `run_now` may take.
+    #[serde(default = "default_run_timeout")]
+    pub run_timeout_secs: u64,
+    /// Releases kept on disk after a successful deploy (the running one and rollback targets always).
+    #[serde(default = "default_keep")]
+    pub keep_releases: usize,
+    /// Layout conventions; defaults to core's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conventions: Option<Conventions>,
+    /// Per-host overrides, keyed by minion id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, WindowsTaskHost>,
+}
+
+/// Values of one host that differ from the `[project]` table (`[project.hosts.<minion-id>]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WindowsTaskHost {
+    /// Root directory on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Task name on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Task Scheduler folder on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+}
+
+/// The effective settings of one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HostSettings<'a> {
+    pub(crate) root: &'a str,
+    pub(crate) task: &'a str,
+    pub(crate) folder: &'a str,
 }
 
 fn default_folder() -> String {
     "\\".to_owned()
+}
+fn default_wait() -> u64 {
+    300
+}
+fn default_poll() -> u64 {
+    5
+}
+fn default_run_timeout() -> u64 {
+    600
+}
+fn default_keep() -> usize {
+    5
+}
+
+impl WindowsTaskConfig {
+    /// The settings `host` runs with.
+    pub(crate) fn host(&self, host: &MinionId) -> HostSettings<'_> {
+        let o = self.hosts.get(host.as_str());
+        let pick = |f: fn(&WindowsTaskHost) -> &Option<String>| o.and_then(|o| f(o).as_deref());
+        HostSettings {
+            root: pick(|o| &o.root).unwrap_or(&self.root),
+            task: pick(|o| &o.task).unwrap_or(&self.task),
+            folder: pick(|o| &o.folder).unwrap_or(&self.folder),
+        }
+    }
+
+    /// `(task, folder)` of `host`: the key its task calls are grouped by.
+    pub(crate) fn task_key(&self, host: &MinionId) -> (String, String) {
+        let s = self.host(host);
+        (s.task.to_owned(), s.folder.to_owned())
+    }
+
+    /// The release layout of `host`.
+    pub(crate) fn layout(&self, host: &MinionId) -> ReleaseLayout {
+        ReleaseLayout::new(self.host(host).root, PathStyle::Windows)
+    }
+
+    /// `<root>\current` of `host`.
+    pub(crate) fn current_link(&self, host: &MinionId) -> String {
+        PathStyle::Windows.join(self.host(host).root, &["current"])
+    }
+
+    /// Core's conventions, or the template's.
+    pub fn effective_conventions(&self) -> Conventions {
+        self.conventions.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs)
+    }
+}
+
+fn check_folder(field: &str, folder: &str) -> Result<(), Error> {
+    if !folder.starts_with('\\')
+        || folder.len() > 256
+        || folder
+            .split('\\')
+            .any(|p| !p.is_empty() && validate::name(field, p).is_err())
+        || folder.contains("\\\\")
+    {
+        return Err(Error::invalid(
+            field,
+            folder,
+            "must be a Task Scheduler folder such as `\\` or `\\Shop`",
+        ));
+    }
+    Ok(())
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), Error> {
+    if !["http://", "https://", "salt://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+        || url.len() <= 8
+        || url.len() > validate::MAX_PATH_LEN
+        || url
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(c))
+    {
+        return Err(Error::invalid(
+            field,
+            url,
+            "must be an http://, https:// or salt:// URL without spaces or shell characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), Error> {
+    if !(lo..=hi).contains(&v) {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!("must be between {lo} and {hi}"),
+        ));
+    }
+    Ok(())
 }
 
 #[typetag::serde(name = "windows-task")]
@@ -31,31 +197,52 @@ impl DeployerConfig for WindowsTaskConfig {
     fn validate(&self) -> Result<(), Error> {
         validate::path("project.root", &self.root)?;
         validate::name("project.task", &self.task)?;
-        if !self.folder.starts_with('\\')
-            || self
-                .folder
-                .split('\\')
-                .any(|p| !p.is_empty() && validate::name("project.folder", p).is_err())
-        {
-            return Err(Error::invalid(
-                "project.folder",
-                &self.folder,
-                "must be a Task Scheduler folder such as `\\` or `\\Shop`",
-            ));
+        check_folder("project.folder", &self.folder)?;
+        if let Some(url) = &self.artifact_url {
+            check_url("project.artifact_url", url)?;
         }
-        let url = &self.artifact_url;
-        if !["http://", "https://", "salt://"]
-            .iter()
-            .any(|s| url.starts_with(s))
-            || url
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(c))
-        {
-            return Err(Error::invalid(
-                "project.artifact_url",
-                url,
-                "must be an http://, https:// or salt:// URL without spaces or shell characters",
-            ));
+        if let Some(h) = &self.sha256 {
+            if h.len() != 64
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                return Err(Error::invalid(
+                    "project.sha256",
+                    h,
+                    "must be 64 lower-case hex digits",
+                ));
+            }
+        }
+        check_range(
+            "project.wait_timeout_secs",
+            self.wait_timeout_secs,
+            0,
+            86_400,
+        )?;
+        check_range(
+            "project.poll_interval_secs",
+            self.poll_interval_secs,
+            1,
+            3_600,
+        )?;
+        check_range("project.run_timeout_secs", self.run_timeout_secs, 1, 86_400)?;
+        check_range("project.keep_releases", self.keep_releases as u64, 1, 100)?;
+        if let Some(c) = &self.conventions {
+            validate_conventions("project.conventions", c)?;
+        }
+        for (id, o) in &self.hosts {
+            let f = |name: &str| format!("project.hosts.{id}.{name}");
+            validate::minion_id(&format!("project.hosts.{id}"), id)?;
+            if let Some(v) = &o.root {
+                validate::path(&f("root"), v)?;
+            }
+            if let Some(v) = &o.task {
+                validate::name(&f("task"), v)?;
+            }
+            if let Some(v) = &o.folder {
+                check_folder(&f("folder"), v)?;
+            }
         }
         Ok(())
     }
@@ -69,7 +256,7 @@ impl DeployerConfig for WindowsTaskConfig {
 inventory::submit! {
     KindInfo {
         kind: crate::KIND,
-        summary: "Windows scheduled task: disable, switch the release, enable, optionally run now.",
+        summary: "Windows scheduled task: disable and wait, switch <root>\\current to the release, enable, optionally run now and check the result.",
         platforms: &[Platform::Windows],
         example: r#"kind = "windows-task"
 root = 'D:\Jobs\nightly'

@@ -1,92 +1,277 @@
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
 use async_trait::async_trait;
-use pushguide_core::{Deployer, SaltCall, StageContext, StageError};
+use pushguide_core::steps::{fetch_artifact, prune_releases, PathStyle};
+use pushguide_core::{Artifact, Deployer, MinionId, StageContext, StageError};
+use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::config::WindowsTaskConfig;
+use crate::steps::{self, answered, call_by, expect_true, is_active, is_known_status, SUCCESS};
 
-/// The `windows-task` deployer.
+/// The `windows-task` deployer: one instance per deployment.
 #[derive(Debug)]
 pub struct WindowsTask {
     cfg: WindowsTaskConfig,
+    /// Whether each host's task was enabled before this deployment disabled it.
+    was_enabled: Mutex<BTreeMap<MinionId, bool>>,
 }
 
 impl WindowsTask {
     /// A deployer for `cfg` (validate it first).
     pub fn new(cfg: WindowsTaskConfig) -> Self {
-        WindowsTask { cfg }
+        WindowsTask {
+            cfg,
+            was_enabled: Mutex::new(BTreeMap::new()),
+        }
     }
 
-    fn root(&self) -> &str {
-        self.cfg.root.trim_end_matches('\\')
+    fn release_dir(&self, h: &MinionId, version: &str) -> String {
+        self.cfg.layout(h).release_dir(version)
     }
 
-    fn release_dir(&self, version: &str) -> String {
-        format!("{}\\releases\\{version}", self.root())
+    async fn set_enabled(
+        &self,
+        cx: &mut StageContext<'_>,
+        enabled: impl Fn(&MinionId) -> bool,
+    ) -> Result<(), StageError> {
+        let live = cx.minions().to_vec();
+        let cfg = &self.cfg;
+        let r = call_by(
+            cx,
+            &live,
+            |h| (cfg.task_key(h), enabled(h)),
+            |((task, folder), on)| steps::set_enabled(task, folder, *on),
+        )
+        .await?;
+        expect_true(cx, &r, "task.edit_task");
+        Ok(())
     }
 
-    fn task_call(&self, fun: &str) -> SaltCall {
-        SaltCall::mutate(fun)
-            .kwarg("name", self.cfg.task.as_str())
-            .kwarg("location", self.cfg.folder.as_str())
-    }
-
-    fn link(&self, version: &str) -> SaltCall {
-        SaltCall::mutate("file.symlink")
-            .arg(self.release_dir(version))
-            .arg(format!("{}\\current", self.root()))
-            .kwarg("force", true)
+    /// Polls `task.status` on `hosts` until none is Running/Queued or `timeout` passes; returns the
+    /// hosts still active then. The first poll waits `first_wait`.
+    async fn wait_idle(
+        &self,
+        cx: &mut StageContext<'_>,
+        hosts: Vec<MinionId>,
+        timeout: Duration,
+        first_wait: Duration,
+    ) -> Result<Vec<MinionId>, StageError> {
+        let cfg = &self.cfg;
+        let deadline = Instant::now() + timeout;
+        let mut pending = hosts;
+        if !first_wait.is_zero() {
+            tokio::time::sleep(first_wait.min(timeout)).await;
+        }
+        loop {
+            let r = call_by(
+                cx,
+                &pending,
+                |h| cfg.task_key(h),
+                |(t, f)| steps::status(t, f),
+            )
+            .await?;
+            pending = r
+                .into_iter()
+                .filter(|(_, v)| is_active(v))
+                .map(|(h, _)| h)
+                .collect();
+            let now = Instant::now();
+            if pending.is_empty() || now >= deadline {
+                return Ok(pending);
+            }
+            tokio::time::sleep(cfg.poll_interval().min(deadline - now)).await;
+        }
     }
 }
 
 #[async_trait]
 impl Deployer for WindowsTask {
+    async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        if cx.artifact().is_none() {
+            let Some(url) = &self.cfg.artifact_url else {
+                return Err(StageError::Failed(format!(
+                    "no artifact for version {}: the request brings none and `project.artifact_url` is not set",
+                    cx.version()
+                )));
+            };
+            let url = url.replace("{version}", cx.version());
+            cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
+        }
+        self.cfg.effective_conventions().gate(cx)
+    }
+
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
-        let dir = self.release_dir(&v);
-        cx.call(SaltCall::mutate("file.makedirs").arg(format!("{dir}\\")))
-            .await?;
-        cx.call(
-            SaltCall::mutate("cp.get_url")
-                .arg(self.cfg.artifact_url.replace("{version}", &v))
-                .arg(format!("{dir}.zip"))
-                .kwarg("makedirs", true),
+        let cfg = &self.cfg;
+        fetch_artifact(
+            cx,
+            |h| cfg.layout(h).release_dir(&v),
+            |h| cfg.layout(h).archive(&v, "zip"),
         )
         .await?;
-        cx.call(self.task_call("task.edit_task").kwarg("enabled", false))
-            .await?;
-        cx.call(self.task_call("task.stop")).await?;
+        // the enabled state before we touch the task, for rollback
+        let live = cx.minions().to_vec();
+        let before = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::status(t, f)).await?;
+        for (h, s) in before {
+            match s.as_str() {
+                Some(s) if is_known_status(s) => {
+                    let mut m = self
+                        .was_enabled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    m.insert(h, s != "Disabled");
+                }
+                _ if !answered(cx, &s) => {}
+                _ => cx.fail(&h, format!("task.status: {s}")),
+            }
+        }
+        self.set_enabled(cx, |_| false).await?;
+        if cx.is_dry_run() {
+            return Ok(());
+        }
+        let live = cx.minions().to_vec();
+        let timeout = Duration::from_secs(cfg.wait_timeout_secs);
+        let busy = self.wait_idle(cx, live, timeout, Duration::ZERO).await?;
+        if cfg.stop_running {
+            for h in &busy {
+                cx.log(
+                    h,
+                    format!(
+                        "task still running after {}s: stopping it",
+                        cfg.wait_timeout_secs
+                    ),
+                );
+            }
+            let r = call_by(cx, &busy, |h| cfg.task_key(h), |(t, f)| steps::stop(t, f)).await?;
+            expect_true(cx, &r, "task.stop");
+        } else {
+            for h in busy {
+                let s = cfg.host(&h);
+                cx.fail(
+                    &h,
+                    format!(
+                        "task `{}` in `{}` is still running after {}s (set `stop_running = true` to stop it)",
+                        s.task, s.folder, cfg.wait_timeout_secs
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
-        let dir = self.release_dir(&v);
-        cx.call(
-            SaltCall::mutate("archive.unzip")
-                .arg(format!("{dir}.zip"))
-                .arg(dir.as_str()),
+        let cfg = &self.cfg;
+        let live = cx.minions().to_vec();
+        let present = call_by(
+            cx,
+            &live,
+            |h| self.release_dir(h, &v),
+            |d| steps::directory_exists(d),
         )
         .await?;
-        cx.call(self.link(&v)).await?;
+        let mut unpack = Vec::new();
+        for (h, exists) in present {
+            if exists.as_bool() == Some(true) {
+                cx.log(&h, "release directory already present: not unpacked again");
+            } else {
+                unpack.push(h);
+            }
+        }
+        call_by(
+            cx,
+            &unpack,
+            |h| (cfg.layout(h).archive(&v, "zip"), self.release_dir(h, &v)),
+            |(zip, dir)| steps::unzip(zip, dir),
+        )
+        .await?;
+        let live = cx.minions().to_vec();
+        let r = call_by(
+            cx,
+            &live,
+            |h| (self.release_dir(h, &v), cfg.current_link(h)),
+            |(dir, link)| steps::symlink(dir, link),
+        )
+        .await?;
+        expect_true(cx, &r, "file.symlink");
         Ok(())
     }
 
     async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(self.task_call("task.edit_task").kwarg("enabled", true))
-            .await?;
-        if self.cfg.run_now {
-            cx.call(self.task_call("task.run")).await?;
+        let cfg = &self.cfg;
+        self.set_enabled(cx, |_| true).await?;
+        if cfg.run_now {
+            let live = cx.minions().to_vec();
+            let r = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::run(t, f)).await?;
+            expect_true(cx, &r, "task.run");
+            if !cx.is_dry_run() {
+                let live = cx.minions().to_vec();
+                let timeout = Duration::from_secs(cfg.run_timeout_secs);
+                let busy = self
+                    .wait_idle(cx, live, timeout, cfg.poll_interval())
+                    .await?;
+                for h in busy {
+                    cx.fail(
+                        &h,
+                        format!("task run still going after {}s", cfg.run_timeout_secs),
+                    );
+                }
+            }
+            let live = cx.minions().to_vec();
+            let info = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::info(t, f)).await?;
+            for (h, v) in info {
+                if !answered(cx, &v) {
+                    continue;
+                }
+                match v.get("last_run_result").and_then(Value::as_str) {
+                    Some(SUCCESS) => {}
+                    Some(other) => {
+                        cx.fail(&h, format!("task run failed: last_run_result `{other}`"))
+                    }
+                    None => cx.fail(&h, format!("task.info returned no last_run_result: {v}")),
+                }
+            }
         }
-        Ok(())
+        prune_releases(cx, cfg.keep_releases, |h| cfg.layout(h)).await
     }
 
     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(self.task_call("task.edit_task").kwarg("enabled", false))
-            .await?;
+        let cfg = &self.cfg;
+        self.set_enabled(cx, |_| false).await?;
         for (version, hosts) in cx.rollback_groups() {
-            cx.call_on(&hosts, self.link(&version)).await?;
-        }
-        cx.call(self.task_call("task.edit_task").kwarg("enabled", true))
+            let glob =
+                |h: &MinionId| PathStyle::Windows.join(&self.release_dir(h, &version), &["*"]);
+            let found = call_by(cx, &hosts, glob, |g| steps::path_exists_glob(g)).await?;
+            for (h, v) in found {
+                if answered(cx, &v) && v.as_bool() != Some(true) {
+                    cx.fail(
+                        &h,
+                        format!(
+                            "rollback target {} is missing or empty on this host: {} was NOT switched back to {version} and the task stays disabled",
+                            self.release_dir(&h, &version),
+                            cfg.current_link(&h)
+                        ),
+                    );
+                }
+            }
+            let r = call_by(
+                cx,
+                &hosts,
+                |h| (self.release_dir(h, &version), cfg.current_link(h)),
+                |(dir, link)| steps::symlink(dir, link),
+            )
             .await?;
-        Ok(())
+            expect_true(cx, &r, "file.symlink");
+        }
+        let was = self
+            .was_enabled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.set_enabled(cx, |h| was.get(h).copied().unwrap_or(true))
+            .await
     }
 }

@@ -1,0 +1,121 @@
+//! The salt calls of `windows-task`, one small function each, plus the grouping helpers the stages share.
+//!
+//! Function names and argument shapes are those of salt's own modules (`task` = `win_task`, `archive`,
+//! `file`); `docs.md` cites each signature.
+
+use std::collections::BTreeMap;
+
+use pushguide_core::{MinionId, SaltCall, StageContext, StageError};
+use serde_json::Value;
+
+/// `task.info` `last_run_result` text of a run that exited 0 (salt's `results[0x0]`).
+pub const SUCCESS: &str = "The operation completed successfully";
+
+/// `task.status` values while an instance is active.
+pub(crate) fn is_active(status: &Value) -> bool {
+    matches!(status.as_str(), Some("Running" | "Queued"))
+}
+
+/// `task.status` values of an existing task (anything else is salt's "`<name>` not found in ..." text).
+pub(crate) fn is_known_status(status: &str) -> bool {
+    matches!(
+        status,
+        "Unknown" | "Disabled" | "Queued" | "Ready" | "Running"
+    )
+}
+
+fn task_call(call: SaltCall, task: &str, folder: &str) -> SaltCall {
+    call.kwarg("name", task).kwarg("location", folder)
+}
+
+/// `task.edit_task name=<task> location=<folder> enabled=<bool>`: `true`, or an error text such as
+/// `"<task> not found"` / `"Failed to modify task: ..."`.
+pub(crate) fn set_enabled(task: &str, folder: &str, enabled: bool) -> SaltCall {
+    task_call(SaltCall::mutate("task.edit_task"), task, folder).kwarg("enabled", enabled)
+}
+
+/// `task.status name=<task> location=<folder>` (read): `Unknown|Disabled|Queued|Ready|Running`.
+pub(crate) fn status(task: &str, folder: &str) -> SaltCall {
+    task_call(SaltCall::read("task.status"), task, folder)
+}
+
+/// `task.stop name=<task> location=<folder>`: `true`/`false`.
+pub(crate) fn stop(task: &str, folder: &str) -> SaltCall {
+    task_call(SaltCall::mutate("task.stop"), task, folder)
+}
+
+/// `task.run name=<task> location=<folder>`: `true`/`false` (starts it and returns at once).
+pub(crate) fn run(task: &str, folder: &str) -> SaltCall {
+    task_call(SaltCall::mutate("task.run"), task, folder)
+}
+
+/// `task.info name=<task> location=<folder>` (read): `{"enabled", "last_run", "last_run_result",
+/// "missed_runs", "next_run", "status", "settings", "conditions", "actions", "triggers"}`.
+pub(crate) fn info(task: &str, folder: &str) -> SaltCall {
+    task_call(SaltCall::read("task.info"), task, folder)
+}
+
+/// `file.symlink <release dir> <link> force=true`: `true` (the source must exist).
+pub(crate) fn symlink(target: &str, link: &str) -> SaltCall {
+    SaltCall::mutate("file.symlink")
+        .arg(target)
+        .arg(link)
+        .kwarg("force", true)
+}
+
+/// `file.directory_exists <dir>` (read): a bool.
+pub(crate) fn directory_exists(dir: &str) -> SaltCall {
+    SaltCall::read("file.directory_exists").arg(dir)
+}
+
+/// `file.path_exists_glob <glob>` (read): whether anything matches.
+pub(crate) fn path_exists_glob(glob: &str) -> SaltCall {
+    SaltCall::read("file.path_exists_glob").arg(glob)
+}
+
+/// `archive.unzip <zip> <dest> trim_output=true`: the extracted names (at most 100 listed).
+pub(crate) fn unzip(zip: &str, dest: &str) -> SaltCall {
+    SaltCall::mutate("archive.unzip")
+        .arg(zip)
+        .arg(dest)
+        .kwarg("trim_output", true)
+}
+
+/// Calls `make(key)` once per distinct `key(host)` over those of `hosts` that are still live: ONE request
+/// per group of hosts sharing the value (one for the batch when all share it). Returns every successful
+/// host's value.
+pub(crate) async fn call_by<K: Ord>(
+    cx: &mut StageContext<'_>,
+    hosts: &[MinionId],
+    key: impl Fn(&MinionId) -> K,
+    make: impl Fn(&K) -> SaltCall,
+) -> Result<Vec<(MinionId, Value)>, StageError> {
+    let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
+    for h in hosts.iter().filter(|h| cx.minions().contains(h)) {
+        groups.entry(key(h)).or_default().push(h.clone());
+    }
+    let mut out = Vec::new();
+    for (k, group) in groups {
+        let r = if group.len() == cx.minions().len() {
+            cx.call(make(&k)).await?
+        } else {
+            cx.call_on(&group, make(&k)).await?
+        };
+        out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
+    }
+    Ok(out)
+}
+
+/// Whether a returned value was really answered by a minion (not a dry-run or plan placeholder).
+pub(crate) fn answered(cx: &StageContext<'_>, v: &Value) -> bool {
+    !cx.is_dry_run() && !v.is_null()
+}
+
+/// Fails every host whose answer is not `true` (`win_task` reports failures as `false` or as a text).
+pub(crate) fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], what: &str) {
+    for (h, v) in results {
+        if answered(cx, v) && v.as_bool() != Some(true) {
+            cx.fail(h, format!("{what} returned {v}"));
+        }
+    }
+}
