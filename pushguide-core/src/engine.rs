@@ -256,6 +256,7 @@ pub struct EngineBuilder {
     transport: Arc<dyn Transport>,
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
+    history: Option<Arc<dyn crate::history::HistoryStore>>,
 }
 
 impl fmt::Debug for dyn Transport {
@@ -277,6 +278,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Records every deployment in `history` (events as they happen, then the report).
+    pub fn history(mut self, history: Arc<dyn crate::history::HistoryStore>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -284,6 +291,7 @@ impl EngineBuilder {
                 transport: self.transport,
                 leases: self.leases,
                 fleet: self.fleet,
+                history: self.history,
                 counter: AtomicU64::new(0),
             }),
         }
@@ -295,6 +303,7 @@ struct EngineInner {
     transport: Arc<dyn Transport>,
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
+    history: Option<Arc<dyn crate::history::HistoryStore>>,
     counter: AtomicU64,
 }
 
@@ -322,6 +331,7 @@ impl Engine {
             transport,
             leases: Arc::new(MemoryLeases::default()),
             fleet: Arc::new(MemoryFleetState::default()),
+            history: None,
         }
     }
 
@@ -448,6 +458,11 @@ impl Engine {
             })
         };
         let bus = Arc::new(EventBus::new(id.clone()));
+        let writer = self
+            .inner
+            .history
+            .clone()
+            .map(|store| tokio::spawn(write_history(store, bus.subscribe())));
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let control = Arc::new(Control {
             bus: bus.clone(),
@@ -466,6 +481,7 @@ impl Engine {
             deployer,
             req,
             id: id.clone(),
+            writer,
         };
         let span = tracing::info_span!("deployment", id = %id, template = %run.req.template.name,
             version = %run.req.version);
@@ -717,6 +733,7 @@ enum Stop {
 }
 
 struct Run {
+    writer: Option<tokio::task::JoinHandle<Result<(), String>>>,
     engine: Engine,
     shared: RunShared,
     control: Arc<Control>,
@@ -726,7 +743,7 @@ struct Run {
 }
 
 impl Run {
-    async fn execute(self) -> Report {
+    async fn execute(mut self) -> Report {
         let started = SystemTime::now();
         let clock = Instant::now();
         let t = self.req.template.clone();
@@ -750,6 +767,7 @@ impl Run {
             hosts: Vec::new(),
             calls: Vec::new(),
             events: Vec::new(),
+            history_error: None,
         };
         match self
             .engine
@@ -792,6 +810,19 @@ impl Run {
         });
         tracing::info!(outcome = ?report.outcome, "deployment finished");
         report.events = self.control.bus.close();
+        if let Some(writer) = self.writer.take() {
+            let written = writer
+                .await
+                .unwrap_or_else(|e| Err(format!("history writer ended: {e}")));
+            let finished = match (&written, &self.engine.inner.history) {
+                (Ok(()), Some(store)) => store.finish(&report).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            };
+            if let Err(e) = written.and(finished) {
+                tracing::error!(error = %e, "deployment not fully recorded in history");
+                report.history_error = Some(e);
+            }
+        }
         report
     }
 
@@ -1154,4 +1185,27 @@ impl Run {
         });
         failed_total == 0
     }
+}
+
+/// Appends a deployment's events to the history store in batches as they arrive, until the stream
+/// ends. Stops at the first error (later events are not appended after a gap).
+async fn write_history(
+    store: Arc<dyn crate::history::HistoryStore>,
+    mut events: EventStream,
+) -> Result<(), String> {
+    while let Some(first) = events.next().await {
+        let mut batch = vec![first];
+        while let Some(e) = events.try_next() {
+            batch.push(e);
+            if batch.len() >= 1024 {
+                break;
+            }
+        }
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.append(&batch))
+            .await
+            .map_err(|e| format!("history writer panicked: {e}"))?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -90,6 +90,9 @@ pub enum Error {
     /// The deployment task ended without a report (it panicked or was aborted).
     #[error("deployment {0} ended without a report: {1}")]
     Lost(String, String),
+    /// The history store failed.
+    #[error("history store: {0}")]
+    Store(String),
     /// Waiting took longer than allowed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

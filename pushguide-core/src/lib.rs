@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod event;
 mod fleet;
+mod history;
 mod lease;
 mod registry;
 mod report;
@@ -43,6 +44,7 @@ pub use engine::{
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream};
 pub use fleet::{FleetState, HostHistory, MemoryFleetState};
+pub use history::HistoryStore;
 pub use lease::{LeaseManager, MemoryLeases};
 pub use registry::{kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform};
 pub use report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};

@@ -144,6 +144,8 @@ pub struct Report {
     pub calls: Vec<CallRecord>,
     /// Every event, in order.
     pub events: Vec<Event>,
+    /// Why the deployment could not be fully recorded in the history store, if it could not.
+    pub history_error: Option<String>,
 }
 
 impl Report {
@@ -228,6 +230,9 @@ impl fmt::Display for Report {
         )?;
         if let Some(r) = &self.reason {
             writeln!(f, "  reason: {r}")?;
+        }
+        if let Some(e) = &self.history_error {
+            writeln!(f, "  NOT fully recorded in history: {e}")?;
         }
         for (i, b) in self.batches.iter().enumerate() {
             write!(f, "  batch {}: ", i + 1)?;

@@ -853,3 +853,57 @@ async fn rollback_without_history_reports_hosts_without_a_target() {
     assert_eq!(report.outcome, DeploymentOutcome::RollbackFailed);
     assert_eq!(report.hosts_with(HostStatus::NoRollbackTarget).len(), 2);
 }
+
+#[derive(Debug, Default)]
+struct MemoryHistory {
+    events: std::sync::Mutex<Vec<pushguide_core::Event>>,
+    reports: std::sync::Mutex<Vec<String>>,
+    fail: bool,
+}
+
+impl pushguide_core::HistoryStore for MemoryHistory {
+    fn append(&self, events: &[pushguide_core::Event]) -> Result<(), Error> {
+        if self.fail {
+            return Err(Error::Store("disk full".into()));
+        }
+        self.events.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+    fn finish(&self, report: &pushguide_core::Report) -> Result<(), Error> {
+        self.reports.lock().unwrap().push(report.id.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn history_receives_every_event_in_order_then_the_report() {
+    let t = template(3, "[rollout]\nbatch = 1");
+    let store = Arc::new(MemoryHistory::default());
+    let engine = pushguide_core::Engine::builder(fleet(3))
+        .history(store.clone())
+        .build();
+    let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(report.history_error, None);
+    assert_eq!(*store.events.lock().unwrap(), report.events);
+    assert_eq!(*store.reports.lock().unwrap(), vec![report.id.clone()]);
+
+    let failing = Arc::new(MemoryHistory {
+        fail: true,
+        ..Default::default()
+    });
+    let engine = pushguide_core::Engine::builder(fleet(3))
+        .history(failing.clone())
+        .build();
+    let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+    assert!(report
+        .history_error
+        .as_deref()
+        .unwrap()
+        .contains("disk full"));
+    assert!(report.to_string().contains("NOT fully recorded in history"));
+    assert!(
+        failing.reports.lock().unwrap().is_empty(),
+        "no report after a gap"
+    );
+}

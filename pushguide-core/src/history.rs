@@ -1,0 +1,37 @@
+//! Where deployments are recorded: a durable journal written as events happen.
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::report::Report;
+
+/// A durable record of deployments. The engine hands it every event of a deployment, in order and in
+/// batches, from a background writer while the deployment runs (so a killed process still leaves a
+/// record of what happened up to that point), then the final [`Report`] with every host's log.
+///
+/// Implementations must be idempotent per event batch order: `append` is called with consecutive,
+/// non-overlapping batches of one deployment.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use pushguide_core::{Error, Event, HistoryStore, Report};
+///
+/// /// Keeps events in memory (for tests).
+/// #[derive(Debug, Default)]
+/// struct Memory(Mutex<Vec<Event>>);
+///
+/// impl HistoryStore for Memory {
+///     fn append(&self, events: &[Event]) -> Result<(), Error> {
+///         self.0.lock().unwrap().extend_from_slice(events);
+///         Ok(())
+///     }
+///     fn finish(&self, _report: &Report) -> Result<(), Error> {
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait HistoryStore: Send + Sync + std::fmt::Debug {
+    /// Records the next events of a deployment (they all carry its id).
+    fn append(&self, events: &[Event]) -> Result<(), Error>;
+    /// Records the final report of a deployment (after its last event was appended).
+    fn finish(&self, report: &Report) -> Result<(), Error>;
+}
