@@ -124,8 +124,20 @@ impl Deployer for WindowsTask {
                         .unwrap_or_else(PoisonError::into_inner);
                     m.insert(h, s != "Disabled");
                 }
-                _ if !answered(cx, &s) => {}
-                _ => cx.fail(&h, format!("task.status: {s}")),
+                // salt answers a text such as "<task> not found in <folder>" for a missing task
+                Some(_) => cx.fail(&h, format!("task.status: {s}")),
+                None if answered(cx, &s) => {
+                    cx.log(
+                        &h,
+                        format!("unexpected task.status answer {s}: taken as enabled"),
+                    );
+                    let mut m = self
+                        .was_enabled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    m.insert(h, true);
+                }
+                None => {}
             }
         }
         self.set_enabled(cx, |_| false).await?;
