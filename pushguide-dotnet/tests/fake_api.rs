@@ -75,3 +75,36 @@ async fn release_through_salt_api_sends_one_request_per_step() {
     assert!(fleet.requests().iter().all(|q| q.targets.len() == 2));
     assert_eq!(fake.request_count().get("POST /"), funs.len() as u64);
 }
+
+#[tokio::test]
+async fn plan_lists_every_stage_without_a_salt_request() {
+    let fleet = Arc::new(SimFleet::new(["web-01", "web-02"]).unwrap());
+    let text = "name = \"shop\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [\"web-01\", \"web-02\"]\n[health]\nurl = \"http://127.0.0.1/health\"\nretries = 1\n\
+                [project]\nkind = \"dotnet-iis\"\nroot = 'D:\\Sites\\shop'\nsite = \"shop\"\napp_pool = \"shop\"\n\
+                artifact_url = \"https://ci.example.com/shop/{version}/shop.zip\"\n";
+    let t = Arc::new(Template::from_toml_str(text, "<plan>").unwrap());
+    let plan = Engine::builder(fleet.clone())
+        .build()
+        .plan(&Request::new(t, "2.0.0", Principal::user("ops")))
+        .await
+        .unwrap();
+    let funs: Vec<&str> = plan
+        .steps
+        .iter()
+        .flat_map(|(_, calls)| calls.iter().map(|c| c.fun.as_str()))
+        .collect();
+    for f in [
+        "cp.get_url",
+        "win_iis.stop_apppool",
+        "archive.unzip",
+        "win_iis.set_container_setting",
+        "win_iis.start_apppool",
+        "http.query",
+        "win_iis.list_apppools",
+    ] {
+        assert!(funs.contains(&f), "{f} not in {funs:?}");
+    }
+    // only the engine's pre-flight ping reaches the fleet
+    let sent: Vec<String> = fleet.requests().into_iter().map(|q| q.fun).collect();
+    assert_eq!(sent, ["test.ping"]);
+}

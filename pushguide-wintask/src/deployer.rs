@@ -219,7 +219,8 @@ impl Deployer for WindowsTask {
             let live = cx.minions().to_vec();
             let r = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::run(t, f)).await?;
             expect_true(cx, &r, "task.run");
-            if !cx.is_dry_run() {
+            // nothing to wait for when the run was only recorded (dry run, plan)
+            if r.iter().any(|(_, v)| answered(cx, v)) {
                 let live = cx.minions().to_vec();
                 let timeout = Duration::from_secs(cfg.run_timeout_secs);
                 let busy = self
