@@ -257,6 +257,7 @@ pub struct EngineBuilder {
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
     history: Option<Arc<dyn crate::history::HistoryStore>>,
+    status: Option<Arc<dyn crate::monitor::MinionStatusStore>>,
 }
 
 impl fmt::Debug for dyn Transport {
@@ -284,6 +285,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Records every pre-flight check in `status` (the connectivity monitor's store).
+    pub fn minion_status(mut self, status: Arc<dyn crate::monitor::MinionStatusStore>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -292,6 +299,7 @@ impl EngineBuilder {
                 leases: self.leases,
                 fleet: self.fleet,
                 history: self.history,
+                status: self.status,
                 counter: AtomicU64::new(0),
             }),
         }
@@ -304,6 +312,7 @@ struct EngineInner {
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
     history: Option<Arc<dyn crate::history::HistoryStore>>,
+    status: Option<Arc<dyn crate::monitor::MinionStatusStore>>,
     counter: AtomicU64,
 }
 
@@ -332,6 +341,7 @@ impl Engine {
             leases: Arc::new(MemoryLeases::default()),
             fleet: Arc::new(MemoryFleetState::default()),
             history: None,
+            status: None,
         }
     }
 
@@ -600,7 +610,7 @@ impl Engine {
             stage: Stage::Prepare,
             hosts: total,
         });
-        let (live, artifact) = {
+        let (live, artifact, down) = {
             let mut cx = StageContext::new(
                 shared,
                 &release,
@@ -612,6 +622,22 @@ impl Engine {
             // Pre-flight: every host must answer before anything else happens.
             let ping = SaltCall::read("test.ping").timeout(std::time::Duration::from_secs(10));
             let pinged = cx.call(ping).await;
+            let down: Vec<MinionId> = cx.failed().to_vec();
+            if let (Some(status), Ok(_)) = (&self.inner.status, &pinged) {
+                let checks: Vec<(MinionId, bool)> = hosts
+                    .iter()
+                    .map(|h| (h.clone(), !down.contains(h)))
+                    .collect();
+                if let Err(e) = status.record(&checks, SystemTime::now()) {
+                    tracing::warn!(error = %e, "pre-flight result not recorded in the minion status store");
+                }
+            }
+            if t.preflight.on_down == crate::template::OnDown::Exclude && !down.is_empty() {
+                tracing::warn!(
+                    hosts = down.len(),
+                    "pre-flight: hosts that do not answer are excluded"
+                );
+            }
             let result = match (pinged, &req.mode) {
                 (Ok(_), Mode::Deploy) => run_hook(deployer, Stage::Prepare, &mut cx).await,
                 (Ok(_), Mode::Rollback { .. }) => Ok(()),
@@ -621,8 +647,11 @@ impl Engine {
                 template: t.name.clone(),
                 source: Box::new(e),
             })?;
-            (cx.live, cx.artifact)
+            (cx.live, cx.artifact, down)
         };
+        if t.preflight.on_down == crate::template::OnDown::Exclude {
+            journal.set_status(&down, HostStatus::Excluded);
+        }
         if artifact.is_some() {
             release.artifact = artifact;
         }
@@ -913,6 +942,13 @@ impl Run {
         let t = &release.template;
         let fleet = &self.engine.inner.fleet;
         let mut stop = None;
+        if batches.iter().all(Vec::is_empty) {
+            let reason = format!(
+                "no host left to deploy to: {} did not pass pre-flight or prepare",
+                journal.hosts.len()
+            );
+            return (DeploymentOutcome::Failed, Some(reason), journal);
+        }
         if let Mode::Rollback { .. } = self.req.mode {
             for (b, hosts) in batches.iter().enumerate() {
                 for h in hosts {

@@ -24,6 +24,7 @@ mod event;
 mod fleet;
 mod history;
 mod lease;
+mod monitor;
 mod registry;
 mod report;
 mod template;
@@ -46,6 +47,9 @@ pub use event::{Event, EventKind, EventStream};
 pub use fleet::{FleetState, HostHistory, MemoryFleetState};
 pub use history::HistoryStore;
 pub use lease::{LeaseManager, MemoryLeases};
+pub use monitor::{
+    MemoryMinionStatus, MinionStatus, MinionStatusStore, Monitor, MonitorHandle, StatusChange,
+};
 pub use registry::{kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform};
 pub use report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
 pub use template::{

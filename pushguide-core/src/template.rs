@@ -274,6 +274,25 @@ impl HealthCheck {
     }
 }
 
+/// What the pre-flight check does with minions that do not answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDown {
+    /// They count as failed hosts: over the failure budget, the deployment stops before any change.
+    #[default]
+    Fail,
+    /// They are left out of the deployment (and said so in the plan and report).
+    Exclude,
+}
+
+/// Pre-flight settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Preflight {
+    /// What to do with minions that do not answer the pre-flight `test.ping`.
+    pub on_down: OnDown,
+}
+
 /// Whether and where to roll back automatically when a deployment fails.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
@@ -346,6 +365,9 @@ pub struct Template {
     /// Automatic rollback policy.
     #[serde(default)]
     pub rollback: RollbackPolicy,
+    /// Pre-flight connectivity policy.
+    #[serde(default)]
+    pub preflight: Preflight,
     /// The project type's configuration (`kind` selects the type).
     pub project: Box<dyn DeployerConfig>,
 }

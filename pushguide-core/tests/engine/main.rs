@@ -907,3 +907,97 @@ async fn history_receives_every_event_in_order_then_the_report() {
         "no report after a gap"
     );
 }
+
+#[tokio::test]
+async fn preflight_exclude_leaves_down_hosts_out_and_records_their_state() {
+    let t = template(3, "[preflight]\non_down = \"exclude\"");
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(hosts(3))
+            .unwrap()
+            .down("web-02"),
+    );
+    let status = Arc::new(pushguide_core::MemoryMinionStatus::default());
+    let engine = pushguide_core::Engine::builder(fleet.clone())
+        .minion_status(status.clone())
+        .build();
+    let plan = engine.plan(&req(&t, "1.0.0")).await.unwrap();
+    assert!(
+        plan.to_string()
+            .contains("excluded web-02: test.ping: no return"),
+        "{plan}"
+    );
+    fleet.clear_requests();
+    let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::PartiallyApplied,
+        "{report}"
+    );
+    assert_eq!(report.host("web-02").unwrap().status, HostStatus::Excluded);
+    assert_eq!(report.hosts_with(HostStatus::Succeeded).len(), 2);
+    assert!(fleet
+        .requests()
+        .iter()
+        .skip(1)
+        .all(|r| !r.targets.iter().any(|m| m.as_str() == "web-02")));
+    let st =
+        pushguide_core::MinionStatusStore::status(&*status, &ids(&["web-01", "web-02"])).unwrap();
+    assert!(st[0].up && !st[1].up);
+    assert!(st[0].last_seen.is_some() && st[1].last_seen.is_none());
+
+    // every host down: nothing to deploy is a failure, not a success
+    let all_down = Arc::new(pushguide_core::sim::SimFleet::new(hosts(3)).unwrap().on(
+        "*",
+        "test.ping",
+        Outcome::NoReturn,
+    ));
+    let report = engine_for(all_down).deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
+    assert!(report.reason.unwrap().contains("no host left"));
+}
+
+fn engine_for(f: Arc<pushguide_core::sim::SimFleet>) -> pushguide_core::Engine {
+    pushguide_core::Engine::builder(f).build()
+}
+
+#[tokio::test]
+async fn monitor_records_state_and_reports_changes() {
+    use pushguide_core::{MinionStatusStore, Monitor};
+    let fleet = fleet(3);
+    let store = Arc::new(pushguide_core::MemoryMinionStatus::default());
+    let monitor = Monitor::new(fleet.clone(), store.clone(), Duration::from_secs(5));
+    let all = ids(&["web-01", "web-02", "web-03"]);
+    let first = monitor.check_once(&all).await.unwrap();
+    assert_eq!(first.len(), 3, "first sight of every minion");
+    assert!(first.iter().all(|c| c.up && c.was_up.is_none()));
+    assert_eq!(fleet.requests().len(), 1, "one request for all minions");
+    assert!(
+        monitor.check_once(&all).await.unwrap().is_empty(),
+        "no change"
+    );
+
+    let mut changes = monitor.changes();
+    fleet.add_rule("web-03", "test.ping", Outcome::NoReturn, None);
+    let c = monitor.check_once(&all).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].minion.as_str(), c[0].up, c[0].was_up),
+        ("web-03", false, Some(true))
+    );
+    assert_eq!(changes.recv().await.unwrap().minion.as_str(), "web-03");
+    let s = store.status(&all).unwrap();
+    assert!(!s[2].up && s[2].last_seen.is_some() && s[2].since >= s[2].last_seen.unwrap());
+
+    // the periodic loop keeps checking until stopped
+    fleet.clear_rules();
+    fleet.clear_requests();
+    let handle = monitor.spawn(Duration::from_millis(20), move || all.clone());
+    tokio::time::sleep(Duration::from_millis(110)).await;
+    handle.stop().await;
+    let n = fleet.requests().len();
+    assert!(n >= 3, "{n} checks");
+    assert!(
+        store.status(&ids(&["web-03"])).unwrap()[0].up,
+        "web-03 came back"
+    );
+}
