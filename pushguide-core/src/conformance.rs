@@ -82,6 +82,7 @@ fn fleet(s: &Subject) -> Arc<SimFleet> {
         )
         .on("*", "file.directory_exists", Outcome::ok(false))
         .on("*", "file.get_hash", Outcome::ok(SHA))
+        .on("*", "cp.get_url", Outcome::ok("/downloaded/archive"))
         .on("*", "file.readdir", Outcome::ok(json!([".", ".."])));
     for (fun, v) in &s.answers {
         f = f.on("*", fun, Outcome::ok(v.clone()));

@@ -202,9 +202,11 @@ impl<'a> StageContext<'a> {
         Ok(())
     }
 
-    /// Whether mutating calls are recorded instead of sent.
+    /// Whether mutating calls are recorded instead of sent — in a dry run, and while `plan()` records
+    /// the steps (then no call is sent and every host "returns" `null`). Hooks must not judge returned
+    /// values then.
     pub fn is_dry_run(&self) -> bool {
-        self.release.dry_run
+        self.release.dry_run || self.shared.planning
     }
 
     /// Whether cancel was requested (hooks doing long local work may check it).

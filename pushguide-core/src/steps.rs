@@ -156,15 +156,28 @@ pub async fn fetch_artifact(
         groups.entry(dest(h)).or_default().push(h.clone());
     }
     for (path, hosts) in &groups {
-        cx.call_on(
-            hosts,
-            SaltCall::mutate("cp.get_url")
-                .arg(artifact.url.as_str())
-                .arg(path.as_str())
-                .kwarg("makedirs", true)
-                .timeout(Duration::from_secs(600)),
-        )
-        .await?;
+        let r = cx
+            .call_on(
+                hosts,
+                SaltCall::mutate("cp.get_url")
+                    .arg(artifact.url.as_str())
+                    .arg(path.as_str())
+                    .kwarg("makedirs", true)
+                    .timeout(Duration::from_secs(600)),
+            )
+            .await?;
+        if dry {
+            continue;
+        }
+        // cp.get_url answers the destination path, or `False`/"" when the download failed
+        let failed: Vec<(MinionId, Value)> = r
+            .iter()
+            .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
+            .map(|(h, v)| (h.clone(), v.clone()))
+            .collect();
+        for (h, v) in failed {
+            cx.fail(&h, format!("download of {} to {path} failed (cp.get_url answered {v})", artifact.url));
+        }
     }
     let Some(expected) = artifact.sha256.clone() else {
         return Ok(still_live(cx, missing));
