@@ -1,0 +1,146 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use rusqlite::ErrorCode;
+
+/// Everything that can go wrong in the store, as one typed enum. Every variant that concerns the
+/// database file names it (`:memory:` for in-memory stores).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database was written by a newer pushguide-store whose schema this build does not know.
+    #[error(
+        "{}: database schema version {found} is newer than this build of pushguide-store supports \
+         (version {supported}); use a newer pushguide-store",
+        path.display()
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: u32,
+        /// The newest schema version this build knows.
+        supported: u32,
+    },
+    /// The file is not a SQLite database or is damaged.
+    #[error("{}: not a pushguide database, or the file is corrupted: {source}", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Another connection kept the database locked for longer than the busy timeout.
+    #[error("{}: database is locked by another connection (busy timeout elapsed): {source}", path.display())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file (or its directory, needed for the WAL files) cannot be written.
+    #[error("{}: database is read-only{}", path.display(), source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error, if SQLite reported one.
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
+    /// The file cannot be opened or created (missing directory, permissions).
+    #[error("{}: cannot open database: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Any other SQLite failure, with what the store was doing.
+    #[error("{}: {during}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What the store was doing.
+        during: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Another live deployment holds the template's lease.
+    #[error(
+        "template `{template}` is busy: deployment {holder} holds its lease (owner {owner}, reason: {reason})"
+    )]
+    Busy {
+        /// The template.
+        template: String,
+        /// The deployment holding the lease.
+        holder: String,
+        /// The process (store instance) holding it.
+        owner: String,
+        /// Why it was taken.
+        reason: String,
+    },
+    /// A lease was renewed by a holder that no longer holds it (it expired and was taken over).
+    #[error("lease on template `{template}` is no longer held by {holder}")]
+    LeaseLost {
+        /// The template.
+        template: String,
+        /// The former holder.
+        holder: String,
+    },
+    /// Events were appended for a deployment whose `DeploymentStarted` event was never recorded.
+    #[error("{}: events for unknown deployment {deployment} (its DeploymentStarted event is missing)", path.display())]
+    UnknownDeployment {
+        /// The database file.
+        path: PathBuf,
+        /// The deployment id.
+        deployment: String,
+    },
+}
+
+impl Error {
+    /// Whether trying again later may succeed (the database or the template is busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Locked { .. } | Error::Busy { .. })
+    }
+
+    /// Classifies a SQLite error by its code.
+    pub(crate) fn sqlite(path: &std::path::Path, during: &'static str, e: rusqlite::Error) -> Self {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                Error::Corrupt { path, source: e }
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Error::Locked { path, source: e }
+            }
+            Some(ErrorCode::ReadOnly) => Error::ReadOnly {
+                path,
+                source: Some(e),
+            },
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                Error::Open { path, source: e }
+            }
+            _ => Error::Sqlite {
+                path,
+                during,
+                source: e,
+            },
+        }
+    }
+}
+
+impl From<Error> for pushguide_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Busy {
+                template, holder, ..
+            } => pushguide_core::Error::Busy { template, holder },
+            other => pushguide_core::Error::Store(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! # pushguide-store
+//!
+//! The default durable backend of pushguide: one embedded SQLite file (WAL mode) that several
+//! processes may share.
+//!
+//! [`SqliteStore`] implements core's three storage traits, so one value serves them all:
+//!
+//! - [`pushguide_core::HistoryStore`] — the journal: every event batch the engine's background
+//!   writer hands over is written in one transaction as the deployment runs (a killed process leaves
+//!   its record up to the last batch), then the report (per host status and log lines);
+//! - [`pushguide_core::FleetState`] — which version each host runs, since when, and the version it
+//!   ran before (the rollback target);
+//! - [`pushguide_core::LeaseManager`] — one deployment per template across processes, with expiry,
+//!   renewal by a heartbeat thread, takeover of expired leases and fencing tokens.
+//!
+//! Besides: [`SqliteStore::recover`] marks deployments of dead processes `interrupted`;
+//! statistics over a [`Window`] ([`SqliteStore::stats`]); reading records back
+//! ([`SqliteStore::deployment`], [`SqliteStore::host_log`], [`SqliteStore::host_stage_results`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pushguide_core::{Engine, Transport};
+//! use pushguide_store::SqliteStore;
+//!
+//! # fn f(transport: Arc<dyn Transport>) -> Result<(), pushguide_store::Error> {
+//! let store = SqliteStore::open("/var/lib/pushguide/history.db")?;
+//! for d in store.recover()? {
+//!     eprintln!("{} of {} was interrupted during {}", d.id, d.template, d.stage);
+//! }
+//! let store = Arc::new(store);
+//! let engine = Engine::builder(transport)
+//!     .history(store.clone())
+//!     .fleet_state(store.clone())
+//!     .leases(store)
+//!     .build();
+//! # let _ = engine; Ok(()) }
+//! ```
+
+mod error;
+mod fleet;
+mod history;
+mod lease;
+mod query;
+mod recover;
+mod schema;
+mod stats;
+mod store;
+
+pub use error::Error;
+pub use fleet::HostVersion;
+pub use lease::Lease;
+pub use query::{CallRow, DeploymentRecord, HostStageResult};
+pub use recover::{HostProgress, InterruptedDeployment};
+pub use schema::SCHEMA_VERSION;
+pub use stats::{Rate, Recovery, Stats, Summary, Window};
+pub use store::{SqliteStore, StoreOptions};

@@ -1,0 +1,212 @@
+//! Reading recorded deployments back.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::error::Error;
+use crate::store::{from_ms, SqliteStore};
+
+/// A recorded deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeploymentRecord {
+    /// Deployment id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// Version.
+    pub version: String,
+    /// Acting user.
+    pub principal: String,
+    /// Whether it was a dry run.
+    pub dry_run: bool,
+    /// Start.
+    pub started: SystemTime,
+    /// End (`None` while running or when the process died before [`SqliteStore::recover`] ran).
+    pub ended: Option<SystemTime>,
+    /// Wall time, once ended.
+    pub duration: Option<Duration>,
+    /// `succeeded`, `partially-applied`, `failed`, `rolled-back`, `rollback-failed`, `cancelled` or
+    /// `interrupted`; `None` while running.
+    pub outcome: Option<String>,
+    /// Why it stopped early.
+    pub reason: Option<String>,
+    /// Events recorded.
+    pub events: u64,
+}
+
+/// One stage of one host in one deployment (the `host_stage_results` view).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostStageResult {
+    /// The host.
+    pub host: String,
+    /// Batch (`None`: prepare).
+    pub batch: Option<usize>,
+    /// Stage name (`pre-deploy`, …).
+    pub stage: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// How long the stage ran for the host's batch, if it ended.
+    pub duration: Option<Duration>,
+    /// The failing salt function, for a failed stage.
+    pub fun: Option<String>,
+    /// The failure reason, or the version a host was rolled back to.
+    pub detail: Option<String>,
+}
+
+/// One salt request recorded from a `CallFinished` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallRow {
+    /// Batch (`None`: prepare).
+    pub batch: Option<usize>,
+    /// Stage name.
+    pub stage: String,
+    /// Salt function.
+    pub fun: String,
+    /// Salt job id.
+    pub jid: Option<String>,
+    /// Hosts that succeeded.
+    pub ok: u64,
+    /// Hosts that failed.
+    pub failed: u64,
+    /// Elapsed milliseconds.
+    pub millis: u64,
+}
+
+const STAGES: &str =
+    "CASE stage WHEN 0 THEN 'prepare' WHEN 1 THEN 'pre-deploy' WHEN 2 THEN 'deploy'
+    WHEN 3 THEN 'post-deploy' ELSE 'rollback' END";
+
+impl SqliteStore {
+    /// The deployment `id`, if recorded.
+    pub fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, Error> {
+        self.conn()
+            .query_row(
+                "SELECT id, template, version, principal, dry_run, started_ms, ended_ms, duration_ms,
+                        outcome, reason, events
+                 FROM deployments WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DeploymentRecord {
+                        id: r.get(0)?,
+                        template: r.get(1)?,
+                        version: r.get(2)?,
+                        principal: r.get(3)?,
+                        dry_run: r.get(4)?,
+                        started: from_ms(r.get(5)?),
+                        ended: r.get::<_, Option<i64>>(6)?.map(from_ms),
+                        duration: r
+                            .get::<_, Option<i64>>(7)?
+                            .map(|d| Duration::from_millis(d.max(0) as u64)),
+                        outcome: r.get(8)?,
+                        reason: r.get(9)?,
+                        events: r.get::<_, i64>(10)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err("reading a deployment", e))
+    }
+
+    /// Ids of the deployments of `template`, newest first (at most `limit`).
+    pub fn deployments(&self, template: &str, limit: usize) -> Result<Vec<String>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id FROM deployments WHERE template = ?1 ORDER BY started_ms DESC, id DESC
+                 LIMIT ?2",
+            )
+            .map_err(|e| self.err("listing deployments", e))?;
+        let ids = stmt
+            .query_map(params![template, limit as i64], |r| r.get(0))
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err("listing deployments", e))?;
+        Ok(ids)
+    }
+
+    /// `host`'s log lines in deployment `id`, as `Report::host_log` printed them.
+    pub fn host_log(&self, id: &str, host: &str) -> Result<Vec<String>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT text FROM host_log_lines WHERE deployment = ?1 AND host = ?2 ORDER BY line",
+            )
+            .map_err(|e| self.err("reading a host log", e))?;
+        let lines = stmt
+            .query_map(params![id, host], |r| r.get(0))
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err("reading a host log", e))?;
+        Ok(lines)
+    }
+
+    /// The final status of `host` in deployment `id` (from the report), e.g. `succeeded`.
+    pub fn host_status(&self, id: &str, host: &str) -> Result<Option<String>, Error> {
+        self.conn()
+            .query_row(
+                "SELECT status FROM report_hosts WHERE deployment = ?1 AND host = ?2",
+                params![id, host],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err("reading a host result", e))
+    }
+
+    /// Per stage and host results of deployment `id`, ordered by host, batch and stage.
+    pub fn host_stage_results(&self, id: &str) -> Result<Vec<HostStageResult>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT host, batch, stage, status, duration_ms, fun, detail FROM host_stage_results
+                 WHERE deployment = ?1
+                 ORDER BY host, batch, CASE stage WHEN 'prepare' THEN 0 WHEN 'pre-deploy' THEN 1
+                   WHEN 'deploy' THEN 2 WHEN 'post-deploy' THEN 3 ELSE 4 END",
+            )
+            .map_err(|e| self.err("reading host stage results", e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(HostStageResult {
+                    host: r.get(0)?,
+                    batch: usize::try_from(r.get::<_, i64>(1)?).ok(),
+                    stage: r.get(2)?,
+                    status: r.get(3)?,
+                    duration: r
+                        .get::<_, Option<i64>>(4)?
+                        .map(|d| Duration::from_millis(d.max(0) as u64)),
+                    fun: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err("reading host stage results", e))?;
+        Ok(rows)
+    }
+
+    /// The salt requests of deployment `id`, in order.
+    pub fn calls(&self, id: &str) -> Result<Vec<CallRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT batch, {STAGES}, fun, jid, ok, failed, millis FROM calls
+                 WHERE deployment = ?1 ORDER BY id"
+            ))
+            .map_err(|e| self.err("reading calls", e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(CallRow {
+                    batch: usize::try_from(r.get::<_, i64>(0)?).ok(),
+                    stage: r.get(1)?,
+                    fun: r.get(2)?,
+                    jid: r.get(3)?,
+                    ok: r.get::<_, i64>(4)? as u64,
+                    failed: r.get::<_, i64>(5)? as u64,
+                    millis: r.get::<_, i64>(6)? as u64,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err("reading calls", e))?;
+        Ok(rows)
+    }
+}

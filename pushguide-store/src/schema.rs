@@ -1,0 +1,170 @@
+//! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
+
+/// Migrations in order; the schema version of a database is the number applied.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+// Stage numbers: 0 prepare, 1 pre-deploy, 2 deploy, 3 post-deploy, 4 rollback. Batch -1 = prepare
+// (or no batch). Times are milliseconds since the Unix epoch.
+const V1: &str = r#"
+CREATE TABLE deployments (
+    id            TEXT PRIMARY KEY,
+    template      TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    principal     TEXT NOT NULL,
+    dry_run       INTEGER NOT NULL,
+    started_ms    INTEGER NOT NULL,
+    ended_ms      INTEGER,
+    duration_ms   INTEGER,
+    outcome       TEXT,
+    reason        TEXT,
+    owner         TEXT NOT NULL,
+    hosts         INTEGER,
+    batches       INTEGER,
+    cur_batch     INTEGER NOT NULL DEFAULT -1,
+    cur_stage     INTEGER NOT NULL DEFAULT 0,
+    events        INTEGER NOT NULL DEFAULT 0,
+    last_event_ms INTEGER NOT NULL
+);
+CREATE INDEX deployments_by_start ON deployments (started_ms, dry_run, outcome, duration_ms);
+CREATE INDEX deployments_by_template
+    ON deployments (template, started_ms, dry_run, outcome, duration_ms, ended_ms);
+CREATE INDEX deployments_open ON deployments (owner) WHERE ended_ms IS NULL;
+
+CREATE TABLE batches (
+    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    batch      INTEGER NOT NULL,
+    hosts      INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms   INTEGER,
+    ok         INTEGER,
+    failed     INTEGER,
+    PRIMARY KEY (deployment, batch)
+) WITHOUT ROWID;
+
+CREATE TABLE stages (
+    id         INTEGER PRIMARY KEY,
+    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    batch      INTEGER NOT NULL,
+    stage      INTEGER NOT NULL,
+    hosts      INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms   INTEGER,
+    ok         INTEGER,
+    failed     INTEGER
+);
+CREATE INDEX stages_by_deployment ON stages (deployment, batch, stage);
+
+CREATE TABLE calls (
+    id         INTEGER PRIMARY KEY,
+    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    batch      INTEGER NOT NULL,
+    stage      INTEGER NOT NULL,
+    fun        TEXT NOT NULL,
+    jid        TEXT,
+    ok         INTEGER NOT NULL,
+    failed     INTEGER NOT NULL,
+    millis     INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+CREATE INDEX calls_by_deployment ON calls (deployment);
+CREATE INDEX calls_by_jid ON calls (jid) WHERE jid IS NOT NULL;
+
+-- One row per host event: failed (stage), succeeded (all stages of its batch), rolled-back,
+-- rollback-failed. Template, start and dry run are copied from the deployment for the statistics.
+CREATE TABLE host_results (
+    id         INTEGER PRIMARY KEY,
+    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    template   TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    dry_run    INTEGER NOT NULL,
+    host       TEXT NOT NULL,
+    batch      INTEGER NOT NULL,
+    stage      INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    fun        TEXT,
+    detail     TEXT,
+    at_ms      INTEGER NOT NULL
+);
+CREATE INDEX host_results_by_deployment ON host_results (deployment, host);
+CREATE INDEX host_failures_by_start ON host_results (started_ms, host, stage)
+    WHERE status = 'failed' AND dry_run = 0;
+CREATE INDEX host_failures_by_template ON host_results (template, started_ms, host, stage)
+    WHERE status = 'failed' AND dry_run = 0;
+
+-- Per stage and host, with the stage's start, end and duration (from the batch's stage events).
+CREATE VIEW host_stage_results AS
+SELECT r.deployment AS deployment,
+       r.host AS host,
+       s.batch AS batch,
+       CASE s.stage WHEN 0 THEN 'prepare' WHEN 1 THEN 'pre-deploy' WHEN 2 THEN 'deploy'
+                    WHEN 3 THEN 'post-deploy' ELSE 'rollback' END AS stage,
+       CASE WHEN r.status IN ('failed', 'rollback-failed') AND s.stage = r.stage THEN 'failed'
+            ELSE 'ok' END AS status,
+       s.started_ms AS started_ms,
+       s.ended_ms AS ended_ms,
+       s.ended_ms - s.started_ms AS duration_ms,
+       CASE WHEN s.stage = r.stage THEN r.fun END AS fun,
+       CASE WHEN s.stage = r.stage THEN r.detail END AS detail
+FROM host_results r
+JOIN stages s ON s.deployment = r.deployment AND s.batch = r.batch
+ AND CASE r.status
+         WHEN 'succeeded' THEN s.stage BETWEEN 1 AND 3
+         WHEN 'failed' THEN s.stage <= r.stage AND (r.stage < 4 OR s.stage = 4)
+         ELSE s.stage = 4
+     END;
+
+-- The final report: per host status and log lines.
+CREATE TABLE report_hosts (
+    deployment     TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    host           TEXT NOT NULL,
+    batch          INTEGER,
+    status         TEXT NOT NULL,
+    failed_stage   TEXT,
+    failed_fun     TEXT,
+    failure        TEXT,
+    rolled_back_to TEXT,
+    PRIMARY KEY (deployment, host)
+) WITHOUT ROWID;
+
+CREATE TABLE host_log_lines (
+    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    host       TEXT NOT NULL,
+    line       INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    PRIMARY KEY (deployment, host, line)
+) WITHOUT ROWID;
+
+CREATE TABLE fleet (
+    template          TEXT NOT NULL,
+    host              TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    since_ms          INTEGER NOT NULL,
+    previous          TEXT,
+    previous_since_ms INTEGER,
+    PRIMARY KEY (template, host)
+) WITHOUT ROWID;
+
+-- A released lease keeps its row (holder NULL) so fencing tokens only grow.
+CREATE TABLE leases (
+    template    TEXT PRIMARY KEY,
+    holder      TEXT,
+    owner       TEXT,
+    reason      TEXT,
+    acquired_ms INTEGER,
+    expires_ms  INTEGER NOT NULL DEFAULT 0,
+    token       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX leases_by_holder ON leases (holder) WHERE holder IS NOT NULL;
+
+-- Store instances (processes) and their last heartbeat.
+CREATE TABLE owners (
+    owner        TEXT PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    started_ms   INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    ttl_ms       INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;

@@ -1,0 +1,397 @@
+//! pushguide-store: opening, the journal through the engine, fleet state, leases, recovery,
+//! statistics, and two real processes sharing one database.
+#![allow(clippy::unwrap_used)]
+
+mod processes;
+mod stats;
+mod support;
+
+use std::time::Duration;
+
+use pushguide_core::{
+    DeploymentOutcome, EventKind, FleetState, HistoryStore, LeaseManager, Principal, Request, Stage,
+};
+use pushguide_store::{Error, SqliteStore, StoreOptions, SCHEMA_VERSION};
+use support::*;
+
+#[test]
+fn open_creates_schema_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.path(), path);
+    drop(s);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let mode: String = rusqlite_mode(&path);
+    assert_eq!(mode, "wal");
+}
+
+fn rusqlite_mode(path: &std::path::Path) -> String {
+    // Read the journal mode from the file's header: bytes 18 and 19 are 2 in WAL mode.
+    let bytes = std::fs::read(path).unwrap();
+    if bytes[18] == 2 && bytes[19] == 2 {
+        "wal".into()
+    } else {
+        "rollback".into()
+    }
+}
+
+#[test]
+fn newer_schema_is_refused_naming_file_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // Pretend a newer build migrated the file.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.pragma_update(None, "user_version", SCHEMA_VERSION + 3)
+        .unwrap();
+    drop(raw);
+    let err = SqliteStore::open(&path).unwrap_err();
+    match &err {
+        Error::NewerSchema {
+            path: p,
+            found,
+            supported,
+        } => {
+            assert_eq!(p, &path);
+            assert_eq!(*found, SCHEMA_VERSION + 3);
+            assert_eq!(*supported, SCHEMA_VERSION);
+        }
+        other => panic!("wrong error: {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("new.db") && msg.contains(&format!("version {}", SCHEMA_VERSION + 3)));
+}
+
+#[test]
+fn corrupted_file_is_a_typed_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("garbage.db"), "{err}");
+}
+
+#[test]
+fn missing_directory_is_an_open_error() {
+    let err = SqliteStore::open("/nonexistent-dir-pushguide/x.db").unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent-dir-pushguide/x.db"));
+}
+
+#[test]
+fn read_only_file_is_a_typed_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ro.db");
+    drop(SqliteStore::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
+        // Running as root: permissions do not apply, nothing to test.
+        return;
+    }
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().contains("ro.db"));
+}
+
+#[test]
+fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let opts = StoreOptions::default().busy_timeout(Duration::from_millis(100));
+    let a = SqliteStore::open_with(&path, opts.clone()).unwrap();
+    let b = SqliteStore::open_with(&path, opts).unwrap();
+    let events = deployment(
+        "d1",
+        "shop",
+        at(0),
+        60,
+        &["web-01"],
+        &[],
+        DeploymentOutcome::Succeeded,
+        false,
+    );
+    drop(a);
+    let guard = rusqlite::Connection::open(&path).unwrap();
+    guard.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = b.append_events(&events).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(err.is_transient());
+    drop(guard);
+    assert!(
+        b.deployment("d1").unwrap().is_none(),
+        "nothing half-written"
+    );
+    b.append_events(&events).unwrap();
+    assert_eq!(
+        b.deployment("d1").unwrap().unwrap().events,
+        events.len() as u64
+    );
+}
+
+#[test]
+fn failing_batch_rolls_back_whole_append() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    let mut events = deployment(
+        "d1",
+        "shop",
+        at(0),
+        60,
+        &["web-01"],
+        &[],
+        DeploymentOutcome::Succeeded,
+        false,
+    );
+    // An event of a deployment never started makes the batch fail: nothing of it is kept.
+    events.insert(3, ev("ghost", at(1), EventKind::CancelRequested));
+    let err = s.append_events(&events).unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownDeployment { ref deployment, .. } if deployment == "ghost")
+    );
+    assert!(s.deployment("d1").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_journal_report_and_fleet_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let t = template("shop", 4, 2, "[failure]\nmax_failed = 1\n");
+    let engine = engine(&store, &[]);
+    let r1 = engine
+        .deploy(Request::new(t.clone(), "1.0", Principal::user("alice")))
+        .await
+        .unwrap();
+    assert_eq!(r1.outcome, DeploymentOutcome::Succeeded);
+    assert_eq!(r1.history_error, None);
+    let engine = support::engine(&store, &["web-03"]);
+    let r2 = engine
+        .deploy(Request::new(t.clone(), "2.0", Principal::user("alice")))
+        .await
+        .unwrap();
+    assert_eq!(r2.outcome, DeploymentOutcome::PartiallyApplied);
+
+    // A second process (another connection) sees everything.
+    let other = SqliteStore::open(&path).unwrap();
+    let d = other.deployment(&r2.id).unwrap().unwrap();
+    assert_eq!(d.template, "shop");
+    assert_eq!(d.version, "2.0");
+    assert_eq!(d.principal, "alice");
+    assert_eq!(d.outcome.as_deref(), Some("partially-applied"));
+    assert_eq!(d.reason, r2.reason);
+    assert_eq!(d.events, r2.events.len() as u64);
+    assert_eq!(
+        other.host_status(&r2.id, "web-03").unwrap().as_deref(),
+        Some("failed")
+    );
+    assert_eq!(
+        other.host_log(&r2.id, "web-03").unwrap(),
+        r2.host_log("web-03")
+    );
+    assert_eq!(
+        other.host_log(&r2.id, "web-01").unwrap(),
+        r2.host_log("web-01")
+    );
+    assert!(!r2.host_log("web-01").is_empty());
+
+    // Per stage and host: web-03 (batch 1) ok in pre-deploy, failed in deploy with the call.
+    let rows = other.host_stage_results(&r2.id).unwrap();
+    let w3: Vec<_> = rows.iter().filter(|r| r.host == "web-03").collect();
+    assert_eq!(w3.len(), 2, "{w3:?}");
+    assert_eq!(
+        (w3[0].stage.as_str(), w3[0].status.as_str()),
+        ("pre-deploy", "ok")
+    );
+    assert_eq!(
+        (w3[1].stage.as_str(), w3[1].status.as_str()),
+        ("deploy", "failed")
+    );
+    assert_eq!(w3[1].fun.as_deref(), Some("file.symlink"));
+    assert!(w3[1].detail.as_deref().unwrap().contains("disk full"));
+    assert_eq!(w3[1].batch, Some(1));
+    let w1: Vec<_> = rows.iter().filter(|r| r.host == "web-01").collect();
+    assert_eq!(w1.len(), 3);
+    assert!(w1.iter().all(|r| r.status == "ok" && r.duration.is_some()));
+
+    // Calls with jids and counts.
+    let calls = other.calls(&r2.id).unwrap();
+    assert_eq!(calls.len(), 1 + 2 * 3, "ping + 2 batches x 3 stages");
+    assert_eq!(calls[0].fun, "test.ping");
+    assert_eq!(calls[0].stage, "prepare");
+    assert!(calls.iter().all(|c| c.jid.is_some()));
+    let symlink_b1 = calls
+        .iter()
+        .find(|c| c.fun == "file.symlink" && c.batch == Some(1))
+        .unwrap();
+    assert_eq!((symlink_b1.ok, symlink_b1.failed), (1, 1));
+
+    // Fleet state: web-03 still on 1.0 (previous none), the others on 2.0 with 1.0 before.
+    let hosts: Vec<_> = ["web-01", "web-03", "web-09"].map(host).to_vec();
+    let v = other.versions("shop", &hosts);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[&hosts[0]].current.as_deref(), Some("2.0"));
+    assert_eq!(v[&hosts[0]].previous.as_deref(), Some("1.0"));
+    assert_eq!(v[&hosts[1]].current.as_deref(), Some("1.0"));
+    assert_eq!(v[&hosts[1]].previous, None);
+    let fleet = other.fleet("shop").unwrap();
+    assert_eq!(fleet.len(), 4);
+    assert!(fleet[0].since >= fleet[0].previous_since.unwrap());
+
+    // The plan shows each host's rollback target from the durable state.
+    let fresh = support::engine(&other, &[]);
+    let plan = fresh
+        .plan(&Request::rollback(
+            t.clone(),
+            None,
+            Principal::user("alice"),
+        ))
+        .await
+        .unwrap();
+    let targets: Vec<_> = plan
+        .rollback_targets
+        .iter()
+        .map(|(h, cur, to)| (h.as_str().to_owned(), cur.clone(), to.clone()))
+        .collect();
+    assert_eq!(
+        targets[0],
+        ("web-01".into(), Some("2.0".into()), Some("1.0".into()))
+    );
+    assert_eq!(targets[2], ("web-03".into(), Some("1.0".into()), None));
+
+    // Leases were released at the end of each deployment.
+    assert!(other.lease("shop").unwrap().is_none());
+}
+
+#[test]
+fn fleet_previous_is_the_last_good_version_before_the_current() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    let h = [host("web-01")];
+    s.record("t", &h, "1");
+    s.record("t", &h, "2");
+    s.record("t", &h, "2");
+    let v = &s.versions("t", &h)[&h[0]];
+    assert_eq!(
+        (v.current.as_deref(), v.previous.as_deref()),
+        (Some("2"), Some("1"))
+    );
+    s.record("t", &h, "3");
+    let v = &s.versions("t", &h)[&h[0]];
+    assert_eq!(
+        (v.current.as_deref(), v.previous.as_deref()),
+        (Some("3"), Some("2"))
+    );
+    assert!(s.versions("other", &h).is_empty());
+}
+
+#[test]
+fn leases_in_one_database() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    let l1 = s.acquire_lease("shop", "d1", "release 1.0").unwrap();
+    assert_eq!(l1.token, 1);
+    let err = s.acquire_lease("shop", "d2", "x").unwrap_err();
+    assert!(
+        matches!(err, Error::Busy { ref holder, ref reason, .. } if holder == "d1" && reason == "release 1.0")
+    );
+    let core: pushguide_core::Error = err.into();
+    assert!(matches!(core, pushguide_core::Error::Busy { ref holder, .. } if holder == "d1"));
+    LeaseManager::release(&s, "shop", "d2");
+    assert!(s.acquire_lease("shop", "d3", "x").is_err());
+    let renewed = s.renew_lease("shop", "d1").unwrap();
+    assert!(renewed.expires >= l1.expires);
+    LeaseManager::release(&s, "shop", "d1");
+    assert!(matches!(
+        s.renew_lease("shop", "d1"),
+        Err(Error::LeaseLost { .. })
+    ));
+    LeaseManager::acquire(&s, "shop", "d3").unwrap();
+    assert_eq!(
+        s.lease("shop").unwrap().unwrap().token,
+        2,
+        "tokens only grow"
+    );
+    s.acquire_lease("other", "d4", "x").unwrap();
+}
+
+#[test]
+fn expired_lease_is_taken_over_with_a_larger_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let opts = StoreOptions::default().lease_ttl(Duration::from_millis(300));
+    let a = SqliteStore::open_with(&path, opts.clone()).unwrap();
+    let b = SqliteStore::open_with(&path, opts).unwrap();
+    let la = a.acquire_lease("shop", "d1", "x").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // a's heartbeat keeps it alive past its TTL.
+    assert!(matches!(
+        b.acquire_lease("shop", "d2", "y"),
+        Err(Error::Busy { .. })
+    ));
+    a.stop_heartbeat();
+    std::thread::sleep(Duration::from_millis(400));
+    let lb = b.acquire_lease("shop", "d2", "y").unwrap();
+    assert_eq!(lb.token, la.token + 1);
+    assert!(matches!(
+        a.renew_lease("shop", "d1"),
+        Err(Error::LeaseLost { .. })
+    ));
+}
+
+#[test]
+fn recover_marks_dead_owners_deployments_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let opts = StoreOptions::default().lease_ttl(Duration::from_millis(200));
+    let dead = SqliteStore::open_with(&path, opts.clone()).unwrap();
+    let alive = SqliteStore::open_with(&path, opts).unwrap();
+    let mut events = deployment(
+        "d1",
+        "shop",
+        at(0),
+        60,
+        &["web-01"],
+        &[("web-02", Stage::Deploy)],
+        DeploymentOutcome::Failed,
+        false,
+    );
+    // Cut after the deploy stage of batch 0 started and web-02 failed.
+    let cut = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::HostFailed { .. }))
+        .unwrap();
+    events.truncate(cut + 1);
+    dead.acquire_lease("shop", "d1", "deployment").unwrap();
+    HistoryStore::append(&dead, &events).unwrap();
+    // Its own deployments and live owners' are not touched.
+    assert!(alive.recover().unwrap().is_empty());
+    dead.stop_heartbeat();
+    std::mem::forget(dead); // like a killed process: no clean close
+    std::thread::sleep(Duration::from_millis(300));
+    let found = alive.recover().unwrap();
+    assert_eq!(found.len(), 1);
+    let d = &found[0];
+    assert_eq!((d.id.as_str(), d.template.as_str()), ("d1", "shop"));
+    assert_eq!(
+        (d.batch, d.stage, d.live_hosts),
+        (Some(0), Stage::Deploy, 2)
+    );
+    assert_eq!(d.hosts.len(), 1);
+    assert_eq!(
+        (
+            d.hosts[0].host.as_str(),
+            d.hosts[0].stage,
+            d.hosts[0].status.as_str()
+        ),
+        ("web-02", Stage::Deploy, "failed")
+    );
+    let rec = alive.deployment("d1").unwrap().unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("interrupted"));
+    assert_eq!(rec.ended, Some(at(15)));
+    assert!(alive.recover().unwrap().is_empty(), "idempotent");
+    assert_eq!(alive.interrupted().unwrap(), found);
+    // The lease is free again.
+    alive.acquire_lease("shop", "d2", "resume").unwrap();
+}

@@ -1,0 +1,208 @@
+//! An engine over an instant transport that fails chosen hosts in the deploy stage, and event helpers.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pushguide_core::{
+    Deployer, DeployerConfig, Engine, Error, Event, EventKind, KindInfo, MinionId, Outcome,
+    Returns, SaltCall, Stage, StageContext, StageError, Template, Transport, TransportError,
+};
+use pushguide_store::SqliteStore;
+
+/// Answers at once: `true` for every target, except `file.symlink` on the hosts in `fail`.
+#[derive(Debug, Default)]
+pub(crate) struct InstantTransport {
+    pub(crate) fail: HashSet<String>,
+    jobs: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Transport for InstantTransport {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        let n = self.jobs.fetch_add(1, Ordering::Relaxed);
+        let mut r = Returns::with_jid(format!("2026{n:06}"));
+        for t in targets {
+            let outcome = if call.fun == "file.symlink" && self.fail.contains(t.as_str()) {
+                Outcome::failed(Some(1), "disk full")
+            } else {
+                Outcome::ok(true)
+            };
+            r = r.with(t, outcome);
+        }
+        Ok(r)
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoreTestConfig {}
+
+#[derive(Debug)]
+struct StoreTestDeployer;
+
+#[async_trait::async_trait]
+impl Deployer for StoreTestDeployer {
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/t/releases/"))
+            .await?;
+        Ok(())
+    }
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(
+            SaltCall::mutate("file.symlink")
+                .arg("/srv/t/r")
+                .arg("/srv/t/current"),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::read("test.ping")).await?;
+        Ok(())
+    }
+    async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(
+            SaltCall::mutate("file.symlink")
+                .arg("/srv/t/prev")
+                .arg("/srv/t/current"),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[typetag::serde(name = "store-test")]
+impl DeployerConfig for StoreTestConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        Ok(Box::new(StoreTestDeployer))
+    }
+}
+
+inventory::submit! {
+    KindInfo { kind: "store-test", summary: "store tests", platforms: &[], example: "kind = \"store-test\"\n" }
+}
+
+/// A template `name` over `hosts` web-01.. in batches of `batch`, with `extra` TOML appended.
+pub(crate) fn template(name: &str, hosts: usize, batch: usize, extra: &str) -> Arc<Template> {
+    let list: Vec<String> = (1..=hosts).map(|i| format!("\"web-{i:02}\"")).collect();
+    let text = format!(
+        "name = \"{name}\"\n[acl.deployers]\nusers = [\"alice\"]\n[targets]\nminions = [{}]\n\
+         [rollout]\nbatch = {batch}\n{extra}\n[project]\nkind = \"store-test\"\n",
+        list.join(",")
+    );
+    Arc::new(Template::from_toml_str(&text, "<test>").unwrap())
+}
+
+/// An engine whose history, fleet state and leases are all `store`.
+pub(crate) fn engine(store: &SqliteStore, fail: &[&str]) -> Engine {
+    let transport = InstantTransport {
+        fail: fail.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let store = Arc::new(store.clone());
+    Engine::builder(Arc::new(transport))
+        .history(store.clone())
+        .fleet_state(store.clone())
+        .leases(store)
+        .build()
+}
+
+/// `t` seconds after 2026-01-05 00:00 UTC (a Monday).
+pub(crate) fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_571_200 + secs)
+}
+
+pub(crate) fn ev(id: &str, at: SystemTime, kind: EventKind) -> Event {
+    Event {
+        at,
+        deployment: Arc::from(id),
+        kind,
+    }
+}
+
+pub(crate) fn host(h: &str) -> MinionId {
+    MinionId::new(h).unwrap()
+}
+
+/// The events of a whole deployment of one batch: start at `start`, every stage 10 s, hosts in `ok`
+/// succeed, hosts in `failed` fail at (`stage`), end after `secs` with `outcome`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn deployment(
+    id: &str,
+    template: &str,
+    start: SystemTime,
+    secs: u64,
+    ok: &[&str],
+    failed: &[(&str, Stage)],
+    outcome: pushguide_core::DeploymentOutcome,
+    dry_run: bool,
+) -> Vec<Event> {
+    let t = |s: u64| start + Duration::from_secs(s);
+    let n = ok.len() + failed.len();
+    let mut v = vec![
+        ev(
+            id,
+            t(0),
+            EventKind::DeploymentStarted {
+                template: template.into(),
+                version: "1.0".into(),
+                user: "alice".into(),
+                dry_run,
+            },
+        ),
+        ev(id, t(0), EventKind::BatchStarted { batch: 0, hosts: n }),
+    ];
+    for (i, stage) in Stage::BATCH.into_iter().enumerate() {
+        let i = i as u64;
+        v.push(ev(
+            id,
+            t(i * 10),
+            EventKind::StageStarted {
+                batch: Some(0),
+                stage,
+                hosts: n,
+            },
+        ));
+        let mut f = 0;
+        for (h, s) in failed {
+            if *s == stage {
+                f += 1;
+                v.push(ev(
+                    id,
+                    t(i * 10 + 5),
+                    EventKind::HostFailed {
+                        host: host(h),
+                        stage,
+                        fun: "file.symlink".into(),
+                        reason: "disk full".into(),
+                    },
+                ));
+            }
+        }
+        v.push(ev(
+            id,
+            t(i * 10 + 10),
+            EventKind::StageFinished {
+                batch: Some(0),
+                stage,
+                ok: n - f,
+                failed: f,
+            },
+        ));
+    }
+    for h in ok {
+        v.push(ev(id, t(30), EventKind::HostSucceeded { host: host(h) }));
+    }
+    v.push(ev(
+        id,
+        t(30),
+        EventKind::BatchFinished {
+            batch: 0,
+            ok: ok.len(),
+            failed: failed.len(),
+        },
+    ));
+    v.push(ev(id, t(secs), EventKind::DeploymentFinished { outcome }));
+    v
+}
