@@ -176,7 +176,13 @@ pub async fn fetch_artifact(
             .map(|(h, v)| (h.clone(), v.clone()))
             .collect();
         for (h, v) in failed {
-            cx.fail(&h, format!("download of {} to {path} failed (cp.get_url answered {v})", artifact.url));
+            cx.fail(
+                &h,
+                format!(
+                    "download of {} to {path} failed (cp.get_url answered {v})",
+                    artifact.url
+                ),
+            );
         }
     }
     let Some(expected) = artifact.sha256.clone() else {

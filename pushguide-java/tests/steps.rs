@@ -298,7 +298,11 @@ async fn artifact_url_from_config_when_the_request_has_none() {
             .unwrap()
             .on("*", "file.directory_exists", Outcome::ok(false))
             .on("*", "file.get_hash", Outcome::ok(SHA))
-            .on("*", "cp.get_url", Outcome::ok("/srv/shop/archives/4.2.0.war"))
+            .on(
+                "*",
+                "cp.get_url",
+                Outcome::ok("/srv/shop/archives/4.2.0.war"),
+            )
             .on("*", "http.query", Outcome::ok(json!({"status": 200})))
             .on("*", "file.readdir", Outcome::ok(json!([]))),
     );

@@ -19,7 +19,11 @@ async fn release_through_salt_api_sends_one_request_per_step() {
             .unwrap()
             .on("*", "file.directory_exists", Outcome::ok(false))
             .on("*", "file.get_hash", Outcome::ok(SHA))
-            .on("*", "cp.get_url", Outcome::ok("D:\\Jobs\\nightly\\archives\\2.0.0.zip"))
+            .on(
+                "*",
+                "cp.get_url",
+                Outcome::ok("D:\\Jobs\\nightly\\archives\\2.0.0.zip"),
+            )
             .on("*", "task.status", Outcome::ok("Ready"))
             .on(
                 "*",
