@@ -1,0 +1,10 @@
+//! Integration tests of pushguide-sources: HTTP index, directory, CMDBs and merging.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use pushguide_java as _;
+
+mod cmdb;
+mod directory;
+mod http_index;
+mod merge;
+mod support;
