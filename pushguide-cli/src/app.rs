@@ -1,0 +1,245 @@
+//! What every command needs: the configuration, templates, the store, salt-api and the sources.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pushguide_core::{Engine, MemoryMinionStatus, MinionId, Principal, Template};
+use pushguide_salt::SaltApi;
+use pushguide_sources::{
+    ArtifactSource, Cmdb, DirectorySource, HttpCmdb, HttpIndexSource, StaticCmdb,
+};
+use pushguide_store::SqliteStore;
+
+// Link every bundled project type (they register through `inventory`).
+use pushguide_dotnet as _;
+use pushguide_java as _;
+use pushguide_wintask as _;
+
+use crate::config::{CiConfig, CmdbConfig, Config};
+use crate::error::CliError;
+
+/// A loaded template and the file it came from.
+#[derive(Debug)]
+pub struct LoadedTemplate {
+    /// The file.
+    pub file: PathBuf,
+    /// The template.
+    pub template: Template,
+}
+
+/// The command context: configuration plus lazily opened backends.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration.
+    pub config: Config,
+    store: Option<Arc<SqliteStore>>,
+}
+
+impl App {
+    /// A context over `config`.
+    pub fn new(config: Config) -> Self {
+        App {
+            config,
+            store: None,
+        }
+    }
+
+    /// The acting user.
+    pub fn principal(&self) -> &Principal {
+        &self.config.principal
+    }
+
+    /// The store (opened on first use; the directory is created).
+    pub fn store(&mut self) -> Result<Arc<SqliteStore>, CliError> {
+        if let Some(s) = &self.store {
+            return Ok(s.clone());
+        }
+        if let Some(dir) = self
+            .config
+            .store
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| CliError::Config {
+                file: self.config.file.display().to_string(),
+                key: "store".into(),
+                value: self.config.store.display().to_string(),
+                reason: format!("cannot create its directory: {e}"),
+            })?;
+        }
+        let store = Arc::new(SqliteStore::open(&self.config.store)?);
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The salt-api client.
+    pub fn salt(&self) -> Result<Arc<SaltApi>, CliError> {
+        let settings = self.config.salt_settings()?;
+        SaltApi::new(settings)
+            .map(Arc::new)
+            .map_err(|e| CliError::Salt(e.to_string()))
+    }
+
+    /// An engine over salt-api and the store (history, fleet state, leases). The store does not
+    /// implement `MinionStatusStore`, so pre-flight results go to an in-memory status store.
+    pub fn engine(&mut self) -> Result<Engine, CliError> {
+        let store = self.store()?;
+        let salt = self.salt()?;
+        Ok(Engine::builder(salt)
+            .history(store.clone())
+            .fleet_state(store.clone())
+            .leases(store)
+            .minion_status(Arc::new(MemoryMinionStatus::default()))
+            .build())
+    }
+
+    /// The CI source, if configured.
+    pub fn artifact_source(&self) -> Result<Option<Box<dyn ArtifactSource>>, CliError> {
+        Ok(match &self.config.ci {
+            None => None,
+            Some(CiConfig::Http { url, token_env }) => {
+                let mut s = HttpIndexSource::new(url)?;
+                if let Some(t) = token_env.as_deref().and_then(|v| std::env::var(v).ok()) {
+                    s = s.bearer_token(t);
+                }
+                Some(Box::new(s))
+            }
+            Some(CiConfig::Directory { path, url_base }) => {
+                Some(Box::new(DirectorySource::new(path.clone(), url_base)?))
+            }
+        })
+    }
+
+    /// The CMDB, if configured.
+    pub fn cmdb(&self) -> Result<Option<Box<dyn Cmdb>>, CliError> {
+        Ok(match &self.config.cmdb {
+            None => None,
+            Some(CmdbConfig::Http { url, token_env }) => {
+                let mut c = HttpCmdb::new(url)?;
+                if let Some(t) = token_env.as_deref().and_then(|v| std::env::var(v).ok()) {
+                    c = c.bearer_token(t);
+                }
+                Some(Box::new(c))
+            }
+            Some(CmdbConfig::Static { path }) => Some(Box::new(StaticCmdb::load(path)?)),
+        })
+    }
+
+    fn template_files(&self) -> Result<Vec<PathBuf>, CliError> {
+        let dir = &self.config.templates;
+        let entries = std::fs::read_dir(dir).map_err(|e| CliError::Config {
+            file: self.config.file.display().to_string(),
+            key: "templates".into(),
+            value: dir.display().to_string(),
+            reason: format!("cannot read the templates directory: {e}"),
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    fn load_file(file: PathBuf) -> Result<LoadedTemplate, CliError> {
+        let template = Template::load(&file).map_err(|error| CliError::TemplateFile {
+            file: file.display().to_string(),
+            error,
+        })?;
+        Ok(LoadedTemplate { file, template })
+    }
+
+    /// Every template of the templates directory, sorted by name.
+    pub fn templates(&self) -> Result<Vec<LoadedTemplate>, CliError> {
+        let mut all = self
+            .template_files()?
+            .into_iter()
+            .map(Self::load_file)
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| a.template.name.cmp(&b.template.name));
+        Ok(all)
+    }
+
+    /// The template `name`: `<templates>/<name>.toml`, else the file whose `name` is `name`.
+    pub fn template(&self, name: &str) -> Result<LoadedTemplate, CliError> {
+        let direct = self.config.templates.join(format!("{name}.toml"));
+        let ok_name = !name.contains(['/', '\\']) && !name.starts_with('.');
+        if ok_name && direct.is_file() {
+            let t = Self::load_file(direct)?;
+            if t.template.name == name {
+                return Ok(t);
+            }
+        }
+        let all = self.templates()?;
+        let known: Vec<String> = all.iter().map(|t| t.template.name.clone()).collect();
+        all.into_iter()
+            .find(|t| t.template.name == name)
+            .ok_or_else(|| CliError::UnknownTemplate {
+                name: name.to_owned(),
+                dir: self.config.templates.display().to_string(),
+                known,
+            })
+    }
+
+    /// Fails unless the user may view the template.
+    pub fn check_view(&self, t: &LoadedTemplate) -> Result<(), CliError> {
+        if t.template.acl.may_view(self.principal()) {
+            Ok(())
+        } else {
+            Err(self.forbidden(t, "view"))
+        }
+    }
+
+    /// Fails unless the user may deploy the template.
+    pub fn check_deploy(&self, t: &LoadedTemplate) -> Result<(), CliError> {
+        if t.template.acl.may_deploy(self.principal()) {
+            Ok(())
+        } else {
+            Err(self.forbidden(t, "deploy"))
+        }
+    }
+
+    fn forbidden(&self, t: &LoadedTemplate, action: &str) -> CliError {
+        CliError::Forbidden {
+            user: self.principal().user.clone(),
+            action: action.into(),
+            template: t.template.name.clone(),
+            file: t.file.display().to_string(),
+        }
+    }
+
+    /// Fails with [`CliError::Busy`] when a live lease is held on the template.
+    pub fn check_not_busy(&mut self, template: &str) -> Result<(), CliError> {
+        if let Some(lease) = self.store()?.lease(template)? {
+            if lease.expires > SystemTime::now() {
+                return Err(CliError::Busy {
+                    template: template.to_owned(),
+                    holder: lease.holder,
+                    owner: lease.owner,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The template with CMDB settings merged in (unchanged without a CMDB).
+    pub async fn with_cmdb(&self, t: LoadedTemplate) -> Result<LoadedTemplate, CliError> {
+        let Some(cmdb) = self.cmdb()? else {
+            return Ok(t);
+        };
+        let hosts: Vec<MinionId> = t
+            .template
+            .targets
+            .minions
+            .iter()
+            .filter_map(|m| MinionId::new(m).ok())
+            .collect();
+        let template = pushguide_sources::apply_from(&*cmdb, &t.template, &hosts).await?;
+        Ok(LoadedTemplate {
+            file: t.file,
+            template,
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Release applications to Linux/Windows fleets through salt-api.
+#[derive(Debug, Parser)]
+#[command(name = "pushguide", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "PUSHGUIDE_CONFIG",
+        default_value = "pushguide.toml"
+    )]
+    pub config: PathBuf,
+    /// Print one JSON document on stdout (shapes in the crate documentation).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the project types this binary links.
+    Kinds,
+    /// List the templates the user may view.
+    Templates,
+    /// A template's configuration, last deployment and the version each host runs.
+    Show {
+        /// Template name.
+        template: String,
+    },
+    /// The template's versions from the CI source, newest first.
+    Versions {
+        /// Template name.
+        template: String,
+    },
+    /// What deploying VERSION would do (nothing is changed).
+    Plan {
+        /// Template name.
+        template: String,
+        /// Version.
+        version: String,
+    },
+    /// Release VERSION of TEMPLATE.
+    Deploy(DeployArgs),
+    /// Follow a deployment (e.g. a detached one) until it ends.
+    Watch {
+        /// Deployment id.
+        id: String,
+        /// Seconds between two looks at the store.
+        #[arg(long, default_value_t = 0.5)]
+        interval: f64,
+    },
+    /// Roll every host of TEMPLATE back (to its previous version, or to --to).
+    Rollback {
+        /// Template name.
+        template: String,
+        /// Roll every host back to this version.
+        #[arg(long)]
+        to: Option<String>,
+        /// Record mutating calls without sending them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Recorded deployments, newest first.
+    History {
+        /// Only this template.
+        template: Option<String>,
+        /// At most this many per template.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A deployment's salt calls and each host's stages and log.
+    Log {
+        /// Deployment id.
+        id: String,
+    },
+    /// Statistics: count, success rate, durations, failing hours, hosts and stages.
+    Stats {
+        /// Only this template.
+        template: Option<String>,
+        /// Over the last DAYS days.
+        #[arg(long, default_value_t = 30)]
+        since: u64,
+    },
+    /// Ping every template's minions and print connectivity changes.
+    Monitor {
+        /// Check once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Mark deployments of dead processes interrupted and list them.
+    Recover,
+}
+
+/// `deploy` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// Template name.
+    pub template: String,
+    /// Version (must exist in the CI source when one is configured).
+    pub version: String,
+    /// Run in a background process; print its id, pid and log file, and exit.
+    #[arg(long)]
+    pub detach: bool,
+    /// Send read-only calls only; record the mutating ones.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only these hosts of the template (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Option<Vec<String>>,
+    /// Override the template's batch size: a count (`2`) or a percentage (`25%`).
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Internal: the detached child writes its deployment id here.
+    #[arg(long, hide = true)]
+    pub id_file: Option<PathBuf>,
+}

@@ -1,0 +1,1231 @@
+//! The commands, as functions returning typed (serializable) results. Nothing here prints: progress
+//! goes through [`Progress`], results are rendered by [`crate::output`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pushguide_core::{
+    Decision, DeploymentOutcome, EventKind, HostFailure, HostStatus, MemoryMinionStatus, MinionId,
+    Mode, Monitor, Plan, Report, Request, RollbackPolicy, Template, Threshold, Transport,
+};
+use pushguide_store::{SqliteStore, Window};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::cli::DeployArgs;
+use crate::error::{exit, CliError};
+use crate::output::Progress;
+
+/// A time as RFC 3339 UTC (`2026-11-27T09:42:46Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The exit code of a deployment outcome. For a rollback request, `rolled-back` is success (0).
+pub fn outcome_exit_code(outcome: &str, rollback: bool) -> u8 {
+    match outcome {
+        "succeeded" => exit::OK,
+        "rolled-back" if rollback => exit::OK,
+        "partially-applied" => exit::PARTIALLY_APPLIED,
+        "failed" => exit::FAILED,
+        "rolled-back" => exit::ROLLED_BACK,
+        "rollback-failed" => exit::ROLLBACK_FAILED,
+        "cancelled" => exit::CANCELLED,
+        "interrupted" => exit::INTERRUPTED,
+        _ => exit::INTERNAL,
+    }
+}
+
+fn outcome_name(o: DeploymentOutcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{o:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// kinds, templates, show, versions, plan
+
+/// One project type (`kinds`).
+#[derive(Debug, Serialize)]
+pub struct KindRow {
+    /// The `kind` tag.
+    pub kind: String,
+    /// One line.
+    pub summary: String,
+    /// `linux`, `windows`.
+    pub platforms: Vec<String>,
+    /// An example `[project]` table.
+    pub example: String,
+}
+
+/// `kinds`.
+pub fn kinds() -> Vec<KindRow> {
+    pushguide_core::registered_kinds()
+        .into_iter()
+        .map(|k| KindRow {
+            kind: k.kind.to_owned(),
+            summary: k.summary.to_owned(),
+            platforms: k.platforms.iter().map(ToString::to_string).collect(),
+            example: k.example.to_owned(),
+        })
+        .collect()
+}
+
+fn kind_of(t: &Template) -> String {
+    serde_json::to_value(&t.project)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn targets_text(t: &Template) -> String {
+    match &t.targets.expression {
+        Some(e) => format!(
+            "{} ({})",
+            e,
+            t.targets.tgt_type.map(|x| x.as_str()).unwrap_or("glob")
+        ),
+        None => t.targets.minions.join(","),
+    }
+}
+
+/// One template (`templates`).
+#[derive(Debug, Serialize)]
+pub struct TemplateRow {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Project type.
+    pub kind: String,
+    /// Minion list or target expression.
+    pub targets: String,
+    /// Whether the user may deploy it.
+    pub may_deploy: bool,
+    /// The file.
+    pub file: String,
+}
+
+/// `templates`: those the user may view.
+pub fn templates(app: &App) -> Result<Vec<TemplateRow>, CliError> {
+    Ok(app
+        .templates()?
+        .into_iter()
+        .filter(|t| t.template.acl.may_view(app.principal()))
+        .map(|t| TemplateRow {
+            name: t.template.name.clone(),
+            description: t.template.description.clone(),
+            kind: kind_of(&t.template),
+            targets: targets_text(&t.template),
+            may_deploy: t.template.acl.may_deploy(app.principal()),
+            file: t.file.display().to_string(),
+        })
+        .collect())
+}
+
+/// A recorded deployment (`history`, `show`, `log`).
+#[derive(Debug, Serialize)]
+pub struct DeploymentRow {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// Version (`previous` or the target for rollbacks).
+    pub version: String,
+    /// Acting user.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Start, RFC 3339.
+    pub started: String,
+    /// End, RFC 3339 (`null` while running).
+    pub ended: Option<String>,
+    /// Duration in ms (`null` while running).
+    pub duration_ms: Option<u64>,
+    /// Outcome (`null` while running).
+    pub outcome: Option<String>,
+    /// Why it stopped early.
+    pub reason: Option<String>,
+}
+
+impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
+    fn from(r: pushguide_store::DeploymentRecord) -> Self {
+        DeploymentRow {
+            id: r.id,
+            template: r.template,
+            version: r.version,
+            user: r.principal,
+            dry_run: r.dry_run,
+            started: rfc3339(r.started),
+            ended: r.ended.map(rfc3339),
+            duration_ms: r.duration.map(millis),
+            outcome: r.outcome,
+            reason: r.reason,
+        }
+    }
+}
+
+/// The version one host runs (`show`).
+#[derive(Debug, Serialize)]
+pub struct HostVersionRow {
+    /// Host.
+    pub host: String,
+    /// Current version (`null`: never deployed).
+    pub version: Option<String>,
+    /// Since, RFC 3339.
+    pub since: Option<String>,
+    /// The version before (rollback target).
+    pub previous: Option<String>,
+}
+
+/// `show`.
+#[derive(Debug, Serialize)]
+pub struct ShowResult {
+    /// Name.
+    pub name: String,
+    /// The file.
+    pub file: String,
+    /// Project type.
+    pub kind: String,
+    /// Whether the user may deploy.
+    pub may_deploy: bool,
+    /// The whole template, as JSON.
+    pub config: serde_json::Value,
+    /// The template as TOML (for people).
+    #[serde(skip)]
+    pub toml: String,
+    /// The newest non-dry-run deployment.
+    pub last_deployment: Option<DeploymentRow>,
+    /// Per host: the version it runs.
+    pub hosts: Vec<HostVersionRow>,
+}
+
+/// `show TEMPLATE`.
+pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
+    let t = app.template(name)?;
+    app.check_view(&t)?;
+    let store = app.store()?;
+    let mut last = None;
+    for id in store.deployments(name, 50)? {
+        if let Some(r) = store.deployment(&id)? {
+            if !r.dry_run {
+                last = Some(r.into());
+                break;
+            }
+        }
+    }
+    let mut hosts: BTreeMap<String, HostVersionRow> = t
+        .template
+        .targets
+        .minions
+        .iter()
+        .map(|m| {
+            (
+                m.clone(),
+                HostVersionRow {
+                    host: m.clone(),
+                    version: None,
+                    since: None,
+                    previous: None,
+                },
+            )
+        })
+        .collect();
+    for v in store.fleet(name)? {
+        hosts.insert(
+            v.host.clone(),
+            HostVersionRow {
+                host: v.host,
+                version: Some(v.version),
+                since: Some(rfc3339(v.since)),
+                previous: v.previous,
+            },
+        );
+    }
+    Ok(ShowResult {
+        name: t.template.name.clone(),
+        file: t.file.display().to_string(),
+        kind: kind_of(&t.template),
+        may_deploy: t.template.acl.may_deploy(app.principal()),
+        config: serde_json::to_value(&t.template).map_err(|e| CliError::Internal(e.to_string()))?,
+        toml: t.template.to_toml_string()?,
+        last_deployment: last,
+        hosts: hosts.into_values().collect(),
+    })
+}
+
+/// `versions`.
+#[derive(Debug, Serialize)]
+pub struct VersionsResult {
+    /// Template.
+    pub template: String,
+    /// The CI source.
+    pub source: String,
+    /// Newest first.
+    pub versions: Vec<String>,
+}
+
+/// `versions TEMPLATE`.
+pub async fn versions(app: &App, name: &str) -> Result<VersionsResult, CliError> {
+    let t = app.template(name)?;
+    app.check_view(&t)?;
+    let source = app.artifact_source()?.ok_or_else(|| CliError::NoCiSource {
+        file: app.config.file.display().to_string(),
+        command: "versions".into(),
+    })?;
+    Ok(VersionsResult {
+        template: name.to_owned(),
+        source: source.name().to_owned(),
+        versions: source.versions(name).await?,
+    })
+}
+
+/// Resolves `version` from the CI source (when configured) into an artifact; an unknown version is
+/// [`CliError::UnknownVersion`].
+async fn artifact(
+    app: &App,
+    template: &str,
+    version: &str,
+) -> Result<Option<pushguide_core::Artifact>, CliError> {
+    let Some(source) = app.artifact_source()? else {
+        return Ok(None);
+    };
+    match source.resolve(template, version).await {
+        Ok(a) => Ok(Some(a)),
+        Err(
+            pushguide_sources::Error::VersionNotFound { .. }
+            | pushguide_sources::Error::TemplateNotFound { .. },
+        ) => {
+            let known = source
+                .versions(template)
+                .await
+                .map(|v| v.into_iter().take(5).collect())
+                .unwrap_or_default();
+            Err(CliError::UnknownVersion {
+                template: template.to_owned(),
+                version: version.to_owned(),
+                source_name: source.name().to_owned(),
+                known,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn parse_batch(s: &str) -> Result<Threshold, CliError> {
+    let v = match s.trim().parse::<i64>() {
+        Ok(n) => toml::Value::Integer(n),
+        Err(_) => toml::Value::String(s.trim().to_owned()),
+    };
+    let t: Threshold = v.try_into().map_err(|e: toml::de::Error| {
+        CliError::Usage(format!(
+            "--batch \"{s}\": {} (give a count like 2 or a percentage like 25%)",
+            e.message()
+        ))
+    })?;
+    Ok(t)
+}
+
+/// `plan TEMPLATE VERSION`.
+pub async fn plan(app: &mut App, name: &str, version: &str) -> Result<Plan, CliError> {
+    let t = app.template(name)?;
+    app.check_view(&t)?;
+    let artifact = artifact(app, name, version).await?;
+    let t = app.with_cmdb(t).await?;
+    let engine = app.engine()?;
+    let mut req = Request::new(Arc::new(t.template), version, app.principal().clone());
+    if let Some(a) = artifact {
+        req = req.artifact(a);
+    }
+    Ok(engine.plan(&req).await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy, rollback
+
+/// One host of a finished deployment.
+#[derive(Debug, Serialize)]
+pub struct HostSummary {
+    /// Host.
+    pub host: String,
+    /// Batch (0-based).
+    pub batch: Option<usize>,
+    /// Final status (`succeeded`, `failed`, `rolled-back`, …).
+    pub status: HostStatus,
+    /// Why it failed.
+    pub failure: Option<HostFailure>,
+    /// Why its rollback failed.
+    pub rollback_failure: Option<HostFailure>,
+    /// The version it was rolled back to.
+    pub rolled_back_to: Option<String>,
+}
+
+/// The result of `deploy` and `rollback` (not detached).
+#[derive(Debug, Serialize)]
+pub struct DeploymentSummary {
+    /// Id.
+    pub id: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
+    /// Template.
+    pub template: String,
+    /// Version.
+    pub version: String,
+    /// User.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Outcome.
+    pub outcome: String,
+    /// The exit code.
+    pub exit_code: u8,
+    /// Why it stopped early.
+    pub reason: Option<String>,
+    /// Start, RFC 3339.
+    pub started: String,
+    /// Duration in ms.
+    pub duration_ms: u64,
+    /// Hosts per batch.
+    pub batches: Vec<Vec<String>>,
+    /// Per host.
+    pub hosts: Vec<HostSummary>,
+    /// Dry run: the mutating calls recorded without sending (`stage: call`).
+    pub unsent_calls: Vec<String>,
+    /// The history store failed to record it.
+    pub history_error: Option<String>,
+}
+
+impl DeploymentSummary {
+    fn new(r: &Report, rollback: bool) -> Self {
+        let outcome = outcome_name(r.outcome);
+        DeploymentSummary {
+            id: r.id.clone(),
+            mode: if rollback { "rollback" } else { "deploy" },
+            template: r.template.clone(),
+            version: r.version.clone(),
+            user: r.user.clone(),
+            dry_run: r.dry_run,
+            exit_code: outcome_exit_code(&outcome, rollback),
+            outcome,
+            reason: r.reason.clone(),
+            started: rfc3339(r.started),
+            duration_ms: millis(r.duration),
+            batches: r
+                .batches
+                .iter()
+                .map(|b| b.iter().map(ToString::to_string).collect())
+                .collect(),
+            hosts: r
+                .hosts
+                .iter()
+                .map(|h| HostSummary {
+                    host: h.host.to_string(),
+                    batch: h.batch,
+                    status: h.status,
+                    failure: h.failure.clone(),
+                    rollback_failure: h.rollback_failure.clone(),
+                    rolled_back_to: h.rolled_back_to.clone(),
+                })
+                .collect(),
+            unsent_calls: r
+                .unsent_calls()
+                .map(|c| format!("{}: {}", c.stage, c.call))
+                .collect(),
+            history_error: r.history_error.clone(),
+        }
+    }
+}
+
+/// What `deploy --detach` started.
+#[derive(Debug, Serialize)]
+pub struct Detached {
+    /// The deployment id.
+    pub id: String,
+    /// The child process.
+    pub pid: u32,
+    /// Its output.
+    pub log: String,
+}
+
+/// Resolves when the user asks to stop: Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(
+    app: &mut App,
+    req: Request,
+    id_file: Option<&Path>,
+    progress: &mut Progress,
+) -> Result<DeploymentSummary, CliError> {
+    let rollback = matches!(req.mode, Mode::Rollback { .. });
+    // A paused deployment (`on_failure = "pause"`) is answered without a prompt: roll back when the
+    // template has a rollback policy, else abort.
+    let on_pause = if req.template.rollback == RollbackPolicy::None {
+        Decision::Abort
+    } else {
+        Decision::Rollback
+    };
+    let engine = app.engine()?;
+    let handle = engine.start(req).await?;
+    if let Some(path) = id_file {
+        std::fs::write(path, handle.id()).map_err(|e| {
+            CliError::Internal(format!("cannot write the id file {}: {e}", path.display()))
+        })?;
+    }
+    progress.started(handle.id());
+    let mut events = handle.events();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            e = events.next() => match e {
+                Some(e) => {
+                    progress.event(&e);
+                    if let EventKind::DecisionNeeded { .. } = e.kind {
+                        progress.note(&format!("answering the pause with {on_pause:?} (no prompt in the CLI)"));
+                        if let Err(err) = handle.decide(on_pause) {
+                            progress.note(&format!("cannot answer the pause: {err}"));
+                        }
+                    }
+                }
+                None => break,
+            },
+            _ = &mut stop, if !cancelled => {
+                cancelled = true;
+                progress.note("cancel requested: finishing the running call, then applying the rollback policy");
+                handle.cancel();
+            }
+        }
+    }
+    progress.finish();
+    let report = handle.wait().await?;
+    Ok(DeploymentSummary::new(&report, rollback))
+}
+
+/// `deploy TEMPLATE VERSION` (not detached; see [`detach`]).
+pub async fn deploy(
+    app: &mut App,
+    args: &DeployArgs,
+    progress: &mut Progress,
+) -> Result<DeploymentSummary, CliError> {
+    let t = app.template(&args.template)?;
+    app.check_deploy(&t)?;
+    if !args.dry_run {
+        app.check_not_busy(&args.template)?;
+    }
+    pushguide_core::validate::version("version", &args.version)?;
+    let artifact = artifact(app, &args.template, &args.version).await?;
+    let mut t = app.with_cmdb(t).await?;
+    if let Some(b) = &args.batch {
+        t.template.rollout.batch = parse_batch(b)?;
+    }
+    let mut req = Request::new(
+        Arc::new(t.template),
+        args.version.clone(),
+        app.principal().clone(),
+    )
+    .dry_run(args.dry_run);
+    if let Some(a) = artifact {
+        req = req.artifact(a);
+    }
+    if let Some(h) = &args.hosts {
+        req = req.hosts(h.iter().map(|s| s.trim().to_owned()));
+    }
+    run(app, req, args.id_file.as_deref(), progress).await
+}
+
+/// `deploy --detach`: checks what can be checked here, then re-executes `pushguide deploy …` in a
+/// child process (own process group, output to a log file) and returns once the child has started the
+/// deployment (its id) — or fails with the child's exit code and output when it could not.
+pub async fn detach(
+    app: &mut App,
+    args: &DeployArgs,
+    json: bool,
+) -> Result<Result<Detached, (u8, String)>, CliError> {
+    let t = app.template(&args.template)?;
+    app.check_deploy(&t)?;
+    if !args.dry_run {
+        app.check_not_busy(&args.template)?;
+    }
+    let dir = &app.config.log_dir;
+    std::fs::create_dir_all(dir).map_err(|e| CliError::Config {
+        file: app.config.file.display().to_string(),
+        key: "log_dir".into(),
+        value: dir.display().to_string(),
+        reason: format!("cannot create it: {e}"),
+    })?;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let base = format!("{}-{stamp}-{}", args.template, std::process::id());
+    let log_path = dir.join(format!("{base}.log"));
+    let id_path = dir.join(format!("{base}.id"));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| CliError::Internal(format!("cannot create {}: {e}", log_path.display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--config").arg(&app.config.file);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.arg("deploy")
+        .arg(&args.template)
+        .arg(&args.version)
+        .arg("--id-file")
+        .arg(&id_path);
+    if args.dry_run {
+        cmd.arg("--dry-run");
+    }
+    if let Some(h) = &args.hosts {
+        cmd.arg("--hosts").arg(h.join(","));
+    }
+    if let Some(b) = &args.batch {
+        cmd.arg("--batch").arg(b);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::Internal(format!("cannot start the detached deployment: {e}")))?;
+    let pid = child.id();
+    loop {
+        if let Ok(id) = std::fs::read_to_string(&id_path) {
+            if !id.is_empty() {
+                let _ = std::fs::remove_file(&id_path);
+                return Ok(Ok(Detached {
+                    id,
+                    pid,
+                    log: log_path.display().to_string(),
+                }));
+            }
+        }
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| CliError::Internal(e.to_string()))?
+        {
+            // Ended before starting a deployment (or too fast to notice): hand its output over.
+            let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Ok(id) = std::fs::read_to_string(&id_path) {
+                let _ = std::fs::remove_file(&id_path);
+                if !id.is_empty() {
+                    return Ok(Ok(Detached {
+                        id,
+                        pid,
+                        log: log_path.display().to_string(),
+                    }));
+                }
+            }
+            let code = status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(exit::INTERNAL);
+            return Ok(Err((code, out)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `rollback TEMPLATE [--to VERSION]`.
+pub async fn rollback(
+    app: &mut App,
+    name: &str,
+    to: Option<String>,
+    dry_run: bool,
+    progress: &mut Progress,
+) -> Result<DeploymentSummary, CliError> {
+    let t = app.template(name)?;
+    app.check_deploy(&t)?;
+    if !dry_run {
+        app.check_not_busy(name)?;
+    }
+    if let Some(v) = &to {
+        pushguide_core::validate::version("--to", v)?;
+    }
+    let t = app.with_cmdb(t).await?;
+    let req = Request::rollback(Arc::new(t.template), to, app.principal().clone()).dry_run(dry_run);
+    run(app, req, None, progress).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// history, log, watch, stats, recover, monitor
+
+/// `history [TEMPLATE]`: newest first.
+pub fn history(
+    app: &mut App,
+    template: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeploymentRow>, CliError> {
+    let names: Vec<String> = match template {
+        Some(n) => {
+            let t = app.template(n)?;
+            app.check_view(&t)?;
+            vec![t.template.name]
+        }
+        None => app
+            .templates()?
+            .into_iter()
+            .filter(|t| t.template.acl.may_view(app.principal()))
+            .map(|t| t.template.name)
+            .collect(),
+    };
+    let store = app.store()?;
+    let mut rows = Vec::new();
+    for n in names {
+        for id in store.deployments(&n, limit)? {
+            if let Some(r) = store.deployment(&id)? {
+                rows.push((r.started, DeploymentRow::from(r)));
+            }
+        }
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+/// One salt request of a deployment (`log`).
+#[derive(Debug, Serialize)]
+pub struct CallLine {
+    /// Batch (`null`: prepare).
+    pub batch: Option<usize>,
+    /// Stage.
+    pub stage: String,
+    /// Salt function.
+    pub fun: String,
+    /// Job id.
+    pub jid: Option<String>,
+    /// Hosts ok.
+    pub ok: u64,
+    /// Hosts failed.
+    pub failed: u64,
+    /// Elapsed ms.
+    pub millis: u64,
+}
+
+/// One stage of one host (`log`).
+#[derive(Debug, Serialize)]
+pub struct StageLine {
+    /// Batch.
+    pub batch: Option<usize>,
+    /// Stage.
+    pub stage: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// ms.
+    pub duration_ms: Option<u64>,
+    /// Failing salt function.
+    pub fun: Option<String>,
+    /// Failure reason, or the version rolled back to.
+    pub detail: Option<String>,
+}
+
+/// One host of a deployment (`log`).
+#[derive(Debug, Serialize)]
+pub struct HostLog {
+    /// Host.
+    pub host: String,
+    /// Final status from the report (`null` while running).
+    pub status: Option<String>,
+    /// Per stage.
+    pub stages: Vec<StageLine>,
+    /// The report's log lines.
+    pub log: Vec<String>,
+}
+
+/// `log ID` and the final result of `watch ID`.
+#[derive(Debug, Serialize)]
+pub struct LogResult {
+    /// The deployment.
+    pub deployment: DeploymentRow,
+    /// Exit code of its outcome (`null` while running).
+    pub exit_code: Option<u8>,
+    /// Its salt requests.
+    pub calls: Vec<CallLine>,
+    /// Per host.
+    pub hosts: Vec<HostLog>,
+}
+
+fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
+    let rec = store
+        .deployment(id)?
+        .ok_or_else(|| CliError::UnknownDeployment {
+            id: id.to_owned(),
+            store: store.path().display().to_string(),
+        })?;
+    let rollback = rec.version == "previous";
+    let calls = store
+        .calls(id)?
+        .into_iter()
+        .map(|c| CallLine {
+            batch: c.batch,
+            stage: c.stage,
+            fun: c.fun,
+            jid: c.jid,
+            ok: c.ok,
+            failed: c.failed,
+            millis: c.millis,
+        })
+        .collect();
+    let mut by_host: BTreeMap<String, Vec<StageLine>> = BTreeMap::new();
+    for r in store.host_stage_results(id)? {
+        by_host.entry(r.host).or_default().push(StageLine {
+            batch: r.batch,
+            stage: r.stage,
+            status: r.status,
+            duration_ms: r.duration.map(millis),
+            fun: r.fun,
+            detail: r.detail,
+        });
+    }
+    let mut hosts = Vec::new();
+    for (host, stages) in by_host {
+        hosts.push(HostLog {
+            status: store.host_status(id, &host)?,
+            log: store.host_log(id, &host)?,
+            host,
+            stages,
+        });
+    }
+    let exit_code = rec
+        .outcome
+        .as_deref()
+        .map(|o| outcome_exit_code(o, rollback));
+    Ok(LogResult {
+        deployment: rec.into(),
+        exit_code,
+        calls,
+        hosts,
+    })
+}
+
+/// `log ID`.
+pub fn log(app: &mut App, id: &str) -> Result<LogResult, CliError> {
+    let store = app.store()?;
+    let r = deployment_log(&store, id)?;
+    let t = app.template(&r.deployment.template)?;
+    app.check_view(&t)?;
+    Ok(r)
+}
+
+/// `watch ID`: follows the store's journal until the deployment has an end.
+pub async fn watch(
+    app: &mut App,
+    id: &str,
+    interval: Duration,
+    progress: &mut Progress,
+) -> Result<LogResult, CliError> {
+    let store = app.store()?;
+    let begun = std::time::Instant::now();
+    let mut seen_calls = 0;
+    let mut seen_failures = BTreeSet::new();
+    let mut announced = false;
+    loop {
+        let Some(rec) = store.deployment(id)? else {
+            if begun.elapsed() > Duration::from_secs(10) {
+                return Err(CliError::UnknownDeployment {
+                    id: id.to_owned(),
+                    store: store.path().display().to_string(),
+                });
+            }
+            tokio::time::sleep(interval).await;
+            continue;
+        };
+        if !announced {
+            let t = app.template(&rec.template)?;
+            app.check_view(&t)?;
+            progress.watching(id, &rec.template, &rec.version);
+            announced = true;
+        }
+        let calls = store.calls(id)?;
+        for c in calls.iter().skip(seen_calls) {
+            progress.call_row(c);
+        }
+        seen_calls = calls.len();
+        for r in store.host_stage_results(id)? {
+            if r.status == "failed" && seen_failures.insert((r.host.clone(), r.stage.clone())) {
+                progress.host_failed_row(&r);
+            }
+        }
+        if rec.outcome.is_some() {
+            // The report (host statuses, logs) is written right after the end event.
+            for _ in 0..20 {
+                let results = store.host_stage_results(id)?;
+                let done = match results.first() {
+                    None => true,
+                    Some(r) => store.host_status(id, &r.host)?.is_some(),
+                };
+                if done {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            progress.finish();
+            return deployment_log(&store, id);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Failures per hour/weekday/host/stage.
+#[derive(Debug, Serialize)]
+pub struct RateRow {
+    /// Hour (0–23, UTC) or weekday (0 = Monday).
+    pub at: usize,
+    /// Deployments.
+    pub count: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+}
+
+/// `stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsResult {
+    /// Template (`null`: all).
+    pub template: Option<String>,
+    /// Window start.
+    pub from: String,
+    /// Window end.
+    pub to: String,
+    /// Deployments counted (dry runs excluded).
+    pub count: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+    /// succeeded / count.
+    pub success_rate: Option<f64>,
+    /// Mean duration ms.
+    pub mean_ms: Option<u64>,
+    /// Median duration ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile ms.
+    pub p95_ms: Option<u64>,
+    /// Per UTC hour of the start (only hours with deployments).
+    pub by_hour: Vec<RateRow>,
+    /// Per UTC weekday (only days with deployments).
+    pub by_weekday: Vec<RateRow>,
+    /// Hosts by failed stages, most first.
+    pub failing_hosts: Vec<(String, u64)>,
+    /// Stages by failures, most first.
+    pub failing_stages: Vec<(String, u64)>,
+    /// Incidents in the window.
+    pub incidents: u64,
+    /// Of which recovered.
+    pub recovered: u64,
+    /// Mean time to recover, ms.
+    pub mttr_ms: Option<u64>,
+}
+
+/// `stats [TEMPLATE] [--since DAYS]`.
+pub fn stats(app: &mut App, template: Option<&str>, days: u64) -> Result<StatsResult, CliError> {
+    if let Some(n) = template {
+        let t = app.template(n)?;
+        app.check_view(&t)?;
+    }
+    let to = SystemTime::now() + Duration::from_secs(1);
+    let from = to
+        .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut w = Window::new(from, to);
+    if let Some(n) = template {
+        w = w.template(n);
+    }
+    let s = app.store()?.stats(&w)?;
+    let rates = |v: &[pushguide_store::Rate]| -> Vec<RateRow> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, r)| r.count > 0)
+            .map(|(at, r)| RateRow {
+                at,
+                count: r.count,
+                succeeded: r.succeeded,
+            })
+            .collect()
+    };
+    Ok(StatsResult {
+        template: template.map(str::to_owned),
+        from: rfc3339(from),
+        to: rfc3339(to),
+        count: s.summary.count,
+        succeeded: s.summary.succeeded,
+        success_rate: s.summary.success_rate,
+        mean_ms: s.summary.mean.map(millis),
+        p50_ms: s.summary.p50.map(millis),
+        p95_ms: s.summary.p95.map(millis),
+        by_hour: rates(&s.by_hour),
+        by_weekday: rates(&s.by_weekday),
+        failing_hosts: s.hosts,
+        failing_stages: s
+            .stages
+            .into_iter()
+            .map(|(st, n)| (st.as_str().to_owned(), n))
+            .collect(),
+        incidents: s.recovery.incidents,
+        recovered: s.recovery.recovered,
+        mttr_ms: s.recovery.mean.map(millis),
+    })
+}
+
+/// A host's progress in an interrupted deployment.
+#[derive(Debug, Serialize)]
+pub struct HostProgressRow {
+    /// Host.
+    pub host: String,
+    /// Batch.
+    pub batch: Option<usize>,
+    /// Last stage.
+    pub stage: String,
+    /// Status there.
+    pub status: String,
+}
+
+/// An interrupted deployment (`recover`).
+#[derive(Debug, Serialize)]
+pub struct InterruptedRow {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// Version.
+    pub version: String,
+    /// User.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Start.
+    pub started: String,
+    /// Last recorded event.
+    pub last_event: String,
+    /// Batch it was in.
+    pub batch: Option<usize>,
+    /// Stage it was in.
+    pub stage: String,
+    /// Hosts still live then.
+    pub live_hosts: usize,
+    /// Whether this run of `recover` marked it (else: marked earlier).
+    pub newly_marked: bool,
+    /// Per host.
+    pub hosts: Vec<HostProgressRow>,
+}
+
+/// `recover`.
+pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
+    let store = app.store()?;
+    let marked: BTreeSet<String> = store.recover()?.into_iter().map(|d| d.id).collect();
+    Ok(store
+        .interrupted()?
+        .into_iter()
+        .map(|d| InterruptedRow {
+            newly_marked: marked.contains(&d.id),
+            id: d.id,
+            template: d.template,
+            version: d.version,
+            user: d.principal,
+            dry_run: d.dry_run,
+            started: rfc3339(d.started),
+            last_event: rfc3339(d.last_event),
+            batch: d.batch,
+            stage: d.stage.as_str().to_owned(),
+            live_hosts: d.live_hosts,
+            hosts: d
+                .hosts
+                .into_iter()
+                .map(|h| HostProgressRow {
+                    host: h.host,
+                    batch: h.batch,
+                    stage: h.stage.as_str().to_owned(),
+                    status: h.status,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// A connectivity change (`monitor`).
+#[derive(Debug, Serialize)]
+pub struct ChangeRow {
+    /// Minion.
+    pub minion: String,
+    /// Up now.
+    pub up: bool,
+    /// Before (`null`: first check).
+    pub was_up: Option<bool>,
+    /// When.
+    pub at: String,
+}
+
+/// One check of `monitor`.
+#[derive(Debug, Serialize)]
+pub struct MonitorCheck {
+    /// Minions checked.
+    pub checked: usize,
+    /// Of which up.
+    pub up: Vec<String>,
+    /// Of which down.
+    pub down: Vec<String>,
+    /// Changes since the previous check (every minion on the first).
+    pub changes: Vec<ChangeRow>,
+}
+
+/// The minions of every template the user may view (target expressions resolved through salt).
+async fn monitored_minions(app: &App, salt: &dyn Transport) -> Result<Vec<MinionId>, CliError> {
+    let mut all = BTreeSet::new();
+    for t in app.templates()? {
+        if !t.template.acl.may_view(app.principal()) {
+            continue;
+        }
+        match t.template.targets.expression() {
+            Some(expr) => {
+                let found = salt.resolve(&expr).await.map_err(|source| {
+                    CliError::Core(pushguide_core::Error::Transport {
+                        during: "resolving a template's targets",
+                        source,
+                    })
+                })?;
+                all.extend(found);
+            }
+            None => {
+                for m in &t.template.targets.minions {
+                    all.insert(MinionId::new(m)?);
+                }
+            }
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// `monitor`: the monitor and the minions it watches.
+pub async fn monitor_setup(app: &App) -> Result<(Monitor, Vec<MinionId>), CliError> {
+    let salt = app.salt()?;
+    let minions = monitored_minions(app, &*salt).await?;
+    let monitor = Monitor::new(
+        salt,
+        Arc::new(MemoryMinionStatus::default()),
+        app.config.monitor_timeout,
+    );
+    Ok((monitor, minions))
+}
+
+/// One check of `monitor`.
+pub async fn monitor_check(
+    monitor: &Monitor,
+    minions: &[MinionId],
+) -> Result<MonitorCheck, CliError> {
+    let changes = monitor.check_once(minions).await?;
+    let states = monitor.store().status(minions)?;
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for s in states {
+        if s.up {
+            up.push(s.minion.to_string());
+        } else {
+            down.push(s.minion.to_string());
+        }
+    }
+    Ok(MonitorCheck {
+        checked: minions.len(),
+        up,
+        down,
+        changes: changes
+            .into_iter()
+            .map(|c| ChangeRow {
+                minion: c.minion.to_string(),
+                up: c.up,
+                was_up: c.was_up,
+                at: rfc3339(c.at),
+            })
+            .collect(),
+    })
+}
+
+/// Waits for Ctrl-C/SIGTERM or `d`, whichever is first; `true` when a stop was asked for.
+pub async fn sleep_or_stop(d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop_signal() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
+        assert_eq!(rfc3339(t), "2026-11-27T09:42:46Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn batch_override_parses_counts_and_percentages() {
+        assert!(parse_batch("2").is_ok());
+        assert!(parse_batch("25%").is_ok());
+        let e = parse_batch("lots").unwrap_err().to_string();
+        assert!(e.contains("--batch") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn exit_codes_follow_outcomes() {
+        assert_eq!(outcome_exit_code("succeeded", false), 0);
+        assert_eq!(outcome_exit_code("partially-applied", false), 2);
+        assert_eq!(outcome_exit_code("failed", false), 3);
+        assert_eq!(outcome_exit_code("rolled-back", false), 4);
+        assert_eq!(outcome_exit_code("rolled-back", true), 0);
+        assert_eq!(outcome_exit_code("rollback-failed", true), 5);
+        assert_eq!(outcome_exit_code("cancelled", false), 6);
+    }
+}

@@ -1,0 +1,594 @@
+//! The configuration file (`pushguide.toml`): salt-api, store, templates, CI and CMDB sources, user.
+//!
+//! Every key is read by hand so that an error names the file, the key and the value at fault. Relative
+//! paths are relative to the directory of the configuration file. See the crate documentation for the
+//! format.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pushguide_core::Principal;
+use pushguide_salt::SaltApiSettings;
+
+use crate::error::CliError;
+
+/// Where the salt-api password comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// The value of this environment variable.
+    Env(String),
+    /// The contents of this file (trailing newline removed).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::Env(v) => write!(f, "Env({v})"),
+            PasswordSource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// Where versions and artifacts come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CiConfig {
+    /// A CI system's JSON index (`<url>/<template>/index.json`).
+    Http {
+        /// The base URL.
+        url: String,
+        /// Environment variable holding a bearer token.
+        token_env: Option<String>,
+    },
+    /// A directory tree `<path>/<template>/<version>/<archive>`.
+    Directory {
+        /// The root directory.
+        path: PathBuf,
+        /// The URL base the minions fetch from (`http://`, `https://`, `salt://`).
+        url_base: String,
+    },
+}
+
+/// Where per-host settings come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdbConfig {
+    /// A CMDB's JSON API (`<url>/hosts?template=<name>`).
+    Http {
+        /// The base URL.
+        url: String,
+        /// Environment variable holding a bearer token.
+        token_env: Option<String>,
+    },
+    /// A static TOML file.
+    Static {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// salt-api settings, without the password (see [`Config::salt_settings`]).
+    pub salt: SaltApiSettings,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// The SQLite store.
+    pub store: PathBuf,
+    /// The templates directory.
+    pub templates: PathBuf,
+    /// Where detached deployments write their output (default `<store dir>/logs`).
+    pub log_dir: PathBuf,
+    /// The CI source, if any.
+    pub ci: Option<CiConfig>,
+    /// The CMDB, if any.
+    pub cmdb: Option<CmdbConfig>,
+    /// The acting user and groups.
+    pub principal: Principal,
+    /// `monitor`: seconds between checks.
+    pub monitor_interval: Duration,
+    /// `monitor`: seconds a ping may take.
+    pub monitor_timeout: Duration,
+}
+
+/// Reads a TOML table key by key, remembering which keys were read so unknown ones can be reported.
+struct Reader<'a> {
+    file: &'a Path,
+    prefix: String,
+    table: &'a toml::Table,
+    seen: Vec<&'static str>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(file: &'a Path, prefix: &str, table: &'a toml::Table) -> Self {
+        Reader {
+            file,
+            prefix: prefix.to_owned(),
+            table,
+            seen: Vec::new(),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn err(&self, key: &str, value: &toml::Value, reason: impl Into<String>) -> CliError {
+        CliError::Config {
+            file: self.file.display().to_string(),
+            key: self.path(key),
+            value: short(value),
+            reason: reason.into(),
+        }
+    }
+
+    fn missing(&self, key: &str, reason: &str) -> CliError {
+        CliError::Config {
+            file: self.file.display().to_string(),
+            key: self.path(key),
+            value: String::new(),
+            reason: format!("missing: {reason}"),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a toml::Value> {
+        self.seen.push(key);
+        self.table.get(key)
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<Option<String>, CliError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if s.trim().is_empty() => {
+                Err(self.err(key, &toml::Value::String(s.clone()), "must not be empty"))
+            }
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.err(key, v, "must be a string")),
+        }
+    }
+
+    fn required_string(&mut self, key: &'static str, what: &str) -> Result<String, CliError> {
+        self.string(key)?.ok_or_else(|| self.missing(key, what))
+    }
+
+    fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, CliError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    toml::Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                    other => Err(CliError::Config {
+                        file: self.file.display().to_string(),
+                        key: format!("{}[{i}]", self.path(key)),
+                        value: short(other),
+                        reason: "must be a non-empty string".into(),
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(self.err(key, v, "must be an array of strings")),
+        }
+    }
+
+    fn bool(&mut self, key: &'static str) -> Result<Option<bool>, CliError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.err(key, v, "must be true or false")),
+        }
+    }
+
+    fn secs(&mut self, key: &'static str) -> Result<Option<Duration>, CliError> {
+        let v = match self.get(key) {
+            None => return Ok(None),
+            Some(v) => v,
+        };
+        let n = match v {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => return Err(self.err(key, v, "must be a number of seconds")),
+        };
+        if n.is_nan() || n <= 0.0 || n > 86_400.0 * 7.0 {
+            return Err(self.err(key, v, "must be between 0 and 604800 seconds (excluded 0)"));
+        }
+        Ok(Some(Duration::from_secs_f64(n)))
+    }
+
+    fn table(&mut self, key: &'static str) -> Result<Option<&'a toml::Table>, CliError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(t)),
+            Some(v) => Err(self.err(key, v, "must be a table")),
+        }
+    }
+
+    /// Fails on the first key that was never read.
+    fn finish(self, known: &str) -> Result<(), CliError> {
+        for (k, v) in self.table {
+            if !self.seen.contains(&k.as_str()) {
+                return Err(CliError::Config {
+                    file: self.file.display().to_string(),
+                    key: self.path(k),
+                    value: short(v),
+                    reason: format!("unknown key; known keys here: {known}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value for an error message, shortened.
+fn short(v: &toml::Value) -> String {
+    let s = match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn check_url(r: &Reader<'_>, key: &str, url: &str, schemes: &[&str]) -> Result<(), CliError> {
+    if schemes.iter().any(|s| url.starts_with(s)) {
+        Ok(())
+    } else {
+        Err(r.err(
+            key,
+            &toml::Value::String(url.to_owned()),
+            format!("must start with {}", schemes.join(" or ")),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads and checks `file`.
+    pub fn load(file: &Path) -> Result<Config, CliError> {
+        let text = std::fs::read_to_string(file).map_err(|e| CliError::ConfigFile {
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses configuration text; `file` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, CliError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| CliError::ConfigFile {
+            file: file.display().to_string(),
+            reason: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let mut top = Reader::new(file, "", &table);
+        let store = resolve(
+            &base,
+            &top.required_string("store", "the SQLite file, e.g. store = \"pushguide.db\"")?,
+        );
+        let templates = resolve(
+            &base,
+            &top.required_string(
+                "templates",
+                "the templates directory, e.g. templates = \"templates\"",
+            )?,
+        );
+        let log_dir = match top.string("log_dir")? {
+            Some(p) => resolve(&base, &p),
+            None => store
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("pushguide-logs"),
+        };
+
+        // [user]
+        let user_t = top
+            .table("user")?
+            .ok_or_else(|| top.missing("user", "a [user] table with name = \"…\""))?;
+        let mut u = Reader::new(file, "user", user_t);
+        let name = u.required_string("name", "the acting user")?;
+        let groups = u.strings("groups")?.unwrap_or_default();
+        u.finish("name, groups")?;
+        let mut principal = Principal::user(name);
+        for g in groups {
+            principal = principal.in_group(g);
+        }
+
+        // [salt]
+        let salt_t = top
+            .table("salt")?
+            .ok_or_else(|| top.missing("salt", "a [salt] table with endpoints, eauth, user"))?;
+        let mut s = Reader::new(file, "salt", salt_t);
+        let endpoints = s
+            .strings("endpoints")?
+            .ok_or_else(|| s.missing("endpoints", "e.g. endpoints = [\"http://salt:8000\"]"))?;
+        if endpoints.is_empty() {
+            return Err(s.err(
+                "endpoints",
+                &toml::Value::Array(Vec::new()),
+                "needs at least one salt-api URL",
+            ));
+        }
+        for e in &endpoints {
+            check_url(&s, "endpoints", e, &["http://", "https://"])?;
+        }
+        let mut salt = SaltApiSettings {
+            endpoints,
+            ..SaltApiSettings::default()
+        };
+        salt.eauth = s.required_string("eauth", "the eauth backend, e.g. eauth = \"pam\"")?;
+        salt.user = s.required_string("user", "the salt-api user")?;
+        let password =
+            match (s.string("password_env")?, s.string("password_file")?) {
+                (Some(v), None) => PasswordSource::Env(v),
+                (None, Some(p)) => PasswordSource::File(resolve(&base, &p)),
+                (Some(_), Some(p)) => {
+                    return Err(s.err(
+                        "password_file",
+                        &toml::Value::String(p),
+                        "give either password_env or password_file, not both",
+                    ))
+                }
+                (None, None) => return Err(s.missing(
+                    "password_env",
+                    "password_env = \"VAR\" (an environment variable) or password_file = \"path\"",
+                )),
+            };
+        if let Some(d) = s.secs("connect_timeout")? {
+            salt.connect_timeout = d;
+        }
+        if let Some(d) = s.secs("request_timeout")? {
+            salt.request_timeout = d;
+        }
+        if let Some(d) = s.secs("job_timeout")? {
+            salt.job_timeout = d;
+        }
+        if let Some(d) = s.secs("poll_interval")? {
+            salt.poll_interval = d;
+        }
+        if let Some(d) = s.secs("endpoint_cooldown")? {
+            salt.endpoint_cooldown = d;
+        }
+        salt.token_expire = s.secs("token_expire")?;
+        if let Some(b) = s.bool("use_events")? {
+            salt.use_events = b;
+        }
+        salt.ca_file = s.string("ca_file")?.map(|p| resolve(&base, &p));
+        if let Some(b) = s.bool("danger_accept_invalid_certs")? {
+            salt.danger_accept_invalid_certs = b;
+        }
+        s.finish(
+            "endpoints, eauth, user, password_env, password_file, connect_timeout, \
+             request_timeout, job_timeout, poll_interval, endpoint_cooldown, token_expire, \
+             use_events, ca_file, danger_accept_invalid_certs",
+        )?;
+
+        // [ci]
+        let ci = match top.table("ci")? {
+            None => None,
+            Some(t) => {
+                let mut c = Reader::new(file, "ci", t);
+                let ty = c.required_string("type", "type = \"http\" or \"directory\"")?;
+                let ci = match ty.as_str() {
+                    "http" => {
+                        let url = c.required_string("url", "the CI index base URL")?;
+                        check_url(&c, "url", &url, &["http://", "https://"])?;
+                        CiConfig::Http {
+                            url,
+                            token_env: c.string("token_env")?,
+                        }
+                    }
+                    "directory" => {
+                        let path =
+                            resolve(&base, &c.required_string("path", "the artifacts root")?);
+                        let url_base = c.required_string(
+                            "url_base",
+                            "the URL minions fetch artifacts from, e.g. \"salt://artifacts/\"",
+                        )?;
+                        check_url(
+                            &c,
+                            "url_base",
+                            &url_base,
+                            &["http://", "https://", "salt://"],
+                        )?;
+                        CiConfig::Directory { path, url_base }
+                    }
+                    _ => {
+                        return Err(c.err(
+                            "type",
+                            &toml::Value::String(ty),
+                            "must be \"http\" or \"directory\"",
+                        ))
+                    }
+                };
+                c.finish("type, url, token_env (http); type, path, url_base (directory)")?;
+                Some(ci)
+            }
+        };
+
+        // [cmdb]
+        let cmdb = match top.table("cmdb")? {
+            None => None,
+            Some(t) => {
+                let mut c = Reader::new(file, "cmdb", t);
+                let ty = c.required_string("type", "type = \"http\" or \"static\"")?;
+                let cmdb = match ty.as_str() {
+                    "http" => {
+                        let url = c.required_string("url", "the CMDB base URL")?;
+                        check_url(&c, "url", &url, &["http://", "https://"])?;
+                        CmdbConfig::Http {
+                            url,
+                            token_env: c.string("token_env")?,
+                        }
+                    }
+                    "static" => CmdbConfig::Static {
+                        path: resolve(&base, &c.required_string("path", "the CMDB TOML file")?),
+                    },
+                    _ => {
+                        return Err(c.err(
+                            "type",
+                            &toml::Value::String(ty),
+                            "must be \"http\" or \"static\"",
+                        ))
+                    }
+                };
+                c.finish("type, url, token_env (http); type, path (static)")?;
+                Some(cmdb)
+            }
+        };
+
+        // [monitor]
+        let (mut monitor_interval, mut monitor_timeout) =
+            (Duration::from_secs(30), Duration::from_secs(10));
+        if let Some(t) = top.table("monitor")? {
+            let mut m = Reader::new(file, "monitor", t);
+            if let Some(d) = m.secs("interval_secs")? {
+                monitor_interval = d;
+            }
+            if let Some(d) = m.secs("timeout_secs")? {
+                monitor_timeout = d;
+            }
+            m.finish("interval_secs, timeout_secs")?;
+        }
+        top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor")?;
+        Ok(Config {
+            file: file.to_path_buf(),
+            salt,
+            password,
+            store,
+            templates,
+            log_dir,
+            ci,
+            cmdb,
+            principal,
+            monitor_interval,
+            monitor_timeout,
+        })
+    }
+
+    /// The salt-api settings with the password read from its source.
+    pub fn salt_settings(&self) -> Result<SaltApiSettings, CliError> {
+        let file = self.file.display().to_string();
+        let password = match &self.password {
+            PasswordSource::Env(var) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| CliError::Config {
+                    file,
+                    key: "salt.password_env".into(),
+                    value: var.clone(),
+                    reason: "this environment variable is not set or empty".into(),
+                })?,
+            PasswordSource::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| CliError::Config {
+                    file: file.clone(),
+                    key: "salt.password_file".into(),
+                    value: p.display().to_string(),
+                    reason: format!("cannot read the password file: {e}"),
+                })
+                .and_then(|s| {
+                    let s = s.trim_end_matches(['\n', '\r']).to_owned();
+                    if s.is_empty() {
+                        Err(CliError::Config {
+                            file: file.clone(),
+                            key: "salt.password_file".into(),
+                            value: p.display().to_string(),
+                            reason: "the password file is empty".into(),
+                        })
+                    } else {
+                        Ok(s)
+                    }
+                })?,
+        };
+        Ok(SaltApiSettings {
+            password,
+            ..self.salt.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOOD: &str = r#"
+store = "state/pushguide.db"
+templates = "templates"
+[user]
+name = "alice"
+groups = ["ops"]
+[salt]
+endpoints = ["http://127.0.0.1:8123"]
+eauth = "file"
+user = "pushguide"
+password_env = "PG_TEST_PW"
+job_timeout = 60
+[ci]
+type = "directory"
+path = "artifacts"
+url_base = "salt://artifacts"
+"#;
+
+    #[test]
+    fn reads_a_good_file_with_relative_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/pg/pushguide.toml")).unwrap();
+        assert_eq!(c.store, Path::new("/etc/pg/state/pushguide.db"));
+        assert_eq!(c.templates, Path::new("/etc/pg/templates"));
+        assert_eq!(c.salt.job_timeout, Duration::from_secs(60));
+        assert_eq!(c.principal.user, "alice");
+        assert!(matches!(c.ci, Some(CiConfig::Directory { .. })));
+        assert!(!format!("{c:?}").contains("password\""));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_value() {
+        let bad = GOOD.replace("job_timeout = 60", "job_timeot = 60");
+        let e = Config::parse(&bad, Path::new("/etc/pg/pushguide.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/pg/pushguide.toml"), "{e}");
+        assert!(e.contains("salt.job_timeot"), "{e}");
+        assert!(e.contains("60"), "{e}");
+        let bad = GOOD.replace("type = \"directory\"", "type = \"ftp\"");
+        let e = Config::parse(&bad, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ci.type") && e.contains("ftp"), "{e}");
+        let bad = GOOD.replace("http://127.0.0.1:8123", "ftp://x");
+        let e = Config::parse(&bad, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("salt.endpoints") && e.contains("ftp://x"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_password_variable_is_named_but_no_password_is_printed() {
+        let c = Config::parse(GOOD, Path::new("p.toml")).unwrap();
+        let e = c.salt_settings().unwrap_err().to_string();
+        assert!(
+            e.contains("PG_TEST_PW") && e.contains("salt.password_env"),
+            "{e}"
+        );
+    }
+}
