@@ -520,7 +520,10 @@ impl Progress {
                 if let Mode::Bars { batch: Some(b), .. } = &self.mode {
                     b.inc(1);
                 } else {
-                    self.line(format!("  {stage:<12} ok {ok:>4}  failed {failed}"));
+                    self.line(format!(
+                        "  {:<12} ok {ok:>4}  failed {failed}",
+                        stage.as_str()
+                    ));
                 }
             }
             EventKind::HostFailed {
