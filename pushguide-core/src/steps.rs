@@ -96,25 +96,53 @@ impl ReleaseLayout {
 
 /// Runs `make(key)` once per distinct `key(host)` over the live hosts, each call targeting the hosts of
 /// that group. With one group (the usual case) this is one request for the batch.
-pub async fn call_grouped<K: Ord + Clone>(
+pub async fn call_grouped<K: Ord>(
     cx: &mut StageContext<'_>,
     key: impl Fn(&MinionId) -> K,
     make: impl Fn(&K) -> SaltCall,
 ) -> Result<Vec<(MinionId, Value)>, StageError> {
+    let live = cx.minions().to_vec();
+    call_by(cx, &live, key, make).await
+}
+
+/// Like [`call_grouped`], over those of `hosts` that are still live.
+pub async fn call_by<K: Ord>(
+    cx: &mut StageContext<'_>,
+    hosts: &[MinionId],
+    key: impl Fn(&MinionId) -> K,
+    make: impl Fn(&K) -> SaltCall,
+) -> Result<Vec<(MinionId, Value)>, StageError> {
+    let live: BTreeSet<&MinionId> = cx.minions().iter().collect();
     let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
-    for h in cx.minions() {
+    for h in hosts.iter().filter(|h| live.contains(h)) {
         groups.entry(key(h)).or_default().push(h.clone());
     }
+    let everyone = live.len();
     let mut out = Vec::new();
-    for (k, hosts) in groups {
-        let r = if hosts.len() == cx.minions().len() {
+    for (k, group) in groups {
+        let r = if group.len() == everyone {
             cx.call(make(&k)).await?
         } else {
-            cx.call_on(&hosts, make(&k)).await?
+            cx.call_on(&group, make(&k)).await?
         };
         out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
     }
     Ok(out)
+}
+
+/// Whether a returned value was really answered by a minion (not a dry-run or plan placeholder).
+pub fn answered(cx: &StageContext<'_>, v: &Value) -> bool {
+    !cx.is_dry_run() && !v.is_null()
+}
+
+/// Fails every host whose answer is not `true` (many salt functions report failure as `false` with
+/// retcode 0). Placeholders of dry runs and plans are not judged.
+pub fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], what: &str) {
+    for (h, v) in results {
+        if answered(cx, v) && v.as_bool() != Some(true) {
+            cx.fail(h, format!("{what} returned {v}"));
+        }
+    }
 }
 
 /// Downloads the release's artifact to each host's `dest(host)` unless the release directory already

@@ -3,10 +3,8 @@
 //! Function names and argument shapes are those of salt's own modules (`win_iis`, `archive`, `file`,
 //! `http`); `docs.md` cites each signature.
 
-use std::collections::BTreeMap;
-
-use pushguide_core::{MinionId, SaltCall, StageContext, StageError};
-use serde_json::{json, Value};
+use pushguide_core::SaltCall;
+use serde_json::json;
 
 /// `win_iis.get_container_setting name=<site> container=Sites settings=["physicalPath"]` (read):
 /// returns `{"physicalPath": "<dir>"}`.
@@ -82,42 +80,4 @@ pub(crate) fn warm_up(url: &str) -> SaltCall {
     SaltCall::read("http.query").arg(url).kwarg("status", true)
 }
 
-/// Calls `make(key)` once per distinct `key(host)` over those of `hosts` that are still live: ONE request
-/// per group of hosts sharing the value (one for the batch when all share it). Returns every successful
-/// host's value.
-pub(crate) async fn call_by<K: Ord>(
-    cx: &mut StageContext<'_>,
-    hosts: &[MinionId],
-    key: impl Fn(&MinionId) -> K,
-    make: impl Fn(&K) -> SaltCall,
-) -> Result<Vec<(MinionId, Value)>, StageError> {
-    let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
-    for h in hosts.iter().filter(|h| cx.minions().contains(h)) {
-        groups.entry(key(h)).or_default().push(h.clone());
-    }
-    let mut out = Vec::new();
-    for (k, group) in groups {
-        let r = if group.len() == cx.minions().len() {
-            cx.call(make(&k)).await?
-        } else {
-            cx.call_on(&group, make(&k)).await?
-        };
-        out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
-    }
-    Ok(out)
-}
-
-/// Whether a returned value was really answered by a minion (not a dry-run or plan placeholder).
-pub(crate) fn answered(cx: &StageContext<'_>, v: &Value) -> bool {
-    !cx.is_dry_run() && !v.is_null()
-}
-
-/// Fails every host whose answer is not `true` (salt's `win_iis` and `file` functions report many
-/// failures as `false` with retcode 0).
-pub(crate) fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], what: &str) {
-    for (h, v) in results {
-        if answered(cx, v) && v.as_bool() != Some(true) {
-            cx.fail(h, format!("{what} returned {v}"));
-        }
-    }
-}
+pub(crate) use pushguide_core::steps::{answered, call_by, expect_true};

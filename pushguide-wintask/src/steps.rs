@@ -3,9 +3,7 @@
 //! Function names and argument shapes are those of salt's own modules (`task` = `win_task`, `archive`,
 //! `file`); `docs.md` cites each signature.
 
-use std::collections::BTreeMap;
-
-use pushguide_core::{MinionId, SaltCall, StageContext, StageError};
+use pushguide_core::SaltCall;
 use serde_json::Value;
 
 /// `task.info` `last_run_result` text of a run that exited 0 (salt's `results[0x0]`).
@@ -81,41 +79,4 @@ pub(crate) fn unzip(zip: &str, dest: &str) -> SaltCall {
         .kwarg("trim_output", true)
 }
 
-/// Calls `make(key)` once per distinct `key(host)` over those of `hosts` that are still live: ONE request
-/// per group of hosts sharing the value (one for the batch when all share it). Returns every successful
-/// host's value.
-pub(crate) async fn call_by<K: Ord>(
-    cx: &mut StageContext<'_>,
-    hosts: &[MinionId],
-    key: impl Fn(&MinionId) -> K,
-    make: impl Fn(&K) -> SaltCall,
-) -> Result<Vec<(MinionId, Value)>, StageError> {
-    let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
-    for h in hosts.iter().filter(|h| cx.minions().contains(h)) {
-        groups.entry(key(h)).or_default().push(h.clone());
-    }
-    let mut out = Vec::new();
-    for (k, group) in groups {
-        let r = if group.len() == cx.minions().len() {
-            cx.call(make(&k)).await?
-        } else {
-            cx.call_on(&group, make(&k)).await?
-        };
-        out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
-    }
-    Ok(out)
-}
-
-/// Whether a returned value was really answered by a minion (not a dry-run or plan placeholder).
-pub(crate) fn answered(cx: &StageContext<'_>, v: &Value) -> bool {
-    !cx.is_dry_run() && !v.is_null()
-}
-
-/// Fails every host whose answer is not `true` (`win_task` reports failures as `false` or as a text).
-pub(crate) fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], what: &str) {
-    for (h, v) in results {
-        if answered(cx, v) && v.as_bool() != Some(true) {
-            cx.fail(h, format!("{what} returned {v}"));
-        }
-    }
-}
+pub(crate) use pushguide_core::steps::{answered, call_by, expect_true};
