@@ -1,0 +1,262 @@
+//! End to end through the real `pushguide` binary against the REAL salt lab (`scripts/salt-lab up`)
+//! and one real Tomcat 10 per minion (`scripts/tomcat-lab up`): `deploy` 1.0.0 and 2.0.0, `rollback`
+//! (each host back to 1.0.0), `history`, `show`, `log`. WARs are built with the JDK's `jar` into a
+//! directory CI source that this test serves to the minions over HTTP.
+//!
+//! Needs `PUSHGUIDE_SALT_*` and `PUSHGUIDE_TOMCAT_*`; without them it skips with a message, unless
+//! `PUSHGUIDE_REQUIRE_SALT=1`, where it fails naming what is missing.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{run, write};
+
+struct Lab {
+    url: String,
+    user: String,
+    eauth: String,
+    minions: Vec<String>,
+    tomcat_dir: String,
+    ports: Vec<String>,
+}
+
+fn lab() -> Option<Lab> {
+    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
+    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let missing: Vec<&str> = [
+        "PUSHGUIDE_SALT_URL",
+        "PUSHGUIDE_SALT_USER",
+        "PUSHGUIDE_SALT_PASSWORD",
+        "PUSHGUIDE_SALT_EAUTH",
+        "PUSHGUIDE_SALT_MINIONS",
+        "PUSHGUIDE_TOMCAT_DIR",
+        "PUSHGUIDE_TOMCAT_IDS",
+        "PUSHGUIDE_TOMCAT_PORTS",
+    ]
+    .into_iter()
+    .filter(|v| get(v).is_none())
+    .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required,
+            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
+            missing.join(", ")
+        );
+        eprintln!(
+            "skipping the pushguide CLI real-salt test: {} not set (scripts/salt-lab up, \
+             scripts/tomcat-lab up)",
+            missing.join(", ")
+        );
+        return None;
+    }
+    let list = |v: &str| -> Vec<String> {
+        get(v)
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let minions = list("PUSHGUIDE_SALT_MINIONS");
+    assert_eq!(
+        list("PUSHGUIDE_TOMCAT_IDS"),
+        minions,
+        "one Tomcat per minion, in the same order"
+    );
+    Some(Lab {
+        url: get("PUSHGUIDE_SALT_URL").unwrap(),
+        user: get("PUSHGUIDE_SALT_USER").unwrap(),
+        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
+        minions,
+        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
+        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
+    })
+}
+
+/// Builds `<root>/shop/<version>/shop.war` with the JDK's `jar`.
+fn build_war(work: &Path, root: &Path, version: &str) {
+    let src = work.join(format!("src-{version}"));
+    write(
+        &src.join("WEB-INF/web.xml"),
+        "<?xml version=\"1.0\"?>\n<web-app xmlns=\"https://jakarta.ee/xml/ns/jakartaee\" version=\"6.0\"/>\n",
+    );
+    write(
+        &src.join("index.jsp"),
+        &format!("<%@ page contentType=\"text/plain\" %>shop version {version}\n"),
+    );
+    write(&src.join("health.html"), "OK\n");
+    let dir = root.join("shop").join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("jar")
+        .arg("--create")
+        .arg("--file")
+        .arg(dir.join("shop.war"))
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .expect("the JDK's jar tool");
+    assert!(status.success(), "jar failed");
+}
+
+/// Serves the files below `root` (paths without `..`) until the process ends.
+fn serve(root: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let name = req
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/')
+                    .to_owned();
+                let resp = match (name.contains(".."), std::fs::read(root.join(&name))) {
+                    (false, Ok(body)) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&resp);
+            });
+        }
+    });
+    port
+}
+
+fn page(port: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+        return "connection refused".into();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "GET /shop/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn assert_pages(lab: &Lab, version: &str) {
+    for port in &lab.ports {
+        let p = page(port);
+        assert!(
+            p.contains(&format!("shop version {version}")),
+            "port {port} should serve {version}:\n{p}"
+        );
+    }
+}
+
+#[test]
+fn deploy_rollback_and_history_on_real_salt_and_tomcat() {
+    let Some(lab) = lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let artifacts = dir.join("artifacts");
+    for v in ["1.0.0", "2.0.0"] {
+        build_war(dir, &artifacts, v);
+    }
+    let port = serve(artifacts.clone());
+
+    let t = &lab.tomcat_dir;
+    let mut hosts = String::new();
+    for (m, p) in lab.minions.iter().zip(&lab.ports) {
+        hosts.push_str(&format!(
+            "[project.hosts.{m}]\nroot = \"{t}/{m}/app\"\ncatalina_base = \"{t}/{m}/base\"\n\
+             start_command = [\"{t}/{m}/bin/start\"]\nstop_command = [\"{t}/{m}/bin/stop\"]\n\
+             health_url = \"http://127.0.0.1:{p}/shop/health.html\"\n"
+        ));
+    }
+    let list: Vec<String> = lab.minions.iter().map(|m| format!("\"{m}\"")).collect();
+    write(
+        &dir.join("templates/shop.toml"),
+        &format!(
+            "name = \"shop\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [{}]\n\
+             [rollout]\nbatch = 1\n[rollback]\npolicy = \"previous\"\n\
+             [health]\nretries = 3\ninterval_secs = 1\ntimeout_secs = 30\n\
+             [project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\n{hosts}",
+            list.join(", ")
+        ),
+    );
+    let config = dir.join("pushguide.toml");
+    write(
+        &config,
+        &format!(
+            "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n\
+             [user]\nname = \"ops\"\n\
+             [salt]\nendpoints = [\"{}\"]\neauth = \"{}\"\nuser = \"{}\"\n\
+             password_env = \"PUSHGUIDE_SALT_PASSWORD\"\njob_timeout = 120\n\
+             [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"http://127.0.0.1:{port}/\"\n",
+            lab.url, lab.eauth, lab.user
+        ),
+    );
+
+    let r = run(&config, &["versions", "shop", "--json"], &[]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["versions"], serde_json::json!(["2.0.0", "1.0.0"]));
+
+    let r = run(&config, &["deploy", "shop", "1.0.0", "--json"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["outcome"], "succeeded");
+    assert_pages(&lab, "1.0.0");
+
+    let r = run(&config, &["deploy", "shop", "2.0.0"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    assert_pages(&lab, "2.0.0");
+
+    let r = run(&config, &["rollback", "shop", "--json"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let d = r.json();
+    assert_eq!(d["outcome"], "rolled-back");
+    for h in d["hosts"].as_array().unwrap() {
+        assert_eq!(h["rolled_back_to"], "1.0.0", "{d}");
+    }
+    assert_pages(&lab, "1.0.0");
+
+    let r = run(&config, &["history", "shop", "--json"], &[]);
+    assert_eq!(r.code, 0);
+    let h = r.json();
+    let versions: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["previous", "2.0.0", "1.0.0"], "{h}");
+    let rollback_id = h[0]["id"].as_str().unwrap().to_owned();
+
+    let r = run(&config, &["show", "shop", "--json"], &[]);
+    for host in r.json()["hosts"].as_array().unwrap() {
+        assert_eq!(host["version"], "1.0.0");
+        assert_eq!(host["previous"], "2.0.0");
+    }
+    let r = run(&config, &["log", &rollback_id, "--json"], &[]);
+    assert_eq!(r.code, 0);
+    assert!(r.json()["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["jid"].is_string()));
+}
