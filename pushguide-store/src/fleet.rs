@@ -1,13 +1,15 @@
 //! Which version each host runs, durable across processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use pushguide_core::{FleetState, HostHistory, MinionId};
-use rusqlite::{params, TransactionBehavior};
+use std::sync::PoisonError;
+
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::Error;
-use crate::store::{from_ms, now_ms, SqliteStore};
+use crate::store::{from_ms, now_ms, FleetQueue, FleetWrite, SqliteStore};
 
 /// One host's recorded versions for a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,7 @@ pub struct HostVersion {
 impl SqliteStore {
     /// Every host recorded for `template`, sorted by host.
     pub fn fleet(&self, template: &str) -> Result<Vec<HostVersion>, Error> {
+        self.flush_fleet();
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -50,36 +53,124 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    /// Records that `hosts` now run `version` of `template` (one transaction); a host whose version
-    /// changes keeps the version it ran before as its `previous`.
+    /// Records that `hosts` now run `version` of `template` and waits until it is written (one
+    /// transaction, with every change queued before it); a host whose version changes keeps the version
+    /// it ran before as its `previous`.
     pub fn record_versions(
         &self,
         template: &str,
         hosts: &[MinionId],
         version: &str,
     ) -> Result<(), Error> {
-        let now = now_ms();
+        self.enqueue(template, hosts, version);
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err("recording fleet state", e))?;
-        {
-            let mut stmt = tx
+        write_queued(&mut conn, &self.inner.fleet_queue)
+            .map_err(|e| self.err("recording fleet state", e))
+    }
+
+    fn enqueue(&self, template: &str, hosts: &[MinionId], version: &str) {
+        let names: Vec<&str> = hosts.iter().map(MinionId::as_str).collect();
+        let write = FleetWrite {
+            template: template.to_owned(),
+            hosts: serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned()),
+            version: version.to_owned(),
+            at: now_ms(),
+        };
+        let q = &self.inner.fleet_queue;
+        q.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(write);
+        q.wake.notify_one();
+    }
+
+    /// Writes every fleet state change still queued by [`FleetState::record`] now, so that other
+    /// processes see it (the store's writer thread does so within milliseconds on its own).
+    pub fn flush(&self) -> Result<(), Error> {
+        let mut conn = self.conn();
+        write_queued(&mut conn, &self.inner.fleet_queue)
+            .map_err(|e| self.err("recording fleet state", e))
+    }
+
+    /// [`SqliteStore::flush`], errors logged.
+    pub(crate) fn flush_fleet(&self) {
+        let mut conn = self.conn();
+        if let Err(e) = write_queued(&mut conn, &self.inner.fleet_queue) {
+            tracing::error!(error = %e, path = %self.path().display(), "cannot record fleet state");
+        }
+    }
+}
+
+/// Writes every queued change in one transaction, in order. The caller holds the connection, so two
+/// writers cannot reorder changes.
+pub(crate) fn write_queued(conn: &mut Connection, queue: &FleetQueue) -> rusqlite::Result<()> {
+    let items = std::mem::take(&mut *queue.items.lock().unwrap_or_else(PoisonError::into_inner));
+    if items.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        // One statement per change for all its hosts: far cheaper than one execution per host.
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO fleet (template, host, version, since_ms)
+             SELECT ?1, j.value, ?2, ?3 FROM json_each(?4) j WHERE true
+             ON CONFLICT (template, host) DO UPDATE SET
+               previous = version, previous_since_ms = since_ms,
+               version = excluded.version, since_ms = excluded.since_ms
+             WHERE version != excluded.version",
+        )?;
+        for w in &items {
+            stmt.execute(params![w.template, w.version, w.at, w.hosts])?;
+        }
+    }
+    tx.commit()
+}
+
+impl SqliteStore {
+    /// [`FleetState::versions`] with errors.
+    pub fn host_histories(
+        &self,
+        template: &str,
+        hosts: &[MinionId],
+    ) -> Result<HashMap<MinionId, HostHistory>, Error> {
+        self.flush_fleet();
+        let by_name: HashMap<&str, &MinionId> = hosts.iter().map(|h| (h.as_str(), h)).collect();
+        let err = |e| self.err("reading fleet state", e);
+        let conn = self.conn();
+        let mut out = HashMap::with_capacity(hosts.len());
+        let mut take = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+            if let Some(id) = by_name.get(r.get_ref(0)?.as_str()?) {
+                let h = HostHistory {
+                    current: Some(r.get(1)?),
+                    previous: r.get(2)?,
+                };
+                out.insert((*id).clone(), h);
+            }
+            Ok(())
+        };
+        // Few hosts: look each up; many: one scan of the template's rows.
+        if hosts.len() <= 32 {
+            let mut stmt = conn
                 .prepare_cached(
-                    "INSERT INTO fleet (template, host, version, since_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (template, host) DO UPDATE SET
-                       previous = version, previous_since_ms = since_ms,
-                       version = excluded.version, since_ms = excluded.since_ms
-                     WHERE version != excluded.version",
+                    "SELECT host, version, previous FROM fleet WHERE template = ?1 AND host = ?2",
                 )
-                .map_err(|e| self.err("recording fleet state", e))?;
+                .map_err(err)?;
             for h in hosts {
-                stmt.execute(params![template, h.as_str(), version, now])
-                    .map_err(|e| self.err("recording fleet state", e))?;
+                let mut rows = stmt.query(params![template, h.as_str()]).map_err(err)?;
+                if let Some(r) = rows.next().map_err(err)? {
+                    take(r).map_err(err)?;
+                }
+            }
+        } else {
+            let mut stmt = conn
+                .prepare_cached("SELECT host, version, previous FROM fleet WHERE template = ?1")
+                .map_err(err)?;
+            let mut rows = stmt.query([template]).map_err(err)?;
+            while let Some(r) = rows.next().map_err(err)? {
+                take(r).map_err(err)?;
             }
         }
-        tx.commit()
-            .map_err(|e| self.err("recording fleet state", e))
+        Ok(out)
     }
 }
 
@@ -87,36 +178,20 @@ impl FleetState for SqliteStore {
     /// Reads the recorded versions; a database error is logged and reads as "no history" (the plan
     /// then shows no rollback target rather than a wrong one).
     fn versions(&self, template: &str, hosts: &[MinionId]) -> HashMap<MinionId, HostHistory> {
-        let wanted: HashSet<&str> = hosts.iter().map(MinionId::as_str).collect();
-        let recorded = match self.fleet(template) {
-            Ok(r) => r,
+        match self.host_histories(template, hosts) {
+            Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, template, "cannot read fleet state");
-                return HashMap::new();
+                HashMap::new()
             }
-        };
-        let by_name: HashMap<&str, &MinionId> = hosts.iter().map(|h| (h.as_str(), h)).collect();
-        recorded
-            .into_iter()
-            .filter(|v| wanted.contains(v.host.as_str()))
-            .filter_map(|v| {
-                let id = (*by_name.get(v.host.as_str())?).clone();
-                Some((
-                    id,
-                    HostHistory {
-                        current: Some(v.version),
-                        previous: v.previous,
-                    },
-                ))
-            })
-            .collect()
+        }
     }
 
-    /// Records the versions; a database error is logged (the trait cannot return it).
+    /// Queues the change for the store's fleet writer thread, which writes it within milliseconds;
+    /// this process's own reads of fleet state write queued changes first, so they always see them. A
+    /// database error is logged (the trait cannot return it); the deployment's journal still names the
+    /// hosts that succeeded.
     fn record(&self, template: &str, hosts: &[MinionId], version: &str) {
-        if let Err(e) = self.record_versions(template, hosts, version) {
-            tracing::error!(error = %e, template, version, hosts = hosts.len(),
-                "cannot record fleet state");
-        }
+        self.enqueue(template, hosts, version);
     }
 }

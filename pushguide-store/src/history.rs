@@ -1,5 +1,6 @@
 //! The journal: events as they happen, then the final report.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushguide_core::{
@@ -33,6 +34,18 @@ struct Cursor {
     stage: i64,
     events: i64,
     last_ms: i64,
+    /// Consecutive host events of one kind, written as one row.
+    group: Option<Group>,
+}
+
+/// Hosts that succeeded (or were rolled back to the same version) one after another.
+struct Group {
+    batch: i64,
+    stage: i64,
+    status: &'static str,
+    detail: Option<String>,
+    hosts: Vec<String>,
+    at: i64,
 }
 
 impl SqliteStore {
@@ -48,8 +61,8 @@ impl SqliteStore {
         let mut cursor: Option<Cursor> = None;
         for e in events {
             if cursor.as_ref().is_none_or(|c| c.id != e.deployment) {
-                if let Some(c) = cursor.take() {
-                    self.save_cursor(&tx, &c)?;
+                if let Some(mut c) = cursor.take() {
+                    self.save_cursor(&tx, &mut c)?;
                 }
                 cursor = Some(self.load_cursor(&tx, e)?);
             }
@@ -57,8 +70,8 @@ impl SqliteStore {
             self.apply(&tx, c, e)
                 .map_err(|err| self.err("appending an event", err))?;
         }
-        if let Some(c) = cursor {
-            self.save_cursor(&tx, &c)?;
+        if let Some(mut c) = cursor {
+            self.save_cursor(&tx, &mut c)?;
         }
         tx.commit()
             .map_err(|e| self.err("committing appended events", e))
@@ -107,6 +120,7 @@ impl SqliteStore {
                         stage: r.get(4)?,
                         events: r.get(5)?,
                         last_ms: r.get(6)?,
+                        group: None,
                     })
                 })
                 .optional()
@@ -118,7 +132,8 @@ impl SqliteStore {
         })
     }
 
-    fn save_cursor(&self, tx: &Transaction<'_>, c: &Cursor) -> Result<(), Error> {
+    fn save_cursor(&self, tx: &Transaction<'_>, c: &mut Cursor) -> Result<(), Error> {
+        flush_group(tx, c).map_err(|e| self.err("appending host results", e))?;
         tx.prepare_cached(
             "UPDATE deployments SET cur_batch = ?2, cur_stage = ?3, events = ?4, last_event_ms = ?5
              WHERE id = ?1",
@@ -132,6 +147,32 @@ impl SqliteStore {
         let at = to_ms(e.at);
         c.events += 1;
         c.last_ms = c.last_ms.max(at);
+        let grouped = match &e.kind {
+            EventKind::HostSucceeded { host } => Some((3, "succeeded", None, host)),
+            EventKind::HostRolledBack { host, to } => Some((4, "rolled-back", Some(to), host)),
+            _ => None,
+        };
+        if let Some((stage, status, detail, host)) = grouped {
+            let same = c.group.as_ref().is_some_and(|g| {
+                g.batch == c.batch && g.status == status && g.detail.as_ref() == detail
+            });
+            if !same {
+                flush_group(tx, c)?;
+                c.group = Some(Group {
+                    batch: c.batch,
+                    stage,
+                    status,
+                    detail: detail.cloned(),
+                    hosts: Vec::new(),
+                    at,
+                });
+            }
+            if let Some(g) = c.group.as_mut() {
+                g.hosts.push(host.as_str().to_owned());
+            }
+            return Ok(());
+        }
+        flush_group(tx, c)?;
         let id = &*c.id;
         let host_row = |host: &str,
                         stage: i64,
@@ -232,9 +273,6 @@ impl SqliteStore {
                 Some(fun),
                 Some(reason),
             )?,
-            EventKind::HostSucceeded { host } => {
-                host_row(host.as_str(), 3, "succeeded", None, None)?
-            }
             EventKind::BatchFinished { batch, ok, failed } => {
                 tx.prepare_cached(
                     "UPDATE batches SET ended_ms = ?3, ok = ?4, failed = ?5
@@ -251,9 +289,6 @@ impl SqliteStore {
             EventKind::RollbackStarted { .. } => {
                 c.batch = -1;
                 c.stage = 4;
-            }
-            EventKind::HostRolledBack { host, to } => {
-                host_row(host.as_str(), 4, "rolled-back", None, Some(to))?
             }
             EventKind::HostRollbackFailed { host, reason } => {
                 host_row(host.as_str(), 4, "rollback-failed", None, Some(reason))?
@@ -273,7 +308,11 @@ impl SqliteStore {
     }
 
     /// Records the final report in one transaction (see [`HistoryStore::finish`]).
+    ///
+    /// Fleet state changes still queued (see [`pushguide_core::FleetState::record`]) are written first,
+    /// so once a deployment is finished everything it recorded is durable.
     pub fn finish_report(&self, report: &Report) -> Result<(), Error> {
+        self.flush()?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -313,33 +352,149 @@ impl SqliteStore {
             r.batches.iter().map(Vec::len).sum::<usize>() as i64,
             r.batches.len() as i64,
         ])?;
-        let mut host_stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO report_hosts
-             (deployment, host, batch, status, failed_stage, failed_fun, failure, rolled_back_to)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut line_stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO host_log_lines (deployment, host, line, text)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for h in &r.hosts {
-            let failure = h.failure.as_ref().or(h.rollback_failure.as_ref());
-            host_stmt.execute(params![
-                r.id,
-                h.host.as_str(),
-                h.batch.map(|b| b as i64),
-                status_name(h),
-                failure.map(|f| f.stage.as_str()),
-                failure.map(|f| f.fun.as_str()),
-                failure.map(|f| f.reason.as_str()),
-                h.rolled_back_to,
-            ])?;
-            for (i, line) in log_lines(&r.calls, h).enumerate() {
-                line_stmt.execute(params![r.id, h.host.as_str(), i as i64, line])?;
-            }
-        }
+        let (hosts, logs) = report_json(r);
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO reports (deployment, hosts, logs) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![r.id, hosts, logs])?;
         tracing::debug!(deployment = %r.id, at = now_ms(), "report recorded");
         Ok(())
+    }
+}
+
+/// Writes a group of hosts as one `host_results` row.
+fn flush_group(tx: &Transaction<'_>, c: &mut Cursor) -> rusqlite::Result<()> {
+    let Some(g) = c.group.take() else {
+        return Ok(());
+    };
+    let hosts = serde_json::to_string(&g.hosts)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.prepare_cached(
+        "INSERT INTO host_results
+         (deployment, template, started_ms, dry_run, hosts, batch, stage, status, detail, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        &*c.id,
+        c.template,
+        c.started_ms,
+        c.dry_run,
+        hosts,
+        g.batch,
+        g.stage,
+        g.status,
+        g.detail,
+        g.at
+    ])
+    .map(drop)
+}
+
+/// Hosts of one deployment that ended alike: same batch, status, failure, rollback target and log.
+#[derive(serde::Serialize)]
+struct HostGroup<'a> {
+    batch: Option<usize>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fun: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back_to: Option<&'a str>,
+    log: usize,
+    hosts: Vec<&'a str>,
+}
+
+/// The report's hosts, grouped by identical results, and their distinct logs, as JSON. Hosts of one
+/// batch usually end alike, so each distinct log is formatted and stored once.
+fn report_json(r: &Report) -> (String, String) {
+    let mut lines = LineCache::default();
+    let mut logs: Vec<Vec<Arc<str>>> = Vec::new();
+    // Lines are shared `Arc`s, so a log is identified by the addresses of its lines.
+    let mut log_index: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut groups: Vec<HostGroup<'_>> = Vec::new();
+    let mut group_index: HashMap<(Option<usize>, &'static str, usize, usize), usize> =
+        HashMap::new();
+    for h in &r.hosts {
+        let log: Vec<Arc<str>> = h.log.iter().map(|e| lines.line(&r.calls, e)).collect();
+        let key: Vec<usize> = log
+            .iter()
+            .map(|l| Arc::as_ptr(l) as *const u8 as usize)
+            .collect();
+        let n = *log_index.entry(key).or_insert_with(|| {
+            logs.push(log);
+            logs.len() - 1
+        });
+        let failure = h.failure.as_ref().or(h.rollback_failure.as_ref());
+        let status = status_name(h);
+        // Hosts with a failure or a rollback target of their own get a group of their own.
+        let alike = failure.is_none() && h.rolled_back_to.is_none();
+        if alike {
+            if let Some(&g) = group_index.get(&(h.batch, status, n, 0)) {
+                groups[g].hosts.push(h.host.as_str());
+                continue;
+            }
+            group_index.insert((h.batch, status, n, 0), groups.len());
+        }
+        groups.push(HostGroup {
+            batch: h.batch,
+            status,
+            stage: failure.map(|f| f.stage.as_str()),
+            fun: failure.map(|f| f.fun.as_str()),
+            failure: failure.map(|f| f.reason.as_str()),
+            rolled_back_to: h.rolled_back_to.as_deref(),
+            log: n,
+            hosts: vec![h.host.as_str()],
+        });
+    }
+    let hosts = serde_json::to_string(&groups).unwrap_or_else(|_| "[]".to_owned());
+    let logs = serde_json::to_string(&logs).unwrap_or_else(|_| "[]".to_owned());
+    (hosts, logs)
+}
+
+/// Formats log lines as [`Report::host_log`] does, once per call and outcome. (`Report::host_log`
+/// looks its host up by a linear search, which would make recording a report quadratic.)
+#[derive(Default)]
+struct LineCache {
+    last: HashMap<usize, (Outcome, Arc<str>)>,
+}
+
+impl LineCache {
+    fn line(&mut self, calls: &[CallRecord], e: &LogEntry) -> Arc<str> {
+        let (stage, call, outcome) = match e {
+            LogEntry::Message { stage, text } => return Arc::from(format!("[{stage}] {text}")),
+            LogEntry::Call {
+                stage,
+                call,
+                outcome,
+            } => (stage, *call, outcome),
+        };
+        if let Some((o, line)) = self.last.get(&call) {
+            if o == outcome {
+                return line.clone();
+            }
+        }
+        let line: Arc<str> = match calls.get(call) {
+            None => Arc::from(format!("[{stage}] call #{call} (not in the report)")),
+            Some(c) => {
+                let what = match outcome {
+                    Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
+                    Outcome::Ok { value } => {
+                        let v = value.to_string();
+                        if v.len() > 120 {
+                            format!("ok {}…", v.chars().take(120).collect::<String>())
+                        } else {
+                            format!("ok {v}")
+                        }
+                    }
+                    other => format!("FAILED {}", other.reason().unwrap_or_default()),
+                };
+                Arc::from(format!("[{stage}] {} → {what}", c.call))
+            }
+        };
+        self.last.insert(call, (outcome.clone(), line.clone()));
+        line
     }
 }
 
@@ -355,37 +510,6 @@ fn status_name(h: &HostReport) -> &'static str {
         S::RollbackFailed => "rollback-failed",
         S::NoRollbackTarget => "no-rollback-target",
     }
-}
-
-/// The lines of [`Report::host_log`] for one host. `Report::host_log` looks the host up by a linear
-/// search, which would make recording a report quadratic in its hosts; this formats the same lines
-/// from the host's entry directly.
-fn log_lines<'a>(calls: &'a [CallRecord], h: &'a HostReport) -> impl Iterator<Item = String> + 'a {
-    h.log.iter().map(move |e| match e {
-        LogEntry::Call {
-            stage,
-            call,
-            outcome,
-        } => {
-            let Some(c) = calls.get(*call) else {
-                return format!("[{stage}] call #{call} (not in the report)");
-            };
-            let what = match outcome {
-                Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
-                Outcome::Ok { value } => {
-                    let v = value.to_string();
-                    if v.len() > 120 {
-                        format!("ok {}…", v.chars().take(120).collect::<String>())
-                    } else {
-                        format!("ok {v}")
-                    }
-                }
-                other => format!("FAILED {}", other.reason().unwrap_or_default()),
-            };
-            format!("[{stage}] {} → {what}", c.call)
-        }
-        LogEntry::Message { stage, text } => format!("[{stage}] {text}"),
-    })
 }
 
 impl HistoryStore for SqliteStore {

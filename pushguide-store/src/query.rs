@@ -132,7 +132,8 @@ impl SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT text FROM host_log_lines WHERE deployment = ?1 AND host = ?2 ORDER BY line",
+                "SELECT j.value FROM report_hosts h, json_each(h.log) j
+                 WHERE h.deployment = ?1 AND h.host = ?2 ORDER BY j.key",
             )
             .map_err(|e| self.err("reading a host log", e))?;
         let lines = stmt

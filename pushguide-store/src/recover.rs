@@ -175,9 +175,10 @@ impl SqliteStore {
         };
         let mut stmt = conn
             .prepare(
-                "SELECT host, batch, stage, status FROM host_results r
-                 WHERE deployment = ?1 AND id = (SELECT max(id) FROM host_results
-                                                 WHERE deployment = ?1 AND host = r.host)
+                "WITH e AS (SELECT id, host, batch, stage, status FROM host_events
+                            WHERE deployment = ?1)
+                 SELECT host, batch, stage, status FROM e
+                 WHERE id = (SELECT max(id) FROM e AS later WHERE later.host = e.host)
                  ORDER BY host",
             )
             .map_err(err)?;

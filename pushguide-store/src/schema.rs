@@ -72,15 +72,18 @@ CREATE TABLE calls (
 CREATE INDEX calls_by_deployment ON calls (deployment);
 CREATE INDEX calls_by_jid ON calls (jid) WHERE jid IS NOT NULL;
 
--- One row per host event: failed (stage), succeeded (all stages of its batch), rolled-back,
--- rollback-failed. Template, start and dry run are copied from the deployment for the statistics.
+-- Host events: one row per failed host (stage, call, reason) and per rollback failure; hosts that
+-- succeeded (or were rolled back to the same version) one after another in the same batch share one
+-- row whose `hosts` is a JSON array. Template, start and dry run are copied from the deployment for
+-- the statistics.
 CREATE TABLE host_results (
     id         INTEGER PRIMARY KEY,
     deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
     template   TEXT NOT NULL,
     started_ms INTEGER NOT NULL,
     dry_run    INTEGER NOT NULL,
-    host       TEXT NOT NULL,
+    host       TEXT,
+    hosts      TEXT,
     batch      INTEGER NOT NULL,
     stage      INTEGER NOT NULL,
     status     TEXT NOT NULL,
@@ -88,11 +91,17 @@ CREATE TABLE host_results (
     detail     TEXT,
     at_ms      INTEGER NOT NULL
 );
-CREATE INDEX host_results_by_deployment ON host_results (deployment, host);
+CREATE INDEX host_results_by_deployment ON host_results (deployment);
 CREATE INDEX host_failures_by_start ON host_results (started_ms, host, stage)
     WHERE status = 'failed' AND dry_run = 0;
 CREATE INDEX host_failures_by_template ON host_results (template, started_ms, host, stage)
     WHERE status = 'failed' AND dry_run = 0;
+
+-- host_results with one row per host.
+CREATE VIEW host_events AS
+SELECT r.id, r.deployment, coalesce(r.host, j.value) AS host, r.batch, r.stage, r.status, r.fun,
+       r.detail, r.at_ms
+FROM host_results r, json_each(coalesce(r.hosts, '[null]')) j;
 
 -- Per stage and host, with the stage's start, end and duration (from the batch's stage events).
 CREATE VIEW host_stage_results AS
@@ -108,7 +117,7 @@ SELECT r.deployment AS deployment,
        s.ended_ms - s.started_ms AS duration_ms,
        CASE WHEN s.stage = r.stage THEN r.fun END AS fun,
        CASE WHEN s.stage = r.stage THEN r.detail END AS detail
-FROM host_results r
+FROM host_events r
 JOIN stages s ON s.deployment = r.deployment AND s.batch = r.batch
  AND CASE r.status
          WHEN 'succeeded' THEN s.stage BETWEEN 1 AND 3
@@ -116,26 +125,27 @@ JOIN stages s ON s.deployment = r.deployment AND s.batch = r.batch
          ELSE s.stage = 4
      END;
 
--- The final report: per host status and log lines.
-CREATE TABLE report_hosts (
-    deployment     TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
-    host           TEXT NOT NULL,
-    batch          INTEGER,
-    status         TEXT NOT NULL,
-    failed_stage   TEXT,
-    failed_fun     TEXT,
-    failure        TEXT,
-    rolled_back_to TEXT,
-    PRIMARY KEY (deployment, host)
+-- The final report: `hosts` is a JSON array of groups of hosts that ended alike
+-- ({batch, status, stage, fun, failure, rolled_back_to, log, hosts: [...]}), `log` indexing `logs`, a
+-- JSON array of distinct host logs (each an array of lines, as `Report::host_log` prints them).
+CREATE TABLE reports (
+    deployment TEXT PRIMARY KEY REFERENCES deployments (id) ON DELETE CASCADE,
+    hosts      TEXT NOT NULL,
+    logs       TEXT NOT NULL
 ) WITHOUT ROWID;
 
-CREATE TABLE host_log_lines (
-    deployment TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
-    host       TEXT NOT NULL,
-    line       INTEGER NOT NULL,
-    text       TEXT NOT NULL,
-    PRIMARY KEY (deployment, host, line)
-) WITHOUT ROWID;
+-- One row per host of each report.
+CREATE VIEW report_hosts AS
+SELECT r.deployment AS deployment,
+       h.value AS host,
+       g.value ->> '$.batch' AS batch,
+       g.value ->> '$.status' AS status,
+       g.value ->> '$.stage' AS failed_stage,
+       g.value ->> '$.fun' AS failed_fun,
+       g.value ->> '$.failure' AS failure,
+       g.value ->> '$.rolled_back_to' AS rolled_back_to,
+       r.logs -> ('$[' || (g.value ->> '$.log') || ']') AS log
+FROM reports r, json_each(r.hosts) g, json_each(g.value, '$.hosts') h;
 
 CREATE TABLE fleet (
     template          TEXT NOT NULL,

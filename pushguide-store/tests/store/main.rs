@@ -175,7 +175,8 @@ async fn engine_journal_report_and_fleet_state() {
         .unwrap();
     assert_eq!(r2.outcome, DeploymentOutcome::PartiallyApplied);
 
-    // A second process (another connection) sees everything.
+    // A second process (another connection) sees everything once the queued fleet state is written.
+    store.flush().unwrap();
     let other = SqliteStore::open(&path).unwrap();
     let d = other.deployment(&r2.id).unwrap().unwrap();
     assert_eq!(d.template, "shop");
@@ -285,6 +286,34 @@ fn fleet_previous_is_the_last_good_version_before_the_current() {
         (Some("3"), Some("2"))
     );
     assert!(s.versions("other", &h).is_empty());
+}
+
+#[test]
+fn queued_fleet_state_reaches_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    let h = [host("web-01"), host("web-02")];
+    a.record("t", &h, "1");
+    a.record("t", &h[..1], "2");
+    a.flush().unwrap();
+    let v = b.versions("t", &h);
+    assert_eq!(v[&h[0]].current.as_deref(), Some("2"));
+    assert_eq!(v[&h[0]].previous.as_deref(), Some("1"));
+    assert_eq!(v[&h[1]].current.as_deref(), Some("1"));
+    // Closing writes what is still queued.
+    a.record("t", &h[1..], "3");
+    drop(a);
+    assert_eq!(b.versions("t", &h)[&h[1]].current.as_deref(), Some("3"));
+    // The writer thread writes on its own, too.
+    b.record("t", &h[1..], "4");
+    let c = SqliteStore::open(&path).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while c.versions("t", &h)[&h[1]].current.as_deref() != Some("4") {
+        assert!(std::time::Instant::now() < until, "never written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

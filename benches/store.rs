@@ -1,0 +1,354 @@
+//! The SQLite store (`pushguide-store`): engine overhead with it against the in-memory default, and
+//! each statistics query over a generated year of history.
+//!
+//! `cargo bench --bench store`
+//!
+//! (a) `store_engine/{memory,sqlite}/10000`: one deployment of 10,000 hosts (batch 10 %) with an instant
+//!     transport, with the in-memory default vs `SqliteStore` as history, fleet state and leases
+//!     (a file in a temp dir, WAL). Target: SQLite ≤ 2× memory.
+//! (b) `store_stats/<query>/{all,template}`: each statistics query over one year of 500 templates,
+//!     ~200,000 deployments, generated once through `append` into a temp file (generation time printed).
+//!     Target: ≤ 200 ms per query.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{BenchmarkId, Criterion};
+use pushguide::{
+    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, Event, EventKind, KindInfo,
+    MinionId, Outcome, Principal, Request, Returns, SaltCall, Stage, StageContext, StageError,
+    Template, Transport, TransportError,
+};
+use pushguide_store::{SqliteStore, Window};
+
+/// Answers every call at once, `true` for every target.
+struct InstantTransport;
+
+#[async_trait::async_trait]
+impl Transport for InstantTransport {
+    async fn call(
+        &self,
+        targets: &[MinionId],
+        _call: &SaltCall,
+    ) -> Result<Returns, TransportError> {
+        Ok(Returns::uniform(targets, Outcome::ok(true)))
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoreBenchConfig {}
+
+#[derive(Debug)]
+struct StoreBenchDeployer;
+
+#[async_trait::async_trait]
+impl Deployer for StoreBenchDeployer {
+    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/b/releases/1/"))
+            .await?;
+        Ok(())
+    }
+    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(
+            SaltCall::mutate("file.symlink")
+                .arg("/srv/b/releases/1")
+                .arg("/srv/b/current"),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        cx.call(SaltCall::read("test.ping")).await?;
+        Ok(())
+    }
+    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+#[typetag::serde(name = "store-bench")]
+impl DeployerConfig for StoreBenchConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        Ok(Box::new(StoreBenchDeployer))
+    }
+}
+
+inventory::submit! {
+    KindInfo { kind: "store-bench", summary: "store benchmark deployer", platforms: &[], example: "kind = \"store-bench\"\n" }
+}
+
+const HOSTS: usize = 10_000;
+
+fn template(n: usize) -> Arc<Template> {
+    let list: Vec<String> = (0..n).map(|i| format!("\"h{i:06}\"")).collect();
+    let text = format!(
+        "name = \"bench\"\n[acl.deployers]\nusers = [\"b\"]\n[targets]\nminions = [{}]\n[rollout]\nbatch = \"10%\"\n[project]\nkind = \"store-bench\"\n",
+        list.join(",")
+    );
+    Arc::new(Template::from_toml_str(&text, "<bench>").unwrap())
+}
+
+fn sqlite_engine(store: &SqliteStore) -> Engine {
+    let store = Arc::new(store.clone());
+    Engine::builder(Arc::new(InstantTransport))
+        .history(store.clone())
+        .fleet_state(store.clone())
+        .leases(store)
+        .build()
+}
+
+/// Deploys 1.0.0 and 1.0.1 in turn, so that every deployment changes every host's recorded version.
+fn deploy_once(rt: &tokio::runtime::Runtime, engine: &Engine, t: &Arc<Template>) {
+    static TURN: AtomicUsize = AtomicUsize::new(0);
+    let version = format!("1.0.{}", TURN.fetch_add(1, Ordering::Relaxed) % 2);
+    let report = rt
+        .block_on(engine.deploy(Request::new(t.clone(), version, Principal::user("b"))))
+        .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+    assert_eq!(report.history_error, None);
+}
+
+fn median_of(rt: &tokio::runtime::Runtime, engine: &Engine, t: &Arc<Template>) -> Duration {
+    let mut v: Vec<Duration> = (0..9)
+        .map(|_| {
+            let s = Instant::now();
+            deploy_once(rt, engine, t);
+            s.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[4]
+}
+
+fn bench_engine(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("engine.db")).unwrap();
+    let t = template(HOSTS);
+    let memory = Engine::builder(Arc::new(InstantTransport)).build();
+    let sqlite = sqlite_engine(&store);
+    // Warm up both, then a direct comparison of medians before criterion's own figures.
+    deploy_once(rt, &memory, &t);
+    deploy_once(rt, &sqlite, &t);
+    let m = median_of(rt, &memory, &t);
+    let s = median_of(rt, &sqlite, &t);
+    eprintln!(
+        "engine at {HOSTS} hosts (median of 9): in-memory {m:.1?}, SQLite store {s:.1?} = {:.2}x",
+        s.as_secs_f64() / m.as_secs_f64()
+    );
+    let mut group = c.benchmark_group("store_engine");
+    group.sample_size(10);
+    group.bench_with_input(BenchmarkId::new("memory", HOSTS), &HOSTS, |b, _| {
+        b.iter(|| deploy_once(rt, &memory, &t))
+    });
+    group.bench_with_input(BenchmarkId::new("sqlite", HOSTS), &HOSTS, |b, _| {
+        b.iter(|| deploy_once(rt, &sqlite, &t))
+    });
+    group.finish();
+}
+
+const TEMPLATES: usize = 500;
+const PER_TEMPLATE: usize = 400; // 200,000 deployments
+const YEAR_START: u64 = 1_735_689_600; // 2025-01-01 00:00 UTC
+
+/// xorshift64*: deterministic data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn ev(id: &Arc<str>, at: SystemTime, kind: EventKind) -> Event {
+    Event {
+        at,
+        deployment: id.clone(),
+        kind,
+    }
+}
+
+/// One deployment of one batch of three hosts; about one in eight fails one host at a random stage.
+fn generated(rng: &mut Rng, template: usize, n: usize, out: &mut Vec<Event>) {
+    let id: Arc<str> = Arc::from(format!("t{template:03}-{n:04}"));
+    let start = UNIX_EPOCH
+        + Duration::from_secs(YEAR_START + rng.below(365 * 86_400))
+        + Duration::from_millis(rng.below(1000));
+    let stage_ms = 2_000 + rng.below(60_000);
+    let t = |ms: u64| start + Duration::from_millis(ms);
+    let hosts: Vec<MinionId> = (0..3)
+        .map(|i| MinionId::new(&format!("t{template:03}-web-{:02}", (n + i) % 8)).unwrap())
+        .collect();
+    let failing = (rng.below(8) == 0).then(|| (rng.below(3) as usize, rng.below(3) as usize));
+    out.push(ev(
+        &id,
+        t(0),
+        EventKind::DeploymentStarted {
+            template: format!("template-{template:03}"),
+            version: format!("1.{n}"),
+            user: "ops".into(),
+            dry_run: false,
+        },
+    ));
+    out.push(ev(
+        &id,
+        t(0),
+        EventKind::BatchStarted { batch: 0, hosts: 3 },
+    ));
+    for (i, stage) in Stage::BATCH.into_iter().enumerate() {
+        let s = i as u64 * stage_ms;
+        out.push(ev(
+            &id,
+            t(s),
+            EventKind::StageStarted {
+                batch: Some(0),
+                stage,
+                hosts: 3,
+            },
+        ));
+        let mut failed = 0;
+        if let Some((h, at_stage)) = failing {
+            if at_stage == i {
+                failed = 1;
+                out.push(ev(
+                    &id,
+                    t(s + stage_ms / 2),
+                    EventKind::HostFailed {
+                        host: hosts[h].clone(),
+                        stage,
+                        fun: "file.symlink".into(),
+                        reason: "retcode 1: disk full".into(),
+                    },
+                ));
+            }
+        }
+        out.push(ev(
+            &id,
+            t(s + stage_ms),
+            EventKind::StageFinished {
+                batch: Some(0),
+                stage,
+                ok: 3 - failed,
+                failed,
+            },
+        ));
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        if failing.map(|(f, _)| f) != Some(i) {
+            out.push(ev(
+                &id,
+                t(3 * stage_ms),
+                EventKind::HostSucceeded { host: h.clone() },
+            ));
+        }
+    }
+    let outcome = match failing {
+        None => DeploymentOutcome::Succeeded,
+        Some(_) if rng.below(2) == 0 => DeploymentOutcome::RolledBack,
+        Some(_) => DeploymentOutcome::Failed,
+    };
+    out.push(ev(
+        &id,
+        t(3 * stage_ms + 500),
+        EventKind::DeploymentFinished { outcome },
+    ));
+}
+
+fn generate_year(store: &SqliteStore) -> usize {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut batch = Vec::with_capacity(20_000);
+    let mut deployments = 0;
+    for n in 0..PER_TEMPLATE {
+        for t in 0..TEMPLATES {
+            generated(&mut rng, t, n, &mut batch);
+            deployments += 1;
+            if batch.len() >= 15_000 {
+                store.append_events(&batch).unwrap();
+                batch.clear();
+            }
+        }
+    }
+    store.append_events(&batch).unwrap();
+    deployments
+}
+
+fn bench_stats(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("year.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let started = Instant::now();
+    let n = generate_year(&store);
+    let took = started.elapsed();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(path.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    eprintln!(
+        "generated {n} deployments of {TEMPLATES} templates over a year in {took:.1?} \
+         ({:.0} deployments/s, {:.1} MiB)",
+        n as f64 / took.as_secs_f64(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    let from = UNIX_EPOCH + Duration::from_secs(YEAR_START);
+    let to = from + Duration::from_secs(365 * 86_400);
+    let all = Window::new(from, to);
+    let one = Window::new(from, to).template("template-123");
+    let summary = store.summary(&all).unwrap();
+    assert_eq!(summary.count, n as u64);
+    type Query = fn(&SqliteStore, &Window) -> usize;
+    let queries: [(&str, Query); 6] = [
+        ("summary", |s, w| s.summary(w).unwrap().count as usize),
+        ("by_hour", |s, w| s.by_hour(w).unwrap().len()),
+        ("by_weekday", |s, w| s.by_weekday(w).unwrap().len()),
+        ("host_failures", |s, w| {
+            s.host_failures(w, 20).unwrap().len()
+        }),
+        ("stage_failures", |s, w| s.stage_failures(w).unwrap().len()),
+        ("time_to_recover", |s, w| {
+            s.time_to_recover(w).unwrap().incidents as usize
+        }),
+    ];
+    for (name, q) in &queries {
+        for (label, w) in [("all", &all), ("template", &one)] {
+            let s = Instant::now();
+            q(&store, w);
+            eprintln!("stats {name}/{label}: first run {:.1?}", s.elapsed());
+        }
+    }
+    eprintln!(
+        "year overall: {} deployments, success {:.3}, mean {:.1?}, p50 {:.1?}, p95 {:.1?}",
+        summary.count,
+        summary.success_rate.unwrap_or(0.0),
+        summary.mean.unwrap_or_default(),
+        summary.p50.unwrap_or_default(),
+        summary.p95.unwrap_or_default()
+    );
+    let mut group = c.benchmark_group("store_stats");
+    group.sample_size(10);
+    for (name, q) in queries {
+        for (label, w) in [("all", &all), ("template", &one)] {
+            group.bench_with_input(BenchmarkId::new(name, label), w, |b, w| {
+                b.iter(|| q(&store, w))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = Criterion::default().configure_from_args();
+    bench_engine(&mut c, &rt);
+    bench_stats(&mut c);
+    c.final_summary();
+}
