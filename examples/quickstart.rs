@@ -5,6 +5,9 @@
 //! 2. `1.1.0` goes out; host `web-07` fails its health check (HTTP 503), the failure budget (0 hosts)
 //!    is exceeded, no further batch starts, and every touched host is rolled back to `1.0.0`.
 //!
+//! 3. The history and statistics views, read back from the SQLite store (in a temporary directory)
+//!    that recorded both deployments as they ran.
+//!
 //! Run: `cargo run --example quickstart`
 #![allow(clippy::print_stdout)]
 
@@ -16,6 +19,7 @@ use pushguide::salt::SaltApi;
 use pushguide::sim::SimFleet;
 use pushguide::steps::ManifestEntry;
 use pushguide::{Artifact, Engine, EventKind, Outcome, Principal, Request, Template};
+use pushguide_store::{SqliteStore, Window};
 use serde_json::json;
 
 const TEMPLATE: &str = r#"
@@ -113,7 +117,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hosts.len()
     );
     let salt = Arc::new(SaltApi::new(api.settings())?);
-    let engine = Engine::builder(salt).build();
+    let dir = std::env::temp_dir().join(format!("pushguide-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Arc::new(SqliteStore::open(dir.join("history.db"))?);
+    let engine = Engine::builder(salt)
+        .history(store.clone())
+        .fleet_state(store.clone())
+        .leases(store.clone())
+        .build();
     let ops = Principal::user("alice").in_group("ops");
 
     println!("\nRegistered project types:");
@@ -149,6 +160,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counts.total(),
         counts.get("POST /")
     );
+
+    println!("\nHistory of shop-web (from {}):", store.path().display());
+    for id in store.deployments("shop-web", 10)? {
+        if let Some(d) = store.deployment(&id)? {
+            println!(
+                "  {:<32} {:<6} {:<14} {:>6.1?}  by {}",
+                d.id,
+                d.version,
+                d.outcome.unwrap_or_else(|| "running".into()),
+                d.duration.unwrap_or_default(),
+                d.principal
+            );
+        }
+    }
+    let fleet_state = store.fleet("shop-web")?;
+    let on_1_0 = fleet_state.iter().filter(|h| h.version == "1.0.0").count();
+    println!("Hosts on 1.0.0 now: {on_1_0} of {}", fleet_state.len());
+
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let stats = store.stats(&Window::new(now - day, now + day).template("shop-web"))?;
+    let s = &stats.summary;
+    println!("\nStatistics (last 24 h):");
+    println!(
+        "  deployments {}, succeeded {}, success rate {:.0}%, mean {:.1?}, p95 {:.1?}",
+        s.count,
+        s.succeeded,
+        s.success_rate.unwrap_or(0.0) * 100.0,
+        s.mean.unwrap_or_default(),
+        s.p95.unwrap_or_default()
+    );
+    for (host, failures) in stats.hosts.iter().take(3) {
+        println!("  failing host: {host} ({failures} failures)");
+    }
+    for (stage, failures) in &stats.stages {
+        println!("  failing stage: {stage} ({failures} failures)");
+    }
+    drop(engine);
+    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
