@@ -85,17 +85,38 @@ fn missing_directory_is_an_open_error() {
 #[test]
 fn read_only_file_is_a_typed_error() {
     use std::os::unix::fs::PermissionsExt;
+    // Child mode: run as an unprivileged user by the root case below.
+    if let Ok(path) = std::env::var("PG_STORE_RO_PATH") {
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+        assert!(err.to_string().contains("ro.db"), "{err}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ro.db");
     drop(SqliteStore::open(&path).unwrap());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
-        // Running as root: permissions do not apply, nothing to test.
+    if std::fs::OpenOptions::new().write(true).open(&path).is_err() {
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+        assert!(err.to_string().contains("ro.db"));
         return;
     }
-    let err = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
-    assert!(err.to_string().contains("ro.db"));
+    // Running as root, where file permissions do not apply: check it as `nobody` in a child process.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["read_only_file_is_a_typed_error", "--exact", "--nocapture"])
+        .env("PG_STORE_RO_PATH", &path)
+        .output()
+        .expect("setpriv (util-linux) runs the check as nobody");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
