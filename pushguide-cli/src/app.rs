@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pushguide_core::{Engine, MemoryMinionStatus, MinionId, Principal, Template};
+use pushguide_core::{Engine, MinionId, Principal, Template};
 use pushguide_salt::SaltApi;
 use pushguide_sources::{
     ArtifactSource, Cmdb, DirectorySource, HttpCmdb, HttpIndexSource, StaticCmdb,
@@ -81,16 +81,15 @@ impl App {
             .map_err(|e| CliError::Salt(e.to_string()))
     }
 
-    /// An engine over salt-api and the store (history, fleet state, leases). The store does not
-    /// implement `MinionStatusStore`, so pre-flight results go to an in-memory status store.
+    /// An engine over salt-api and the store (history, fleet state, leases, minion status).
     pub fn engine(&mut self) -> Result<Engine, CliError> {
         let store = self.store()?;
         let salt = self.salt()?;
         Ok(Engine::builder(salt)
             .history(store.clone())
             .fleet_state(store.clone())
-            .leases(store)
-            .minion_status(Arc::new(MemoryMinionStatus::default()))
+            .leases(store.clone())
+            .minion_status(store)
             .build())
     }
 

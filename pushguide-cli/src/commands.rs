@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pushguide_core::{
-    Decision, DeploymentOutcome, EventKind, HostFailure, HostStatus, MemoryMinionStatus, MinionId,
-    Mode, Monitor, Plan, Report, Request, RollbackPolicy, Template, Threshold, Transport,
+    Decision, DeploymentOutcome, EventKind, HostFailure, HostStatus, MinionId, Mode, Monitor, Plan,
+    Report, Request, RollbackPolicy, Template, Threshold, Transport,
 };
 use pushguide_store::{SqliteStore, Window};
 use serde::Serialize;
@@ -1148,14 +1148,12 @@ async fn monitored_minions(app: &App, salt: &dyn Transport) -> Result<Vec<Minion
 }
 
 /// `monitor`: the monitor and the minions it watches.
-pub async fn monitor_setup(app: &App) -> Result<(Monitor, Vec<MinionId>), CliError> {
+pub async fn monitor_setup(app: &mut App) -> Result<(Monitor, Vec<MinionId>), CliError> {
     let salt = app.salt()?;
     let minions = monitored_minions(app, &*salt).await?;
-    let monitor = Monitor::new(
-        salt,
-        Arc::new(MemoryMinionStatus::default()),
-        app.config.monitor_timeout,
-    );
+    // minion states live in the store: kept across runs and shared with the engine's pre-flight
+    let store = app.store()?;
+    let monitor = Monitor::new(salt, store, app.config.monitor_timeout);
     Ok((monitor, minions))
 }
 

@@ -221,7 +221,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Recover => print(json, &commands::recover(&mut app)?, |r| output::recover(r)),
         Command::Monitor { once } => {
-            let (monitor, minions) = commands::monitor_setup(&app).await?;
+            let (monitor, minions) = commands::monitor_setup(&mut app).await?;
             let mut first = true;
             loop {
                 let check = commands::monitor_check(&monitor, &minions).await?;

@@ -11,7 +11,9 @@
 //! - [`pushguide_core::FleetState`] — which version each host runs, since when, and the version it
 //!   ran before (the rollback target);
 //! - [`pushguide_core::LeaseManager`] — one deployment per template across processes, with expiry,
-//!   renewal by a heartbeat thread, takeover of expired leases and fencing tokens.
+//!   renewal by a heartbeat thread, takeover of expired leases and fencing tokens;
+//! - [`pushguide_core::MinionStatusStore`] — each minion's last seen / up / down state, for the
+//!   connectivity monitor and the engine's pre-flight check.
 //!
 //! Besides: [`SqliteStore::recover`] marks deployments of dead processes `interrupted`;
 //! statistics over a [`Window`] ([`SqliteStore::stats`]); reading records back
@@ -40,6 +42,7 @@ mod error;
 mod fleet;
 mod history;
 mod lease;
+mod monitor;
 mod query;
 mod recover;
 mod schema;

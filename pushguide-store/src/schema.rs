@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -176,5 +176,16 @@ CREATE TABLE owners (
     started_ms   INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL,
     ttl_ms       INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+// Minion connectivity (the monitor's last seen / up / down).
+const V2: &str = r#"
+CREATE TABLE minion_status (
+    minion       TEXT PRIMARY KEY,
+    up           INTEGER NOT NULL,
+    last_seen_ms INTEGER,
+    checked_ms   INTEGER NOT NULL,
+    since_ms     INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#;

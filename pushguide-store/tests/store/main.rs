@@ -445,3 +445,42 @@ fn recover_marks_dead_owners_deployments_interrupted() {
     // The lease is free again.
     alive.acquire_lease("shop", "d2", "resume").unwrap();
 }
+
+#[test]
+fn minion_status_is_kept_across_opens_with_changes() {
+    use pushguide_core::{MinionId, MinionStatusStore};
+    use std::time::{Duration, UNIX_EPOCH};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("status.db");
+    let a = MinionId::new("web-01").unwrap();
+    let b = MinionId::new("web-02").unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let t1 = t0 + Duration::from_secs(60);
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        let first =
+            MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), true)], t0).unwrap();
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|c| c.was_up.is_none() && c.up));
+        assert!(
+            MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), true)], t0)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let c = MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), false)], t1).unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].minion.as_str(), c[0].up, c[0].was_up),
+        ("web-02", false, Some(true))
+    );
+    let st = MinionStatusStore::status(
+        &s,
+        &[a.clone(), b.clone(), MinionId::new("web-99").unwrap()],
+    )
+    .unwrap();
+    assert_eq!(st.len(), 2, "unknown minions are absent");
+    assert!(st[0].up && st[0].last_seen == Some(t1) && st[0].since == t0);
+    assert!(!st[1].up && st[1].last_seen == Some(t0) && st[1].since == t1 && st[1].checked == t1);
+}
