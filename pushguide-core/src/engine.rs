@@ -844,7 +844,18 @@ impl Run {
                 .await
                 .unwrap_or_else(|e| Err(format!("history writer ended: {e}")));
             let finished = match (&written, &self.engine.inner.history) {
-                (Ok(()), Some(store)) => store.finish(&report).map_err(|e| e.to_string()),
+                (Ok(()), Some(store)) => {
+                    // the store may block (a database write): off the async workers
+                    let store = store.clone();
+                    let shared = Arc::new(report);
+                    let for_store = shared.clone();
+                    let r = tokio::task::spawn_blocking(move || store.finish(&for_store))
+                        .await
+                        .map_err(|e| format!("history writer panicked: {e}"))
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    report = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+                    r
+                }
                 _ => Ok(()),
             };
             if let Err(e) = written.and(finished) {
