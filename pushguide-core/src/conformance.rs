@@ -1,6 +1,6 @@
 //! The conformance suite every project type runs (feature `conformance`).
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn conformance() {
 //!     pushguide_core::conformance::run(&Subject { .. }).await;
