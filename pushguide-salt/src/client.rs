@@ -457,6 +457,17 @@ impl Inner {
         Ok(bytes)
     }
 
+    async fn wheel_raw(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Vec<u8>, SaltError> {
+        let mut low = kwargs;
+        low.insert("client".into(), "wheel".into());
+        low.insert("fun".into(), fun.into());
+        let body = Value::Array(vec![Value::Object(low)]);
+        let (_, bytes) = self
+            .request_any(Req::Post("/", &body), self.settings.request_timeout, false)
+            .await?;
+        Ok(bytes)
+    }
+
     /// The `manage.status` runner: which minions with accepted keys answer.
     async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
         let bytes = self.runner_raw("manage.status", Map::new()).await?;
@@ -936,6 +947,51 @@ impl SaltApi {
     /// The `manage.status` runner: which minions with accepted keys answer.
     pub async fn manage_status(&self) -> Result<ManageStatus, SaltError> {
         self.inner.manage_status().await
+    }
+
+    /// The `manage.up` runner: the minions that answer.
+    pub async fn manage_up(&self) -> Result<Vec<String>, SaltError> {
+        let v = self.inner.runner("manage.up", Map::new()).await?;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .ok_or_else(|| {
+                SaltError::protocol(
+                    "manage.up",
+                    "the return is not a list",
+                    v.to_string().as_bytes(),
+                )
+            })
+    }
+
+    /// The `jobs.lookup_jid` runner: each minion's normalized outcome of job `jid` (of function `fun`,
+    /// used to read its return shape). Sent to the first available endpoint: a master only knows its
+    /// own jobs.
+    pub async fn lookup_jid(
+        &self,
+        jid: &str,
+        fun: &str,
+    ) -> Result<BTreeMap<String, Outcome>, SaltError> {
+        let mut kw = Map::new();
+        kw.insert("jid".into(), jid.into());
+        let bytes = self.inner.runner_raw("jobs.lookup_jid", kw).await?;
+        decode::lookup_jid(fun, &bytes)
+    }
+
+    /// Runs a wheel function (`client: wheel`) and returns its value.
+    pub async fn wheel(&self, fun: &str, kwargs: Map<String, Value>) -> Result<Value, SaltError> {
+        let bytes = self.inner.wheel_raw(fun, kwargs).await?;
+        decode::wheel(&bytes)
+    }
+
+    /// The wheel `key.list_all`: accepted, pending, rejected and denied minion keys.
+    pub async fn key_list_all(&self) -> Result<decode::KeyList, SaltError> {
+        let bytes = self.inner.wheel_raw("key.list_all", Map::new()).await?;
+        decode::key_list_all(&bytes)
     }
 
     /// Whether each of `minions` answers, through the `manage.status` runner restricted to them (list

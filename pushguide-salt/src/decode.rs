@@ -261,6 +261,82 @@ pub fn runner(body: &[u8]) -> Result<Value, SaltError> {
     Ok(first_return("runner", &v, body)?.clone())
 }
 
+/// Decodes a `wheel` answer (`{"return":[{"tag","data":{"return",…,"success"}}]}`) into the function's
+/// return value; `success: false` is an error with salt's message.
+pub fn wheel(body: &[u8]) -> Result<Value, SaltError> {
+    const C: &str = "wheel";
+    let v = parse_json(C, body)?;
+    let data = first_return(C, &v, body)?
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| SaltError::protocol(C, "`return[0]` has no `data` object", body))?;
+    let ret = data.get("return").cloned().unwrap_or(Value::Null);
+    if data.get("success").and_then(Value::as_bool) == Some(false) {
+        let msg = ret.as_str().map_or_else(|| ret.to_string(), str::to_owned);
+        return Err(SaltError::protocol(
+            C,
+            format!("wheel function failed: {msg}"),
+            body,
+        ));
+    }
+    Ok(ret)
+}
+
+/// Accepted, pending, rejected and denied minion keys (`key.list_all`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyList {
+    /// Accepted keys.
+    pub minions: Vec<String>,
+    /// Pending keys.
+    pub minions_pre: Vec<String>,
+    /// Rejected keys.
+    pub minions_rejected: Vec<String>,
+    /// Denied keys.
+    pub minions_denied: Vec<String>,
+}
+
+/// Decodes the wheel `key.list_all` answer.
+pub fn key_list_all(body: &[u8]) -> Result<KeyList, SaltError> {
+    let v = wheel(body)?;
+    let list = |k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if !v.is_object() {
+        return Err(SaltError::protocol(
+            "key.list_all",
+            "the return is not an object",
+            body,
+        ));
+    }
+    Ok(KeyList {
+        minions: list("minions"),
+        minions_pre: list("minions_pre"),
+        minions_rejected: list("minions_rejected"),
+        minions_denied: list("minions_denied"),
+    })
+}
+
+/// Decodes the `jobs.lookup_jid` runner answer (`{"return":[{"<minion>": <return>, …}]}`) into each
+/// minion's normalized outcome.
+pub fn lookup_jid(fun: &str, body: &[u8]) -> Result<BTreeMap<String, Outcome>, SaltError> {
+    const C: &str = "jobs.lookup_jid";
+    let v = parse_json(C, body)?;
+    let r = first_return(C, &v, body)?
+        .as_object()
+        .ok_or_else(|| SaltError::protocol(C, "`return[0]` is not an object", body))?;
+    Ok(r.iter()
+        .map(|(m, ret)| (m.clone(), minion_outcome(fun, ret, None, None)))
+        .collect())
+}
+
 /// Decodes the answer of the `manage.status` runner (`{"return":[{"up":[…],"down":[…]}]}`).
 pub fn manage_status(body: &[u8]) -> Result<ManageStatus, SaltError> {
     const C: &str = "manage.status";

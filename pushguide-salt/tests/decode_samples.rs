@@ -472,3 +472,19 @@ fn fuzz_decoders_never_panic() {
     eprintln!("fuzz: {cases} cases through every decoder, no panic");
     assert_eq!(cases, 12_003);
 }
+
+#[test]
+fn wheel_key_list_and_lookup_jid_samples() {
+    let keys = decode::key_list_all(&sample("100-").raw).unwrap();
+    assert_eq!(keys.minions, vec!["web-01", "web-02"]);
+    assert!(keys.minions_pre.is_empty() && keys.minions_rejected.is_empty());
+    let done = decode::lookup_jid("cmd.run", &sample("24-").raw).unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(done["web-01"], pushguide_core::Outcome::ok("done-async"));
+    // a failed wheel call is an error carrying salt's message
+    let failed = br#"{"return":[{"tag":"salt/wheel/1","data":{"return":"Exception: no such key","success":false}}]}"#;
+    let err = decode::wheel(failed).unwrap_err().to_string();
+    assert!(err.contains("no such key"), "{err}");
+    assert!(decode::wheel(b"{\"return\":[]}").is_err());
+    assert!(decode::key_list_all(b"not json").is_err());
+}

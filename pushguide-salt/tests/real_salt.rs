@@ -466,3 +466,44 @@ async fn engine_deploys_through_salt_and_rolls_back_a_failing_release() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test]
+async fn manage_up_lookup_jid_and_key_list_all() {
+    let Some((s, minions)) = lab("runner and wheel") else {
+        return;
+    };
+    let api = client(s);
+    let mut up = api.manage_up().await.expect("manage.up");
+    up.sort();
+    let mut want: Vec<String> = minions.iter().map(|m| m.to_string()).collect();
+    want.sort();
+    assert_eq!(up, want);
+    let keys = api.key_list_all().await.expect("key.list_all");
+    for m in &minions {
+        assert!(
+            keys.minions.iter().any(|k| k == m.as_str()),
+            "{m} not accepted: {keys:?}"
+        );
+    }
+    let r = api
+        .call(
+            &minions,
+            &SaltCall::read("test.echo")
+                .arg("lookup-me")
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+        .expect("echo");
+    let jid = r.jid.clone().expect("a jid");
+    let looked = api
+        .lookup_jid(&jid, "test.echo")
+        .await
+        .expect("jobs.lookup_jid");
+    for m in &minions {
+        assert_eq!(
+            looked.get(m.as_str()),
+            Some(&Outcome::ok("lookup-me")),
+            "{looked:?}"
+        );
+    }
+}
