@@ -9,6 +9,19 @@
 //! [`decode`] holds the pure decoders of salt-api's answers (tested on captured real exchanges).
 //! With the feature `fake`, `fake::FakeSaltApi` is an in-process salt-api in front of a simulated
 //! fleet, for tests and benchmarks.
+//!
+//! ```
+//! use pushguide_salt::{SaltApi, SaltApiSettings};
+//!
+//! // Settings come from TOML/JSON (or `SaltApiSettings::from_env`); the password never shows in Debug.
+//! let settings: SaltApiSettings = serde_json::from_str(
+//!     r#"{"endpoints": ["http://salt-a:8000", "http://salt-b:8000"], "eauth": "pam",
+//!         "user": "deploy", "password": "s3cret", "job_timeout": 120}"#,
+//! ).unwrap();
+//! assert!(!format!("{settings:?}").contains("s3cret"));
+//! let api = SaltApi::new(settings).unwrap(); // no request is sent before the first call
+//! assert_eq!(api.endpoint_health().len(), 2);
+//! ```
 
 use std::fmt;
 use std::time::Duration;
