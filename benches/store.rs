@@ -200,7 +200,11 @@ fn generated(rng: &mut Rng, template: usize, n: usize, out: &mut Vec<Event>) {
     out.push(ev(
         &id,
         t(0),
-        EventKind::BatchStarted { batch: 0, hosts: 3 },
+        EventKind::BatchStarted {
+            batch: 0,
+            hosts: 3,
+            minions: Vec::new(),
+        },
     ));
     for (i, stage) in Stage::BATCH.into_iter().enumerate() {
         let s = i as u64 * stage_ms;

@@ -210,7 +210,7 @@ async fn run(engine: &Engine, req: Request) -> Result<pushguide::Report, pushgui
     let mut events = handle.events();
     while let Some(event) = events.next().await {
         match event.kind {
-            EventKind::BatchStarted { batch, hosts } => {
+            EventKind::BatchStarted { batch, hosts, .. } => {
                 println!("   batch {} started ({hosts} hosts)", batch + 1)
             }
             EventKind::StageFinished {

@@ -474,7 +474,7 @@ impl Progress {
                     }
                 ));
             }
-            EventKind::BatchStarted { batch, hosts } => {
+            EventKind::BatchStarted { batch, hosts, .. } => {
                 if let Mode::Bars {
                     multi, batch: b, ..
                 } = &mut self.mode

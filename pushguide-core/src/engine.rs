@@ -1003,6 +1003,7 @@ impl Run {
             self.shared.emit(EventKind::BatchStarted {
                 batch: b,
                 hosts: hosts.len(),
+                minions: hosts.clone(),
             });
             for h in hosts {
                 if let Some(r) = journal.get_mut(h) {

@@ -50,8 +50,10 @@ pub enum EventKind {
     BatchStarted {
         /// Zero-based batch index.
         batch: usize,
-        /// Its hosts.
+        /// Number of hosts.
         hosts: usize,
+        /// The hosts (so a journal can name them if the process dies during the batch).
+        minions: Vec<MinionId>,
     },
     /// A stage began for a batch.
     StageStarted {

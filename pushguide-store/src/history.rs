@@ -195,13 +195,21 @@ impl SqliteStore {
                 tx.prepare_cached("UPDATE deployments SET hosts = ?2, batches = ?3 WHERE id = ?1")?
                     .execute(params![id, *hosts as i64, *batches as i64])?;
             }
-            EventKind::BatchStarted { batch, hosts } => {
+            EventKind::BatchStarted {
+                batch,
+                hosts,
+                minions,
+            } => {
                 c.batch = *batch as i64;
+                let names = (!minions.is_empty()).then(|| {
+                    serde_json::Value::from(minions.iter().map(|m| m.as_str()).collect::<Vec<_>>())
+                        .to_string()
+                });
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO batches (deployment, batch, hosts, started_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO batches (deployment, batch, hosts, started_ms, minions)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![id, c.batch, *hosts as i64, at])?;
+                .execute(params![id, c.batch, *hosts as i64, at, names])?;
             }
             EventKind::StageStarted {
                 batch,

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use pushguide_core::Stage;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::Error;
 use crate::store::{from_ms, now_ms, stage_from_code, SqliteStore};
@@ -32,9 +32,9 @@ pub struct InterruptedDeployment {
     pub stage: Stage,
     /// Hosts live at the start of that stage.
     pub live_hosts: usize,
-    /// Each named host's last known stage and status (`succeeded`, `failed`, `rolled-back`,
-    /// `rollback-failed`), in host order. Hosts of the batch under way that had not finished are not
-    /// named in the journal; `live_hosts` counts them.
+    /// Each host's last known stage and status (`succeeded`, `failed`, `rolled-back`,
+    /// `rollback-failed`, or `interrupted` for a host of the batch under way that had not finished:
+    /// its stage is then the deployment's current stage), in host order.
     pub hosts: Vec<HostProgress>,
 }
 
@@ -193,6 +193,33 @@ impl SqliteStore {
             })
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
+        // Hosts of the batch under way that the journal does not name yet: at the deployment's
+        // current stage, status `interrupted`.
+        if let Some(b) = d.batch {
+            let names: Option<String> = conn
+                .query_row(
+                    "SELECT minions FROM batches WHERE deployment = ?1 AND batch = ?2",
+                    params![id, b as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?
+                .flatten();
+            let listed: Vec<String> = names
+                .and_then(|n| serde_json::from_str(&n).ok())
+                .unwrap_or_default();
+            let named: std::collections::HashSet<String> =
+                d.hosts.iter().map(|h| h.host.clone()).collect();
+            for host in listed.into_iter().filter(|h| !named.contains(h)) {
+                d.hosts.push(HostProgress {
+                    host,
+                    batch: Some(b),
+                    stage: d.stage,
+                    status: "interrupted".to_owned(),
+                });
+            }
+            d.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        }
         Ok(Some(d))
     }
 }

@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -188,4 +188,9 @@ CREATE TABLE minion_status (
     checked_ms   INTEGER NOT NULL,
     since_ms     INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+// The hosts of each batch (JSON list), so recovery names the hosts of a batch that was under way.
+const V3: &str = r#"
+ALTER TABLE batches ADD COLUMN minions TEXT;
 "#;

@@ -428,12 +428,21 @@ fn recover_marks_dead_owners_deployments_interrupted() {
         (d.batch, d.stage, d.live_hosts),
         (Some(0), Stage::Deploy, 2)
     );
-    assert_eq!(d.hosts.len(), 1);
+    // web-01 was under way in the batch when the process died: named, at the current stage
+    assert_eq!(d.hosts.len(), 2);
     assert_eq!(
         (
             d.hosts[0].host.as_str(),
             d.hosts[0].stage,
             d.hosts[0].status.as_str()
+        ),
+        ("web-01", Stage::Deploy, "interrupted")
+    );
+    assert_eq!(
+        (
+            d.hosts[1].host.as_str(),
+            d.hosts[1].stage,
+            d.hosts[1].status.as_str()
         ),
         ("web-02", Stage::Deploy, "failed")
     );

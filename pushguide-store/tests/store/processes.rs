@@ -196,10 +196,17 @@ fn killed_process_leaves_a_record_that_recover_marks_interrupted() {
         (d.batch, d.stage, d.live_hosts),
         (Some(0), Stage::Deploy, 2)
     );
-    assert_eq!(d.hosts.len(), 1);
+    let hosts: Vec<(&str, Stage, &str)> = d
+        .hosts
+        .iter()
+        .map(|h| (h.host.as_str(), h.stage, h.status.as_str()))
+        .collect();
     assert_eq!(
-        (d.hosts[0].host.as_str(), d.hosts[0].status.as_str()),
-        ("web-02", "failed")
+        hosts,
+        vec![
+            ("web-01", Stage::Deploy, "interrupted"),
+            ("web-02", Stage::Deploy, "failed")
+        ]
     );
     assert_eq!(
         me.deployment("child-deployment")

@@ -151,7 +151,20 @@ pub(crate) fn deployment(
                 dry_run,
             },
         ),
-        ev(id, t(0), EventKind::BatchStarted { batch: 0, hosts: n }),
+        ev(
+            id,
+            t(0),
+            EventKind::BatchStarted {
+                batch: 0,
+                hosts: n,
+                minions: ok
+                    .iter()
+                    .copied()
+                    .chain(failed.iter().map(|(h, _)| *h))
+                    .map(|h| pushguide_core::MinionId::new(h).unwrap())
+                    .collect(),
+            },
+        ),
     ];
     for (i, stage) in Stage::BATCH.into_iter().enumerate() {
         let i = i as u64;
