@@ -249,6 +249,41 @@ fn still_live(cx: &StageContext<'_>, mut hosts: Vec<MinionId>) -> Vec<MinionId> 
     hosts
 }
 
+/// Unpacks `archive(host)` into `release_dir(host)` (`archive.unzip <archive> <dir> trim_output=True`)
+/// on the live hosts whose release directory does not exist yet (`file.directory_exists`); hosts that
+/// already have it are logged and left alone. Calls are grouped by their arguments.
+pub async fn unpack_missing(
+    cx: &mut StageContext<'_>,
+    release_dir: impl Fn(&MinionId) -> String,
+    archive: impl Fn(&MinionId) -> String,
+) -> Result<(), StageError> {
+    let present = call_grouped(cx, &release_dir, |d| {
+        SaltCall::read("file.directory_exists").arg(d.as_str())
+    })
+    .await?;
+    let mut unpack = Vec::new();
+    for (h, exists) in present {
+        if exists.as_bool() == Some(true) {
+            cx.log(&h, "release directory already present: not unpacked again");
+        } else {
+            unpack.push(h);
+        }
+    }
+    call_by(
+        cx,
+        &unpack,
+        |h| (archive(h), release_dir(h)),
+        |(zip, dir)| {
+            SaltCall::mutate("archive.unzip")
+                .arg(zip.as_str())
+                .arg(dir.as_str())
+                .kwarg("trim_output", true)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// One entry of an artifact's manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {

@@ -57,22 +57,9 @@ pub(crate) fn remove(path: &str) -> SaltCall {
     SaltCall::mutate("file.remove").arg(path)
 }
 
-/// `file.directory_exists <dir>` (read): a bool.
-pub(crate) fn directory_exists(dir: &str) -> SaltCall {
-    SaltCall::read("file.directory_exists").arg(dir)
-}
-
 /// `file.file_exists <path>` (read): a bool.
 pub(crate) fn file_exists(path: &str) -> SaltCall {
     SaltCall::read("file.file_exists").arg(path)
-}
-
-/// `archive.unzip <zip> <dest> trim_output=true`: the extracted names (at most 100 listed).
-pub(crate) fn unzip(zip: &str, dest: &str) -> SaltCall {
-    SaltCall::mutate("archive.unzip")
-        .arg(zip)
-        .arg(dest)
-        .kwarg("trim_output", true)
 }
 
 /// `http.query <url> status=true` (read): `{"status": <code>}` or `{"error": "<text>"}`.

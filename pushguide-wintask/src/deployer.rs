@@ -177,27 +177,10 @@ impl Deployer for WindowsTask {
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
         let cfg = &self.cfg;
-        let live = cx.minions().to_vec();
-        let present = call_by(
+        pushguide_core::steps::unpack_missing(
             cx,
-            &live,
             |h| self.release_dir(h, &v),
-            |d| steps::directory_exists(d),
-        )
-        .await?;
-        let mut unpack = Vec::new();
-        for (h, exists) in present {
-            if exists.as_bool() == Some(true) {
-                cx.log(&h, "release directory already present: not unpacked again");
-            } else {
-                unpack.push(h);
-            }
-        }
-        call_by(
-            cx,
-            &unpack,
-            |h| (cfg.layout(h).archive(&v, "zip"), self.release_dir(h, &v)),
-            |(zip, dir)| steps::unzip(zip, dir),
+            |h| cfg.layout(h).archive(&v, "zip"),
         )
         .await?;
         let live = cx.minions().to_vec();

@@ -61,22 +61,9 @@ pub(crate) fn symlink(target: &str, link: &str) -> SaltCall {
         .kwarg("force", true)
 }
 
-/// `file.directory_exists <dir>` (read): a bool.
-pub(crate) fn directory_exists(dir: &str) -> SaltCall {
-    SaltCall::read("file.directory_exists").arg(dir)
-}
-
 /// `file.path_exists_glob <glob>` (read): whether anything matches.
 pub(crate) fn path_exists_glob(glob: &str) -> SaltCall {
     SaltCall::read("file.path_exists_glob").arg(glob)
-}
-
-/// `archive.unzip <zip> <dest> trim_output=true`: the extracted names (at most 100 listed).
-pub(crate) fn unzip(zip: &str, dest: &str) -> SaltCall {
-    SaltCall::mutate("archive.unzip")
-        .arg(zip)
-        .arg(dest)
-        .kwarg("trim_output", true)
 }
 
 pub(crate) use pushguide_core::steps::{answered, call_by, expect_true};
