@@ -145,6 +145,30 @@ pub fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], wha
     }
 }
 
+/// In prepare: when the request brings no artifact, sets it from the kind's `artifact_url` config
+/// (`{version}` replaced) and optional checksum; with neither, the deployment stops here, before any
+/// change, naming the missing setting.
+pub fn artifact_from_config(
+    cx: &mut StageContext<'_>,
+    artifact_url: Option<&str>,
+    sha256: Option<&str>,
+) -> Result<(), StageError> {
+    if cx.artifact().is_some() {
+        return Ok(());
+    }
+    let Some(url) = artifact_url else {
+        return Err(StageError::Failed(format!(
+            "no artifact for version {}: the request brings none and `project.artifact_url` is not set",
+            cx.version()
+        )));
+    };
+    let url = url.replace("{version}", cx.version());
+    cx.set_artifact(crate::context::Artifact::new(
+        url,
+        sha256.map(str::to_owned),
+    ))
+}
+
 /// Downloads the release's artifact to each host's `dest(host)` unless the release directory already
 /// exists there (a redeploy or a release kept on disk needs no download), then verifies its SHA-256 on
 /// the minion (`file.get_hash`). A host whose file does not match fails here, before anything is

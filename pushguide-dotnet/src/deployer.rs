@@ -3,7 +3,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use pushguide_core::steps::{fetch_artifact, health_check, prune_releases, PathStyle};
-use pushguide_core::{validate, Artifact, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
 use serde_json::Value;
 
 use crate::config::DotnetIisConfig;
@@ -132,16 +132,11 @@ impl DotnetIis {
 #[async_trait]
 impl Deployer for DotnetIis {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        if cx.artifact().is_none() {
-            let Some(url) = &self.cfg.artifact_url else {
-                return Err(StageError::Failed(format!(
-                    "no artifact for version {}: the request brings none and `project.artifact_url` is not set",
-                    cx.version()
-                )));
-            };
-            let url = url.replace("{version}", cx.version());
-            cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
-        }
+        pushguide_core::steps::artifact_from_config(
+            cx,
+            self.cfg.artifact_url.as_deref(),
+            self.cfg.sha256.as_deref(),
+        )?;
         self.cfg.effective_conventions().gate(cx)
     }
 

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use pushguide_core::steps::{self as shared, call_grouped};
-use pushguide_core::{Artifact, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::{Deployer, MinionId, StageContext, StageError};
 
 use crate::config::{Host, JavaTomcatConfig};
 use crate::steps;
@@ -84,12 +84,11 @@ impl JavaTomcat {
 #[async_trait]
 impl Deployer for JavaTomcat {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        if cx.artifact().is_none() {
-            if let Some(url) = &self.cfg.artifact_url {
-                let url = url.replace("{version}", cx.version());
-                cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
-            }
-        }
+        pushguide_core::steps::artifact_from_config(
+            cx,
+            self.cfg.artifact_url.as_deref(),
+            self.cfg.sha256.as_deref(),
+        )?;
         self.hosts(cx);
         self.cfg.conventions.gate(cx)
     }

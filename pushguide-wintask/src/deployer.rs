@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pushguide_core::steps::{fetch_artifact, prune_releases, PathStyle};
-use pushguide_core::{Artifact, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::{Deployer, MinionId, StageContext, StageError};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -90,16 +90,11 @@ impl WindowsTask {
 #[async_trait]
 impl Deployer for WindowsTask {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        if cx.artifact().is_none() {
-            let Some(url) = &self.cfg.artifact_url else {
-                return Err(StageError::Failed(format!(
-                    "no artifact for version {}: the request brings none and `project.artifact_url` is not set",
-                    cx.version()
-                )));
-            };
-            let url = url.replace("{version}", cx.version());
-            cx.set_artifact(Artifact::new(url, self.cfg.sha256.clone()))?;
-        }
+        pushguide_core::steps::artifact_from_config(
+            cx,
+            self.cfg.artifact_url.as_deref(),
+            self.cfg.sha256.as_deref(),
+        )?;
         self.cfg.effective_conventions().gate(cx)
     }
 
