@@ -79,6 +79,9 @@ impl SimFleet {
     }
 
     /// Every request waits `latency` before returning (one wait per request, whatever its width).
+    ///
+    /// The wait is precise to a fraction of a millisecond (tokio's timer alone overshoots by about
+    /// 1 ms); under tokio's paused test clock it advances virtual time only.
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
         self
@@ -187,6 +190,34 @@ impl SimFleet {
     }
 }
 
+/// The part of a simulated latency left to a thread's sleep instead of tokio's millisecond timer.
+const FINE_WAIT: Duration = Duration::from_millis(2);
+
+/// Waits `latency`: tokio's timer for all but the last [`FINE_WAIT`] (it never wakes early, and it
+/// honours a paused test clock), then a blocking-pool thread's sleep for what is left by the real
+/// clock. Under a paused clock the real clock has not moved, so the rest is waited in virtual time too.
+async fn wait_precisely(latency: Duration) {
+    let started = std::time::Instant::now();
+    let coarse = latency.saturating_sub(FINE_WAIT);
+    tokio::time::sleep(coarse).await;
+    let real = started.elapsed();
+    if real < coarse {
+        tokio::time::sleep(latency - coarse).await; // virtual clock
+        return;
+    }
+    let rest = latency.saturating_sub(real);
+    if rest.is_zero() {
+        return;
+    }
+    if tokio::task::spawn_blocking(move || std::thread::sleep(rest))
+        .await
+        .is_err()
+    {
+        // the runtime is shutting down: the coarse timer still keeps the order of magnitude
+        tokio::time::sleep(rest).await;
+    }
+}
+
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.first(), text.first()) {
         (None, None) => true,
@@ -214,7 +245,7 @@ impl Transport for SimFleet {
                 });
         }
         if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+            wait_precisely(self.latency).await;
         }
         let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut returns = Returns::with_jid(jid.to_string());
@@ -273,5 +304,30 @@ mod tests {
         assert!(glob_match(b"*", b"x"));
         assert!(glob_match(b"w?b-0*", b"web-01"));
         assert!(!glob_match(b"db-*", b"web-01"));
+    }
+
+    /// The latency is never cut short, whatever mix of timers serves it.
+    #[tokio::test]
+    async fn latency_is_waited_in_full() {
+        for ms in [1u64, 2, 3, 7, 25] {
+            let latency = Duration::from_millis(ms);
+            let t = std::time::Instant::now();
+            wait_precisely(latency).await;
+            assert!(t.elapsed() >= latency, "{ms} ms waited {:?}", t.elapsed());
+        }
+    }
+
+    /// Under tokio's paused clock the latency is virtual time: it completes at once in real time.
+    #[tokio::test(start_paused = true)]
+    async fn latency_follows_a_paused_clock() {
+        let real = std::time::Instant::now();
+        let virt = tokio::time::Instant::now();
+        wait_precisely(Duration::from_secs(30)).await;
+        assert!(virt.elapsed() >= Duration::from_secs(30));
+        assert!(
+            real.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            real.elapsed()
+        );
     }
 }

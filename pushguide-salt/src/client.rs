@@ -601,13 +601,21 @@ impl Inner {
     }
 
     fn dispatch(&self, idx: usize, ret: decode::JobReturnEvent) {
+        let decode::JobReturnEvent {
+            jid,
+            mut minion,
+            mut outcome,
+        } = ret;
         let mut ev = lock_events(&self.endpoints[idx].events);
-        if let Some(tx) = ev.waiters.get(&ret.jid) {
-            if tx.send((ret.minion.clone(), ret.outcome.clone())).is_ok() {
-                ev.from_events += 1;
-                return;
+        if let Some(tx) = ev.waiters.get(&jid) {
+            match tx.send((minion, outcome)) {
+                Ok(()) => {
+                    ev.from_events += 1;
+                    return;
+                }
+                Err(mpsc::error::SendError(back)) => (minion, outcome) = back,
             }
-            ev.waiters.remove(&ret.jid);
+            ev.waiters.remove(&jid);
         }
         let now = Instant::now();
         while ev
@@ -618,7 +626,7 @@ impl Inner {
         {
             ev.early.pop_front();
         }
-        ev.early.push_back((now, ret.jid, ret.minion, ret.outcome));
+        ev.early.push_back((now, jid, minion, outcome));
     }
 
     // ------------------------------------------------------------------ plumbing

@@ -347,12 +347,19 @@ impl State {
 
 /// Appends one SSE record (`tag:` + `data:` lines, blank line) as salt-api writes it.
 fn sse_record(out: &mut String, tag: &str, data: &Value) {
-    use std::fmt::Write as _;
-    let _ = write!(
-        out,
-        "tag: {tag}\ndata: {}\n\n",
-        json!({"data": data, "tag": tag})
-    );
+    sse_record_of(out, tag, &json!({"data": data, "tag": tag}));
+}
+
+/// Appends the SSE record of an already-shaped event (`{"data", "tag"}`).
+fn sse_record_of<T: serde::Serialize>(out: &mut String, tag: &str, event: &T) {
+    out.push_str("tag: ");
+    out.push_str(tag);
+    out.push_str("\ndata: ");
+    // serde_json writes valid UTF-8 and cannot fail on these types; a failure would drop the record
+    if let Ok(json) = serde_json::to_string(event) {
+        out.push_str(&json);
+    }
+    out.push_str("\n\n");
 }
 
 // ------------------------------------------------------------------------------------------ serving
@@ -719,49 +726,80 @@ async fn run_job(state: &State, jid: &str, minions: Vec<MinionId>, call: SaltCal
             return;
         }
     };
-    let mut entries = Vec::with_capacity(minions.len());
+    // (minion, return, retcode, success) for each minion that returned
+    let mut entries: Vec<(&MinionId, Value, Option<i64>, bool)> = Vec::with_capacity(minions.len());
     for m in &minions {
-        let entry = match returns.minions.get(m) {
-            None | Some(Outcome::NoReturn) => continue,
-            Some(Outcome::Ok { value }) => {
-                json!({"return": value, "retcode": 0, "success": true})
-            }
-            Some(Outcome::Failed { retcode, message }) => match retcode {
-                Some(rc) => json!({"return": message, "retcode": rc, "success": false}),
-                None => json!({"return": message, "success": false}),
-            },
-        };
-        entries.push((m.to_string(), entry));
-    }
-    {
-        let mut jobs = lock(&state.jobs);
-        if let Some(job) = jobs.by_jid.get_mut(jid) {
-            for (m, e) in &entries {
-                job.result.insert(m.clone(), e.clone());
+        match returns.minions.get(m) {
+            None | Some(Outcome::NoReturn) => {}
+            Some(Outcome::Ok { value }) => entries.push((m, value.clone(), Some(0), true)),
+            Some(Outcome::Failed { retcode, message }) => {
+                entries.push((m, Value::String(message.clone()), *retcode, false));
             }
         }
     }
-    if state.events.receiver_count() == 0 {
-        return;
-    }
-    // one broadcast message for the whole job: readers write it as one chunk
-    let stamp = salt_time(SystemTime::now(), true);
-    let mut records = String::new();
-    for (m, mut entry) in entries {
-        if let Value::Object(e) = &mut entry {
-            e.insert("cmd".into(), "_return".into());
-            e.insert("id".into(), Value::String(m.clone()));
-            e.insert("jid".into(), jid.into());
-            e.insert("fun".into(), call.fun.clone().into());
-            e.insert("fun_args".into(), Value::Array(call.arg.clone()));
-            e.insert("user".into(), state.user.clone().into());
-            e.insert("_stamp".into(), stamp.clone().into());
+    // The returns are published first (one broadcast message for the whole job: readers write it as
+    // one chunk), then kept for `/jobs/<jid>`; a poller in between sees them on its next poll.
+    if state.events.receiver_count() > 0 && !entries.is_empty() {
+        let stamp = salt_time(SystemTime::now(), true);
+        let mut records = String::with_capacity(entries.len() * 320);
+        for (m, ret, retcode, success) in &entries {
+            let tag = format!("salt/job/{jid}/ret/{m}");
+            let event = ReturnEvent {
+                data: ReturnData {
+                    cmd: "_return",
+                    id: m.as_str(),
+                    jid,
+                    fun: &call.fun,
+                    fun_args: &call.arg,
+                    ret,
+                    retcode: *retcode,
+                    success: *success,
+                    user: &state.user,
+                    stamp: &stamp,
+                },
+                tag: &tag,
+            };
+            sse_record_of(&mut records, &tag, &event);
         }
-        sse_record(&mut records, &format!("salt/job/{jid}/ret/{m}"), &entry);
-    }
-    if !records.is_empty() {
         let _ = state.events.send(Arc::from(records));
     }
+    let mut jobs = lock(&state.jobs);
+    if let Some(job) = jobs.by_jid.get_mut(jid) {
+        for (m, ret, retcode, success) in entries {
+            let mut e = Map::new();
+            e.insert("return".into(), ret);
+            if let Some(rc) = retcode {
+                e.insert("retcode".into(), rc.into());
+            }
+            e.insert("success".into(), success.into());
+            job.result.insert(m.to_string(), Value::Object(e));
+        }
+    }
+}
+
+/// A `salt/job/<jid>/ret/<minion>` event as the master publishes it.
+#[derive(serde::Serialize)]
+struct ReturnEvent<'a> {
+    data: ReturnData<'a>,
+    tag: &'a str,
+}
+
+/// The `data` of a [`ReturnEvent`].
+#[derive(serde::Serialize)]
+struct ReturnData<'a> {
+    cmd: &'a str,
+    id: &'a str,
+    jid: &'a str,
+    fun: &'a str,
+    fun_args: &'a [Value],
+    #[serde(rename = "return")]
+    ret: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retcode: Option<i64>,
+    success: bool,
+    user: &'a str,
+    #[serde(rename = "_stamp")]
+    stamp: &'a str,
 }
 
 /// `runner` `manage.status`: the fleet's minions (or the `tgt` given) pinged through the fleet, as salt
