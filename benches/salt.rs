@@ -162,6 +162,8 @@ inventory::submit! {
 struct Fanout {
     width: usize,
     fake: FakeSaltApi,
+    /// The fake salt-api's own runtime (one thread), as salt-api is its own process.
+    _fake_rt: tokio::runtime::Runtime,
     engine: Engine,
     template: Arc<Template>,
 }
@@ -173,7 +175,17 @@ impl Fanout {
             .unwrap()
             .with_latency(LATENCY)
             .recording(false);
-        let fake = FakeSaltApi::start(Arc::new(fleet)).await.unwrap();
+        let fake_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fake-salt-api")
+            .enable_all()
+            .build()
+            .unwrap();
+        let fake = fake_rt
+            .spawn(FakeSaltApi::start(Arc::new(fleet)))
+            .await
+            .unwrap()
+            .unwrap();
         let api = SaltApi::new(SaltApiSettings {
             job_timeout: Duration::from_secs(60),
             ..fake.settings()
@@ -190,6 +202,7 @@ impl Fanout {
         Fanout {
             width,
             fake,
+            _fake_rt: fake_rt,
             engine,
             template,
         }

@@ -87,6 +87,52 @@ impl SimFleet {
         self
     }
 
+    /// [`Transport::call`] with the latency counted from `since` (when the request reached whatever
+    /// fronts the fleet, such as a fake salt-api) instead of from now.
+    pub async fn call_since(
+        &self,
+        since: std::time::Instant,
+        targets: &[MinionId],
+        call: &SaltCall,
+    ) -> Result<Returns, TransportError> {
+        if self.record {
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(SimRequest {
+                    fun: call.fun.clone(),
+                    targets: targets.to_vec(),
+                    effect: call.effect,
+                    call: call.clone(),
+                });
+        }
+        if !self.latency.is_zero() {
+            wait_precisely(since, self.latency).await;
+        }
+        let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut returns = Returns::with_jid(jid.to_string());
+        returns.minions.reserve(targets.len());
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        for m in targets {
+            if !self.known.contains_key(m) {
+                continue; // unknown minions never answer
+            }
+            let outcome = if rules.is_empty() {
+                Outcome::Ok {
+                    value: Value::Bool(true),
+                }
+            } else {
+                Self::outcome_for(&mut rules, m, call).unwrap_or(Outcome::Ok {
+                    value: Value::Bool(true),
+                })
+            };
+            if outcome != Outcome::NoReturn {
+                returns.minions.insert(m.clone(), outcome);
+            }
+        }
+        Ok(returns)
+    }
+
     /// Whether to keep a log of requests (default on; turn off for long benchmarks).
     pub fn recording(mut self, record: bool) -> Self {
         self.record = record;
@@ -193,30 +239,46 @@ impl SimFleet {
 /// The part of a simulated latency left to a thread's sleep instead of tokio's millisecond timer.
 const FINE_WAIT: Duration = Duration::from_millis(2);
 
-/// Waits `latency`: tokio's timer for all but the last [`FINE_WAIT`] (it never wakes early, and it
-/// honours a paused test clock), then a blocking-pool thread's sleep for what is left by the real
-/// clock. Under a paused clock the real clock has not moved, so the rest is waited in virtual time too.
-async fn wait_precisely(latency: Duration) {
-    let started = std::time::Instant::now();
-    let coarse = latency.saturating_sub(FINE_WAIT);
+/// Waits until `latency` after `since`: tokio's timer for all but the last [`FINE_WAIT`] (it never
+/// wakes early, and it honours a paused test clock), then a blocking-pool thread for what is left by
+/// the real clock. Under a paused clock the real clock has not moved, so the rest is waited in
+/// virtual time too.
+async fn wait_precisely(since: std::time::Instant, latency: Duration) {
+    let left = latency.saturating_sub(since.elapsed());
+    let coarse = left.saturating_sub(FINE_WAIT);
+    let before = std::time::Instant::now();
     tokio::time::sleep(coarse).await;
-    let real = started.elapsed();
-    if real < coarse {
-        tokio::time::sleep(latency - coarse).await; // virtual clock
+    if before.elapsed() < coarse {
+        tokio::time::sleep(left - coarse).await; // virtual clock
         return;
     }
-    let rest = latency.saturating_sub(real);
-    if rest.is_zero() {
+    let until = since + latency;
+    if std::time::Instant::now() >= until {
         return;
     }
-    if tokio::task::spawn_blocking(move || std::thread::sleep(rest))
+    if tokio::task::spawn_blocking(move || finish_wait(until))
         .await
         .is_err()
     {
         // the runtime is shutting down: the coarse timer still keeps the order of magnitude
-        tokio::time::sleep(rest).await;
+        tokio::time::sleep_until(until.into()).await;
     }
 }
+
+/// Blocks until `until`: a thread sleep to within [`SPIN_WAIT`] (sleeps overshoot by some tens of
+/// microseconds), then checks of the clock. Runs on the blocking pool, never on a runtime worker.
+fn finish_wait(until: std::time::Instant) {
+    let now = std::time::Instant::now();
+    if until > now + SPIN_WAIT {
+        std::thread::sleep(until - now - SPIN_WAIT);
+    }
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// The end of a simulated latency watched on the clock rather than slept.
+const SPIN_WAIT: Duration = Duration::from_micros(150);
 
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.first(), text.first()) {
@@ -233,42 +295,8 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 #[async_trait]
 impl Transport for SimFleet {
     async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
-        if self.record {
-            self.requests
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(SimRequest {
-                    fun: call.fun.clone(),
-                    targets: targets.to_vec(),
-                    effect: call.effect,
-                    call: call.clone(),
-                });
-        }
-        if !self.latency.is_zero() {
-            wait_precisely(self.latency).await;
-        }
-        let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut returns = Returns::with_jid(jid.to_string());
-        returns.minions.reserve(targets.len());
-        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
-        for m in targets {
-            if !self.known.contains_key(m) {
-                continue; // unknown minions never answer
-            }
-            let outcome = if rules.is_empty() {
-                Outcome::Ok {
-                    value: Value::Bool(true),
-                }
-            } else {
-                Self::outcome_for(&mut rules, m, call).unwrap_or(Outcome::Ok {
-                    value: Value::Bool(true),
-                })
-            };
-            if outcome != Outcome::NoReturn {
-                returns.minions.insert(m.clone(), outcome);
-            }
-        }
-        Ok(returns)
+        self.call_since(std::time::Instant::now(), targets, call)
+            .await
     }
 
     async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
@@ -312,7 +340,7 @@ mod tests {
         for ms in [1u64, 2, 3, 7, 25] {
             let latency = Duration::from_millis(ms);
             let t = std::time::Instant::now();
-            wait_precisely(latency).await;
+            wait_precisely(t, latency).await;
             assert!(t.elapsed() >= latency, "{ms} ms waited {:?}", t.elapsed());
         }
     }
@@ -322,7 +350,7 @@ mod tests {
     async fn latency_follows_a_paused_clock() {
         let real = std::time::Instant::now();
         let virt = tokio::time::Instant::now();
-        wait_precisely(Duration::from_secs(30)).await;
+        wait_precisely(real, Duration::from_secs(30)).await;
         assert!(virt.elapsed() >= Duration::from_secs(30));
         assert!(
             real.elapsed() < Duration::from_secs(10),

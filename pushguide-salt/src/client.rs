@@ -56,7 +56,9 @@ struct Endpoint {
 }
 
 /// A minion's return delivered to the call waiting for its job.
-type ReturnTx = mpsc::UnboundedSender<(String, Outcome)>;
+/// Returns of one job as they arrive: every return a stream chunk carried for it, in one message.
+type ReturnBatch = Vec<(String, Outcome)>;
+type ReturnTx = mpsc::UnboundedSender<ReturnBatch>;
 
 /// The `/events` stream of one endpoint, shared by every job started there.
 #[derive(Default)]
@@ -343,11 +345,13 @@ impl Inner {
                     None
                 }
             };
-            if let Some((m, o)) = event {
-                if wanted.contains(m.as_str()) {
-                    let counts = expected.contains(m.as_str());
-                    if returned.insert(m, o).is_none() && counts {
-                        missing -= 1;
+            if let Some(batch) = event {
+                for (m, o) in batch {
+                    if wanted.contains(m.as_str()) {
+                        let counts = expected.contains(m.as_str());
+                        if returned.insert(m, o).is_none() && counts {
+                            missing -= 1;
+                        }
                     }
                 }
                 continue;
@@ -516,17 +520,21 @@ impl Inner {
         }
     }
 
-    fn subscribe(&self, idx: usize, jid: &str) -> mpsc::UnboundedReceiver<(String, Outcome)> {
+    fn subscribe(&self, idx: usize, jid: &str) -> mpsc::UnboundedReceiver<ReturnBatch> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut ev = lock_events(&self.endpoints[idx].events);
         let early = std::mem::take(&mut ev.early);
+        let mut mine = Vec::new();
         for (at, j, m, o) in early {
             if j == jid {
-                ev.from_events += 1;
-                let _ = tx.send((m, o));
+                mine.push((m, o));
             } else {
                 ev.early.push_back((at, j, m, o));
             }
+        }
+        if !mine.is_empty() {
+            ev.from_events += mine.len() as u64;
+            let _ = tx.send(mine);
         }
         ev.waiters.insert(jid.to_owned(), tx);
         rx
@@ -549,12 +557,17 @@ impl Inner {
                     lock_events(&ep.events).connected = true;
                     let mut parser = decode::SseParser::new();
                     while let Ok(Some(chunk)) = resp.chunk().await {
+
+                        let mut rets = Vec::new();
                         for rec in parser.push(&chunk) {
                             match decode::job_return_event(&rec) {
-                                Ok(Some(ret)) => self.dispatch(idx, ret),
+                                Ok(Some(ret)) => rets.push(ret),
                                 Ok(None) => {}
                                 Err(e) => tracing::debug!(error = %e, "unreadable event"),
                             }
+                        }
+                        if !rets.is_empty() {
+                            self.dispatch(idx, rets);
                         }
                     }
                     lock_events(&ep.events).connected = false;
@@ -600,33 +613,41 @@ impl Inner {
         })
     }
 
-    fn dispatch(&self, idx: usize, ret: decode::JobReturnEvent) {
-        let decode::JobReturnEvent {
-            jid,
-            mut minion,
-            mut outcome,
-        } = ret;
+    /// Hands the returns a stream chunk carried to the jobs waiting for them (one message per job, so
+    /// one wake-up per chunk); keeps the others a while for jobs that subscribe late.
+    fn dispatch(&self, idx: usize, rets: Vec<decode::JobReturnEvent>) {
+        let mut per_job: HashMap<String, ReturnBatch> = HashMap::new();
         let mut ev = lock_events(&self.endpoints[idx].events);
-        if let Some(tx) = ev.waiters.get(&jid) {
-            match tx.send((minion, outcome)) {
-                Ok(()) => {
-                    ev.from_events += 1;
-                    return;
-                }
-                Err(mpsc::error::SendError(back)) => (minion, outcome) = back,
-            }
-            ev.waiters.remove(&jid);
-        }
         let now = Instant::now();
-        while ev
-            .early
-            .front()
-            .is_some_and(|(at, ..)| now.duration_since(*at) > EARLY_KEEP)
-            || ev.early.len() >= EARLY_MAX
-        {
-            ev.early.pop_front();
+        for ret in rets {
+            if ev.waiters.contains_key(&ret.jid) {
+                per_job
+                    .entry(ret.jid)
+                    .or_default()
+                    .push((ret.minion, ret.outcome));
+                continue;
+            }
+            while ev
+                .early
+                .front()
+                .is_some_and(|(at, ..)| now.duration_since(*at) > EARLY_KEEP)
+                || ev.early.len() >= EARLY_MAX
+            {
+                ev.early.pop_front();
+            }
+            ev.early.push_back((now, ret.jid, ret.minion, ret.outcome));
         }
-        ev.early.push_back((now, jid, minion, outcome));
+        for (jid, batch) in per_job {
+            let n = batch.len() as u64;
+            let sent = ev.waiters.get(&jid).map(|tx| tx.send(batch));
+            match sent {
+                Some(Ok(())) => ev.from_events += n,
+                // the job stopped waiting (timeout, error): its late returns are of no use
+                _ => {
+                    ev.waiters.remove(&jid);
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------------ plumbing

@@ -400,7 +400,7 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     loop {
-        let req = match http::read_request(&mut rd).await {
+        let mut req = match http::read_request(&mut rd).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -415,6 +415,7 @@ async fn connection(state: Arc<State>, stream: TcpStream) {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        req.received = std::time::Instant::now();
         if req.method == "GET" && req.path == "/events" {
             serve_events(&state, &req, wr).await;
             return;
@@ -542,8 +543,8 @@ async fn lowstate(state: &Arc<State>, req: &Request) -> Response {
         let fun = low.get("fun").and_then(Value::as_str);
         let answer = match (client, fun) {
             (_, None) => Err(server_error()),
-            ("local", Some(fun)) => local(state, low, fun).await,
-            ("local_async", Some(fun)) => local_async(state, low, fun).await,
+            ("local", Some(fun)) => local(state, req, low, fun).await,
+            ("local_async", Some(fun)) => local_async(state, req, low, fun).await,
             ("runner", Some("manage.status")) => manage_status(state, low).await,
             ("runner", Some(_)) => Err(server_error()),
             (other, _) => Err(Response::html_error(
@@ -635,13 +636,22 @@ fn salt_call(low: &Map<String, Value>, fun: &str) -> SaltCall {
 }
 
 /// `client: local`: waits for the fleet; the answer maps each minion to its bare return value.
-async fn local(state: &State, low: &Map<String, Value>, fun: &str) -> Result<Value, Response> {
+async fn local(
+    state: &State,
+    req: &Request,
+    low: &Map<String, Value>,
+    fun: &str,
+) -> Result<Value, Response> {
     let minions = targets(state, low).await?;
     if minions.is_empty() {
         return Ok(json!({}));
     }
     let call = salt_call(low, fun);
-    let mut returns = state.fleet.call(&minions, &call).await.unwrap_or_default();
+    let mut returns = state
+        .fleet
+        .call_since(req.received, &minions, &call)
+        .await
+        .unwrap_or_default();
     let mut out = Map::new();
     for m in &minions {
         let v = match returns.take(m) {
@@ -661,6 +671,7 @@ async fn local(state: &State, low: &Map<String, Value>, fun: &str) -> Result<Val
 /// `client: local_async`: registers the job, answers `{"jid","minions"}` and runs it in the background.
 async fn local_async(
     state: &Arc<State>,
+    req: &Request,
     low: &Map<String, Value>,
     fun: &str,
 ) -> Result<Value, Response> {
@@ -708,18 +719,25 @@ async fn local_async(
     );
     let st = Arc::clone(state);
     let j = jid.clone();
+    let received = req.received;
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
-            () = run_job(&st, &j, minions, call) => {}
+            () = run_job(&st, &j, received, minions, call) => {}
             () = stopped(shutdown.clone()) => {}
         }
     });
     Ok(json!({"jid": jid, "minions": names}))
 }
 
-async fn run_job(state: &State, jid: &str, minions: Vec<MinionId>, call: SaltCall) {
-    let returns = match state.fleet.call(&minions, &call).await {
+async fn run_job(
+    state: &State,
+    jid: &str,
+    received: std::time::Instant,
+    minions: Vec<MinionId>,
+    call: SaltCall,
+) {
+    let returns = match state.fleet.call_since(received, &minions, &call).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%jid, error = %e, "fake salt-api: the fleet failed the job");

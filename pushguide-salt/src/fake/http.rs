@@ -20,6 +20,9 @@ pub(super) struct Request {
     /// Header names in lower case.
     headers: Vec<(String, String)>,
     pub(super) body: Vec<u8>,
+    /// When the server started on the request (after any injected latency): simulated fleet latency
+    /// counts from here.
+    pub(super) received: std::time::Instant,
 }
 
 impl Request {
@@ -104,6 +107,7 @@ pub(super) async fn read_request<R: AsyncBufRead + Unpin>(
         path,
         headers,
         body: Vec::new(),
+        received: std::time::Instant::now(),
     };
     let chunked = req
         .header("transfer-encoding")
