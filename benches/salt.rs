@@ -2,12 +2,14 @@
 //!
 //! `cargo bench --bench salt --features fake`
 //!
-//! * `decode_1000_minions/*` — the client's decoders on a `GET /jobs/<jid>` body and a `local` body
-//!   with 1,000 minions of `cmd.run_all` dicts, in MiB/s (`*_bytes`) and minions/s (`*_minions`);
+//! * `decode_1000_minions/*` — the client's decoders on a `GET /jobs/<jid>` body, a `local` body and
+//!   the `/events` stream text of 1,000 minions' `cmd.run_all` dicts, in MiB/s (`*_bytes`) and
+//!   minions/s (`*_minions`);
 //! * `fanout/*` — `Engine` + `SaltApi` + `FakeSaltApi` with 25 ms fleet latency per request, 10 batches,
 //!   a deployer with one call per batch stage (3 per batch). Before criterion runs, the measured wall
 //!   time is printed against the ideal critical path ((batches × 3 + 1 pre-flight ping) × 25 ms), with
-//!   the HTTP requests per deployment, for 100 hosts per batch and 10 hosts per batch.
+//!   the HTTP requests per deployment, for 100 hosts per batch and 10 hosts per batch. The fake
+//!   salt-api runs on its own one-thread runtime, as salt-api is its own process.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -68,6 +70,40 @@ fn jobs_body(n: usize) -> Vec<u8> {
     .unwrap()
 }
 
+/// The `/events` stream text of a `cmd.run_all` job's returns on `n` minions, as salt-api sends it.
+fn events_body(n: usize) -> Vec<u8> {
+    let jid = "20261127071735747785";
+    let mut out = String::new();
+    for i in 0..n {
+        let m = format!("web-{i:04}");
+        let ret = run_all(i);
+        let tag = format!("salt/job/{jid}/ret/{m}");
+        let data = json!({
+            "cmd": "_return", "id": m, "jid": jid, "fun": "cmd.run_all",
+            "fun_args": ["/srv/shop/bin/release 2.0.0"], "return": ret, "retcode": ret["retcode"],
+            "success": ret["retcode"] == 0, "user": "saltdev",
+            "_stamp": "2026-11-27T07:17:35.747785",
+        });
+        out.push_str(&format!(
+            "tag: {tag}\ndata: {}\n\n",
+            json!({"data": data, "tag": tag})
+        ));
+    }
+    out.into_bytes()
+}
+
+/// Decodes an `/events` text as the client's stream reader does; the number of returns.
+fn decode_events(body: &[u8]) -> usize {
+    let mut parser = decode::SseParser::new();
+    let mut n = 0;
+    parser.push_each(body, |rec| {
+        if decode::job_return_event_ref(&rec).unwrap().is_some() {
+            n += 1;
+        }
+    });
+    n
+}
+
 /// A synchronous `local` answer of `cmd.run_all` on `n` minions.
 fn local_body(n: usize) -> Vec<u8> {
     let map: Map<String, Value> = (0..n)
@@ -79,28 +115,27 @@ fn local_body(n: usize) -> Vec<u8> {
 fn bench_decode(c: &mut Criterion) {
     let jobs = jobs_body(MINIONS);
     let local = local_body(MINIONS);
+    let events = events_body(MINIONS);
     assert_eq!(decode::job(&jobs).unwrap().returned.len(), MINIONS);
     assert_eq!(decode::local("cmd.run_all", &local).unwrap().len(), MINIONS);
+    assert_eq!(decode_events(&events), MINIONS);
     eprintln!(
-        "decode bodies: /jobs {:.1} KiB, local {:.1} KiB for {MINIONS} minions",
+        "decode bodies: /jobs {:.1} KiB, local {:.1} KiB, /events {:.1} KiB for {MINIONS} minions",
         jobs.len() as f64 / 1024.0,
-        local.len() as f64 / 1024.0
+        local.len() as f64 / 1024.0,
+        events.len() as f64 / 1024.0
     );
     let mut g = c.benchmark_group("decode_1000_minions");
-    for (name, body, is_jobs) in [("jobs", &jobs, true), ("local", &local, false)] {
+    let decoders: [(&str, &Vec<u8>, fn(&[u8]) -> usize); 3] = [
+        ("jobs", &jobs, |b| decode::job(b).unwrap().returned.len()),
+        ("local", &local, |b| {
+            decode::local("cmd.run_all", b).unwrap().len()
+        }),
+        ("events", &events, decode_events),
+    ];
+    for (name, body, decoder) in decoders {
         let run = |b: &mut criterion::Bencher<'_>| {
-            b.iter(|| {
-                if is_jobs {
-                    decode::job(std::hint::black_box(body))
-                        .unwrap()
-                        .returned
-                        .len()
-                } else {
-                    decode::local("cmd.run_all", std::hint::black_box(body))
-                        .unwrap()
-                        .len()
-                }
-            })
+            b.iter(|| decoder(std::hint::black_box(body)));
         };
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("{name}_bytes"), run);
@@ -242,7 +277,7 @@ impl Fanout {
         let steady = steady.unwrap_or_default();
         eprintln!(
             "fan-out {} hosts ({BATCHES} batches × {}): ideal {:?}, median {:.1?} (min {:.1?}, first {:.1?}) \
-             → ratio {:.2}",
+             → ratio {:.3}",
             self.width * BATCHES,
             self.width,
             ideal,

@@ -557,15 +557,12 @@ impl Inner {
                     lock_events(&ep.events).connected = true;
                     let mut parser = decode::SseParser::new();
                     while let Ok(Some(chunk)) = resp.chunk().await {
-
                         let mut rets = Vec::new();
-                        for rec in parser.push(&chunk) {
-                            match decode::job_return_event(&rec) {
-                                Ok(Some(ret)) => rets.push(ret),
-                                Ok(None) => {}
-                                Err(e) => tracing::debug!(error = %e, "unreadable event"),
-                            }
-                        }
+                        parser.push_each(&chunk, |rec| match decode::job_return_event_ref(&rec) {
+                            Ok(Some(ret)) => rets.push(ret),
+                            Ok(None) => {}
+                            Err(e) => tracing::debug!(error = %e, "unreadable event"),
+                        });
                         if !rets.is_empty() {
                             self.dispatch(idx, rets);
                         }

@@ -3,6 +3,7 @@
 //! Every function here returns a [`SaltError::Protocol`] on input it cannot understand and never panics
 //! (the tests feed them every captured sample and thousands of mutated and random bodies).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -404,26 +405,54 @@ impl SseParser {
 
     /// Adds `chunk` and returns every record it completed (records end with a blank line).
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseRecord> {
-        self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
+        self.push_each(chunk, |r| out.push(r.into_owned()));
+        out
+    }
+
+    /// Adds `chunk` and hands every record it completed to `each`, borrowed from the parser's buffer
+    /// (no copy of a record with one `data:` line).
+    pub fn push_each(&mut self, chunk: &[u8], mut each: impl FnMut(SseRecordRef<'_>)) {
+        self.buf.extend_from_slice(chunk);
         let mut start = 0;
         // one pass over the buffer, one drain at the end: linear in the chunk's size
         while let Some((end, sep)) = find_blank_line(&self.buf[start..]) {
             let text = String::from_utf8_lossy(&self.buf[start..start + end]);
             if let Some(r) = parse_record(&text) {
-                out.push(r);
+                each(r);
             }
             start += end + sep;
         }
         self.buf.drain(..start);
-        out
+    }
+}
+
+/// An [`SseRecord`] borrowed from the text it was read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseRecordRef<'a> {
+    /// The `tag:` line.
+    pub tag: Option<&'a str>,
+    /// The `data:` lines, joined with `\n`.
+    pub data: Cow<'a, str>,
+    /// A `retry:` value in milliseconds.
+    pub retry: Option<u64>,
+}
+
+impl SseRecordRef<'_> {
+    /// The owned record.
+    pub fn into_owned(self) -> SseRecord {
+        SseRecord {
+            tag: self.tag.map(str::to_owned),
+            data: self.data.into_owned(),
+            retry: self.retry,
+        }
     }
 }
 
 /// The first record separator (`\n\n` or `\r\n\r\n`): its offset and length.
 fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
         let at = i + p;
         match buf.get(at + 1) {
             Some(b'\n') => return Some((at, 2)),
@@ -437,8 +466,8 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn parse_record(text: &str) -> Option<SseRecord> {
-    let mut r = SseRecord::default();
+fn parse_record(text: &str) -> Option<SseRecordRef<'_>> {
+    let mut r = SseRecordRef::default();
     let mut any = false;
     for line in text.lines() {
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -451,14 +480,17 @@ fn parse_record(text: &str) -> Option<SseRecord> {
         };
         match field {
             "tag" | "event" => {
-                r.tag = Some(value.to_owned());
+                r.tag = Some(value);
                 any = true;
             }
             "data" => {
-                if !r.data.is_empty() {
-                    r.data.push('\n');
+                if r.data.is_empty() {
+                    r.data = Cow::Borrowed(value);
+                } else {
+                    let joined = r.data.to_mut();
+                    joined.push('\n');
+                    joined.push_str(value);
                 }
-                r.data.push_str(value);
                 any = true;
             }
             "retry" => {
@@ -482,7 +514,18 @@ pub fn sse_records(text: &[u8]) -> Vec<SseRecord> {
 /// Reads a job return from an event record. `Ok(None)` for every other event (`new`, `publish`,
 /// non-job tags, the `retry:` record); an error when a return event's data cannot be read.
 pub fn job_return_event(record: &SseRecord) -> Result<Option<JobReturnEvent>, SaltError> {
-    let Some(tag) = record.tag.as_deref() else {
+    return_event_of(record.tag.as_deref(), &record.data)
+}
+
+/// [`job_return_event`] for a borrowed record.
+pub fn job_return_event_ref(
+    record: &SseRecordRef<'_>,
+) -> Result<Option<JobReturnEvent>, SaltError> {
+    return_event_of(record.tag, &record.data)
+}
+
+fn return_event_of(tag: Option<&str>, data: &str) -> Result<Option<JobReturnEvent>, SaltError> {
+    let Some(tag) = tag else {
         return Ok(None);
     };
     let mut parts = tag.split('/');
@@ -496,9 +539,9 @@ pub fn job_return_event(record: &SseRecord) -> Result<Option<JobReturnEvent>, Sa
     ) else {
         return Ok(None);
     };
-    let outcome = match return_outcome_fast(&record.data) {
+    let outcome = match return_outcome_fast(data) {
         Some(o) => o,
-        None => return_outcome_general(&record.data)?,
+        None => return_outcome_general(data)?,
     };
     Ok(Some(JobReturnEvent {
         jid: jid.to_owned(),
@@ -544,7 +587,7 @@ struct ReturnEventWire<'a> {
 #[derive(serde::Deserialize)]
 struct ReturnDataWire<'a> {
     #[serde(default, borrow)]
-    fun: Option<std::borrow::Cow<'a, str>>,
+    fun: Option<Cow<'a, str>>,
     /// `Some` whenever the key is there, `null` included.
     #[serde(default, rename = "return", deserialize_with = "present")]
     ret: Option<Value>,

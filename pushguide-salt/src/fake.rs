@@ -11,7 +11,8 @@
 //!   `salt/job/<jid>/ret/<minion>` record per return;
 //! * `GET /minions`, `GET /minions/<id>`, `GET /` (no token needed), `POST /logout`.
 //!
-//! A job runs its call through the fleet (so the fleet's latency, rules and request log apply) and
+//! A job runs its call through the fleet (so the fleet's rules, request log and latency apply; the
+//! latency counts from when the request was read, as a server's would) and
 //! publishes each minion's return as salt does: `Ok` → `{"return": value, "retcode": 0, "success":
 //! true}`, `Failed` → `{"return": message, "retcode": rc, "success": false}`, `NoReturn` → nothing.
 //! Faults are injected at run time through [`Faults`]; every request is counted per route
@@ -347,19 +348,12 @@ impl State {
 
 /// Appends one SSE record (`tag:` + `data:` lines, blank line) as salt-api writes it.
 fn sse_record(out: &mut String, tag: &str, data: &Value) {
-    sse_record_of(out, tag, &json!({"data": data, "tag": tag}));
-}
-
-/// Appends the SSE record of an already-shaped event (`{"data", "tag"}`).
-fn sse_record_of<T: serde::Serialize>(out: &mut String, tag: &str, event: &T) {
-    out.push_str("tag: ");
-    out.push_str(tag);
-    out.push_str("\ndata: ");
-    // serde_json writes valid UTF-8 and cannot fail on these types; a failure would drop the record
-    if let Ok(json) = serde_json::to_string(event) {
-        out.push_str(&json);
-    }
-    out.push_str("\n\n");
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "tag: {tag}\ndata: {}\n\n",
+        json!({"data": data, "tag": tag})
+    );
 }
 
 // ------------------------------------------------------------------------------------------ serving
@@ -759,26 +753,8 @@ async fn run_job(
     // one chunk), then kept for `/jobs/<jid>`; a poller in between sees them on its next poll.
     if state.events.receiver_count() > 0 && !entries.is_empty() {
         let stamp = salt_time(SystemTime::now(), true);
-        let mut records = String::with_capacity(entries.len() * 320);
-        for (m, ret, retcode, success) in &entries {
-            let tag = format!("salt/job/{jid}/ret/{m}");
-            let event = ReturnEvent {
-                data: ReturnData {
-                    cmd: "_return",
-                    id: m.as_str(),
-                    jid,
-                    fun: &call.fun,
-                    fun_args: &call.arg,
-                    ret,
-                    retcode: *retcode,
-                    success: *success,
-                    user: &state.user,
-                    stamp: &stamp,
-                },
-                tag: &tag,
-            };
-            sse_record_of(&mut records, &tag, &event);
-        }
+        // one broadcast message for the whole job: readers write it as one chunk
+        let records = return_records(jid, &call, &state.user, &stamp, &entries);
         let _ = state.events.send(Arc::from(records));
     }
     let mut jobs = lock(&state.jobs);
@@ -795,29 +771,52 @@ async fn run_job(
     }
 }
 
-/// A `salt/job/<jid>/ret/<minion>` event as the master publishes it.
-#[derive(serde::Serialize)]
-struct ReturnEvent<'a> {
-    data: ReturnData<'a>,
-    tag: &'a str,
+/// The SSE records of a job's returns (`(minion, return, retcode, success)` each), as the master
+/// publishes them: `salt/job/<jid>/ret/<minion>` with `{"data": {…}, "tag"}`. The fields every
+/// return of the job shares are encoded once; only the minion's own fields are encoded per record.
+fn return_records(
+    jid: &str,
+    call: &SaltCall,
+    user: &str,
+    stamp: &str,
+    entries: &[(&MinionId, Value, Option<i64>, bool)],
+) -> String {
+    let shared = json!({
+        "_stamp": stamp, "cmd": "_return", "fun": call.fun, "fun_args": call.arg, "jid": jid,
+        "user": user,
+    })
+    .to_string();
+    // `{"_stamp":…,"user":"…"}` without its closing brace, to continue with the minion's fields
+    let head = &shared[..shared.len() - 1];
+    let mut out = Vec::with_capacity(entries.len() * (head.len() + 160));
+    for (m, ret, retcode, success) in entries {
+        let tag = format!("salt/job/{jid}/ret/{m}");
+        out.extend_from_slice(b"tag: ");
+        out.extend_from_slice(tag.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"data\": ");
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(b",\"id\":");
+        json_into(&mut out, m.as_str());
+        if let Some(rc) = retcode {
+            out.extend_from_slice(format!(",\"retcode\":{rc}").as_bytes());
+        }
+        out.extend_from_slice(b",\"return\":");
+        json_into(&mut out, ret);
+        out.extend_from_slice(if *success {
+            b",\"success\":true}, \"tag\": ".as_slice()
+        } else {
+            b",\"success\":false}, \"tag\": ".as_slice()
+        });
+        json_into(&mut out, &tag);
+        out.extend_from_slice(b"}\n\n");
+    }
+    // only UTF-8 went in: serde_json's output and `str`s
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// The `data` of a [`ReturnEvent`].
-#[derive(serde::Serialize)]
-struct ReturnData<'a> {
-    cmd: &'a str,
-    id: &'a str,
-    jid: &'a str,
-    fun: &'a str,
-    fun_args: &'a [Value],
-    #[serde(rename = "return")]
-    ret: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retcode: Option<i64>,
-    success: bool,
-    user: &'a str,
-    #[serde(rename = "_stamp")]
-    stamp: &'a str,
+/// Appends `v` as JSON (serde_json cannot fail on strings and `Value`s).
+fn json_into<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// `runner` `manage.status`: the fleet's minions (or the `tgt` given) pinged through the fleet, as salt
@@ -1016,5 +1015,51 @@ mod tests {
         assert_eq!(civil(11_016), (2000, 2, 29));
         let j = jid_now().to_string();
         assert_eq!(j.len(), 20, "{j}");
+    }
+
+    /// The hand-assembled return records are exactly the events salt publishes, and read back.
+    #[test]
+    fn return_records_are_salts_events() {
+        let (a, b) = (
+            MinionId::new("web-01").unwrap(),
+            MinionId::new("db-\"x").ok(),
+        );
+        assert!(b.is_none(), "minion ids never need escaping in a tag");
+        let b = MinionId::new("db_02.example").unwrap();
+        let call = SaltCall::mutate("cmd.run_all").arg("echo \"hi\"\n").arg(3);
+        let entries = vec![
+            (
+                &a,
+                json!({"pid": 7, "retcode": 0, "stdout": "hi\n"}),
+                Some(0),
+                true,
+            ),
+            (&b, Value::String("ERROR: \u{e9}chec".into()), None, false),
+        ];
+        let text = return_records(
+            "20261127071735747785",
+            &call,
+            "pg",
+            "2026-11-27T07:17:35+00:00",
+            &entries,
+        );
+        let records = crate::decode::sse_records(text.as_bytes());
+        assert_eq!(records.len(), 2);
+        for (rec, (m, ret, rc, ok)) in records.iter().zip(&entries) {
+            let tag = format!("salt/job/20261127071735747785/ret/{m}");
+            assert_eq!(rec.tag.as_deref(), Some(tag.as_str()));
+            let mut data = json!({
+                "_stamp": "2026-11-27T07:17:35+00:00", "cmd": "_return", "fun": "cmd.run_all",
+                "fun_args": ["echo \"hi\"\n", 3], "id": m.as_str(), "jid": "20261127071735747785",
+                "return": ret, "success": ok, "user": "pg",
+            });
+            if let Some(rc) = rc {
+                data["retcode"] = json!(rc);
+            }
+            let got: Value = serde_json::from_str(&rec.data).unwrap();
+            assert_eq!(got, json!({"data": data, "tag": tag}));
+            let ev = crate::decode::job_return_event(rec).unwrap().unwrap();
+            assert_eq!(ev.minion, m.as_str());
+        }
     }
 }
