@@ -112,6 +112,9 @@ fn local_body(n: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({ "return": [map] })).unwrap()
 }
 
+/// A decoder under test: the number of minions it read.
+type Decoder = fn(&[u8]) -> usize;
+
 fn bench_decode(c: &mut Criterion) {
     let jobs = jobs_body(MINIONS);
     let local = local_body(MINIONS);
@@ -126,7 +129,7 @@ fn bench_decode(c: &mut Criterion) {
         events.len() as f64 / 1024.0
     );
     let mut g = c.benchmark_group("decode_1000_minions");
-    let decoders: [(&str, &Vec<u8>, fn(&[u8]) -> usize); 3] = [
+    let decoders: [(&str, &Vec<u8>, Decoder); 3] = [
         ("jobs", &jobs, |b| decode::job(b).unwrap().returned.len()),
         ("local", &local, |b| {
             decode::local("cmd.run_all", b).unwrap().len()
