@@ -195,6 +195,7 @@ fn generated(rng: &mut Rng, template: usize, n: usize, out: &mut Vec<Event>) {
             version: format!("1.{n}"),
             user: "ops".into(),
             dry_run: false,
+            rollback: false,
         },
     ));
     out.push(ev(

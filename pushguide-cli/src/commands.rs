@@ -157,6 +157,8 @@ pub struct DeploymentRow {
     pub id: String,
     /// Template.
     pub template: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
     /// Version (`previous` or the target for rollbacks).
     pub version: String,
     /// Acting user.
@@ -180,6 +182,7 @@ impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
         DeploymentRow {
             id: r.id,
             template: r.template,
+            mode: if r.rollback { "rollback" } else { "deploy" },
             version: r.version,
             user: r.principal,
             dry_run: r.dry_run,
@@ -807,7 +810,7 @@ fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> 
             id: id.to_owned(),
             store: store.path().display().to_string(),
         })?;
-    let rollback = rec.version == "previous";
+    let rollback = rec.rollback;
     let calls = store
         .calls(id)?
         .into_iter()

@@ -82,9 +82,9 @@
 //!   "rollback_failure", "rolled_back_to"}], "unsent_calls": ["deploy: file.symlink …"],
 //!   "history_error"}`
 //! - `deploy --detach`: `{"id", "pid", "log"}`
-//! - deployment (in `history`, `show`, `log`): `{"id", "template", "version", "user", "dry_run",
-//!   "started", "ended", "duration_ms", "outcome", "reason"}` (times RFC 3339 UTC; `outcome` is
-//!   `null` while running)
+//! - deployment (in `history`, `show`, `log`): `{"id", "template", "mode", "version", "user",
+//!   "dry_run", "started", "ended", "duration_ms", "outcome", "reason"}` (times RFC 3339 UTC;
+//!   `mode` is `deploy` or `rollback`; `outcome` is `null` while running)
 //! - `history`: `[deployment]`, newest first
 //! - `log`, `watch`: `{"deployment": deployment, "exit_code", "calls": [{"batch", "stage", "fun",
 //!   "jid", "ok", "failed", "millis"}], "hosts": [{"host", "status", "stages": [{"batch", "stage",

@@ -75,7 +75,11 @@ fn deployment_line(d: &DeploymentRow) -> String {
     format!(
         "{:<40} {:<12} {:<10} {:<20} {:<18} {}{}",
         d.id,
-        d.version,
+        if d.mode == "rollback" {
+            format!("↩ {}", d.version)
+        } else {
+            d.version.clone()
+        },
         d.user,
         d.started,
         d.outcome.as_deref().unwrap_or("running"),
@@ -445,8 +449,10 @@ impl Progress {
                 version,
                 user,
                 dry_run,
+                rollback,
             } => self.line(format!(
-                "{template} {version} by {user}{}",
+                "{}{template} {version} by {user}{}",
+                if *rollback { "rollback: " } else { "" },
                 if *dry_run { " (dry run)" } else { "" }
             )),
             EventKind::Prepared {

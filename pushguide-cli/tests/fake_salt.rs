@@ -350,6 +350,13 @@ fn every_command_with_json_shapes_and_exit_codes() {
     let d = r.json();
     assert_eq!(d["mode"], "rollback");
     assert_eq!(d["outcome"], "rolled-back");
+    let rollback_id = d["id"].as_str().unwrap().to_owned();
+    // its log knows it was a rollback (to an explicit version): the same exit code, 0
+    let r = lab.run(&["log", &rollback_id, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let l = r.json();
+    assert_eq!(l["deployment"]["mode"], "rollback");
+    assert_eq!(l["exit_code"], 0, "{l}");
     let r = lab.run(&["show", "shop", "--json"]);
     for h in r.json()["hosts"].as_array().unwrap() {
         assert_eq!(h["version"], "1.0.0");
@@ -362,12 +369,15 @@ fn every_command_with_json_shapes_and_exit_codes() {
     let rows = h.as_array().unwrap();
     assert_eq!(rows.len(), 6, "{h}");
     assert_eq!(rows[0]["version"], "1.0.0");
+    assert_eq!(rows[0]["mode"], "rollback");
     assert_eq!(rows[1]["id"], failed_id.as_str());
+    assert_eq!(rows[1]["mode"], "deploy");
     assert_eq!(rows[1]["outcome"], "rolled-back");
     assert_eq!(rows.last().unwrap()["id"], first_id.as_str());
     for k in [
         "id",
         "template",
+        "mode",
         "version",
         "user",
         "dry_run",
@@ -381,6 +391,7 @@ fn every_command_with_json_shapes_and_exit_codes() {
     }
     let r = lab.run(&["history", "shop"]);
     assert!(r.stdout.contains(&failed_id));
+    assert!(r.stdout.contains("↩ 1.0.0"), "{}", r.stdout);
 
     // log: calls and per-host stages of the failed deployment
     let r = lab.run(&["log", &failed_id, "--json"]);

@@ -781,6 +781,7 @@ impl Run {
             version: self.req.version.clone(),
             user: self.req.principal.user.clone(),
             dry_run: self.req.dry_run,
+            rollback: matches!(self.req.mode, Mode::Rollback { .. }),
         });
         let mut report = Report {
             id: self.id.to_string(),

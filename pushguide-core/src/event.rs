@@ -36,6 +36,10 @@ pub enum EventKind {
         user: String,
         /// Whether mutating calls are only recorded.
         dry_run: bool,
+        /// Whether this is a rollback request ([`crate::Mode::Rollback`]): `version` is then its
+        /// target, or `previous` for each host's previous version.
+        #[serde(default)]
+        rollback: bool,
     },
     /// Preparation ended; the plan is fixed.
     Prepared {

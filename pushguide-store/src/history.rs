@@ -83,13 +83,15 @@ impl SqliteStore {
             version,
             user,
             dry_run,
+            rollback,
         } = &e.kind
         {
             let at = to_ms(e.at);
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO deployments
-                 (id, template, version, principal, dry_run, started_ms, owner, last_event_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+                 (id, template, version, principal, dry_run, started_ms, owner, last_event_ms,
+                  rollback)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -99,7 +101,8 @@ impl SqliteStore {
                     user,
                     dry_run,
                     at,
-                    self.inner.owner
+                    self.inner.owner,
+                    rollback
                 ])
             })
             .map_err(|err| self.err("recording a deployment start", err))?;

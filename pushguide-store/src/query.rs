@@ -21,6 +21,8 @@ pub struct DeploymentRecord {
     pub principal: String,
     /// Whether it was a dry run.
     pub dry_run: bool,
+    /// Whether it was a rollback request (`version` is then its target, or `previous`).
+    pub rollback: bool,
     /// Start.
     pub started: SystemTime,
     /// End (`None` while running or when the process died before [`SqliteStore::recover`] ran).
@@ -86,7 +88,7 @@ impl SqliteStore {
         self.conn()
             .query_row(
                 "SELECT id, template, version, principal, dry_run, started_ms, ended_ms, duration_ms,
-                        outcome, reason, events
+                        outcome, reason, events, rollback
                  FROM deployments WHERE id = ?1",
                 [id],
                 |r| {
@@ -104,6 +106,7 @@ impl SqliteStore {
                         outcome: r.get(8)?,
                         reason: r.get(9)?,
                         events: r.get::<_, i64>(10)? as u64,
+                        rollback: r.get(11)?,
                     })
                 },
             )

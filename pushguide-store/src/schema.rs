@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -193,4 +193,12 @@ CREATE TABLE minion_status (
 // The hosts of each batch (JSON list), so recovery names the hosts of a batch that was under way.
 const V3: &str = r#"
 ALTER TABLE batches ADD COLUMN minions TEXT;
+"#;
+
+// Whether a deployment was a rollback request. Deployments recorded before this version are taken for
+// rollbacks when their version is `previous` (what a rollback without `--to` records); one with an
+// explicit target cannot be told from a release of that version.
+const V4: &str = r#"
+ALTER TABLE deployments ADD COLUMN rollback INTEGER NOT NULL DEFAULT 0;
+UPDATE deployments SET rollback = 1 WHERE version = 'previous';
 "#;

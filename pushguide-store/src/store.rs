@@ -386,3 +386,40 @@ pub(crate) fn stage_from_code(c: i64) -> Stage {
         _ => Stage::Rollback,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A database written by a build with schema 3 opens migrated: its rollbacks without a target
+    /// (version `previous`) are marked as rollbacks, everything else as deployments.
+    #[test]
+    fn schema_3_databases_migrate_and_keep_their_deployments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3").unwrap();
+            for (id, version) in [("d1", "1.0.0"), ("d2", "previous")] {
+                conn.execute(
+                    "INSERT INTO deployments (id, template, version, principal, dry_run,
+                     started_ms, owner, last_event_ms, ended_ms, outcome)
+                     VALUES (?1, 'shop', ?2, 'alice', 0, 1000, 'old', 1000, 2000, 'succeeded')",
+                    params![id, version],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let d1 = store.deployment("d1").unwrap().unwrap();
+        let d2 = store.deployment("d2").unwrap().unwrap();
+        assert_eq!((d1.version.as_str(), d1.rollback), ("1.0.0", false));
+        assert_eq!((d2.version.as_str(), d2.rollback), ("previous", true));
+        assert_eq!(d1.outcome.as_deref(), Some("succeeded"));
+    }
+}

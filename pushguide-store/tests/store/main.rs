@@ -202,6 +202,7 @@ async fn engine_journal_report_and_fleet_state() {
     let d = other.deployment(&r2.id).unwrap().unwrap();
     assert_eq!(d.template, "shop");
     assert_eq!(d.version, "2.0");
+    assert!(!d.rollback);
     assert_eq!(d.principal, "alice");
     assert_eq!(d.outcome.as_deref(), Some("partially-applied"));
     assert_eq!(d.reason, r2.reason);
@@ -283,6 +284,18 @@ async fn engine_journal_report_and_fleet_state() {
         ("web-01".into(), Some("2.0".into()), Some("1.0".into()))
     );
     assert_eq!(targets[2], ("web-03".into(), Some("1.0".into()), None));
+
+    // A rollback to an explicit version is recorded as a rollback.
+    let r3 = fresh
+        .deploy(Request::rollback(
+            t.clone(),
+            Some("1.0".into()),
+            Principal::user("alice"),
+        ))
+        .await
+        .unwrap();
+    let d3 = other.deployment(&r3.id).unwrap().unwrap();
+    assert_eq!((d3.version.as_str(), d3.rollback), ("1.0", true));
 
     // Leases were released at the end of each deployment.
     assert!(other.lease("shop").unwrap().is_none());

@@ -149,6 +149,7 @@ pub(crate) fn deployment(
                 version: "1.0".into(),
                 user: "alice".into(),
                 dry_run,
+                rollback: false,
             },
         ),
         ev(
