@@ -755,10 +755,17 @@ impl DeploymentHandle {
 /// Why the batches stopped before the end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stop {
-    Budget { failed: usize, allowed: usize },
+    Budget {
+        failed: usize,
+        allowed: usize,
+    },
     RollbackDecided,
     Aborted,
     Cancelled,
+    /// The lease was lost before batch `batch`.
+    LeaseLost {
+        batch: usize,
+    },
 }
 
 struct Run {
@@ -995,9 +1002,15 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
+        let mut lease_lost = None;
         'batches: for (b, hosts) in batches.iter().enumerate() {
             if self.shared.is_cancelled() {
                 stop = Some(Stop::Cancelled);
+                break;
+            }
+            if let Err(e) = self.check_lease() {
+                lease_lost = Some(e);
+                stop = Some(Stop::LeaseLost { batch: b });
                 break;
             }
             let span = tracing::info_span!("batch", batch = b, hosts = hosts.len());
@@ -1114,10 +1127,14 @@ impl Run {
             Stop::RollbackDecided => "rollback decided after a failure".to_owned(),
             Stop::Aborted => "aborted by decision after a failure".to_owned(),
             Stop::Cancelled => "cancelled".to_owned(),
+            Stop::LeaseLost { batch } => format!(
+                "stopped before batch {batch}, touching nothing more (not rolling back either): {}",
+                lease_lost.map(|e| e.to_string()).unwrap_or_default()
+            ),
         };
         let roll_back = match stop {
             Stop::RollbackDecided => true,
-            Stop::Aborted => false,
+            Stop::Aborted | Stop::LeaseLost { .. } => false,
             Stop::Budget { .. } | Stop::Cancelled => t.rollback != RollbackPolicy::None,
         };
         if !roll_back {
@@ -1134,6 +1151,23 @@ impl Run {
             (true, _) => DeploymentOutcome::RolledBack,
         };
         (outcome, Some(reason), journal)
+    }
+
+    /// Asks the lease manager whether this deployment still holds its template's lease (dry runs
+    /// hold none).
+    fn check_lease(&self) -> Result<(), Error> {
+        if self.req.dry_run {
+            return Ok(());
+        }
+        let r = self
+            .engine
+            .inner
+            .leases
+            .check(&self.req.template.name, &self.id);
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "lease lost: this deployment stops touching hosts");
+        }
+        r
     }
 
     /// Rolls back every touched host through the deployer's `rollback` hook, in batches of the same
@@ -1184,6 +1218,26 @@ impl Run {
             failed_total += 1;
         }
         for (i, chunk) in with_target.chunks(size).enumerate() {
+            if let Err(e) = self.check_lease() {
+                // the hosts not rolled back yet stay as they are: someone else may own them now
+                let rest = &with_target[i * size..];
+                let reason = format!("not rolled back: {e}");
+                journal.set_status(rest, HostStatus::RollbackFailed);
+                for h in rest {
+                    if let Some(r) = journal.get_mut(h) {
+                        r.log.push(LogEntry::Message {
+                            stage: Stage::Rollback,
+                            text: reason.clone(),
+                        });
+                    }
+                    self.shared.emit(EventKind::HostRollbackFailed {
+                        host: h.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                failed_total += rest.len();
+                break;
+            }
             let span =
                 tracing::info_span!("batch", batch = i, hosts = chunk.len(), rollback = true);
             let (ok, failed, _) = self

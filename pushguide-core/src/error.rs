@@ -55,6 +55,17 @@ pub enum Error {
         /// The deployment holding the lease.
         holder: String,
     },
+    /// A running deployment no longer holds its template's lease (it expired and another process
+    /// took it over): the deployment stops before its next batch.
+    #[error("deployment {holder} lost the lease on template `{template}`: {reason}")]
+    LeaseLost {
+        /// The template.
+        template: String,
+        /// The deployment that held the lease.
+        holder: String,
+        /// What the lease manager found.
+        reason: String,
+    },
     /// A target expression resolved to no minion, or the request's host subset is not in the template.
     #[error("no hosts to deploy to for template `{template}`: {reason}")]
     NoHosts {

@@ -7,11 +7,30 @@ use crate::error::Error;
 
 /// Grants exclusive use of a template to one deployment. The in-memory [`MemoryLeases`] serves one
 /// process; a durable implementation can serve several processes sharing a database.
+///
+/// ```
+/// use pushguide_core::{Error, LeaseManager, MemoryLeases};
+///
+/// let leases = MemoryLeases::default();
+/// leases.acquire("shop", "shop-1").unwrap();
+/// assert!(matches!(leases.acquire("shop", "shop-2"), Err(Error::Busy { .. })));
+/// leases.check("shop", "shop-1").unwrap(); // the engine asks before every batch
+/// leases.release("shop", "shop-1");
+/// assert!(matches!(leases.check("shop", "shop-1"), Err(Error::LeaseLost { .. })));
+/// ```
 pub trait LeaseManager: Send + Sync + std::fmt::Debug {
     /// Takes the lease on `template` for `holder`, or fails with [`Error::Busy`] naming the holder.
     fn acquire(&self, template: &str, holder: &str) -> Result<(), Error>;
     /// Gives the lease back; a no-op when `holder` does not hold it.
     fn release(&self, template: &str, holder: &str);
+    /// Whether `holder` still holds the lease on `template` (a durable manager may renew it here).
+    /// The engine asks before every batch, of the release and of a rollback: on an error (say
+    /// [`Error::LeaseLost`]) the deployment stops touching hosts, since another deployment may own
+    /// the template now. The default (for managers whose leases cannot be lost) answers `Ok`.
+    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
+        let _ = (template, holder);
+        Ok(())
+    }
 }
 
 /// Leases kept in this process's memory.
@@ -37,6 +56,21 @@ impl LeaseManager for MemoryLeases {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if held.get(template).is_some_and(|h| h == holder) {
             held.remove(template);
+        }
+    }
+
+    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.get(template) {
+            Some(h) if h == holder => Ok(()),
+            other => Err(Error::LeaseLost {
+                template: template.to_owned(),
+                holder: holder.to_owned(),
+                reason: match other {
+                    Some(h) => format!("deployment {h} holds it"),
+                    None => "nobody holds it".to_owned(),
+                },
+            }),
         }
     }
 }

@@ -140,6 +140,11 @@ impl From<Error> for pushguide_core::Error {
             Error::Busy {
                 template, holder, ..
             } => pushguide_core::Error::Busy { template, holder },
+            Error::LeaseLost { template, holder } => pushguide_core::Error::LeaseLost {
+                template,
+                holder,
+                reason: "it expired and was taken over".to_owned(),
+            },
             other => pushguide_core::Error::Store(other.to_string()),
         }
     }

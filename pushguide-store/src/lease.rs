@@ -182,4 +182,32 @@ impl LeaseManager for SqliteStore {
             tracing::error!(error = %e, template, holder, "cannot release lease; it expires on its own");
         }
     }
+
+    /// Renews the lease ([`SqliteStore::renew_lease`]): held by `holder` through this store and not
+    /// expired, or [`pushguide_core::Error::LeaseLost`] (naming who holds it now, if anyone).
+    /// A database error is an error too: a deployment that cannot prove it holds the lease stops.
+    fn check(&self, template: &str, holder: &str) -> Result<(), pushguide_core::Error> {
+        match self.renew_lease(template, holder) {
+            Ok(_) => Ok(()),
+            Err(Error::LeaseLost { .. }) => {
+                let now = match self.lease(template) {
+                    Ok(Some(l)) => {
+                        format!("deployment {} holds it now (token {})", l.holder, l.token)
+                    }
+                    Ok(None) => "it expired and nobody holds it now".to_owned(),
+                    Err(e) => format!("it expired ({e})"),
+                };
+                Err(pushguide_core::Error::LeaseLost {
+                    template: template.to_owned(),
+                    holder: holder.to_owned(),
+                    reason: now,
+                })
+            }
+            Err(e) => Err(pushguide_core::Error::LeaseLost {
+                template: template.to_owned(),
+                holder: holder.to_owned(),
+                reason: format!("cannot renew it: {e}"),
+            }),
+        }
+    }
 }

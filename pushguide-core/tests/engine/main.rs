@@ -1001,3 +1001,119 @@ async fn monitor_records_state_and_reports_changes() {
         "web-03 came back"
     );
 }
+
+/// Leases whose `check` fails from the `fail_from`-th check on (counting from 0), as when another
+/// process took an expired lease over.
+#[derive(Debug, Default)]
+struct LosingLeases {
+    inner: pushguide_core::MemoryLeases,
+    checks: std::sync::atomic::AtomicUsize,
+    fail_from: std::sync::atomic::AtomicUsize,
+}
+
+impl pushguide_core::LeaseManager for LosingLeases {
+    fn acquire(&self, template: &str, holder: &str) -> Result<(), Error> {
+        self.inner.acquire(template, holder)
+    }
+    fn release(&self, template: &str, holder: &str) {
+        self.inner.release(template, holder);
+    }
+    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.checks.fetch_add(1, SeqCst) >= self.fail_from.load(SeqCst) {
+            return Err(Error::LeaseLost {
+                template: template.into(),
+                holder: holder.into(),
+                reason: "deployment other-1 holds it now".into(),
+            });
+        }
+        self.inner.check(template, holder)
+    }
+}
+
+fn losing_engine(
+    fleet: Arc<pushguide_core::sim::SimFleet>,
+) -> (pushguide_core::Engine, Arc<LosingLeases>) {
+    let leases = Arc::new(LosingLeases {
+        fail_from: usize::MAX.into(),
+        ..LosingLeases::default()
+    });
+    let engine = pushguide_core::Engine::builder(fleet)
+        .leases(leases.clone())
+        .build();
+    (engine, leases)
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_the_release_before_the_next_batch_without_rolling_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let t = template(6, "[rollout]\nbatch = 2\n[rollback]\npolicy = \"previous\"");
+    let fleet = fleet(6);
+    let (engine, leases) = losing_engine(fleet.clone());
+    let first = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(first.outcome, DeploymentOutcome::Succeeded);
+    assert_eq!(leases.checks.load(SeqCst), 3, "one check per batch");
+    // the second deployment holds the lease for its first batch only
+    leases.fail_from.store(4, SeqCst);
+    fleet.clear_requests();
+    let report = engine.deploy(req(&t, "2.0.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
+    let reason = report.reason.clone().unwrap();
+    assert!(
+        reason.contains("before batch 1") && reason.contains("other-1 holds it"),
+        "{reason}"
+    );
+    let c = calls(&fleet);
+    assert!(
+        c.iter().skip(1).all(|(_, t)| t == &["web-01", "web-02"]),
+        "only batch 0 was touched, nothing rolled back: {c:?}"
+    );
+    assert_eq!(report.host("web-01").unwrap().status, HostStatus::Succeeded);
+    assert_ne!(
+        report.host("web-03").unwrap().status,
+        HostStatus::RolledBack
+    );
+    // the lease is given back all the same
+    use pushguide_core::LeaseManager as _;
+    leases.inner.acquire("shop", "after").unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_an_automatic_rollback_and_names_the_hosts_left() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let t = template(
+        4,
+        "[rollout]\nbatch = 2\n[failure]\nmax_failed = 0\n[rollback]\npolicy = \"previous\"",
+    );
+    let fleet = fleet(4);
+    let (engine, leases) = losing_engine(fleet.clone());
+    engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    fleet.add_rule(
+        "web-04",
+        "http.query",
+        Outcome::failed(None, "HTTP 500"),
+        None,
+    );
+    // 2 checks so far; batches 0 and 1 of 2.0.0 pass theirs, the rollback's first check fails
+    leases.fail_from.store(4, SeqCst);
+    fleet.clear_requests();
+    let report = engine.deploy(req(&t, "2.0.0")).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::RollbackFailed,
+        "{report}"
+    );
+    for h in ["web-01", "web-02", "web-03"] {
+        let host = report.host(h).unwrap();
+        assert_eq!(host.status, HostStatus::RollbackFailed, "{h}");
+    }
+    assert!(report
+        .host_log("web-01")
+        .iter()
+        .any(|l| l.contains("not rolled back") && l.contains("lost the lease")));
+    let symlinks = calls(&fleet)
+        .into_iter()
+        .filter(|(f, _)| f == "file.symlink")
+        .count();
+    assert_eq!(symlinks, 2, "one per batch of 2.0.0, none to roll back");
+}

@@ -350,6 +350,36 @@ fn queued_fleet_state_reaches_other_processes() {
     }
 }
 
+/// The engine's check before each batch: renewed while held; once the lease expired and another
+/// process took it, the old holder learns it (and who holds it now).
+#[test]
+fn lease_check_renews_and_reports_a_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let a = SqliteStore::open_with(
+        &path,
+        StoreOptions::default().lease_ttl(Duration::from_millis(500)),
+    )
+    .unwrap();
+    a.stop_heartbeat();
+    LeaseManager::acquire(&a, "shop", "d1").unwrap();
+    for _ in 0..2 {
+        // each check renews: two checks 300 ms apart outlive the 500 ms TTL
+        std::thread::sleep(Duration::from_millis(300));
+        LeaseManager::check(&a, "shop", "d1").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let b = SqliteStore::open(&path).unwrap();
+    LeaseManager::acquire(&b, "shop", "d2").unwrap();
+    let err = LeaseManager::check(&a, "shop", "d1").unwrap_err();
+    assert!(
+        matches!(err, pushguide_core::Error::LeaseLost { ref holder, ref reason, .. }
+            if holder == "d1" && reason.contains("deployment d2 holds it now")),
+        "{err}"
+    );
+    LeaseManager::check(&b, "shop", "d2").unwrap();
+}
+
 #[test]
 fn leases_in_one_database() {
     let s = SqliteStore::open_in_memory().unwrap();
