@@ -842,6 +842,13 @@ impl Run {
             }
         }
         report.duration = clock.elapsed();
+        // fleet state may be written in the background: make it durable, or learn why not
+        let fleet = self.engine.inner.fleet.clone();
+        let fleet_error = tokio::task::spawn_blocking(move || fleet.flush())
+            .await
+            .map_err(|e| format!("fleet state writer panicked: {e}"))
+            .and_then(|r| r.map_err(|e| format!("fleet state not recorded: {e}")))
+            .err();
         self.shared.emit(EventKind::DeploymentFinished {
             outcome: report.outcome,
         });
@@ -870,6 +877,13 @@ impl Run {
                 tracing::error!(error = %e, "deployment not fully recorded in history");
                 report.history_error = Some(e);
             }
+        }
+        if let Some(e) = fleet_error {
+            tracing::error!(error = %e, "the hosts' new versions are not recorded");
+            report.history_error = Some(match report.history_error.take() {
+                Some(h) => format!("{h}; {e}"),
+                None => e,
+            });
         }
         report
     }

@@ -21,6 +21,13 @@ pub trait FleetState: Send + Sync + std::fmt::Debug {
     fn versions(&self, template: &str, hosts: &[MinionId]) -> HashMap<MinionId, HostHistory>;
     /// `hosts` now run `version` (after a successful deploy or rollback).
     fn record(&self, template: &str, hosts: &[MinionId], version: &str);
+    /// Makes every change recorded so far durable, or says why it could not (an implementation that
+    /// writes in the background keeps failed changes and reports here). The engine calls it at the
+    /// end of each deployment and puts an error in [`crate::Report::history_error`]. The default
+    /// (for implementations that write in `record`) answers `Ok`.
+    fn flush(&self) -> Result<(), crate::Error> {
+        Ok(())
+    }
 }
 
 /// Fleet state kept in memory (lost with the process).

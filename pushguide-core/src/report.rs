@@ -144,7 +144,8 @@ pub struct Report {
     pub calls: Vec<CallRecord>,
     /// Every event, in order.
     pub events: Vec<Event>,
-    /// Why the deployment could not be fully recorded in the history store, if it could not.
+    /// Why the deployment could not be fully recorded in the history store, or the hosts' new
+    /// versions in the fleet state ([`crate::FleetState::flush`]), if it could not.
     pub history_error: Option<String>,
 }
 

@@ -92,22 +92,38 @@ impl SqliteStore {
             .map_err(|e| self.err("recording fleet state", e))
     }
 
-    /// [`SqliteStore::flush`], errors logged.
-    pub(crate) fn flush_fleet(&self) {
+    /// [`SqliteStore::flush`], errors logged (the changes stay queued); whether it wrote.
+    pub(crate) fn flush_fleet(&self) -> bool {
         let mut conn = self.conn();
-        if let Err(e) = write_queued(&mut conn, &self.inner.fleet_queue) {
-            tracing::error!(error = %e, path = %self.path().display(), "cannot record fleet state");
+        match write_queued(&mut conn, &self.inner.fleet_queue) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.path().display(),
+                    "cannot record fleet state yet; the changes stay queued");
+                false
+            }
         }
     }
 }
 
 /// Writes every queued change in one transaction, in order. The caller holds the connection, so two
-/// writers cannot reorder changes.
+/// writers cannot reorder changes. When the write fails, the changes go back to the front of the
+/// queue (before any queued meanwhile): the next flush tries them again, nothing is dropped.
 pub(crate) fn write_queued(conn: &mut Connection, queue: &FleetQueue) -> rusqlite::Result<()> {
     let items = std::mem::take(&mut *queue.items.lock().unwrap_or_else(PoisonError::into_inner));
     if items.is_empty() {
         return Ok(());
     }
+    let written = write_items(conn, &items);
+    if written.is_err() {
+        let mut q = queue.items.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer = std::mem::replace(&mut *q, items);
+        q.extend(newer);
+    }
+    written
+}
+
+fn write_items(conn: &mut Connection, items: &[FleetWrite]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         // One statement per change for all its hosts: far cheaper than one execution per host.
@@ -119,7 +135,7 @@ pub(crate) fn write_queued(conn: &mut Connection, queue: &FleetQueue) -> rusqlit
                version = excluded.version, since_ms = excluded.since_ms
              WHERE version != excluded.version",
         )?;
-        for w in &items {
+        for w in items {
             stmt.execute(params![w.template, w.version, w.at, w.hosts])?;
         }
     }
@@ -188,10 +204,15 @@ impl FleetState for SqliteStore {
     }
 
     /// Queues the change for the store's fleet writer thread, which writes it within milliseconds;
-    /// this process's own reads of fleet state write queued changes first, so they always see them. A
-    /// database error is logged (the trait cannot return it); the deployment's journal still names the
-    /// hosts that succeeded.
+    /// this process's own reads of fleet state write queued changes first, so they see them once
+    /// written. A change that cannot be written stays queued and is tried again; the engine's
+    /// [`FleetState::flush`] at the end of a deployment reports the error.
     fn record(&self, template: &str, hosts: &[MinionId], version: &str) {
         self.enqueue(template, hosts, version);
+    }
+
+    /// [`SqliteStore::flush`].
+    fn flush(&self) -> Result<(), pushguide_core::Error> {
+        SqliteStore::flush(self).map_err(Into::into)
     }
 }

@@ -309,7 +309,15 @@ fn fleet_writer(inner: Weak<Inner>, queue: Arc<FleetQueue>) {
             }
         }
         let Some(inner) = inner.upgrade() else { return };
-        SqliteStore { inner }.flush_fleet();
+        let wrote = SqliteStore {
+            inner: inner.clone(),
+        }
+        .flush_fleet();
+        drop(inner);
+        if !wrote {
+            // the changes stay queued: try again in a while rather than at once
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 

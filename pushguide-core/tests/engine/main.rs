@@ -1117,3 +1117,41 @@ async fn a_lost_lease_stops_an_automatic_rollback_and_names_the_hosts_left() {
         .count();
     assert_eq!(symlinks, 2, "one per batch of 2.0.0, none to roll back");
 }
+
+/// Fleet state whose background writes fail.
+#[derive(Debug, Default)]
+struct UnwritableFleet(pushguide_core::MemoryFleetState);
+
+impl pushguide_core::FleetState for UnwritableFleet {
+    fn versions(
+        &self,
+        template: &str,
+        hosts: &[MinionId],
+    ) -> std::collections::HashMap<MinionId, pushguide_core::HostHistory> {
+        self.0.versions(template, hosts)
+    }
+    fn record(&self, template: &str, hosts: &[MinionId], version: &str) {
+        self.0.record(template, hosts, version);
+    }
+    fn flush(&self) -> Result<(), Error> {
+        Err(Error::Store(
+            "/var/lib/pushguide/state.db: database is locked".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn fleet_state_that_cannot_be_made_durable_is_reported() {
+    let t = template(2, "");
+    let engine = pushguide_core::Engine::builder(fleet(2))
+        .fleet_state(Arc::new(UnwritableFleet::default()))
+        .build();
+    let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+    let e = report.history_error.as_deref().unwrap();
+    assert!(
+        e.contains("fleet state not recorded") && e.contains("database is locked"),
+        "{e}"
+    );
+    assert!(report.to_string().contains("fleet state not recorded"));
+}

@@ -154,6 +154,33 @@ fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
     );
 }
 
+/// Fleet state that cannot be written while the database is locked stays queued, is reported by
+/// `flush`, and is written once the lock is gone: nothing is dropped.
+#[test]
+fn fleet_state_survives_a_locked_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet-locked.db");
+    let opts = StoreOptions::default().busy_timeout(Duration::from_millis(50));
+    let s = SqliteStore::open_with(&path, opts).unwrap();
+    let hosts = [host("web-01"), host("web-02")];
+    FleetState::record(&s, "shop", &hosts, "1.0");
+    s.flush().unwrap();
+    let guard = rusqlite::Connection::open(&path).unwrap();
+    guard.execute_batch("BEGIN IMMEDIATE").unwrap();
+    FleetState::record(&s, "shop", &hosts, "2.0");
+    FleetState::record(&s, "shop", &hosts[..1], "3.0");
+    let err = FleetState::flush(&s).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    drop(guard);
+    FleetState::flush(&s).unwrap();
+    let other = SqliteStore::open(&path).unwrap();
+    let v = other.versions("shop", &hosts);
+    assert_eq!(v[&hosts[0]].current.as_deref(), Some("3.0"), "in order");
+    assert_eq!(v[&hosts[0]].previous.as_deref(), Some("2.0"));
+    assert_eq!(v[&hosts[1]].current.as_deref(), Some("2.0"));
+    assert_eq!(v[&hosts[1]].previous.as_deref(), Some("1.0"));
+}
+
 #[test]
 fn failing_batch_rolls_back_whole_append() {
     let s = SqliteStore::open_in_memory().unwrap();
