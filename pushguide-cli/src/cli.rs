@@ -120,7 +120,26 @@ pub struct DeployArgs {
     /// Override the template's batch size: a count (`2`) or a percentage (`25%`).
     #[arg(long)]
     pub batch: Option<String>,
+    /// How to answer a pause (a template with `on_failure = "pause"` over its failure budget):
+    /// `ask` prompts on the terminal (retry, exclude, rollback or abort); `exclude`, `rollback` or
+    /// `abort` answer at once. Default: `ask` when stdin is a terminal, else `rollback` when the
+    /// template has a rollback policy and `abort` when not (always so with `--detach`).
+    #[arg(long, value_enum)]
+    pub on_pause: Option<OnPause>,
     /// Internal: the detached child writes its deployment id here.
     #[arg(long, hide = true)]
     pub id_file: Option<PathBuf>,
+}
+
+/// `deploy --on-pause`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnPause {
+    /// Prompt on the terminal (reads answers from stdin).
+    Ask,
+    /// Leave the failed hosts out and go on.
+    Exclude,
+    /// Stop and roll every touched host back.
+    Rollback,
+    /// Stop without rolling back.
+    Abort,
 }

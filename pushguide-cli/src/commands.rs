@@ -2,6 +2,7 @@
 //! goes through [`Progress`], results are rendered by [`crate::output`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,7 +15,7 @@ use pushguide_store::{SqliteStore, Window};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::cli::DeployArgs;
+use crate::cli::{DeployArgs, OnPause};
 use crate::error::{exit, CliError};
 use crate::output::Progress;
 
@@ -504,16 +505,26 @@ async fn run(
     app: &mut App,
     req: Request,
     id_file: Option<&Path>,
+    on_pause: Option<OnPause>,
     progress: &mut Progress,
 ) -> Result<DeploymentSummary, CliError> {
     let rollback = matches!(req.mode, Mode::Rollback { .. });
-    // A paused deployment (`on_failure = "pause"`) is answered without a prompt: roll back when the
-    // template has a rollback policy, else abort.
-    let on_pause = if req.template.rollback == RollbackPolicy::None {
+    // Without an answer given (or a terminal to ask on), a pause rolls back when the template has a
+    // rollback policy, else aborts.
+    let fallback = if req.template.rollback == RollbackPolicy::None {
         Decision::Abort
     } else {
         Decision::Rollback
     };
+    let on_pause = match on_pause {
+        Some(OnPause::Ask) => None,
+        Some(OnPause::Exclude) => Some(Decision::Exclude),
+        Some(OnPause::Rollback) => Some(Decision::Rollback),
+        Some(OnPause::Abort) => Some(Decision::Abort),
+        None if std::io::stdin().is_terminal() => None,
+        None => Some(fallback),
+    };
+    let mut answers = None;
     let engine = app.engine()?;
     let handle = engine.start(req).await?;
     if let Some(path) = id_file {
@@ -531,9 +542,35 @@ async fn run(
             e = events.next() => match e {
                 Some(e) => {
                     progress.event(&e);
-                    if let EventKind::DecisionNeeded { .. } = e.kind {
-                        progress.note(&format!("answering the pause with {on_pause:?} (no prompt in the CLI)"));
-                        if let Err(err) = handle.decide(on_pause) {
+                    if let EventKind::DecisionNeeded { batch, stage, failed } = &e.kind {
+                        let decision = match on_pause {
+                            Some(d) => {
+                                progress.note(&format!("answering the pause with {d:?} (--on-pause)"));
+                                d
+                            }
+                            None => {
+                                let question = format!(
+                                    "{} hosts failed {stage} in batch {batch} ({}), over the failure \
+                                     budget. retry, exclude, rollback or abort? ",
+                                    failed.len(),
+                                    failed.iter().map(MinionId::as_str).collect::<Vec<_>>().join(", ")
+                                );
+                                let answers = answers.get_or_insert_with(stdin_lines);
+                                tokio::select! {
+                                    d = ask(progress, answers, &question) => d.unwrap_or_else(|| {
+                                        progress.prompt(&format!("\nno answer on stdin: {fallback:?}\n"));
+                                        fallback
+                                    }),
+                                    _ = &mut stop, if !cancelled => {
+                                        cancelled = true;
+                                        progress.note("cancel requested: applying the rollback policy");
+                                        handle.cancel();
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        if let Err(err) = handle.decide(decision) {
                             progress.note(&format!("cannot answer the pause: {err}"));
                         }
                     }
@@ -550,6 +587,57 @@ async fn run(
     progress.finish();
     let report = handle.wait().await?;
     Ok(DeploymentSummary::new(&report, rollback))
+}
+
+/// Lines of stdin, read on a thread of their own (a blocked read never holds the process up).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot read stdin");
+    }
+    rx
+}
+
+/// Asks `question` until a line of `answers` names a decision (a word or its unique start:
+/// `ret`, `e`, `ro`, `a`); `None` at the end of input.
+async fn ask(
+    progress: &mut Progress,
+    answers: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    question: &str,
+) -> Option<Decision> {
+    loop {
+        progress.prompt(question);
+        let line = answers.recv().await?;
+        let word = line.trim().to_ascii_lowercase();
+        let choices = [
+            ("retry", Decision::Retry),
+            ("exclude", Decision::Exclude),
+            ("rollback", Decision::Rollback),
+            ("abort", Decision::Abort),
+        ];
+        let matching: Vec<Decision> = choices
+            .iter()
+            .filter(|(name, _)| !word.is_empty() && name.starts_with(word.as_str()))
+            .map(|(_, d)| *d)
+            .collect();
+        match matching.as_slice() {
+            [d] => return Some(*d),
+            _ => progress.prompt(&format!(
+                "`{}` is not one of retry, exclude, rollback, abort\n",
+                line.trim()
+            )),
+        }
+    }
 }
 
 /// `deploy TEMPLATE VERSION` (not detached; see [`detach`]).
@@ -581,7 +669,7 @@ pub async fn deploy(
     if let Some(h) = &args.hosts {
         req = req.hosts(h.iter().map(|s| s.trim().to_owned()));
     }
-    run(app, req, args.id_file.as_deref(), progress).await
+    run(app, req, args.id_file.as_deref(), args.on_pause, progress).await
 }
 
 /// `deploy --detach`: checks what can be checked here, then re-executes `pushguide deploy …` in a
@@ -635,6 +723,14 @@ pub async fn detach(
     }
     if let Some(b) = &args.batch {
         cmd.arg("--batch").arg(b);
+    }
+    match args.on_pause {
+        // nobody to ask in the background: the default answer
+        Some(OnPause::Ask) | None => {}
+        Some(p) => {
+            cmd.arg("--on-pause")
+                .arg(format!("{p:?}").to_ascii_lowercase());
+        }
     }
     cmd.stdin(std::process::Stdio::null())
         .stdout(log)
@@ -703,7 +799,7 @@ pub async fn rollback(
     }
     let t = app.with_cmdb(t).await?;
     let req = Request::rollback(Arc::new(t.template), to, app.principal().clone()).dry_run(dry_run);
-    run(app, req, None, progress).await
+    run(app, req, None, None, progress).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -425,6 +425,19 @@ impl Progress {
         }
     }
 
+    /// A question on stderr, without a line end, shown even with `--json` (stdout stays JSON).
+    pub fn prompt(&mut self, text: &str) {
+        use std::io::Write as _;
+        let show = || {
+            eprint!("pushguide: {text}");
+            let _ = std::io::stderr().flush();
+        };
+        match &self.mode {
+            Mode::Bars { multi, .. } => multi.suspend(show),
+            _ => show(),
+        }
+    }
+
     /// A message.
     pub fn note(&mut self, text: &str) {
         self.line(format!("pushguide: {text}"));

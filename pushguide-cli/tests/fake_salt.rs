@@ -643,3 +643,86 @@ fn wait_for_file_text(path: &Path, text: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `on_failure = "pause"`: the CLI asks on stdin (bad answers ask again, the end of input takes the
+/// default answer) or answers with `--on-pause`.
+#[test]
+fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
+    let lab = Lab::new(Duration::from_millis(2));
+    write(
+        &lab.dir.join("templates/shop.toml"),
+        &SHOP.replace(
+            "[failure]\nmax_failed = 0\n",
+            "[failure]\nmax_failed = 0\non_failure = \"pause\"\n",
+        ),
+    );
+    lab.serving("1.0.0");
+    let r = lab.run(&["deploy", "shop", "1.0.0", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    lab.on_disk("1.0.0");
+    lab.fleet.add_rule(
+        "web-02",
+        "http.query",
+        Outcome::ok(json!({ "status": 503 })),
+        None,
+    );
+    let deploy = |version: &str, extra: &[&str], input: &str| {
+        lab.serving(version);
+        let mut args = vec!["deploy", "shop", version, "--json"];
+        args.extend_from_slice(extra);
+        let r = support::run_with_stdin(&lab.ops, &args, ENV, input);
+        lab.on_disk(version);
+        r
+    };
+
+    // asked: a bad answer asks again, `e` excludes web-02 and the release goes on to web-03
+    let r = deploy("2.0.0", &["--on-pause", "ask"], "maybe\ne\n");
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let d = r.json();
+    assert_eq!(d["outcome"], "partially-applied");
+    assert_eq!(host_statuses(&d), ["succeeded", "excluded", "succeeded"]);
+    assert!(
+        r.stderr
+            .contains("1 hosts failed post-deploy in batch 1 (web-02)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr
+            .matches("retry, exclude, rollback or abort?")
+            .count(),
+        2
+    );
+    assert!(r.stderr.contains("`maybe` is not one of"), "{}", r.stderr);
+
+    // answered by the flag: abort stops without rolling back; web-03 is not touched
+    let r = deploy("3.0.0", &["--on-pause", "abort"], "");
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let d = r.json();
+    assert_eq!(d["outcome"], "failed");
+    assert_eq!(d["reason"], "aborted by decision after a failure");
+    let web03 = d["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "web-03")
+        .unwrap();
+    assert_ne!(web03["status"], "succeeded", "{d}");
+
+    // asked: retry fails again, then stdin ends: the default answer (rollback, the template has a
+    // policy) applies
+    let r = deploy("2.0.0", &["--on-pause", "ask"], "ret\n");
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    assert_eq!(r.json()["outcome"], "rolled-back");
+    assert_eq!(
+        r.stderr
+            .matches("retry, exclude, rollback or abort?")
+            .count(),
+        2
+    );
+    assert!(
+        r.stderr.contains("no answer on stdin: Rollback"),
+        "{}",
+        r.stderr
+    );
+}

@@ -64,6 +64,33 @@ pub fn run(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     r
 }
 
+/// [`run`] with `input` on stdin.
+pub fn run_with_stdin(config: &Path, args: &[&str], env: &[(&str, &str)], input: &str) -> Run {
+    use std::process::Stdio;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(config).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("PUSHGUIDE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let r: Run = child.wait_with_output().unwrap().into();
+    eprintln!(
+        "$ pushguide {} <<< {input:?} -> {}\n{}{}",
+        args.join(" "),
+        r.code,
+        r.stderr,
+        r.stdout
+    );
+    r
+}
+
 /// Writes `text` to `path`, creating directories.
 pub fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
