@@ -1167,6 +1167,29 @@ impl Run {
         (outcome, Some(reason), journal)
     }
 
+    /// Marks `hosts` as left out of the rollback with `status`, logging and announcing `reason`.
+    fn not_rolled_back(
+        &self,
+        journal: &mut Journal,
+        hosts: &[MinionId],
+        status: HostStatus,
+        reason: &str,
+    ) {
+        journal.set_status(hosts, status);
+        for h in hosts {
+            if let Some(r) = journal.get_mut(h) {
+                r.log.push(LogEntry::Message {
+                    stage: Stage::Rollback,
+                    text: reason.to_owned(),
+                });
+            }
+            self.shared.emit(EventKind::HostRollbackFailed {
+                host: h.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
     /// Asks the lease manager whether this deployment still holds its template's lease (dry runs
     /// hold none).
     fn check_lease(&self) -> Result<(), Error> {
@@ -1216,39 +1239,19 @@ impl Run {
         );
         let mut ok_total = 0;
         let mut failed_total = 0;
-        journal.set_status(&without, HostStatus::NoRollbackTarget);
-        for h in &without {
-            let reason = "no previous version recorded for this host".to_owned();
-            if let Some(r) = journal.get_mut(h) {
-                r.log.push(LogEntry::Message {
-                    stage: Stage::Rollback,
-                    text: reason.clone(),
-                });
-            }
-            self.shared.emit(EventKind::HostRollbackFailed {
-                host: h.clone(),
-                reason,
-            });
-            failed_total += 1;
-        }
+        self.not_rolled_back(
+            journal,
+            &without,
+            HostStatus::NoRollbackTarget,
+            "no previous version recorded for this host",
+        );
+        failed_total += without.len();
         for (i, chunk) in with_target.chunks(size).enumerate() {
             if let Err(e) = self.check_lease() {
                 // the hosts not rolled back yet stay as they are: someone else may own them now
                 let rest = &with_target[i * size..];
                 let reason = format!("not rolled back: {e}");
-                journal.set_status(rest, HostStatus::RollbackFailed);
-                for h in rest {
-                    if let Some(r) = journal.get_mut(h) {
-                        r.log.push(LogEntry::Message {
-                            stage: Stage::Rollback,
-                            text: reason.clone(),
-                        });
-                    }
-                    self.shared.emit(EventKind::HostRollbackFailed {
-                        host: h.clone(),
-                        reason: reason.clone(),
-                    });
-                }
+                self.not_rolled_back(journal, rest, HostStatus::RollbackFailed, &reason);
                 failed_total += rest.len();
                 break;
             }
