@@ -107,6 +107,59 @@ async fn login_and_one_request_for_a_list_of_minions() {
     assert_eq!(api.resolve(&glob).await.unwrap().len(), 5);
 }
 
+/// Many jobs at once share one event stream: their returns arrive interleaved (several jobs in one
+/// chunk) and each call gets exactly its own, all from events, none by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_each_get_their_own_returns_from_one_stream() {
+    let fleet = Arc::new(
+        SimFleet::new(hosts(40))
+            .unwrap()
+            .with_latency(Duration::from_millis(20))
+            .on("web-007", "cmd.run", Outcome::failed(Some(2), "exit 2")),
+    );
+    let fake = FakeSaltApi::start(fleet).await.unwrap();
+    let api = Arc::new(SaltApi::new(settings(&fake)).unwrap());
+    warm_up(&api, &fake).await;
+    let all = fake.fleet().minions().to_vec();
+    let before = api.endpoint_health()[0].returns_from_events;
+    let mut calls = tokio::task::JoinSet::new();
+    for k in 0..10usize {
+        // overlapping subsets: minions k, k+10, k+20, k+30 and the next one
+        let mine: Vec<MinionId> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 10 == k || i % 10 == (k + 1) % 10)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let api = api.clone();
+        calls.spawn(async move {
+            let r = api
+                .call(&mine, &SaltCall::mutate("cmd.run").arg(format!("job {k}")))
+                .await
+                .unwrap();
+            (mine, r)
+        });
+    }
+    let mut returned = 0;
+    while let Some(done) = within(10, calls.join_next()).await {
+        let (mine, mut r) = done.unwrap();
+        assert_eq!(r.minions.len(), mine.len());
+        for m in &mine {
+            let want = if m.as_str() == "web-007" {
+                Outcome::failed(Some(2), "exit 2")
+            } else {
+                Outcome::ok(true)
+            };
+            assert_eq!(r.take(m), want, "{m}");
+        }
+        returned += mine.len() as u64;
+    }
+    assert_eq!(returned, 80);
+    let h = &api.endpoint_health()[0];
+    assert_eq!(h.returns_from_events - before, 80, "{h:?}");
+    assert_eq!(fake.request_count().get("GET /jobs/*"), 0, "no polling");
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_an_auth_error() {
     let fake = FakeSaltApi::builder(fleet(1))
