@@ -844,11 +844,15 @@ impl Run {
         report.duration = clock.elapsed();
         // fleet state may be written in the background: make it durable, or learn why not
         let fleet = self.engine.inner.fleet.clone();
-        let fleet_error = tokio::task::spawn_blocking(move || fleet.flush())
-            .await
-            .map_err(|e| format!("fleet state writer panicked: {e}"))
-            .and_then(|r| r.map_err(|e| format!("fleet state not recorded: {e}")))
-            .err();
+        let fleet_error = if fleet.pending() {
+            tokio::task::spawn_blocking(move || fleet.flush())
+                .await
+                .map_err(|e| format!("fleet state writer panicked: {e}"))
+                .and_then(|r| r.map_err(|e| format!("fleet state not recorded: {e}")))
+                .err()
+        } else {
+            None
+        };
         self.shared.emit(EventKind::DeploymentFinished {
             outcome: report.outcome,
         });

@@ -28,6 +28,11 @@ pub trait FleetState: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<(), crate::Error> {
         Ok(())
     }
+    /// Whether recorded changes may still await [`FleetState::flush`]; the engine skips the flush
+    /// (and the blocking-pool trip it takes) when not. The default says yes.
+    fn pending(&self) -> bool {
+        true
+    }
 }
 
 /// Fleet state kept in memory (lost with the process).
@@ -71,6 +76,11 @@ impl FleetState for MemoryFleetState {
                 seq.remove(0);
             }
         }
+    }
+
+    /// Written in `record`: nothing ever awaits a flush.
+    fn pending(&self) -> bool {
+        false
     }
 }
 
