@@ -6,70 +6,12 @@
 //! deployment of 100,000 hosts (report kept) is printed per host.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use pushguide::{
-    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, KindInfo, MinionId, Outcome,
-    Principal, Request, Returns, SaltCall, StageContext, StageError, Template, Transport,
-    TransportError,
-};
-
-/// Answers every call at once, `true` for every target.
-struct InstantTransport;
-
-#[async_trait::async_trait]
-impl Transport for InstantTransport {
-    async fn call(
-        &self,
-        targets: &[MinionId],
-        _call: &SaltCall,
-    ) -> Result<Returns, TransportError> {
-        Ok(Returns::uniform(targets, Outcome::ok(true)))
-    }
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct BenchConfig {}
-
-#[derive(Debug)]
-struct BenchDeployer;
-
-#[async_trait::async_trait]
-impl Deployer for BenchDeployer {
-    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/b/releases/1/"))
-            .await?;
-        Ok(())
-    }
-    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(
-            SaltCall::mutate("file.symlink")
-                .arg("/srv/b/releases/1")
-                .arg("/srv/b/current"),
-        )
-        .await?;
-        Ok(())
-    }
-    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::read("test.ping")).await?;
-        Ok(())
-    }
-    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-#[typetag::serde(name = "bench")]
-impl DeployerConfig for BenchConfig {
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        Ok(Box::new(BenchDeployer))
-    }
-}
-
-inventory::submit! {
-    KindInfo { kind: "bench", summary: "benchmark deployer", platforms: &[], example: "kind = \"bench\"\n" }
-}
+use pushguide::{DeploymentOutcome, Engine, Principal, Request, Template};
 
 fn setup(n: usize) -> (Engine, Arc<Template>) {
     let hosts: Vec<String> = (0..n).map(|i| format!("h{i:06}")).collect();
@@ -80,7 +22,7 @@ fn setup(n: usize) -> (Engine, Arc<Template>) {
     );
     let template = Arc::new(Template::from_toml_str(&text, "<bench>").unwrap());
     (
-        Engine::builder(Arc::new(InstantTransport)).build(),
+        Engine::builder(Arc::new(common::InstantTransport)).build(),
         template,
     )
 }

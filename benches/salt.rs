@@ -12,6 +12,8 @@
 //!   salt-api runs on its own one-thread runtime, as salt-api is its own process.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use pushguide::salt::fake::FakeSaltApi;
 use pushguide::salt::{decode, SaltApi, SaltApiSettings};
 use pushguide::sim::SimFleet;
-use pushguide::{
-    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, KindInfo, Principal, Request,
-    SaltCall, StageContext, StageError, Template,
-};
+use pushguide::{DeploymentOutcome, Engine, Principal, Request, Template};
 use serde_json::{json, Map, Value};
 
 // ------------------------------------------------------------------------------------- decode
@@ -152,51 +151,6 @@ fn bench_decode(c: &mut Criterion) {
 
 const LATENCY: Duration = Duration::from_millis(25);
 const BATCHES: usize = 10;
-const CALLS_PER_BATCH: usize = 3;
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct FanoutConfig {}
-
-#[derive(Debug)]
-struct FanoutDeployer;
-
-#[async_trait::async_trait]
-impl Deployer for FanoutDeployer {
-    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/f/releases/1/"))
-            .await?;
-        Ok(())
-    }
-    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(
-            SaltCall::mutate("file.symlink")
-                .arg("/srv/f/releases/1")
-                .arg("/srv/f/current"),
-        )
-        .await?;
-        Ok(())
-    }
-    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::read("http.query").arg("http://127.0.0.1:8080/health"))
-            .await?;
-        Ok(())
-    }
-    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-#[typetag::serde(name = "fanout")]
-impl DeployerConfig for FanoutConfig {
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        Ok(Box::new(FanoutDeployer))
-    }
-}
-
-inventory::submit! {
-    KindInfo { kind: "fanout", summary: "fan-out benchmark deployer", platforms: &[], example: "kind = \"fanout\"\n" }
-}
-
 struct Fanout {
     width: usize,
     fake: FakeSaltApi,
@@ -233,7 +187,7 @@ impl Fanout {
         let list: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
         let text = format!(
             "name = \"fanout-{width}\"\n[acl.deployers]\nusers = [\"b\"]\n[targets]\nminions = [{}]\n\
-             [rollout]\nbatch = {width}\n[project]\nkind = \"fanout\"\n",
+             [rollout]\nbatch = {width}\n[project]\nkind = \"bench\"\n",
             list.join(",")
         );
         let template = Arc::new(Template::from_toml_str(&text, "<bench>").unwrap());
@@ -264,7 +218,7 @@ impl Fanout {
 
     /// Prints wall time against the ideal critical path and the HTTP requests per deployment.
     async fn report(&self) {
-        let ideal = LATENCY * (BATCHES * CALLS_PER_BATCH + 1) as u32;
+        let ideal = LATENCY * (BATCHES * common::CALLS_PER_BATCH + 1) as u32;
         self.fake.reset_request_count();
         let first = self.deploy().await;
         let first_counts = self.fake.request_count();

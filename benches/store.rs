@@ -11,80 +11,24 @@
 //!     Target: ≤ 200 ms per query.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{BenchmarkId, Criterion};
 use pushguide::{
-    Deployer, DeployerConfig, DeploymentOutcome, Engine, Error, Event, EventKind, KindInfo,
-    MinionId, Outcome, Principal, Request, Returns, SaltCall, Stage, StageContext, StageError,
-    Template, Transport, TransportError,
+    DeploymentOutcome, Engine, Event, EventKind, MinionId, Principal, Request, Stage, Template,
 };
 use pushguide_store::{SqliteStore, Window};
-
-/// Answers every call at once, `true` for every target.
-struct InstantTransport;
-
-#[async_trait::async_trait]
-impl Transport for InstantTransport {
-    async fn call(
-        &self,
-        targets: &[MinionId],
-        _call: &SaltCall,
-    ) -> Result<Returns, TransportError> {
-        Ok(Returns::uniform(targets, Outcome::ok(true)))
-    }
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StoreBenchConfig {}
-
-#[derive(Debug)]
-struct StoreBenchDeployer;
-
-#[async_trait::async_trait]
-impl Deployer for StoreBenchDeployer {
-    async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::mutate("file.makedirs").arg("/srv/b/releases/1/"))
-            .await?;
-        Ok(())
-    }
-    async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(
-            SaltCall::mutate("file.symlink")
-                .arg("/srv/b/releases/1")
-                .arg("/srv/b/current"),
-        )
-        .await?;
-        Ok(())
-    }
-    async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        cx.call(SaltCall::read("test.ping")).await?;
-        Ok(())
-    }
-    async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-#[typetag::serde(name = "store-bench")]
-impl DeployerConfig for StoreBenchConfig {
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        Ok(Box::new(StoreBenchDeployer))
-    }
-}
-
-inventory::submit! {
-    KindInfo { kind: "store-bench", summary: "store benchmark deployer", platforms: &[], example: "kind = \"store-bench\"\n" }
-}
 
 const HOSTS: usize = 10_000;
 
 fn template(n: usize) -> Arc<Template> {
     let list: Vec<String> = (0..n).map(|i| format!("\"h{i:06}\"")).collect();
     let text = format!(
-        "name = \"bench\"\n[acl.deployers]\nusers = [\"b\"]\n[targets]\nminions = [{}]\n[rollout]\nbatch = \"10%\"\n[project]\nkind = \"store-bench\"\n",
+        "name = \"bench\"\n[acl.deployers]\nusers = [\"b\"]\n[targets]\nminions = [{}]\n[rollout]\nbatch = \"10%\"\n[project]\nkind = \"bench\"\n",
         list.join(",")
     );
     Arc::new(Template::from_toml_str(&text, "<bench>").unwrap())
@@ -92,7 +36,7 @@ fn template(n: usize) -> Arc<Template> {
 
 fn sqlite_engine(store: &SqliteStore) -> Engine {
     let store = Arc::new(store.clone());
-    Engine::builder(Arc::new(InstantTransport))
+    Engine::builder(Arc::new(common::InstantTransport))
         .history(store.clone())
         .fleet_state(store.clone())
         .leases(store)
@@ -126,7 +70,7 @@ fn bench_engine(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("engine.db")).unwrap();
     let t = template(HOSTS);
-    let memory = Engine::builder(Arc::new(InstantTransport)).build();
+    let memory = Engine::builder(Arc::new(common::InstantTransport)).build();
     let sqlite = sqlite_engine(&store);
     // Warm up both, then a direct comparison of medians before criterion's own figures.
     deploy_once(rt, &memory, &t);

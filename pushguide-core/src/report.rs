@@ -52,6 +52,35 @@ pub enum LogEntry {
 }
 
 impl LogEntry {
+    /// The entry as a readable line, `[stage] fun args → outcome` ([`Report::host_log`]); `calls`
+    /// are the report's calls the entry points into.
+    pub fn line(&self, calls: &[CallRecord]) -> String {
+        let (stage, call, outcome) = match self {
+            LogEntry::Message { stage, text } => return format!("[{stage}] {text}"),
+            LogEntry::Call {
+                stage,
+                call,
+                outcome,
+            } => (stage, *call, outcome),
+        };
+        let Some(c) = calls.get(call) else {
+            return format!("[{stage}] call #{call} (not in the report)");
+        };
+        let what = match outcome {
+            Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
+            Outcome::Ok { value } => {
+                let v = value.to_string();
+                if v.len() > 120 {
+                    format!("ok {}…", v.chars().take(120).collect::<String>())
+                } else {
+                    format!("ok {v}")
+                }
+            }
+            other => format!("FAILED {}", other.reason().unwrap_or_default()),
+        };
+        format!("[{stage}] {} → {what}", c.call)
+    }
+
     /// The stage the entry belongs to.
     pub fn stage(&self) -> Stage {
         match self {
@@ -174,32 +203,7 @@ impl Report {
         let Some(h) = self.host(host) else {
             return Vec::new();
         };
-        h.log
-            .iter()
-            .map(|e| match e {
-                LogEntry::Call {
-                    stage,
-                    call,
-                    outcome,
-                } => {
-                    let c = &self.calls[*call];
-                    let what = match outcome {
-                        Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
-                        Outcome::Ok { value } => {
-                            let v = value.to_string();
-                            if v.len() > 120 {
-                                format!("ok {}…", v.chars().take(120).collect::<String>())
-                            } else {
-                                format!("ok {v}")
-                            }
-                        }
-                        other => format!("FAILED {}", other.reason().unwrap_or_default()),
-                    };
-                    format!("[{stage}] {} → {what}", c.call)
-                }
-                LogEntry::Message { stage, text } => format!("[{stage}] {text}"),
-            })
-            .collect()
+        h.log.iter().map(|e| e.line(&self.calls)).collect()
     }
 }
 

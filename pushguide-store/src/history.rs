@@ -464,7 +464,7 @@ fn report_json(r: &Report) -> (String, String) {
     (hosts, logs)
 }
 
-/// Formats log lines as [`Report::host_log`] does, once per call and outcome. (`Report::host_log`
+/// Formats log lines ([`LogEntry::line`], as [`Report::host_log`] does) once per call and outcome. (`Report::host_log`
 /// looks its host up by a linear search, which would make recording a report quadratic.)
 #[derive(Default)]
 struct LineCache {
@@ -473,38 +473,16 @@ struct LineCache {
 
 impl LineCache {
     fn line(&mut self, calls: &[CallRecord], e: &LogEntry) -> Arc<str> {
-        let (stage, call, outcome) = match e {
-            LogEntry::Message { stage, text } => return Arc::from(format!("[{stage}] {text}")),
-            LogEntry::Call {
-                stage,
-                call,
-                outcome,
-            } => (stage, *call, outcome),
+        let LogEntry::Call { call, outcome, .. } = e else {
+            return Arc::from(e.line(calls));
         };
-        if let Some((o, line)) = self.last.get(&call) {
+        if let Some((o, line)) = self.last.get(call) {
             if o == outcome {
                 return line.clone();
             }
         }
-        let line: Arc<str> = match calls.get(call) {
-            None => Arc::from(format!("[{stage}] call #{call} (not in the report)")),
-            Some(c) => {
-                let what = match outcome {
-                    Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
-                    Outcome::Ok { value } => {
-                        let v = value.to_string();
-                        if v.len() > 120 {
-                            format!("ok {}…", v.chars().take(120).collect::<String>())
-                        } else {
-                            format!("ok {v}")
-                        }
-                    }
-                    other => format!("FAILED {}", other.reason().unwrap_or_default()),
-                };
-                Arc::from(format!("[{stage}] {} → {what}", c.call))
-            }
-        };
-        self.last.insert(call, (outcome.clone(), line.clone()));
+        let line: Arc<str> = Arc::from(e.line(calls));
+        self.last.insert(*call, (outcome.clone(), line.clone()));
         line
     }
 }
