@@ -255,9 +255,12 @@ struct Job {
     tgt_type: String,
     minions: Vec<String>,
     start: String,
-    /// `{"return","retcode","success"}` per minion that returned.
-    result: Map<String, Value>,
+    /// Each minion that returned, in order.
+    result: Vec<JobReturn>,
 }
+
+/// One minion's return: `(minion, return, retcode, success)`.
+type JobReturn = (MinionId, Value, Option<i64>, bool);
 
 #[derive(Default)]
 struct Jobs {
@@ -699,7 +702,7 @@ async fn local_async(
                 tgt_type: tgt_type.clone(),
                 minions: names.clone(),
                 start: salt_time(SystemTime::now(), false),
-                result: Map::new(),
+                result: Vec::new(),
             },
         );
     }
@@ -738,36 +741,26 @@ async fn run_job(
             return;
         }
     };
-    // (minion, return, retcode, success) for each minion that returned
-    let mut entries: Vec<(&MinionId, Value, Option<i64>, bool)> = Vec::with_capacity(minions.len());
+    let mut entries: Vec<JobReturn> = Vec::with_capacity(minions.len());
     for m in &minions {
         match returns.minions.get(m) {
             None | Some(Outcome::NoReturn) => {}
-            Some(Outcome::Ok { value }) => entries.push((m, value.clone(), Some(0), true)),
+            Some(Outcome::Ok { value }) => entries.push((m.clone(), value.clone(), Some(0), true)),
             Some(Outcome::Failed { retcode, message }) => {
-                entries.push((m, Value::String(message.clone()), *retcode, false));
+                entries.push((m.clone(), Value::String(message.clone()), *retcode, false));
             }
         }
     }
-    // The returns are published first (one broadcast message for the whole job: readers write it as
-    // one chunk), then kept for `/jobs/<jid>`; a poller in between sees them on its next poll.
+    // The returns are published first, in one broadcast message (readers write it as one chunk),
+    // then kept as they are for `/jobs/<jid>` (its JSON is built when asked for); a poller in between
+    // sees them on its next poll.
     if state.events.receiver_count() > 0 && !entries.is_empty() {
         let stamp = salt_time(SystemTime::now(), true);
-        // one broadcast message for the whole job: readers write it as one chunk
         let records = return_records(jid, &call, &state.user, &stamp, &entries);
         let _ = state.events.send(Arc::from(records));
     }
-    let mut jobs = lock(&state.jobs);
-    if let Some(job) = jobs.by_jid.get_mut(jid) {
-        for (m, ret, retcode, success) in entries {
-            let mut e = Map::new();
-            e.insert("return".into(), ret);
-            if let Some(rc) = retcode {
-                e.insert("retcode".into(), rc.into());
-            }
-            e.insert("success".into(), success.into());
-            job.result.insert(m.to_string(), Value::Object(e));
-        }
+    if let Some(job) = lock(&state.jobs).by_jid.get_mut(jid) {
+        job.result.extend(entries);
     }
 }
 
@@ -779,7 +772,7 @@ fn return_records(
     call: &SaltCall,
     user: &str,
     stamp: &str,
-    entries: &[(&MinionId, Value, Option<i64>, bool)],
+    entries: &[JobReturn],
 ) -> String {
     let shared = json!({
         "_stamp": stamp, "cmd": "_return", "fun": call.fun, "fun_args": call.arg, "jid": jid,
@@ -852,11 +845,18 @@ fn job_info(state: &State, jid: &str) -> Response {
             &json!({"info": [{"jid": jid, "Minions": [], "Result": {}}], "return": [{}]}),
         );
     };
-    let bare: Map<String, Value> = job
-        .result
-        .iter()
-        .map(|(m, e)| (m.clone(), e.get("return").cloned().unwrap_or(Value::Null)))
-        .collect();
+    let mut result = Map::new();
+    let mut bare = Map::new();
+    for (m, ret, retcode, success) in &job.result {
+        let mut e = Map::new();
+        e.insert("return".into(), ret.clone());
+        if let Some(rc) = retcode {
+            e.insert("retcode".into(), (*rc).into());
+        }
+        e.insert("success".into(), (*success).into());
+        result.insert(m.to_string(), Value::Object(e));
+        bare.insert(m.to_string(), ret.clone());
+    }
     Response::json(
         200,
         &json!({
@@ -869,7 +869,7 @@ fn job_info(state: &State, jid: &str) -> Response {
                 "User": state.user,
                 "Minions": job.minions,
                 "StartTime": job.start,
-                "Result": job.result,
+                "Result": result,
             }],
             "return": [bare],
         }),
@@ -1029,12 +1029,12 @@ mod tests {
         let call = SaltCall::mutate("cmd.run_all").arg("echo \"hi\"\n").arg(3);
         let entries = vec![
             (
-                &a,
+                a,
                 json!({"pid": 7, "retcode": 0, "stdout": "hi\n"}),
                 Some(0),
                 true,
             ),
-            (&b, Value::String("ERROR: \u{e9}chec".into()), None, false),
+            (b, Value::String("ERROR: \u{e9}chec".into()), None, false),
         ];
         let text = return_records(
             "20261127071735747785",
