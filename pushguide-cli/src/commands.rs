@@ -201,12 +201,40 @@ impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
 pub struct HostVersionRow {
     /// Host.
     pub host: String,
-    /// Current version (`null`: never deployed).
+    /// Current version (`null`: never deployed, or unknown — see `state`).
     pub version: Option<String>,
+    /// What is known of it.
+    pub state: HostState,
     /// Since, RFC 3339.
     pub since: Option<String>,
-    /// The version before (rollback target).
+    /// The rollback target: the last version that ran successfully before the current one.
     pub previous: Option<String>,
+}
+
+/// What is known of what a host runs (`show`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostState {
+    /// Nothing recorded.
+    NeverDeployed,
+    /// It runs `version` as released.
+    Running,
+    /// A release failed on it; it runs `version`, which is not healthy.
+    Failed,
+    /// A release or rollback failed in the middle of switching: what it runs is unknown.
+    Unknown,
+}
+
+impl HostState {
+    /// The state's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::NeverDeployed => "never-deployed",
+            HostState::Running => "running",
+            HostState::Failed => "failed",
+            HostState::Unknown => "unknown",
+        }
+    }
 }
 
 /// `show`.
@@ -256,6 +284,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
                 HostVersionRow {
                     host: m.clone(),
                     version: None,
+                    state: HostState::NeverDeployed,
                     since: None,
                     previous: None,
                 },
@@ -266,8 +295,13 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
         hosts.insert(
             v.host.clone(),
             HostVersionRow {
+                state: match (&v.version, v.healthy) {
+                    (None, _) => HostState::Unknown,
+                    (Some(_), true) => HostState::Running,
+                    (Some(_), false) => HostState::Failed,
+                },
                 host: v.host,
-                version: Some(v.version),
+                version: v.version,
                 since: Some(rfc3339(v.since)),
                 previous: v.previous,
             },

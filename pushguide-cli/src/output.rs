@@ -108,9 +108,10 @@ pub fn show(s: &ShowResult) {
     println!("Hosts:");
     for h in &s.hosts {
         println!(
-            "  {:<24} {:<12} since {:<20} previous {}",
+            "  {:<24} {:<12} {:<14} since {:<20} previous {}",
             h.host,
             h.version.as_deref().unwrap_or("-"),
+            h.state.as_str(),
             h.since.as_deref().unwrap_or("-"),
             h.previous.as_deref().unwrap_or("-")
         );
