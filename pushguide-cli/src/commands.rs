@@ -478,27 +478,60 @@ pub struct Detached {
     pub log: String,
 }
 
-/// Resolves when the user asks to stop: Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
+/// The signals that ask a deployment to stop: Ctrl-C (SIGINT), and on Unix SIGTERM and SIGHUP (the
+/// terminal was closed). Their handlers are installed when this is made, so make it before anything
+/// that must not be killed outright starts; from then on none of them ends the process by itself.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(int), Ok(term), Ok(hup)) => Some([int, term, hup]),
+                (int, term, hup) => {
+                    for e in [int.err(), term.err(), hup.err()].into_iter().flatten() {
+                        tracing::warn!(error = %e, "cannot install a signal handler");
+                    }
+                    None
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves at the next stop signal.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if let Some([int, term, hup]) = &mut self.unix {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                return;
+            }
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Resolves when the user asks to stop: Ctrl-C, or SIGTERM or SIGHUP on Unix.
+async fn stop_signal() {
+    StopSignals::new().recv().await;
 }
 
 async fn run(
@@ -526,6 +559,8 @@ async fn run(
     };
     let mut answers = None;
     let engine = app.engine()?;
+    // from here on Ctrl-C, SIGTERM and SIGHUP cancel the deployment instead of killing the process
+    let mut signals = StopSignals::new();
     let handle = engine.start(req).await?;
     if let Some(path) = id_file {
         std::fs::write(path, handle.id()).map_err(|e| {
@@ -534,7 +569,7 @@ async fn run(
     }
     progress.started(handle.id());
     let mut events = handle.events();
-    let stop = stop_signal();
+    let stop = signals.recv();
     tokio::pin!(stop);
     let mut cancelled = false;
     loop {
