@@ -220,11 +220,22 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             );
         }
         Command::Recover => print(json, &commands::recover(&mut app)?, |r| output::recover(r)),
-        Command::Monitor { once } => {
-            let (monitor, minions) = commands::monitor_setup(&mut app).await?;
-            let mut first = true;
-            loop {
-                let check = commands::monitor_check(&monitor, &minions).await?;
+        Command::Monitor { once } => return monitor(&mut app, json, once).await,
+    }
+    Ok(exit::OK)
+}
+
+/// `monitor`: one check per round until Ctrl-C/SIGTERM/SIGHUP (or one with `--once`). A round that
+/// fails (salt-api unreachable or answering badly) is reported and the next round comes as usual;
+/// with `--once` it is the command's error. Templates and target expressions are read again at
+/// every round.
+async fn monitor(app: &mut app::App, json: bool, once: bool) -> Result<u8, CliError> {
+    let mut signals = commands::StopSignals::new();
+    let (monitor, salt) = commands::monitor_setup(app).await?;
+    let mut first = true;
+    loop {
+        match commands::monitor_check(app, &monitor, &*salt).await {
+            Ok(check) => {
                 if json && once {
                     output::json(&check);
                 } else if json {
@@ -233,11 +244,19 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
                     output::monitor(&check, first);
                 }
                 first = false;
-                if once || commands::sleep_or_stop(app.config.monitor_interval).await {
-                    break;
+                if once {
+                    return Ok(if check.errors.is_empty() {
+                        exit::OK
+                    } else {
+                        exit::UNAVAILABLE
+                    });
                 }
             }
+            Err(e) if once => return Err(e),
+            Err(e) => output::monitor_error(&e, json, app.config.monitor_interval),
+        }
+        if commands::sleep_or_stop(app.config.monitor_interval, &mut signals).await {
+            return Ok(exit::OK);
         }
     }
-    Ok(exit::OK)
 }

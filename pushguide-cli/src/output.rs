@@ -84,6 +84,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QuietStderr {
     }
 }
 
+/// `n` and the noun in the right number: `1 host`, `2 hosts`, `0 hosts`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `n host(s)`.
+fn hosts_n(n: usize) -> String {
+    count(n as u64, "host", "hosts")
+}
+
+/// What failed a host: its salt function, or `hook error` when no salt call failed it (the
+/// deployer's hook did; the engine records `-` then).
+pub fn failed_by(fun: &str) -> &str {
+    if fun.is_empty() || fun == "-" {
+        "hook error"
+    } else {
+        fun
+    }
+}
+
 /// Prints `value` as one pretty JSON document.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
@@ -131,6 +151,10 @@ pub fn templates(rows: &[TemplateRow]) {
         outln!("(no template you may view)");
     }
     for t in rows {
+        if let Some(e) = &t.error {
+            outln!("{:<20} BROKEN {}: {e}", t.name, t.file);
+            continue;
+        }
         outln!(
             "{:<20} {:<14} {:<8} {:<30} {}",
             t.name,
@@ -234,11 +258,19 @@ pub fn summary(s: &DeploymentSummary) {
         if let Some(f) = &h.failure {
             outln!(
                 "  ✗ {} failed at {} ({}): {}",
-                h.host, f.stage, f.fun, f.reason
+                h.host,
+                f.stage,
+                failed_by(&f.fun),
+                f.reason
             );
         }
         if let Some(f) = &h.rollback_failure {
-            outln!("  ✗ {} rollback failed ({}): {}", h.host, f.fun, f.reason);
+            outln!(
+                "  ✗ {} rollback failed ({}): {}",
+                h.host,
+                failed_by(&f.fun),
+                f.reason
+            );
         }
         if let Some(v) = &h.rolled_back_to {
             outln!("  ↺ {} rolled back to {v}", h.host);
@@ -313,7 +345,7 @@ pub fn log(l: &LogResult) {
                 s.status,
                 s.fun
                     .as_deref()
-                    .map(|f| format!(" {f}"))
+                    .map(|f| format!(" {}", failed_by(f)))
                     .unwrap_or_default(),
                 s.detail
                     .as_deref()
@@ -355,26 +387,26 @@ pub fn stats(s: &StatsResult) {
     );
     for r in &s.by_hour {
         outln!(
-            "  hour {:02} UTC: {} deployments, {} failed",
+            "  hour {:02} UTC: {}, {} failed",
             r.at,
-            r.count,
+            count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
     }
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     for r in &s.by_weekday {
         outln!(
-            "  {}: {} deployments, {} failed",
+            "  {}: {}, {} failed",
             DAYS.get(r.at).unwrap_or(&"?"),
-            r.count,
+            count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
     }
     for (h, n) in &s.failing_hosts {
-        outln!("  failing host {h}: {n}");
+        outln!("  failing host {h}: {}", count(*n, "failed stage", "failed stages"));
     }
     for (st, n) in &s.failing_stages {
-        outln!("  failing stage {st}: {n}");
+        outln!("  failing stage {st}: {}", count(*n, "failure", "failures"));
     }
     outln!(
         "  incidents {}  recovered {}  mean time to recover {}",
@@ -414,12 +446,13 @@ pub fn recover(rows: &[InterruptedRow]) {
     }
 }
 
-/// One `monitor` check.
+/// One `monitor` check: a summary the first time, then only the changes; resolution errors and
+/// broken template files every time.
 pub fn monitor(c: &MonitorCheck, first: bool) {
     if first {
         outln!(
-            "{} minions: {} up, {} down{}",
-            c.checked,
+            "{}: {} up, {} down{}",
+            count(c.checked as u64, "minion", "minions"),
             c.up.len(),
             c.down.len(),
             if c.down.is_empty() {
@@ -428,14 +461,33 @@ pub fn monitor(c: &MonitorCheck, first: bool) {
                 format!(" ({})", c.down.join(", "))
             }
         );
-        return;
+    } else {
+        for ch in &c.changes {
+            outln!(
+                "{} {} is {}",
+                ch.at,
+                ch.minion,
+                if ch.up { "up again" } else { "DOWN" }
+            );
+        }
     }
-    for ch in &c.changes {
-        outln!(
-            "{} {} is {}",
-            ch.at,
-            ch.minion,
-            if ch.up { "up again" } else { "DOWN" }
+    for e in &c.errors {
+        errln!("pushguide: monitor: {e}");
+    }
+    for b in &c.broken {
+        errln!("pushguide: monitor: skipping broken template file {}: {}", b.file, b.error);
+    }
+}
+
+/// A `monitor` round that failed (the next round comes after `interval`): the JSON error
+/// document as one line on stdout with `--json`, else a line on stderr.
+pub fn monitor_error(e: &CliError, as_json: bool, interval: std::time::Duration) {
+    if as_json {
+        json_line(&e.to_json());
+    } else {
+        errln!(
+            "pushguide: monitor: {e}; trying again in {:.1}s",
+            interval.as_secs_f64()
         );
     }
 }
@@ -560,7 +612,9 @@ impl Progress {
                     bar.set_length(*hosts as u64);
                 }
                 self.line(format!(
-                    "prepared: {hosts} hosts in {batches} batches{}",
+                    "prepared: {} in {}{}",
+                    hosts_n(*hosts),
+                    count(*batches as u64, "batch", "batches"),
                     if excluded.is_empty() {
                         String::new()
                     } else {
@@ -592,10 +646,10 @@ impl Progress {
                         .progress_chars("=> "),
                     );
                     bar.set_prefix(format!("batch {}", batch + 1));
-                    bar.set_message(format!("{hosts} hosts"));
+                    bar.set_message(hosts_n(*hosts));
                     *b = Some(bar);
                 } else {
-                    self.line(format!("batch {}/{batches}: {hosts} hosts", batch + 1));
+                    self.line(format!("batch {}/{batches}: {}", batch + 1, hosts_n(*hosts)));
                 }
             }
             EventKind::StageStarted {
@@ -604,7 +658,7 @@ impl Progress {
                 hosts,
             } => {
                 if let Mode::Bars { batch: Some(b), .. } = &self.mode {
-                    b.set_message(format!("{stage} ({hosts} hosts)"));
+                    b.set_message(format!("{stage} ({})", hosts_n(*hosts)));
                 }
             }
             EventKind::CallStarted { fun, .. } => {
@@ -637,7 +691,10 @@ impl Progress {
                     bar.inc(1);
                     bar.set_message("(with failures)");
                 }
-                self.line(format!("  ✗ {host} failed at {stage} ({fun}): {reason}"));
+                self.line(format!(
+                    "  ✗ {host} failed at {stage} ({}): {reason}",
+                    failed_by(fun)
+                ));
             }
             EventKind::HostSucceeded { .. } => {
                 if let Mode::Bars { hosts: bar, .. } = &self.mode {
@@ -663,16 +720,16 @@ impl Progress {
                 stage,
                 failed,
             } => self.line(format!(
-                "paused at {stage} of batch {}: {} hosts failed",
+                "paused at {stage} of batch {}: {} failed",
                 batch + 1,
-                failed.len()
+                hosts_n(failed.len())
             )),
             EventKind::DecisionTaken { decision } => {
                 self.line(format!("decision: {decision:?}"));
             }
             EventKind::CancelRequested => self.line("cancel requested".into()),
             EventKind::RollbackStarted { hosts } => {
-                self.line(format!("rolling back {hosts} hosts"));
+                self.line(format!("rolling back {}", hosts_n(*hosts)));
             }
             EventKind::HostRolledBack { host, to } => {
                 self.line(format!("  ↺ {host} rolled back to {to}"));
@@ -713,7 +770,7 @@ impl Progress {
             r.stage,
             r.fun
                 .as_deref()
-                .map(|f| format!(" ({f})"))
+                .map(|f| format!(" ({})", failed_by(f)))
                 .unwrap_or_default(),
             r.detail.as_deref().unwrap_or("")
         ));
