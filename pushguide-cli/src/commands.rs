@@ -154,17 +154,19 @@ pub fn templates(app: &App) -> Result<Vec<TemplateRow>, CliError> {
             error: None,
         })
         .collect();
-    rows.extend(broken.into_iter().map(|b| TemplateRow {
-        name: Path::new(&b.file)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        description: String::new(),
-        kind: String::new(),
-        targets: String::new(),
-        may_deploy: false,
-        file: b.file,
-        error: Some(b.error),
+    rows.extend(broken.into_iter().map(|b| {
+        TemplateRow {
+            name: Path::new(&b.file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            description: String::new(),
+            kind: String::new(),
+            targets: String::new(),
+            may_deploy: false,
+            file: b.file,
+            error: Some(b.error),
+        }
     }));
     Ok(rows)
 }

@@ -601,15 +601,23 @@ url_base = "salt://artifacts"
 
     #[test]
     fn a_nul_in_a_path_is_a_config_error_naming_the_key() {
-        let bad = GOOD.replace("store = \"state/pushguide.db\"", "store = \"state/pg\\u0000.db\"");
+        let bad = GOOD.replace(
+            "store = \"state/pushguide.db\"",
+            "store = \"state/pg\\u0000.db\"",
+        );
         assert_ne!(bad, GOOD);
         let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::USAGE);
         let msg = e.to_string();
         assert!(msg.contains("key `store`") && msg.contains("NUL"), "{msg}");
-        assert!(msg.contains("state/pg\\u{0}.db") && !msg.contains('\0'), "{msg}");
+        assert!(
+            msg.contains("state/pg\\u{0}.db") && !msg.contains('\0'),
+            "{msg}"
+        );
         let bad = GOOD.replace("\"http://127.0.0.1:8123\"", "\"http://a\\u0000b\"");
-        let msg = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
+        let msg = Config::parse(&bad, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("salt.endpoints[0]"), "{msg}");
     }
 

@@ -53,9 +53,9 @@
 //! | 3 | deployment failed (stopped early, not rolled back; also a refused `prepare`) |
 //! | 4 | deployment failed and was rolled back |
 //! | 5 | rollback failed on at least one host |
-//! | 6 | cancelled (Ctrl-C / SIGTERM: the running call finishes, then the template's rollback policy) |
+//! | 6 | cancelled (Ctrl-C / SIGTERM / SIGHUP: the running call finishes, then the template's rollback policy) |
 //! | 7 | `watch`: the deployment's process died (marked `interrupted` by `recover`) |
-//! | 64 | usage or configuration error (bad option or value, bad config key, broken template file) |
+//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for) |
 //! | 65 | forbidden (the user is not in the template's ACL) |
 //! | 66 | busy (another deployment of the template holds its lease) |
 //! | 67 | unknown template, version or deployment id |
@@ -69,7 +69,8 @@
 //!   `unknown-deployment`, `forbidden`, `busy`, `invalid`, `prepare-failed`, `unavailable`,
 //!   `engine`, `source`, `store`, `internal`.
 //! - `kinds`: `[{"kind", "summary", "platforms": ["linux"], "example"}]`
-//! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file"}]`
+//! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file", "error"}]`
+//!   (`error` is `null`, or why the file does not load: a broken file is listed after the others)
 //! - `show`: `{"name", "file", "kind", "may_deploy", "config": {template as JSON},
 //!   "last_deployment": deployment|null, "hosts": [{"host", "version", "since", "previous"}]}`
 //! - `versions`: `{"template", "source", "versions": ["2.0.0", "1.0.0"]}`
@@ -93,10 +94,14 @@
 //!   "p95_ms", "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...], "failing_hosts":
 //!   [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents", "recovered", "mttr_ms"}`
 //! - `monitor`: `{"checked", "up": [...], "down": [...], "changes": [{"minion", "up", "was_up",
-//!   "at"}]}`
+//!   "at"}], "errors": ["…"], "broken": [{"file", "error"}]}`; a failed round is an error line
 //! - `recover`: `[{"id", "template", "version", "user", "dry_run", "started", "last_event",
 //!   "batch", "stage", "live_hosts", "newly_marked", "hosts": [{"host", "batch", "stage",
 //!   "status"}]}]`
+//!
+//! `--help` and `--version` exit 0; a command line that does not parse exits 64 (with the error
+//! document under `--json`). Output never stops a command: writes to a closed stdout/stderr are
+//! dropped (see [`output`]).
 //!
 //! The library API ([`run`], [`commands`]) is what the binary uses; commands return typed results
 //! and only [`output`] prints.

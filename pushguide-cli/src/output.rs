@@ -403,7 +403,10 @@ pub fn stats(s: &StatsResult) {
         );
     }
     for (h, n) in &s.failing_hosts {
-        outln!("  failing host {h}: {}", count(*n, "failed stage", "failed stages"));
+        outln!(
+            "  failing host {h}: {}",
+            count(*n, "failed stage", "failed stages")
+        );
     }
     for (st, n) in &s.failing_stages {
         outln!("  failing stage {st}: {}", count(*n, "failure", "failures"));
@@ -475,7 +478,11 @@ pub fn monitor(c: &MonitorCheck, first: bool) {
         errln!("pushguide: monitor: {e}");
     }
     for b in &c.broken {
-        errln!("pushguide: monitor: skipping broken template file {}: {}", b.file, b.error);
+        errln!(
+            "pushguide: monitor: skipping broken template file {}: {}",
+            b.file,
+            b.error
+        );
     }
 }
 
@@ -649,7 +656,11 @@ impl Progress {
                     bar.set_message(hosts_n(*hosts));
                     *b = Some(bar);
                 } else {
-                    self.line(format!("batch {}/{batches}: {}", batch + 1, hosts_n(*hosts)));
+                    self.line(format!(
+                        "batch {}/{batches}: {}",
+                        batch + 1,
+                        hosts_n(*hosts)
+                    ));
                 }
             }
             EventKind::StageStarted {
