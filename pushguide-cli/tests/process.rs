@@ -640,6 +640,18 @@ fn human_output_counts_and_names_hook_errors() {
     assert!(r.stderr.contains("batch 1/1: 1 host"), "{}", r.stderr);
     assert!(!r.stderr.contains("1 hosts"), "{}", r.stderr);
     assert!(!r.stdout.contains("1 hosts"), "{}", r.stdout);
+    // plan of a one-host template
+    write(
+        &lab.dir.join("templates/solo.toml"),
+        &SHOP.replace("name = \"shop\"", "name = \"solo\"").replace(
+            "minions = [\"web-01\", \"web-02\", \"web-03\"]",
+            "minions = [\"web-01\"]",
+        ),
+    );
+    war(&lab.dir.join("artifacts"), "solo", "1.0.0");
+    let r = lab.run(&["plan", "solo", "1.0.0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("1 host in 1 batch,"), "{}", r.stdout);
     lab.on_disk("1.0.0");
     let r = lab.run(&["deploy", "shop", "1.0.0"]);
     assert!(
