@@ -587,9 +587,11 @@ async fn run(
     let mut signals = StopSignals::new();
     let handle = engine.start(req).await?;
     if let Some(path) = id_file {
-        std::fs::write(path, handle.id()).map_err(|e| {
-            CliError::Internal(format!("cannot write the id file {}: {e}", path.display()))
-        })?;
+        // the deployment runs already: a failed write must not stop it (the parent of a detached
+        // deployment then reports the child's end instead of its start)
+        if let Err(e) = std::fs::write(path, handle.id()) {
+            progress.note(&format!("cannot write the id file {}: {e}", path.display()));
+        }
     }
     progress.started(handle.id());
     let mut events = handle.events();
@@ -805,8 +807,15 @@ async fn check_hosts(app: &App, t: &Template, given: &[String]) -> Result<Vec<St
 
 /// Whether salt's glob (`fnmatch`: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`) `pattern` matches `text`.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    fn class(p: &[char]) -> Option<(usize, Vec<(char, char)>, bool)> {
-        // p[0] == '['; returns the length of the class, its ranges and whether it is negated
+    /// A `[…]` class: its length in the pattern, its ranges (`a-z`; a lone `c` is `c-c`) and
+    /// whether it is negated (`[!…]`).
+    struct Class {
+        len: usize,
+        ranges: Vec<(char, char)>,
+        negated: bool,
+    }
+    fn class(p: &[char]) -> Option<Class> {
+        // p[0] == '['; `None` when the class is not closed (then `[` is itself)
         let mut i = 1;
         let negated = p.get(i) == Some(&'!');
         if negated {
@@ -816,7 +825,11 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         let first = i;
         while i < p.len() {
             if p[i] == ']' && i > first {
-                return Some((i + 1, ranges, negated));
+                return Some(Class {
+                    len: i + 1,
+                    ranges,
+                    negated,
+                });
             }
             if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
                 ranges.push((p[i], p[i + 2]));
@@ -834,10 +847,10 @@ fn glob_match(pattern: &str, text: &str) -> bool {
             Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
             Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
             Some('[') => match class(p) {
-                Some((len, ranges, negated)) => match t.first() {
+                Some(class) => match t.first() {
                     Some(c) => {
-                        let inside = ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
-                        inside != negated && go(&p[len..], &t[1..])
+                        let inside = class.ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
+                        inside != class.negated && go(&p[class.len..], &t[1..])
                     }
                     None => false,
                 },
@@ -985,23 +998,29 @@ pub async fn rollback(
 // history, log, watch, stats, recover, monitor
 
 /// `history [TEMPLATE]`: newest first.
+///
+/// Without a template: the deployments of every template the user may view, and the template files
+/// that do not load (skipped: whether the user may view them is unknown).
 pub fn history(
     app: &mut App,
     template: Option<&str>,
     limit: usize,
-) -> Result<Vec<DeploymentRow>, CliError> {
-    let names: Vec<String> = match template {
+) -> Result<(Vec<DeploymentRow>, Vec<crate::app::BrokenTemplate>), CliError> {
+    let (names, broken): (Vec<String>, _) = match template {
         Some(n) => {
             let t = app.template(n)?;
             app.check_view(&t)?;
-            vec![t.template.name]
+            (vec![t.template.name], Vec::new())
         }
-        None => app
-            .templates()?
-            .into_iter()
-            .filter(|t| t.template.acl.may_view(app.principal()))
-            .map(|t| t.template.name)
-            .collect(),
+        None => {
+            let (good, broken) = app.scan_templates()?;
+            let names = good
+                .into_iter()
+                .filter(|t| t.template.acl.may_view(app.principal()))
+                .map(|t| t.template.name)
+                .collect();
+            (names, broken)
+        }
     };
     let store = app.store()?;
     let mut rows = Vec::new();
@@ -1013,7 +1032,7 @@ pub fn history(
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
-    Ok(rows.into_iter().map(|(_, r)| r).collect())
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), broken))
 }
 
 /// One salt request of a deployment (`log`).

@@ -222,7 +222,7 @@ impl<'a> Reader<'a> {
             if !self.seen.contains(&k.as_str()) {
                 return Err(CliError::Config {
                     file: self.file.display().to_string(),
-                    key: self.path(k),
+                    key: self.path(&short(&toml::Value::String(k.clone()))),
                     value: short(v),
                     reason: format!("unknown key; known keys here: {known}"),
                 });

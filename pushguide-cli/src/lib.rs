@@ -213,7 +213,8 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             return Ok(l.exit_code.unwrap_or(exit::INTERNAL));
         }
         Command::History { template, limit } => {
-            let rows = commands::history(&mut app, template.as_deref(), limit)?;
+            let (rows, broken) = commands::history(&mut app, template.as_deref(), limit)?;
+            output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }
         Command::Log { id } => print(json, &commands::log(&mut app, &id)?, output::log),

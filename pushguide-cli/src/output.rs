@@ -294,6 +294,18 @@ pub fn detached(d: &Detached) {
     outln!("  follow: pushguide watch {}", d.id);
 }
 
+/// Template files that do not load and were skipped: one line each on stderr (stdout stays a
+/// result, or JSON).
+pub fn broken_templates(broken: &[crate::app::BrokenTemplate]) {
+    for b in broken {
+        errln!(
+            "pushguide: skipping broken template file {}: {}",
+            b.file,
+            b.error
+        );
+    }
+}
+
 /// `history`.
 pub fn history(rows: &[DeploymentRow]) {
     if rows.is_empty() {
@@ -449,8 +461,8 @@ pub fn recover(rows: &[InterruptedRow]) {
     }
 }
 
-/// One `monitor` check: a summary the first time, then only the changes; resolution errors and
-/// broken template files every time.
+/// One `monitor` check: a summary the first time, then only the changes; resolution errors every
+/// time, broken template files the first time.
 pub fn monitor(c: &MonitorCheck, first: bool) {
     if first {
         outln!(
@@ -477,12 +489,8 @@ pub fn monitor(c: &MonitorCheck, first: bool) {
     for e in &c.errors {
         errln!("pushguide: monitor: {e}");
     }
-    for b in &c.broken {
-        errln!(
-            "pushguide: monitor: skipping broken template file {}: {}",
-            b.file,
-            b.error
-        );
+    if first {
+        broken_templates(&c.broken);
     }
 }
 

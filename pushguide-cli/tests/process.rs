@@ -528,6 +528,12 @@ fn a_broken_template_file_breaks_nothing_else() {
     assert_eq!(lab.history().len(), 1);
     let r = lab.run(&["history"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("shop"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("skipping broken template file") && r.stderr.contains("broken.toml"),
+        "{}",
+        r.stderr
+    );
     let r = lab.run(&["show", "shop", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // asking for the broken one by name is its error
