@@ -685,7 +685,7 @@ fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
     assert_eq!(host_statuses(&d), ["succeeded", "excluded", "succeeded"]);
     assert!(
         r.stderr
-            .contains("1 hosts failed post-deploy in batch 1 (web-02)"),
+            .contains("1 host failed post-deploy in batch 2 (web-02)"),
         "{}",
         r.stderr
     );
