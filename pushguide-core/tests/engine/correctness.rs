@@ -309,10 +309,21 @@ async fn a_finished_batch_is_durable_before_the_next_batch_starts() {
     });
     let engine = Engine::builder(watch.clone())
         .fleet_state(fleet_state)
-        .history(journal)
+        .history(journal.clone())
         .build();
-    let r = engine.deploy(req(&t, "2.0")).await.unwrap();
+    let handle = engine.start(req(&t, "2.0")).await.unwrap();
+    // what a watcher sees (say "batch 1/2 done") is already in the journal
+    let mut events = handle.events();
+    let mut seen = 0;
+    while let Some(e) = events.next().await {
+        let held = journal.events.lock().unwrap().iter().any(|j| j == &e);
+        let last = matches!(e.kind, EventKind::DeploymentFinished { .. });
+        assert!(held || last, "seen before journaled: {:?}", e.kind);
+        seen += 1;
+    }
+    let r = handle.wait().await.unwrap();
     assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    assert_eq!(seen, r.events.len());
     assert!(!watch.violated.load(Ordering::SeqCst));
 }
 
