@@ -29,6 +29,8 @@ pub struct Window {
     pub to: SystemTime,
     /// Only this template (`None`: every template).
     pub template: Option<String>,
+    /// Only these templates (`None`: every template).
+    pub templates: Option<Vec<String>>,
     /// The fixed offset from UTC, in seconds, that hours of day and weekdays are taken in (east
     /// positive: `+02:00` is 7200). Default 0 (UTC).
     pub utc_offset_secs: i32,
@@ -41,6 +43,7 @@ impl Window {
             from,
             to,
             template: None,
+            templates: None,
             utc_offset_secs: 0,
         }
     }
@@ -64,19 +67,34 @@ impl Window {
         self
     }
 
-    /// The SQL condition and its parameters (`?1` from, `?2` to, `?3` template).
-    fn filter(&self) -> (&'static str, Vec<Value>) {
+    /// Restricts the window to these templates (e.g. those a user may view); an empty list matches
+    /// nothing. Combines with [`Window::template`].
+    pub fn templates<I: IntoIterator<Item = S>, S: Into<String>>(mut self, templates: I) -> Self {
+        self.templates = Some(templates.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The SQL condition and its parameters (`?1` from, `?2` to, `?3` template, `?4` the template
+    /// list as a JSON array).
+    fn filter(&self) -> (String, Vec<Value>) {
         let mut p = vec![
             Value::Integer(to_ms(self.from)),
             Value::Integer(to_ms(self.to)),
         ];
-        match &self.template {
-            Some(t) => {
-                p.push(Value::Text(t.clone()));
-                ("template = ?3 AND started_ms >= ?1 AND started_ms < ?2", p)
-            }
-            None => ("started_ms >= ?1 AND started_ms < ?2", p),
+        let mut cond = String::from("started_ms >= ?1 AND started_ms < ?2");
+        if let Some(t) = &self.template {
+            p.push(Value::Text(t.clone()));
+            cond = format!("template = ?{} AND {cond}", p.len());
         }
+        if let Some(list) = &self.templates {
+            let json = serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned());
+            p.push(Value::Text(json));
+            cond = format!(
+                "template IN (SELECT value FROM json_each(?{})) AND {cond}",
+                p.len()
+            );
+        }
+        (cond, p)
     }
 }
 

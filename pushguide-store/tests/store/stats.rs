@@ -312,3 +312,29 @@ fn hours_and_weekdays_at_a_utc_offset() {
     // offsets beyond ±18 h are clamped
     assert_eq!(week().utc_offset(100_000).utc_offset_secs, 18 * 3600);
 }
+
+/// A list of templates (those a user may view) restricts every statistic; an empty list matches
+/// nothing.
+#[test]
+fn window_restricted_to_a_list_of_templates() {
+    let s = history();
+    let only_a = week().templates(["a"]);
+    assert_eq!(
+        s.summary(&only_a).unwrap(),
+        s.summary(&week().template("a")).unwrap()
+    );
+    let st = s.stats(&only_a).unwrap();
+    assert_eq!(st.summary.count, 4);
+    assert_eq!(st.by_hour.iter().map(|r| r.count).sum::<u64>(), 4);
+    assert!(
+        st.hosts.iter().all(|(h, _)| h != "web-03"),
+        "{:?}",
+        st.hosts
+    );
+    assert_eq!(st.recovery.incidents, 1);
+    let both = s.stats(&week().templates(["a", "b"])).unwrap();
+    assert_eq!(both, s.stats(&week()).unwrap());
+    let none = s.stats(&week().templates(Vec::<String>::new())).unwrap();
+    assert_eq!((none.summary.count, none.recovery.incidents), (0, 0));
+    assert!(none.hosts.is_empty() && none.stages.is_empty());
+}
