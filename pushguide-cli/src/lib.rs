@@ -183,10 +183,19 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Rollback {
             template,
             to,
+            deployment,
             dry_run,
         } => {
             let mut progress = Progress::new(json);
-            let s = commands::rollback(&mut app, &template, to, dry_run, &mut progress).await?;
+            let s = commands::rollback(
+                &mut app,
+                &template,
+                to,
+                deployment.as_deref(),
+                dry_run,
+                &mut progress,
+            )
+            .await?;
             print(json, &s, output::summary);
             return Ok(s.exit_code);
         }
@@ -212,10 +221,14 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             print(json, &rows, |r| output::history(r));
         }
         Command::Log { id } => print(json, &commands::log(&mut app, &id)?, output::log),
-        Command::Stats { template, since } => {
+        Command::Stats {
+            template,
+            since,
+            tz,
+        } => {
             print(
                 json,
-                &commands::stats(&mut app, template.as_deref(), since)?,
+                &commands::stats(&mut app, template.as_deref(), since, tz.as_deref())?,
                 output::stats,
             );
         }
