@@ -1292,6 +1292,9 @@ pub struct HostProgressRow {
     pub stages_done: Vec<String>,
     /// For an interrupted host: the salt functions of the stage under way that returned.
     pub calls_done: Vec<String>,
+    /// Per stage of its batch that started: the salt functions that returned (for at least one host
+    /// of the batch).
+    pub stage_calls: Vec<(String, Vec<String>)>,
     /// What was done to it, in words (`not reached`, `batch finished: runs 3.0.0`, …).
     pub done: String,
 }
@@ -1340,12 +1343,26 @@ pub struct InterruptedRow {
 
 /// What was done to a host, in words, from the journal.
 fn host_done(h: &pushguide_store::HostProgress, version: &str) -> String {
-    let names =
-        |v: &[pushguide_core::Stage]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-    let done = if h.stages_done.is_empty() {
+    use pushguide_core::Stage;
+    let calls_of = |stage: Stage| -> &[String] {
+        h.stage_calls
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or_default()
+    };
+    let done: Vec<String> = h
+        .stages_done
+        .iter()
+        .map(|s| match calls_of(*s) {
+            [] => format!("{s} done"),
+            calls => format!("{s} done ({})", calls.join(", ")),
+        })
+        .collect();
+    let done = if done.is_empty() {
         String::new()
     } else {
-        format!("{} done; ", names(&h.stages_done))
+        format!("{}; ", done.join("; "))
     };
     match h.status.as_str() {
         "succeeded" if h.batch_finished => format!("batch finished: runs {version}"),
@@ -1372,20 +1389,24 @@ fn host_done(h: &pushguide_store::HostProgress, version: &str) -> String {
             "rollback failed: {}",
             h.detail.as_deref().unwrap_or("no reason recorded")
         ),
-        "interrupted" if h.calls_done.is_empty() && h.stages_done.is_empty() => {
-            format!(
-                "batch started, interrupted at {} before any call returned",
-                h.stage
-            )
+        "interrupted" => {
+            let at = if h.calls_done.is_empty() {
+                format!("{} interrupted before any call returned", h.stage)
+            } else {
+                format!("{} interrupted after {}", h.stage, h.calls_done.join(", "))
+            };
+            let not_run: Vec<&str> = Stage::BATCH
+                .iter()
+                .filter(|s| **s > h.stage)
+                .map(|s| s.as_str())
+                .collect();
+            let rest = if not_run.is_empty() {
+                String::new()
+            } else {
+                format!("; {} not run", not_run.join(", "))
+            };
+            format!("{done}{at}{rest}")
         }
-        "interrupted" if h.calls_done.is_empty() => {
-            format!("{done}interrupted at {} before any call returned", h.stage)
-        }
-        "interrupted" => format!(
-            "{done}interrupted during {} after {} (not finished)",
-            h.stage,
-            h.calls_done.join(", ")
-        ),
         other => format!("{done}{other} at {}", h.stage),
     }
 }
@@ -1447,6 +1468,11 @@ pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
                     .map(|s| s.as_str().to_owned())
                     .collect(),
                 calls_done: h.calls_done.clone(),
+                stage_calls: h
+                    .stage_calls
+                    .iter()
+                    .map(|(s, c)| (s.as_str().to_owned(), c.clone()))
+                    .collect(),
                 done: host_done(h, &d.version),
             })
             .collect();
@@ -1458,6 +1484,7 @@ pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
             touched: false,
             stages_done: Vec::new(),
             calls_done: Vec::new(),
+            stage_calls: Vec::new(),
             done: "not reached".to_owned(),
         }));
         hosts.sort_by(|a, b| a.host.cmp(&b.host));

@@ -38,6 +38,9 @@
 //! [monitor]                           # optional
 //! interval_secs = 30
 //! timeout_secs = 10
+//!
+//! [stats]                             # optional: hours and weekdays of `stats` at a fixed offset
+//! tz = "+02:00"                       #   from UTC: "UTC" (default), "+02:00", "-05:30"
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names
@@ -89,14 +92,17 @@
 //! - `log`, `watch`: `{"deployment": deployment, "exit_code", "calls": [{"batch", "stage", "fun",
 //!   "jid", "ok", "failed", "millis"}], "hosts": [{"host", "status", "stages": [{"batch", "stage",
 //!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}`
-//! - `stats`: `{"template", "from", "to", "count", "succeeded", "success_rate", "mean_ms", "p50_ms",
-//!   "p95_ms", "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...], "failing_hosts":
-//!   [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents", "recovered", "mttr_ms"}`
+//! - `stats`: `{"template", "templates", "from", "to", "tz", "count", "succeeded", "success_rate",
+//!   "mean_ms", "p50_ms", "p95_ms", "rollbacks": {"count", "succeeded", "success_rate", "mean_ms",
+//!   "p50_ms", "p95_ms"}, "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...],
+//!   "failing_hosts": [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents",
+//!   "recovered", "mttr_ms"}` (releases and rollbacks apart; templates the user may view)
 //! - `monitor`: `{"checked", "up": [...], "down": [...], "changes": [{"minion", "up", "was_up",
 //!   "at"}]}`
-//! - `recover`: `[{"id", "template", "version", "user", "dry_run", "started", "last_event",
-//!   "batch", "stage", "live_hosts", "newly_marked", "hosts": [{"host", "batch", "stage",
-//!   "status"}]}]`
+//! - `recover`: `[{"id", "template", "mode", "version", "user", "dry_run", "started", "last_event",
+//!   "batch", "stage", "live_hosts", "planned_hosts", "newly_marked", "hosts": [{"host", "batch",
+//!   "stage", "status", "touched", "stages_done", "calls_done", "stage_calls", "done"}],
+//!   "unnamed_not_reached", "rollback_command", "resume_command"}]`
 //!
 //! The library API ([`run`], [`commands`]) is what the binary uses; commands return typed results
 //! and only [`output`] prints.

@@ -70,6 +70,9 @@ pub struct HostProgress {
     /// For an `interrupted` host: the salt functions of its batch's stage under way that returned
     /// (for at least one host of the batch), in order — what was changed before the process died.
     pub calls_done: Vec<String>,
+    /// Per stage of its batch that started, in order: the salt functions that returned (for at least
+    /// one host of the batch), e.g. `(pre-deploy, [cp.get_url, archive.unzip, service.stop])`.
+    pub stage_calls: Vec<(Stage, Vec<String>)>,
     /// Whether its batch finished (`BatchFinished` recorded).
     pub batch_finished: bool,
 }
@@ -223,6 +226,7 @@ impl SqliteStore {
                     detail: r.get(5)?,
                     stages_done: Vec::new(),
                     calls_done: Vec::new(),
+                    stage_calls: Vec::new(),
                     batch_finished: false,
                 })
             })
@@ -308,8 +312,14 @@ impl SqliteStore {
                 let Some(j) = usize::try_from(b).ok().and_then(|b| batches.get_mut(&b)) else {
                     continue;
                 };
-                if j.running == Some(stage_from_code(stage)) && !j.calls.contains(&fun) {
-                    j.calls.push(fun);
+                let stage = stage_from_code(stage);
+                if j.running == Some(stage) && !j.calls.contains(&fun) {
+                    j.calls.push(fun.clone());
+                }
+                match j.stage_calls.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, funs)) if funs.contains(&fun) => {}
+                    Some((_, funs)) => funs.push(fun),
+                    None => j.stage_calls.push((stage, vec![fun])),
                 }
             }
         }
@@ -328,6 +338,7 @@ impl SqliteStore {
                     detail: None,
                     stages_done: Vec::new(),
                     calls_done: Vec::new(),
+                    stage_calls: Vec::new(),
                     batch_finished: false,
                 });
             }
@@ -346,6 +357,8 @@ impl SqliteStore {
             if h.status == "interrupted" {
                 h.calls_done = j.calls.clone();
             }
+            h.stage_calls = j.stage_calls.clone();
+            h.stage_calls.sort_by_key(|(s, _)| *s);
         }
         d.hosts.sort_by(|a, b| a.host.cmp(&b.host));
         Ok(Some(d))
@@ -365,4 +378,6 @@ struct BatchJournal {
     running: Option<Stage>,
     /// Functions of the calls of `running` that returned.
     calls: Vec<String>,
+    /// Functions of the calls that returned, per stage.
+    stage_calls: Vec<(Stage, Vec<String>)>,
 }

@@ -164,6 +164,10 @@ fn interrupted_deployment_names_what_each_reached_host_finished() {
     assert_eq!(w2.stage, Stage::Deploy);
     assert_eq!(w2.stages_done, vec![Stage::PreDeploy]);
     assert_eq!(w2.calls_done, vec!["service.stop".to_owned()]);
+    assert_eq!(
+        w2.stage_calls,
+        vec![(Stage::Deploy, vec!["service.stop".to_owned()])]
+    );
     // only the hosts of started batches were touched
     assert_eq!(alive.touched_hosts("d1").unwrap(), ["web-01", "web-02"]);
     assert_eq!(alive.interrupted().unwrap(), found);
