@@ -856,8 +856,9 @@ fn undo_target(app: &mut App, name: &str, id: &str) -> Result<UndoTarget, CliErr
     }
     if rec.ended.is_none() {
         return Err(CliError::Usage(format!(
-            "--deployment {id}: it is still running (its process is alive); cancel it or wait \
-             for it to end (`pushguide watch {id}`)"
+            "--deployment {id}: it is still running (its process is alive; a process that died \
+             is known as such once its liveness expires, after the store's lease TTL, 30 s: see \
+             `pushguide recover`); cancel it or wait for it to end (`pushguide watch {id}`)"
         )));
     }
     if rec.rollback {
@@ -1389,6 +1390,9 @@ fn host_done(h: &pushguide_store::HostProgress, version: &str) -> String {
             "rollback failed: {}",
             h.detail.as_deref().unwrap_or("no reason recorded")
         ),
+        "interrupted" if h.stages_done.is_empty() && h.calls_done.is_empty() => {
+            "batch started, nothing changed yet (no call returned)".to_owned()
+        }
         "interrupted" => {
             let at = if h.calls_done.is_empty() {
                 format!("{} interrupted before any call returned", h.stage)

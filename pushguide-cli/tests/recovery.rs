@@ -561,3 +561,190 @@ fn stats_count_rollbacks_apart_at_a_utc_offset_for_viewable_templates() {
     assert!(line.contains("WEB-INF/lib/lib-39.jar"), "{line}");
     assert!(!line.contains('…'), "{line}");
 }
+
+/// Journal rows of a process that died, written through the store API (its owner's liveness lasts
+/// 200 ms): deployment `id` of shop 2.0.0 (a dry run, a rollback request) with `events` after its
+/// start.
+fn dead_deployment(
+    lab: &Lab,
+    id: &str,
+    dry_run: bool,
+    rollback: bool,
+    events: Vec<pushguide_core::EventKind>,
+) {
+    use pushguide_core::{Event, EventKind};
+    let opts = pushguide_store::StoreOptions::default().lease_ttl(Duration::from_millis(200));
+    let dead = SqliteStore::open_with(lab.dir.join("state/pushguide.db"), opts).unwrap();
+    let at = std::time::SystemTime::now();
+    let mut all = vec![EventKind::DeploymentStarted {
+        template: "shop".into(),
+        version: "2.0.0".into(),
+        user: "alice".into(),
+        dry_run,
+        rollback,
+    }];
+    all.extend(events);
+    let events: Vec<Event> = all
+        .into_iter()
+        .map(|kind| Event {
+            at,
+            deployment: Arc::from(id),
+            kind,
+        })
+        .collect();
+    dead.append_events(&events).unwrap();
+    dead.stop_heartbeat();
+    std::mem::forget(dead); // like a killed process: no clean close
+}
+
+/// A deployment to three of shop's four hosts died: web-01 failed at deploy, web-02's batch had just
+/// started. `recover` says what happened to each, and that one planned host was not reached without
+/// guessing which (the template has four). `rollback --deployment` refuses what it cannot undo.
+#[test]
+fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
+    use pushguide_core::{EventKind, MinionId, Stage};
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.dir.join("state")).unwrap();
+    let m = |h: &str| MinionId::new(h).unwrap();
+    let batch_stage = |stage, end: bool| {
+        if end {
+            EventKind::StageFinished {
+                batch: Some(0),
+                stage,
+                ok: 1,
+                failed: 0,
+            }
+        } else {
+            EventKind::StageStarted {
+                batch: Some(0),
+                stage,
+                hosts: 1,
+            }
+        }
+    };
+    dead_deployment(
+        &lab,
+        "shop-subset-1",
+        false,
+        false,
+        vec![
+            EventKind::Prepared {
+                hosts: 3,
+                batches: 3,
+                excluded: vec![],
+            },
+            EventKind::BatchStarted {
+                batch: 0,
+                hosts: 1,
+                minions: vec![m("web-01")],
+            },
+            batch_stage(Stage::PreDeploy, false),
+            batch_stage(Stage::PreDeploy, true),
+            batch_stage(Stage::Deploy, false),
+            EventKind::HostFailed {
+                host: m("web-01"),
+                stage: Stage::Deploy,
+                fun: "file.symlink".into(),
+                reason: "disk full".into(),
+            },
+            EventKind::StageFinished {
+                batch: Some(0),
+                stage: Stage::Deploy,
+                ok: 0,
+                failed: 1,
+            },
+            EventKind::BatchFinished {
+                batch: 0,
+                ok: 0,
+                failed: 1,
+            },
+            EventKind::BatchStarted {
+                batch: 1,
+                hosts: 1,
+                minions: vec![m("web-02")],
+            },
+        ],
+    );
+    // a dry run, a rollback, and one that died in prepare (no batch started)
+    dead_deployment(&lab, "shop-dry-1", true, false, vec![]);
+    dead_deployment(&lab, "shop-rollback-1", false, true, vec![]);
+    dead_deployment(&lab, "shop-prepare-1", false, false, vec![]);
+    std::thread::sleep(Duration::from_millis(400));
+
+    let r = lab.run(&["recover", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let rows = r.json();
+    assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
+    let d = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "shop-subset-1")
+        .unwrap();
+    assert_eq!(d["newly_marked"], true);
+    assert_eq!(
+        host(d, "web-01")["done"],
+        "pre-deploy done; failed at deploy (file.symlink): disk full"
+    );
+    assert_eq!(
+        host(d, "web-02")["done"],
+        "batch started, nothing changed yet (no call returned)"
+    );
+    assert_eq!(d["hosts"].as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(d["unnamed_not_reached"], 1);
+    assert_eq!(
+        d["rollback_command"],
+        "pushguide rollback shop --deployment shop-subset-1"
+    );
+    let r = lab.run(&["recover"]);
+    assert!(
+        r.stdout
+            .contains("(1 more hosts not reached; their names were not recorded)"),
+        "{}",
+        r.stdout
+    );
+    let by_id = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    // nothing to roll back, no command offered
+    for id in ["shop-dry-1", "shop-rollback-1", "shop-prepare-1"] {
+        assert_eq!(by_id(id)["rollback_command"], Value::Null, "{id}");
+    }
+    assert_eq!(by_id("shop-rollback-1")["resume_command"], Value::Null);
+    assert_eq!(by_id("shop-rollback-1")["mode"], "rollback");
+    // died in prepare: every host of the template not reached
+    let p = by_id("shop-prepare-1");
+    assert_eq!(p["hosts"].as_array().unwrap().len(), 4, "{p}");
+    assert!(p["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["done"] == "not reached"));
+
+    for (id, why) in [
+        ("shop-dry-1", "dry run"),
+        ("shop-rollback-1", "itself a rollback"),
+        ("shop-prepare-1", "touched no host"),
+    ] {
+        let r = lab.run(&["rollback", "shop", "--deployment", id, "--json"]);
+        assert_eq!(r.code, 64, "{id}: {}", r.stdout);
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(id) && msg.contains(why), "{msg}");
+    }
+    // a viewer may not roll back
+    let dev = lab.user_config("bob", &["devs"]);
+    let r = run(
+        &dev,
+        &["rollback", "shop", "--deployment", "shop-subset-1"],
+        ENV,
+    );
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    // but sees the recovery list
+    let r = run(&dev, &["recover", "--json"], ENV);
+    assert_eq!(r.json().as_array().unwrap().len(), 4);
+}

@@ -332,7 +332,7 @@ impl SqliteStore {
                 unnamed.push(HostProgress {
                     host: host.clone(),
                     batch: Some(*b),
-                    stage: j.running.unwrap_or(d.stage),
+                    stage: j.running.unwrap_or_else(|| next_stage(&j.ended)),
                     status: "interrupted".to_owned(),
                     fun: None,
                     detail: None,
@@ -380,4 +380,13 @@ struct BatchJournal {
     calls: Vec<String>,
     /// Functions of the calls that returned, per stage.
     stage_calls: Vec<(Stage, Vec<String>)>,
+}
+
+/// The batch stage after the last one that finished (pre-deploy when none did).
+fn next_stage(ended: &[Stage]) -> Stage {
+    let last = ended.iter().max();
+    Stage::BATCH
+        .into_iter()
+        .find(|s| last.is_none_or(|l| s > l))
+        .unwrap_or(Stage::PostDeploy)
 }
