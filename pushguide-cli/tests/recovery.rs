@@ -699,7 +699,7 @@ fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
     let r = lab.run(&["recover"]);
     assert!(
         r.stdout
-            .contains("(1 more hosts not reached; their names were not recorded)"),
+            .contains("(1 more host not reached; their names were not recorded)"),
         "{}",
         r.stdout
     );

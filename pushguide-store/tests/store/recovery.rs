@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use pushguide_core::{
-    CallRecord, DeploymentOutcome, EventKind, HistoryStore, HostReport, HostStatus, LogEntry,
-    Outcome, Report, SaltCall, Stage,
+    CallRecord, DeploymentOutcome, EventKind, HostReport, HostStatus, LogEntry, Outcome, Report,
+    SaltCall, Stage,
 };
 use pushguide_store::{SqliteStore, StoreOptions};
 
@@ -139,7 +139,7 @@ fn interrupted_deployment_names_what_each_reached_host_finished() {
     let opts = StoreOptions::default().lease_ttl(Duration::from_millis(200));
     let dead = SqliteStore::open_with(&path, opts.clone()).unwrap();
     let alive = SqliteStore::open_with(&path, opts).unwrap();
-    HistoryStore::append(&dead, &interrupted_journal("d1")).unwrap();
+    dead.append_events(&interrupted_journal("d1")).unwrap();
     dead.stop_heartbeat();
     std::mem::forget(dead);
     std::thread::sleep(Duration::from_millis(300));
