@@ -1114,10 +1114,7 @@ fn undo_target(app: &mut App, name: &str, id: &str) -> Result<UndoTarget, CliErr
 /// The engine request of `rollback --deployment`: roll back the effects of the release of
 /// `version` on `touched` only — each host back to the version it ran before that release (its
 /// recorded current version when the release never recorded it there, else its previous good
-/// version); a host with nothing recorded is skipped, not a failure.
-///
-/// NOTE: `Request::undo` is being added to pushguide-core (engine.rs) by the core maintainers; this
-/// is the one call that needs it.
+/// version); a host with nothing recorded is skipped, not a failure (see [`Request::undo`]).
 pub fn undo_request(
     template: Arc<Template>,
     version: &str,
