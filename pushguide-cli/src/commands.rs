@@ -1829,7 +1829,7 @@ pub async fn monitor_check(
 ) -> Result<MonitorCheck, CliError> {
     let (minions, errors, broken) = monitored_minions(app, salt).await?;
     let changes = monitor.check_once(&minions).await?;
-    let states = monitor.store().status(&minions)?;
+    let states = monitor.store().status(&minions).await?;
     let (mut up, mut down) = (Vec::new(), Vec::new());
     for s in states {
         if s.up {

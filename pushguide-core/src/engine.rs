@@ -667,7 +667,7 @@ impl Engine {
                     .iter()
                     .map(|h| (h.clone(), !down.contains(h)))
                     .collect();
-                if let Err(e) = status.record(&checks, SystemTime::now()) {
+                if let Err(e) = status.record(&checks, SystemTime::now()).await {
                     tracing::warn!(error = %e, "pre-flight result not recorded in the minion status store");
                 }
             }

@@ -40,16 +40,18 @@ pub struct StatusChange {
     pub at: SystemTime,
 }
 
-/// Where minion states are kept (in memory here; durable in `pushguide-store`).
+/// Where minion states are kept (in memory here; durable in `pushguide-store`). Async like the other
+/// store ports: an implementation that blocks (a database) does so off the async workers.
+#[async_trait::async_trait]
 pub trait MinionStatusStore: Send + Sync + std::fmt::Debug {
     /// Records a check of `minions` at `at` (`true`: answered) and returns the state changes.
-    fn record(
+    async fn record(
         &self,
         checks: &[(MinionId, bool)],
         at: SystemTime,
     ) -> Result<Vec<StatusChange>, Error>;
     /// The known states of `minions` (unknown minions are absent).
-    fn status(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, Error>;
+    async fn status(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, Error>;
 }
 
 /// Minion states in memory.
@@ -58,8 +60,9 @@ pub struct MemoryMinionStatus {
     inner: Mutex<HashMap<MinionId, MinionStatus>>,
 }
 
+#[async_trait::async_trait]
 impl MinionStatusStore for MemoryMinionStatus {
-    fn record(
+    async fn record(
         &self,
         checks: &[(MinionId, bool)],
         at: SystemTime,
@@ -107,7 +110,7 @@ impl MinionStatusStore for MemoryMinionStatus {
         Ok(changes)
     }
 
-    fn status(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, Error> {
+    async fn status(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, Error> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(minions
             .iter()
@@ -192,7 +195,7 @@ impl Monitor {
             .iter()
             .map(|m| (m.clone(), matches!(r.take(m), Outcome::Ok { .. })))
             .collect();
-        let changes = self.store.record(&checks, SystemTime::now())?;
+        let changes = self.store.record(&checks, SystemTime::now()).await?;
         for c in &changes {
             if c.was_up.is_some() {
                 tracing::warn!(minion = %c.minion, up = c.up, "minion connectivity changed");

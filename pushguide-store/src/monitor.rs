@@ -8,25 +8,24 @@ use rusqlite::OptionalExtension;
 
 use crate::store::{from_ms, to_ms, SqliteStore};
 
-impl MinionStatusStore for SqliteStore {
+impl SqliteStore {
     /// Records one check of `checks` in one transaction and returns the state changes (a minion seen
     /// for the first time is a change with `was_up: None`).
-    fn record(
+    pub fn record_minion_checks(
         &self,
         checks: &[(MinionId, bool)],
         at: SystemTime,
-    ) -> Result<Vec<StatusChange>, pushguide_core::Error> {
-        let store_err = |e: crate::Error| pushguide_core::Error::Store(e.to_string());
+    ) -> Result<Vec<StatusChange>, crate::Error> {
         let at_ms = to_ms(at);
         let mut conn = self.conn();
         let tx = conn
             .transaction()
-            .map_err(|e| store_err(self.err("recording minion status", e)))?;
+            .map_err(|e| self.err("recording minion status", e))?;
         let mut changes = Vec::new();
         {
             let mut get = tx
                 .prepare_cached("SELECT up FROM minion_status WHERE minion = ?1")
-                .map_err(|e| store_err(self.err("reading minion status", e)))?;
+                .map_err(|e| self.err("reading minion status", e))?;
             let mut put = tx
                 .prepare_cached(
                     "INSERT INTO minion_status (minion, up, last_seen_ms, checked_ms, since_ms)
@@ -37,14 +36,14 @@ impl MinionStatusStore for SqliteStore {
                          last_seen_ms = CASE WHEN excluded.up THEN excluded.checked_ms ELSE last_seen_ms END,
                          checked_ms = excluded.checked_ms",
                 )
-                .map_err(|e| store_err(self.err("recording minion status", e)))?;
+                .map_err(|e| self.err("recording minion status", e))?;
             for (m, up) in checks {
                 let was: Option<bool> = get
                     .query_row([m.as_str()], |r| r.get(0))
                     .optional()
-                    .map_err(|e| store_err(self.err("reading minion status", e)))?;
+                    .map_err(|e| self.err("reading minion status", e))?;
                 put.execute(rusqlite::params![m.as_str(), *up, at_ms])
-                    .map_err(|e| store_err(self.err("recording minion status", e)))?;
+                    .map_err(|e| self.err("recording minion status", e))?;
                 if was != Some(*up) {
                     changes.push(StatusChange {
                         minion: m.clone(),
@@ -56,18 +55,18 @@ impl MinionStatusStore for SqliteStore {
             }
         }
         tx.commit()
-            .map_err(|e| store_err(self.err("recording minion status", e)))?;
+            .map_err(|e| self.err("recording minion status", e))?;
         Ok(changes)
     }
 
-    fn status(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, pushguide_core::Error> {
-        let store_err = |e: crate::Error| pushguide_core::Error::Store(e.to_string());
+    /// The recorded states of `minions` (unknown minions are absent).
+    pub fn minion_states(&self, minions: &[MinionId]) -> Result<Vec<MinionStatus>, crate::Error> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT up, last_seen_ms, checked_ms, since_ms FROM minion_status WHERE minion = ?1",
             )
-            .map_err(|e| store_err(self.err("reading minion status", e)))?;
+            .map_err(|e| self.err("reading minion status", e))?;
         let mut out = Vec::new();
         for m in minions {
             let row = stmt
@@ -81,9 +80,29 @@ impl MinionStatusStore for SqliteStore {
                     })
                 })
                 .optional()
-                .map_err(|e| store_err(self.err("reading minion status", e)))?;
+                .map_err(|e| self.err("reading minion status", e))?;
             out.extend(row);
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl MinionStatusStore for SqliteStore {
+    async fn record(
+        &self,
+        checks: &[(MinionId, bool)],
+        at: SystemTime,
+    ) -> Result<Vec<StatusChange>, pushguide_core::Error> {
+        let (store, checks) = (self.clone(), checks.to_vec());
+        crate::store::blocking(move || store.record_minion_checks(&checks, at)).await
+    }
+
+    async fn status(
+        &self,
+        minions: &[MinionId],
+    ) -> Result<Vec<MinionStatus>, pushguide_core::Error> {
+        let (store, minions) = (self.clone(), minions.to_vec());
+        crate::store::blocking(move || store.minion_states(&minions)).await
     }
 }

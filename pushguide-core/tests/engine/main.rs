@@ -963,8 +963,9 @@ async fn preflight_exclude_leaves_down_hosts_out_and_records_their_state() {
         .iter()
         .skip(1)
         .all(|r| !r.targets.iter().any(|m| m.as_str() == "web-02")));
-    let st =
-        pushguide_core::MinionStatusStore::status(&*status, &ids(&["web-01", "web-02"])).unwrap();
+    let st = pushguide_core::MinionStatusStore::status(&*status, &ids(&["web-01", "web-02"]))
+        .await
+        .unwrap();
     assert!(st[0].up && !st[1].up);
     assert!(st[0].last_seen.is_some() && st[1].last_seen.is_none());
 
@@ -1008,7 +1009,7 @@ async fn monitor_records_state_and_reports_changes() {
         ("web-03", false, Some(true))
     );
     assert_eq!(changes.recv().await.unwrap().minion.as_str(), "web-03");
-    let s = store.status(&all).unwrap();
+    let s = store.status(&all).await.unwrap();
     assert!(!s[2].up && s[2].last_seen.is_some() && s[2].since >= s[2].last_seen.unwrap());
 
     // the periodic loop keeps checking until stopped
@@ -1020,7 +1021,7 @@ async fn monitor_records_state_and_reports_changes() {
     let n = fleet.requests().len();
     assert!(n >= 3, "{n} checks");
     assert!(
-        store.status(&ids(&["web-03"])).unwrap()[0].up,
+        store.status(&ids(&["web-03"])).await.unwrap()[0].up,
         "web-03 came back"
     );
 }

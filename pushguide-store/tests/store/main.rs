@@ -561,8 +561,8 @@ fn recover_marks_dead_owners_deployments_interrupted() {
     alive.acquire_lease("shop", "d2", "resume").unwrap();
 }
 
-#[test]
-fn minion_status_is_kept_across_opens_with_changes() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minion_status_is_kept_across_opens_with_changes() {
     use pushguide_core::{MinionId, MinionStatusStore};
     use std::time::{Duration, UNIX_EPOCH};
     let dir = tempfile::tempdir().unwrap();
@@ -573,18 +573,22 @@ fn minion_status_is_kept_across_opens_with_changes() {
     let t1 = t0 + Duration::from_secs(60);
     {
         let s = SqliteStore::open(&path).unwrap();
-        let first =
-            MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), true)], t0).unwrap();
+        let first = MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), true)], t0)
+            .await
+            .unwrap();
         assert_eq!(first.len(), 2);
         assert!(first.iter().all(|c| c.was_up.is_none() && c.up));
         assert!(
             MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), true)], t0)
+                .await
                 .unwrap()
                 .is_empty()
         );
     }
     let s = SqliteStore::open(&path).unwrap();
-    let c = MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), false)], t1).unwrap();
+    let c = MinionStatusStore::record(&s, &[(a.clone(), true), (b.clone(), false)], t1)
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(
         (c[0].minion.as_str(), c[0].up, c[0].was_up),
@@ -594,6 +598,7 @@ fn minion_status_is_kept_across_opens_with_changes() {
         &s,
         &[a.clone(), b.clone(), MinionId::new("web-99").unwrap()],
     )
+    .await
     .unwrap();
     assert_eq!(st.len(), 2, "unknown minions are absent");
     assert!(st[0].up && st[0].last_seen == Some(t1) && st[0].since == t0);
