@@ -75,7 +75,7 @@
 //! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file", "error"}]`
 //!   (`error` is `null`, or why the file does not load: a broken file is listed after the others)
 //! - `show`: `{"name", "file", "kind", "may_deploy", "config": {template as JSON},
-//!   "last_deployment": deployment|null, "hosts": [{"host", "version", "since", "previous"}]}`
+//!   "last_deployment": deployment|null, "hosts": [{"host", "version", "state", "since", "previous"}]}`
 //! - `versions`: `{"template", "source", "versions": ["2.0.0", "1.0.0"]}`
 //! - `plan`: core's `Plan`: `{"template", "version", "dry_run", "batches": [["web-01"]], "excluded":
 //!   [["host", "why"]], "steps": [["pre-deploy", [salt call]]], "rollback_targets": [["host",
