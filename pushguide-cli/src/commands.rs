@@ -1669,7 +1669,14 @@ pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
         let never = d.planned_hosts.map(|n| n.saturating_sub(in_batches));
         // The journal names planned hosts only once their batch starts: the others are the
         // template's hosts the journal does not name, when the count agrees.
-        let candidates: Vec<String> = if t.template.targets.expression().is_none() {
+        let candidates: Vec<String> = if !d.planned.is_empty() {
+            // the journal's plan names every host (expression templates and --hosts subsets too)
+            d.planned
+                .iter()
+                .filter(|m| !named.contains(m.as_str()))
+                .cloned()
+                .collect()
+        } else if t.template.targets.expression().is_none() {
             t.template
                 .targets
                 .minions

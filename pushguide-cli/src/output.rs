@@ -648,6 +648,7 @@ impl Progress {
                 hosts,
                 batches,
                 excluded,
+                ..
             } => {
                 self.batches = *batches;
                 if let Mode::Bars { hosts: bar, .. } = &self.mode {

@@ -632,6 +632,7 @@ fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
                 hosts: 3,
                 batches: 3,
                 excluded: vec![],
+                plan: vec![],
             },
             EventKind::BatchStarted {
                 batch: 0,

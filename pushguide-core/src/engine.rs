@@ -937,6 +937,7 @@ impl Run {
                     hosts: prepared.batches.iter().map(Vec::len).sum(),
                     batches: prepared.batches.len(),
                     excluded: prepared.excluded.iter().map(|(h, _)| h.clone()).collect(),
+                    plan: prepared.batches.clone(),
                 });
                 report.batches = prepared.batches.clone();
                 let (outcome, reason, journal) = self.run_batches(prepared).await;

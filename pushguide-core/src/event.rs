@@ -49,6 +49,9 @@ pub enum EventKind {
         batches: usize,
         /// Hosts left out by pre-flight or prepare.
         excluded: Vec<MinionId>,
+        /// The hosts of each batch, in order (so that recovery can name hosts never reached).
+        #[serde(default)]
+        plan: Vec<Vec<MinionId>>,
     },
     /// A batch began.
     BatchStarted {

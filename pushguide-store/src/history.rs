@@ -194,9 +194,26 @@ impl SqliteStore {
         };
         match &e.kind {
             EventKind::DeploymentStarted { .. } => {}
-            EventKind::Prepared { hosts, batches, .. } => {
-                tx.prepare_cached("UPDATE deployments SET hosts = ?2, batches = ?3 WHERE id = ?1")?
-                    .execute(params![id, *hosts as i64, *batches as i64])?;
+            EventKind::Prepared {
+                hosts,
+                batches,
+                plan,
+                ..
+            } => {
+                // every planned host, in batch order (older journals recorded counts only)
+                let planned = (!plan.is_empty()).then(|| {
+                    serde_json::Value::from(
+                        plan.iter()
+                            .flatten()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .to_string()
+                });
+                tx.prepare_cached(
+                    "UPDATE deployments SET hosts = ?2, batches = ?3, planned = ?4 WHERE id = ?1",
+                )?
+                .execute(params![id, *hosts as i64, *batches as i64, planned])?;
             }
             EventKind::BatchStarted {
                 batch,

@@ -39,6 +39,9 @@ pub struct InterruptedDeployment {
     pub planned_hosts: Option<usize>,
     /// Batches planned (`None`: interrupted during prepare).
     pub planned_batches: Option<usize>,
+    /// Every planned host in batch order (empty when interrupted during prepare, or recorded by an
+    /// older version that kept counts only).
+    pub planned: Vec<String>,
     /// Each host the journal names — hosts of every batch that started, and hosts left out at
     /// prepare — with its last known stage and status (`succeeded`, `failed`, `rolled-back`,
     /// `rollback-failed`, or `interrupted` for a host of a batch that had not finished: its stage is
@@ -176,7 +179,7 @@ impl SqliteStore {
                     d.cur_batch, d.cur_stage,
                     (SELECT s.hosts FROM stages s WHERE s.deployment = d.id
                      ORDER BY s.id DESC LIMIT 1),
-                    d.rollback, d.hosts, d.batches
+                    d.rollback, d.hosts, d.batches, d.planned
              FROM deployments d WHERE d.id = ?1",
             [id],
             |r| {
@@ -198,6 +201,10 @@ impl SqliteStore {
                     planned_batches: r
                         .get::<_, Option<i64>>(11)?
                         .and_then(|n| usize::try_from(n).ok()),
+                    planned: r
+                        .get::<_, Option<String>>(12)?
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_default(),
                     hosts: Vec::new(),
                 })
             },

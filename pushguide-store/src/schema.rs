@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -225,4 +225,9 @@ SELECT template, host, version, 1, since_ms,
 FROM fleet;
 DROP TABLE fleet;
 ALTER TABLE fleet_v5 RENAME TO fleet;
+"#;
+
+// Every planned host of a deployment (JSON array in batch order), so recovery names hosts never reached.
+const V6: &str = r#"
+ALTER TABLE deployments ADD COLUMN planned TEXT;
 "#;

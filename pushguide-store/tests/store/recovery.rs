@@ -86,6 +86,10 @@ fn interrupted_journal(id: &str) -> Vec<pushguide_core::Event> {
                 hosts: 4,
                 batches: 4,
                 excluded: vec![],
+                plan: ["web-01", "web-02", "web-03", "web-04"]
+                    .iter()
+                    .map(|h| vec![pushguide_core::MinionId::new(*h).unwrap()])
+                    .collect(),
             },
         ),
         ev(
@@ -147,6 +151,8 @@ fn interrupted_deployment_names_what_each_reached_host_finished() {
     assert_eq!(found.len(), 1);
     let d = &found[0];
     assert_eq!((d.planned_hosts, d.planned_batches), (Some(4), Some(4)));
+    // the plan names every host, also those whose batch never started
+    assert_eq!(d.planned, ["web-01", "web-02", "web-03", "web-04"]);
     assert!(!d.rollback);
     assert_eq!(d.hosts.len(), 2, "{:?}", d.hosts);
     let (w1, w2) = (&d.hosts[0], &d.hosts[1]);
