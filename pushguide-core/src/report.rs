@@ -177,8 +177,9 @@ pub struct Report {
     pub calls: Vec<CallRecord>,
     /// Every event, in order.
     pub events: Vec<Event>,
-    /// Why the deployment could not be fully recorded in the history store, or the hosts' new
-    /// versions in the fleet state ([`crate::FleetState::flush`]), if it could not.
+    /// Why the deployment could not be fully recorded in the history store (the journal or the
+    /// final report), if it could not. Fleet state writes that fail stop the deployment instead (see
+    /// [`crate::FleetState::record`] and the report's reason).
     pub history_error: Option<String>,
 }
 

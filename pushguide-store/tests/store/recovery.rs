@@ -88,7 +88,7 @@ fn interrupted_journal(id: &str) -> Vec<pushguide_core::Event> {
                 excluded: vec![],
                 plan: ["web-01", "web-02", "web-03", "web-04"]
                     .iter()
-                    .map(|h| vec![pushguide_core::MinionId::new(*h).unwrap()])
+                    .map(|h| vec![pushguide_core::MinionId::new(h).unwrap()])
                     .collect(),
             },
         ),
