@@ -144,7 +144,7 @@ impl Error {
 
     /// An [`Error::Parse`], with both parts escaped and cut ([`crate::validate::clean`]): a parser's
     /// message may quote the offending source line, which can be megabytes long or hold escape
-    /// sequences. Line breaks of a multi-line message are kept; each line is cut on its own.
+    /// sequences. The lines of a multi-line message are joined with `; `, each cut on its own.
     pub fn parse(source_name: impl Into<String>, message: impl Into<String>) -> Self {
         let message: String = message.into();
         let mut lines: Vec<String> = message
@@ -158,7 +158,7 @@ impl Error {
         }
         Error::Parse {
             source_name: crate::validate::clean(&source_name.into(), MAX_FIELD_CHARS),
-            message: lines.join("\n"),
+            message: lines.join("; "),
         }
     }
 }

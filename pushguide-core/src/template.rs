@@ -599,7 +599,7 @@ fn toml_message(e: &toml::de::Error, text: &str) -> String {
     let cut_before = before.len() < at - line_start;
     let cut_after = after.len() < line_end - at;
     format!(
-        "line {line_no}, column {col}: {message}\nnear: {}{}{}",
+        "line {line_no}, column {col}: {message}; near {}{}{}",
         if cut_before { "…" } else { "" },
         validate::quote(&format!("{before}{after}")),
         if cut_after { "…" } else { "" },
