@@ -336,3 +336,94 @@ async fn a_host_without_settings_fails_with_the_missing_field() {
     let f = r.host("web-02").unwrap().failure.clone().unwrap();
     assert!(f.reason.contains("catalina_base"), "{}", f.reason);
 }
+
+fn plan_calls(
+    plan: &pushguide_core::Plan,
+    stage: pushguide_core::Stage,
+) -> Vec<pushguide_core::SaltCall> {
+    plan.steps
+        .iter()
+        .find(|(s, _)| *s == stage)
+        .map(|(_, c)| c.clone())
+        .unwrap_or_default()
+}
+
+/// A plan of a first release (no host has a rollback target) shows no rollback call, and never a path
+/// built from an empty version (`releases/`); with a target, the rollback calls name it.
+#[tokio::test]
+async fn plan_builds_no_rollback_path_for_hosts_without_a_target() {
+    use pushguide_core::Stage;
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(["web-01", "web-02"])
+            .unwrap()
+            .on("*", "file.directory_exists", Outcome::ok(true)),
+    );
+    let engine = Engine::builder(fleet).build();
+    let plan = engine
+        .plan(&req(&template(LINUX, ""), "1.0.0"))
+        .await
+        .unwrap();
+    assert!(plan.rollback_targets.iter().all(|(_, _, to)| to.is_none()));
+    let rollback = plan_calls(&plan, Stage::Rollback);
+    for c in &rollback {
+        let shown = c.to_string();
+        assert!(
+            !shown.contains("releases/\"") && !shown.contains("releases\""),
+            "{shown}"
+        );
+    }
+    assert!(rollback.is_empty(), "{rollback:?}");
+    // with a rollback target every call names it
+    let t = template(LINUX, "").to_toml_string().unwrap().replace(
+        "[rollback]\npolicy = \"previous\"",
+        "[rollback]\npolicy = \"version\"\nto = \"0.9.0\"",
+    );
+    let t = Arc::new(Template::from_toml_str(&t, "<t>").unwrap());
+    let plan = engine.plan(&req(&t, "1.0.0")).await.unwrap();
+    let shown: Vec<String> = plan_calls(&plan, Stage::Rollback)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown[0], "file.directory_exists \"/srv/shop/releases/0.9.0\"",
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|c| c.starts_with("file.symlink \"/srv/shop/releases/0.9.0\"")),
+        "{shown:?}"
+    );
+}
+
+/// Tomcat's start and stop commands follow the same timeout rule as its service calls: no timeout of
+/// their own, so the salt connection's `job_timeout` applies (not a fixed 180 s).
+#[tokio::test]
+async fn start_and_stop_commands_wait_the_configured_job_timeout() {
+    use pushguide_core::Stage;
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(["web-01", "web-02"]).unwrap());
+    let engine = Engine::builder(fleet).build();
+    let with_commands = engine
+        .plan(&req(&template(WINDOWS, ""), "3.0.0"))
+        .await
+        .unwrap();
+    let with_service = engine
+        .plan(&req(&template(LINUX, ""), "3.0.0"))
+        .await
+        .unwrap();
+    let runs: Vec<_> = [Stage::PreDeploy, Stage::PostDeploy]
+        .into_iter()
+        .flat_map(|s| plan_calls(&with_commands, s))
+        .filter(|c| c.fun == "cmd.run_all")
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let services: Vec<_> = [Stage::PreDeploy, Stage::PostDeploy]
+        .into_iter()
+        .flat_map(|s| plan_calls(&with_service, s))
+        .filter(|c| c.fun.starts_with("service."))
+        .collect();
+    assert_eq!(services.len(), 2, "{services:?}");
+    for c in runs.iter().chain(&services) {
+        assert_eq!(c.timeout, None, "{c}");
+    }
+}
