@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,10 +14,10 @@ use crate::context::{HostVersions, Release, StageContext};
 use crate::deployer::{run_hook, Deployer, Stage, StageError};
 use crate::error::Error;
 use crate::event::{EventBus, EventKind, EventStream};
-use crate::fleet::{FleetState, MemoryFleetState};
-use crate::lease::{LeaseGuard, LeaseManager, MemoryLeases};
+use crate::fleet::{FleetState, HostChange, MemoryFleetState};
+use crate::lease::{Lease, LeaseManager, MemoryLeases};
 use crate::report::{HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
-use crate::template::{OnFailure, Principal, RollbackPolicy, Template};
+use crate::template::{FailedHosts, OnFailure, Principal, RollbackPolicy, Template};
 use crate::transport::Transport;
 use crate::validate;
 
@@ -74,6 +73,8 @@ pub struct Request {
     pub artifact: Option<crate::context::Artifact>,
     /// Deploy `version`, or roll back.
     pub mode: Mode,
+    /// For a rollback: the version of a release whose effects it undoes (see [`Request::undo`]).
+    pub undo: Option<String>,
 }
 
 /// What a [`Request`] asks for.
@@ -100,6 +101,7 @@ impl Request {
             dry_run: false,
             artifact: None,
             mode: Mode::Deploy,
+            undo: None,
         }
     }
 
@@ -110,6 +112,16 @@ impl Request {
             mode: Mode::Rollback { to },
             ..Request::new(template, "", principal)
         }
+    }
+
+    /// Makes a rollback undo the effects of a release of `version` (say, an interrupted deployment):
+    /// each host goes back to the version it ran before that release — its recorded current version
+    /// when the release never recorded itself there, else its previous good version. A host with
+    /// nothing recorded is skipped, which is not a failure. Combine with [`Request::hosts`] to touch
+    /// only the hosts the release reached.
+    pub fn undo(mut self, version: impl Into<String>) -> Self {
+        self.undo = Some(version.into());
+        self
     }
 
     /// Sets the artifact (builder style).
@@ -176,6 +188,11 @@ impl Journal {
             calls: Vec::new(),
             failed: 0,
         }
+    }
+
+    fn get(&self, host: &MinionId) -> Option<&HostRecord> {
+        let i = *self.index.get(host)?;
+        Some(&self.hosts[i])
     }
 
     fn get_mut(&mut self, host: &MinionId) -> Option<&mut HostRecord> {
@@ -300,7 +317,6 @@ impl EngineBuilder {
                 fleet: self.fleet,
                 history: self.history,
                 status: self.status,
-                counter: AtomicU64::new(0),
             }),
         }
     }
@@ -313,7 +329,6 @@ struct EngineInner {
     fleet: Arc<dyn FleetState>,
     history: Option<Arc<dyn crate::history::HistoryStore>>,
     status: Option<Arc<dyn crate::monitor::MinionStatusStore>>,
-    counter: AtomicU64,
 }
 
 /// Runs deployments. Cheap to clone; clones share leases and fleet state.
@@ -350,13 +365,11 @@ impl Engine {
         &self.inner.fleet
     }
 
+    /// A deployment id unique across processes and machines: the template, the time in
+    /// milliseconds, and 64 bits drawn from the operating system's randomness (through the standard
+    /// library's randomly keyed hasher) mixed with the process id and a counter.
     fn next_id(&self, template: &str) -> Arc<str> {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        Arc::from(format!("{template}-{ms}-{n}"))
+        Arc::from(format!("{template}-{}", unique_suffix()))
     }
 
     fn check(&self, req: &Request, action: &'static str) -> Result<Box<dyn Deployer>, Error> {
@@ -460,26 +473,21 @@ impl Engine {
         let lease = if req.dry_run {
             None
         } else {
-            self.inner.leases.acquire(&req.template.name, &id)?;
-            Some(LeaseGuard {
-                manager: self.inner.leases.clone(),
-                template: req.template.name.clone(),
-                holder: id.to_string(),
-            })
+            Some(self.inner.leases.acquire(&req.template.name, &id).await?)
         };
         let bus = Arc::new(EventBus::new(id.clone()));
-        let writer = self
-            .inner
-            .history
-            .clone()
-            .map(|store| tokio::spawn(write_history(store, bus.subscribe())));
+        let journal = self.inner.history.clone().map(|store| {
+            let (tx, rx) = watch::channel(Written::Events(0));
+            let task = tokio::spawn(write_history(store, bus.subscribe(), tx));
+            JournalWriter { progress: rx, task }
+        });
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let control = Arc::new(Control {
             bus: bus.clone(),
             cancel: cancel_tx,
             pending: Mutex::new(None),
         });
-        let run = Run {
+        let run = Arc::new(Run {
             engine: self.clone(),
             shared: RunShared {
                 transport: self.inner.transport.clone(),
@@ -491,15 +499,27 @@ impl Engine {
             deployer,
             req,
             id: id.clone(),
-            writer,
-        };
+            lease,
+            journal_progress: journal.as_ref().map(|j| j.progress.clone()),
+        });
         let span = tracing::info_span!("deployment", id = %id, template = %run.req.template.name,
             version = %run.req.version);
         let task = tokio::spawn(
             async move {
-                let report = run.execute().await;
-                drop(lease);
-                report
+                let started = SystemTime::now();
+                // The run itself is a task of its own: a panic anywhere in it (a hook, a transport,
+                // the engine) ends the deployment as failed with the panic as its reason, and the
+                // journal, the fleet state and the lease are still looked after below.
+                let inner = run.clone();
+                let report = match tokio::spawn(
+                    async move { inner.execute().await }.instrument(tracing::Span::current()),
+                )
+                .await
+                {
+                    Ok(report) => report,
+                    Err(e) => run.crashed(e, started).await,
+                };
+                run.finish(report, journal).await
             }
             .instrument(span),
         );
@@ -569,20 +589,37 @@ impl Engine {
         let total = hosts.len();
         let max_failed = t.failure.max_failed.floor_of(total);
 
-        let history = self.inner.fleet.versions(&t.name, &hosts);
+        let history = self
+            .inner
+            .fleet
+            .versions(&t.name, &hosts)
+            .await
+            .map_err(|e| Error::StoreFailed {
+                during: "reading the hosts' recorded versions",
+                source: Box::new(e),
+            })?;
         let host_versions: HashMap<MinionId, HostVersions> = hosts
             .iter()
             .map(|h| {
                 let rec = history.get(h).cloned().unwrap_or_default();
                 let rollback_to = match (&req.mode, &t.rollback) {
                     (Mode::Rollback { to: Some(to) }, _) => Some(to.clone()),
-                    (Mode::Rollback { to: None }, _) => rec.previous.clone(),
+                    (Mode::Rollback { to: None }, _) => match &req.undo {
+                        // the release being undone never recorded itself here: restore what the
+                        // host ran (its batch may have stopped the service)
+                        Some(undo) if rec.current.is_some() && rec.current.as_ref() != Some(undo) => {
+                            rec.current.clone()
+                        }
+                        _ => rec.previous.clone(),
+                    },
                     (Mode::Deploy, RollbackPolicy::Version { to }) => Some(to.clone()),
                     (Mode::Deploy, RollbackPolicy::None | RollbackPolicy::Previous) => {
-                        if rec.current.as_deref() == Some(req.version.as_str()) {
-                            rec.previous.clone()
-                        } else {
+                        // a healthy current version is what a failure restores; an unhealthy or
+                        // unknown one (or the version being redeployed) never is
+                        if rec.healthy && rec.current.as_deref() != Some(req.version.as_str()) {
                             rec.current.clone()
+                        } else {
+                            rec.previous.clone()
                         }
                     }
                 };
@@ -762,35 +799,92 @@ enum Stop {
     RollbackDecided,
     Aborted,
     Cancelled,
-    /// The lease was lost before batch `batch`.
-    LeaseLost {
-        batch: usize,
-    },
+    /// The lease was lost (or a fenced write refused).
+    LeaseLost,
+    /// A batch's results could not be made durable.
+    NotRecorded,
+}
+
+/// What a rollback (or a restore of failed hosts) did.
+#[derive(Debug, Default)]
+struct Restored {
+    /// Hosts back on their target.
+    ok: usize,
+    /// Why it stopped early (fleet state refused a write).
+    stopped: Option<Error>,
+}
+
+/// What a rollback of a deployment's hosts did.
+#[derive(Debug, Default)]
+struct Rolled {
+    ok: usize,
+    failed: usize,
+    /// Hosts without a rollback target; a failure when restoring a failed release, not when a user
+    /// asked to roll back.
+    without_target: usize,
+    without_target_fails: bool,
+}
+
+impl Rolled {
+    fn complete(&self) -> bool {
+        self.failed == 0 && (self.without_target == 0 || !self.without_target_fails)
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!("; {} rolled back", count(self.ok, "host"));
+        if self.failed > 0 {
+            s.push_str(&format!(", {} failed to roll back", count(self.failed, "host")));
+        }
+        if self.without_target > 0 {
+            s.push_str(&format!(
+                ", {} without a rollback target{}",
+                count(self.without_target, "host"),
+                if self.without_target_fails { "" } else { " left as they are" }
+            ));
+        }
+        s
+    }
+}
+
+/// `1 host`, `2 hosts`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 struct Run {
-    writer: Option<tokio::task::JoinHandle<Result<(), String>>>,
     engine: Engine,
     shared: RunShared,
     control: Arc<Control>,
     deployer: Box<dyn Deployer>,
     req: Request,
     id: Arc<str>,
+    /// The template's lease (none for dry runs).
+    lease: Option<Lease>,
+    /// How far the journal writer got (none without a history store).
+    journal_progress: Option<watch::Receiver<Written>>,
+}
+
+/// The journal writer's progress: events appended so far, or why it stopped.
+#[derive(Clone, Debug)]
+enum Written {
+    Events(usize),
+    Failed(String),
+}
+
+/// The task appending a deployment's events to the history store.
+struct JournalWriter {
+    progress: watch::Receiver<Written>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 impl Run {
-    async fn execute(mut self) -> Report {
-        let started = SystemTime::now();
-        let clock = Instant::now();
-        let t = self.req.template.clone();
-        self.shared.emit(EventKind::DeploymentStarted {
-            template: t.name.clone(),
-            version: self.req.version.clone(),
-            user: self.req.principal.user.clone(),
-            dry_run: self.req.dry_run,
-            rollback: matches!(self.req.mode, Mode::Rollback { .. }),
-        });
-        let mut report = Report {
+    fn empty_report(&self, started: SystemTime) -> Report {
+        let t = &self.req.template;
+        Report {
             id: self.id.to_string(),
             template: t.name.clone(),
             version: self.req.version.clone(),
@@ -805,7 +899,21 @@ impl Run {
             calls: Vec::new(),
             events: Vec::new(),
             history_error: None,
-        };
+        }
+    }
+
+    async fn execute(&self) -> Report {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let t = self.req.template.clone();
+        self.shared.emit(EventKind::DeploymentStarted {
+            template: t.name.clone(),
+            version: self.req.version.clone(),
+            user: self.req.principal.user.clone(),
+            dry_run: self.req.dry_run,
+            rollback: matches!(self.req.mode, Mode::Rollback { .. }),
+        });
+        let mut report = self.empty_report(started);
         match self
             .engine
             .prepare(&self.shared, &*self.deployer, &self.req, self.id.clone())
@@ -842,39 +950,93 @@ impl Run {
             }
         }
         report.duration = clock.elapsed();
-        // fleet state may be written in the background: make it durable, or learn why not
-        let fleet = self.engine.inner.fleet.clone();
-        let fleet_error = if fleet.pending() {
-            tokio::task::spawn_blocking(move || fleet.flush())
-                .await
-                .map_err(|e| format!("fleet state writer panicked: {e}"))
-                .and_then(|r| r.map_err(|e| format!("fleet state not recorded: {e}")))
-                .err()
+        report
+    }
+
+    /// The report of a run that panicked: failed, with the panic as its reason; hosts of the batch
+    /// under way are recorded as in an unknown state (the fleet state says so too), hosts of finished
+    /// batches as their events say.
+    async fn crashed(&self, e: tokio::task::JoinError, started: SystemTime) -> Report {
+        let why = if e.is_panic() {
+            let payload = e.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            format!("internal error: the deployment task panicked: {msg}")
         } else {
-            None
+            format!("internal error: the deployment task ended: {e}")
         };
+        tracing::error!(reason = %why, "deployment ended abnormally");
+        let mut report = self.empty_report(started);
+        report.duration = started.elapsed().unwrap_or_default();
+        let events = self.control.bus.snapshot();
+        let mut hosts: Vec<HostReport> = Vec::new();
+        let mut under_way: Vec<MinionId> = Vec::new();
+        for ev in &events {
+            match &ev.kind {
+                EventKind::BatchStarted { batch, minions, .. } => {
+                    under_way = minions.clone();
+                    for m in minions {
+                        hosts.push(HostReport {
+                            host: m.clone(),
+                            batch: Some(*batch),
+                            status: HostStatus::Interrupted,
+                            failure: None,
+                            rollback_failure: None,
+                            rolled_back_to: None,
+                            log: Vec::new(),
+                        });
+                    }
+                }
+                EventKind::BatchFinished { .. } => under_way.clear(),
+                EventKind::HostSucceeded { host } => {
+                    if let Some(h) = hosts.iter_mut().find(|h| h.host == *host) {
+                        h.status = HostStatus::Succeeded;
+                    }
+                }
+                EventKind::HostFailed { host, .. } => {
+                    if let Some(h) = hosts.iter_mut().find(|h| h.host == *host) {
+                        h.status = HostStatus::Failed;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut reason = why;
+        if !under_way.is_empty() && !self.req.dry_run {
+            reason.push_str(&format!(
+                "; {} of the batch under way left in an unknown state",
+                count(under_way.len(), "host")
+            ));
+            if let Err(e) = self
+                .record(&under_way, &HostChange::Failed { runs: None })
+                .await
+            {
+                reason.push_str(&format!(" (not recorded: {e})"));
+            }
+        }
+        report.reason = Some(reason);
+        report.hosts = hosts;
+        report
+    }
+
+    /// Ends a deployment: announces the outcome, waits for the journal to take every event, records
+    /// the report, and gives the lease back.
+    async fn finish(&self, mut report: Report, journal: Option<JournalWriter>) -> Report {
         self.shared.emit(EventKind::DeploymentFinished {
             outcome: report.outcome,
         });
         tracing::info!(outcome = ?report.outcome, "deployment finished");
         report.events = self.control.bus.close();
-        if let Some(writer) = self.writer.take() {
-            let written = writer
+        if let Some(journal) = journal {
+            let written = journal
+                .task
                 .await
                 .unwrap_or_else(|e| Err(format!("history writer ended: {e}")));
             let finished = match (&written, &self.engine.inner.history) {
-                (Ok(()), Some(store)) => {
-                    // the store may block (a database write): off the async workers
-                    let store = store.clone();
-                    let shared = Arc::new(report);
-                    let for_store = shared.clone();
-                    let r = tokio::task::spawn_blocking(move || store.finish(&for_store))
-                        .await
-                        .map_err(|e| format!("history writer panicked: {e}"))
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                    report = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
-                    r
-                }
+                (Ok(()), Some(store)) => store.finish(&report).await.map_err(|e| e.to_string()),
                 _ => Ok(()),
             };
             if let Err(e) = written.and(finished) {
@@ -882,14 +1044,47 @@ impl Run {
                 report.history_error = Some(e);
             }
         }
-        if let Some(e) = fleet_error {
-            tracing::error!(error = %e, "the hosts' new versions are not recorded");
-            report.history_error = Some(match report.history_error.take() {
-                Some(h) => format!("{h}; {e}"),
-                None => e,
-            });
+        if let Some(lease) = &self.lease {
+            if let Err(e) = self.engine.inner.leases.release(lease).await {
+                tracing::warn!(error = %e, "cannot give the lease back; it expires on its own");
+            }
         }
         report
+    }
+
+    /// Records `change` for `hosts` in the fleet state, durably and fenced by the lease (nothing in dry
+    /// runs).
+    async fn record(&self, hosts: &[MinionId], change: &HostChange) -> Result<(), Error> {
+        if self.req.dry_run || hosts.is_empty() {
+            return Ok(());
+        }
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        self.engine
+            .inner
+            .fleet
+            .record(lease, hosts, change)
+            .await
+    }
+
+    /// Waits until the journal holds every event emitted so far (a batch's results are durable before
+    /// the next batch touches a host).
+    async fn journal_barrier(&self) -> Result<(), String> {
+        let Some(progress) = &self.journal_progress else {
+            return Ok(());
+        };
+        let emitted = self.control.bus.len();
+        let mut progress = progress.clone();
+        let seen = progress
+            .wait_for(|w| matches!(w, Written::Failed(_)) || matches!(w, Written::Events(n) if *n >= emitted))
+            .await
+            .map(|w| w.clone());
+        match seen {
+            Ok(Written::Events(_)) => Ok(()),
+            Ok(Written::Failed(e)) => Err(e),
+            Err(_) => Err("the history writer stopped".to_owned()),
+        }
     }
 
     async fn run_stage(
@@ -977,12 +1172,11 @@ impl Run {
             ..
         } = prepared;
         let t = &release.template;
-        let fleet = &self.engine.inner.fleet;
         let mut stop = None;
         if batches.iter().all(Vec::is_empty) {
             let reason = format!(
                 "no host left to deploy to: {} did not pass pre-flight or prepare",
-                journal.hosts.len()
+                count(journal.hosts.len(), "host")
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
@@ -994,18 +1188,20 @@ impl Run {
                     }
                 }
             }
-            let complete = self.rollback(&release, &mut journal, &batches).await;
-            let outcome = if complete {
+            let rolled = self.rollback(&release, &mut journal, &batches).await;
+            let outcome = if rolled.complete() {
                 DeploymentOutcome::RolledBack
             } else {
                 DeploymentOutcome::RollbackFailed
             };
-            let reason = match &self.req.mode {
-                Mode::Rollback { to: Some(v) } => {
+            let mut reason = match (&self.req.mode, &self.req.undo) {
+                (Mode::Rollback { to: Some(v) }, _) => {
                     format!("rollback of every host to {v} requested")
                 }
+                (_, Some(v)) => format!("rollback of the hosts release {v} reached requested"),
                 _ => "rollback of every host to its previous version requested".to_owned(),
             };
+            reason.push_str(&rolled.summary());
             return (outcome, Some(reason), journal);
         }
         if journal.count_failed() > max_failed {
@@ -1016,19 +1212,23 @@ impl Run {
                 allowed: max_failed,
             });
             let reason = format!(
-                "{failed} hosts failed pre-flight or prepare, {max_failed} allowed; nothing was changed"
+                "{} failed pre-flight or prepare, {max_failed} allowed; nothing was changed",
+                count(failed, "host")
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
-        let mut lease_lost = None;
+        let mut halted: Option<String> = None;
+        let mut restored = 0usize;
         'batches: for (b, hosts) in batches.iter().enumerate() {
             if self.shared.is_cancelled() {
                 stop = Some(Stop::Cancelled);
                 break;
             }
-            if let Err(e) = self.check_lease() {
-                lease_lost = Some(e);
-                stop = Some(Stop::LeaseLost { batch: b });
+            if let Err(e) = self.check_lease().await {
+                halted = Some(format!(
+                    "stopped before batch {b}, touching nothing more (not rolling back either): {e}"
+                ));
+                stop = Some(Stop::LeaseLost);
                 break;
             }
             let span = tracing::info_span!("batch", batch = b, hosts = hosts.len());
@@ -1042,6 +1242,14 @@ impl Run {
                     r.batch = Some(b);
                     r.status = HostStatus::Interrupted;
                 }
+            }
+            // the batch's start is durable before any of its hosts is touched
+            if let Err(e) = self.journal_barrier().await {
+                halted = Some(format!(
+                    "stopped before batch {b}: the journal cannot record it: {e}"
+                ));
+                stop = Some(Stop::NotRecorded);
+                break;
             }
             let mut live = hosts.clone();
             for stage in Stage::BATCH {
@@ -1089,10 +1297,29 @@ impl Run {
                 }
             }
             journal.set_status(&live, HostStatus::Succeeded);
-            if !live.is_empty() && !release.dry_run {
-                fleet.record(&t.name, &live, &release.version);
+            let failed = journal.count_failed();
+            let over = failed > max_failed && t.failure.on_failure == OnFailure::Halt;
+            // what this batch's hosts run now, made durable before the next batch
+            let mut written = self
+                .record(
+                    &live,
+                    &HostChange::Deployed {
+                        version: release.version.clone(),
+                    },
+                )
+                .await;
+            let broken: Vec<MinionId> = hosts
+                .iter()
+                .filter(|h| {
+                    journal.get(h).is_some_and(|r| {
+                        matches!(r.status, HostStatus::Failed | HostStatus::Excluded)
+                    })
+                })
+                .cloned()
+                .collect();
+            if written.is_ok() {
+                written = self.record_failed(&release, &journal, &broken).await;
             }
-            let failed_in_batch = hosts.len() - live.len();
             for h in &live {
                 self.shared
                     .emit(EventKind::HostSucceeded { host: h.clone() });
@@ -1100,10 +1327,26 @@ impl Run {
             self.shared.emit(EventKind::BatchFinished {
                 batch: b,
                 ok: live.len(),
-                failed: failed_in_batch,
+                failed: hosts.len() - live.len(),
             });
-            let failed = journal.count_failed();
-            if failed > max_failed && t.failure.on_failure == OnFailure::Halt {
+            let journaled = self.journal_barrier().await;
+            if let Err(e) = written {
+                halted = Some(format!(
+                    "stopped after batch {b}: its hosts' versions cannot be recorded, so nothing \
+                     more is touched (not rolling back either): {e}"
+                ));
+                stop = Some(Stop::NotRecorded);
+                break;
+            }
+            if let Err(e) = journaled {
+                halted = Some(format!(
+                    "stopped after batch {b}: the journal cannot record it, so nothing more is \
+                     touched (not rolling back either): {e}"
+                ));
+                stop = Some(Stop::NotRecorded);
+                break;
+            }
+            if over {
                 self.shared.emit(EventKind::BudgetExceeded {
                     failed,
                     allowed: max_failed,
@@ -1114,45 +1357,41 @@ impl Run {
                 });
                 break;
             }
+            // hosts that failed while the deployment goes on: back to their rollback target
+            if !broken.is_empty()
+                && t.failure.failed_hosts == FailedHosts::Restore
+                && !self.shared.is_cancelled()
+            {
+                let outcome = self.restore(&release, &mut journal, b, &broken).await;
+                restored += outcome.ok;
+                if let Some(e) = outcome.stopped {
+                    halted = Some(format!(
+                        "stopped after batch {b} while restoring its failed hosts: {e}"
+                    ));
+                    stop = Some(Stop::NotRecorded);
+                    break;
+                }
+            }
         }
 
         let Some(stop) = stop else {
-            let problems = journal
-                .hosts
-                .iter()
-                .any(|h| matches!(h.status, HostStatus::Failed | HostStatus::Excluded));
-            let outcome = if problems {
-                DeploymentOutcome::PartiallyApplied
-            } else {
-                DeploymentOutcome::Succeeded
-            };
-            let reason = problems.then(|| {
-                format!(
-                    "{} hosts failed within the budget of {max_failed}",
-                    journal
-                        .hosts
-                        .iter()
-                        .filter(|h| matches!(h.status, HostStatus::Failed | HostStatus::Excluded))
-                        .count()
-                )
-            });
-            return (outcome, reason, journal);
+            return self.completed(journal, max_failed, restored);
         };
         let reason = match stop {
             Stop::Budget { failed, allowed } => {
-                format!("failure budget exceeded: {failed} hosts failed, {allowed} allowed")
+                format!(
+                    "failure budget exceeded: {} failed, {allowed} allowed",
+                    count(failed, "host")
+                )
             }
             Stop::RollbackDecided => "rollback decided after a failure".to_owned(),
             Stop::Aborted => "aborted by decision after a failure".to_owned(),
             Stop::Cancelled => "cancelled".to_owned(),
-            Stop::LeaseLost { batch } => format!(
-                "stopped before batch {batch}, touching nothing more (not rolling back either): {}",
-                lease_lost.map(|e| e.to_string()).unwrap_or_default()
-            ),
+            Stop::LeaseLost | Stop::NotRecorded => halted.unwrap_or_default(),
         };
         let roll_back = match stop {
             Stop::RollbackDecided => true,
-            Stop::Aborted | Stop::LeaseLost { .. } => false,
+            Stop::Aborted | Stop::LeaseLost | Stop::NotRecorded => false,
             Stop::Budget { .. } | Stop::Cancelled => t.rollback != RollbackPolicy::None,
         };
         if !roll_back {
@@ -1162,13 +1401,175 @@ impl Run {
             };
             return (outcome, Some(reason), journal);
         }
-        let complete = self.rollback(&release, &mut journal, &batches).await;
-        let outcome = match (complete, stop) {
+        let rolled = self.rollback(&release, &mut journal, &batches).await;
+        let outcome = match (rolled.complete(), stop) {
             (false, _) => DeploymentOutcome::RollbackFailed,
             (true, Stop::Cancelled) => DeploymentOutcome::Cancelled,
             (true, _) => DeploymentOutcome::RolledBack,
         };
-        (outcome, Some(reason), journal)
+        (outcome, Some(format!("{reason}{}", rolled.summary())), journal)
+    }
+
+    /// The outcome of a deployment whose batches all ran: the reason always agrees with the figures.
+    fn completed(
+        &self,
+        journal: Journal,
+        max_failed: usize,
+        restored: usize,
+    ) -> (DeploymentOutcome, Option<String>, Journal) {
+        let total = journal.hosts.len();
+        let n = |s: HostStatus| journal.hosts.iter().filter(|h| h.status == s).count();
+        let (succeeded, failed, excluded) = (
+            n(HostStatus::Succeeded),
+            n(HostStatus::Failed),
+            n(HostStatus::Excluded),
+        );
+        if failed + excluded == 0 {
+            return (DeploymentOutcome::Succeeded, None, journal);
+        }
+        let mut parts = Vec::new();
+        if failed > 0 {
+            parts.push(format!(
+                "{} failed within the budget of {max_failed}",
+                count(failed, "host")
+            ));
+        }
+        if excluded > 0 {
+            parts.push(format!(
+                "{} failed and excluded by decision",
+                count(excluded, "host")
+            ));
+        }
+        if restored > 0 {
+            parts.push(format!(
+                "{} restored to the rollback target",
+                count(restored, "failed host")
+            ));
+        }
+        if succeeded == 0 {
+            let reason = format!("no host succeeded: {}", parts.join("; "));
+            return (DeploymentOutcome::Failed, Some(reason), journal);
+        }
+        let reason = format!(
+            "{succeeded} of {} succeeded; {}",
+            count(total, "host"),
+            parts.join("; ")
+        );
+        (DeploymentOutcome::PartiallyApplied, Some(reason), journal)
+    }
+
+    /// Records what the failed `hosts` of a batch run now: the old version when they failed before
+    /// the deploy stage (the service may be stopped), the new one when they failed after it (the
+    /// health check, say), unknown when they failed in the deploy stage itself.
+    async fn record_failed(
+        &self,
+        release: &Release,
+        journal: &Journal,
+        hosts: &[MinionId],
+    ) -> Result<(), Error> {
+        let mut by_runs: HashMap<Option<String>, Vec<MinionId>> = HashMap::new();
+        for h in hosts {
+            let stage = journal
+                .get(h)
+                .and_then(|r| r.failure.as_ref())
+                .map(|f| f.stage);
+            let runs = match stage {
+                Some(Stage::Prepare | Stage::PreDeploy) => release
+                    .hosts
+                    .get(h)
+                    .and_then(|v| v.current.clone()),
+                Some(Stage::PostDeploy) => Some(release.version.clone()),
+                _ => None,
+            };
+            by_runs.entry(runs).or_default().push(h.clone());
+        }
+        for (runs, hosts) in by_runs {
+            self.record(&hosts, &HostChange::Failed { runs }).await?;
+        }
+        Ok(())
+    }
+
+    /// Restores the failed `hosts` of batch `batch` to their rollback targets through the `rollback`
+    /// hook (one call for all of them), logged under the rollback stage of each host.
+    async fn restore(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        batch: usize,
+        hosts: &[MinionId],
+    ) -> Restored {
+        let (with_target, without): (Vec<MinionId>, Vec<MinionId>) =
+            hosts.iter().cloned().partition(|h| {
+                release
+                    .hosts
+                    .get(h)
+                    .is_some_and(|v| v.rollback_to.is_some())
+            });
+        for h in &without {
+            if let Some(r) = journal.get_mut(h) {
+                r.log.push(LogEntry::Message {
+                    stage: Stage::Rollback,
+                    text: "left as the failure left it: no rollback target recorded".to_owned(),
+                });
+            }
+        }
+        if with_target.is_empty() {
+            return Restored::default();
+        }
+        tracing::warn!(
+            hosts = with_target.len(),
+            "restoring failed hosts to their rollback targets"
+        );
+        let span = tracing::info_span!("restore", batch, hosts = with_target.len());
+        let (ok, failed, _) = self
+            .run_stage(&span, release, journal, batch, Stage::Rollback, with_target)
+            .await;
+        let written = self.rolled_back(release, journal, &ok, &failed).await;
+        Restored {
+            ok: ok.len(),
+            stopped: written.err(),
+        }
+    }
+
+    /// Books the result of a rollback call: `ok` hosts run their target again, `failed` ones are in an
+    /// unknown state; both are announced and recorded in the fleet state.
+    async fn rolled_back(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        ok: &[MinionId],
+        failed: &[MinionId],
+    ) -> Result<(), Error> {
+        let mut by_version: HashMap<String, Vec<MinionId>> = HashMap::new();
+        for h in ok {
+            let to = release
+                .hosts
+                .get(h)
+                .and_then(|v| v.rollback_to.clone())
+                .unwrap_or_default();
+            if let Some(r) = journal.get_mut(h) {
+                r.rolled_back_to = Some(to.clone());
+            }
+            self.shared.emit(EventKind::HostRolledBack {
+                host: h.clone(),
+                to: to.clone(),
+            });
+            by_version.entry(to).or_default().push(h.clone());
+        }
+        for h in failed {
+            let reason = journal
+                .get_mut(h)
+                .and_then(|r| r.rollback_failure.as_ref().map(|f| f.reason.clone()))
+                .unwrap_or_default();
+            self.shared.emit(EventKind::HostRollbackFailed {
+                host: h.clone(),
+                reason,
+            });
+        }
+        for (to, hosts) in by_version {
+            self.record(&hosts, &HostChange::RolledBack { to }).await?;
+        }
+        self.record(failed, &HostChange::Failed { runs: None }).await
     }
 
     /// Marks `hosts` as left out of the rollback with `status`, logging and announcing `reason`.
@@ -1196,34 +1597,31 @@ impl Run {
 
     /// Asks the lease manager whether this deployment still holds its template's lease (dry runs
     /// hold none).
-    fn check_lease(&self) -> Result<(), Error> {
-        if self.req.dry_run {
+    async fn check_lease(&self) -> Result<(), Error> {
+        let Some(lease) = &self.lease else {
             return Ok(());
-        }
-        let r = self
-            .engine
-            .inner
-            .leases
-            .check(&self.req.template.name, &self.id);
+        };
+        let r = self.engine.inner.leases.check(lease).await;
         if let Err(e) = &r {
             tracing::error!(error = %e, "lease lost: this deployment stops touching hosts");
         }
         r
     }
 
-    /// Rolls back every touched host through the deployer's `rollback` hook, in batches of the same
-    /// size. Returns whether every touched host is back on its rollback target.
+    /// Rolls back every touched host not already restored through the deployer's `rollback` hook, in
+    /// batches of the same size, recording each batch's result before the next.
     async fn rollback(
         &self,
         release: &Release,
         journal: &mut Journal,
         batches: &[Vec<MinionId>],
-    ) -> bool {
+    ) -> Rolled {
         let size = batches.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let requested = matches!(self.req.mode, Mode::Rollback { .. });
         let touched: Vec<MinionId> = journal
             .hosts
             .iter()
-            .filter(|h| h.batch.is_some())
+            .filter(|h| h.batch.is_some() && h.rolled_back_to.is_none())
             .map(|h| h.host.clone())
             .collect();
         let (with_target, without): (Vec<MinionId>, Vec<MinionId>) =
@@ -1241,82 +1639,88 @@ impl Run {
             without_target = without.len(),
             "rolling back"
         );
-        let mut ok_total = 0;
-        let mut failed_total = 0;
-        self.not_rolled_back(
-            journal,
-            &without,
-            HostStatus::NoRollbackTarget,
-            "no previous version recorded for this host",
-        );
-        failed_total += without.len();
+        let mut rolled = Rolled {
+            without_target: without.len(),
+            without_target_fails: !requested,
+            ..Rolled::default()
+        };
+        if requested {
+            // nothing recorded to go back to: not a failure of the rollback a user asked for
+            journal.set_status(&without, HostStatus::NoRollbackTarget);
+            for h in &without {
+                if let Some(r) = journal.get_mut(h) {
+                    r.log.push(LogEntry::Message {
+                        stage: Stage::Rollback,
+                        text: "nothing to roll back: no earlier version recorded; left as it is"
+                            .to_owned(),
+                    });
+                }
+            }
+        } else {
+            self.not_rolled_back(
+                journal,
+                &without,
+                HostStatus::NoRollbackTarget,
+                "no previous version recorded for this host",
+            );
+        }
+        let mut done = 0;
         for (i, chunk) in with_target.chunks(size).enumerate() {
-            if let Err(e) = self.check_lease() {
+            let stopped = match self.check_lease().await {
+                Err(e) => Some(e),
+                Ok(()) => {
+                    let span = tracing::info_span!(
+                        "batch",
+                        batch = i,
+                        hosts = chunk.len(),
+                        rollback = true
+                    );
+                    let (ok, failed, _) = self
+                        .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
+                        .await;
+                    journal.set_status(&ok, HostStatus::RolledBack);
+                    journal.set_status(&failed, HostStatus::RollbackFailed);
+                    rolled.ok += ok.len();
+                    rolled.failed += failed.len();
+                    done += chunk.len();
+                    let written = self.rolled_back(release, journal, &ok, &failed).await;
+                    let journaled = self.journal_barrier().await;
+                    match (written, journaled) {
+                        (Err(e), _) => Some(e),
+                        (_, Err(e)) => Some(Error::StoreFailed {
+                            during: "journaling a rollback batch",
+                            source: e.into(),
+                        }),
+                        _ => None,
+                    }
+                }
+            };
+            if let Some(e) = stopped {
                 // the hosts not rolled back yet stay as they are: someone else may own them now
-                let rest = &with_target[i * size..];
+                let rest = &with_target[done..];
                 let reason = format!("not rolled back: {e}");
                 self.not_rolled_back(journal, rest, HostStatus::RollbackFailed, &reason);
-                failed_total += rest.len();
+                rolled.failed += rest.len();
                 break;
             }
-            let span =
-                tracing::info_span!("batch", batch = i, hosts = chunk.len(), rollback = true);
-            let (ok, failed, _) = self
-                .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
-                .await;
-            let mut by_version: HashMap<&str, Vec<MinionId>> = HashMap::new();
-            journal.set_status(&ok, HostStatus::RolledBack);
-            journal.set_status(&failed, HostStatus::RollbackFailed);
-            for h in &ok {
-                let to = release
-                    .hosts
-                    .get(h)
-                    .and_then(|v| v.rollback_to.as_deref())
-                    .unwrap_or_default();
-                by_version.entry(to).or_default().push(h.clone());
-                if let Some(r) = journal.get_mut(h) {
-                    r.rolled_back_to = Some(to.to_owned());
-                }
-                self.shared.emit(EventKind::HostRolledBack {
-                    host: h.clone(),
-                    to: to.to_owned(),
-                });
-            }
-            if !release.dry_run {
-                for (version, hosts) in by_version {
-                    self.engine
-                        .inner
-                        .fleet
-                        .record(&release.template.name, &hosts, version);
-                }
-            }
-            for h in &failed {
-                let reason = journal
-                    .get_mut(h)
-                    .and_then(|r| r.rollback_failure.as_ref().map(|f| f.reason.clone()))
-                    .unwrap_or_default();
-                self.shared.emit(EventKind::HostRollbackFailed {
-                    host: h.clone(),
-                    reason,
-                });
-            }
-            ok_total += ok.len();
-            failed_total += failed.len();
         }
         self.shared.emit(EventKind::RollbackFinished {
-            ok: ok_total,
-            failed: failed_total,
+            ok: rolled.ok,
+            failed: rolled.failed + if requested { 0 } else { without.len() },
         });
-        failed_total == 0
+        rolled
     }
 }
 
 /// Appends a deployment's events to the history store in batches as they arrive, until the stream
-/// ends. Stops at the first error (later events are not appended after a gap).
+/// ends, telling `progress` how many are durable. Stops at the first error (later events are not
+/// appended after a gap).
 async fn write_history(
     store: Arc<dyn crate::history::HistoryStore>,
     mut events: EventStream,
+    progress: watch::Sender<Written>,
 ) -> Result<(), String> {
+    let mut written = 0usize;
     while let Some(first) = events.next().await {
         let mut batch = vec![first];
         while let Some(e) = events.try_next() {
@@ -1325,11 +1729,29 @@ async fn write_history(
                 break;
             }
         }
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.append(&batch))
-            .await
-            .map_err(|e| format!("history writer panicked: {e}"))?
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = store.append(&batch).await {
+            let e = e.to_string();
+            progress.send_replace(Written::Failed(e.clone()));
+            return Err(e);
+        }
+        written += batch.len();
+        progress.send_replace(Written::Events(written));
     }
     Ok(())
+}
+
+/// `{ms}-{16 hex digits}`: sortable by time, and unique across processes started in the same
+/// millisecond (the random part comes from a hasher keyed by the OS's randomness, per process).
+fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(now.as_nanos());
+    format!("{}-{:016x}", now.as_millis(), h.finish())
 }

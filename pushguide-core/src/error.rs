@@ -111,6 +111,26 @@ pub enum Error {
     /// The history store failed.
     #[error("history store: {0}")]
     Store(String),
+    /// A store refused a fleet state write because the deployment's lease is no longer the
+    /// template's current one (it expired and was taken over): the deployment must stop touching hosts.
+    #[error("store refused a write for template `{template}` from deployment {holder}: its lease (token {token}) is no longer current")]
+    Fenced {
+        /// The template.
+        template: String,
+        /// The deployment whose write was refused.
+        holder: String,
+        /// The stale fencing token.
+        token: u64,
+    },
+    /// A store (history, fleet state, leases) failed; the source says why.
+    #[error("store failed while {during}: {source}")]
+    StoreFailed {
+        /// What was being done.
+        during: &'static str,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Waiting took longer than allowed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

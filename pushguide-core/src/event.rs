@@ -238,6 +238,24 @@ impl EventBus {
     }
 
     /// Ends every stream and hands out the log.
+    /// How many events were emitted so far.
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .len()
+    }
+
+    /// Every event so far.
+    pub(crate) fn snapshot(&self) -> Vec<Event> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .clone()
+    }
+
     pub(crate) fn close(&self) -> Vec<Event> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.closed = true;

@@ -1,5 +1,7 @@
 //! Where deployments are recorded: a durable journal written as events happen.
 
+use async_trait::async_trait;
+
 use crate::error::Error;
 use crate::event::Event;
 use crate::report::Report;
@@ -8,30 +10,36 @@ use crate::report::Report;
 /// batches, from a background writer while the deployment runs (so a killed process still leaves a
 /// record of what happened up to that point), then the final [`Report`] with every host's log.
 ///
+/// The engine waits for the events of a batch to be appended before the next batch touches a host,
+/// so `append` must return only once the events are durable. The journal is not fenced: what a
+/// deployment did is recorded even after it lost its lease (fleet state writes are fenced instead).
+///
 /// Implementations must be idempotent per event batch order: `append` is called with consecutive,
 /// non-overlapping batches of one deployment.
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use pushguide_core::{Error, Event, HistoryStore, Report};
+/// use pushguide_core::{async_trait, Error, Event, HistoryStore, Report};
 ///
 /// /// Keeps events in memory (for tests).
 /// #[derive(Debug, Default)]
 /// struct Memory(Mutex<Vec<Event>>);
 ///
+/// #[async_trait]
 /// impl HistoryStore for Memory {
-///     fn append(&self, events: &[Event]) -> Result<(), Error> {
+///     async fn append(&self, events: &[Event]) -> Result<(), Error> {
 ///         self.0.lock().unwrap().extend_from_slice(events);
 ///         Ok(())
 ///     }
-///     fn finish(&self, _report: &Report) -> Result<(), Error> {
+///     async fn finish(&self, _report: &Report) -> Result<(), Error> {
 ///         Ok(())
 ///     }
 /// }
 /// ```
+#[async_trait]
 pub trait HistoryStore: Send + Sync + std::fmt::Debug {
-    /// Records the next events of a deployment (they all carry its id).
-    fn append(&self, events: &[Event]) -> Result<(), Error>;
+    /// Records the next events of a deployment (they all carry its id), durably.
+    async fn append(&self, events: &[Event]) -> Result<(), Error>;
     /// Records the final report of a deployment (after its last event was appended).
-    fn finish(&self, report: &Report) -> Result<(), Error>;
+    async fn finish(&self, report: &Report) -> Result<(), Error>;
 }

@@ -1,73 +1,131 @@
-//! One deployment per template at a time.
+//! One deployment per template at a time, fenced.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
 
 use crate::error::Error;
 
+/// A lease on a template held by one deployment, with its fencing token.
+///
+/// The token grows with every acquisition of the template's lease. Every write a deployment makes to
+/// fleet state carries its lease, and a store refuses a write whose token is not the template's
+/// current one: a deployment whose lease was taken over can no longer change what the store says
+/// runs where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The template.
+    pub template: String,
+    /// The deployment holding it.
+    pub holder: String,
+    /// The fencing token.
+    pub token: u64,
+}
+
+impl Lease {
+    /// A lease value (for lease managers and tests).
+    pub fn new(template: impl Into<String>, holder: impl Into<String>, token: u64) -> Self {
+        Lease {
+            template: template.into(),
+            holder: holder.into(),
+            token,
+        }
+    }
+}
+
 /// Grants exclusive use of a template to one deployment. The in-memory [`MemoryLeases`] serves one
-/// process; a durable implementation can serve several processes sharing a database.
+/// process; a durable implementation serves several processes sharing a database.
+///
+/// A lease belongs to exactly one holder: acquiring a template that any live lease holds fails with
+/// [`Error::Busy`], whoever asks (deployment ids are unique, so there is no re-entrant case).
 ///
 /// ```
+/// # tokio_test_block_on(async {
 /// use pushguide_core::{Error, LeaseManager, MemoryLeases};
 ///
 /// let leases = MemoryLeases::default();
-/// leases.acquire("shop", "shop-1").unwrap();
-/// assert!(matches!(leases.acquire("shop", "shop-2"), Err(Error::Busy { .. })));
-/// leases.check("shop", "shop-1").unwrap(); // the engine asks before every batch
-/// leases.release("shop", "shop-1");
-/// assert!(matches!(leases.check("shop", "shop-1"), Err(Error::LeaseLost { .. })));
+/// let lease = leases.acquire("shop", "shop-1").await.unwrap();
+/// assert!(matches!(leases.acquire("shop", "shop-2").await, Err(Error::Busy { .. })));
+/// leases.check(&lease).await.unwrap(); // the engine asks before every batch
+/// leases.release(&lease).await.unwrap();
+/// assert!(matches!(leases.check(&lease).await, Err(Error::LeaseLost { .. })));
+/// let next = leases.acquire("shop", "shop-2").await.unwrap();
+/// assert!(next.token > lease.token);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
 /// ```
+#[async_trait]
 pub trait LeaseManager: Send + Sync + std::fmt::Debug {
-    /// Takes the lease on `template` for `holder`, or fails with [`Error::Busy`] naming the holder.
-    fn acquire(&self, template: &str, holder: &str) -> Result<(), Error>;
-    /// Gives the lease back; a no-op when `holder` does not hold it.
-    fn release(&self, template: &str, holder: &str);
-    /// Whether `holder` still holds the lease on `template` (a durable manager may renew it here).
-    /// The engine asks before every batch, of the release and of a rollback: on an error (say
-    /// [`Error::LeaseLost`]) the deployment stops touching hosts, since another deployment may own
-    /// the template now. The default (for managers whose leases cannot be lost) answers `Ok`.
-    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
-        let _ = (template, holder);
-        Ok(())
-    }
+    /// Takes the lease on `template` for deployment `holder`, or fails with [`Error::Busy`] naming
+    /// the holder.
+    async fn acquire(&self, template: &str, holder: &str) -> Result<Lease, Error>;
+    /// Gives `lease` back; a no-op when it is no longer held with that token (someone else's lease is
+    /// never released).
+    async fn release(&self, lease: &Lease) -> Result<(), Error>;
+    /// Whether `lease` is still held (a durable manager renews it here). The engine asks before every
+    /// batch, of the release and of a rollback: on an error (say [`Error::LeaseLost`]) the deployment
+    /// stops touching hosts, since another deployment may own the template now.
+    async fn check(&self, lease: &Lease) -> Result<(), Error>;
 }
 
 /// Leases kept in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryLeases {
-    held: Mutex<HashMap<String, String>>,
+    inner: Mutex<MemoryLeasesInner>,
 }
 
+#[derive(Debug, Default)]
+struct MemoryLeasesInner {
+    /// template -> (holder, token) of the live lease
+    held: HashMap<String, (String, u64)>,
+    /// template -> last token handed out
+    tokens: HashMap<String, u64>,
+}
+
+#[async_trait]
 impl LeaseManager for MemoryLeases {
-    fn acquire(&self, template: &str, holder: &str) -> Result<(), Error> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = held.get(template) {
+    async fn acquire(&self, template: &str, holder: &str) -> Result<Lease, Error> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((current, _)) = inner.held.get(template) {
             return Err(Error::Busy {
                 template: template.to_owned(),
                 holder: current.clone(),
             });
         }
-        held.insert(template.to_owned(), holder.to_owned());
+        let token = inner.tokens.entry(template.to_owned()).or_insert(0);
+        *token += 1;
+        let token = *token;
+        inner
+            .held
+            .insert(template.to_owned(), (holder.to_owned(), token));
+        Ok(Lease::new(template, holder, token))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner
+            .held
+            .get(&lease.template)
+            .is_some_and(|(h, t)| *h == lease.holder && *t == lease.token)
+        {
+            inner.held.remove(&lease.template);
+        }
         Ok(())
     }
 
-    fn release(&self, template: &str, holder: &str) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.get(template).is_some_and(|h| h == holder) {
-            held.remove(template);
-        }
-    }
-
-    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
-        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        match held.get(template) {
-            Some(h) if h == holder => Ok(()),
+    async fn check(&self, lease: &Lease) -> Result<(), Error> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match inner.held.get(&lease.template) {
+            Some((h, t)) if *h == lease.holder && *t == lease.token => Ok(()),
             other => Err(Error::LeaseLost {
-                template: template.to_owned(),
-                holder: holder.to_owned(),
+                template: lease.template.clone(),
+                holder: lease.holder.clone(),
                 reason: match other {
-                    Some(h) => format!("deployment {h} holds it"),
+                    Some((h, t)) => format!("deployment {h} holds it (token {t})"),
                     None => "nobody holds it".to_owned(),
                 },
             }),
@@ -75,34 +133,31 @@ impl LeaseManager for MemoryLeases {
     }
 }
 
-/// Releases the lease when dropped, however the deployment ends.
-#[derive(Debug)]
-pub(crate) struct LeaseGuard {
-    pub(crate) manager: Arc<dyn LeaseManager>,
-    pub(crate) template: String,
-    pub(crate) holder: String,
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        self.manager.release(&self.template, &self.holder);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn second_holder_is_refused_until_release() {
+    #[tokio::test]
+    async fn second_holder_is_refused_until_release() {
         let l = MemoryLeases::default();
-        l.acquire("shop", "d1").unwrap();
-        let err = l.acquire("shop", "d2").unwrap_err();
+        let d1 = l.acquire("shop", "d1").await.unwrap();
+        let err = l.acquire("shop", "d2").await.unwrap_err();
         assert!(matches!(err, Error::Busy { ref holder, .. } if holder == "d1"));
-        l.release("shop", "d2");
-        assert!(l.acquire("shop", "d3").is_err());
-        l.release("shop", "d1");
-        l.acquire("shop", "d3").unwrap();
-        l.acquire("other", "d4").unwrap();
+        // the same holder name is refused too: a lease has one owner
+        assert!(l.acquire("shop", "d1").await.is_err());
+        // releasing someone else's lease (wrong holder or stale token) does nothing
+        l.release(&Lease::new("shop", "d2", d1.token)).await.unwrap();
+        l.release(&Lease::new("shop", "d1", d1.token + 7))
+            .await
+            .unwrap();
+        assert!(l.acquire("shop", "d3").await.is_err());
+        l.release(&d1).await.unwrap();
+        let d3 = l.acquire("shop", "d3").await.unwrap();
+        assert_eq!(d3.token, d1.token + 1);
+        // the old lease stays lost, even under the same holder name
+        assert!(l.check(&d1).await.is_err());
+        l.check(&d3).await.unwrap();
+        l.acquire("other", "d4").await.unwrap();
     }
 }

@@ -44,16 +44,16 @@ pub use engine::{
 };
 pub use error::Error;
 pub use event::{Event, EventKind, EventStream};
-pub use fleet::{FleetState, HostHistory, MemoryFleetState};
+pub use fleet::{FleetState, HostChange, HostHistory, MemoryFleetState, VersionLog};
 pub use history::HistoryStore;
-pub use lease::{LeaseManager, MemoryLeases};
+pub use lease::{Lease, LeaseManager, MemoryLeases};
 pub use monitor::{
     MemoryMinionStatus, MinionStatus, MinionStatusStore, Monitor, MonitorHandle, StatusChange,
 };
 pub use registry::{kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform};
 pub use report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
 pub use template::{
-    Acl, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy, Rollout,
+    Acl, FailedHosts, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy, Rollout,
     Targets, Template, Threshold,
 };
 #[cfg(any(test, feature = "mock"))]
@@ -61,6 +61,10 @@ pub use transport::MockTransport;
 pub use transport::{
     resolve_list, TargetExpr, TargetType, Transport, TransportError, TransportErrorKind,
 };
+
+/// Re-exported for implementing the async ports ([`Transport`], [`FleetState`], [`LeaseManager`],
+/// [`HistoryStore`]) and [`Deployer`] without a direct dependency.
+pub use async_trait::async_trait;
 
 // Keep the typetag/inventory machinery reachable for plugin crates without extra dependencies.
 #[doc(hidden)]

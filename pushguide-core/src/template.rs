@@ -230,6 +230,9 @@ pub struct FailureBudget {
     pub max_failed: Threshold,
     /// What happens when more fail.
     pub on_failure: OnFailure,
+    /// What happens to hosts that fail while the deployment goes on (within the budget, or excluded
+    /// by a decision): restored to their rollback target (default) or left as they are.
+    pub failed_hosts: FailedHosts,
 }
 
 impl Default for FailureBudget {
@@ -237,8 +240,21 @@ impl Default for FailureBudget {
         FailureBudget {
             max_failed: Threshold::Count(0),
             on_failure: OnFailure::Halt,
+            failed_hosts: FailedHosts::Restore,
         }
     }
+}
+
+/// What the engine does with a host that failed while the deployment goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailedHosts {
+    /// Roll the host back to its rollback target right after its batch (a per-host rollback through
+    /// the `rollback` hook, logged under the rollback stage). A host without a target is left as is.
+    #[default]
+    Restore,
+    /// Leave the host as the failed stage left it (for inspection).
+    Leave,
 }
 
 /// An HTTP health check, run on each minion after deploy by project types that support it.

@@ -211,7 +211,9 @@ async fn budget_exceeded_stops_batches_and_rolls_back_every_touched_host() {
     // the fleet state follows: rolled-back hosts run 1.0.0 again
     let v = engine
         .fleet_state()
-        .versions("shop", &ids(&["web-01", "web-05"]));
+        .versions("shop", &ids(&["web-01", "web-05"]))
+        .await
+        .unwrap();
     assert_eq!(v[&ids(&["web-01"])[0]].current.as_deref(), Some("1.0.0"));
     assert_eq!(v[&ids(&["web-05"])[0]].current.as_deref(), Some("1.0.0"));
 }
@@ -642,11 +644,7 @@ async fn pause_then_exclude_goes_on_and_rollback_decision_rolls_back() {
     assert_eq!(report.hosts_with(HostStatus::Succeeded).len(), 3);
 
     let engine2 = engine(fleet.clone());
-    engine2.fleet_state().record(
-        "shop",
-        &ids(&["web-01", "web-02", "web-03", "web-04"]),
-        "0.9.0",
-    );
+    seed(&engine2, &["web-01", "web-02", "web-03", "web-04"], "0.9.0").await;
     let handle = engine2.start(req(&t, "1.0.0")).await.unwrap();
     let mut events = handle.events();
     while let Some(e) = events.next().await {
@@ -710,9 +708,7 @@ async fn plan_lists_batches_steps_and_rollback_targets_without_changing_anything
     );
     let fleet = fleet(5);
     let engine = engine(fleet.clone());
-    engine
-        .fleet_state()
-        .record("shop", &ids(&["web-01", "web-02"]), "1.0.0");
+    seed(&engine, &["web-01", "web-02"], "1.0.0").await;
     let plan = engine.plan(&req(&t, "2.0.0")).await.unwrap();
     assert_eq!(
         plan.batches.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -826,7 +822,11 @@ async fn explicit_rollback_to_a_version_or_to_each_hosts_previous() {
         .await
         .unwrap();
     assert_eq!(report.outcome, DeploymentOutcome::RolledBack);
-    let v = engine.fleet_state().versions("shop", &ids(&["web-01"]));
+    let v = engine
+        .fleet_state()
+        .versions("shop", &ids(&["web-01"]))
+        .await
+        .unwrap();
     assert_eq!(v[&ids(&["web-01"])[0]].current.as_deref(), Some("1.0.0"));
 
     // a hostile target version is rejected before any call
@@ -850,8 +850,10 @@ async fn rollback_without_history_reports_hosts_without_a_target() {
         .deploy(pushguide_core::Request::rollback(t, None, alice()))
         .await
         .unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::RollbackFailed);
+    // nothing recorded to roll back to is not a failure of a requested rollback
+    assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
     assert_eq!(report.hosts_with(HostStatus::NoRollbackTarget).len(), 2);
+    assert!(report.reason.as_deref().unwrap().contains("2 hosts without a rollback target left as they are"));
 }
 
 #[derive(Debug, Default)]
@@ -861,15 +863,16 @@ struct MemoryHistory {
     fail: bool,
 }
 
+#[pushguide_core::async_trait]
 impl pushguide_core::HistoryStore for MemoryHistory {
-    fn append(&self, events: &[pushguide_core::Event]) -> Result<(), Error> {
+    async fn append(&self, events: &[pushguide_core::Event]) -> Result<(), Error> {
         if self.fail {
             return Err(Error::Store("disk full".into()));
         }
         self.events.lock().unwrap().extend_from_slice(events);
         Ok(())
     }
-    fn finish(&self, report: &pushguide_core::Report) -> Result<(), Error> {
+    async fn finish(&self, report: &pushguide_core::Report) -> Result<(), Error> {
         self.reports.lock().unwrap().push(report.id.clone());
         Ok(())
     }
@@ -891,11 +894,22 @@ async fn history_receives_every_event_in_order_then_the_report() {
         fail: true,
         ..Default::default()
     });
-    let engine = pushguide_core::Engine::builder(fleet(3))
+    let sim = fleet(3);
+    let engine = pushguide_core::Engine::builder(sim.clone())
         .history(failing.clone())
         .build();
     let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+    // a journal that cannot record the first batch's start: no host is touched
+    assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
+    assert!(
+        report.reason.as_deref().unwrap().contains("journal cannot record"),
+        "{report}"
+    );
+    assert!(
+        calls(&sim).iter().all(|(f, _)| f == "test.ping"),
+        "{:?}",
+        calls(&sim)
+    );
     assert!(report
         .history_error
         .as_deref()
@@ -1011,23 +1025,24 @@ struct LosingLeases {
     fail_from: std::sync::atomic::AtomicUsize,
 }
 
+#[pushguide_core::async_trait]
 impl pushguide_core::LeaseManager for LosingLeases {
-    fn acquire(&self, template: &str, holder: &str) -> Result<(), Error> {
-        self.inner.acquire(template, holder)
+    async fn acquire(&self, template: &str, holder: &str) -> Result<pushguide_core::Lease, Error> {
+        self.inner.acquire(template, holder).await
     }
-    fn release(&self, template: &str, holder: &str) {
-        self.inner.release(template, holder);
+    async fn release(&self, lease: &pushguide_core::Lease) -> Result<(), Error> {
+        self.inner.release(lease).await
     }
-    fn check(&self, template: &str, holder: &str) -> Result<(), Error> {
+    async fn check(&self, lease: &pushguide_core::Lease) -> Result<(), Error> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.checks.fetch_add(1, SeqCst) >= self.fail_from.load(SeqCst) {
             return Err(Error::LeaseLost {
-                template: template.into(),
-                holder: holder.into(),
+                template: lease.template.clone(),
+                holder: lease.holder.clone(),
                 reason: "deployment other-1 holds it now".into(),
             });
         }
-        self.inner.check(template, holder)
+        self.inner.check(lease).await
     }
 }
 
@@ -1075,7 +1090,7 @@ async fn a_lost_lease_stops_the_release_before_the_next_batch_without_rolling_ba
     );
     // the lease is given back all the same
     use pushguide_core::LeaseManager as _;
-    leases.inner.acquire("shop", "after").unwrap();
+    leases.inner.acquire("shop", "after").await.unwrap();
 }
 
 #[tokio::test]
@@ -1118,22 +1133,25 @@ async fn a_lost_lease_stops_an_automatic_rollback_and_names_the_hosts_left() {
     assert_eq!(symlinks, 2, "one per batch of 2.0.0, none to roll back");
 }
 
-/// Fleet state whose background writes fail.
+/// Fleet state whose writes fail.
 #[derive(Debug, Default)]
 struct UnwritableFleet(pushguide_core::MemoryFleetState);
 
+#[pushguide_core::async_trait]
 impl pushguide_core::FleetState for UnwritableFleet {
-    fn versions(
+    async fn versions(
         &self,
         template: &str,
         hosts: &[MinionId],
-    ) -> std::collections::HashMap<MinionId, pushguide_core::HostHistory> {
-        self.0.versions(template, hosts)
+    ) -> Result<std::collections::HashMap<MinionId, pushguide_core::HostHistory>, Error> {
+        self.0.versions(template, hosts).await
     }
-    fn record(&self, template: &str, hosts: &[MinionId], version: &str) {
-        self.0.record(template, hosts, version);
-    }
-    fn flush(&self) -> Result<(), Error> {
+    async fn record(
+        &self,
+        _lease: &pushguide_core::Lease,
+        _hosts: &[MinionId],
+        _change: &pushguide_core::HostChange,
+    ) -> Result<(), Error> {
         Err(Error::Store(
             "/var/lib/pushguide/state.db: database is locked".into(),
         ))
@@ -1141,17 +1159,23 @@ impl pushguide_core::FleetState for UnwritableFleet {
 }
 
 #[tokio::test]
-async fn fleet_state_that_cannot_be_made_durable_is_reported() {
-    let t = template(2, "");
-    let engine = pushguide_core::Engine::builder(fleet(2))
+async fn a_batch_whose_versions_cannot_be_recorded_stops_the_release() {
+    let t = template(4, "[rollout]\nbatch = 2\n[rollback]\npolicy = \"previous\"");
+    let fleet = fleet(4);
+    let engine = pushguide_core::Engine::builder(fleet.clone())
         .fleet_state(Arc::new(UnwritableFleet::default()))
         .build();
     let report = engine.deploy(req(&t, "1.0.0")).await.unwrap();
-    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
-    let e = report.history_error.as_deref().unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
+    let reason = report.reason.as_deref().unwrap();
     assert!(
-        e.contains("fleet state not recorded") && e.contains("database is locked"),
-        "{e}"
+        reason.contains("after batch 0") && reason.contains("database is locked"),
+        "{reason}"
     );
-    assert!(report.to_string().contains("fleet state not recorded"));
+    // the second batch was never touched
+    assert!(calls(&fleet)
+        .iter()
+        .filter(|(f, _)| f != "test.ping")
+        .all(|(_, t)| !t.iter().any(|h| h == "web-03" || h == "web-04")));
+    assert_eq!(report.host("web-03").unwrap().status, HostStatus::Pending);
 }

@@ -132,3 +132,19 @@ pub(crate) fn calls(fleet: &SimFleet) -> Vec<(String, Vec<String>)> {
 pub(crate) fn kinds(events: &[pushguide_core::Event]) -> Vec<&EventKind> {
     events.iter().map(|e| &e.kind).collect()
 }
+
+/// Records that `hosts` of template `shop` run `version` (a successful release).
+pub(crate) async fn seed(engine: &Engine, hosts: &[&str], version: &str) {
+    let lease = pushguide_core::Lease::new("shop", "seed", 0);
+    engine
+        .fleet_state()
+        .record(
+            &lease,
+            &hosts.iter().map(|h| pushguide_core::MinionId::new(*h).expect("valid id")).collect::<Vec<_>>(),
+            &pushguide_core::HostChange::Deployed {
+                version: version.into(),
+            },
+        )
+        .await
+        .expect("memory fleet state records");
+}
