@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mockall::Sequence;
 use pushguide_core::steps::ManifestEntry;
 use pushguide_core::{
-    Artifact, DeploymentOutcome, Engine, FleetState, HostStatus, MemoryFleetState, MinionId,
+    Artifact, DeploymentOutcome, Engine, HostChange, HostStatus, MemoryFleetState, MinionId,
     MockTransport, Outcome, Principal, Request, Returns, Template,
 };
 use pushguide_dotnet as _;
@@ -72,7 +72,13 @@ fn template(project: &str) -> Arc<Template> {
 fn engine(calls: Vec<Exp>) -> Engine {
     let fleet = Arc::new(MemoryFleetState::default());
     let hosts: Vec<MinionId> = BOTH.iter().map(|h| MinionId::new(h).unwrap()).collect();
-    fleet.record("shop", &hosts, "1.0.0");
+    fleet.seed(
+        "shop",
+        &hosts,
+        &HostChange::Deployed {
+            version: "1.0.0".into(),
+        },
+    );
     Engine::builder(Arc::new(mock(calls)))
         .fleet_state(fleet)
         .build()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mockall::Sequence;
 use pushguide_core::steps::ManifestEntry;
 use pushguide_core::{
-    Artifact, DeploymentOutcome, Engine, FleetState, MemoryFleetState, MinionId, MockTransport,
+    Artifact, DeploymentOutcome, Engine, HostChange, MemoryFleetState, MinionId, MockTransport,
     Outcome, Principal, Request, Returns, Template,
 };
 use pushguide_wintask as _;
@@ -73,7 +73,13 @@ fn template(project: &str, extra: &str) -> Arc<Template> {
 fn engine(calls: Vec<Exp>) -> Engine {
     let fleet = Arc::new(MemoryFleetState::default());
     let hosts: Vec<MinionId> = BOTH.iter().map(|h| MinionId::new(h).unwrap()).collect();
-    fleet.record("shop", &hosts, "1.0.0");
+    fleet.seed(
+        "shop",
+        &hosts,
+        &HostChange::Deployed {
+            version: "1.0.0".into(),
+        },
+    );
     Engine::builder(Arc::new(mock(calls)))
         .fleet_state(fleet)
         .build()
@@ -178,7 +184,7 @@ async fn every_stage_call_by_call_waits_for_the_running_task_and_checks_the_run(
 
 #[tokio::test(start_paused = true)]
 async fn a_task_still_running_after_the_timeout_fails_its_host() {
-    let t = template(BASE, "[failure]\nmax_failed = 1");
+    let t = template(BASE, "[failure]\nmax_failed = 1\nfailed_hosts = \"leave\"");
     let calls = vec![
         exp("test.ping", BOTH, json!(true)),
         exp(
