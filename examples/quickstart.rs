@@ -175,7 +175,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let fleet_state = store.fleet("shop-web")?;
-    let on_1_0 = fleet_state.iter().filter(|h| h.version == "1.0.0").count();
+    let on_1_0 = fleet_state
+        .iter()
+        .filter(|h| h.version.as_deref() == Some("1.0.0"))
+        .count();
     println!("Hosts on 1.0.0 now: {on_1_0} of {}", fleet_state.len());
 
     let now = std::time::SystemTime::now();

@@ -28,6 +28,47 @@ pub struct LoadedTemplate {
     pub template: Template,
 }
 
+/// A template file that does not load: listed as broken by `templates`, skipped by the commands
+/// that go over every template (`history`, `monitor`), so one bad file breaks nothing else.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokenTemplate {
+    /// The file.
+    pub file: String,
+    /// Why it does not load: one line, control characters escaped, cut after 300 characters.
+    pub error: String,
+}
+
+impl BrokenTemplate {
+    fn new(file: &std::path::Path, error: &CliError) -> Self {
+        let error = match error {
+            CliError::TemplateFile { error, .. } => error.to_string(),
+            other => other.to_string(),
+        };
+        BrokenTemplate {
+            file: file.display().to_string(),
+            error: one_line(&error, 300),
+        }
+    }
+}
+
+/// `text` on one line: control characters (line ends included) escaped, cut after `max`
+/// characters with `…`.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.trim().chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The command context: configuration plus lazily opened backends.
 #[derive(Debug)]
 pub struct App {
@@ -150,15 +191,28 @@ impl App {
         Ok(LoadedTemplate { file, template })
     }
 
-    /// Every template of the templates directory, sorted by name.
-    pub fn templates(&self) -> Result<Vec<LoadedTemplate>, CliError> {
-        let mut all = self
-            .template_files()?
-            .into_iter()
-            .map(Self::load_file)
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Every template of the templates directory, sorted by name, and the files that do not load
+    /// (sorted by file). Only an unreadable templates directory is an error.
+    pub fn scan_templates(&self) -> Result<(Vec<LoadedTemplate>, Vec<BrokenTemplate>), CliError> {
+        let mut all = Vec::new();
+        let mut broken = Vec::new();
+        for file in self.template_files()? {
+            match Self::load_file(file.clone()) {
+                Ok(t) => all.push(t),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "skipping a broken template file");
+                    broken.push(BrokenTemplate::new(&file, &e));
+                }
+            }
+        }
         all.sort_by(|a, b| a.template.name.cmp(&b.template.name));
-        Ok(all)
+        Ok((all, broken))
+    }
+
+    /// Every template of the templates directory that loads, sorted by name (broken files are
+    /// skipped: see [`App::scan_templates`]).
+    pub fn templates(&self) -> Result<Vec<LoadedTemplate>, CliError> {
+        Ok(self.scan_templates()?.0)
     }
 
     /// The template `name`: `<templates>/<name>.toml`, else the file whose `name` is `name`.

@@ -132,12 +132,16 @@ pub struct TemplateRow {
     pub may_deploy: bool,
     /// The file.
     pub file: String,
+    /// Why the file does not load (`null` for a good template). A broken file is listed with its
+    /// file name (without `.toml`) as name, empty kind, description and targets, and no deploy
+    /// permission; the other templates are listed as usual.
+    pub error: Option<String>,
 }
 
-/// `templates`: those the user may view.
+/// `templates`: those the user may view, then the files that do not load.
 pub fn templates(app: &App) -> Result<Vec<TemplateRow>, CliError> {
-    Ok(app
-        .templates()?
+    let (good, broken) = app.scan_templates()?;
+    let mut rows: Vec<TemplateRow> = good
         .into_iter()
         .filter(|t| t.template.acl.may_view(app.principal()))
         .map(|t| TemplateRow {
@@ -147,8 +151,24 @@ pub fn templates(app: &App) -> Result<Vec<TemplateRow>, CliError> {
             targets: targets_text(&t.template),
             may_deploy: t.template.acl.may_deploy(app.principal()),
             file: t.file.display().to_string(),
+            error: None,
         })
-        .collect())
+        .collect();
+    rows.extend(broken.into_iter().map(|b| {
+        TemplateRow {
+            name: Path::new(&b.file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            description: String::new(),
+            kind: String::new(),
+            targets: String::new(),
+            may_deploy: false,
+            file: b.file,
+            error: Some(b.error),
+        }
+    }));
+    Ok(rows)
 }
 
 /// A recorded deployment (`history`, `show`, `log`).
@@ -201,12 +221,40 @@ impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
 pub struct HostVersionRow {
     /// Host.
     pub host: String,
-    /// Current version (`null`: never deployed).
+    /// Current version (`null`: never deployed, or unknown — see `state`).
     pub version: Option<String>,
+    /// What is known of it.
+    pub state: HostState,
     /// Since, RFC 3339.
     pub since: Option<String>,
-    /// The version before (rollback target).
+    /// The rollback target: the last version that ran successfully before the current one.
     pub previous: Option<String>,
+}
+
+/// What is known of what a host runs (`show`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostState {
+    /// Nothing recorded.
+    NeverDeployed,
+    /// It runs `version` as released.
+    Running,
+    /// A release failed on it; it runs `version`, which is not healthy.
+    Failed,
+    /// A release or rollback failed in the middle of switching: what it runs is unknown.
+    Unknown,
+}
+
+impl HostState {
+    /// The state's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::NeverDeployed => "never-deployed",
+            HostState::Running => "running",
+            HostState::Failed => "failed",
+            HostState::Unknown => "unknown",
+        }
+    }
 }
 
 /// `show`.
@@ -256,6 +304,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
                 HostVersionRow {
                     host: m.clone(),
                     version: None,
+                    state: HostState::NeverDeployed,
                     since: None,
                     previous: None,
                 },
@@ -266,8 +315,13 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
         hosts.insert(
             v.host.clone(),
             HostVersionRow {
+                state: match (&v.version, v.healthy) {
+                    (None, _) => HostState::Unknown,
+                    (Some(_), true) => HostState::Running,
+                    (Some(_), false) => HostState::Failed,
+                },
                 host: v.host,
-                version: Some(v.version),
+                version: v.version,
                 since: Some(rfc3339(v.since)),
                 previous: v.previous,
             },
@@ -478,25 +532,62 @@ pub struct Detached {
     pub log: String,
 }
 
-/// Resolves when the user asks to stop: Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
+/// The signals that ask a deployment to stop: Ctrl-C (SIGINT), and on Unix SIGTERM and SIGHUP (the
+/// terminal was closed). Their handlers are installed when this is made, so make it before anything
+/// that must not be killed outright starts; from then on none of them ends the process by itself,
+/// and one that arrives while nobody waits is kept for the next [`StopSignals::recv`].
+#[derive(Debug)]
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Default for StopSignals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopSignals {
+    /// Installs the handlers.
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(int), Ok(term), Ok(hup)) => Some([int, term, hup]),
+                (int, term, hup) => {
+                    for e in [int.err(), term.err(), hup.err()].into_iter().flatten() {
+                        tracing::warn!(error = %e, "cannot install a signal handler");
+                    }
+                    None
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves at the next stop signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if let Some([int, term, hup]) = &mut self.unix {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                return;
+            }
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -526,15 +617,19 @@ async fn run(
     };
     let mut answers = None;
     let engine = app.engine()?;
+    // from here on Ctrl-C, SIGTERM and SIGHUP cancel the deployment instead of killing the process
+    let mut signals = StopSignals::new();
     let handle = engine.start(req).await?;
     if let Some(path) = id_file {
-        std::fs::write(path, handle.id()).map_err(|e| {
-            CliError::Internal(format!("cannot write the id file {}: {e}", path.display()))
-        })?;
+        // the deployment runs already: a failed write must not stop it (the parent of a detached
+        // deployment then reports the child's end instead of its start)
+        if let Err(e) = std::fs::write(path, handle.id()) {
+            progress.note(&format!("cannot write the id file {}: {e}", path.display()));
+        }
     }
     progress.started(handle.id());
     let mut events = handle.events();
-    let stop = stop_signal();
+    let stop = signals.recv();
     tokio::pin!(stop);
     let mut cancelled = false;
     loop {
@@ -550,9 +645,14 @@ async fn run(
                             }
                             None => {
                                 let question = format!(
-                                    "{} hosts failed {stage} in batch {batch} ({}), over the failure \
+                                    "{} failed {stage} in batch {} ({}), over the failure \
                                      budget. retry, exclude, rollback or abort? ",
-                                    failed.len(),
+                                    crate::output::count(
+                                        failed.len() as u64,
+                                        "host",
+                                        "hosts"
+                                    ),
+                                    batch + 1,
                                     failed.iter().map(MinionId::as_str).collect::<Vec<_>>().join(", ")
                                 );
                                 let answers = answers.get_or_insert_with(stdin_lines);
@@ -652,6 +752,10 @@ pub async fn deploy(
         app.check_not_busy(&args.template)?;
     }
     pushguide_core::validate::version("version", &args.version)?;
+    let hosts = match &args.hosts {
+        Some(h) => Some(check_hosts(app, &t.template, h).await?),
+        None => None,
+    };
     let artifact = artifact(app, &args.template, &args.version).await?;
     let mut t = app.with_cmdb(t).await?;
     if let Some(b) = &args.batch {
@@ -666,10 +770,132 @@ pub async fn deploy(
     if let Some(a) = artifact {
         req = req.artifact(a);
     }
-    if let Some(h) = &args.hosts {
-        req = req.hosts(h.iter().map(|s| s.trim().to_owned()));
+    if let Some(h) = hosts {
+        req = req.hosts(h);
     }
     run(app, req, args.id_file.as_deref(), args.on_pause, progress).await
+}
+
+/// Checks `--hosts` against the template's targets before the deployment starts, so that a host
+/// that is not a target is a usage error: nothing is sent, nothing recorded. A minion list (or a
+/// `list` expression) is checked without salt; a glob refuses a host it cannot match without salt;
+/// any other host of an expression template is looked up with the read-only resolve of the target
+/// expression, before any other call. Returns the hosts, trimmed.
+async fn check_hosts(app: &App, t: &Template, given: &[String]) -> Result<Vec<String>, CliError> {
+    let hosts: Vec<String> = given.iter().map(|h| h.trim().to_owned()).collect();
+    if hosts.is_empty() {
+        return Err(CliError::Usage(
+            "--hosts: give at least one host of the template".into(),
+        ));
+    }
+    for h in &hosts {
+        if let Err(e) = pushguide_core::validate::minion_id("--hosts", h) {
+            return Err(CliError::Usage(e.to_string()));
+        }
+    }
+    let not_target = |h: &str, targets: &str| {
+        CliError::Usage(format!(
+            "--hosts {h}: not a target of template `{}` (targets: {targets})",
+            t.name
+        ))
+    };
+    let targets: Vec<String> = match t.targets.expression() {
+        None => t.targets.minions.clone(),
+        Some(expr) if expr.tgt_type == pushguide_core::TargetType::List => {
+            pushguide_core::resolve_list(&expr)
+                .map_err(|e| CliError::Usage(format!("template `{}`: {e}", t.name)))?
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }
+        Some(expr) => {
+            if expr.tgt_type == pushguide_core::TargetType::Glob {
+                if let Some(h) = hosts.iter().find(|h| !glob_match(&expr.expression, h)) {
+                    return Err(not_target(h, &targets_text(t)));
+                }
+            }
+            let salt = app.salt()?;
+            let found = salt.resolve(&expr).await.map_err(|source| {
+                CliError::Core(pushguide_core::Error::Transport {
+                    during: "resolving the template's targets for --hosts",
+                    source,
+                })
+            })?;
+            found.iter().map(ToString::to_string).collect()
+        }
+    };
+    if let Some(h) = hosts.iter().find(|h| !targets.contains(h)) {
+        let mut shown: Vec<&str> = targets.iter().map(String::as_str).take(20).collect();
+        if targets.len() > shown.len() {
+            shown.push("…");
+        }
+        let shown = if shown.is_empty() {
+            "none".to_owned()
+        } else {
+            shown.join(", ")
+        };
+        return Err(not_target(h, &shown));
+    }
+    Ok(hosts)
+}
+
+/// Whether salt's glob (`fnmatch`: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`) `pattern` matches `text`.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    /// A `[…]` class: its length in the pattern, its ranges (`a-z`; a lone `c` is `c-c`) and
+    /// whether it is negated (`[!…]`).
+    struct Class {
+        len: usize,
+        ranges: Vec<(char, char)>,
+        negated: bool,
+    }
+    fn class(p: &[char]) -> Option<Class> {
+        // p[0] == '['; `None` when the class is not closed (then `[` is itself)
+        let mut i = 1;
+        let negated = p.get(i) == Some(&'!');
+        if negated {
+            i += 1;
+        }
+        let mut ranges = Vec::new();
+        let first = i;
+        while i < p.len() {
+            if p[i] == ']' && i > first {
+                return Some(Class {
+                    len: i + 1,
+                    ranges,
+                    negated,
+                });
+            }
+            if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+                ranges.push((p[i], p[i + 2]));
+                i += 3;
+            } else {
+                ranges.push((p[i], p[i]));
+                i += 1;
+            }
+        }
+        None
+    }
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some('[') => match class(p) {
+                Some(class) => match t.first() {
+                    Some(c) => {
+                        let inside = class.ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
+                        inside != class.negated && go(&p[class.len..], &t[1..])
+                    }
+                    None => false,
+                },
+                None => t.first() == Some(&'[') && go(&p[1..], &t[1..]),
+            },
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
 }
 
 /// `deploy --detach`: checks what can be checked here, then re-executes `pushguide deploy …` in a
@@ -806,23 +1032,29 @@ pub async fn rollback(
 // history, log, watch, stats, recover, monitor
 
 /// `history [TEMPLATE]`: newest first.
+///
+/// Without a template: the deployments of every template the user may view, and the template files
+/// that do not load (skipped: whether the user may view them is unknown).
 pub fn history(
     app: &mut App,
     template: Option<&str>,
     limit: usize,
-) -> Result<Vec<DeploymentRow>, CliError> {
-    let names: Vec<String> = match template {
+) -> Result<(Vec<DeploymentRow>, Vec<crate::app::BrokenTemplate>), CliError> {
+    let (names, broken): (Vec<String>, _) = match template {
         Some(n) => {
             let t = app.template(n)?;
             app.check_view(&t)?;
-            vec![t.template.name]
+            (vec![t.template.name], Vec::new())
         }
-        None => app
-            .templates()?
-            .into_iter()
-            .filter(|t| t.template.acl.may_view(app.principal()))
-            .map(|t| t.template.name)
-            .collect(),
+        None => {
+            let (good, broken) = app.scan_templates()?;
+            let names = good
+                .into_iter()
+                .filter(|t| t.template.acl.may_view(app.principal()))
+                .map(|t| t.template.name)
+                .collect();
+            (names, broken)
+        }
     };
     let store = app.store()?;
     let mut rows = Vec::new();
@@ -834,7 +1066,7 @@ pub fn history(
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
-    Ok(rows.into_iter().map(|(_, r)| r).collect())
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), broken))
 }
 
 /// One salt request of a deployment (`log`).
@@ -1217,25 +1449,35 @@ pub struct MonitorCheck {
     pub down: Vec<String>,
     /// Changes since the previous check (every minion on the first).
     pub changes: Vec<ChangeRow>,
+    /// Templates whose target expression could not be resolved this round (their minions were
+    /// not checked; the next round tries again).
+    pub errors: Vec<String>,
+    /// Template files that do not load (skipped).
+    pub broken: Vec<crate::app::BrokenTemplate>,
 }
 
-/// The minions of every template the user may view (target expressions resolved through salt).
-async fn monitored_minions(app: &App, salt: &dyn Transport) -> Result<Vec<MinionId>, CliError> {
+/// The minions of every template the user may view, target expressions resolved through salt now
+/// (a template's minions may change between rounds), the templates that could not be resolved,
+/// and the broken template files.
+async fn monitored_minions(
+    app: &App,
+    salt: &dyn Transport,
+) -> Result<(Vec<MinionId>, Vec<String>, Vec<crate::app::BrokenTemplate>), CliError> {
+    let (templates, broken) = app.scan_templates()?;
     let mut all = BTreeSet::new();
-    for t in app.templates()? {
+    let mut errors = Vec::new();
+    for t in templates {
         if !t.template.acl.may_view(app.principal()) {
             continue;
         }
         match t.template.targets.expression() {
-            Some(expr) => {
-                let found = salt.resolve(&expr).await.map_err(|source| {
-                    CliError::Core(pushguide_core::Error::Transport {
-                        during: "resolving a template's targets",
-                        source,
-                    })
-                })?;
-                all.extend(found);
-            }
+            Some(expr) => match salt.resolve(&expr).await {
+                Ok(found) => all.extend(found),
+                Err(e) => errors.push(format!(
+                    "template `{}`: cannot resolve its targets `{}`: {e}",
+                    t.template.name, expr.expression
+                )),
+            },
             None => {
                 for m in &t.template.targets.minions {
                     all.insert(MinionId::new(m)?);
@@ -1243,26 +1485,29 @@ async fn monitored_minions(app: &App, salt: &dyn Transport) -> Result<Vec<Minion
             }
         }
     }
-    Ok(all.into_iter().collect())
+    Ok((all.into_iter().collect(), errors, broken))
 }
 
-/// `monitor`: the monitor and the minions it watches.
-pub async fn monitor_setup(app: &mut App) -> Result<(Monitor, Vec<MinionId>), CliError> {
-    let salt = app.salt()?;
-    let minions = monitored_minions(app, &*salt).await?;
+/// `monitor`: the monitor and the salt-api client it pings through (targets are resolved at every
+/// check, see [`monitor_check`]).
+pub async fn monitor_setup(app: &mut App) -> Result<(Monitor, Arc<dyn Transport>), CliError> {
+    let salt: Arc<dyn Transport> = app.salt()?;
     // minion states live in the store: kept across runs and shared with the engine's pre-flight
     let store = app.store()?;
-    let monitor = Monitor::new(salt, store, app.config.monitor_timeout);
-    Ok((monitor, minions))
+    let monitor = Monitor::new(salt.clone(), store, app.config.monitor_timeout);
+    Ok((monitor, salt))
 }
 
-/// One check of `monitor`.
+/// One check of `monitor`: reads the templates, resolves their targets and pings the minions. A
+/// salt-api error is an `Err` for this check only; the caller decides whether to go on.
 pub async fn monitor_check(
+    app: &App,
     monitor: &Monitor,
-    minions: &[MinionId],
+    salt: &dyn Transport,
 ) -> Result<MonitorCheck, CliError> {
-    let changes = monitor.check_once(minions).await?;
-    let states = monitor.store().status(minions)?;
+    let (minions, errors, broken) = monitored_minions(app, salt).await?;
+    let changes = monitor.check_once(&minions).await?;
+    let states = monitor.store().status(&minions)?;
     let (mut up, mut down) = (Vec::new(), Vec::new());
     for s in states {
         if s.up {
@@ -1284,14 +1529,17 @@ pub async fn monitor_check(
                 at: rfc3339(c.at),
             })
             .collect(),
+        errors,
+        broken,
     })
 }
 
-/// Waits for Ctrl-C/SIGTERM or `d`, whichever is first; `true` when a stop was asked for.
-pub async fn sleep_or_stop(d: Duration) -> bool {
+/// Waits for a stop signal (Ctrl-C, SIGTERM, SIGHUP) or `d`, whichever is first; `true` when a stop
+/// was asked for (also one that came before this call, since `signals` were made).
+pub async fn sleep_or_stop(d: Duration, signals: &mut StopSignals) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = stop_signal() => true,
+        _ = signals.recv() => true,
     }
 }
 
@@ -1313,6 +1561,22 @@ mod tests {
         assert!(parse_batch("25%").is_ok());
         let e = parse_batch("lots").unwrap_err().to_string();
         assert!(e.contains("--batch") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn globs_match_like_fnmatch() {
+        assert!(glob_match("web-*", "web-01"));
+        assert!(glob_match("*", "db-01"));
+        assert!(!glob_match("web-*", "db-01"));
+        assert!(glob_match("web-0?", "web-07"));
+        assert!(!glob_match("web-0?", "web-107"));
+        assert!(glob_match("web-0[12]", "web-02"));
+        assert!(!glob_match("web-0[12]", "web-03"));
+        assert!(glob_match("web-0[!12]", "web-03"));
+        assert!(glob_match("web-[0-1][0-9]", "web-17"));
+        assert!(!glob_match("web-[0-1][0-9]", "web-27"));
+        assert!(glob_match("web-[", "web-["));
+        assert!(glob_match("*-0[]]", "a-0]"));
     }
 
     #[test]

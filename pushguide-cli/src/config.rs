@@ -148,6 +148,10 @@ impl<'a> Reader<'a> {
             Some(toml::Value::String(s)) if s.trim().is_empty() => {
                 Err(self.err(key, &toml::Value::String(s.clone()), "must not be empty"))
             }
+            // a NUL cannot be part of a path, a URL or a name (the OS and SQLite reject it later)
+            Some(v @ toml::Value::String(s)) if s.contains('\0') => {
+                Err(self.err(key, v, "must not contain a NUL character"))
+            }
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
             Some(v) => Err(self.err(key, v, "must be a string")),
         }
@@ -164,12 +168,14 @@ impl<'a> Reader<'a> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v {
-                    toml::Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                    toml::Value::String(s) if !s.trim().is_empty() && !s.contains('\0') => {
+                        Ok(s.clone())
+                    }
                     other => Err(CliError::Config {
                         file: self.file.display().to_string(),
                         key: format!("{}[{i}]", self.path(key)),
                         value: short(other),
-                        reason: "must be a non-empty string".into(),
+                        reason: "must be a non-empty string without NUL characters".into(),
                     }),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -216,7 +222,7 @@ impl<'a> Reader<'a> {
             if !self.seen.contains(&k.as_str()) {
                 return Err(CliError::Config {
                     file: self.file.display().to_string(),
-                    key: self.path(k),
+                    key: self.path(&short(&toml::Value::String(k.clone()))),
                     value: short(v),
                     reason: format!("unknown key; known keys here: {known}"),
                 });
@@ -232,6 +238,17 @@ fn short(v: &toml::Value) -> String {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    // control characters (a NUL, a line end) are shown escaped, never written raw
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
     if s.chars().count() > 80 {
         format!("{}…", s.chars().take(80).collect::<String>())
     } else {
@@ -580,6 +597,28 @@ url_base = "salt://artifacts"
             .unwrap_err()
             .to_string();
         assert!(e.contains("salt.endpoints") && e.contains("ftp://x"), "{e}");
+    }
+
+    #[test]
+    fn a_nul_in_a_path_is_a_config_error_naming_the_key() {
+        let bad = GOOD.replace(
+            "store = \"state/pushguide.db\"",
+            "store = \"state/pg\\u0000.db\"",
+        );
+        assert_ne!(bad, GOOD);
+        let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        let msg = e.to_string();
+        assert!(msg.contains("key `store`") && msg.contains("NUL"), "{msg}");
+        assert!(
+            msg.contains("state/pg\\u{0}.db") && !msg.contains('\0'),
+            "{msg}"
+        );
+        let bad = GOOD.replace("\"http://127.0.0.1:8123\"", "\"http://a\\u0000b\"");
+        let msg = Config::parse(&bad, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("salt.endpoints[0]"), "{msg}");
     }
 
     #[test]

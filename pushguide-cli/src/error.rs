@@ -184,6 +184,14 @@ impl CliError {
         }
     }
 
+    /// A command line clap could not parse: a [`CliError::Usage`] with clap's message (the error,
+    /// the usage line and the hint at `--help`), without its `error: ` prefix.
+    pub fn from_clap(e: &clap::Error) -> Self {
+        let text = e.render().to_string();
+        let text = text.trim();
+        CliError::Usage(text.strip_prefix("error: ").unwrap_or(text).to_owned())
+    }
+
     /// A stable kebab-case name of the error kind, for `--json`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -53,9 +53,9 @@
 //! | 3 | deployment failed (stopped early, not rolled back; also a refused `prepare`) |
 //! | 4 | deployment failed and was rolled back |
 //! | 5 | rollback failed on at least one host |
-//! | 6 | cancelled (Ctrl-C / SIGTERM: the running call finishes, then the template's rollback policy) |
+//! | 6 | cancelled (Ctrl-C / SIGTERM / SIGHUP: the running call finishes, then the template's rollback policy) |
 //! | 7 | `watch`: the deployment's process died (marked `interrupted` by `recover`) |
-//! | 64 | usage or configuration error (bad option or value, bad config key, broken template file) |
+//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for) |
 //! | 65 | forbidden (the user is not in the template's ACL) |
 //! | 66 | busy (another deployment of the template holds its lease) |
 //! | 67 | unknown template, version or deployment id |
@@ -69,7 +69,8 @@
 //!   `unknown-deployment`, `forbidden`, `busy`, `invalid`, `prepare-failed`, `unavailable`,
 //!   `engine`, `source`, `store`, `internal`.
 //! - `kinds`: `[{"kind", "summary", "platforms": ["linux"], "example"}]`
-//! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file"}]`
+//! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file", "error"}]`
+//!   (`error` is `null`, or why the file does not load: a broken file is listed after the others)
 //! - `show`: `{"name", "file", "kind", "may_deploy", "config": {template as JSON},
 //!   "last_deployment": deployment|null, "hosts": [{"host", "version", "since", "previous"}]}`
 //! - `versions`: `{"template", "source", "versions": ["2.0.0", "1.0.0"]}`
@@ -93,10 +94,14 @@
 //!   "p95_ms", "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...], "failing_hosts":
 //!   [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents", "recovered", "mttr_ms"}`
 //! - `monitor`: `{"checked", "up": [...], "down": [...], "changes": [{"minion", "up", "was_up",
-//!   "at"}]}`
+//!   "at"}], "errors": ["…"], "broken": [{"file", "error"}]}`; a failed round is an error line
 //! - `recover`: `[{"id", "template", "version", "user", "dry_run", "started", "last_event",
 //!   "batch", "stage", "live_hosts", "newly_marked", "hosts": [{"host", "batch", "stage",
 //!   "status"}]}]`
+//!
+//! `--help` and `--version` exit 0; a command line that does not parse exits 64 (with the error
+//! document under `--json`). Output never stops a command: writes to a closed stdout/stderr are
+//! dropped (see [`output`]).
 //!
 //! The library API ([`run`], [`commands`]) is what the binary uses; commands return typed results
 //! and only [`output`] prints.
@@ -208,7 +213,8 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             return Ok(l.exit_code.unwrap_or(exit::INTERNAL));
         }
         Command::History { template, limit } => {
-            let rows = commands::history(&mut app, template.as_deref(), limit)?;
+            let (rows, broken) = commands::history(&mut app, template.as_deref(), limit)?;
+            output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }
         Command::Log { id } => print(json, &commands::log(&mut app, &id)?, output::log),
@@ -220,11 +226,22 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             );
         }
         Command::Recover => print(json, &commands::recover(&mut app)?, |r| output::recover(r)),
-        Command::Monitor { once } => {
-            let (monitor, minions) = commands::monitor_setup(&mut app).await?;
-            let mut first = true;
-            loop {
-                let check = commands::monitor_check(&monitor, &minions).await?;
+        Command::Monitor { once } => return monitor(&mut app, json, once).await,
+    }
+    Ok(exit::OK)
+}
+
+/// `monitor`: one check per round until Ctrl-C/SIGTERM/SIGHUP (or one with `--once`). A round that
+/// fails (salt-api unreachable or answering badly) is reported and the next round comes as usual;
+/// with `--once` it is the command's error. Templates and target expressions are read again at
+/// every round.
+async fn monitor(app: &mut app::App, json: bool, once: bool) -> Result<u8, CliError> {
+    let mut signals = commands::StopSignals::new();
+    let (monitor, salt) = commands::monitor_setup(app).await?;
+    let mut first = true;
+    loop {
+        match commands::monitor_check(app, &monitor, &*salt).await {
+            Ok(check) => {
                 if json && once {
                     output::json(&check);
                 } else if json {
@@ -233,11 +250,19 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
                     output::monitor(&check, first);
                 }
                 first = false;
-                if once || commands::sleep_or_stop(app.config.monitor_interval).await {
-                    break;
+                if once {
+                    return Ok(if check.errors.is_empty() {
+                        exit::OK
+                    } else {
+                        exit::UNAVAILABLE
+                    });
                 }
             }
+            Err(e) if once => return Err(e),
+            Err(e) => output::monitor_error(&e, json, app.config.monitor_interval),
+        }
+        if commands::sleep_or_stop(app.config.monitor_interval, &mut signals).await {
+            return Ok(exit::OK);
         }
     }
-    Ok(exit::OK)
 }

@@ -1,5 +1,8 @@
 //! Everything the CLI prints: results (human or `--json`) on stdout, progress and errors on stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! Every write ignores its error: a closed pipe (`pushguide deploy … | head -1`), a parent that went
+//! away or a closed terminal never stops a command, least of all a deployment. (Rust ignores SIGPIPE,
+//! so `println!` would panic on EPIPE instead.)
 
 use std::io::IsTerminal;
 
@@ -13,19 +16,107 @@ use crate::commands::{
 };
 use crate::error::CliError;
 
+/// `print!` to stdout, ignoring write errors.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` to stdout, ignoring write errors.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!`, ignoring write errors.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!`, ignoring write errors.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Writes `text` to stderr, ignoring write errors (for callers outside this module, e.g. clap's
+/// messages).
+pub fn stderr_text(text: &str) {
+    err!("{text}");
+}
+
+/// Writes `text` to stdout, ignoring write errors.
+pub fn stdout_text(text: &str) {
+    out!("{text}");
+}
+
+/// A `tracing` writer for stderr that swallows write errors: a log line never panics or stops the
+/// command when stderr is a closed pipe or a vanished terminal.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().lock().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QuietStderr {
+    type Writer = QuietStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        QuietStderr
+    }
+}
+
+/// `n` and the noun in the right number: `1 host`, `2 hosts`, `0 hosts`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `n host(s)`.
+fn hosts_n(n: usize) -> String {
+    count(n as u64, "host", "hosts")
+}
+
+/// What failed a host: its salt function, or `hook error` when no salt call failed it (the
+/// deployer's hook did; the engine records `-` then).
+pub fn failed_by(fun: &str) -> &str {
+    if fun.is_empty() || fun == "-" {
+        "hook error"
+    } else {
+        fun
+    }
+}
+
 /// Prints `value` as one pretty JSON document.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("pushguide: cannot encode the result as JSON: {e}"),
+        Ok(s) => outln!("{s}"),
+        Err(e) => errln!("pushguide: cannot encode the result as JSON: {e}"),
     }
 }
 
 /// Prints `value` as one JSON line (for streams such as `monitor`).
 pub fn json_line<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("pushguide: cannot encode the result as JSON: {e}"),
+        Ok(s) => outln!("{s}"),
+        Err(e) => errln!("pushguide: cannot encode the result as JSON: {e}"),
     }
 }
 
@@ -34,33 +125,37 @@ pub fn error(e: &CliError, as_json: bool) {
     if as_json {
         json(&e.to_json());
     } else {
-        eprintln!("pushguide: error: {e}");
+        errln!("pushguide: error: {e}");
     }
 }
 
 /// Passes a detached child's output on (it failed before starting a deployment).
 pub fn child_output(out: &str, as_json: bool) {
     if as_json {
-        print!("{out}");
+        out!("{out}");
     } else {
-        eprint!("{out}");
+        err!("{out}");
     }
 }
 
 /// `kinds`.
 pub fn kinds(rows: &[KindRow]) {
     for k in rows {
-        println!("{:<16} {:<16} {}", k.kind, k.platforms.join(","), k.summary);
+        outln!("{:<16} {:<16} {}", k.kind, k.platforms.join(","), k.summary);
     }
 }
 
 /// `templates`.
 pub fn templates(rows: &[TemplateRow]) {
     if rows.is_empty() {
-        println!("(no template you may view)");
+        outln!("(no template you may view)");
     }
     for t in rows {
-        println!(
+        if let Some(e) = &t.error {
+            outln!("{:<20} BROKEN {}: {e}", t.name, t.file);
+            continue;
+        }
+        outln!(
             "{:<20} {:<14} {:<8} {:<30} {}",
             t.name,
             t.kind,
@@ -92,25 +187,26 @@ fn deployment_line(d: &DeploymentRow) -> String {
 
 /// `show`.
 pub fn show(s: &ShowResult) {
-    println!(
+    outln!(
         "# {} ({}, {}; you may {})",
         s.name,
         s.kind,
         s.file,
         if s.may_deploy { "deploy" } else { "view" }
     );
-    println!("{}", s.toml.trim_end());
-    println!();
+    outln!("{}", s.toml.trim_end());
+    outln!();
     match &s.last_deployment {
-        Some(d) => println!("Last deployment: {}", deployment_line(d)),
-        None => println!("Last deployment: none"),
+        Some(d) => outln!("Last deployment: {}", deployment_line(d)),
+        None => outln!("Last deployment: none"),
     }
-    println!("Hosts:");
+    outln!("Hosts:");
     for h in &s.hosts {
-        println!(
-            "  {:<24} {:<12} since {:<20} previous {}",
+        outln!(
+            "  {:<24} {:<12} {:<14} since {:<20} previous {}",
             h.host,
             h.version.as_deref().unwrap_or("-"),
+            h.state.as_str(),
             h.since.as_deref().unwrap_or("-"),
             h.previous.as_deref().unwrap_or("-")
         );
@@ -119,20 +215,20 @@ pub fn show(s: &ShowResult) {
 
 /// `versions`.
 pub fn versions(v: &VersionsResult) {
-    println!("# {} from {} (newest first)", v.template, v.source);
+    outln!("# {} from {} (newest first)", v.template, v.source);
     for x in &v.versions {
-        println!("{x}");
+        outln!("{x}");
     }
 }
 
 /// `plan`.
 pub fn plan(p: &Plan) {
-    print!("{p}");
+    out!("{p}");
 }
 
 /// `deploy` / `rollback` summary.
 pub fn summary(s: &DeploymentSummary) {
-    println!(
+    outln!(
         "{} {} of {} {}: {} in {:.1}s (exit {}){}",
         s.mode,
         s.id,
@@ -144,7 +240,7 @@ pub fn summary(s: &DeploymentSummary) {
         if s.dry_run { " (dry run)" } else { "" }
     );
     if let Some(r) = &s.reason {
-        println!("  reason: {r}");
+        outln!("  reason: {r}");
     }
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for h in &s.hosts {
@@ -158,62 +254,82 @@ pub fn summary(s: &DeploymentSummary) {
             .or_default() += 1;
     }
     let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!("  hosts: {}", counts.join(", "));
+    outln!("  hosts: {}", counts.join(", "));
     for h in &s.hosts {
         if let Some(f) = &h.failure {
-            println!(
+            outln!(
                 "  ✗ {} failed at {} ({}): {}",
-                h.host, f.stage, f.fun, f.reason
+                h.host,
+                f.stage,
+                failed_by(&f.fun),
+                f.reason
             );
         }
         if let Some(f) = &h.rollback_failure {
-            println!("  ✗ {} rollback failed ({}): {}", h.host, f.fun, f.reason);
+            outln!(
+                "  ✗ {} rollback failed ({}): {}",
+                h.host,
+                failed_by(&f.fun),
+                f.reason
+            );
         }
         if let Some(v) = &h.rolled_back_to {
-            println!("  ↺ {} rolled back to {v}", h.host);
+            outln!("  ↺ {} rolled back to {v}", h.host);
         }
     }
     if !s.unsent_calls.is_empty() {
-        println!("  recorded, not sent (dry run):");
+        outln!("  recorded, not sent (dry run):");
         for c in &s.unsent_calls {
-            println!("    {c}");
+            outln!("    {c}");
         }
     }
     if let Some(e) = &s.history_error {
-        println!("  warning: not fully recorded in the store: {e}");
+        outln!("  warning: not fully recorded in the store: {e}");
     }
 }
 
 /// `deploy --detach`.
 pub fn detached(d: &Detached) {
-    println!("started deployment {} in process {}", d.id, d.pid);
-    println!("  log:    {}", d.log);
-    println!("  follow: pushguide watch {}", d.id);
+    outln!("started deployment {} in process {}", d.id, d.pid);
+    outln!("  log:    {}", d.log);
+    outln!("  follow: pushguide watch {}", d.id);
+}
+
+/// Template files that do not load and were skipped: one line each on stderr (stdout stays a
+/// result, or JSON).
+pub fn broken_templates(broken: &[crate::app::BrokenTemplate]) {
+    for b in broken {
+        errln!(
+            "pushguide: skipping broken template file {}: {}",
+            b.file,
+            b.error
+        );
+    }
 }
 
 /// `history`.
 pub fn history(rows: &[DeploymentRow]) {
     if rows.is_empty() {
-        println!("(no deployments recorded)");
+        outln!("(no deployments recorded)");
     }
     for d in rows {
-        println!("{:<16} {}", d.template, deployment_line(d));
+        outln!("{:<16} {}", d.template, deployment_line(d));
     }
 }
 
 /// `log` and the end of `watch`.
 pub fn log(l: &LogResult) {
-    println!(
+    outln!(
         "{:<16} {}",
         l.deployment.template,
         deployment_line(&l.deployment)
     );
     if let Some(r) = &l.deployment.reason {
-        println!("  reason: {r}");
+        outln!("  reason: {r}");
     }
-    println!("Salt calls:");
+    outln!("Salt calls:");
     for c in &l.calls {
-        println!(
+        outln!(
             "  {:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms  jid {}",
             c.batch
                 .map(|b| format!("b{}", b + 1))
@@ -227,13 +343,13 @@ pub fn log(l: &LogResult) {
         );
     }
     for h in &l.hosts {
-        println!(
+        outln!(
             "Host {} — {}",
             h.host,
             h.status.as_deref().unwrap_or("running")
         );
         for s in &h.stages {
-            println!(
+            outln!(
                 "  {:<6} {:<12} {:<7}{}{}",
                 s.batch
                     .map(|b| format!("b{}", b + 1))
@@ -242,7 +358,7 @@ pub fn log(l: &LogResult) {
                 s.status,
                 s.fun
                     .as_deref()
-                    .map(|f| format!(" {f}"))
+                    .map(|f| format!(" {}", failed_by(f)))
                     .unwrap_or_default(),
                 s.detail
                     .as_deref()
@@ -251,20 +367,20 @@ pub fn log(l: &LogResult) {
             );
         }
         for line in &h.log {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
 }
 
 /// `stats`.
 pub fn stats(s: &StatsResult) {
-    println!(
+    outln!(
         "{} from {} to {}",
         s.template.as_deref().unwrap_or("all templates"),
         s.from,
         s.to
     );
-    println!(
+    outln!(
         "  deployments {}  succeeded {}  success rate {}",
         s.count,
         s.succeeded,
@@ -276,36 +392,39 @@ pub fn stats(s: &StatsResult) {
         v.map(|m| format!("{:.1}s", m as f64 / 1000.0))
             .unwrap_or_else(|| "-".into())
     };
-    println!(
+    outln!(
         "  duration mean {}  p50 {}  p95 {}",
         ms(s.mean_ms),
         ms(s.p50_ms),
         ms(s.p95_ms)
     );
     for r in &s.by_hour {
-        println!(
-            "  hour {:02} UTC: {} deployments, {} failed",
+        outln!(
+            "  hour {:02} UTC: {}, {} failed",
             r.at,
-            r.count,
+            count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
     }
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     for r in &s.by_weekday {
-        println!(
-            "  {}: {} deployments, {} failed",
+        outln!(
+            "  {}: {}, {} failed",
             DAYS.get(r.at).unwrap_or(&"?"),
-            r.count,
+            count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
     }
     for (h, n) in &s.failing_hosts {
-        println!("  failing host {h}: {n}");
+        outln!(
+            "  failing host {h}: {}",
+            count(*n, "failed stage", "failed stages")
+        );
     }
     for (st, n) in &s.failing_stages {
-        println!("  failing stage {st}: {n}");
+        outln!("  failing stage {st}: {}", count(*n, "failure", "failures"));
     }
-    println!(
+    outln!(
         "  incidents {}  recovered {}  mean time to recover {}",
         s.incidents,
         s.recovered,
@@ -316,10 +435,10 @@ pub fn stats(s: &StatsResult) {
 /// `recover`.
 pub fn recover(rows: &[InterruptedRow]) {
     if rows.is_empty() {
-        println!("(no interrupted deployments)");
+        outln!("(no interrupted deployments)");
     }
     for d in rows {
-        println!(
+        outln!(
             "{} {} {} by {}: interrupted during {}{} (last event {}){}",
             d.id,
             d.template,
@@ -333,22 +452,23 @@ pub fn recover(rows: &[InterruptedRow]) {
             if d.newly_marked { " [marked now]" } else { "" }
         );
         for h in &d.hosts {
-            println!("  {:<24} {:<12} {}", h.host, h.stage, h.status);
+            outln!("  {:<24} {:<12} {}", h.host, h.stage, h.status);
         }
     }
     if !rows.is_empty() {
-        println!(
+        outln!(
             "Roll back with `pushguide rollback TEMPLATE`, or resume with `pushguide deploy TEMPLATE VERSION`."
         );
     }
 }
 
-/// One `monitor` check.
+/// One `monitor` check: a summary the first time, then only the changes; resolution errors every
+/// time, broken template files the first time.
 pub fn monitor(c: &MonitorCheck, first: bool) {
     if first {
-        println!(
-            "{} minions: {} up, {} down{}",
-            c.checked,
+        outln!(
+            "{}: {} up, {} down{}",
+            count(c.checked as u64, "minion", "minions"),
             c.up.len(),
             c.down.len(),
             if c.down.is_empty() {
@@ -357,14 +477,33 @@ pub fn monitor(c: &MonitorCheck, first: bool) {
                 format!(" ({})", c.down.join(", "))
             }
         );
-        return;
+    } else {
+        for ch in &c.changes {
+            outln!(
+                "{} {} is {}",
+                ch.at,
+                ch.minion,
+                if ch.up { "up again" } else { "DOWN" }
+            );
+        }
     }
-    for ch in &c.changes {
-        println!(
-            "{} {} is {}",
-            ch.at,
-            ch.minion,
-            if ch.up { "up again" } else { "DOWN" }
+    for e in &c.errors {
+        errln!("pushguide: monitor: {e}");
+    }
+    if first {
+        broken_templates(&c.broken);
+    }
+}
+
+/// A `monitor` round that failed (the next round comes after `interval`): the JSON error
+/// document as one line on stdout with `--json`, else a line on stderr.
+pub fn monitor_error(e: &CliError, as_json: bool, interval: std::time::Duration) {
+    if as_json {
+        json_line(&e.to_json());
+    } else {
+        errln!(
+            "pushguide: monitor: {e}; trying again in {:.1}s",
+            interval.as_secs_f64()
         );
     }
 }
@@ -418,7 +557,7 @@ impl Progress {
     fn line(&self, text: String) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Lines => eprintln!("{text}"),
+            Mode::Lines => errln!("{text}"),
             Mode::Bars { multi, .. } => {
                 let _ = multi.println(text);
             }
@@ -426,16 +565,27 @@ impl Progress {
     }
 
     /// A question on stderr, without a line end, shown even with `--json` (stdout stays JSON).
+    ///
+    /// Bars give way to plain lines from the first question on (indicatif's `suspend` panics when the
+    /// terminal has gone away; a cleared, hidden bar cannot).
     pub fn prompt(&mut self, text: &str) {
         use std::io::Write as _;
-        let show = || {
-            eprint!("pushguide: {text}");
-            let _ = std::io::stderr().flush();
-        };
-        match &self.mode {
-            Mode::Bars { multi, .. } => multi.suspend(show),
-            _ => show(),
+        if let Mode::Bars {
+            multi,
+            hosts,
+            batch,
+        } = &mut self.mode
+        {
+            if let Some(b) = batch.take() {
+                b.finish_and_clear();
+            }
+            hosts.finish_and_clear();
+            let _ = multi.clear();
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+            self.mode = Mode::Lines;
         }
+        err!("pushguide: {text}");
+        let _ = std::io::stderr().flush();
     }
 
     /// A message.
@@ -478,7 +628,9 @@ impl Progress {
                     bar.set_length(*hosts as u64);
                 }
                 self.line(format!(
-                    "prepared: {hosts} hosts in {batches} batches{}",
+                    "prepared: {} in {}{}",
+                    hosts_n(*hosts),
+                    count(*batches as u64, "batch", "batches"),
                     if excluded.is_empty() {
                         String::new()
                     } else {
@@ -510,10 +662,14 @@ impl Progress {
                         .progress_chars("=> "),
                     );
                     bar.set_prefix(format!("batch {}", batch + 1));
-                    bar.set_message(format!("{hosts} hosts"));
+                    bar.set_message(hosts_n(*hosts));
                     *b = Some(bar);
                 } else {
-                    self.line(format!("batch {}/{batches}: {hosts} hosts", batch + 1));
+                    self.line(format!(
+                        "batch {}/{batches}: {}",
+                        batch + 1,
+                        hosts_n(*hosts)
+                    ));
                 }
             }
             EventKind::StageStarted {
@@ -522,7 +678,7 @@ impl Progress {
                 hosts,
             } => {
                 if let Mode::Bars { batch: Some(b), .. } = &self.mode {
-                    b.set_message(format!("{stage} ({hosts} hosts)"));
+                    b.set_message(format!("{stage} ({})", hosts_n(*hosts)));
                 }
             }
             EventKind::CallStarted { fun, .. } => {
@@ -555,7 +711,10 @@ impl Progress {
                     bar.inc(1);
                     bar.set_message("(with failures)");
                 }
-                self.line(format!("  ✗ {host} failed at {stage} ({fun}): {reason}"));
+                self.line(format!(
+                    "  ✗ {host} failed at {stage} ({}): {reason}",
+                    failed_by(fun)
+                ));
             }
             EventKind::HostSucceeded { .. } => {
                 if let Mode::Bars { hosts: bar, .. } = &self.mode {
@@ -581,16 +740,16 @@ impl Progress {
                 stage,
                 failed,
             } => self.line(format!(
-                "paused at {stage} of batch {}: {} hosts failed",
+                "paused at {stage} of batch {}: {} failed",
                 batch + 1,
-                failed.len()
+                hosts_n(failed.len())
             )),
             EventKind::DecisionTaken { decision } => {
                 self.line(format!("decision: {decision:?}"));
             }
             EventKind::CancelRequested => self.line("cancel requested".into()),
             EventKind::RollbackStarted { hosts } => {
-                self.line(format!("rolling back {hosts} hosts"));
+                self.line(format!("rolling back {}", hosts_n(*hosts)));
             }
             EventKind::HostRolledBack { host, to } => {
                 self.line(format!("  ↺ {host} rolled back to {to}"));
@@ -631,7 +790,7 @@ impl Progress {
             r.stage,
             r.fun
                 .as_deref()
-                .map(|f| format!(" ({f})"))
+                .map(|f| format!(" ({})", failed_by(f)))
                 .unwrap_or_default(),
             r.detail.as_deref().unwrap_or("")
         ));

@@ -534,7 +534,7 @@ fn errors_name_what_is_wrong_and_exit_with_their_codes() {
 
     // busy: another deployment holds the lease
     let store = pushguide_store::SqliteStore::open(lab.dir.join("state/pushguide.db")).unwrap();
-    store.acquire_lease("shop", "shop-other-7", "test").unwrap();
+    let other = store.acquire_lease("shop", "shop-other-7", "test").unwrap();
     let r = lab.run(&["deploy", "shop", "1.0.0", "--json"]);
     assert_eq!(r.code, 66, "{}", r.stdout);
     let e = r.json();
@@ -549,7 +549,9 @@ fn errors_name_what_is_wrong_and_exit_with_their_codes() {
     lab.serving("1.0.0");
     let r = lab.run(&["deploy", "shop", "1.0.0", "--dry-run", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    store.release_lease("shop", "shop-other-7").unwrap();
+    store
+        .release_lease("shop", "shop-other-7", other.token)
+        .unwrap();
     let r = lab.run(&["deploy", "shop", "1.0.0", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
 }
@@ -683,7 +685,7 @@ fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
     assert_eq!(host_statuses(&d), ["succeeded", "excluded", "succeeded"]);
     assert!(
         r.stderr
-            .contains("1 hosts failed post-deploy in batch 1 (web-02)"),
+            .contains("1 host failed post-deploy in batch 2 (web-02)"),
         "{}",
         r.stderr
     );

@@ -607,7 +607,9 @@ impl Engine {
                     (Mode::Rollback { to: None }, _) => match &req.undo {
                         // the release being undone never recorded itself here: restore what the
                         // host ran (its batch may have stopped the service)
-                        Some(undo) if rec.current.is_some() && rec.current.as_ref() != Some(undo) => {
+                        Some(undo)
+                            if rec.current.is_some() && rec.current.as_ref() != Some(undo) =>
+                        {
                             rec.current.clone()
                         }
                         _ => rec.previous.clone(),
@@ -833,13 +835,20 @@ impl Rolled {
     fn summary(&self) -> String {
         let mut s = format!("; {} rolled back", count(self.ok, "host"));
         if self.failed > 0 {
-            s.push_str(&format!(", {} failed to roll back", count(self.failed, "host")));
+            s.push_str(&format!(
+                ", {} failed to roll back",
+                count(self.failed, "host")
+            ));
         }
         if self.without_target > 0 {
             s.push_str(&format!(
                 ", {} without a rollback target{}",
                 count(self.without_target, "host"),
-                if self.without_target_fails { "" } else { " left as they are" }
+                if self.without_target_fails {
+                    ""
+                } else {
+                    " left as they are"
+                }
             ));
         }
         s
@@ -1061,11 +1070,7 @@ impl Run {
         let Some(lease) = &self.lease else {
             return Ok(());
         };
-        self.engine
-            .inner
-            .fleet
-            .record(lease, hosts, change)
-            .await
+        self.engine.inner.fleet.record(lease, hosts, change).await
     }
 
     /// Waits until the journal holds every event emitted so far (a batch's results are durable before
@@ -1077,7 +1082,9 @@ impl Run {
         let emitted = self.control.bus.len();
         let mut progress = progress.clone();
         let seen = progress
-            .wait_for(|w| matches!(w, Written::Failed(_)) || matches!(w, Written::Events(n) if *n >= emitted))
+            .wait_for(|w| {
+                matches!(w, Written::Failed(_)) || matches!(w, Written::Events(n) if *n >= emitted)
+            })
             .await
             .map(|w| w.clone());
         match seen {
@@ -1407,7 +1414,11 @@ impl Run {
             (true, Stop::Cancelled) => DeploymentOutcome::Cancelled,
             (true, _) => DeploymentOutcome::RolledBack,
         };
-        (outcome, Some(format!("{reason}{}", rolled.summary())), journal)
+        (
+            outcome,
+            Some(format!("{reason}{}", rolled.summary())),
+            journal,
+        )
     }
 
     /// The outcome of a deployment whose batches all ran: the reason always agrees with the figures.
@@ -1474,10 +1485,9 @@ impl Run {
                 .and_then(|r| r.failure.as_ref())
                 .map(|f| f.stage);
             let runs = match stage {
-                Some(Stage::Prepare | Stage::PreDeploy) => release
-                    .hosts
-                    .get(h)
-                    .and_then(|v| v.current.clone()),
+                Some(Stage::Prepare | Stage::PreDeploy) => {
+                    release.hosts.get(h).and_then(|v| v.current.clone())
+                }
                 Some(Stage::PostDeploy) => Some(release.version.clone()),
                 _ => None,
             };
@@ -1569,7 +1579,8 @@ impl Run {
         for (to, hosts) in by_version {
             self.record(&hosts, &HostChange::RolledBack { to }).await?;
         }
-        self.record(failed, &HostChange::Failed { runs: None }).await
+        self.record(failed, &HostChange::Failed { runs: None })
+            .await
     }
 
     /// Marks `hosts` as left out of the rollback with `status`, logging and announcing `reason`.

@@ -66,7 +66,10 @@ impl VersionLog {
                 match self.good.iter().rposition(|v| v == to) {
                     Some(i) => self.good.truncate(i + 1),
                     None => {
-                        if self.healthy && self.current.is_some() && self.good.last() == self.current.as_ref() {
+                        if self.healthy
+                            && self.current.is_some()
+                            && self.good.last() == self.current.as_ref()
+                        {
                             self.good.pop();
                         }
                         self.good.push(to.clone());
@@ -84,7 +87,10 @@ impl VersionLog {
 
     /// The host's history as the engine reads it.
     pub fn history(&self) -> HostHistory {
-        let previous = if self.healthy && self.current.is_some() && self.good.last() == self.current.as_ref() {
+        let previous = if self.healthy
+            && self.current.is_some()
+            && self.good.last() == self.current.as_ref()
+        {
             self.good.iter().rev().nth(1).cloned()
         } else {
             self.good.last().cloned()
@@ -153,8 +159,12 @@ pub trait FleetState: Send + Sync + std::fmt::Debug {
         hosts: &[MinionId],
     ) -> Result<HashMap<MinionId, HostHistory>, Error>;
     /// Records `change` for `hosts` of the lease's template, durably, or refuses a stale lease.
-    async fn record(&self, lease: &Lease, hosts: &[MinionId], change: &HostChange)
-        -> Result<(), Error>;
+    async fn record(
+        &self,
+        lease: &Lease,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), Error>;
 }
 
 /// Fleet state kept in memory (lost with the process). It does not fence (one process).
@@ -234,14 +244,24 @@ mod tests {
     #[test]
     fn a_failed_release_never_becomes_a_target() {
         // v3 succeeded on the host, the release failed elsewhere, everything rolled back to v2
-        let h = log(&[deployed("1"), deployed("2"), deployed("3"), rolled_back("2")]);
+        let h = log(&[
+            deployed("1"),
+            deployed("2"),
+            deployed("3"),
+            rolled_back("2"),
+        ]);
         assert_eq!(h.current.as_deref(), Some("2"));
         assert_eq!(h.previous.as_deref(), Some("1"));
         // v3 failed on the host itself and was restored to v2
         let failed = HostChange::Failed {
             runs: Some("3".into()),
         };
-        let h = log(&[deployed("1"), deployed("2"), failed.clone(), rolled_back("2")]);
+        let h = log(&[
+            deployed("1"),
+            deployed("2"),
+            failed.clone(),
+            rolled_back("2"),
+        ]);
         assert_eq!(h.previous.as_deref(), Some("1"));
         // v3 failed and the host was left: it runs v3, unhealthy, target v2
         let h = log(&[deployed("1"), deployed("2"), failed]);
@@ -262,7 +282,12 @@ mod tests {
 
     #[test]
     fn rollback_to_an_unrecorded_version_replaces_the_current_one() {
-        let h = log(&[deployed("1"), deployed("2"), deployed("3"), rolled_back("0")]);
+        let h = log(&[
+            deployed("1"),
+            deployed("2"),
+            deployed("3"),
+            rolled_back("0"),
+        ]);
         assert_eq!(h.current.as_deref(), Some("0"));
         assert_eq!(h.previous.as_deref(), Some("2"));
     }

@@ -147,7 +147,9 @@ mod tests {
         // the same holder name is refused too: a lease has one owner
         assert!(l.acquire("shop", "d1").await.is_err());
         // releasing someone else's lease (wrong holder or stale token) does nothing
-        l.release(&Lease::new("shop", "d2", d1.token)).await.unwrap();
+        l.release(&Lease::new("shop", "d2", d1.token))
+            .await
+            .unwrap();
         l.release(&Lease::new("shop", "d1", d1.token + 7))
             .await
             .unwrap();

@@ -53,8 +53,8 @@ pub use monitor::{
 pub use registry::{kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform};
 pub use report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
 pub use template::{
-    Acl, FailedHosts, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy, Rollout,
-    Targets, Template, Threshold,
+    Acl, FailedHosts, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy,
+    Rollout, Targets, Template, Threshold,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use transport::MockTransport;

@@ -311,12 +311,13 @@ impl fmt::Display for Plan {
         let hosts: usize = self.batches.iter().map(Vec::len).sum();
         writeln!(
             f,
-            "Plan: {} {}{} — {} hosts in {} batches, at most {} may fail",
+            "Plan: {} {}{} — {hosts} host{} in {} batch{}, at most {} may fail",
             self.template,
             self.version,
             if self.dry_run { " (dry run)" } else { "" },
-            hosts,
+            if hosts == 1 { "" } else { "s" },
             self.batches.len(),
+            if self.batches.len() == 1 { "" } else { "es" },
             self.max_failed
         )?;
         for (i, b) in self.batches.iter().enumerate() {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use mockall::Sequence;
 use pushguide_core::steps::ManifestEntry;
 use pushguide_core::{
-    Artifact, DeploymentOutcome, Engine, HostChange, HostStatus, MemoryFleetState, MinionId,
-    MockTransport, Outcome, Principal, Request, Returns, Template,
+    Artifact, DeploymentOutcome, Engine, HostStatus, MemoryFleetState, MinionId, MockTransport,
+    Outcome, Principal, Request, Returns, Template,
 };
 use pushguide_dotnet as _;
 use serde_json::{json, Value};
@@ -75,7 +75,7 @@ fn engine(calls: Vec<Exp>) -> Engine {
     fleet.seed(
         "shop",
         &hosts,
-        &HostChange::Deployed {
+        &pushguide_core::HostChange::Deployed {
             version: "1.0.0".into(),
         },
     );

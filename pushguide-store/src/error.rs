@@ -92,6 +92,21 @@ pub enum Error {
         /// The former holder.
         holder: String,
     },
+    /// A fleet state write carried a lease that is no longer the template's current one.
+    #[error("fleet state write for template `{template}` refused: deployment {holder}'s lease (token {token}) is no longer current{}", match current {
+        Some((h, t)) => format!("; deployment {h} holds it now (token {t})"),
+        None => "; nobody holds it now".to_owned(),
+    })]
+    Fenced {
+        /// The template.
+        template: String,
+        /// The deployment whose write was refused.
+        holder: String,
+        /// Its stale token.
+        token: u64,
+        /// Who holds the lease now, with its token.
+        current: Option<(String, u64)>,
+    },
     /// Events were appended for a deployment whose `DeploymentStarted` event was never recorded.
     #[error("{}: events for unknown deployment {deployment} (its DeploymentStarted event is missing)", path.display())]
     UnknownDeployment {
@@ -145,7 +160,20 @@ impl From<Error> for pushguide_core::Error {
                 holder,
                 reason: "it expired and was taken over".to_owned(),
             },
-            other => pushguide_core::Error::Store(other.to_string()),
+            Error::Fenced {
+                template,
+                holder,
+                token,
+                ..
+            } => pushguide_core::Error::Fenced {
+                template,
+                holder,
+                token,
+            },
+            other => pushguide_core::Error::StoreFailed {
+                during: "using the SQLite store",
+                source: Box::new(other),
+            },
         }
     }
 }

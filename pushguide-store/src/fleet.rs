@@ -1,15 +1,14 @@
-//! Which version each host runs, durable across processes.
+//! Which version each host runs, durable across processes, written under the template's lease.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use pushguide_core::{FleetState, HostHistory, MinionId};
-use std::sync::PoisonError;
-
-use rusqlite::{params, Connection, TransactionBehavior};
+use async_trait::async_trait;
+use pushguide_core::{FleetState, HostChange, HostHistory, Lease, MinionId, VersionLog};
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::Error;
-use crate::store::{from_ms, now_ms, FleetQueue, FleetWrite, SqliteStore};
+use crate::store::{from_ms, now_ms, SqliteStore};
 
 /// One host's recorded versions for a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,35 +16,40 @@ use crate::store::{from_ms, now_ms, FleetQueue, FleetWrite, SqliteStore};
 pub struct HostVersion {
     /// The host.
     pub host: String,
-    /// The version it runs now.
-    pub version: String,
+    /// The version it runs now; `None` when its state is unknown (a release or rollback failed in
+    /// the middle of switching).
+    pub version: Option<String>,
+    /// Whether `version` runs as released (`false`: a release or rollback failed on the host).
+    pub healthy: bool,
     /// Since when (the deployment or rollback that put it there).
     pub since: SystemTime,
-    /// The last version that deployed successfully before `version`: the rollback target.
+    /// The last version that ran successfully before `version`: the rollback target.
     pub previous: Option<String>,
-    /// Since when `previous` had been running.
-    pub previous_since: Option<SystemTime>,
+    /// Every version that ran successfully on the host, oldest first (the newest 32).
+    pub good: Vec<String>,
 }
 
 impl SqliteStore {
     /// Every host recorded for `template`, sorted by host.
     pub fn fleet(&self, template: &str) -> Result<Vec<HostVersion>, Error> {
-        self.flush_fleet();
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT host, version, since_ms, previous, previous_since_ms FROM fleet
+                "SELECT host, version, healthy, since_ms, good FROM fleet
                  WHERE template = ?1 ORDER BY host",
             )
             .map_err(|e| self.err("reading fleet state", e))?;
         let rows = stmt
             .query_map([template], |r| {
+                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(4)?);
+                let h = log.history();
                 Ok(HostVersion {
                     host: r.get(0)?,
-                    version: r.get(1)?,
-                    since: from_ms(r.get(2)?),
-                    previous: r.get(3)?,
-                    previous_since: r.get::<_, Option<i64>>(4)?.map(from_ms),
+                    version: h.current,
+                    healthy: h.healthy,
+                    since: from_ms(r.get(3)?),
+                    previous: h.previous,
+                    good: log.good,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -53,114 +57,20 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    /// Records that `hosts` now run `version` of `template` and waits until it is written (one
-    /// transaction, with every change queued before it); a host whose version changes keeps the version
-    /// it ran before as its `previous`.
-    pub fn record_versions(
-        &self,
-        template: &str,
-        hosts: &[MinionId],
-        version: &str,
-    ) -> Result<(), Error> {
-        self.enqueue(template, hosts, version);
-        let mut conn = self.conn();
-        write_queued(&mut conn, &self.inner.fleet_queue)
-            .map_err(|e| self.err("recording fleet state", e))
-    }
-
-    fn enqueue(&self, template: &str, hosts: &[MinionId], version: &str) {
-        let names: Vec<&str> = hosts.iter().map(MinionId::as_str).collect();
-        let write = FleetWrite {
-            template: template.to_owned(),
-            hosts: serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned()),
-            version: version.to_owned(),
-            at: now_ms(),
-        };
-        let q = &self.inner.fleet_queue;
-        q.items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(write);
-        q.wake.notify_one();
-    }
-
-    /// Writes every fleet state change still queued by [`FleetState::record`] now, so that other
-    /// processes see it (the store's writer thread does so within milliseconds on its own).
-    pub fn flush(&self) -> Result<(), Error> {
-        let mut conn = self.conn();
-        write_queued(&mut conn, &self.inner.fleet_queue)
-            .map_err(|e| self.err("recording fleet state", e))
-    }
-
-    /// [`SqliteStore::flush`], errors logged (the changes stay queued); whether it wrote.
-    pub(crate) fn flush_fleet(&self) -> bool {
-        let mut conn = self.conn();
-        match write_queued(&mut conn, &self.inner.fleet_queue) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, path = %self.path().display(),
-                    "cannot record fleet state yet; the changes stay queued");
-                false
-            }
-        }
-    }
-}
-
-/// Writes every queued change in one transaction, in order. The caller holds the connection, so two
-/// writers cannot reorder changes. When the write fails, the changes go back to the front of the
-/// queue (before any queued meanwhile): the next flush tries them again, nothing is dropped.
-pub(crate) fn write_queued(conn: &mut Connection, queue: &FleetQueue) -> rusqlite::Result<()> {
-    let items = std::mem::take(&mut *queue.items.lock().unwrap_or_else(PoisonError::into_inner));
-    if items.is_empty() {
-        return Ok(());
-    }
-    let written = write_items(conn, &items);
-    if written.is_err() {
-        let mut q = queue.items.lock().unwrap_or_else(PoisonError::into_inner);
-        let newer = std::mem::replace(&mut *q, items);
-        q.extend(newer);
-    }
-    written
-}
-
-fn write_items(conn: &mut Connection, items: &[FleetWrite]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        // One statement per change for all its hosts: far cheaper than one execution per host.
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO fleet (template, host, version, since_ms)
-             SELECT ?1, j.value, ?2, ?3 FROM json_each(?4) j WHERE true
-             ON CONFLICT (template, host) DO UPDATE SET
-               previous = version, previous_since_ms = since_ms,
-               version = excluded.version, since_ms = excluded.since_ms
-             WHERE version != excluded.version",
-        )?;
-        for w in items {
-            stmt.execute(params![w.template, w.version, w.at, w.hosts])?;
-        }
-    }
-    tx.commit()
-}
-
-impl SqliteStore {
-    /// [`FleetState::versions`] with errors.
+    /// [`FleetState::versions`], blocking.
     pub fn host_histories(
         &self,
         template: &str,
         hosts: &[MinionId],
     ) -> Result<HashMap<MinionId, HostHistory>, Error> {
-        self.flush_fleet();
         let by_name: HashMap<&str, &MinionId> = hosts.iter().map(|h| (h.as_str(), h)).collect();
         let err = |e| self.err("reading fleet state", e);
         let conn = self.conn();
         let mut out = HashMap::with_capacity(hosts.len());
         let mut take = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
             if let Some(id) = by_name.get(r.get_ref(0)?.as_str()?) {
-                let h = HostHistory {
-                    current: Some(r.get(1)?),
-                    previous: r.get(2)?,
-                };
-                out.insert((*id).clone(), h);
+                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(3)?);
+                out.insert((*id).clone(), log.history());
             }
             Ok(())
         };
@@ -168,7 +78,8 @@ impl SqliteStore {
         if hosts.len() <= 32 {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT host, version, previous FROM fleet WHERE template = ?1 AND host = ?2",
+                    "SELECT host, version, healthy, good FROM fleet
+                     WHERE template = ?1 AND host = ?2",
                 )
                 .map_err(err)?;
             for h in hosts {
@@ -179,7 +90,9 @@ impl SqliteStore {
             }
         } else {
             let mut stmt = conn
-                .prepare_cached("SELECT host, version, previous FROM fleet WHERE template = ?1")
+                .prepare_cached(
+                    "SELECT host, version, healthy, good FROM fleet WHERE template = ?1",
+                )
                 .map_err(err)?;
             let mut rows = stmt.query([template]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
@@ -188,31 +101,139 @@ impl SqliteStore {
         }
         Ok(out)
     }
+
+    /// [`FleetState::record`], blocking: in one transaction, checks that `lease` is the template's
+    /// current lease (same holder and token; [`Error::Fenced`] otherwise) and applies `change` to every
+    /// host. Returns once the change is committed.
+    pub fn record_change(
+        &self,
+        lease: &Lease,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), Error> {
+        let err = |e| self.err("recording fleet state", e);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let current: Option<(Option<String>, i64)> = tx
+            .query_row(
+                "SELECT holder, token FROM leases WHERE template = ?1",
+                [&lease.template],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let holds = matches!(&current, Some((Some(h), t)) if *h == lease.holder && *t as u64 == lease.token);
+        if !holds {
+            return Err(Error::Fenced {
+                template: lease.template.clone(),
+                holder: lease.holder.clone(),
+                token: lease.token,
+                current: current.and_then(|(h, t)| h.map(|h| (h, t as u64))),
+            });
+        }
+        apply(&tx, &lease.template, hosts, change).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Records `change` for `hosts` without a lease: for importing fleet state from elsewhere and for
+    /// tests. Deployments always write through [`FleetState::record`], which is fenced.
+    pub fn record_unfenced(
+        &self,
+        template: &str,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), Error> {
+        let err = |e| self.err("recording fleet state", e);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        apply(&tx, template, hosts, change).map_err(err)?;
+        tx.commit().map_err(err)
+    }
 }
 
+fn version_log(version: Option<String>, healthy: bool, good: &str) -> VersionLog {
+    let mut log = VersionLog::default();
+    log.current = version;
+    log.healthy = healthy;
+    log.good = serde_json::from_str(good).unwrap_or_default();
+    log
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    template: &str,
+    hosts: &[MinionId],
+    change: &HostChange,
+) -> rusqlite::Result<()> {
+    let now = now_ms();
+    let mut read = tx.prepare_cached(
+        "SELECT version, healthy, good, since_ms FROM fleet WHERE template = ?1 AND host = ?2",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT INTO fleet (template, host, version, healthy, since_ms, good, previous)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (template, host) DO UPDATE SET version = excluded.version,
+           healthy = excluded.healthy, since_ms = excluded.since_ms, good = excluded.good,
+           previous = excluded.previous",
+    )?;
+    for h in hosts {
+        let old: Option<(Option<String>, bool, String, i64)> = read
+            .query_row(params![template, h.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let (mut log, since) = match old {
+            Some((v, healthy, good, since)) => (version_log(v, healthy, &good), since),
+            None => (VersionLog::default(), now),
+        };
+        let before = (log.current.clone(), log.healthy);
+        log.apply(change);
+        // `since` tells how long the host has run what it runs now
+        let since = if before == (log.current.clone(), log.healthy) {
+            since
+        } else {
+            now
+        };
+        let good = serde_json::to_string(&log.good).unwrap_or_else(|_| "[]".to_owned());
+        let previous = log.history().previous;
+        write.execute(params![
+            template,
+            h.as_str(),
+            log.current,
+            log.healthy,
+            since,
+            good,
+            previous
+        ])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
 impl FleetState for SqliteStore {
-    /// Reads the recorded versions; a database error is logged and reads as "no history" (the plan
-    /// then shows no rollback target rather than a wrong one).
-    fn versions(&self, template: &str, hosts: &[MinionId]) -> HashMap<MinionId, HostHistory> {
-        match self.host_histories(template, hosts) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, template, "cannot read fleet state");
-                HashMap::new()
-            }
-        }
+    async fn versions(
+        &self,
+        template: &str,
+        hosts: &[MinionId],
+    ) -> Result<HashMap<MinionId, HostHistory>, pushguide_core::Error> {
+        let (store, template, hosts) = (self.clone(), template.to_owned(), hosts.to_vec());
+        crate::store::blocking(move || store.host_histories(&template, &hosts)).await
     }
 
-    /// Queues the change for the store's fleet writer thread, which writes it within milliseconds;
-    /// this process's own reads of fleet state write queued changes first, so they see them once
-    /// written. A change that cannot be written stays queued and is tried again; the engine's
-    /// [`FleetState::flush`] at the end of a deployment reports the error.
-    fn record(&self, template: &str, hosts: &[MinionId], version: &str) {
-        self.enqueue(template, hosts, version);
-    }
-
-    /// [`SqliteStore::flush`].
-    fn flush(&self) -> Result<(), pushguide_core::Error> {
-        SqliteStore::flush(self).map_err(Into::into)
+    /// Durable when it returns; refused with [`pushguide_core::Error::Fenced`] when `lease` is no
+    /// longer the template's current lease.
+    async fn record(
+        &self,
+        lease: &Lease,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), pushguide_core::Error> {
+        let (store, lease, hosts, change) =
+            (self.clone(), lease.clone(), hosts.to_vec(), change.clone());
+        crate::store::blocking(move || store.record_change(&lease, &hosts, &change)).await
     }
 }

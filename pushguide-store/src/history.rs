@@ -319,11 +319,7 @@ impl SqliteStore {
     }
 
     /// Records the final report in one transaction (see [`HistoryStore::finish`]).
-    ///
-    /// Fleet state changes still queued (see [`pushguide_core::FleetState::record`]) are written first,
-    /// so once a deployment is finished everything it recorded is durable.
     pub fn finish_report(&self, report: &Report) -> Result<(), Error> {
-        self.flush()?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -501,12 +497,15 @@ fn status_name(h: &HostReport) -> &'static str {
     }
 }
 
+#[async_trait::async_trait]
 impl HistoryStore for SqliteStore {
-    fn append(&self, events: &[Event]) -> Result<(), pushguide_core::Error> {
-        self.append_events(events).map_err(Into::into)
+    async fn append(&self, events: &[Event]) -> Result<(), pushguide_core::Error> {
+        let (store, events) = (self.clone(), events.to_vec());
+        crate::store::blocking(move || store.append_events(&events)).await
     }
 
-    fn finish(&self, report: &Report) -> Result<(), pushguide_core::Error> {
-        self.finish_report(report).map_err(Into::into)
+    async fn finish(&self, report: &Report) -> Result<(), pushguide_core::Error> {
+        let (store, report) = (self.clone(), report.clone());
+        crate::store::blocking(move || store.finish_report(&report)).await
     }
 }

@@ -2,11 +2,12 @@
 
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use pushguide_core::LeaseManager;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::Error;
-use crate::store::{from_ms, now_ms, SqliteStore};
+use crate::store::{blocking, from_ms, now_ms, SqliteStore};
 
 /// A lease on a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +63,10 @@ impl SqliteStore {
             )
             .optional()
             .map_err(err)?;
+        // A live lease belongs to its holder alone: even the same holder name is refused (deployment
+        // ids are unique, so a second acquisition under one name is a mistake, not re-entrance).
         let token = match current {
-            Some((Some(h), owner, why, exp, _)) if exp > now && h != holder => {
+            Some((Some(h), owner, why, exp, _)) if exp > now => {
                 return Err(Error::Busy {
                     template: template.to_owned(),
                     holder: h,
@@ -71,7 +74,6 @@ impl SqliteStore {
                     reason: why.unwrap_or_default(),
                 });
             }
-            Some((Some(h), _, _, exp, token)) if exp > now && h == holder => token,
             Some((prev, owner, _, _, token)) => {
                 if let Some(prev) = prev {
                     tracing::warn!(template, expired_holder = %prev,
@@ -110,16 +112,25 @@ impl SqliteStore {
         })
     }
 
-    /// Extends `holder`'s lease on `template` by the TTL; [`Error::LeaseLost`] if it no longer holds it.
-    pub fn renew_lease(&self, template: &str, holder: &str) -> Result<Lease, Error> {
+    /// Extends `holder`'s lease on `template` by the TTL; [`Error::LeaseLost`] if it no longer holds
+    /// it through this store with `token`.
+    pub fn renew_lease(&self, template: &str, holder: &str, token: u64) -> Result<Lease, Error> {
         let now = now_ms();
         let expires = now + self.inner.ttl.as_millis() as i64;
         let n = self
             .conn()
             .execute(
                 "UPDATE leases SET expires_ms = ?4
-                 WHERE template = ?1 AND holder = ?2 AND owner = ?3 AND expires_ms > ?5",
-                params![template, holder, self.inner.owner, expires, now],
+                 WHERE template = ?1 AND holder = ?2 AND owner = ?3 AND expires_ms > ?5
+                   AND token = ?6",
+                params![
+                    template,
+                    holder,
+                    self.inner.owner,
+                    expires,
+                    now,
+                    token as i64
+                ],
             )
             .map_err(|e| self.err("renewing a lease", e))?;
         if n == 0 {
@@ -134,13 +145,14 @@ impl SqliteStore {
         })
     }
 
-    /// Gives `holder`'s lease on `template` back; a no-op when it does not hold it.
-    pub fn release_lease(&self, template: &str, holder: &str) -> Result<(), Error> {
+    /// Gives `holder`'s lease on `template` with `token` back; a no-op when it does not hold it
+    /// through this store (another process's lease, or a newer one, is never released).
+    pub fn release_lease(&self, template: &str, holder: &str, token: u64) -> Result<(), Error> {
         self.conn()
             .execute(
                 "UPDATE leases SET holder = NULL, owner = NULL, expires_ms = 0
-                 WHERE template = ?1 AND holder = ?2",
-                params![template, holder],
+                 WHERE template = ?1 AND holder = ?2 AND owner = ?3 AND token = ?4",
+                params![template, holder, self.inner.owner, token as i64],
             )
             .map(drop)
             .map_err(|e| self.err("releasing a lease", e))
@@ -170,44 +182,55 @@ impl SqliteStore {
     }
 }
 
+#[async_trait]
 impl LeaseManager for SqliteStore {
-    fn acquire(&self, template: &str, holder: &str) -> Result<(), pushguide_core::Error> {
-        let lease = self.acquire_lease(template, holder, "deployment")?;
+    async fn acquire(
+        &self,
+        template: &str,
+        holder: &str,
+    ) -> Result<pushguide_core::Lease, pushguide_core::Error> {
+        let (store, t, h) = (self.clone(), template.to_owned(), holder.to_owned());
+        let lease = blocking(move || store.acquire_lease(&t, &h, "deployment")).await?;
         tracing::debug!(template, holder, token = lease.token, "lease acquired");
-        Ok(())
+        Ok(pushguide_core::Lease::new(template, holder, lease.token))
     }
 
-    fn release(&self, template: &str, holder: &str) {
-        if let Err(e) = self.release_lease(template, holder) {
-            tracing::error!(error = %e, template, holder, "cannot release lease; it expires on its own");
-        }
+    async fn release(&self, lease: &pushguide_core::Lease) -> Result<(), pushguide_core::Error> {
+        let (store, l) = (self.clone(), lease.clone());
+        blocking(move || store.release_lease(&l.template, &l.holder, l.token)).await
     }
 
-    /// Renews the lease ([`SqliteStore::renew_lease`]): held by `holder` through this store and not
-    /// expired, or [`pushguide_core::Error::LeaseLost`] (naming who holds it now, if anyone).
-    /// A database error is an error too: a deployment that cannot prove it holds the lease stops.
-    fn check(&self, template: &str, holder: &str) -> Result<(), pushguide_core::Error> {
-        match self.renew_lease(template, holder) {
-            Ok(_) => Ok(()),
-            Err(Error::LeaseLost { .. }) => {
-                let now = match self.lease(template) {
-                    Ok(Some(l)) => {
-                        format!("deployment {} holds it now (token {})", l.holder, l.token)
+    /// Renews the lease ([`SqliteStore::renew_lease`]): held by its holder with its token through
+    /// this store and not expired, or [`pushguide_core::Error::LeaseLost`] (naming who holds it now,
+    /// if anyone). A database error is an error too: a deployment that cannot prove it holds the
+    /// lease stops.
+    async fn check(&self, lease: &pushguide_core::Lease) -> Result<(), pushguide_core::Error> {
+        let (store, l) = (self.clone(), lease.clone());
+        let lost = |reason: String| pushguide_core::Error::LeaseLost {
+            template: lease.template.clone(),
+            holder: lease.holder.clone(),
+            reason,
+        };
+        let checked = tokio::task::spawn_blocking(move || {
+            match store.renew_lease(&l.template, &l.holder, l.token) {
+                Ok(_) => Ok(()),
+                Err(Error::LeaseLost { .. }) => Err(match store.lease(&l.template) {
+                    Ok(Some(now)) => {
+                        format!(
+                            "deployment {} holds it now (token {})",
+                            now.holder, now.token
+                        )
                     }
                     Ok(None) => "it expired and nobody holds it now".to_owned(),
                     Err(e) => format!("it expired ({e})"),
-                };
-                Err(pushguide_core::Error::LeaseLost {
-                    template: template.to_owned(),
-                    holder: holder.to_owned(),
-                    reason: now,
-                })
+                }),
+                Err(e) => Err(format!("cannot renew it: {e}")),
             }
-            Err(e) => Err(pushguide_core::Error::LeaseLost {
-                template: template.to_owned(),
-                holder: holder.to_owned(),
-                reason: format!("cannot renew it: {e}"),
-            }),
+        })
+        .await;
+        match checked {
+            Ok(r) => r.map_err(lost),
+            Err(e) => Err(lost(format!("cannot renew it: {e}"))),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -201,4 +201,28 @@ ALTER TABLE batches ADD COLUMN minions TEXT;
 const V4: &str = r#"
 ALTER TABLE deployments ADD COLUMN rollback INTEGER NOT NULL DEFAULT 0;
 UPDATE deployments SET rollback = 1 WHERE version = 'previous';
+"#;
+
+// Fleet state as a log of good versions per host: what a host runs now may be unknown (`version`
+// NULL) or unhealthy (a release failed there), and the rollback target is the last version that ran
+// successfully before it (`good`, a JSON array, oldest first; `previous` derived from it).
+const V5: &str = r#"
+CREATE TABLE fleet_v5 (
+    template TEXT NOT NULL,
+    host     TEXT NOT NULL,
+    version  TEXT,
+    healthy  INTEGER NOT NULL,
+    since_ms INTEGER NOT NULL,
+    good     TEXT NOT NULL,
+    previous TEXT,
+    PRIMARY KEY (template, host)
+) WITHOUT ROWID;
+INSERT INTO fleet_v5 (template, host, version, healthy, since_ms, good, previous)
+SELECT template, host, version, 1, since_ms,
+       CASE WHEN previous IS NULL OR previous = version THEN json_array(version)
+            ELSE json_array(previous, version) END,
+       previous
+FROM fleet;
+DROP TABLE fleet;
+ALTER TABLE fleet_v5 RENAME TO fleet;
 "#;

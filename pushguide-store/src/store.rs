@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushguide_core::Stage;
@@ -68,34 +68,27 @@ pub(crate) struct Inner {
     pub(crate) ttl: Duration,
     // Dropping it wakes and ends the heartbeat thread.
     stop: Mutex<Option<mpsc::Sender<()>>>,
-    /// Fleet state changes not yet written (see `FleetState::record`).
-    pub(crate) fleet_queue: Arc<FleetQueue>,
 }
 
-/// Fleet state changes handed over by `FleetState::record`, written by a background thread (or by
-/// the next read of fleet state in this process, whichever comes first).
-#[derive(Debug, Default)]
-pub(crate) struct FleetQueue {
-    pub(crate) items: Mutex<Vec<FleetWrite>>,
-    pub(crate) wake: Condvar,
-}
-
-/// `hosts` (a JSON array) of `template` run `version` since `at`.
-#[derive(Debug)]
-pub(crate) struct FleetWrite {
-    pub(crate) template: String,
-    pub(crate) hosts: String,
-    pub(crate) version: String,
-    pub(crate) at: i64,
+/// Runs blocking store work on tokio's blocking threads (the async ports' implementations), so that
+/// a database write never holds an async worker.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, pushguide_core::Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(pushguide_core::Error::StoreFailed {
+            during: "running a store operation",
+            source: Box::new(e),
+        }),
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.fleet_queue.wake.notify_all();
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = crate::fleet::write_queued(conn, &self.fleet_queue) {
-            tracing::error!(path = %self.path.display(), error = %e, "fleet state not recorded on close");
-        }
         // A clean shutdown: give the leases back and forget the owner so nothing waits for expiry.
         let released = conn
             .execute(
@@ -195,16 +188,7 @@ impl SqliteStore {
             owner,
             ttl,
             stop: Mutex::new(Some(stop)),
-            fleet_queue: Arc::new(FleetQueue::default()),
         });
-        let (weak, queue) = (Arc::downgrade(&inner), inner.fleet_queue.clone());
-        std::thread::Builder::new()
-            .name("pushguide-store-fleet".into())
-            .spawn(move || fleet_writer(weak, queue))
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot start the fleet writer; fleet state is written on reads");
-            })
-            .ok();
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("pushguide-store-heartbeat".into())
@@ -289,34 +273,6 @@ fn heartbeat(inner: Weak<Inner>, stopped: mpsc::Receiver<()>, every: Duration) {
         let Some(inner) = inner.upgrade() else { return };
         if let Err(e) = beat(&inner) {
             tracing::warn!(error = %e, "lease heartbeat failed; retrying");
-        }
-    }
-}
-
-fn fleet_writer(inner: Weak<Inner>, queue: Arc<FleetQueue>) {
-    loop {
-        {
-            let mut items = queue.items.lock().unwrap_or_else(PoisonError::into_inner);
-            while items.is_empty() {
-                if inner.strong_count() == 0 {
-                    return;
-                }
-                items = queue
-                    .wake
-                    .wait_timeout(items, Duration::from_millis(500))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let wrote = SqliteStore {
-            inner: inner.clone(),
-        }
-        .flush_fleet();
-        drop(inner);
-        if !wrote {
-            // the changes stay queued: try again in a while rather than at once
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }

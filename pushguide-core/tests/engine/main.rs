@@ -853,7 +853,11 @@ async fn rollback_without_history_reports_hosts_without_a_target() {
     // nothing recorded to roll back to is not a failure of a requested rollback
     assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
     assert_eq!(report.hosts_with(HostStatus::NoRollbackTarget).len(), 2);
-    assert!(report.reason.as_deref().unwrap().contains("2 hosts without a rollback target left as they are"));
+    assert!(report
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("2 hosts without a rollback target left as they are"));
 }
 
 #[derive(Debug, Default)]
@@ -902,7 +906,11 @@ async fn history_receives_every_event_in_order_then_the_report() {
     // a journal that cannot record the first batch's start: no host is touched
     assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
     assert!(
-        report.reason.as_deref().unwrap().contains("journal cannot record"),
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("journal cannot record"),
         "{report}"
     );
     assert!(

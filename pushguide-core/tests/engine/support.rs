@@ -140,7 +140,10 @@ pub(crate) async fn seed(engine: &Engine, hosts: &[&str], version: &str) {
         .fleet_state()
         .record(
             &lease,
-            &hosts.iter().map(|h| pushguide_core::MinionId::new(*h).expect("valid id")).collect::<Vec<_>>(),
+            &hosts
+                .iter()
+                .map(|h| pushguide_core::MinionId::new(*h).expect("valid id"))
+                .collect::<Vec<_>>(),
             &pushguide_core::HostChange::Deployed {
                 version: version.into(),
             },

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use pushguide_core::{
-    DeploymentOutcome, EventKind, FleetState, HistoryStore, LeaseManager, Principal, Request, Stage,
+    DeploymentOutcome, EventKind, FleetState, LeaseManager, Principal, Request, Stage,
 };
 use pushguide_store::{Error, SqliteStore, StoreOptions, SCHEMA_VERSION};
 use support::*;
@@ -154,31 +154,61 @@ fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
     );
 }
 
-/// Fleet state that cannot be written while the database is locked stays queued, is reported by
-/// `flush`, and is written once the lock is gone: nothing is dropped.
-#[test]
-fn fleet_state_survives_a_locked_database() {
+/// A fleet state write is durable when it returns, visible to every other process at once, and
+/// refused when its lease was taken over (fencing); a locked database is an error, never a silent
+/// queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_state_writes_are_durable_and_fenced() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fleet-locked.db");
-    let opts = StoreOptions::default().busy_timeout(Duration::from_millis(50));
-    let s = SqliteStore::open_with(&path, opts).unwrap();
+    let path = dir.path().join("fleet-fenced.db");
+    let opts = StoreOptions::default()
+        .busy_timeout(Duration::from_millis(50))
+        .lease_ttl(Duration::from_millis(300));
+    let a = SqliteStore::open_with(&path, opts.clone()).unwrap();
+    let b = SqliteStore::open_with(&path, opts).unwrap();
     let hosts = [host("web-01"), host("web-02")];
-    FleetState::record(&s, "shop", &hosts, "1.0");
-    s.flush().unwrap();
+    let deployed = |v: &str| pushguide_core::HostChange::Deployed { version: v.into() };
+    let lease = LeaseManager::acquire(&a, "shop", "shop-1").await.unwrap();
+    FleetState::record(&a, &lease, &hosts, &deployed("1.0"))
+        .await
+        .unwrap();
+    let v = FleetState::versions(&b, "shop", &hosts).await.unwrap();
+    assert_eq!(v[&hosts[0]].current.as_deref(), Some("1.0"), "no queue");
+
+    // a locked database fails the write (the engine then stops) and keeps nothing half-written
     let guard = rusqlite::Connection::open(&path).unwrap();
     guard.execute_batch("BEGIN IMMEDIATE").unwrap();
-    FleetState::record(&s, "shop", &hosts, "2.0");
-    FleetState::record(&s, "shop", &hosts[..1], "3.0");
-    let err = FleetState::flush(&s).unwrap_err();
+    let err = FleetState::record(&a, &lease, &hosts, &deployed("2.0"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("locked"), "{err}");
     drop(guard);
-    FleetState::flush(&s).unwrap();
-    let other = SqliteStore::open(&path).unwrap();
-    let v = other.versions("shop", &hosts);
-    assert_eq!(v[&hosts[0]].current.as_deref(), Some("3.0"), "in order");
-    assert_eq!(v[&hosts[0]].previous.as_deref(), Some("2.0"));
-    assert_eq!(v[&hosts[1]].current.as_deref(), Some("2.0"));
-    assert_eq!(v[&hosts[1]].previous.as_deref(), Some("1.0"));
+    let v = FleetState::versions(&b, "shop", &hosts).await.unwrap();
+    assert_eq!(v[&hosts[0]].current.as_deref(), Some("1.0"));
+
+    // a's process stops renewing; b takes the expired lease over: a's writes are refused
+    a.stop_heartbeat();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = LeaseManager::acquire(&b, "shop", "shop-2").await.unwrap();
+    assert!(taken.token > lease.token);
+    let err = FleetState::record(&a, &lease, &hosts, &deployed("9.9"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pushguide_core::Error::Fenced { ref holder, .. } if holder == "shop-1"),
+        "{err}"
+    );
+    assert!(LeaseManager::check(&a, &lease).await.is_err());
+    // releasing the stale lease does not free b's
+    LeaseManager::release(&a, &lease).await.unwrap();
+    assert_eq!(b.lease("shop").unwrap().unwrap().holder, "shop-2");
+    FleetState::record(&b, &taken, &hosts[..1], &deployed("2.0"))
+        .await
+        .unwrap();
+    let v = FleetState::versions(&a, "shop", &hosts).await.unwrap();
+    assert_eq!(v[&hosts[0]].current.as_deref(), Some("2.0"));
+    assert_eq!(v[&hosts[0]].previous.as_deref(), Some("1.0"));
+    assert_eq!(v[&hosts[1]].current.as_deref(), Some("1.0"));
 }
 
 #[test]
@@ -223,8 +253,7 @@ async fn engine_journal_report_and_fleet_state() {
         .unwrap();
     assert_eq!(r2.outcome, DeploymentOutcome::PartiallyApplied);
 
-    // A second process (another connection) sees everything once the queued fleet state is written.
-    store.flush().unwrap();
+    // A second process (another connection) sees everything.
     let other = SqliteStore::open(&path).unwrap();
     let d = other.deployment(&r2.id).unwrap().unwrap();
     assert_eq!(d.template, "shop");
@@ -251,7 +280,14 @@ async fn engine_journal_report_and_fleet_state() {
     // Per stage and host: web-03 (batch 1) ok in pre-deploy, failed in deploy with the call.
     let rows = other.host_stage_results(&r2.id).unwrap();
     let w3: Vec<_> = rows.iter().filter(|r| r.host == "web-03").collect();
-    assert_eq!(w3.len(), 2, "{w3:?}");
+    // then its restore to 1.0 (the default for hosts failing within the budget) failed as well
+    assert!(w3.len() >= 3, "{w3:?}");
+    assert!(
+        w3[2..]
+            .iter()
+            .all(|r| r.stage == "rollback" && r.status == "failed"),
+        "{w3:?}"
+    );
     assert_eq!(
         (w3[0].stage.as_str(), w3[0].status.as_str()),
         ("pre-deploy", "ok")
@@ -269,7 +305,11 @@ async fn engine_journal_report_and_fleet_state() {
 
     // Calls with jids and counts.
     let calls = other.calls(&r2.id).unwrap();
-    assert_eq!(calls.len(), 1 + 2 * 3, "ping + 2 batches x 3 stages");
+    assert_eq!(
+        calls.len(),
+        1 + 2 * 3 + 1,
+        "ping + 2 batches x 3 stages + restoring web-03"
+    );
     assert_eq!(calls[0].fun, "test.ping");
     assert_eq!(calls[0].stage, "prepare");
     assert!(calls.iter().all(|c| c.jid.is_some()));
@@ -281,15 +321,18 @@ async fn engine_journal_report_and_fleet_state() {
 
     // Fleet state: web-03 still on 1.0 (previous none), the others on 2.0 with 1.0 before.
     let hosts: Vec<_> = ["web-01", "web-03", "web-09"].map(host).to_vec();
-    let v = other.versions("shop", &hosts);
+    let v = other.host_histories("shop", &hosts).unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[&hosts[0]].current.as_deref(), Some("2.0"));
     assert_eq!(v[&hosts[0]].previous.as_deref(), Some("1.0"));
-    assert_eq!(v[&hosts[1]].current.as_deref(), Some("1.0"));
-    assert_eq!(v[&hosts[1]].previous, None);
+    // web-03: its restore failed too, so what it runs is unknown; its target stays 1.0
+    assert_eq!(v[&hosts[1]].current, None);
+    assert!(!v[&hosts[1]].healthy);
+    assert_eq!(v[&hosts[1]].previous.as_deref(), Some("1.0"));
     let fleet = other.fleet("shop").unwrap();
     assert_eq!(fleet.len(), 4);
-    assert!(fleet[0].since >= fleet[0].previous_since.unwrap());
+    assert_eq!(fleet[2].version, None);
+    assert!(!fleet[2].healthy);
 
     // The plan shows each host's rollback target from the durable state.
     let fresh = support::engine(&other, &[]);
@@ -310,7 +353,8 @@ async fn engine_journal_report_and_fleet_state() {
         targets[0],
         ("web-01".into(), Some("2.0".into()), Some("1.0".into()))
     );
-    assert_eq!(targets[2], ("web-03".into(), Some("1.0".into()), None));
+    // web-03 is in an unknown state: a rollback brings it back to its last good version
+    assert_eq!(targets[2], ("web-03".into(), None, Some("1.0".into())));
 
     // A rollback to an explicit version is recorded as a rollback.
     let r3 = fresh
@@ -330,57 +374,45 @@ async fn engine_journal_report_and_fleet_state() {
 
 #[test]
 fn fleet_previous_is_the_last_good_version_before_the_current() {
+    use pushguide_core::HostChange;
     let s = SqliteStore::open_in_memory().unwrap();
     let h = [host("web-01")];
-    s.record("t", &h, "1");
-    s.record("t", &h, "2");
-    s.record("t", &h, "2");
-    let v = &s.versions("t", &h)[&h[0]];
+    let deployed = |v: &str| HostChange::Deployed { version: v.into() };
+    for v in ["1", "2", "2"] {
+        s.record_unfenced("t", &h, &deployed(v)).unwrap();
+    }
+    let v = &s.host_histories("t", &h).unwrap()[&h[0]];
     assert_eq!(
         (v.current.as_deref(), v.previous.as_deref()),
         (Some("2"), Some("1"))
     );
-    s.record("t", &h, "3");
-    let v = &s.versions("t", &h)[&h[0]];
+    // 3 fails on the host after switching: it runs 3, unhealthy, target 2
+    let failed = HostChange::Failed {
+        runs: Some("3".into()),
+    };
+    s.record_unfenced("t", &h, &failed).unwrap();
+    let v = &s.host_histories("t", &h).unwrap()[&h[0]];
     assert_eq!(
-        (v.current.as_deref(), v.previous.as_deref()),
-        (Some("3"), Some("2"))
+        (v.current.as_deref(), v.healthy, v.previous.as_deref()),
+        (Some("3"), false, Some("2"))
     );
-    assert!(s.versions("other", &h).is_empty());
-}
-
-#[test]
-fn queued_fleet_state_reaches_other_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.db");
-    let a = SqliteStore::open(&path).unwrap();
-    let b = SqliteStore::open(&path).unwrap();
-    let h = [host("web-01"), host("web-02")];
-    a.record("t", &h, "1");
-    a.record("t", &h[..1], "2");
-    a.flush().unwrap();
-    let v = b.versions("t", &h);
-    assert_eq!(v[&h[0]].current.as_deref(), Some("2"));
-    assert_eq!(v[&h[0]].previous.as_deref(), Some("1"));
-    assert_eq!(v[&h[1]].current.as_deref(), Some("1"));
-    // Closing writes what is still queued.
-    a.record("t", &h[1..], "3");
-    drop(a);
-    assert_eq!(b.versions("t", &h)[&h[1]].current.as_deref(), Some("3"));
-    // The writer thread writes on its own, too.
-    b.record("t", &h[1..], "4");
-    let c = SqliteStore::open(&path).unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while c.versions("t", &h)[&h[1]].current.as_deref() != Some("4") {
-        assert!(std::time::Instant::now() < until, "never written");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // restored to 2: the next target is 1, never the failed 3
+    s.record_unfenced("t", &h, &HostChange::RolledBack { to: "2".into() })
+        .unwrap();
+    let v = &s.host_histories("t", &h).unwrap()[&h[0]];
+    assert_eq!(
+        (v.current.as_deref(), v.healthy, v.previous.as_deref()),
+        (Some("2"), true, Some("1"))
+    );
+    assert!(s.host_histories("other", &h).unwrap().is_empty());
+    let row = &s.fleet("t").unwrap()[0];
+    assert_eq!(row.good, vec!["1".to_owned(), "2".to_owned()]);
 }
 
 /// The engine's check before each batch: renewed while held; once the lease expired and another
 /// process took it, the old holder learns it (and who holds it now).
-#[test]
-fn lease_check_renews_and_reports_a_takeover() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_check_renews_and_reports_a_takeover() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.db");
     let a = SqliteStore::open_with(
@@ -389,22 +421,22 @@ fn lease_check_renews_and_reports_a_takeover() {
     )
     .unwrap();
     a.stop_heartbeat();
-    LeaseManager::acquire(&a, "shop", "d1").unwrap();
+    let d1 = LeaseManager::acquire(&a, "shop", "d1").await.unwrap();
     for _ in 0..2 {
         // each check renews: two checks 300 ms apart outlive the 500 ms TTL
-        std::thread::sleep(Duration::from_millis(300));
-        LeaseManager::check(&a, "shop", "d1").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        LeaseManager::check(&a, &d1).await.unwrap();
     }
-    std::thread::sleep(Duration::from_millis(700));
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let b = SqliteStore::open(&path).unwrap();
-    LeaseManager::acquire(&b, "shop", "d2").unwrap();
-    let err = LeaseManager::check(&a, "shop", "d1").unwrap_err();
+    let d2 = LeaseManager::acquire(&b, "shop", "d2").await.unwrap();
+    let err = LeaseManager::check(&a, &d1).await.unwrap_err();
     assert!(
         matches!(err, pushguide_core::Error::LeaseLost { ref holder, ref reason, .. }
             if holder == "d1" && reason.contains("deployment d2 holds it now")),
         "{err}"
     );
-    LeaseManager::check(&b, "shop", "d2").unwrap();
+    LeaseManager::check(&b, &d2).await.unwrap();
 }
 
 #[test]
@@ -418,16 +450,19 @@ fn leases_in_one_database() {
     );
     let core: pushguide_core::Error = err.into();
     assert!(matches!(core, pushguide_core::Error::Busy { ref holder, .. } if holder == "d1"));
-    LeaseManager::release(&s, "shop", "d2");
-    assert!(s.acquire_lease("shop", "d3", "x").is_err());
-    let renewed = s.renew_lease("shop", "d1").unwrap();
+    // a lease has one owner: the same holder name is refused too
+    assert!(s.acquire_lease("shop", "d1", "again").is_err());
+    s.release_lease("shop", "d2", l1.token).unwrap();
+    s.release_lease("shop", "d1", l1.token + 1).unwrap();
+    assert!(s.acquire_lease("shop", "d3", "x").is_err(), "not released");
+    let renewed = s.renew_lease("shop", "d1", l1.token).unwrap();
     assert!(renewed.expires >= l1.expires);
-    LeaseManager::release(&s, "shop", "d1");
+    s.release_lease("shop", "d1", l1.token).unwrap();
     assert!(matches!(
-        s.renew_lease("shop", "d1"),
+        s.renew_lease("shop", "d1", l1.token),
         Err(Error::LeaseLost { .. })
     ));
-    LeaseManager::acquire(&s, "shop", "d3").unwrap();
+    s.acquire_lease("shop", "d3", "x").unwrap();
     assert_eq!(
         s.lease("shop").unwrap().unwrap().token,
         2,
@@ -455,7 +490,7 @@ fn expired_lease_is_taken_over_with_a_larger_token() {
     let lb = b.acquire_lease("shop", "d2", "y").unwrap();
     assert_eq!(lb.token, la.token + 1);
     assert!(matches!(
-        a.renew_lease("shop", "d1"),
+        a.renew_lease("shop", "d1", la.token),
         Err(Error::LeaseLost { .. })
     ));
 }
@@ -484,7 +519,7 @@ fn recover_marks_dead_owners_deployments_interrupted() {
         .unwrap();
     events.truncate(cut + 1);
     dead.acquire_lease("shop", "d1", "deployment").unwrap();
-    HistoryStore::append(&dead, &events).unwrap();
+    dead.append_events(&events).unwrap();
     // Its own deployments and live owners' are not touched.
     assert!(alive.recover().unwrap().is_empty());
     dead.stop_heartbeat();

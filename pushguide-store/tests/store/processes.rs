@@ -153,7 +153,16 @@ fn lease_is_exclusive_across_processes_and_taken_over_after_the_holder_dies() {
         std::thread::sleep(TTL / 2);
     }
     // Through core's trait as well.
-    let err = pushguide_core::LeaseManager::acquire(&me, "shop", "my-deployment").unwrap_err();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(pushguide_core::LeaseManager::acquire(
+            &me,
+            "shop",
+            "my-deployment",
+        ))
+        .unwrap_err();
     assert!(matches!(err, pushguide_core::Error::Busy { .. }));
 
     holder.kill().unwrap();
