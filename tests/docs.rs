@@ -63,7 +63,11 @@ fn toml_blocks(file: &Path) -> Vec<Block> {
             b.text.push('\n');
         }
     }
-    assert!(open.is_none(), "{}: a fenced block is never closed", file.display());
+    assert!(
+        open.is_none(),
+        "{}: a fenced block is never closed",
+        file.display()
+    );
     out
 }
 
@@ -91,9 +95,11 @@ fn check(b: &Block) -> Result<Kind, String> {
         pushguide_cli::config::Config::parse(&b.text, &file).map_err(|e| e.to_string())?;
         return Ok(Kind::Config);
     }
-    Err("neither a template (`[project]`, `name`) nor a CLI config (`store`, `[salt]`): \
+    Err(
+        "neither a template (`[project]`, `name`) nor a CLI config (`store`, `[salt]`): \
          mark a partial example ```toml fragment"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 #[test]
@@ -114,7 +120,11 @@ fn every_toml_example_in_the_docs_parses() {
             }
         }
     }
-    assert!(failures.is_empty(), "broken TOML examples:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "broken TOML examples:\n{}",
+        failures.join("\n")
+    );
     // the examples this test exists for are found (a moved file would otherwise pass silently)
     let found = |file: &str, kind: Kind| {
         kinds
@@ -123,7 +133,11 @@ fn every_toml_example_in_the_docs_parses() {
     };
     assert!(found("README.md", Kind::Template), "{kinds:?}");
     assert!(found("pushguide-cli/README.md", Kind::Config), "{kinds:?}");
-    for f in ["pushguide-java/docs.md", "pushguide-dotnet/docs.md", "pushguide-wintask/docs.md"] {
+    for f in [
+        "pushguide-java/docs.md",
+        "pushguide-dotnet/docs.md",
+        "pushguide-wintask/docs.md",
+    ] {
         assert!(found(f, Kind::Template), "{f}: {kinds:?}");
     }
 }
@@ -143,7 +157,10 @@ fn a_broken_example_is_reported_with_file_and_line() {
     .unwrap();
     let blocks = toml_blocks(&file);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(blocks.iter().map(|b| b.line).collect::<Vec<_>>(), [3, 12, 17]);
+    assert_eq!(
+        blocks.iter().map(|b| b.line).collect::<Vec<_>>(),
+        [3, 12, 17]
+    );
     let err = check(&blocks[0]).unwrap_err();
     assert!(err.contains("webapps"), "{err}");
     assert!(check(&blocks[1]).unwrap_err().contains("fragment"));

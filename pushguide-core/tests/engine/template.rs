@@ -329,7 +329,7 @@ fn hundreds_of_thousands_of_host_tables_are_refused_quickly() {
     // within the size bound but over the host-table bound
     let mut text = FULL.to_owned();
     for i in 0..20_000 {
-        let _ = write!(text, "[project.hosts.h{i}]\n");
+        let _ = writeln!(text, "[project.hosts.h{i}]");
     }
     assert!(text.len() < pushguide_core::validate::MAX_TEMPLATE_BYTES);
     let started = std::time::Instant::now();
