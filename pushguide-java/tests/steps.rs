@@ -427,3 +427,28 @@ async fn start_and_stop_commands_wait_the_configured_job_timeout() {
         assert_eq!(c.timeout, None, "{c}");
     }
 }
+
+/// The artifact a request brings (from a CI source) passes the same URL grammar as `artifact_url`: a
+/// right-to-left override or a `$(…)` in it stops the release in prepare, before any call is sent.
+#[tokio::test]
+async fn a_hostile_artifact_url_from_the_request_is_refused_in_prepare() {
+    let t = template(LINUX, "");
+    for url in [
+        "https://ci.example.com/shop/1.0.0/\u{202e}raw.war",
+        "https://ci.example.com/$(id)/shop.war",
+    ] {
+        let fleet = Arc::new(pushguide_core::sim::SimFleet::new(["web-01", "web-02"]).unwrap());
+        let engine = Engine::builder(fleet.clone()).build();
+        let r = Request::new(t.clone(), "1.0.0", Principal::user("ops"))
+            .artifact(Artifact::new(url, Some(SHA.into())));
+        let err = engine.plan(&r).await.unwrap_err().to_string();
+        assert!(err.contains("artifact.url"), "{err}");
+        assert!(!err.contains('\u{202e}'), "{err}");
+        let outcome = engine.deploy(r).await;
+        let sent: Vec<String> = fleet.requests().into_iter().map(|q| q.fun).collect();
+        assert!(
+            sent.iter().all(|f| f == "test.ping"),
+            "{sent:?} ({outcome:?})"
+        );
+    }
+}
