@@ -503,11 +503,11 @@ impl Conventions {
 /// Validates conventions from a template (`field` is e.g. `project.conventions`).
 pub fn validate_conventions(field: &str, c: &Conventions) -> Result<(), Error> {
     for (i, p) in c.forbidden.iter().chain(&c.required).enumerate() {
-        if p.is_empty() || p.chars().any(|ch| ch.is_control()) || p.len() > 256 {
+        if p.is_empty() || p.chars().any(crate::validate::is_hidden) || p.len() > 256 {
             return Err(Error::invalid(
                 format!("{field}[{i}]"),
                 p,
-                "must be a non-empty pattern",
+                "must be a non-empty pattern of at most 256 bytes without control or invisible characters",
             ));
         }
     }

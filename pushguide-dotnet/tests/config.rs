@@ -98,6 +98,10 @@ fn invisible_characters_are_refused_everywhere() {
                 "project.hosts.web-01.health_url",
             ),
             (
+                format!("[project.conventions]\nforbidden = [\"*.log{c}\"]\n"),
+                "project.conventions[0]",
+            ),
+            (
                 format!("[project.hosts.web-01]\nsite = \"s{c}\"\n"),
                 "project.hosts.web-01.site",
             ),
