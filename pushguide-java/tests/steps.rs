@@ -452,3 +452,38 @@ async fn a_hostile_artifact_url_from_the_request_is_refused_in_prepare() {
         );
     }
 }
+
+/// The largest accepted template (10,000 `[project.hosts.*]` tables for hosts outside the targets)
+/// parses, plans and deploys two hosts quickly: the cost follows the targets, not the host tables.
+#[tokio::test]
+async fn ten_thousand_host_tables_outside_the_targets_cost_little() {
+    use std::fmt::Write as _;
+    let mut project = LINUX.to_owned();
+    for i in 0..pushguide_core::validate::MAX_HOSTS {
+        let _ = writeln!(
+            project,
+            "[project.hosts.other-{i:05}]\ncatalina_base = \"/opt/tomcat-{i}\""
+        );
+    }
+    let started = std::time::Instant::now();
+    let t = template(&project, "");
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(["web-01", "web-02"])
+            .unwrap()
+            .on("*", "file.directory_exists", Outcome::ok(true))
+            .on("*", "http.query", Outcome::ok(json!({"status": 200})))
+            .on(
+                "*",
+                "file.readdir",
+                Outcome::ok(json!([".", "..", "1.0.0"])),
+            ),
+    );
+    let r = Engine::builder(fleet)
+        .build()
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
