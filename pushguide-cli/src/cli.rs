@@ -59,13 +59,19 @@ pub enum Command {
         #[arg(long, default_value_t = 0.5)]
         interval: f64,
     },
-    /// Roll every host of TEMPLATE back (to its previous version, or to --to).
+    /// Roll every host of TEMPLATE back (to its previous version, or to --to), or only the hosts
+    /// one deployment touched (--deployment).
     Rollback {
         /// Template name.
         template: String,
         /// Roll every host back to this version.
         #[arg(long)]
         to: Option<String>,
+        /// Undo deployment ID (e.g. an interrupted one, see `recover`): roll back only the hosts
+        /// whose batch started, each to the version it ran before that deployment; hosts with
+        /// nothing recorded are skipped.
+        #[arg(long, value_name = "ID")]
+        deployment: Option<String>,
         /// Record mutating calls without sending them.
         #[arg(long)]
         dry_run: bool,
@@ -90,6 +96,10 @@ pub enum Command {
         /// Over the last DAYS days.
         #[arg(long, default_value_t = 30)]
         since: u64,
+        /// Hours and weekdays at this fixed offset from UTC: `UTC`, `+02:00`, `-05:30`
+        /// (default: the config's `[stats] tz`, else UTC).
+        #[arg(long, value_name = "OFFSET", allow_hyphen_values = true)]
+        tz: Option<String>,
     },
     /// Ping every template's minions and print connectivity changes.
     Monitor {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::cli::{DeployArgs, OnPause};
+use crate::config::UtcOffset;
 use crate::error::{exit, CliError};
 use crate::output::Progress;
 
@@ -1007,16 +1008,33 @@ pub async fn detach(
     }
 }
 
-/// `rollback TEMPLATE [--to VERSION]`.
+/// `rollback TEMPLATE [--to VERSION | --deployment ID]`.
+///
+/// With `--deployment ID`: only the hosts that deployment touched (those whose batch started) are
+/// rolled back, each to the version it ran before that deployment (see [`undo_request`]). Refused
+/// with a usage error when the deployment is still running, belongs to another template, is a dry
+/// run or a rollback itself, or touched no host.
 pub async fn rollback(
     app: &mut App,
     name: &str,
     to: Option<String>,
+    deployment: Option<&str>,
     dry_run: bool,
     progress: &mut Progress,
 ) -> Result<DeploymentSummary, CliError> {
     let t = app.template(name)?;
     app.check_deploy(&t)?;
+    if to.is_some() && deployment.is_some() {
+        return Err(CliError::Usage(
+            "--to and --deployment exclude each other: --deployment rolls each host back to the \
+             version it ran before that deployment"
+                .into(),
+        ));
+    }
+    let undo = match deployment {
+        Some(id) => Some(undo_target(app, name, id)?),
+        None => None,
+    };
     if !dry_run {
         app.check_not_busy(name)?;
     }
@@ -1024,8 +1042,88 @@ pub async fn rollback(
         pushguide_core::validate::version("--to", v)?;
     }
     let t = app.with_cmdb(t).await?;
-    let req = Request::rollback(Arc::new(t.template), to, app.principal().clone()).dry_run(dry_run);
+    let template = Arc::new(t.template);
+    let req = match undo {
+        Some(u) => undo_request(template, &u.version, app.principal().clone(), u.touched),
+        None => Request::rollback(template, to, app.principal().clone()),
+    }
+    .dry_run(dry_run);
     run(app, req, None, None, progress).await
+}
+
+/// What `rollback --deployment ID` undoes, read from the store.
+#[derive(Debug)]
+struct UndoTarget {
+    /// The version that deployment released.
+    version: String,
+    /// The hosts whose batch started.
+    touched: Vec<String>,
+}
+
+/// Reads deployment `id` of template `name` and the hosts it touched; refuses (usage error) a
+/// deployment that is still running, of another template, a dry run or a rollback, or one that
+/// touched no host.
+fn undo_target(app: &mut App, name: &str, id: &str) -> Result<UndoTarget, CliError> {
+    let store = app.store()?;
+    // A deployment whose process died is marked interrupted first (idempotent).
+    store.recover()?;
+    let rec = store
+        .deployment(id)?
+        .ok_or_else(|| CliError::UnknownDeployment {
+            id: id.to_owned(),
+            store: store.path().display().to_string(),
+        })?;
+    if rec.template != name {
+        return Err(CliError::Usage(format!(
+            "--deployment {id}: it is a deployment of template `{}`, not of `{name}`; run \
+             `pushguide rollback {} --deployment {id}`",
+            rec.template, rec.template
+        )));
+    }
+    if rec.ended.is_none() {
+        return Err(CliError::Usage(format!(
+            "--deployment {id}: it is still running (its process is alive; a process that died \
+             is known as such once its liveness expires, after the store's lease TTL, 30 s: see \
+             `pushguide recover`); cancel it or wait for it to end (`pushguide watch {id}`)"
+        )));
+    }
+    if rec.rollback {
+        return Err(CliError::Usage(format!(
+            "--deployment {id}: it is itself a rollback; roll back to a version with \
+             `pushguide rollback {name} --to VERSION`"
+        )));
+    }
+    if rec.dry_run {
+        return Err(CliError::Usage(format!(
+            "--deployment {id}: it was a dry run and changed no host"
+        )));
+    }
+    let touched = store.touched_hosts(id)?;
+    if touched.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--deployment {id}: it touched no host (it ended before its first batch); nothing to \
+             roll back"
+        )));
+    }
+    Ok(UndoTarget {
+        version: rec.version,
+        touched,
+    })
+}
+
+/// The engine request of `rollback --deployment`: roll back the effects of the release of
+/// `version` on `touched` only — each host back to the version it ran before that release (its
+/// recorded current version when the release never recorded it there, else its previous good
+/// version); a host with nothing recorded is skipped, not a failure (see [`Request::undo`]).
+pub fn undo_request(
+    template: Arc<Template>,
+    version: &str,
+    principal: pushguide_core::Principal,
+    touched: Vec<String>,
+) -> Request {
+    Request::rollback(template, None, principal)
+        .hosts(touched)
+        .undo(version)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1252,10 +1350,10 @@ pub async fn watch(
     }
 }
 
-/// Failures per hour/weekday/host/stage.
+/// Deployments per hour/weekday.
 #[derive(Debug, Serialize)]
 pub struct RateRow {
-    /// Hour (0–23, UTC) or weekday (0 = Monday).
+    /// Hour (0–23) or weekday (0 = Monday), at the offset `tz`.
     pub at: usize,
     /// Deployments.
     pub count: u64,
@@ -1263,16 +1361,50 @@ pub struct RateRow {
     pub succeeded: u64,
 }
 
+/// Count, success rate and durations of one series (`stats`: rollbacks).
+#[derive(Debug, Serialize)]
+pub struct SeriesRow {
+    /// Counted (dry runs excluded).
+    pub count: u64,
+    /// Of which succeeded (for rollbacks: every host rolled back).
+    pub succeeded: u64,
+    /// succeeded / count.
+    pub success_rate: Option<f64>,
+    /// Mean duration ms.
+    pub mean_ms: Option<u64>,
+    /// Median duration ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile ms.
+    pub p95_ms: Option<u64>,
+}
+
+impl From<&pushguide_store::Summary> for SeriesRow {
+    fn from(s: &pushguide_store::Summary) -> Self {
+        SeriesRow {
+            count: s.count,
+            succeeded: s.succeeded,
+            success_rate: s.success_rate,
+            mean_ms: s.mean.map(millis),
+            p50_ms: s.p50.map(millis),
+            p95_ms: s.p95.map(millis),
+        }
+    }
+}
+
 /// `stats`.
 #[derive(Debug, Serialize)]
 pub struct StatsResult {
-    /// Template (`null`: all).
+    /// Template (`null`: every template the user may view).
     pub template: Option<String>,
+    /// The templates counted (those the user may view).
+    pub templates: Vec<String>,
     /// Window start.
     pub from: String,
     /// Window end.
     pub to: String,
-    /// Deployments counted (dry runs excluded).
+    /// The offset from UTC of `by_hour` and `by_weekday` (`UTC`, `+02:00`).
+    pub tz: String,
+    /// Releases counted (dry runs and rollbacks excluded).
     pub count: u64,
     /// Of which succeeded.
     pub succeeded: u64,
@@ -1284,9 +1416,11 @@ pub struct StatsResult {
     pub p50_ms: Option<u64>,
     /// 95th percentile ms.
     pub p95_ms: Option<u64>,
-    /// Per UTC hour of the start (only hours with deployments).
+    /// Rollback requests (`pushguide rollback`): their own count, success rate and durations.
+    pub rollbacks: SeriesRow,
+    /// Releases per hour of the start at `tz` (only hours with releases).
     pub by_hour: Vec<RateRow>,
-    /// Per UTC weekday (only days with deployments).
+    /// Releases per weekday at `tz` (only days with releases).
     pub by_weekday: Vec<RateRow>,
     /// Hosts by failed stages, most first.
     pub failing_hosts: Vec<(String, u64)>,
@@ -1300,20 +1434,38 @@ pub struct StatsResult {
     pub mttr_ms: Option<u64>,
 }
 
-/// `stats [TEMPLATE] [--since DAYS]`.
-pub fn stats(app: &mut App, template: Option<&str>, days: u64) -> Result<StatsResult, CliError> {
-    if let Some(n) = template {
-        let t = app.template(n)?;
-        app.check_view(&t)?;
-    }
+/// `stats [TEMPLATE] [--since DAYS] [--tz OFFSET]`: over one template, or every template the user
+/// may view.
+pub fn stats(
+    app: &mut App,
+    template: Option<&str>,
+    days: u64,
+    tz: Option<&str>,
+) -> Result<StatsResult, CliError> {
+    let tz = match tz {
+        Some(text) => UtcOffset::parse(text).map_err(|e| CliError::Usage(format!("--tz: {e}")))?,
+        None => app.config.stats_tz,
+    };
+    let visible: Vec<String> = match template {
+        Some(n) => {
+            let t = app.template(n)?;
+            app.check_view(&t)?;
+            vec![t.template.name]
+        }
+        None => app
+            .templates()?
+            .into_iter()
+            .filter(|t| t.template.acl.may_view(app.principal()))
+            .map(|t| t.template.name)
+            .collect(),
+    };
     let to = SystemTime::now() + Duration::from_secs(1);
     let from = to
         .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut w = Window::new(from, to);
-    if let Some(n) = template {
-        w = w.template(n);
-    }
+    let w = Window::new(from, to)
+        .templates(visible.iter().cloned())
+        .utc_offset(tz.seconds);
     let s = app.store()?.stats(&w)?;
     let rates = |v: &[pushguide_store::Rate]| -> Vec<RateRow> {
         v.iter()
@@ -1328,14 +1480,17 @@ pub fn stats(app: &mut App, template: Option<&str>, days: u64) -> Result<StatsRe
     };
     Ok(StatsResult {
         template: template.map(str::to_owned),
+        templates: visible,
         from: rfc3339(from),
         to: rfc3339(to),
+        tz: tz.to_string(),
         count: s.summary.count,
         succeeded: s.summary.succeeded,
         success_rate: s.summary.success_rate,
         mean_ms: s.summary.mean.map(millis),
         p50_ms: s.summary.p50.map(millis),
         p95_ms: s.summary.p95.map(millis),
+        rollbacks: SeriesRow::from(&s.rollbacks),
         by_hour: rates(&s.by_hour),
         by_weekday: rates(&s.by_weekday),
         failing_hosts: s.hosts,
@@ -1350,17 +1505,28 @@ pub fn stats(app: &mut App, template: Option<&str>, days: u64) -> Result<StatsRe
     })
 }
 
-/// A host's progress in an interrupted deployment.
+/// A host of an interrupted deployment and what was done to it.
 #[derive(Debug, Serialize)]
 pub struct HostProgressRow {
     /// Host.
     pub host: String,
-    /// Batch.
+    /// Batch (`null`: never in a batch).
     pub batch: Option<usize>,
-    /// Last stage.
-    pub stage: String,
-    /// Status there.
+    /// Last stage recorded for it (`null`: not reached).
+    pub stage: Option<String>,
+    /// `succeeded`, `failed`, `interrupted`, `rolled-back`, `rollback-failed`, or `not-reached`.
     pub status: String,
+    /// Whether its batch started (the deployment touched it).
+    pub touched: bool,
+    /// The stages of its batch that finished for it.
+    pub stages_done: Vec<String>,
+    /// For an interrupted host: the salt functions of the stage under way that returned.
+    pub calls_done: Vec<String>,
+    /// Per stage of its batch that started: the salt functions that returned (for at least one host
+    /// of the batch).
+    pub stage_calls: Vec<(String, Vec<String>)>,
+    /// What was done to it, in words (`not reached`, `batch finished: runs 3.0.0`, …).
+    pub done: String,
 }
 
 /// An interrupted deployment (`recover`).
@@ -1370,6 +1536,8 @@ pub struct InterruptedRow {
     pub id: String,
     /// Template.
     pub template: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
     /// Version.
     pub version: String,
     /// User.
@@ -1386,21 +1554,184 @@ pub struct InterruptedRow {
     pub stage: String,
     /// Hosts still live then.
     pub live_hosts: usize,
+    /// Hosts planned in batches (`null`: interrupted during prepare).
+    pub planned_hosts: Option<usize>,
     /// Whether this run of `recover` marked it (else: marked earlier).
     pub newly_marked: bool,
-    /// Per host.
+    /// Every target host: those of started batches, those left out at prepare, and those never
+    /// reached.
     pub hosts: Vec<HostProgressRow>,
+    /// Planned hosts never reached whose names the journal does not hold (the template's host list
+    /// no longer tells them apart, e.g. a deployment to some hosts only, or target expressions).
+    pub unnamed_not_reached: usize,
+    /// The command that rolls back exactly the hosts it touched (`null`: it touched none, or was a
+    /// dry run or a rollback).
+    pub rollback_command: Option<String>,
+    /// The command that resumes it (`null` for rollbacks and dry runs).
+    pub resume_command: Option<String>,
 }
 
-/// `recover`.
+/// What was done to a host, in words, from the journal.
+fn host_done(h: &pushguide_store::HostProgress, version: &str) -> String {
+    use pushguide_core::Stage;
+    let calls_of = |stage: Stage| -> &[String] {
+        h.stage_calls
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or_default()
+    };
+    let done: Vec<String> = h
+        .stages_done
+        .iter()
+        .map(|s| match calls_of(*s) {
+            [] => format!("{s} done"),
+            calls => format!("{s} done ({})", calls.join(", ")),
+        })
+        .collect();
+    let done = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", done.join("; "))
+    };
+    match h.status.as_str() {
+        "succeeded" if h.batch_finished => format!("batch finished: runs {version}"),
+        "succeeded" => format!("every stage done: runs {version} (its batch did not finish)"),
+        "failed" if h.batch.is_none() => format!(
+            "left out at {}: {}",
+            h.stage,
+            h.detail.as_deref().unwrap_or("failed")
+        ),
+        "failed" => format!(
+            "{done}failed at {}{}: {}",
+            h.stage,
+            h.fun
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default(),
+            h.detail.as_deref().unwrap_or("no reason recorded")
+        ),
+        "rolled-back" => format!(
+            "rolled back to {}",
+            h.detail.as_deref().unwrap_or("its previous version")
+        ),
+        "rollback-failed" => format!(
+            "rollback failed: {}",
+            h.detail.as_deref().unwrap_or("no reason recorded")
+        ),
+        "interrupted" if h.stages_done.is_empty() && h.calls_done.is_empty() => {
+            "batch started, nothing changed yet (no call returned)".to_owned()
+        }
+        "interrupted" => {
+            let at = if h.calls_done.is_empty() {
+                format!("{} interrupted before any call returned", h.stage)
+            } else {
+                format!("{} interrupted after {}", h.stage, h.calls_done.join(", "))
+            };
+            let not_run: Vec<&str> = Stage::BATCH
+                .iter()
+                .filter(|s| **s > h.stage)
+                .map(|s| s.as_str())
+                .collect();
+            let rest = if not_run.is_empty() {
+                String::new()
+            } else {
+                format!("; {} not run", not_run.join(", "))
+            };
+            format!("{done}{at}{rest}")
+        }
+        other => format!("{done}{other} at {}", h.stage),
+    }
+}
+
+/// `recover`: marks deployments of dead processes interrupted, then lists every interrupted
+/// deployment of the templates the user may view, each target host with what was done to it.
 pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
     let store = app.store()?;
     let marked: BTreeSet<String> = store.recover()?.into_iter().map(|d| d.id).collect();
-    Ok(store
-        .interrupted()?
+    let templates: BTreeMap<String, crate::app::LoadedTemplate> = app
+        .templates()?
         .into_iter()
-        .map(|d| InterruptedRow {
+        .map(|t| (t.template.name.clone(), t))
+        .collect();
+    let mut rows = Vec::new();
+    for d in store.interrupted()? {
+        // Only templates the user may view; a template whose file is gone cannot be checked.
+        let Some(t) = templates.get(&d.template) else {
+            tracing::debug!(deployment = %d.id, template = %d.template, "template file gone: not listed");
+            continue;
+        };
+        if !t.template.acl.may_view(app.principal()) {
+            continue;
+        }
+        let named: BTreeSet<&str> = d.hosts.iter().map(|h| h.host.as_str()).collect();
+        let in_batches = d.hosts.iter().filter(|h| h.batch.is_some()).count();
+        let never = d.planned_hosts.map(|n| n.saturating_sub(in_batches));
+        // The journal names planned hosts only once their batch starts: the others are the
+        // template's hosts the journal does not name, when the count agrees.
+        let candidates: Vec<String> = if t.template.targets.expression().is_none() {
+            t.template
+                .targets
+                .minions
+                .iter()
+                .filter(|m| !named.contains(m.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (not_reached, unnamed) = match never {
+            Some(n) if n == candidates.len() => (candidates, 0),
+            Some(n) => (Vec::new(), n),
+            // interrupted during prepare: no host was touched
+            None => (candidates, 0),
+        };
+        let mut hosts: Vec<HostProgressRow> = d
+            .hosts
+            .iter()
+            .map(|h| HostProgressRow {
+                host: h.host.clone(),
+                batch: h.batch,
+                stage: Some(h.stage.as_str().to_owned()),
+                status: h.status.clone(),
+                touched: h.batch.is_some(),
+                stages_done: h
+                    .stages_done
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+                calls_done: h.calls_done.clone(),
+                stage_calls: h
+                    .stage_calls
+                    .iter()
+                    .map(|(s, c)| (s.as_str().to_owned(), c.clone()))
+                    .collect(),
+                done: host_done(h, &d.version),
+            })
+            .collect();
+        hosts.extend(not_reached.into_iter().map(|host| HostProgressRow {
+            host,
+            batch: None,
+            stage: None,
+            status: "not-reached".to_owned(),
+            touched: false,
+            stages_done: Vec::new(),
+            calls_done: Vec::new(),
+            stage_calls: Vec::new(),
+            done: "not reached".to_owned(),
+        }));
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        let touched = hosts.iter().any(|h| h.touched);
+        let plain = !d.dry_run && !d.rollback;
+        rows.push(InterruptedRow {
             newly_marked: marked.contains(&d.id),
+            rollback_command: (plain && touched)
+                .then(|| format!("pushguide rollback {} --deployment {}", d.template, d.id)),
+            resume_command: plain.then(|| format!("pushguide deploy {} {}", d.template, d.version)),
+            mode: if d.rollback { "rollback" } else { "deploy" },
+            planned_hosts: d.planned_hosts,
+            unnamed_not_reached: unnamed,
+            hosts,
             id: d.id,
             template: d.template,
             version: d.version,
@@ -1411,18 +1742,9 @@ pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
             batch: d.batch,
             stage: d.stage.as_str().to_owned(),
             live_hosts: d.live_hosts,
-            hosts: d
-                .hosts
-                .into_iter()
-                .map(|h| HostProgressRow {
-                    host: h.host,
-                    batch: h.batch,
-                    stage: h.stage.as_str().to_owned(),
-                    status: h.status,
-                })
-                .collect(),
-        })
-        .collect())
+        });
+    }
+    Ok(rows)
 }
 
 /// A connectivity change (`monitor`).

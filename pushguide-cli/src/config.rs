@@ -91,6 +91,72 @@ pub struct Config {
     pub monitor_interval: Duration,
     /// `monitor`: seconds a ping may take.
     pub monitor_timeout: Duration,
+    /// `stats`: the offset from UTC that hours and weekdays are shown in (`[stats] tz`, default
+    /// UTC; `stats --tz` overrides it).
+    pub stats_tz: UtcOffset,
+}
+
+/// A fixed offset from UTC (no time zone rules, no daylight saving time): `UTC`, `+02:00`, `-05:30`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UtcOffset {
+    /// Seconds east of UTC (from -18:00 to +18:00).
+    pub seconds: i32,
+}
+
+impl UtcOffset {
+    /// Parses `UTC` (or `Z`), or `+HH:MM` / `-HH:MM` (hours 0 to 18, minutes 0 to 59; `+HHMM` and
+    /// `+HH` are accepted too). Time zone names such as `Europe/Berlin` are refused: the offset of a
+    /// zone changes with daylight saving time, and statistics need one fixed offset.
+    pub fn parse(text: &str) -> Result<UtcOffset, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("utc")
+            || t.eq_ignore_ascii_case("z")
+            || t.eq_ignore_ascii_case("gmt")
+        {
+            return Ok(UtcOffset { seconds: 0 });
+        }
+        let bad = || {
+            format!(
+                "`{text}` is not a fixed offset from UTC: give UTC, +HH:MM or -HH:MM (e.g. +02:00, \
+                 -05:30); time zone names are not supported"
+            )
+        };
+        let (sign, rest) = match t.as_bytes().first() {
+            Some(b'+') => (1, &t[1..]),
+            Some(b'-') => (-1, &t[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = match rest.split_once(':') {
+            Some((h, m)) => (h, m),
+            None if rest.len() == 4 => rest.split_at(2),
+            None => (rest, "00"),
+        };
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || m.len() != 2 || !digits(m) {
+            return Err(bad());
+        }
+        let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 18 || m > 59 || (h == 18 && m > 0) {
+            return Err(format!(
+                "`{text}`: an offset from UTC lies between -18:00 and +18:00"
+            ));
+        }
+        Ok(UtcOffset {
+            seconds: sign * (h * 3600 + m * 60),
+        })
+    }
+}
+
+impl std::fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.seconds == 0 {
+            return f.write_str("UTC");
+        }
+        let sign = if self.seconds < 0 { '-' } else { '+' };
+        let a = self.seconds.unsigned_abs();
+        write!(f, "{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60)
+    }
 }
 
 /// Reads a TOML table key by key, remembering which keys were read so unknown ones can be reported.
@@ -487,7 +553,17 @@ impl Config {
             }
             m.finish("interval_secs, timeout_secs")?;
         }
-        top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor")?;
+        // [stats]
+        let mut stats_tz = UtcOffset::default();
+        if let Some(t) = top.table("stats")? {
+            let mut st = Reader::new(file, "stats", t);
+            if let Some(tz) = st.string("tz")? {
+                stats_tz = UtcOffset::parse(&tz)
+                    .map_err(|reason| st.err("tz", &toml::Value::String(tz.clone()), reason))?;
+            }
+            st.finish("tz")?;
+        }
+        top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor, stats")?;
         Ok(Config {
             file: file.to_path_buf(),
             salt,
@@ -500,6 +576,7 @@ impl Config {
             principal,
             monitor_interval,
             monitor_timeout,
+            stats_tz,
         })
     }
 
@@ -627,6 +704,58 @@ url_base = "salt://artifacts"
         let e = c.salt_settings().unwrap_err().to_string();
         assert!(
             e.contains("PG_TEST_PW") && e.contains("salt.password_env"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn utc_offsets_parse_and_print() {
+        for (text, secs, shown) in [
+            ("UTC", 0, "UTC"),
+            ("utc", 0, "UTC"),
+            ("+02:00", 7200, "+02:00"),
+            ("-05:30", -19_800, "-05:30"),
+            ("+0530", 19_800, "+05:30"),
+            ("-03", -10_800, "-03:00"),
+            ("+18:00", 64_800, "+18:00"),
+        ] {
+            let o = UtcOffset::parse(text).unwrap();
+            assert_eq!((o.seconds, o.to_string().as_str()), (secs, shown), "{text}");
+        }
+        for bad in [
+            "Europe/Berlin",
+            "2",
+            "+2:5",
+            "+19:00",
+            "+18:30",
+            "+02:60",
+            "",
+            "+",
+            "+ab:cd",
+        ] {
+            let e = UtcOffset::parse(bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn stats_tz_is_read_from_the_config() {
+        let c = Config::parse(GOOD, Path::new("p.toml")).unwrap();
+        assert_eq!(c.stats_tz, UtcOffset::default());
+        let c = Config::parse(
+            &format!("{GOOD}[stats]\ntz = \"-05:30\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.stats_tz.seconds, -19_800);
+        let e = Config::parse(
+            &format!("{GOOD}[stats]\ntz = \"CET\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("stats.tz") && e.contains("CET") && e.contains("p.toml"),
             "{e}"
         );
     }

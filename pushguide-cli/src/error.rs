@@ -173,6 +173,7 @@ impl CliError {
                 E::NoHosts { .. } => exit::UNKNOWN,
                 E::Transport { .. } => exit::UNAVAILABLE,
                 E::Prepare { .. } => exit::FAILED,
+                E::Fenced { .. } | E::LeaseLost { .. } => exit::BUSY,
                 _ => exit::INTERNAL,
             },
             CliError::Source(e) => match e {
@@ -215,6 +216,12 @@ impl CliError {
             CliError::Core(pushguide_core::Error::Invalid { .. }) => "invalid",
             CliError::Core(pushguide_core::Error::Prepare { .. }) => "prepare-failed",
             CliError::Core(pushguide_core::Error::Transport { .. }) => "unavailable",
+            CliError::Core(
+                pushguide_core::Error::StoreFailed { .. } | pushguide_core::Error::Store(_),
+            ) => "store",
+            CliError::Core(
+                pushguide_core::Error::Fenced { .. } | pushguide_core::Error::LeaseLost { .. },
+            ) => "lease-lost",
             CliError::Core(_) => "engine",
             CliError::Source(pushguide_sources::Error::VersionNotFound { .. }) => "unknown-version",
             CliError::Source(pushguide_sources::Error::TemplateNotFound { .. }) => {

@@ -38,6 +38,9 @@
 //! [monitor]                           # optional
 //! interval_secs = 30
 //! timeout_secs = 10
+//!
+//! [stats]                             # optional: hours and weekdays of `stats` at a fixed offset
+//! tz = "+02:00"                       #   from UTC: "UTC" (default), "+02:00", "-05:30"
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names
@@ -90,14 +93,17 @@
 //! - `log`, `watch`: `{"deployment": deployment, "exit_code", "calls": [{"batch", "stage", "fun",
 //!   "jid", "ok", "failed", "millis"}], "hosts": [{"host", "status", "stages": [{"batch", "stage",
 //!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}`
-//! - `stats`: `{"template", "from", "to", "count", "succeeded", "success_rate", "mean_ms", "p50_ms",
-//!   "p95_ms", "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...], "failing_hosts":
-//!   [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents", "recovered", "mttr_ms"}`
+//! - `stats`: `{"template", "templates", "from", "to", "tz", "count", "succeeded", "success_rate",
+//!   "mean_ms", "p50_ms", "p95_ms", "rollbacks": {"count", "succeeded", "success_rate", "mean_ms",
+//!   "p50_ms", "p95_ms"}, "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...],
+//!   "failing_hosts": [["web-07", 3]], "failing_stages": [["post-deploy", 3]], "incidents",
+//!   "recovered", "mttr_ms"}` (releases and rollbacks apart; templates the user may view)
 //! - `monitor`: `{"checked", "up": [...], "down": [...], "changes": [{"minion", "up", "was_up",
 //!   "at"}], "errors": ["…"], "broken": [{"file", "error"}]}`; a failed round is an error line
-//! - `recover`: `[{"id", "template", "version", "user", "dry_run", "started", "last_event",
-//!   "batch", "stage", "live_hosts", "newly_marked", "hosts": [{"host", "batch", "stage",
-//!   "status"}]}]`
+//! - `recover`: `[{"id", "template", "mode", "version", "user", "dry_run", "started", "last_event",
+//!   "batch", "stage", "live_hosts", "planned_hosts", "newly_marked", "hosts": [{"host", "batch",
+//!   "stage", "status", "touched", "stages_done", "calls_done", "stage_calls", "done"}],
+//!   "unnamed_not_reached", "rollback_command", "resume_command"}]`
 //!
 //! `--help` and `--version` exit 0; a command line that does not parse exits 64 (with the error
 //! document under `--json`). Output never stops a command: writes to a closed stdout/stderr are
@@ -188,10 +194,19 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Rollback {
             template,
             to,
+            deployment,
             dry_run,
         } => {
             let mut progress = Progress::new(json);
-            let s = commands::rollback(&mut app, &template, to, dry_run, &mut progress).await?;
+            let s = commands::rollback(
+                &mut app,
+                &template,
+                to,
+                deployment.as_deref(),
+                dry_run,
+                &mut progress,
+            )
+            .await?;
             print(json, &s, output::summary);
             return Ok(s.exit_code);
         }
@@ -218,10 +233,14 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             print(json, &rows, |r| output::history(r));
         }
         Command::Log { id } => print(json, &commands::log(&mut app, &id)?, output::log),
-        Command::Stats { template, since } => {
+        Command::Stats {
+            template,
+            since,
+            tz,
+        } => {
             print(
                 json,
-                &commands::stats(&mut app, template.as_deref(), since)?,
+                &commands::stats(&mut app, template.as_deref(), since, tz.as_deref())?,
                 output::stats,
             );
         }

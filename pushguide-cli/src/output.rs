@@ -376,32 +376,49 @@ pub fn log(l: &LogResult) {
 pub fn stats(s: &StatsResult) {
     outln!(
         "{} from {} to {}",
-        s.template.as_deref().unwrap_or("all templates"),
+        s.template
+            .as_deref()
+            .unwrap_or("all templates you may view"),
         s.from,
         s.to
     );
-    outln!(
-        "  deployments {}  succeeded {}  success rate {}",
-        s.count,
-        s.succeeded,
-        s.success_rate
-            .map(|r| format!("{:.1}%", r * 100.0))
+    let rate = |r: Option<f64>| {
+        r.map(|r| format!("{:.1}%", r * 100.0))
             .unwrap_or_else(|| "-".into())
-    );
+    };
     let ms = |v: Option<u64>| {
         v.map(|m| format!("{:.1}s", m as f64 / 1000.0))
             .unwrap_or_else(|| "-".into())
     };
+    outln!(
+        "  deployments {}  succeeded {}  failed {}  success rate {}",
+        s.count,
+        s.succeeded,
+        s.count - s.succeeded,
+        rate(s.success_rate)
+    );
     outln!(
         "  duration mean {}  p50 {}  p95 {}",
         ms(s.mean_ms),
         ms(s.p50_ms),
         ms(s.p95_ms)
     );
+    let r = &s.rollbacks;
+    outln!(
+        "  rollbacks {}  rolled back {}  failed {}  success rate {}  duration mean {}  p50 {}  p95 {}",
+        r.count,
+        r.succeeded,
+        r.count - r.succeeded,
+        rate(r.success_rate),
+        ms(r.mean_ms),
+        ms(r.p50_ms),
+        ms(r.p95_ms)
+    );
     for r in &s.by_hour {
         outln!(
-            "  hour {:02} UTC: {}, {} failed",
+            "  hour {:02} {}: {}, {} failed",
             r.at,
+            s.tz,
             count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
@@ -409,8 +426,9 @@ pub fn stats(s: &StatsResult) {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     for r in &s.by_weekday {
         outln!(
-            "  {}: {}, {} failed",
+            "  {} {}: {}, {} failed",
             DAYS.get(r.at).unwrap_or(&"?"),
+            s.tz,
             count(r.count, "deployment", "deployments"),
             r.count - r.succeeded
         );
@@ -439,9 +457,10 @@ pub fn recover(rows: &[InterruptedRow]) {
     }
     for d in rows {
         outln!(
-            "{} {} {} by {}: interrupted during {}{} (last event {}){}",
+            "{} {} {}{} by {}: interrupted during {}{} (last event {}){}",
             d.id,
             d.template,
+            if d.mode == "rollback" { "↩ " } else { "" },
             d.version,
             d.user,
             d.stage,
@@ -452,13 +471,20 @@ pub fn recover(rows: &[InterruptedRow]) {
             if d.newly_marked { " [marked now]" } else { "" }
         );
         for h in &d.hosts {
-            outln!("  {:<24} {:<12} {}", h.host, h.stage, h.status);
+            outln!("  {:<24} {}", h.host, h.done);
         }
-    }
-    if !rows.is_empty() {
-        outln!(
-            "Roll back with `pushguide rollback TEMPLATE`, or resume with `pushguide deploy TEMPLATE VERSION`."
-        );
+        if d.unnamed_not_reached > 0 {
+            outln!(
+                "  ({} not reached; their names were not recorded)",
+                count(d.unnamed_not_reached as u64, "more host", "more hosts")
+            );
+        }
+        if let Some(c) = &d.rollback_command {
+            outln!("  roll back the hosts it touched: {c}");
+        }
+        if let Some(c) = &d.resume_command {
+            outln!("  or resume it:                   {c}");
+        }
     }
 }
 

@@ -685,3 +685,144 @@ fn human_output_counts_and_names_hook_errors() {
     assert!(r.stdout.contains("hook error"), "{}", r.stdout);
     assert!(!r.stdout.contains("failed  -"), "{}", r.stdout);
 }
+
+/// Item: a SIGKILL right after "batch 1/3 done" loses nothing of that batch: the journal holds the
+/// host's success and the fleet state its new version, at whatever point after the line the kill
+/// lands; and no host of the next batch was touched before both were durable.
+#[test]
+fn a_kill_right_after_a_batch_loses_none_of_it() {
+    for round in 0..6u64 {
+        let lab = Lab::new(Duration::from_millis(40));
+        lab.serving("1.0.0");
+        let mut child = lab
+            .command(&["deploy", "shop", "1.0.0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "ended early");
+            if line.contains("batch 1/3 done") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(round * 7));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let store = pushguide_store::SqliteStore::open(lab.dir.join("state/pushguide.db")).unwrap();
+        let id = store.deployments("shop", 1).unwrap().remove(0);
+        // a host's stage rows exist once its result (success or failure) is journaled
+        let rows = store.host_stage_results(&id).unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.host == "web-01" && r.stage == "post-deploy" && r.status == "ok"),
+            "round {round}: the journal lost web-01's success: {rows:?}"
+        );
+        let fleet = store.fleet("shop").unwrap();
+        let w1 = fleet.iter().find(|h| h.host == "web-01");
+        assert_eq!(
+            w1.and_then(|h| h.version.as_deref()),
+            Some("1.0.0"),
+            "round {round}: the fleet state lost web-01's version"
+        );
+        // nothing of batch 2 ran before batch 1 was durable: whatever reached web-02 came after
+        let w2 = fleet.iter().find(|h| h.host == "web-02");
+        if let Some(w2) = w2 {
+            assert!(w2.since >= w1.unwrap().since, "round {round}");
+        }
+    }
+}
+
+/// Item: 200 `pushguide deploy` processes released at the same moment: exactly one runs, every
+/// other one is refused with exit 66; one deployment is recorded.
+#[test]
+fn two_hundred_simultaneous_starts_run_exactly_one() {
+    const N: usize = 200;
+    let lab = Lab::new(Duration::from_millis(1500));
+    lab.serving("1.0.0");
+    let fifo = lab.dir.join("go");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let mut children = Vec::with_capacity(N);
+    for i in 0..N {
+        let cmd = lab.command(&["deploy", "shop", "1.0.0", "--json"]);
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg("read _ < \"$0\"; exec \"$@\"")
+            .arg(&fifo)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env_remove("PUSHGUIDE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(lab.dir.join(format!("err-{i}.txt"))).unwrap());
+        children.push(sh.spawn().unwrap());
+    }
+    // every shell waits on the fifo; opening it for writing and closing it releases them all at once
+    // (a reader that gets no line gets end-of-file and goes on all the same)
+    {
+        use std::io::Write;
+        let mut go = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        go.write_all("\n".repeat(N).as_bytes()).unwrap();
+    }
+    let begun = Instant::now();
+    let mut codes = vec![None; N];
+    let mut ended = vec![Duration::ZERO; N];
+    let winner;
+    loop {
+        for (i, c) in children.iter_mut().enumerate() {
+            if codes[i].is_none() {
+                if let Some(st) = c.try_wait().unwrap() {
+                    codes[i] = Some(st.code().unwrap_or(-1));
+                    ended[i] = begun.elapsed();
+                }
+            }
+        }
+        let running: Vec<usize> = (0..N).filter(|i| codes[*i].is_none()).collect();
+        if running.len() <= 1 {
+            winner = running.first().copied();
+            break;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "{} still running",
+            running.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the one that runs may have finished by now (exit 0) or still be running
+    let refused = codes.iter().filter(|c| **c == Some(66)).count();
+    let others: Vec<String> = (0..N)
+        .filter(|i| !matches!(codes[*i], None | Some(66)))
+        .map(|i| {
+            let err = std::fs::read_to_string(lab.dir.join(format!("err-{i}.txt")));
+            format!(
+                "exit {:?} after {:?}: {}",
+                codes[i],
+                ended[i],
+                err.unwrap_or_default()
+            )
+        })
+        .collect();
+    let last = ended.iter().max();
+    assert_eq!(
+        refused,
+        N - 1,
+        "every other start is refused as busy: {others:#?}, last refusal after {last:?}, history {:#?}",
+        lab.history()
+    );
+    match winner {
+        Some(w) => {
+            kill("-TERM", &children[w]);
+            let code = wait_with_timeout(children.swap_remove(w), Duration::from_secs(60));
+            assert_eq!(code, 6, "the one that ran was cancelled by SIGTERM");
+        }
+        None => assert!(codes.contains(&Some(0)), "{codes:?}"),
+    }
+    let history = lab.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+}

@@ -478,7 +478,7 @@ impl Engine {
         let bus = Arc::new(EventBus::new(id.clone()));
         let journal = self.inner.history.clone().map(|store| {
             let (tx, rx) = watch::channel(Written::Events(0));
-            let task = tokio::spawn(write_history(store, bus.subscribe(), tx));
+            let task = tokio::spawn(write_history(store, bus.clone(), tx));
             JournalWriter { progress: rx, task }
         });
         let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -1038,6 +1038,10 @@ impl Run {
             outcome: report.outcome,
         });
         tracing::info!(outcome = ?report.outcome, "deployment finished");
+        // the journal takes the last events before anyone is told the deployment ended
+        if let Err(e) = self.journal_barrier().await {
+            tracing::error!(error = %e, "the journal did not take the deployment's last events");
+        }
         report.events = self.control.bus.close();
         if let Some(journal) = journal {
             let written = journal
@@ -1728,9 +1732,10 @@ impl Run {
 /// appended after a gap).
 async fn write_history(
     store: Arc<dyn crate::history::HistoryStore>,
-    mut events: EventStream,
+    bus: Arc<EventBus>,
     progress: watch::Sender<Written>,
 ) -> Result<(), String> {
+    let mut events = bus.subscribe_journal();
     let mut written = 0usize;
     while let Some(first) = events.next().await {
         let mut batch = vec![first];
@@ -1743,9 +1748,11 @@ async fn write_history(
         if let Err(e) = store.append(&batch).await {
             let e = e.to_string();
             progress.send_replace(Written::Failed(e.clone()));
+            bus.ungate();
             return Err(e);
         }
         written += batch.len();
+        bus.release(written);
         progress.send_replace(Written::Events(written));
     }
     Ok(())

@@ -191,6 +191,11 @@ pub enum EventKind {
 }
 
 /// Fans events out to subscribers and keeps them all for the report and late subscribers.
+///
+/// With a journal attached ([`EventBus::subscribe_journal`]) the bus is *gated*: the journal gets each
+/// event at once, every other subscriber only once the journal has made it durable
+/// ([`EventBus::release`]). So whatever a user saw (say "batch 1/2 done") is in the journal, even if
+/// the process is killed right after.
 #[derive(Debug)]
 pub(crate) struct EventBus {
     deployment: Arc<str>,
@@ -201,7 +206,25 @@ pub(crate) struct EventBus {
 struct BusInner {
     log: Vec<Event>,
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
+    journal: Option<mpsc::UnboundedSender<Event>>,
+    /// Events delivered to subscribers (all of them when not gated).
+    released: usize,
+    gated: bool,
     closed: bool,
+}
+
+impl BusInner {
+    fn deliver(&mut self, upto: usize) {
+        let upto = upto.min(self.log.len());
+        if upto <= self.released {
+            return;
+        }
+        let (log, subscribers) = (&self.log, &mut self.subscribers);
+        for event in &log[self.released..upto] {
+            subscribers.retain(|s| s.send(event.clone()).is_ok());
+        }
+        self.released = upto;
+    }
 }
 
 impl EventBus {
@@ -212,6 +235,10 @@ impl EventBus {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BusInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn emit(&self, kind: EventKind) {
         let event = Event {
             at: SystemTime::now(),
@@ -219,16 +246,24 @@ impl EventBus {
             kind,
         };
         tracing::debug!(target: "pushguide::event", event = ?event.kind);
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        let mut inner = self.lock();
+        if let Some(j) = &inner.journal {
+            if j.send(event.clone()).is_err() {
+                inner.journal = None;
+            }
+        }
         inner.log.push(event);
+        if !inner.gated {
+            let n = inner.log.len();
+            inner.deliver(n);
+        }
     }
 
     /// A stream that first replays every past event, then follows live ones until the end.
     pub(crate) fn subscribe(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        for e in &inner.log {
+        let mut inner = self.lock();
+        for e in &inner.log[..inner.released] {
             let _ = tx.send(e.clone());
         }
         if !inner.closed {
@@ -237,29 +272,51 @@ impl EventBus {
         EventStream { rx }
     }
 
-    /// Ends every stream and hands out the log.
+    /// The journal's stream: every event at once; other subscribers wait for [`EventBus::release`].
+    pub(crate) fn subscribe_journal(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        for e in &inner.log {
+            let _ = tx.send(e.clone());
+        }
+        if !inner.closed {
+            inner.journal = Some(tx);
+            inner.gated = true;
+        }
+        EventStream { rx }
+    }
+
+    /// The journal holds the first `n` events: subscribers may see them.
+    pub(crate) fn release(&self, n: usize) {
+        self.lock().deliver(n);
+    }
+
+    /// The journal stopped: subscribers see everything from now on.
+    pub(crate) fn ungate(&self) {
+        let mut inner = self.lock();
+        inner.gated = false;
+        let n = inner.log.len();
+        inner.deliver(n);
+    }
+
     /// How many events were emitted so far.
     pub(crate) fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .log
-            .len()
+        self.lock().log.len()
     }
 
     /// Every event so far.
     pub(crate) fn snapshot(&self) -> Vec<Event> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .log
-            .clone()
+        self.lock().log.clone()
     }
 
+    /// Ends every stream (after delivering what is left) and returns every event.
     pub(crate) fn close(&self) -> Vec<Event> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
+        let n = inner.log.len();
+        inner.deliver(n);
         inner.closed = true;
         inner.subscribers.clear();
+        inner.journal = None;
         inner.log.clone()
     }
 }

@@ -52,8 +52,13 @@ pub enum LogEntry {
 }
 
 impl LogEntry {
+    /// How much of a call's returned value a log line keeps: up to this many characters of its JSON
+    /// text; a longer value is cut there and followed by `… (N bytes)`, N its full length.
+    pub const MAX_VALUE_CHARS: usize = 4096;
+
     /// The entry as a readable line, `[stage] fun args → outcome` ([`Report::host_log`]); `calls`
-    /// are the report's calls the entry points into.
+    /// are the report's calls the entry points into. A returned value longer than
+    /// [`LogEntry::MAX_VALUE_CHARS`] characters is cut (see there).
     pub fn line(&self, calls: &[CallRecord]) -> String {
         let (stage, call, outcome) = match self {
             LogEntry::Message { stage, text } => return format!("[{stage}] {text}"),
@@ -70,10 +75,9 @@ impl LogEntry {
             Outcome::Ok { .. } if !c.sent => "recorded (dry run)".to_owned(),
             Outcome::Ok { value } => {
                 let v = value.to_string();
-                if v.len() > 120 {
-                    format!("ok {}…", v.chars().take(120).collect::<String>())
-                } else {
-                    format!("ok {v}")
+                match v.char_indices().nth(LogEntry::MAX_VALUE_CHARS) {
+                    Some((cut, _)) => format!("ok {}… ({} bytes)", &v[..cut], v.len()),
+                    None => format!("ok {v}"),
                 }
             }
             other => format!("FAILED {}", other.reason().unwrap_or_default()),

@@ -130,6 +130,32 @@ impl SqliteStore {
         Ok(ids)
     }
 
+    /// The hosts deployment `id` touched: those of every batch that started (in the journal's
+    /// `BatchStarted` events), sorted by name. Hosts of batches that never started, and hosts left out
+    /// at prepare, are not included. For deployments recorded before schema version 3 (batches
+    /// without host lists) the hosts the journal names in a batch are taken instead.
+    pub fn touched_hosts(&self, id: &str) -> Result<Vec<String>, Error> {
+        let conn = self.conn();
+        let err = |e| Error::sqlite(self.path(), "reading the hosts a deployment touched", e);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT j.value FROM batches b, json_each(b.minions) j
+                 WHERE b.deployment = ?1 AND b.minions IS NOT NULL
+                 UNION
+                 SELECT e.host FROM host_events e
+                 WHERE e.deployment = ?1 AND e.batch >= 0 AND e.host IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM batches b WHERE b.deployment = ?1
+                               AND b.batch = e.batch AND b.minions IS NULL)
+                 ORDER BY 1",
+            )
+            .map_err(err)?;
+        let hosts = stmt
+            .query_map([id], |r| r.get(0))
+            .and_then(|r| r.collect::<Result<Vec<String>, _>>())
+            .map_err(err)?;
+        Ok(hosts)
+    }
+
     /// `host`'s log lines in deployment `id`, as `Report::host_log` printed them.
     pub fn host_log(&self, id: &str, host: &str) -> Result<Vec<String>, Error> {
         let conn = self.conn();

@@ -1,9 +1,10 @@
 //! Recovery: deployments whose process died become `interrupted`.
 
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use pushguide_core::Stage;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
 use crate::error::Error;
 use crate::store::{from_ms, now_ms, stage_from_code, SqliteStore};
@@ -32,9 +33,17 @@ pub struct InterruptedDeployment {
     pub stage: Stage,
     /// Hosts live at the start of that stage.
     pub live_hosts: usize,
-    /// Each host's last known stage and status (`succeeded`, `failed`, `rolled-back`,
-    /// `rollback-failed`, or `interrupted` for a host of the batch under way that had not finished:
-    /// its stage is then the deployment's current stage), in host order.
+    /// Whether it was a rollback request.
+    pub rollback: bool,
+    /// Hosts planned in batches (`None`: interrupted during prepare, before the plan was recorded).
+    pub planned_hosts: Option<usize>,
+    /// Batches planned (`None`: interrupted during prepare).
+    pub planned_batches: Option<usize>,
+    /// Each host the journal names — hosts of every batch that started, and hosts left out at
+    /// prepare — with its last known stage and status (`succeeded`, `failed`, `rolled-back`,
+    /// `rollback-failed`, or `interrupted` for a host of a batch that had not finished: its stage is
+    /// then the stage under way), in host order. Planned hosts whose batch never started are not
+    /// named by the journal: there are `planned_hosts` minus those of started batches.
     pub hosts: Vec<HostProgress>,
 }
 
@@ -50,6 +59,22 @@ pub struct HostProgress {
     pub stage: Stage,
     /// Its last status.
     pub status: String,
+    /// The failure reason (`failed`, `rollback-failed`) or the version it was rolled back to
+    /// (`rolled-back`).
+    pub detail: Option<String>,
+    /// The salt function that failed, for `failed`.
+    pub fun: Option<String>,
+    /// The stages of its batch that finished for it (for a failed host: those before the failure),
+    /// in order.
+    pub stages_done: Vec<Stage>,
+    /// For an `interrupted` host: the salt functions of its batch's stage under way that returned
+    /// (for at least one host of the batch), in order — what was changed before the process died.
+    pub calls_done: Vec<String>,
+    /// Per stage of its batch that started, in order: the salt functions that returned (for at least
+    /// one host of the batch), e.g. `(pre-deploy, [cp.get_url, archive.unzip, service.stop])`.
+    pub stage_calls: Vec<(Stage, Vec<String>)>,
+    /// Whether its batch finished (`BatchFinished` recorded).
+    pub batch_finished: bool,
 }
 
 impl SqliteStore {
@@ -150,7 +175,8 @@ impl SqliteStore {
             "SELECT d.template, d.version, d.principal, d.dry_run, d.started_ms, d.last_event_ms,
                     d.cur_batch, d.cur_stage,
                     (SELECT s.hosts FROM stages s WHERE s.deployment = d.id
-                     ORDER BY s.id DESC LIMIT 1)
+                     ORDER BY s.id DESC LIMIT 1),
+                    d.rollback, d.hosts, d.batches
              FROM deployments d WHERE d.id = ?1",
             [id],
             |r| {
@@ -165,6 +191,13 @@ impl SqliteStore {
                     batch: usize::try_from(r.get::<_, i64>(6)?).ok(),
                     stage: stage_from_code(r.get(7)?),
                     live_hosts: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as usize,
+                    rollback: r.get(9)?,
+                    planned_hosts: r
+                        .get::<_, Option<i64>>(10)?
+                        .and_then(|n| usize::try_from(n).ok()),
+                    planned_batches: r
+                        .get::<_, Option<i64>>(11)?
+                        .and_then(|n| usize::try_from(n).ok()),
                     hosts: Vec::new(),
                 })
             },
@@ -175,9 +208,9 @@ impl SqliteStore {
         };
         let mut stmt = conn
             .prepare(
-                "WITH e AS (SELECT id, host, batch, stage, status FROM host_events
+                "WITH e AS (SELECT id, host, batch, stage, status, fun, detail FROM host_events
                             WHERE deployment = ?1)
-                 SELECT host, batch, stage, status FROM e
+                 SELECT host, batch, stage, status, fun, detail FROM e
                  WHERE id = (SELECT max(id) FROM e AS later WHERE later.host = e.host)
                  ORDER BY host",
             )
@@ -189,37 +222,171 @@ impl SqliteStore {
                     batch: usize::try_from(r.get::<_, i64>(1)?).ok(),
                     stage: stage_from_code(r.get(2)?),
                     status: r.get(3)?,
+                    fun: r.get(4)?,
+                    detail: r.get(5)?,
+                    stages_done: Vec::new(),
+                    calls_done: Vec::new(),
+                    stage_calls: Vec::new(),
+                    batch_finished: false,
                 })
             })
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
-        // Hosts of the batch under way that the journal does not name yet: at the deployment's
-        // current stage, status `interrupted`.
-        if let Some(b) = d.batch {
-            let names: Option<String> = conn
-                .query_row(
-                    "SELECT minions FROM batches WHERE deployment = ?1 AND batch = ?2",
-                    params![id, b as i64],
-                    |r| r.get(0),
+        // Batches that started: their hosts, whether they finished, the stages that finished.
+        let mut batches: HashMap<usize, BatchJournal> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT batch, minions, ended_ms IS NOT NULL FROM batches
+                     WHERE deployment = ?1 ORDER BY batch",
                 )
-                .optional()
-                .map_err(err)?
-                .flatten();
-            let listed: Vec<String> = names
-                .and_then(|n| serde_json::from_str(&n).ok())
-                .unwrap_or_default();
-            let named: std::collections::HashSet<String> =
-                d.hosts.iter().map(|h| h.host.clone()).collect();
-            for host in listed.into_iter().filter(|h| !named.contains(h)) {
-                d.hosts.push(HostProgress {
-                    host,
-                    batch: Some(b),
-                    stage: d.stage,
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, bool>(2)?,
+                    ))
+                })
+                .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            for (b, minions, finished) in rows {
+                let Ok(b) = usize::try_from(b) else { continue };
+                let hosts: Vec<String> = minions
+                    .and_then(|n| serde_json::from_str(&n).ok())
+                    .unwrap_or_default();
+                batches.insert(
+                    b,
+                    BatchJournal {
+                        hosts,
+                        finished,
+                        ..BatchJournal::default()
+                    },
+                );
+            }
+            let mut stmt = conn
+                .prepare(
+                    "SELECT batch, stage, max(ended_ms IS NOT NULL) FROM stages
+                     WHERE deployment = ?1 AND batch >= 0 AND stage BETWEEN 1 AND 3
+                     GROUP BY batch, stage ORDER BY batch, stage",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, bool>(2)?,
+                    ))
+                })
+                .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            for (b, stage, ended) in rows {
+                let Some(j) = usize::try_from(b).ok().and_then(|b| batches.get_mut(&b)) else {
+                    continue;
+                };
+                if ended {
+                    j.ended.push(stage_from_code(stage));
+                } else {
+                    j.running = Some(stage_from_code(stage));
+                }
+            }
+            let mut stmt = conn
+                .prepare(
+                    "SELECT batch, stage, fun FROM calls
+                     WHERE deployment = ?1 AND batch >= 0 AND ok > 0 ORDER BY id",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            for (b, stage, fun) in rows {
+                let Some(j) = usize::try_from(b).ok().and_then(|b| batches.get_mut(&b)) else {
+                    continue;
+                };
+                let stage = stage_from_code(stage);
+                if j.running == Some(stage) && !j.calls.contains(&fun) {
+                    j.calls.push(fun.clone());
+                }
+                match j.stage_calls.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, funs)) if funs.contains(&fun) => {}
+                    Some((_, funs)) => funs.push(fun),
+                    None => j.stage_calls.push((stage, vec![fun])),
+                }
+            }
+        }
+        // Hosts of started batches that the journal does not name yet: at the stage under way,
+        // status `interrupted`.
+        let named: HashSet<String> = d.hosts.iter().map(|h| h.host.clone()).collect();
+        let mut unnamed = Vec::new();
+        for (b, j) in &batches {
+            for host in j.hosts.iter().filter(|h| !named.contains(*h)) {
+                unnamed.push(HostProgress {
+                    host: host.clone(),
+                    batch: Some(*b),
+                    stage: j.running.unwrap_or_else(|| next_stage(&j.ended)),
                     status: "interrupted".to_owned(),
+                    fun: None,
+                    detail: None,
+                    stages_done: Vec::new(),
+                    calls_done: Vec::new(),
+                    stage_calls: Vec::new(),
+                    batch_finished: false,
                 });
             }
-            d.hosts.sort_by(|a, b| a.host.cmp(&b.host));
         }
+        d.hosts.extend(unnamed);
+        for h in &mut d.hosts {
+            let Some(j) = h.batch.and_then(|b| batches.get(&b)) else {
+                continue;
+            };
+            h.batch_finished = j.finished;
+            h.stages_done = match h.status.as_str() {
+                // a host that failed (or was rolled back after failing) finished the stages before
+                "failed" => j.ended.iter().copied().filter(|s| *s < h.stage).collect(),
+                _ => j.ended.clone(),
+            };
+            if h.status == "interrupted" {
+                h.calls_done = j.calls.clone();
+            }
+            h.stage_calls = j.stage_calls.clone();
+            h.stage_calls.sort_by_key(|(s, _)| *s);
+        }
+        d.hosts.sort_by(|a, b| a.host.cmp(&b.host));
         Ok(Some(d))
     }
+}
+
+/// What the journal holds about one batch of an interrupted deployment.
+#[derive(Debug, Default)]
+struct BatchJournal {
+    /// Its hosts (from `BatchStarted`).
+    hosts: Vec<String>,
+    /// `BatchFinished` was recorded.
+    finished: bool,
+    /// Stages that finished, in order.
+    ended: Vec<Stage>,
+    /// The stage that started and did not finish.
+    running: Option<Stage>,
+    /// Functions of the calls of `running` that returned.
+    calls: Vec<String>,
+    /// Functions of the calls that returned, per stage.
+    stage_calls: Vec<(Stage, Vec<String>)>,
+}
+
+/// The batch stage after the last one that finished (pre-deploy when none did).
+fn next_stage(ended: &[Stage]) -> Stage {
+    let last = ended.iter().max();
+    Stage::BATCH
+        .into_iter()
+        .find(|s| last.is_none_or(|l| s > l))
+        .unwrap_or(Stage::PostDeploy)
 }

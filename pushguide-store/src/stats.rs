@@ -1,9 +1,14 @@
 //! Statistics over a time window, per template or overall.
 //!
 //! Every query counts *finished, non-dry-run* deployments that *started* inside the window
-//! (`from <= start < to`). A deployment succeeded when its outcome is `succeeded`; it failed when its
-//! outcome is `failed`, `partially-applied`, `rolled-back`, `rollback-failed` or `interrupted`;
-//! `cancelled` is neither (a person stopped it). Hours and weekdays are UTC.
+//! (`from <= start < to`). Releases and rollback requests are two separate series: the success rate,
+//! durations, hours, weekdays and time to recover count releases only (`pushguide deploy`);
+//! [`Stats::rollbacks`] counts rollback requests (`pushguide rollback`).
+//!
+//! A release succeeded when its outcome is `succeeded`; it failed when its outcome is `failed`,
+//! `partially-applied`, `rolled-back`, `rollback-failed` or `interrupted`; `cancelled` is neither (a
+//! person stopped it). A rollback request succeeded when its outcome is `rolled-back` (every host went
+//! back). Hours and weekdays are those of a fixed UTC offset ([`Window::utc_offset`], default UTC).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -24,6 +29,11 @@ pub struct Window {
     pub to: SystemTime,
     /// Only this template (`None`: every template).
     pub template: Option<String>,
+    /// Only these templates (`None`: every template).
+    pub templates: Option<Vec<String>>,
+    /// The fixed offset from UTC, in seconds, that hours of day and weekdays are taken in (east
+    /// positive: `+02:00` is 7200). Default 0 (UTC).
+    pub utc_offset_secs: i32,
 }
 
 impl Window {
@@ -33,7 +43,22 @@ impl Window {
             from,
             to,
             template: None,
+            templates: None,
+            utc_offset_secs: 0,
         }
+    }
+
+    /// Takes hours of day and weekdays at `seconds` east of UTC (`-5 * 3600 - 1800` for `-05:30`).
+    /// Offsets are clamped to ±18 hours. Only [`SqliteStore::by_hour`] and
+    /// [`SqliteStore::by_weekday`] depend on it.
+    pub fn utc_offset(mut self, seconds: i32) -> Self {
+        self.utc_offset_secs = seconds.clamp(-18 * 3600, 18 * 3600);
+        self
+    }
+
+    /// The offset in milliseconds.
+    fn offset_ms(&self) -> i64 {
+        i64::from(self.utc_offset_secs.clamp(-18 * 3600, 18 * 3600)) * 1000
     }
 
     /// Restricts the window to `template`.
@@ -42,19 +67,34 @@ impl Window {
         self
     }
 
-    /// The SQL condition and its parameters (`?1` from, `?2` to, `?3` template).
-    fn filter(&self) -> (&'static str, Vec<Value>) {
+    /// Restricts the window to these templates (e.g. those a user may view); an empty list matches
+    /// nothing. Combines with [`Window::template`].
+    pub fn templates<I: IntoIterator<Item = S>, S: Into<String>>(mut self, templates: I) -> Self {
+        self.templates = Some(templates.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The SQL condition and its parameters (`?1` from, `?2` to, `?3` template, `?4` the template
+    /// list as a JSON array).
+    fn filter(&self) -> (String, Vec<Value>) {
         let mut p = vec![
             Value::Integer(to_ms(self.from)),
             Value::Integer(to_ms(self.to)),
         ];
-        match &self.template {
-            Some(t) => {
-                p.push(Value::Text(t.clone()));
-                ("template = ?3 AND started_ms >= ?1 AND started_ms < ?2", p)
-            }
-            None => ("started_ms >= ?1 AND started_ms < ?2", p),
+        let mut cond = String::from("started_ms >= ?1 AND started_ms < ?2");
+        if let Some(t) = &self.template {
+            p.push(Value::Text(t.clone()));
+            cond = format!("template = ?{} AND {cond}", p.len());
         }
+        if let Some(list) = &self.templates {
+            let json = serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned());
+            p.push(Value::Text(json));
+            cond = format!(
+                "template IN (SELECT value FROM json_each(?{})) AND {cond}",
+                p.len()
+            );
+        }
+        (cond, p)
     }
 }
 
@@ -115,11 +155,13 @@ pub struct Recovery {
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Count, success rate, durations.
+    /// Releases: count, success rate, durations (rollback requests not included).
     pub summary: Summary,
-    /// Per UTC hour of the start, 0 to 23.
+    /// Rollback requests: count, success rate (every host rolled back), durations.
+    pub rollbacks: Summary,
+    /// Releases per hour of the start (at [`Window::utc_offset`]), 0 to 23.
     pub by_hour: Vec<Rate>,
-    /// Per UTC weekday of the start, Monday (0) to Sunday (6).
+    /// Releases per weekday of the start (at [`Window::utc_offset`]), Monday (0) to Sunday (6).
     pub by_weekday: Vec<Rate>,
     /// Hosts by failed host·stages, most first (top 20).
     pub hosts: Vec<(String, u64)>,
@@ -129,7 +171,10 @@ pub struct Stats {
     pub recovery: Recovery,
 }
 
-const COUNTED: &str = "dry_run = 0 AND duration_ms IS NOT NULL";
+/// Finished, non-dry-run releases.
+const COUNTED: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 0";
+/// Finished, non-dry-run rollback requests.
+const ROLLBACKS: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 1";
 const FAILED: &str =
     "('failed', 'partially-applied', 'rolled-back', 'rollback-failed', 'interrupted')";
 
@@ -146,15 +191,24 @@ fn nearest_rank(sorted: &[i64], q: f64) -> Option<Duration> {
 }
 
 impl SqliteStore {
-    /// Count, success rate, mean, p50 and p95 duration.
+    /// Releases (not rollback requests): count, success rate, mean, p50 and p95 duration.
     pub fn summary(&self, w: &Window) -> Result<Summary, Error> {
+        self.summary_of(w, COUNTED, "'succeeded'")
+    }
+
+    /// Rollback requests: count, success rate (outcome `rolled-back`), mean, p50 and p95 duration.
+    pub fn rollback_summary(&self, w: &Window) -> Result<Summary, Error> {
+        self.summary_of(w, ROLLBACKS, "'rolled-back'")
+    }
+
+    fn summary_of(&self, w: &Window, counted: &str, success: &str) -> Result<Summary, Error> {
         let (filter, p) = w.filter();
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "computing the summary", e);
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT duration_ms, outcome = 'succeeded' FROM deployments
-                 WHERE {filter} AND {COUNTED}"
+                "SELECT duration_ms, outcome = {success} FROM deployments
+                 WHERE {filter} AND {counted}"
             ))
             .map_err(err)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(p)).map_err(err)?;
@@ -209,14 +263,19 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Success rate by UTC hour of day of the start (24 buckets, hour 0 first).
+    /// Releases' success rate by hour of day of the start at the window's UTC offset (24 buckets,
+    /// hour 0 first).
     pub fn by_hour(&self, w: &Window) -> Result<Vec<Rate>, Error> {
-        self.buckets(w, "(started_ms / 3600000) % 24", 24)
+        // the offset is an integer of this crate's making, not text from a user
+        let local = format!("(started_ms + {})", w.offset_ms());
+        self.buckets(w, &format!("(({local} / 3600000) % 24 + 24) % 24"), 24)
     }
 
-    /// Success rate by UTC weekday of the start (7 buckets, Monday first; 1970-01-01 was a Thursday).
+    /// Releases' success rate by weekday of the start at the window's UTC offset (7 buckets, Monday
+    /// first; 1970-01-01 was a Thursday).
     pub fn by_weekday(&self, w: &Window) -> Result<Vec<Rate>, Error> {
-        self.buckets(w, "(started_ms / 86400000 + 3) % 7", 7)
+        let local = format!("(started_ms + {})", w.offset_ms());
+        self.buckets(w, &format!("(({local} / 86400000 + 3) % 7 + 7) % 7"), 7)
     }
 
     /// Hosts ranked by failures (each `HostFailed` event of a non-dry-run deployment counts once),
@@ -264,7 +323,8 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    /// Time to recover per template (see [`Recovery`]), over all templates of the window or one.
+    /// Time to recover per template (see [`Recovery`]), over all templates of the window or one;
+    /// releases only (a rollback request neither opens nor closes an incident).
     pub fn time_to_recover(&self, w: &Window) -> Result<Recovery, Error> {
         let (filter, p) = w.filter();
         let conn = self.conn();
@@ -314,6 +374,7 @@ impl SqliteStore {
     pub fn stats(&self, w: &Window) -> Result<Stats, Error> {
         Ok(Stats {
             summary: self.summary(w)?,
+            rollbacks: self.rollback_summary(w)?,
             by_hour: self.by_hour(w)?,
             by_weekday: self.by_weekday(w)?,
             hosts: self.host_failures(w, 20)?,

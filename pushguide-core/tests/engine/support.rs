@@ -142,7 +142,7 @@ pub(crate) async fn seed(engine: &Engine, hosts: &[&str], version: &str) {
             &lease,
             &hosts
                 .iter()
-                .map(|h| pushguide_core::MinionId::new(*h).expect("valid id"))
+                .map(|h| pushguide_core::MinionId::new(h).expect("valid id"))
                 .collect::<Vec<_>>(),
             &pushguide_core::HostChange::Deployed {
                 version: version.into(),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod processes;
+mod recovery;
 mod stats;
 mod support;
 

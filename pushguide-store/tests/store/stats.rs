@@ -202,3 +202,139 @@ fn time_to_recover() {
     assert_eq!(all.recovery, r);
     assert_eq!(all.summary.count, 7);
 }
+
+/// `events` as a rollback request (its `DeploymentStarted` says so).
+fn as_rollback(mut events: Vec<pushguide_core::Event>) -> Vec<pushguide_core::Event> {
+    for e in &mut events {
+        if let pushguide_core::EventKind::DeploymentStarted { rollback, .. } = &mut e.kind {
+            *rollback = true;
+        }
+    }
+    events
+}
+
+/// 4 of 6 releases succeeded and 3 rollback requests rolled every host back: the releases' success
+/// rate is 4/6 (it was 4/9, the rollbacks counted as failed releases), the rollbacks are a series of
+/// their own, and a rollback neither opens nor closes an incident.
+#[test]
+fn rollbacks_are_their_own_series() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    let outcomes = [Succeeded, Failed, Succeeded, Succeeded, Failed, Succeeded];
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let i = i as u64;
+        let ok: &[&str] = if o == Succeeded { &["web-01"] } else { &[] };
+        let failed: &[(&str, Stage)] = if o == Succeeded {
+            &[]
+        } else {
+            &[("web-01", Stage::Deploy)]
+        };
+        s.append_events(&deployment(
+            &format!("r{i}"),
+            "a",
+            at(i * H),
+            60,
+            ok,
+            failed,
+            o,
+            false,
+        ))
+        .unwrap();
+    }
+    for i in 0..3u64 {
+        s.append_events(&as_rollback(deployment(
+            &format!("rb{i}"),
+            "a",
+            at(10 * H + i * H),
+            20 + 10 * i,
+            &["web-01"],
+            &[],
+            RolledBack,
+            false,
+        )))
+        .unwrap();
+    }
+    let st = s.stats(&week()).unwrap();
+    assert_eq!((st.summary.count, st.summary.succeeded), (6, 4));
+    assert_eq!(st.summary.success_rate, Some(4.0 / 6.0));
+    assert_eq!(st.summary.p95, Some(Duration::from_secs(60)));
+    assert_eq!((st.rollbacks.count, st.rollbacks.succeeded), (3, 3));
+    assert_eq!(st.rollbacks.success_rate, Some(1.0));
+    assert_eq!(st.rollbacks.mean, Some(Duration::from_secs(30)));
+    assert_eq!(st.rollbacks.p50, Some(Duration::from_secs(30)));
+    assert_eq!(s.rollback_summary(&week().template("b")).unwrap().count, 0);
+    // hours count releases only: the rollbacks at 10:00–12:00 are not there
+    assert_eq!(st.by_hour.iter().map(|r| r.count).sum::<u64>(), 6);
+    assert_eq!(st.by_hour[10].count, 0);
+    // r1 failed, r2 recovered; r4 failed, r5 recovered: two incidents, no rollback involved
+    assert_eq!((st.recovery.incidents, st.recovery.recovered), (2, 2));
+}
+
+/// Hours and weekdays at a fixed UTC offset: a1 Mon 09:00 UTC is 11:00 at +02:00 and 03:30 at
+/// -05:30; a deployment at Mon 02:00 UTC is Sunday 20:30 at -05:30.
+#[test]
+fn hours_and_weekdays_at_a_utc_offset() {
+    let s = history();
+    let plus2 = s.by_hour(&week().utc_offset(2 * 3600)).unwrap();
+    let utc = s.by_hour(&week()).unwrap();
+    for h in 0..24 {
+        assert_eq!(plus2[(h + 2) % 24], utc[h], "hour {h}");
+    }
+    assert_eq!((plus2[11].count, plus2[11].succeeded), (4, 2));
+    assert_eq!(plus2[9].count, 0);
+    let minus = week().utc_offset(-(5 * 3600 + 1800));
+    // 09:00 -> 03:30, 09:30 -> 04:00, 10:00 -> 04:30, 11:00 -> 05:30
+    let h = s.by_hour(&minus).unwrap();
+    let got: Vec<_> = h.iter().map(|r| r.count).collect();
+    let mut want = vec![0; 24];
+    want[3] = 3; // a1, b1, b3 at 09:00 UTC
+    want[4] = 3; // b2 at 09:30, a2 and a3 at 10:00
+    want[5] = 1; // a4 at 11:00
+    assert_eq!(got, want);
+    let early = SqliteStore::open_in_memory().unwrap();
+    early
+        .append_events(&deployment(
+            "e1",
+            "a",
+            at(2 * H),
+            60,
+            &["web-01"],
+            &[],
+            Succeeded,
+            false,
+        ))
+        .unwrap();
+    let w = early.by_weekday(&week()).unwrap();
+    assert_eq!(w[0].count, 1, "Monday in UTC");
+    let w = early
+        .by_weekday(&Window::new(at(0), at(D)).utc_offset(-(5 * 3600 + 1800)))
+        .unwrap();
+    assert_eq!((w[6].count, w[0].count), (1, 0), "Sunday at -05:30");
+    // offsets beyond ±18 h are clamped
+    assert_eq!(week().utc_offset(100_000).utc_offset_secs, 18 * 3600);
+}
+
+/// A list of templates (those a user may view) restricts every statistic; an empty list matches
+/// nothing.
+#[test]
+fn window_restricted_to_a_list_of_templates() {
+    let s = history();
+    let only_a = week().templates(["a"]);
+    assert_eq!(
+        s.summary(&only_a).unwrap(),
+        s.summary(&week().template("a")).unwrap()
+    );
+    let st = s.stats(&only_a).unwrap();
+    assert_eq!(st.summary.count, 4);
+    assert_eq!(st.by_hour.iter().map(|r| r.count).sum::<u64>(), 4);
+    assert!(
+        st.hosts.iter().all(|(h, _)| h != "web-03"),
+        "{:?}",
+        st.hosts
+    );
+    assert_eq!(st.recovery.incidents, 1);
+    let both = s.stats(&week().templates(["a", "b"])).unwrap();
+    assert_eq!(both, s.stats(&week()).unwrap());
+    let none = s.stats(&week().templates(Vec::<String>::new())).unwrap();
+    assert_eq!((none.summary.count, none.recovery.incidents), (0, 0));
+    assert!(none.hosts.is_empty() && none.stages.is_empty());
+}
