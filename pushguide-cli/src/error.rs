@@ -32,6 +32,12 @@ pub mod exit {
     pub const INTERNAL: u8 = 70;
 }
 
+/// A value from the command line or a file as an error message shows it: control and invisible
+/// characters escaped, cut after 200 characters (see `pushguide_core::validate::clean`).
+fn shown(value: &str) -> String {
+    pushguide_core::validate::clean(value, pushguide_core::validate::MAX_SHOWN_CHARS)
+}
+
 /// Everything a command can fail with. The message names the file, key, template, version or id at
 /// fault; [`CliError::exit_code`] maps it to the documented exit code.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +55,7 @@ pub enum CliError {
         reason: String,
     },
     /// A configuration key has a bad value (or is unknown or missing).
-    #[error("config {file}: key `{key}` = \"{value}\": {reason}")]
+    #[error("config {file}: key `{}` = \"{}\": {reason}", shown(key), shown(value))]
     Config {
         /// The file.
         file: String,
@@ -69,7 +75,7 @@ pub enum CliError {
         error: pushguide_core::Error,
     },
     /// No template of that name in the templates directory.
-    #[error("unknown template `{name}` in {dir}; known templates: {}", if known.is_empty() { "(none)".to_owned() } else { known.join(", ") })]
+    #[error("unknown template `{}` in {dir}; known templates: {}", shown(name), if known.is_empty() { "(none)".to_owned() } else { known.join(", ") })]
     UnknownTemplate {
         /// The name asked for.
         name: String,
@@ -79,7 +85,7 @@ pub enum CliError {
         known: Vec<String>,
     },
     /// The CI source has no such version.
-    #[error("unknown version `{version}` of template `{template}` in {source_name}{}", if known.is_empty() { String::new() } else { format!("; newest versions: {}", known.join(", ")) })]
+    #[error("unknown version `{}` of template `{}` in {source_name}{}", shown(version), shown(template), if known.is_empty() { String::new() } else { format!("; newest versions: {}", known.join(", ")) })]
     UnknownVersion {
         /// The template.
         template: String,
@@ -91,7 +97,7 @@ pub enum CliError {
         known: Vec<String>,
     },
     /// No deployment with that id in the store.
-    #[error("unknown deployment `{id}` in store {store}")]
+    #[error("unknown deployment `{}` in store {store}", shown(id))]
     UnknownDeployment {
         /// The id.
         id: String,

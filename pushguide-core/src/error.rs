@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// Characters of a field path or source name an error shows.
+const MAX_FIELD_CHARS: usize = 300;
+/// Characters of a reason (or of one line of a parser's message) an error shows.
+const MAX_REASON_CHARS: usize = 500;
+/// Lines of a parser's message an error shows.
+const MAX_MESSAGE_LINES: usize = 12;
+
 /// Everything that can go wrong in pushguide-core, as one typed enum.
 ///
 /// Variants carry what was wrong and where (a field path, a template, a host), so the message alone tells
@@ -10,11 +17,11 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// A value failed validation. `field` is the path of the value (e.g. `rollout.batch`).
-    #[error("invalid value for `{field}`: {reason} (got \"{value}\")")]
+    #[error("invalid value for `{field}`: {reason} (got {value})")]
     Invalid {
         /// Path of the field, e.g. `targets.minions[2]`.
         field: String,
-        /// The rejected value, escaped and shortened for display.
+        /// The rejected value, quoted, escaped and cut by [`crate::validate::quote`].
         value: String,
         /// Why it was rejected.
         reason: String,
@@ -32,7 +39,7 @@ pub enum Error {
     UnknownKind {
         /// Path of the field that held the kind.
         field: String,
-        /// The unknown kind.
+        /// The unknown kind, escaped and cut by [`crate::validate::clean`].
         kind: String,
         /// Every registered kind, sorted.
         known: Vec<String>,
@@ -130,16 +137,48 @@ pub enum Error {
 }
 
 impl Error {
-    /// Shorthand for [`Error::Invalid`].
+    /// An [`Error::Invalid`]. The one constructor of that variant: `value` is quoted, escaped and
+    /// cut with [`crate::validate::quote`]; `field` and `reason` (which may embed user-supplied parts,
+    /// such as a minion id in `project.hosts.<id>.root`) are escaped and cut with
+    /// [`crate::validate::clean`]. So the message is bounded and holds no raw control or bidi
+    /// character, however large or hostile the value.
+    ///
+    /// ```
+    /// use pushguide_core::Error;
+    /// let e = Error::invalid("name", "x".repeat(100_000) + "\u{1b}[2J", "too long");
+    /// let text = e.to_string();
+    /// assert!(text.len() < 600 && !text.contains('\u{1b}'));
+    /// assert!(text.contains("(100004 bytes)"));
+    /// ```
     pub fn invalid(
         field: impl Into<String>,
         value: impl ToString,
         reason: impl Into<String>,
     ) -> Self {
         Error::Invalid {
-            field: field.into(),
-            value: value.to_string(),
-            reason: reason.into(),
+            field: crate::validate::clean(&field.into(), MAX_FIELD_CHARS),
+            value: crate::validate::quote(&value.to_string()),
+            reason: crate::validate::clean(&reason.into(), MAX_REASON_CHARS),
+        }
+    }
+
+    /// An [`Error::Parse`], with both parts escaped and cut ([`crate::validate::clean`]): a parser's
+    /// message may quote the offending source line, which can be megabytes long or hold escape
+    /// sequences. The lines of a multi-line message are joined with `; `, each cut on its own.
+    pub fn parse(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        let mut lines: Vec<String> = message
+            .trim_end()
+            .lines()
+            .take(MAX_MESSAGE_LINES)
+            .map(|l| crate::validate::clean(l, MAX_REASON_CHARS))
+            .collect();
+        if message.trim_end().lines().nth(MAX_MESSAGE_LINES).is_some() {
+            lines.push("…".to_owned());
+        }
+        Error::Parse {
+            source_name: crate::validate::clean(&source_name.into(), MAX_FIELD_CHARS),
+            message: lines.join("; "),
         }
     }
 }

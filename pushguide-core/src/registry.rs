@@ -68,11 +68,12 @@ pub fn kind_info(kind: &str) -> Option<&'static KindInfo> {
         .find(|k| k.kind == kind)
 }
 
-/// Error for a kind no plugin registers, listing the known kinds.
+/// Error for a kind no plugin registers, listing the known kinds. The kind is shown escaped
+/// and cut ([`crate::validate::clean`]).
 pub fn unknown_kind(field: &str, kind: &str) -> Error {
     Error::UnknownKind {
-        field: field.to_owned(),
-        kind: kind.to_owned(),
+        field: crate::validate::clean(field, 300),
+        kind: crate::validate::clean(kind, crate::validate::MAX_SHOWN_CHARS),
         known: registered_kinds()
             .iter()
             .map(|k| k.kind.to_owned())

@@ -153,8 +153,8 @@ pub fn artifact_from_config(
     artifact_url: Option<&str>,
     sha256: Option<&str>,
 ) -> Result<(), StageError> {
-    if cx.artifact().is_some() {
-        return Ok(());
+    if let Some(a) = cx.artifact() {
+        return check_artifact(a);
     }
     let Some(url) = artifact_url else {
         return Err(StageError::Failed(format!(
@@ -167,6 +167,21 @@ pub fn artifact_from_config(
         url,
         sha256.map(str::to_owned),
     ))
+}
+
+/// The artifact a request brings (e.g. from a CI source) goes through the same URL grammar as a
+/// template's `artifact_url` ([`crate::validate::url`]), and its checksum must be hex.
+fn check_artifact(a: &crate::context::Artifact) -> Result<(), StageError> {
+    crate::validate::url("artifact.url", &a.url, crate::validate::ARTIFACT_SCHEMES)
+        .map_err(|e| StageError::Failed(e.to_string()))?;
+    if let Some(h) = &a.sha256 {
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StageError::Failed(
+                crate::Error::invalid("artifact.sha256", h, "must be 64 hex digits").to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Downloads the release's artifact to each host's `dest(host)` unless the release directory already
@@ -185,6 +200,7 @@ pub async fn fetch_artifact(
             cx.version()
         )));
     };
+    check_artifact(&artifact)?;
     let present = call_grouped(cx, &release_dir, |dir| {
         SaltCall::read("file.directory_exists").arg(dir.as_str())
     })
@@ -487,11 +503,11 @@ impl Conventions {
 /// Validates conventions from a template (`field` is e.g. `project.conventions`).
 pub fn validate_conventions(field: &str, c: &Conventions) -> Result<(), Error> {
     for (i, p) in c.forbidden.iter().chain(&c.required).enumerate() {
-        if p.is_empty() || p.chars().any(|ch| ch.is_control()) || p.len() > 256 {
+        if p.is_empty() || p.chars().any(crate::validate::is_hidden) || p.len() > 256 {
             return Err(Error::invalid(
                 format!("{field}[{i}]"),
                 p,
-                "must be a non-empty pattern",
+                "must be a non-empty pattern of at most 256 bytes without control or invisible characters",
             ));
         }
     }

@@ -11,6 +11,13 @@ use crate::registry::{kind_info, unknown_kind, DeployerConfig};
 use crate::transport::{TargetExpr, TargetType};
 use crate::validate;
 
+use crate::validate::MAX_ARRAY_LEN;
+use crate::validate::{
+    MAX_BODY_CONTAINS_LEN, MAX_DEPTH, MAX_DESCRIPTION_LEN, MAX_HEALTH_INTERVAL_SECS,
+    MAX_HEALTH_RETRIES, MAX_HEALTH_TIMEOUT_SECS, MAX_HOSTS, MAX_KEY_BYTES, MAX_TEMPLATE_BYTES,
+    MAX_VALUE_BYTES,
+};
+
 /// A number of hosts, absolute or as a percentage of the deployment's hosts.
 ///
 /// In TOML: an integer (`3`) or a string with a percent sign (`"10%"`).
@@ -254,19 +261,22 @@ pub enum FailedHosts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheck {
-    /// URL probed from the minion itself, e.g. `http://127.0.0.1:8080/shop/health`. `None` disables.
+    /// URL probed from the minion itself, e.g. `http://127.0.0.1:8080/shop/health` ([`validate::url`]
+    /// with [`validate::HTTP_SCHEMES`]). `None` disables (unless the project type sets one per host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Expected HTTP status.
     pub expect_status: u16,
-    /// Substring the body must contain.
+    /// Substring the body must contain (at most [`MAX_BODY_CONTAINS_LEN`] bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_contains: Option<String>,
-    /// Attempts before the host fails.
+    /// Attempts before the host fails (0 and 1 both mean one attempt), at most
+    /// [`MAX_HEALTH_RETRIES`].
     pub retries: u32,
-    /// Seconds between attempts (doubling, capped at 30 s).
+    /// Seconds between attempts (doubling, capped at 30 s; 0 counts as 1), at most
+    /// [`MAX_HEALTH_INTERVAL_SECS`].
     pub interval_secs: u64,
-    /// Overall limit in seconds.
+    /// Overall limit in seconds, 1 to [`MAX_HEALTH_TIMEOUT_SECS`].
     pub timeout_secs: u64,
 }
 
@@ -284,9 +294,10 @@ impl Default for HealthCheck {
 }
 
 impl HealthCheck {
-    /// The overall limit.
+    /// The overall limit (at most [`MAX_HEALTH_TIMEOUT_SECS`], even on a template that was not
+    /// validated).
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
+        Duration::from_secs(self.timeout_secs.min(MAX_HEALTH_TIMEOUT_SECS))
     }
 }
 
@@ -390,12 +401,19 @@ pub struct Template {
 
 impl Template {
     /// Parses and validates a template from TOML. `source_name` appears in errors.
+    ///
+    /// Bounds, checked before the typed parse so that their cost stays small: at most
+    /// [`MAX_TEMPLATE_BYTES`] of text, [`MAX_HOSTS`] host tables (`[project.hosts.<id>]`), strings of at
+    /// most [`MAX_VALUE_BYTES`], keys of at most [`MAX_KEY_BYTES`], arrays of at most
+    /// [`MAX_ARRAY_LEN`] elements, [`MAX_DEPTH`] levels of nesting. Parse errors give the line and
+    /// column and an escaped, cut excerpt of the line, never the raw line.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Template, Error> {
-        let parse_err = |e: &dyn fmt::Display| Error::Parse {
-            source_name: source_name.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        };
-        let raw: toml::Table = toml::from_str(text).map_err(|e| parse_err(&e))?;
+        if text.len() > MAX_TEMPLATE_BYTES {
+            return Err(too_big(source_name, text.len() as u64));
+        }
+        let parse_err = |e: toml::de::Error| Error::parse(source_name, toml_message(&e, text));
+        let raw: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        check_limits(&raw)?;
         match raw.get("project").and_then(|p| p.get("kind")) {
             None => {
                 return Err(Error::invalid(
@@ -411,32 +429,52 @@ impl Template {
             }
             Some(other) => return Err(Error::invalid("project.kind", other, "must be a string")),
         }
-        let template: Template = toml::from_str(text).map_err(|e| parse_err(&e))?;
+        let template: Template = toml::from_str(text).map_err(parse_err)?;
         template.validate()?;
         Ok(template)
     }
 
-    /// Reads, parses and validates a template file.
+    /// Reads, parses and validates a template file (at most [`MAX_TEMPLATE_BYTES`]; a bigger file is
+    /// refused without being read).
     pub fn load(path: impl AsRef<Path>) -> Result<Template, Error> {
+        use std::io::Read as _;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Parse {
-            source_name: path.display().to_string(),
-            message: e.to_string(),
+        let name = path.display().to_string();
+        let io_err = |e: std::io::Error| Error::parse(&name, e.to_string());
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        if size > MAX_TEMPLATE_BYTES as u64 {
+            return Err(too_big(&name, size));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(MAX_TEMPLATE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() > MAX_TEMPLATE_BYTES {
+            return Err(too_big(&name, bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::parse(
+                &name,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
         })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        Self::from_toml_str(&text, &name)
     }
 
     /// Serializes to TOML.
     pub fn to_toml_string(&self) -> Result<String, Error> {
-        toml::to_string(self).map_err(|e| Error::Parse {
-            source_name: format!("template {}", self.name),
-            message: e.to_string(),
-        })
+        toml::to_string(self)
+            .map_err(|e| Error::parse(format!("template {}", self.name), e.to_string()))
     }
 
     /// Checks every field; errors name the field path and the bad value.
     pub fn validate(&self) -> Result<(), Error> {
         validate::name("name", &self.name)?;
+        validate::text("description", &self.description, MAX_DESCRIPTION_LEN, true)?;
         for (role, m) in [
             ("viewers", &self.acl.viewers),
             ("deployers", &self.acl.deployers),
@@ -472,6 +510,13 @@ impl Template {
                 "only meaningful with `expression`",
             ));
         }
+        if self.targets.minions.len() > MAX_HOSTS {
+            return Err(Error::invalid(
+                "targets.minions",
+                format!("{} minions", self.targets.minions.len()),
+                format!("more than {MAX_HOSTS} minions"),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.targets.minions.iter().enumerate() {
             let field = format!("targets.minions[{i}]");
@@ -481,7 +526,7 @@ impl Template {
             }
         }
         if let Some(e) = &self.targets.expression {
-            validate_expression(e)?;
+            validate::target_expression("targets.expression", e)?;
         }
         match self.rollout.batch {
             Threshold::Count(0) => {
@@ -501,15 +546,10 @@ impl Template {
             _ => {}
         }
         if let Some(url) = &self.health.url {
-            if !(url.starts_with("http://") || url.starts_with("https://"))
-                || url.chars().any(|c| c.is_control() || c.is_whitespace())
-            {
-                return Err(Error::invalid(
-                    "health.url",
-                    url,
-                    "must be an http:// or https:// URL without spaces",
-                ));
-            }
+            validate::url("health.url", url, validate::HTTP_SCHEMES)?;
+        }
+        if let Some(body) = &self.health.body_contains {
+            validate::text("health.body_contains", body, MAX_BODY_CONTAINS_LEN, false)?;
         }
         if !(100..=599).contains(&self.health.expect_status) {
             return Err(Error::invalid(
@@ -518,13 +558,24 @@ impl Template {
                 "must be an HTTP status (100–599)",
             ));
         }
-        if self.health.timeout_secs == 0 {
-            return Err(Error::invalid(
-                "health.timeout_secs",
-                0,
-                "must be at least 1",
-            ));
-        }
+        validate::range(
+            "health.retries",
+            u64::from(self.health.retries),
+            0,
+            u64::from(MAX_HEALTH_RETRIES),
+        )?;
+        validate::duration_secs(
+            "health.interval_secs",
+            self.health.interval_secs,
+            0,
+            MAX_HEALTH_INTERVAL_SECS,
+        )?;
+        validate::duration_secs(
+            "health.timeout_secs",
+            self.health.timeout_secs,
+            1,
+            MAX_HEALTH_TIMEOUT_SECS,
+        )?;
         if let RollbackPolicy::Version { to } = &self.rollback {
             validate::version("rollback.to", to)?;
         }
@@ -532,23 +583,121 @@ impl Template {
     }
 }
 
-/// A target expression may use salt's matcher syntax, but never shell or quoting characters.
-fn validate_expression(e: &str) -> Result<(), Error> {
-    let bad = |reason: &str| Error::invalid("targets.expression", e, reason);
-    if e.trim().is_empty() {
-        return Err(bad("must not be empty"));
+fn too_big(source_name: &str, size: u64) -> Error {
+    Error::parse(
+        source_name,
+        format!("the template is {size} bytes; at most {MAX_TEMPLATE_BYTES} bytes are accepted"),
+    )
+}
+
+/// A parser error as `line L, column C: message` plus an escaped excerpt of the line around the
+/// column (the toml crate's own rendering repeats the whole source line).
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return message.to_owned();
+    };
+    let at = span.start.min(text.len());
+    let at = (0..=at)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let col = text[line_start..at].chars().count() + 1;
+    let before: String = {
+        let mut v: Vec<char> = text[line_start..at].chars().rev().take(40).collect();
+        v.reverse();
+        v.into_iter().collect()
+    };
+    let after: String = text[at..line_end].chars().take(40).collect();
+    let cut_before = before.len() < at - line_start;
+    let cut_after = after.len() < line_end - at;
+    format!(
+        "line {line_no}, column {col}: {message}; near {}{}{}",
+        if cut_before { "…" } else { "" },
+        validate::quote(&format!("{before}{after}")),
+        if cut_after { "…" } else { "" },
+    )
+}
+
+/// The size bounds of a template, on the parsed (untyped) TOML.
+fn check_limits(raw: &toml::Table) -> Result<(), Error> {
+    if let Some(hosts) = raw
+        .get("project")
+        .and_then(|p| p.get("hosts"))
+        .and_then(toml::Value::as_table)
+    {
+        if hosts.len() > MAX_HOSTS {
+            return Err(Error::invalid(
+                "project.hosts",
+                format!("{} host tables", hosts.len()),
+                format!("more than {MAX_HOSTS} `[project.hosts.<id>]` tables"),
+            ));
+        }
     }
-    if e.len() > 1024 {
-        return Err(bad("longer than 1024 bytes"));
+    let mut path = Vec::new();
+    check_table(raw, &mut path)
+}
+
+fn field_path(path: &[&str]) -> String {
+    path.join(".")
+}
+
+fn check_table<'a>(table: &'a toml::Table, path: &mut Vec<&'a str>) -> Result<(), Error> {
+    if path.len() >= MAX_DEPTH {
+        return Err(Error::invalid(
+            field_path(path),
+            "",
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
     }
-    if let Some(c) = e.chars().find(|c| {
-        c.is_control()
-            || matches!(
-                c,
-                '$' | '`' | ';' | '|' | '&' | '<' | '>' | '\'' | '"' | '\\'
-            )
-    }) {
-        return Err(bad(&format!("contains {c:?}")));
+    for (key, value) in table {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::invalid(
+                field_path(path),
+                key,
+                format!("a key longer than {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        path.push(key);
+        check_value(value, path)?;
+        path.pop();
     }
     Ok(())
+}
+
+fn check_value<'a>(value: &'a toml::Value, path: &mut Vec<&'a str>) -> Result<(), Error> {
+    match value {
+        toml::Value::String(s) if s.len() > MAX_VALUE_BYTES => Err(Error::invalid(
+            field_path(path),
+            s,
+            format!("longer than {MAX_VALUE_BYTES} bytes"),
+        )),
+        toml::Value::Array(items) => {
+            if items.len() > MAX_ARRAY_LEN {
+                return Err(Error::invalid(
+                    field_path(path),
+                    format!("{} elements", items.len()),
+                    format!("more than {MAX_ARRAY_LEN} elements"),
+                ));
+            }
+            if path.len() >= MAX_DEPTH {
+                return Err(Error::invalid(
+                    field_path(path),
+                    "",
+                    format!("nested deeper than {MAX_DEPTH} levels"),
+                ));
+            }
+            for item in items {
+                path.push("[]");
+                check_value(item, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        toml::Value::Table(t) => check_table(t, path),
+        _ => Ok(()),
+    }
 }

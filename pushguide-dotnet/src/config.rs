@@ -31,7 +31,8 @@ pub const DEFAULT_APP_OFFLINE_TEXT: &str =
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DotnetIisConfig {
-    /// Directory holding `releases\<version>` and `archives\<version>.zip` (e.g. `D:\Sites\shop`).
+    /// Directory holding `releases\<version>` and `archives\<version>.zip` (e.g. `D:\Sites\shop`): an
+    /// absolute path.
     pub root: String,
     /// IIS site name.
     pub site: String,
@@ -40,19 +41,22 @@ pub struct DotnetIisConfig {
     /// Where minions fetch the zip when the request brings no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the zip fetched from `artifact_url`.
+    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 lower-case hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Write `app_offline.htm` into the running release before the app pool is stopped.
     #[serde(default)]
     pub app_offline: bool,
-    /// Text of `app_offline.htm` (default [`DEFAULT_APP_OFFLINE_TEXT`]).
+    /// Text of `app_offline.htm` (default [`DEFAULT_APP_OFFLINE_TEXT`]), 1 to
+    /// [`MAX_APP_OFFLINE_TEXT_LEN`] bytes; line breaks allowed, other control or invisible characters
+    /// not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_offline_text: Option<String>,
     /// URL requested once from each minion after the start (result logged, not evaluated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_url: Option<String>,
-    /// Releases kept on disk after a successful deploy (the running one and rollback targets always).
+    /// Releases kept on disk after a successful deploy, 1 to [`MAX_KEEP_RELEASES`] (default 5; the running
+    /// one and rollback targets always).
     #[serde(default = "default_keep")]
     pub keep_releases: usize,
     /// Layout conventions; defaults to core's rules. `web.config` is always required.
@@ -134,26 +138,11 @@ impl DotnetIisConfig {
     }
 }
 
-/// `http://`/`https://` (and, for artifacts, `salt://`) URLs without spaces or shell characters.
-pub(crate) fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), Error> {
-    if !schemes.iter().any(|s| url.starts_with(s)) || url.len() <= 8 {
-        return Err(Error::invalid(
-            field,
-            url,
-            format!("must be a URL starting with {}", schemes.join(", ")),
-        ));
-    }
-    if url.len() > validate::MAX_PATH_LEN {
-        return Err(Error::invalid(field, url, "is too long"));
-    }
-    if let Some(c) = url
-        .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(*c))
-    {
-        return Err(Error::invalid(field, url, format!("contains {c:?}")));
-    }
-    Ok(())
-}
+/// Most releases `keep_releases` may keep.
+pub const MAX_KEEP_RELEASES: usize = 100;
+
+/// Longest `app_offline_text`, in bytes.
+pub const MAX_APP_OFFLINE_TEXT_LEN: usize = 8192;
 
 fn check_sha(field: &str, h: &str) -> Result<(), Error> {
     if h.len() != 64
@@ -166,7 +155,7 @@ fn check_sha(field: &str, h: &str) -> Result<(), Error> {
     Ok(())
 }
 
-const HTTP: &[&str] = &["http://", "https://"];
+const HTTP: &[&str] = validate::HTTP_SCHEMES;
 
 #[typetag::serde(name = "dotnet-iis")]
 impl DeployerConfig for DotnetIisConfig {
@@ -175,32 +164,40 @@ impl DeployerConfig for DotnetIisConfig {
         validate::name("project.site", &self.site)?;
         validate::name("project.app_pool", &self.app_pool)?;
         if let Some(url) = &self.artifact_url {
-            check_url(
-                "project.artifact_url",
-                url,
-                &["http://", "https://", "salt://"],
-            )?;
+            validate::url("project.artifact_url", url, validate::ARTIFACT_SCHEMES)?;
         }
         if let Some(h) = &self.sha256 {
             check_sha("project.sha256", h)?;
         }
         if let Some(t) = &self.app_offline_text {
-            if t.is_empty() || t.len() > 8192 || t.chars().any(|c| c.is_control() && c != '\n') {
+            if t.is_empty() {
                 return Err(Error::invalid(
                     "project.app_offline_text",
-                    t.escape_debug(),
-                    "must be 1 to 8192 bytes of text without control characters",
+                    t,
+                    "must not be empty",
                 ));
             }
+            validate::text(
+                "project.app_offline_text",
+                t,
+                MAX_APP_OFFLINE_TEXT_LEN,
+                true,
+            )?;
         }
         if let Some(u) = &self.warmup_url {
-            check_url("project.warmup_url", u, HTTP)?;
+            validate::url("project.warmup_url", u, HTTP)?;
         }
-        if !(1..=100).contains(&self.keep_releases) {
+        validate::range(
+            "project.keep_releases",
+            self.keep_releases as u64,
+            1,
+            MAX_KEEP_RELEASES as u64,
+        )?;
+        if self.hosts.len() > validate::MAX_HOSTS {
             return Err(Error::invalid(
-                "project.keep_releases",
-                self.keep_releases,
-                "must be between 1 and 100",
+                "project.hosts",
+                format!("{} host tables", self.hosts.len()),
+                format!("more than {} host tables", validate::MAX_HOSTS),
             ));
         }
         if let Some(c) = &self.conventions {
@@ -219,10 +216,10 @@ impl DeployerConfig for DotnetIisConfig {
                 validate::name(&f("app_pool"), v)?;
             }
             if let Some(v) = &o.health_url {
-                check_url(&f("health_url"), v, HTTP)?;
+                validate::url(&f("health_url"), v, HTTP)?;
             }
             if let Some(v) = &o.warmup_url {
-                check_url(&f("warmup_url"), v, HTTP)?;
+                validate::url(&f("warmup_url"), v, HTTP)?;
             }
         }
         Ok(())

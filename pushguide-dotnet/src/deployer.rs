@@ -229,6 +229,13 @@ impl Deployer for DotnetIis {
     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let cfg = &self.cfg;
         for (version, hosts) in cx.rollback_groups() {
+            // never build a release path from an empty or malformed version
+            if validate::version("rollback target", &version).is_err() {
+                for h in &hosts {
+                    cx.log(h, "no rollback target: the site is left as it is");
+                }
+                continue;
+            }
             let marker = |h: &MinionId| {
                 PathStyle::Windows.join(&self.release_dir(h, &version), &["web.config"])
             };

@@ -23,7 +23,10 @@ mod config;
 mod deployer;
 mod steps;
 
-pub use config::{DotnetIisConfig, DotnetIisHost, DEFAULT_APP_OFFLINE_TEXT, REQUIRED_ENTRIES};
+pub use config::{
+    DotnetIisConfig, DotnetIisHost, DEFAULT_APP_OFFLINE_TEXT, MAX_APP_OFFLINE_TEXT_LEN,
+    MAX_KEEP_RELEASES, REQUIRED_ENTRIES,
+};
 pub use deployer::DotnetIis;
 
 /// The kind tag of this project type.

@@ -68,3 +68,52 @@ fn full_config_round_trips() {
     let again = Template::from_toml_str(&t.to_toml_string().unwrap(), "<again>").unwrap();
     assert_eq!(again.to_toml_string().unwrap(), t.to_toml_string().unwrap());
 }
+
+/// Right-to-left overrides, zero-width characters, BOMs and other invisible characters are refused in
+/// every name, path and URL; the message shows them escaped.
+#[test]
+fn invisible_characters_are_refused_everywhere() {
+    for c in [
+        "\\u202E", "\\u2066", "\\u200B", "\\uFEFF", "\\u00AD", "\\uFE0F", "\\u0085",
+    ] {
+        for (extra, field) in [
+            (
+                format!("artifact_url = \"https://x/{c}{{version}}.zip\"\n"),
+                "project.artifact_url",
+            ),
+            (
+                format!("warmup_url = \"http://x/{c}\"\n"),
+                "project.warmup_url",
+            ),
+            (
+                format!("app_offline_text = \"down{c}\"\n"),
+                "project.app_offline_text",
+            ),
+            (
+                format!("[project.hosts.web-01]\nroot = \"D:\\\\Sites\\\\s{c}\"\n"),
+                "project.hosts.web-01.root",
+            ),
+            (
+                format!("[project.hosts.web-01]\nhealth_url = \"http://x/{c}\"\n"),
+                "project.hosts.web-01.health_url",
+            ),
+            (
+                format!("[project.conventions]\nforbidden = [\"*.log{c}\"]\n"),
+                "project.conventions[0]",
+            ),
+            (
+                format!("[project.hosts.web-01]\nsite = \"s{c}\"\n"),
+                "project.hosts.web-01.site",
+            ),
+        ] {
+            let err = parse(&extra)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert!(err.contains(field), "{extra}: {err}");
+            assert!(
+                !err.chars().any(pushguide_core::validate::is_hidden),
+                "{err:?}"
+            );
+        }
+    }
+}

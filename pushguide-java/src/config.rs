@@ -21,19 +21,21 @@ pub enum TomcatPlatform {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostSettings {
-    /// Release root (`releases/<version>`, `archives/`).
+    /// Release root (`releases/<version>`, `archives/<version>.war`): an absolute path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
     /// Tomcat's `CATALINA_BASE` (`webapps/`, `work/`, `conf/` under it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalina_base: Option<String>,
-    /// Service to stop and start (systemd unit or Windows service).
+    /// Service to stop and start (systemd unit or Windows service; letters, digits, `.`, `_`, `-`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Command (argv, no shell) that starts Tomcat, instead of a service.
+    /// Command that starts Tomcat, instead of a service: an argv list run without a shell
+    /// (`cmd.run_all` with `python_shell=False`); the program is an absolute path. Give it together
+    /// with `stop_command`. It waits as long as any call: the salt connection's `job_timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_command: Option<Vec<String>>,
-    /// Command (argv, no shell) that stops Tomcat, instead of a service.
+    /// Command that stops Tomcat, instead of a service (same rules as `start_command`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_command: Option<Vec<String>>,
     /// Health URL probed from the minion (overrides the template's `[health] url`).
@@ -49,15 +51,18 @@ pub struct JavaTomcatConfig {
     /// Minion operating system.
     #[serde(default)]
     pub platform: TomcatPlatform,
-    /// Context name (`ROOT` for `/`).
+    /// Context name (`ROOT` for `/`): the symlink `<catalina_base>/webapps/<context>` on Linux, the file
+    /// `<catalina_base>\conf\Catalina\localhost\<context>.xml` on Windows.
     pub context: String,
     /// Where minions fetch the WAR when the request carries no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the WAR (lower-case hex) for `artifact_url`.
+    /// Expected SHA-256 of the WAR fetched from `artifact_url` (64 lower-case hex digits); checked on
+    /// each minion (`file.get_hash`) before Tomcat stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Releases kept on each host (the running one and the rollback target are always kept).
+    /// Releases kept on each host after a successful deploy, 2 to [`MAX_KEEP_RELEASES`] (default 5;
+    /// the running one and the rollback target are always kept).
     #[serde(default = "default_keep")]
     pub keep_releases: usize,
     /// Layout conventions (defaults plus `WEB-INF/web.xml` required).
@@ -69,13 +74,15 @@ pub struct JavaTomcatConfig {
     /// Tomcat's `CATALINA_BASE` of every host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalina_base: Option<String>,
-    /// Service to stop and start (systemd unit or Windows service).
+    /// Service to stop and start (systemd unit or Windows service; letters, digits, `.`, `_`, `-`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Command (argv, no shell) that starts Tomcat, instead of a service.
+    /// Command that starts Tomcat, instead of a service: an argv list run without a shell
+    /// (`cmd.run_all` with `python_shell=False`); the program is an absolute path. Give it together
+    /// with `stop_command`. It waits as long as any call: the salt connection's `job_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_command: Option<Vec<String>>,
-    /// Command (argv, no shell) that stops Tomcat, instead of a service.
+    /// Command that stops Tomcat, instead of a service (same rules as `start_command`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_command: Option<Vec<String>>,
     /// Health URL probed from the minion (overrides the template's `[health] url`).
@@ -113,39 +120,8 @@ pub(crate) enum Control {
     },
 }
 
-pub(crate) fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), Error> {
-    if !schemes.iter().any(|s| url.starts_with(s)) {
-        return Err(Error::invalid(
-            field,
-            url,
-            format!("must start with {}", schemes.join(" or ")),
-        ));
-    }
-    if let Some(c) = url
-        .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(*c))
-    {
-        return Err(Error::invalid(field, url, format!("contains {c:?}")));
-    }
-    Ok(())
-}
-
-fn check_argv(field: &str, argv: &[String]) -> Result<(), Error> {
-    let Some(program) = argv.first() else {
-        return Err(Error::invalid(field, "[]", "must name a program"));
-    };
-    validate::path(&format!("{field}[0]"), program)?;
-    for (i, a) in argv.iter().enumerate().skip(1) {
-        if a.chars().any(char::is_control) || a.len() > 1024 {
-            return Err(Error::invalid(
-                format!("{field}[{i}]"),
-                a,
-                "control characters or too long",
-            ));
-        }
-    }
-    Ok(())
-}
+/// Most releases `keep_releases` may keep.
+pub const MAX_KEEP_RELEASES: usize = 100;
 
 impl HostSettings {
     fn validate(&self, prefix: &str) -> Result<(), Error> {
@@ -159,13 +135,13 @@ impl HostSettings {
             validate::name(&format!("{prefix}service"), s)?;
         }
         if let Some(c) = &self.start_command {
-            check_argv(&format!("{prefix}start_command"), c)?;
+            validate::argv(&format!("{prefix}start_command"), c)?;
         }
         if let Some(c) = &self.stop_command {
-            check_argv(&format!("{prefix}stop_command"), c)?;
+            validate::argv(&format!("{prefix}stop_command"), c)?;
         }
         if let Some(u) = &self.health_url {
-            check_url(&format!("{prefix}health_url"), u, &["http://", "https://"])?;
+            validate::url(&format!("{prefix}health_url"), u, validate::HTTP_SCHEMES)?;
         }
         Ok(())
     }
@@ -253,11 +229,7 @@ impl DeployerConfig for JavaTomcatConfig {
     fn validate(&self) -> Result<(), Error> {
         validate::name("project.context", &self.context)?;
         if let Some(u) = &self.artifact_url {
-            check_url(
-                "project.artifact_url",
-                u,
-                &["http://", "https://", "salt://"],
-            )?;
+            validate::url("project.artifact_url", u, validate::ARTIFACT_SCHEMES)?;
         }
         if let Some(h) = &self.sha256 {
             if h.len() != 64
@@ -272,15 +244,24 @@ impl DeployerConfig for JavaTomcatConfig {
                 ));
             }
         }
-        if self.keep_releases < 2 {
+        if !(2..=MAX_KEEP_RELEASES).contains(&self.keep_releases) {
             return Err(Error::invalid(
                 "project.keep_releases",
                 self.keep_releases,
-                "must be at least 2 (the new release and the rollback target)",
+                format!(
+                    "must be between 2 (the new release and the rollback target) and {MAX_KEEP_RELEASES}"
+                ),
             ));
         }
         validate_conventions("project.conventions", &self.conventions)?;
         self.defaults().validate("project.")?;
+        if self.hosts.len() > validate::MAX_HOSTS {
+            return Err(Error::invalid(
+                "project.hosts",
+                format!("{} host tables", self.hosts.len()),
+                format!("more than {} host tables", validate::MAX_HOSTS),
+            ));
+        }
         for (id, h) in &self.hosts {
             validate::minion_id("project.hosts", id)?;
             h.validate(&format!("project.hosts.{id}."))?;

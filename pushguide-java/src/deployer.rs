@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use pushguide_core::steps::{self as shared, call_grouped};
-use pushguide_core::{Deployer, MinionId, StageContext, StageError};
+use pushguide_core::steps::{self as shared, call_by};
+use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
 
 use crate::config::{Host, JavaTomcatConfig};
 use crate::steps;
@@ -38,7 +38,8 @@ impl JavaTomcat {
         cx: &mut StageContext<'_>,
         hosts: &BTreeMap<MinionId, Host>,
     ) -> Result<(), StageError> {
-        call_grouped(cx, |h| hosts[h].control.clone(), steps::stop).await?;
+        let on: Vec<MinionId> = hosts.keys().cloned().collect();
+        call_by(cx, &on, |h| hosts[h].control.clone(), steps::stop).await?;
         Ok(())
     }
 
@@ -47,7 +48,8 @@ impl JavaTomcat {
         cx: &mut StageContext<'_>,
         hosts: &BTreeMap<MinionId, Host>,
     ) -> Result<(), StageError> {
-        call_grouped(cx, |h| hosts[h].control.clone(), steps::start).await?;
+        let on: Vec<MinionId> = hosts.keys().cloned().collect();
+        call_by(cx, &on, |h| hosts[h].control.clone(), steps::start).await?;
         Ok(())
     }
 
@@ -60,8 +62,10 @@ impl JavaTomcat {
     ) -> Result<(), StageError> {
         let style = self.cfg.style();
         let ctx = self.cfg.context.clone();
-        call_grouped(
+        let on: Vec<MinionId> = hosts.keys().cloned().collect();
+        call_by(
             cx,
+            &on,
             |h| {
                 (
                     hosts[h].catalina_base.clone(),
@@ -71,8 +75,9 @@ impl JavaTomcat {
             |(base, dir)| steps::switch(style, base, &ctx, dir),
         )
         .await?;
-        call_grouped(
+        call_by(
             cx,
+            &on,
             |h| hosts[h].catalina_base.clone(),
             |base| steps::clear_work(style, base, &ctx),
         )
@@ -140,18 +145,32 @@ impl Deployer for JavaTomcat {
     }
 
     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let hosts = self.hosts(cx);
-        let target = |cx: &StageContext<'_>, h: &MinionId| {
-            cx.rollback_target(h).unwrap_or_default().to_owned()
-        };
-        let targets: BTreeMap<MinionId, String> = cx
-            .minions()
-            .iter()
-            .map(|h| (h.clone(), target(cx, h)))
-            .collect();
+        let mut hosts = self.hosts(cx);
+        // A host without a rollback target (none recorded, e.g. in a plan of a first release) is left
+        // as it is: no release path is ever built from a missing version.
+        let mut targets: BTreeMap<MinionId, String> = BTreeMap::new();
+        for h in hosts.keys().cloned().collect::<Vec<_>>() {
+            match cx.rollback_target(&h) {
+                Some(v) if validate::version("rollback target", v).is_ok() => {
+                    targets.insert(h, v.to_owned());
+                }
+                _ => {
+                    hosts.remove(&h);
+                    cx.log(
+                        &h,
+                        "no rollback target: Tomcat and the context are left as they are",
+                    );
+                }
+            }
+        }
+        if hosts.is_empty() {
+            return Ok(());
+        }
         // the release to go back to must still be on disk
-        let present = call_grouped(
+        let on: Vec<MinionId> = hosts.keys().cloned().collect();
+        let present = call_by(
             cx,
+            &on,
             |h| self.cfg.layout(&hosts[h]).release_dir(&targets[h]),
             |dir| steps::dir_exists(dir),
         )

@@ -32,7 +32,7 @@ mod config;
 mod deployer;
 mod steps;
 
-pub use config::{HostSettings, JavaTomcatConfig, TomcatPlatform};
+pub use config::{HostSettings, JavaTomcatConfig, TomcatPlatform, MAX_KEEP_RELEASES};
 pub use deployer::JavaTomcat;
 
 /// The kind tag of this project type.

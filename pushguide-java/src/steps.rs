@@ -22,11 +22,13 @@ pub(crate) fn start(c: &Control) -> SaltCall {
     }
 }
 
+/// `cmd.run_all <argv> python_shell=False`. No timeout of its own: like `service.stop`/`service.start`
+/// it waits the salt connection's `job_timeout` (one rule for stopping and starting Tomcat, whichever
+/// way it is controlled).
 fn run(argv: &[String]) -> SaltCall {
     SaltCall::mutate("cmd.run_all")
         .arg(serde_json::Value::from(argv.to_vec()))
         .kwarg("python_shell", false)
-        .timeout(Duration::from_secs(180))
 }
 
 /// `archive.unzip <war> <release dir>`.

@@ -336,3 +336,154 @@ async fn a_host_without_settings_fails_with_the_missing_field() {
     let f = r.host("web-02").unwrap().failure.clone().unwrap();
     assert!(f.reason.contains("catalina_base"), "{}", f.reason);
 }
+
+fn plan_calls(
+    plan: &pushguide_core::Plan,
+    stage: pushguide_core::Stage,
+) -> Vec<pushguide_core::SaltCall> {
+    plan.steps
+        .iter()
+        .find(|(s, _)| *s == stage)
+        .map(|(_, c)| c.clone())
+        .unwrap_or_default()
+}
+
+/// A plan of a first release (no host has a rollback target) shows no rollback call, and never a path
+/// built from an empty version (`releases/`); with a target, the rollback calls name it.
+#[tokio::test]
+async fn plan_builds_no_rollback_path_for_hosts_without_a_target() {
+    use pushguide_core::Stage;
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(["web-01", "web-02"])
+            .unwrap()
+            .on("*", "file.directory_exists", Outcome::ok(true)),
+    );
+    let engine = Engine::builder(fleet).build();
+    let plan = engine
+        .plan(&req(&template(LINUX, ""), "1.0.0"))
+        .await
+        .unwrap();
+    assert!(plan.rollback_targets.iter().all(|(_, _, to)| to.is_none()));
+    let rollback = plan_calls(&plan, Stage::Rollback);
+    for c in &rollback {
+        let shown = c.to_string();
+        assert!(
+            !shown.contains("releases/\"") && !shown.contains("releases\""),
+            "{shown}"
+        );
+    }
+    assert!(rollback.is_empty(), "{rollback:?}");
+    // with a rollback target every call names it
+    let t = template(LINUX, "").to_toml_string().unwrap().replace(
+        "[rollback]\npolicy = \"previous\"",
+        "[rollback]\npolicy = \"version\"\nto = \"0.9.0\"",
+    );
+    let t = Arc::new(Template::from_toml_str(&t, "<t>").unwrap());
+    let plan = engine.plan(&req(&t, "1.0.0")).await.unwrap();
+    let shown: Vec<String> = plan_calls(&plan, Stage::Rollback)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown[0], "file.directory_exists \"/srv/shop/releases/0.9.0\"",
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|c| c.starts_with("file.symlink \"/srv/shop/releases/0.9.0\"")),
+        "{shown:?}"
+    );
+}
+
+/// Tomcat's start and stop commands follow the same timeout rule as its service calls: no timeout of
+/// their own, so the salt connection's `job_timeout` applies (not a fixed 180 s).
+#[tokio::test]
+async fn start_and_stop_commands_wait_the_configured_job_timeout() {
+    use pushguide_core::Stage;
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(["web-01", "web-02"]).unwrap());
+    let engine = Engine::builder(fleet).build();
+    let with_commands = engine
+        .plan(&req(&template(WINDOWS, ""), "3.0.0"))
+        .await
+        .unwrap();
+    let with_service = engine
+        .plan(&req(&template(LINUX, ""), "3.0.0"))
+        .await
+        .unwrap();
+    let runs: Vec<_> = [Stage::PreDeploy, Stage::PostDeploy]
+        .into_iter()
+        .flat_map(|s| plan_calls(&with_commands, s))
+        .filter(|c| c.fun == "cmd.run_all")
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let services: Vec<_> = [Stage::PreDeploy, Stage::PostDeploy]
+        .into_iter()
+        .flat_map(|s| plan_calls(&with_service, s))
+        .filter(|c| c.fun.starts_with("service."))
+        .collect();
+    assert_eq!(services.len(), 2, "{services:?}");
+    for c in runs.iter().chain(&services) {
+        assert_eq!(c.timeout, None, "{c}");
+    }
+}
+
+/// The artifact a request brings (from a CI source) passes the same URL grammar as `artifact_url`: a
+/// right-to-left override or a `$(…)` in it stops the release in prepare, before any call is sent.
+#[tokio::test]
+async fn a_hostile_artifact_url_from_the_request_is_refused_in_prepare() {
+    let t = template(LINUX, "");
+    for url in [
+        "https://ci.example.com/shop/1.0.0/\u{202e}raw.war",
+        "https://ci.example.com/$(id)/shop.war",
+    ] {
+        let fleet = Arc::new(pushguide_core::sim::SimFleet::new(["web-01", "web-02"]).unwrap());
+        let engine = Engine::builder(fleet.clone()).build();
+        let r = Request::new(t.clone(), "1.0.0", Principal::user("ops"))
+            .artifact(Artifact::new(url, Some(SHA.into())));
+        let err = engine.plan(&r).await.unwrap_err().to_string();
+        assert!(err.contains("artifact.url"), "{err}");
+        assert!(!err.contains('\u{202e}'), "{err}");
+        let outcome = engine.deploy(r).await;
+        let sent: Vec<String> = fleet.requests().into_iter().map(|q| q.fun).collect();
+        assert!(
+            sent.iter().all(|f| f == "test.ping"),
+            "{sent:?} ({outcome:?})"
+        );
+    }
+}
+
+/// The largest accepted template (10,000 `[project.hosts.*]` tables for hosts outside the targets)
+/// parses, plans and deploys two hosts quickly: the cost follows the targets, not the host tables.
+#[tokio::test]
+async fn ten_thousand_host_tables_outside_the_targets_cost_little() {
+    use std::fmt::Write as _;
+    let mut project = LINUX.to_owned();
+    for i in 0..pushguide_core::validate::MAX_HOSTS {
+        let _ = writeln!(
+            project,
+            "[project.hosts.other-{i:05}]\ncatalina_base = \"/opt/tomcat-{i}\""
+        );
+    }
+    let started = std::time::Instant::now();
+    let t = template(&project, "");
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(["web-01", "web-02"])
+            .unwrap()
+            .on("*", "file.directory_exists", Outcome::ok(true))
+            .on("*", "http.query", Outcome::ok(json!({"status": 200})))
+            .on(
+                "*",
+                "file.readdir",
+                Outcome::ok(json!([".", "..", "1.0.0"])),
+            ),
+    );
+    let r = Engine::builder(fleet)
+        .build()
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}

@@ -16,6 +16,42 @@ use crate::decode::{self, ManageStatus};
 use crate::error::SaltError;
 use crate::{SaltApiSettings, SettingsError};
 
+/// Longest duration a [`SaltApiSettings`] duration may hold (one day): `connect_timeout`,
+/// `request_timeout`, `job_timeout`, `poll_interval`, `endpoint_cooldown` and `token_expire`. A larger
+/// value is refused by [`SaltApi::new`] with [`SettingsError::Invalid`] naming the key.
+pub const MAX_SETTING_DURATION: Duration = Duration::from_secs(86_400);
+
+/// Longest timeout a [`SaltCall`] may ask for (one day); a call asking more is refused with a
+/// protocol error naming the call and its `timeout`, before anything is sent.
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// `now + d`, never overflowing: a deadline too far to represent is as good as never.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_CALL_TIMEOUT))
+        .unwrap_or(now)
+}
+
+/// `Instant::now() + d`, never overflowing.
+fn from_now(d: Duration) -> Instant {
+    after(Instant::now(), d)
+}
+
+/// Refuses a settings duration above [`MAX_SETTING_DURATION`].
+fn check_setting(var: &'static str, d: Option<Duration>) -> Result<(), SettingsError> {
+    match d {
+        Some(d) if d > MAX_SETTING_DURATION => Err(SettingsError::Invalid {
+            var,
+            reason: format!(
+                "{} s is longer than the maximum of {} s",
+                d.as_secs(),
+                MAX_SETTING_DURATION.as_secs()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Health of one salt-api endpoint, as seen by this client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -112,6 +148,16 @@ impl Inner {
                 reason: "no salt-api endpoint configured".to_owned(),
             });
         }
+        for (var, d) in [
+            ("connect_timeout", Some(settings.connect_timeout)),
+            ("request_timeout", Some(settings.request_timeout)),
+            ("job_timeout", Some(settings.job_timeout)),
+            ("poll_interval", Some(settings.poll_interval)),
+            ("endpoint_cooldown", Some(settings.endpoint_cooldown)),
+            ("token_expire", settings.token_expire),
+        ] {
+            check_setting(var, d)?;
+        }
         let mut builder = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
         if let Some(path) = &settings.ca_file {
             let pem = std::fs::read(path).map_err(|e| SettingsError::Invalid {
@@ -203,7 +249,7 @@ impl Inner {
             let mut s = lock(&e.state);
             if let Some(t) = s.token.as_mut() {
                 t.value = value.to_owned();
-                t.refresh_at = Instant::now() + Duration::from_secs(3600);
+                t.refresh_at = from_now(Duration::from_secs(3600));
             }
         }
     }
@@ -219,7 +265,19 @@ impl Inner {
             return Ok(Returns::default());
         }
         let wait = call.timeout.unwrap_or(self.settings.job_timeout);
-        let deadline = Instant::now() + wait;
+        if wait > MAX_CALL_TIMEOUT {
+            return Err(SaltError::Protocol {
+                context: "call".into(),
+                message: format!(
+                    "`timeout` of {} is {} s; at most {} s is accepted",
+                    call.fun,
+                    wait.as_secs(),
+                    MAX_CALL_TIMEOUT.as_secs()
+                ),
+                snippet: String::new(),
+            });
+        }
+        let deadline = from_now(wait);
         let tgt: Vec<&str> = targets.iter().map(MinionId::as_str).collect();
         let mut low = Map::new();
         low.insert("client".into(), "local_async".into());
@@ -321,7 +379,7 @@ impl Inner {
         } else {
             None
         };
-        let mut next_poll = Instant::now() + self.settings.poll_interval;
+        let mut next_poll = from_now(self.settings.poll_interval);
         let mut outcome = Round::Done(Some(job.jid.clone()));
         // expected minions still without a return (kept as a count: no rescan per event)
         let mut missing = expected
@@ -398,7 +456,7 @@ impl Inner {
                     return Err(e);
                 }
             }
-            next_poll = Instant::now() + every;
+            next_poll = from_now(every);
         }
         if rx.is_some() {
             self.unsubscribe(idx, &job.jid);
@@ -513,7 +571,7 @@ impl Inner {
             }
         };
         if started {
-            let until = Instant::now() + Duration::from_secs(2);
+            let until = from_now(Duration::from_secs(2));
             while Instant::now() < until && !lock_events(&self.endpoints[idx].events).connected {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -665,7 +723,7 @@ impl Inner {
         let ep = &self.endpoints[idx];
         tracing::warn!(endpoint = %ep.url, error = %e, cooldown = ?self.settings.endpoint_cooldown, "salt-api endpoint marked down");
         let mut s = lock(&ep.state);
-        s.down_until = Some(Instant::now() + self.settings.endpoint_cooldown);
+        s.down_until = Some(from_now(self.settings.endpoint_cooldown));
         s.last_error = Some(e.to_string());
     }
 
@@ -764,7 +822,7 @@ impl Inner {
         let mut s = lock(&ep.state);
         s.token = Some(Token {
             value: t.token.clone(),
-            refresh_at: sent + lifetime.saturating_sub(margin),
+            refresh_at: after(sent, lifetime.saturating_sub(margin)),
         });
         Ok(t.token)
     }

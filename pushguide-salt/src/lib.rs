@@ -34,7 +34,7 @@ mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use client::{EndpointHealth, SaltApi};
+pub use client::{EndpointHealth, SaltApi, MAX_CALL_TIMEOUT, MAX_SETTING_DURATION};
 pub use decode::ManageStatus;
 pub use error::{snippet, SaltError, SNIPPET_MAX};
 

@@ -611,3 +611,105 @@ async fn requests_per_deployment_do_not_grow_with_batch_width() {
     }
     assert_eq!(counts[0], counts[1], "width 5 vs 50: {counts:?}");
 }
+
+// ------------------------------------------------------------------------------------- durations
+
+/// A timeout too large for `Instant + Duration` is refused with an error naming the call and its
+/// `timeout`, before anything is sent; it never panics the task.
+#[tokio::test]
+async fn a_call_timeout_beyond_the_maximum_is_an_error_not_a_panic() {
+    let (fake, api) = started(2).await;
+    let all = fake.fleet().minions().to_vec();
+    let huge = Duration::from_secs(9_223_372_036_854_775_807);
+    let call = SaltCall::read("http.query")
+        .arg("http://127.0.0.1/")
+        .timeout(huge);
+    let api2 = api.clone();
+    let targets = all.clone();
+    let joined = tokio::spawn(async move { api2.call(&targets, &call).await }).await;
+    let err = joined.expect("the task does not panic").unwrap_err();
+    assert!(
+        err.message.contains("timeout") && err.message.contains("http.query"),
+        "{err}"
+    );
+    assert_eq!(fake.request_count().get("POST /"), 0);
+    // the maximum itself is accepted
+    let mut r = within(
+        10,
+        api.call(
+            &all,
+            &SaltCall::read("test.ping").timeout(pushguide_salt::MAX_CALL_TIMEOUT),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(r.take(&all[0]).is_ok());
+}
+
+#[tokio::test]
+async fn settings_durations_beyond_the_maximum_are_refused_naming_the_key() {
+    let fake = FakeSaltApi::start(fleet(1)).await.unwrap();
+    let huge = Duration::from_secs(9_223_372_036_854_775_807);
+    for (key, s) in [
+        (
+            "job_timeout",
+            SaltApiSettings {
+                job_timeout: huge,
+                ..settings(&fake)
+            },
+        ),
+        (
+            "poll_interval",
+            SaltApiSettings {
+                poll_interval: huge,
+                ..settings(&fake)
+            },
+        ),
+        (
+            "endpoint_cooldown",
+            SaltApiSettings {
+                endpoint_cooldown: huge,
+                ..settings(&fake)
+            },
+        ),
+        (
+            "request_timeout",
+            SaltApiSettings {
+                request_timeout: huge,
+                ..settings(&fake)
+            },
+        ),
+        (
+            "connect_timeout",
+            SaltApiSettings {
+                connect_timeout: huge,
+                ..settings(&fake)
+            },
+        ),
+        (
+            "token_expire",
+            SaltApiSettings {
+                token_expire: Some(huge),
+                ..settings(&fake)
+            },
+        ),
+    ] {
+        let err = SaltApi::new(s)
+            .err()
+            .unwrap_or_else(|| panic!("{key} accepted"));
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    let ok = SaltApiSettings {
+        job_timeout: pushguide_salt::MAX_SETTING_DURATION,
+        ..settings(&fake)
+    };
+    SaltApi::new(ok).unwrap();
+    // from TOML too (the CLI's `[salt]` table): parsed, then refused by `SaltApi::new`
+    let s: SaltApiSettings = toml::from_str(&format!(
+        "endpoints = [\"{}\"]\njob_timeout = 9223372036854775807\n",
+        settings(&fake).endpoints[0]
+    ))
+    .unwrap();
+    let err = SaltApi::new(s).err().unwrap();
+    assert!(err.to_string().contains("job_timeout"), "{err}");
+}

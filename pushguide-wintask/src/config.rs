@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::deployer::WindowsTask;
 
+/// Longest `wait_timeout_secs` and `run_timeout_secs` (one day).
+pub const MAX_WAIT_SECS: u64 = 86_400;
+/// Longest `poll_interval_secs` (one hour).
+pub const MAX_POLL_INTERVAL_SECS: u64 = 3_600;
+/// Most releases `keep_releases` may keep.
+pub const MAX_KEEP_RELEASES: usize = 100;
+
 /// Configuration of a `windows-task` template's `[project]` table.
 ///
 /// The task's Execute action must run from `<root>\current` (salt's `task` module cannot edit an
@@ -28,35 +35,38 @@ use crate::deployer::WindowsTask;
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WindowsTaskConfig {
-    /// Directory holding `releases\<version>`, `archives\<version>.zip` and the `current` link.
+    /// Directory holding `releases\<version>`, `archives\<version>.zip` and the `current` link: an
+    /// absolute path.
     pub root: String,
-    /// Scheduled task name.
+    /// Scheduled task name (letters, digits, `.`, `_`, `-`).
     pub task: String,
-    /// Task Scheduler folder (default `\`).
+    /// Task Scheduler folder (default `\`; e.g. `\Shop`).
     #[serde(default = "default_folder")]
     pub folder: String,
     /// Where minions fetch the zip when the request brings no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the zip fetched from `artifact_url`.
+    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 lower-case hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Stop a task still running after `wait_timeout_secs` (`task.stop`) instead of failing the host.
     #[serde(default)]
     pub stop_running: bool,
-    /// How long to wait for a running instance to end after the task is disabled.
+    /// Seconds to wait for a running instance to end after the task is disabled, 0 to
+    /// [`MAX_WAIT_SECS`] (default 300).
     #[serde(default = "default_wait")]
     pub wait_timeout_secs: u64,
-    /// Seconds between two `task.status` polls.
+    /// Seconds between two `task.status` polls, 1 to [`MAX_POLL_INTERVAL_SECS`] (default 5).
     #[serde(default = "default_poll")]
     pub poll_interval_secs: u64,
     /// Run the task once right after enabling it and check its last result.
     #[serde(default)]
     pub run_now: bool,
-    /// How long the run started by `run_now` may take.
+    /// Seconds the run started by `run_now` may take, 1 to [`MAX_WAIT_SECS`] (default 600).
     #[serde(default = "default_run_timeout")]
     pub run_timeout_secs: u64,
-    /// Releases kept on disk after a successful deploy (the running one and rollback targets always).
+    /// Releases kept on disk after a successful deploy, 1 to [`MAX_KEEP_RELEASES`] (default 5; the running
+    /// one and rollback targets always).
     #[serde(default = "default_keep")]
     pub keep_releases: usize,
     /// Layout conventions; defaults to core's rules.
@@ -162,25 +172,6 @@ fn check_folder(field: &str, folder: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_url(field: &str, url: &str) -> Result<(), Error> {
-    if !["http://", "https://", "salt://"]
-        .iter()
-        .any(|s| url.starts_with(s))
-        || url.len() <= 8
-        || url.len() > validate::MAX_PATH_LEN
-        || url
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "\"'`$;|&<>\\".contains(c))
-    {
-        return Err(Error::invalid(
-            field,
-            url,
-            "must be an http://, https:// or salt:// URL without spaces or shell characters",
-        ));
-    }
-    Ok(())
-}
-
 fn check_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), Error> {
     if !(lo..=hi).contains(&v) {
         return Err(Error::invalid(
@@ -199,7 +190,7 @@ impl DeployerConfig for WindowsTaskConfig {
         validate::name("project.task", &self.task)?;
         check_folder("project.folder", &self.folder)?;
         if let Some(url) = &self.artifact_url {
-            check_url("project.artifact_url", url)?;
+            validate::url("project.artifact_url", url, validate::ARTIFACT_SCHEMES)?;
         }
         if let Some(h) = &self.sha256 {
             if h.len() != 64
@@ -214,20 +205,37 @@ impl DeployerConfig for WindowsTaskConfig {
                 ));
             }
         }
-        check_range(
+        validate::duration_secs(
             "project.wait_timeout_secs",
             self.wait_timeout_secs,
             0,
-            86_400,
+            MAX_WAIT_SECS,
         )?;
-        check_range(
+        validate::duration_secs(
             "project.poll_interval_secs",
             self.poll_interval_secs,
             1,
-            3_600,
+            MAX_POLL_INTERVAL_SECS,
         )?;
-        check_range("project.run_timeout_secs", self.run_timeout_secs, 1, 86_400)?;
-        check_range("project.keep_releases", self.keep_releases as u64, 1, 100)?;
+        validate::duration_secs(
+            "project.run_timeout_secs",
+            self.run_timeout_secs,
+            1,
+            MAX_WAIT_SECS,
+        )?;
+        check_range(
+            "project.keep_releases",
+            self.keep_releases as u64,
+            1,
+            MAX_KEEP_RELEASES as u64,
+        )?;
+        if self.hosts.len() > validate::MAX_HOSTS {
+            return Err(Error::invalid(
+                "project.hosts",
+                format!("{} host tables", self.hosts.len()),
+                format!("more than {} host tables", validate::MAX_HOSTS),
+            ));
+        }
         if let Some(c) = &self.conventions {
             validate_conventions("project.conventions", c)?;
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pushguide_core::steps::{fetch_artifact, prune_releases, PathStyle};
-use pushguide_core::{Deployer, MinionId, StageContext, StageError};
+use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -60,7 +60,9 @@ impl WindowsTask {
         first_wait: Duration,
     ) -> Result<Vec<MinionId>, StageError> {
         let cfg = &self.cfg;
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(crate::config::MAX_WAIT_SECS));
         let mut pending = hosts;
         if !first_wait.is_zero() {
             tokio::time::sleep(first_wait.min(timeout)).await;
@@ -233,6 +235,13 @@ impl Deployer for WindowsTask {
         let cfg = &self.cfg;
         self.set_enabled(cx, |_| false).await?;
         for (version, hosts) in cx.rollback_groups() {
+            // never build a release path from an empty or malformed version
+            if validate::version("rollback target", &version).is_err() {
+                for h in &hosts {
+                    cx.log(h, "no rollback target: the current link is left as it is");
+                }
+                continue;
+            }
             let glob =
                 |h: &MinionId| PathStyle::Windows.join(&self.release_dir(h, &version), &["*"]);
             let found = call_by(cx, &hosts, glob, |g| steps::path_exists_glob(g)).await?;

@@ -23,7 +23,9 @@ mod config;
 mod deployer;
 mod steps;
 
-pub use config::{WindowsTaskConfig, WindowsTaskHost};
+pub use config::{
+    WindowsTaskConfig, WindowsTaskHost, MAX_KEEP_RELEASES, MAX_POLL_INTERVAL_SECS, MAX_WAIT_SECS,
+};
 pub use deployer::WindowsTask;
 pub use steps::SUCCESS;
 

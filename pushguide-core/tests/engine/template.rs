@@ -160,3 +160,198 @@ fn syntax_errors_say_where() {
         .to_string();
     assert!(err.contains("/nonexistent/x.toml"), "{err}");
 }
+
+/// No control or invisible character in a message, and a bounded size.
+fn assert_clean(msg: &str, max: usize) {
+    assert!(msg.len() <= max, "{} bytes: {}", msg.len(), &msg[..400]);
+    assert!(
+        !msg.chars().any(pushguide_core::validate::is_hidden),
+        "raw control/invisible character in {msg:?}"
+    );
+}
+
+#[test]
+fn durations_are_bounded_with_a_typed_error_naming_the_key() {
+    for (from, to, field) in [
+        (
+            "expect_status = 200",
+            "expect_status = 200\ntimeout_secs = 9223372036854775807",
+            "health.timeout_secs",
+        ),
+        (
+            "expect_status = 200",
+            "expect_status = 200\ninterval_secs = 9223372036854775807",
+            "health.interval_secs",
+        ),
+        (
+            "expect_status = 200",
+            "expect_status = 200\nretries = 4000000000",
+            "health.retries",
+        ),
+        (
+            "expect_status = 200",
+            "expect_status = 200\ntimeout_secs = 0",
+            "health.timeout_secs",
+        ),
+    ] {
+        let err = parse(&FULL.replacen(from, to, 1)).unwrap_err();
+        match &err {
+            Error::Invalid { field: f, .. } => assert_eq!(f, field, "{err}"),
+            other => panic!("{to}: {other}"),
+        }
+    }
+    let ok = FULL.replacen(
+        "expect_status = 200",
+        "expect_status = 200\ntimeout_secs = 3600\ninterval_secs = 300\nretries = 100",
+        1,
+    );
+    parse(&ok).unwrap();
+}
+
+#[test]
+fn health_url_uses_the_one_url_grammar() {
+    for bad in [
+        "http://127.0.0.1/$(id)",
+        "http://127.0.0.1:8080/\u{202e}lmth.x",
+        "http://127.0.0.1/a;reboot",
+        "http://127.0.0.1/`id`",
+        "http://",
+    ] {
+        let text = FULL.replacen(
+            "url = \"http://127.0.0.1:8080/shop/health\"",
+            &format!("url = \"{bad}\""),
+            1,
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("health.url"), "{bad}: {err}");
+        assert_clean(&err, 1000);
+    }
+}
+
+#[test]
+fn invisible_characters_are_refused_in_every_template_value() {
+    for (from, to, field) in [
+        (
+            "name = \"shop-web\"",
+            "name = \"shop\u{202e}-web\"",
+            "`name`",
+        ),
+        (
+            "description = \"The shop\"",
+            "description = \"The \u{2067}shop\"",
+            "description",
+        ),
+        (
+            "expression = \"G@role:web and web-*\"",
+            "expression = \"web-\u{200b}*\"",
+            "targets.expression",
+        ),
+        ("to = \"1.2.3\"", "to = \"1.2.3\u{feff}\"", "rollback.to"),
+        (
+            "body_contains = \"UP\"",
+            "body_contains = \"U\u{202e}P\"",
+            "health.body_contains",
+        ),
+        (
+            "groups = [\"ops\"]",
+            "groups = [\"o\u{200d}ps\"]",
+            "acl.deployers.groups[0]",
+        ),
+    ] {
+        assert!(FULL.contains(from), "{from}");
+        let err = parse(&FULL.replacen(from, to, 1)).unwrap_err().to_string();
+        assert!(err.contains(field), "{to}: {err}");
+        assert_clean(&err, 1000);
+    }
+}
+
+#[test]
+fn echoed_values_are_quoted_escaped_and_cut() {
+    // a 100 KB template name
+    let name = "n".repeat(100 * 1024);
+    let err = parse(&FULL.replacen("shop-web", &name, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(102400 bytes)"), "{err}");
+    assert_clean(&err, 1000);
+    // escape sequences and newlines in values
+    let err = parse(&FULL.replacen("shop-web", "shop\\u001b[31m\\nweb\\u009b", 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(r"\u{1b}[31m\nweb"), "{err}");
+    assert_clean(&err, 1000);
+    // a parse error on a long line with an escape sequence: the excerpt is cut and escaped
+    let line = format!("name = \"{}\u{1b}[2J\" junk", "x".repeat(500_000));
+    let err = parse(&line).unwrap_err().to_string();
+    assert!(err.contains("line 1, column"), "{err}");
+    assert_clean(&err, 2000);
+    // an unknown key as long as the file allows
+    let err = parse(&FULL.replacen("canary = true", &format!("{} = 1", "k".repeat(200_000)), 1))
+        .unwrap_err()
+        .to_string();
+    assert_clean(&err, 2000);
+}
+
+#[test]
+fn a_ten_megabyte_one_line_template_gets_a_short_error() {
+    let text = format!("name = \"{}\"", "\u{1b}[2J".repeat(10 * 1024 * 1024 / 4));
+    assert!(text.len() >= 10 * 1024 * 1024);
+    let started = std::time::Instant::now();
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(err.contains("at most 1048576 bytes"), "{err}");
+    assert_clean(&err, 500);
+    // the same through a file
+    let file = std::env::temp_dir().join(format!("pushguide-big-{}.toml", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let err = Template::load(&file).unwrap_err().to_string();
+    std::fs::remove_file(&file).unwrap();
+    assert!(err.contains("at most 1048576 bytes"), "{err}");
+    assert_clean(&err, 500);
+}
+
+#[test]
+fn hundreds_of_thousands_of_host_tables_are_refused_quickly() {
+    use std::fmt::Write as _;
+    let mut text = FULL.to_owned();
+    for i in 0..300_000 {
+        let _ = write!(text, "[project.hosts.h{i:06}]\nroot = \"/srv/x\"\n");
+    }
+    assert!(text.len() > 9 * 1024 * 1024, "{}", text.len());
+    let started = std::time::Instant::now();
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("bytes are accepted"), "{err}");
+    // within the size bound but over the host-table bound
+    let mut text = FULL.to_owned();
+    for i in 0..20_000 {
+        let _ = writeln!(text, "[project.hosts.h{i}]");
+    }
+    assert!(text.len() < pushguide_core::validate::MAX_TEMPLATE_BYTES);
+    let started = std::time::Instant::now();
+    let err = parse(&text).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::Invalid { field, reason, .. } => {
+            assert_eq!(field, "project.hosts");
+            assert!(reason.contains("more than 10000"), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    // one long value
+    let err = parse(&FULL.replacen("The shop", &"d".repeat(20_000), 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`description`") && err.contains("longer than"),
+        "{err}"
+    );
+}
