@@ -405,8 +405,9 @@ fn parse_batch(s: &str) -> Result<Threshold, CliError> {
     };
     let t: Threshold = v.try_into().map_err(|e: toml::de::Error| {
         CliError::Usage(format!(
-            "--batch \"{s}\": {} (give a count like 2 or a percentage like 25%)",
-            e.message()
+            "--batch {}: {} (give a count like 2 or a percentage like 25%)",
+            pushguide_core::validate::quote(s),
+            pushguide_core::validate::clean(e.message(), 300)
         ))
     })?;
     Ok(t)

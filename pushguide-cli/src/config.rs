@@ -115,9 +115,10 @@ impl UtcOffset {
         {
             return Ok(UtcOffset { seconds: 0 });
         }
+        let shown = pushguide_core::validate::quote(text);
         let bad = || {
             format!(
-                "`{text}` is not a fixed offset from UTC: give UTC, +HH:MM or -HH:MM (e.g. +02:00, \
+                "{shown} is not a fixed offset from UTC: give UTC, +HH:MM or -HH:MM (e.g. +02:00, \
                  -05:30); time zone names are not supported"
             )
         };
@@ -128,7 +129,7 @@ impl UtcOffset {
         };
         let (h, m) = match rest.split_once(':') {
             Some((h, m)) => (h, m),
-            None if rest.len() == 4 => rest.split_at(2),
+            None if rest.len() == 4 && rest.bytes().all(|b| b.is_ascii_digit()) => rest.split_at(2),
             None => (rest, "00"),
         };
         let digits =
@@ -139,7 +140,7 @@ impl UtcOffset {
         let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         if h > 18 || m > 59 || (h == 18 && m > 0) {
             return Err(format!(
-                "`{text}`: an offset from UTC lies between -18:00 and +18:00"
+                "{shown}: an offset from UTC lies between -18:00 and +18:00"
             ));
         }
         Ok(UtcOffset {
@@ -732,9 +733,14 @@ url_base = "salt://artifacts"
             "",
             "+",
             "+ab:cd",
+            // a multi-byte character where the hour/minute split falls: refused, no panic
+            "+aé1",
+            "-\u{202e}12",
         ] {
             let e = UtcOffset::parse(bad).unwrap_err();
-            assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+            let shown = pushguide_core::validate::quote(bad);
+            assert!(e.contains(&shown), "{bad}: {e}");
+            assert!(!e.contains('\u{202e}'), "{e}");
         }
     }
 

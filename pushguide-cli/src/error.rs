@@ -194,7 +194,7 @@ impl CliError {
     /// A command line clap could not parse: a [`CliError::Usage`] with clap's message (the error,
     /// the usage line and the hint at `--help`), without its `error: ` prefix.
     pub fn from_clap(e: &clap::Error) -> Self {
-        let text = e.render().to_string();
+        let text = clap_text(e);
         let text = text.trim();
         CliError::Usage(text.strip_prefix("error: ").unwrap_or(text).to_owned())
     }
@@ -280,4 +280,16 @@ impl From<pushguide_core::Error> for CliError {
     fn from(e: pushguide_core::Error) -> Self {
         CliError::Core(e)
     }
+}
+
+/// clap's rendered message with every line escaped and cut (an unknown argument is echoed by clap:
+/// a 10 MB or escape-laden argument must not reach the terminal or the JSON document as it is).
+pub fn clap_text(e: &clap::Error) -> String {
+    e.render()
+        .to_string()
+        .lines()
+        .take(40)
+        .map(|l| pushguide_core::validate::clean(l, 300))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -52,7 +52,10 @@ fn usage_error(e: &clap::Error) -> u8 {
                 pushguide_cli::output::error(&err, true);
             } else {
                 // clap's own text: the error, the usage line and the hint at --help
-                pushguide_cli::output::stderr_text(&e.render().to_string());
+                pushguide_cli::output::stderr_text(&format!(
+                    "{}\n",
+                    pushguide_cli::error::clap_text(e).trim_end()
+                ));
             }
             err.exit_code()
         }

@@ -98,3 +98,35 @@ fn a_ten_megabyte_one_line_template_gets_a_short_error() {
         String::from_utf8_lossy(&err)
     );
 }
+
+/// Arguments the command line parser refuses are echoed by it: escaped and cut as well, with and
+/// without `--json`; and `--batch`, `--tz` values too (a multi-byte `--tz` is refused, no panic).
+#[test]
+fn command_line_values_are_echoed_escaped_and_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let hostile = format!("--{}\u{1b}[2J\u{202e}", "x".repeat(100_000));
+    let (code, out, err) = run(tmp.path(), &["templates", &hostile]);
+    assert_eq!(code, 64);
+    assert_clean("stderr", &err, 20_000);
+    assert_clean("stdout", &out, 20_000);
+    let (code, out, err) = run(tmp.path(), &["--json", "templates", &hostile]);
+    assert_eq!(code, 64);
+    assert_clean("stdout", &out, 20_000);
+    assert_clean("stderr", &err, 20_000);
+    let (code, _, err) = run(
+        tmp.path(),
+        &[
+            "deploy",
+            "shop",
+            "1.0",
+            "--batch",
+            &format!("\u{1b}]0;{}", "9".repeat(100_000)),
+        ],
+    );
+    assert_ne!(code, 101);
+    assert_clean("stderr", &err, 20_000);
+    let (code, _, err) = run(tmp.path(), &["stats", "--tz", "+aé1"]);
+    assert_eq!(code, 64, "{}", String::from_utf8_lossy(&err));
+    assert_clean("stderr", &err, 20_000);
+}

@@ -746,6 +746,13 @@ fn two_hundred_simultaneous_starts_run_exactly_one() {
     let fifo = lab.dir.join("go");
     let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(st.success());
+    // held open (read and write, which does not block on Linux) until every child has ended, so a
+    // shell that opens the fifo late still finds a writer and its line
+    let mut go = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
     let mut children = Vec::with_capacity(N);
     for i in 0..N {
         let cmd = lab.command(&["deploy", "shop", "1.0.0", "--json"]);
@@ -762,11 +769,9 @@ fn two_hundred_simultaneous_starts_run_exactly_one() {
             .stderr(std::fs::File::create(lab.dir.join(format!("err-{i}.txt"))).unwrap());
         children.push(sh.spawn().unwrap());
     }
-    // every shell waits on the fifo; opening it for writing and closing it releases them all at once
-    // (a reader that gets no line gets end-of-file and goes on all the same)
+    // every shell waits on the fifo for a line: one write releases them all at once
     {
         use std::io::Write;
-        let mut go = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         go.write_all("\n".repeat(N).as_bytes()).unwrap();
     }
     let begun = Instant::now();
@@ -823,6 +828,7 @@ fn two_hundred_simultaneous_starts_run_exactly_one() {
         }
         None => assert!(codes.contains(&Some(0)), "{codes:?}"),
     }
+    drop(go);
     let history = lab.history();
     assert_eq!(history.len(), 1, "{history:?}");
 }

@@ -134,7 +134,8 @@ impl SqliteStore {
                 template: lease.template.clone(),
                 holder: lease.holder.clone(),
                 token: lease.token,
-                current: current.and_then(|(h, t, exp)| h.filter(|_| exp > now).map(|h| (h, t as u64))),
+                current: current
+                    .and_then(|(h, t, exp)| h.filter(|_| exp > now).map(|h| (h, t as u64))),
             });
         }
         apply(&tx, &lease.template, hosts, change).map_err(err)?;
