@@ -1099,6 +1099,22 @@ fn undo_target(app: &mut App, name: &str, id: &str) -> Result<UndoTarget, CliErr
             "--deployment {id}: it was a dry run and changed no host"
         )));
     }
+    // only the newest deployment of the template can be undone host by host: a later one changed
+    // what the hosts run since, and undoing the older one would undo the later one's work instead
+    for later in store.deployments(name, 1000)? {
+        if later == id {
+            break;
+        }
+        if let Some(d) = store.deployment(&later)? {
+            if !d.dry_run {
+                return Err(CliError::Usage(format!(
+                    "--deployment {id}: deployment {later} of `{name}` came after it and changed \
+                     the hosts since; only the newest deployment can be undone this way: roll back \
+                     with `pushguide rollback {name}` or `--to VERSION`"
+                )));
+            }
+        }
+    }
     let touched = store.touched_hosts(id)?;
     if touched.is_empty() {
         return Err(CliError::Usage(format!(

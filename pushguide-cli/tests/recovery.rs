@@ -417,6 +417,18 @@ fn rollback_of_an_interrupted_deployment_touches_only_the_hosts_it_reached() {
             ("web-04", None)
         ])
     );
+    // undone once: the rollback came after it, so undoing it again (or any older deployment) is
+    // refused rather than undoing the rollback's work
+    let r = lab.run(&["rollback", "shop", "--deployment", &id, "--json"]);
+    assert_eq!(r.code, 64, "{}", r.stdout);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("came after it"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Issue #10 item 6 and items 18, 20 (parts): rollbacks are their own series in `stats` (they were
