@@ -877,27 +877,39 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
         None
     }
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('[') => match class(p) {
-                Some(class) => match t.first() {
+    /// Whether `p[pi..]` matches `t[ti..]`. `tried` holds the states already explored: a state seen
+    /// twice failed the first time (a success ends the search), so the work is bounded by
+    /// pattern length × text length however many `*` the pattern has.
+    fn go(
+        p: &[char],
+        t: &[char],
+        pi: usize,
+        ti: usize,
+        tried: &mut std::collections::HashSet<(usize, usize)>,
+    ) -> bool {
+        if !tried.insert((pi, ti)) {
+            return false;
+        }
+        match p.get(pi) {
+            None => ti == t.len(),
+            Some('*') => (ti..=t.len()).any(|k| go(p, t, pi + 1, k, tried)),
+            Some('?') => ti < t.len() && go(p, t, pi + 1, ti + 1, tried),
+            Some('[') => match class(&p[pi..]) {
+                Some(class) => match t.get(ti) {
                     Some(c) => {
                         let inside = class.ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
-                        inside != class.negated && go(&p[class.len..], &t[1..])
+                        inside != class.negated && go(p, t, pi + class.len, ti + 1, tried)
                     }
                     None => false,
                 },
-                None => t.first() == Some(&'[') && go(&p[1..], &t[1..]),
+                None => t.get(ti) == Some(&'[') && go(p, t, pi + 1, ti + 1, tried),
             },
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+            Some(c) => t.get(ti) == Some(c) && go(p, t, pi + 1, ti + 1, tried),
         }
     }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    go(&p, &t, 0, 0, &mut std::collections::HashSet::new())
 }
 
 /// `deploy --detach`: checks what can be checked here, then re-executes `pushguide deploy …` in a
@@ -1923,6 +1935,11 @@ mod tests {
         assert!(!glob_match("web-[0-1][0-9]", "web-27"));
         assert!(glob_match("web-[", "web-["));
         assert!(glob_match("*-0[]]", "a-0]"));
+        // many stars against a long id: bounded work, not exponential backtracking
+        let pattern = format!("{}b", "*a".repeat(30));
+        let begun = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &"a".repeat(200)));
+        assert!(begun.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

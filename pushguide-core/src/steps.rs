@@ -385,14 +385,32 @@ impl fmt::Display for Violation {
     }
 }
 
+/// `*` and `?` matching in linear time per star (the iterative two-pointer algorithm: on a mismatch,
+/// resume after the last `*`), so no pattern can make it backtrack exponentially.
 fn glob(p: &[u8], t: &[u8]) -> bool {
-    match (p.first(), t.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&p[1..], t) || (!t.is_empty() && glob(p, &t[1..])),
-        (Some(b'?'), Some(_)) => glob(&p[1..], &t[1..]),
-        (Some(a), Some(b)) if a == b => glob(&p[1..], &t[1..]),
-        _ => false,
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 fn matches(pattern: &str, path: &str) -> bool {
@@ -704,6 +722,22 @@ pub async fn prune_releases(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn glob_matches_in_linear_time() {
+        assert!(super::glob(b"*.jar", b"lib.jar"));
+        assert!(super::glob(b"WEB-INF/*", b"WEB-INF/web.xml"));
+        assert!(super::glob(b"a?c*", b"abcdef"));
+        assert!(!super::glob(b"a?c", b"ac"));
+        assert!(super::glob(b"**", b""));
+        assert!(!super::glob(b"*x", b"abc"));
+        // would take ages with backtracking
+        let p = format!("{}b", "*a".repeat(40));
+        let t = "a".repeat(5000);
+        let begun = std::time::Instant::now();
+        assert!(!super::glob(p.as_bytes(), t.as_bytes()));
+        assert!(begun.elapsed() < std::time::Duration::from_secs(2));
+    }
+
     use super::*;
 
     fn m(paths: &[(&str, u64)]) -> Vec<ManifestEntry> {
