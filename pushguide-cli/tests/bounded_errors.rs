@@ -79,7 +79,7 @@ fn a_ten_megabyte_one_line_template_gets_a_short_error() {
     let (code, out, err) = run(tmp.path(), &["show", "big"]);
     assert_eq!(code, 64, "{}", String::from_utf8_lossy(&err));
     assert_clean("stderr", &err, 2048);
-    assert!(String::from_utf8_lossy(&err).contains("at most 1048576 bytes"));
+    assert!(String::from_utf8_lossy(&err).contains("at most 4194304 bytes"));
     assert!(out.is_empty());
     let (_, out, err) = run(tmp.path(), &["--json", "show", "big"]);
     assert_clean("json", &out, 2048);
