@@ -1495,37 +1495,22 @@ impl Run {
         if failed + excluded + left_out == 0 {
             return (DeploymentOutcome::Succeeded, None, journal);
         }
-        let mut parts = Vec::new();
-        if left_out > 0 {
-            parts.push(format!(
-                "{} left out at pre-flight or prepare",
-                count(left_out, "host")
-            ));
-        }
-        if failed > 0 {
-            parts.push(format!(
-                "{} failed within the budget of {max_failed}",
-                count(failed, "host")
-            ));
-        }
-        if excluded > 0 {
-            parts.push(format!(
-                "{} failed and excluded by decision",
-                count(excluded, "host")
-            ));
-        }
-        if restored > 0 {
-            parts.push(format!(
-                "{} restored to the rollback target",
-                count(restored, "failed host")
-            ));
-        }
-        if unrestored > 0 {
-            parts.push(format!(
-                "{} could not be restored (state unknown)",
-                count(unrestored, "failed host")
-            ));
-        }
+        let budget = format!("failed within the budget of {max_failed}");
+        let parts: Vec<String> = [
+            (left_out, "host", "left out at pre-flight or prepare"),
+            (failed, "host", budget.as_str()),
+            (excluded, "host", "failed and excluded by decision"),
+            (restored, "failed host", "restored to the rollback target"),
+            (
+                unrestored,
+                "failed host",
+                "could not be restored (state unknown)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, noun, what)| format!("{} {what}", count(n, noun)))
+        .collect();
         if succeeded == 0 {
             let reason = format!("no host succeeded: {}", parts.join("; "));
             let outcome = if unrestored > 0 {
