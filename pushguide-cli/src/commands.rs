@@ -1331,18 +1331,8 @@ pub async fn watch(
             }
         }
         if rec.outcome.is_some() {
-            // The report (host statuses, logs) is written right after the end event.
-            for _ in 0..20 {
-                let results = store.host_stage_results(id)?;
-                let done = match results.first() {
-                    None => true,
-                    Some(r) => store.host_status(id, &r.host)?.is_some(),
-                };
-                if done {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // The outcome is recorded in the same transaction as the report: host statuses and
+            // logs are there already.
             progress.finish();
             return deployment_log(&store, id);
         }

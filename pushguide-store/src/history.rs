@@ -322,9 +322,10 @@ impl SqliteStore {
                 host_row(host.as_str(), 4, "rollback-failed", None, Some(reason))?
             }
             EventKind::DeploymentFinished { outcome } => {
+                // Only the journal's end marker: the outcome, reason and end are recorded with
+                // the report (`finish_report`), so a reader never sees an outcome without them.
                 tx.prepare_cached(
-                    "UPDATE deployments SET ended_ms = ?2, duration_ms = ?2 - started_ms, outcome = ?3
-                     WHERE id = ?1",
+                    "UPDATE deployments SET finished_ms = ?2, finished_outcome = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, at, outcome_name(*outcome)])?;
             }

@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -230,4 +230,15 @@ ALTER TABLE fleet_v5 RENAME TO fleet;
 // Every planned host of a deployment (JSON array in batch order), so recovery names hosts never reached.
 const V6: &str = r#"
 ALTER TABLE deployments ADD COLUMN planned TEXT;
+"#;
+
+// The end the journal recorded (`DeploymentFinished`), apart from the outcome: `outcome`, `reason`,
+// `ended_ms` and `duration_ms` are written with the report, in one transaction, so whoever sees an
+// outcome also sees the host statuses and logs. A deployment with `finished_ms` but no `ended_ms` died
+// between the two; recovery marks it interrupted and names the journaled outcome in its reason.
+const V7: &str = r#"
+ALTER TABLE deployments ADD COLUMN finished_ms INTEGER;
+ALTER TABLE deployments ADD COLUMN finished_outcome TEXT;
+UPDATE deployments SET finished_ms = ended_ms, finished_outcome = outcome
+WHERE ended_ms IS NOT NULL AND outcome IS NOT NULL AND outcome != 'interrupted';
 "#;

@@ -102,7 +102,7 @@ fn history() -> SqliteStore {
         deployment("b5", "b", at(7 * D), 60, &["web-03"], &[], Succeeded, false),
     ];
     for events in runs {
-        s.append_events(&events).unwrap();
+        record(&s, &events);
     }
     s
 }
@@ -228,7 +228,7 @@ fn rollbacks_are_their_own_series() {
         } else {
             &[("web-01", Stage::Deploy)]
         };
-        s.append_events(&deployment(
+        record(&s, &deployment(
             &format!("r{i}"),
             "a",
             at(i * H),
@@ -237,11 +237,10 @@ fn rollbacks_are_their_own_series() {
             failed,
             o,
             false,
-        ))
-        .unwrap();
+        ));
     }
     for i in 0..3u64 {
-        s.append_events(&as_rollback(deployment(
+        record(&s, &as_rollback(deployment(
             &format!("rb{i}"),
             "a",
             at(10 * H + i * H),
@@ -250,8 +249,7 @@ fn rollbacks_are_their_own_series() {
             &[],
             RolledBack,
             false,
-        )))
-        .unwrap();
+        )));
     }
     let st = s.stats(&week()).unwrap();
     assert_eq!((st.summary.count, st.summary.succeeded), (6, 4));
@@ -291,8 +289,9 @@ fn hours_and_weekdays_at_a_utc_offset() {
     want[5] = 1; // a4 at 11:00
     assert_eq!(got, want);
     let early = SqliteStore::open_in_memory().unwrap();
-    early
-        .append_events(&deployment(
+    record(
+        &early,
+        &deployment(
             "e1",
             "a",
             at(2 * H),
@@ -301,8 +300,8 @@ fn hours_and_weekdays_at_a_utc_offset() {
             &[],
             Succeeded,
             false,
-        ))
-        .unwrap();
+        ),
+    );
     let w = early.by_weekday(&week()).unwrap();
     assert_eq!(w[0].count, 1, "Monday in UTC");
     let w = early
