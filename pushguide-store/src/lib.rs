@@ -52,7 +52,7 @@ mod store;
 pub use error::Error;
 pub use fleet::HostVersion;
 pub use lease::Lease;
-pub use query::{CallRow, DeploymentRecord, HostStageResult};
+pub use query::{CallRow, DeploymentRecord, HostResult, HostStageResult};
 pub use recover::{HostProgress, InterruptedDeployment};
 pub use schema::SCHEMA_VERSION;
 pub use stats::{Rate, Recovery, Stats, Summary, Window};

@@ -228,28 +228,25 @@ fn rollbacks_are_their_own_series() {
         } else {
             &[("web-01", Stage::Deploy)]
         };
-        record(&s, &deployment(
-            &format!("r{i}"),
-            "a",
-            at(i * H),
-            60,
-            ok,
-            failed,
-            o,
-            false,
-        ));
+        record(
+            &s,
+            &deployment(&format!("r{i}"), "a", at(i * H), 60, ok, failed, o, false),
+        );
     }
     for i in 0..3u64 {
-        record(&s, &as_rollback(deployment(
-            &format!("rb{i}"),
-            "a",
-            at(10 * H + i * H),
-            20 + 10 * i,
-            &["web-01"],
-            &[],
-            RolledBack,
-            false,
-        )));
+        record(
+            &s,
+            &as_rollback(deployment(
+                &format!("rb{i}"),
+                "a",
+                at(10 * H + i * H),
+                20 + 10 * i,
+                &["web-01"],
+                &[],
+                RolledBack,
+                false,
+            )),
+        );
     }
     let st = s.stats(&week()).unwrap();
     assert_eq!((st.summary.count, st.summary.succeeded), (6, 4));
@@ -291,16 +288,7 @@ fn hours_and_weekdays_at_a_utc_offset() {
     let early = SqliteStore::open_in_memory().unwrap();
     record(
         &early,
-        &deployment(
-            "e1",
-            "a",
-            at(2 * H),
-            60,
-            &["web-01"],
-            &[],
-            Succeeded,
-            false,
-        ),
+        &deployment("e1", "a", at(2 * H), 60, &["web-01"], &[], Succeeded, false),
     );
     let w = early.by_weekday(&week()).unwrap();
     assert_eq!(w[0].count, 1, "Monday in UTC");
