@@ -579,6 +579,11 @@ fn detach_then_watch_and_ctrl_c_cancels() {
     assert_eq!(w["deployment"]["outcome"], "succeeded");
     assert_eq!(w["exit_code"], 0);
     assert_eq!(w["hosts"].as_array().unwrap().len(), 3);
+    // the outcome comes with every host's status and log (one transaction): no wait needed
+    for h in w["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"], "succeeded", "{h}");
+        assert!(!h["log"].as_array().unwrap().is_empty(), "{h}");
+    }
     wait_for_file_text(&log, "succeeded");
     // human watch of a finished deployment
     let r = lab.run(&["watch", &id]);
