@@ -501,6 +501,7 @@ impl Engine {
             id: id.clone(),
             lease,
             journal_progress: journal.as_ref().map(|j| j.progress.clone()),
+            under_way: Mutex::new(Vec::new()),
         });
         let span = tracing::info_span!("deployment", id = %id, template = %run.req.template.name,
             version = %run.req.version);
@@ -616,9 +617,10 @@ impl Engine {
                     },
                     (Mode::Deploy, RollbackPolicy::Version { to }) => Some(to.clone()),
                     (Mode::Deploy, RollbackPolicy::None | RollbackPolicy::Previous) => {
-                        // a healthy current version is what a failure restores; an unhealthy or
-                        // unknown one (or the version being redeployed) never is
-                        if rec.healthy && rec.current.as_deref() != Some(req.version.as_str()) {
+                        // a healthy current version is what a failure restores (also when it is
+                        // the version being redeployed: the host ran it before); an unhealthy or
+                        // unknown one never is
+                        if rec.healthy {
                             rec.current.clone()
                         } else {
                             rec.previous.clone()
@@ -875,6 +877,9 @@ struct Run {
     lease: Option<Lease>,
     /// How far the journal writer got (none without a history store).
     journal_progress: Option<watch::Receiver<Written>>,
+    /// Hosts being changed right now whose result is not recorded yet (a batch, a restore, a rollback
+    /// batch): what a panic leaves in an unknown state.
+    under_way: Mutex<Vec<MinionId>>,
 }
 
 /// The journal writer's progress: events appended so far, or why it stopped.
@@ -983,11 +988,15 @@ impl Run {
         report.duration = started.elapsed().unwrap_or_default();
         let events = self.control.bus.snapshot();
         let mut hosts: Vec<HostReport> = Vec::new();
-        let mut under_way: Vec<MinionId> = Vec::new();
+        let under_way = std::mem::take(
+            &mut *self
+                .under_way
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for ev in &events {
             match &ev.kind {
                 EventKind::BatchStarted { batch, minions, .. } => {
-                    under_way = minions.clone();
                     for m in minions {
                         hosts.push(HostReport {
                             host: m.clone(),
@@ -1000,7 +1009,6 @@ impl Run {
                         });
                     }
                 }
-                EventKind::BatchFinished { .. } => under_way.clear(),
                 EventKind::HostSucceeded { host } => {
                     if let Some(h) = hosts.iter_mut().find(|h| h.host == *host) {
                         h.status = HostStatus::Succeeded;
@@ -1017,7 +1025,7 @@ impl Run {
         let mut reason = why;
         if !under_way.is_empty() && !self.req.dry_run {
             reason.push_str(&format!(
-                "; {} of the batch under way left in an unknown state",
+                "; {} being changed left in an unknown state",
                 count(under_way.len(), "host")
             ));
             if let Err(e) = self
@@ -1064,6 +1072,15 @@ impl Run {
             }
         }
         report
+    }
+
+    fn set_under_way(&self, hosts: &[MinionId]) {
+        let mut u = self
+            .under_way
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        u.clear();
+        u.extend_from_slice(hosts);
     }
 
     /// Records `change` for `hosts` in the fleet state, durably and fenced by the lease (nothing in dry
@@ -1231,6 +1248,8 @@ impl Run {
         }
         let mut halted: Option<String> = None;
         let mut restored = 0usize;
+        // the batch and stage under way when the loop stopped in the middle of a batch
+        let mut cut: Option<(Vec<MinionId>, Stage)> = None;
         'batches: for (b, hosts) in batches.iter().enumerate() {
             if self.shared.is_cancelled() {
                 stop = Some(Stop::Cancelled);
@@ -1263,6 +1282,7 @@ impl Run {
                 stop = Some(Stop::NotRecorded);
                 break;
             }
+            self.set_under_way(hosts);
             let mut live = hosts.clone();
             for stage in Stage::BATCH {
                 let mut to_run = std::mem::take(&mut live);
@@ -1273,6 +1293,7 @@ impl Run {
                     live.extend(ok);
                     if cancelled {
                         stop = Some(Stop::Cancelled);
+                        cut = Some((hosts.clone(), stage));
                         break 'batches;
                     }
                     let over = journal.count_failed() > max_failed;
@@ -1295,14 +1316,17 @@ impl Run {
                         }
                         Some(Decision::Rollback) => {
                             stop = Some(Stop::RollbackDecided);
+                            cut = Some((hosts.clone(), stage));
                             break 'batches;
                         }
                         Some(Decision::Abort) => {
                             stop = Some(Stop::Aborted);
+                            cut = Some((hosts.clone(), stage));
                             break 'batches;
                         }
                         None => {
                             stop = Some(Stop::Cancelled);
+                            cut = Some((hosts.clone(), stage));
                             break 'batches;
                         }
                     }
@@ -1331,6 +1355,9 @@ impl Run {
                 .collect();
             if written.is_ok() {
                 written = self.record_failed(&release, &journal, &broken).await;
+            }
+            if written.is_ok() {
+                self.set_under_way(&[]);
             }
             for h in &live {
                 self.shared
@@ -1389,6 +1416,16 @@ impl Run {
         let Some(stop) = stop else {
             return self.completed(journal, max_failed, restored);
         };
+        // a batch cut short: what its hosts run now is recorded before anything else happens
+        if let Some((hosts, stage)) = cut {
+            if let Err(e) = self.record_cut(&release, &journal, &hosts, stage).await {
+                tracing::error!(error = %e, "what the batch under way left is not recorded");
+                halted = Some(match halted.take() {
+                    Some(h) => format!("{h}; the batch under way is not recorded: {e}"),
+                    None => format!("the batch under way is not recorded: {e}"),
+                });
+            }
+        }
         let reason = match stop {
             Stop::Budget { failed, allowed } => {
                 format!(
@@ -1399,7 +1436,11 @@ impl Run {
             Stop::RollbackDecided => "rollback decided after a failure".to_owned(),
             Stop::Aborted => "aborted by decision after a failure".to_owned(),
             Stop::Cancelled => "cancelled".to_owned(),
-            Stop::LeaseLost | Stop::NotRecorded => halted.unwrap_or_default(),
+            Stop::LeaseLost | Stop::NotRecorded => halted.take().unwrap_or_default(),
+        };
+        let reason = match halted {
+            Some(h) => format!("{reason}; {h}"),
+            None => reason,
         };
         let roll_back = match stop {
             Stop::RollbackDecided => true,
@@ -1434,16 +1475,33 @@ impl Run {
         restored: usize,
     ) -> (DeploymentOutcome, Option<String>, Journal) {
         let total = journal.hosts.len();
-        let n = |s: HostStatus| journal.hosts.iter().filter(|h| h.status == s).count();
-        let (succeeded, failed, excluded) = (
-            n(HostStatus::Succeeded),
-            n(HostStatus::Failed),
-            n(HostStatus::Excluded),
-        );
-        if failed + excluded == 0 {
+        // hosts left out before any batch (pre-flight, prepare) are told apart from hosts that
+        // failed in their batch
+        let n = |s: HostStatus, in_batch: bool| {
+            journal
+                .hosts
+                .iter()
+                .filter(|h| h.status == s && h.batch.is_some() == in_batch)
+                .count()
+        };
+        let succeeded = n(HostStatus::Succeeded, true);
+        let (failed, excluded) = (n(HostStatus::Failed, true), n(HostStatus::Excluded, true));
+        let left_out = n(HostStatus::Failed, false) + n(HostStatus::Excluded, false);
+        let unrestored = journal
+            .hosts
+            .iter()
+            .filter(|h| h.batch.is_some() && h.rollback_failure.is_some())
+            .count();
+        if failed + excluded + left_out == 0 {
             return (DeploymentOutcome::Succeeded, None, journal);
         }
         let mut parts = Vec::new();
+        if left_out > 0 {
+            parts.push(format!(
+                "{} left out at pre-flight or prepare",
+                count(left_out, "host")
+            ));
+        }
         if failed > 0 {
             parts.push(format!(
                 "{} failed within the budget of {max_failed}",
@@ -1462,16 +1520,33 @@ impl Run {
                 count(restored, "failed host")
             ));
         }
+        if unrestored > 0 {
+            parts.push(format!(
+                "{} could not be restored (state unknown)",
+                count(unrestored, "failed host")
+            ));
+        }
         if succeeded == 0 {
             let reason = format!("no host succeeded: {}", parts.join("; "));
-            return (DeploymentOutcome::Failed, Some(reason), journal);
+            let outcome = if unrestored > 0 {
+                DeploymentOutcome::RollbackFailed
+            } else {
+                DeploymentOutcome::Failed
+            };
+            return (outcome, Some(reason), journal);
         }
         let reason = format!(
             "{succeeded} of {} succeeded; {}",
             count(total, "host"),
             parts.join("; ")
         );
-        (DeploymentOutcome::PartiallyApplied, Some(reason), journal)
+        let outcome = if unrestored > 0 {
+            // a human must look at the hosts whose restore failed
+            DeploymentOutcome::RollbackFailed
+        } else {
+            DeploymentOutcome::PartiallyApplied
+        };
+        (outcome, Some(reason), journal)
     }
 
     /// Records what the failed `hosts` of a batch run now: the old version when they failed before
@@ -1497,6 +1572,40 @@ impl Run {
                 _ => None,
             };
             by_runs.entry(runs).or_default().push(h.clone());
+        }
+        for (runs, hosts) in by_runs {
+            self.record(&hosts, &HostChange::Failed { runs }).await?;
+        }
+        Ok(())
+    }
+
+    /// Records what the hosts of a batch cut short (cancel, abort, a rollback decision) run now: its
+    /// failed hosts as [`Run::record_failed`] says; the others by the stage under way — the old version
+    /// (not healthy: the service may be stopped) during pre-deploy, unknown during deploy, the new
+    /// version (not healthy: its checks did not finish) during post-deploy.
+    async fn record_cut(
+        &self,
+        release: &Release,
+        journal: &Journal,
+        hosts: &[MinionId],
+        stage: Stage,
+    ) -> Result<(), Error> {
+        let (failed, rest): (Vec<MinionId>, Vec<MinionId>) = hosts.iter().cloned().partition(|h| {
+            journal
+                .get(h)
+                .is_some_and(|r| matches!(r.status, HostStatus::Failed | HostStatus::Excluded))
+        });
+        self.record_failed(release, journal, &failed).await?;
+        let mut by_runs: HashMap<Option<String>, Vec<MinionId>> = HashMap::new();
+        for h in rest {
+            let runs = match stage {
+                Stage::Prepare | Stage::PreDeploy => {
+                    release.hosts.get(&h).and_then(|v| v.current.clone())
+                }
+                Stage::PostDeploy => Some(release.version.clone()),
+                Stage::Deploy | Stage::Rollback => None,
+            };
+            by_runs.entry(runs).or_default().push(h);
         }
         for (runs, hosts) in by_runs {
             self.record(&hosts, &HostChange::Failed { runs }).await?;
@@ -1536,10 +1645,14 @@ impl Run {
             "restoring failed hosts to their rollback targets"
         );
         let span = tracing::info_span!("restore", batch, hosts = with_target.len());
+        self.set_under_way(&with_target);
         let (ok, failed, _) = self
             .run_stage(&span, release, journal, batch, Stage::Rollback, with_target)
             .await;
         let written = self.rolled_back(release, journal, &ok, &failed).await;
+        if written.is_ok() {
+            self.set_under_way(&[]);
+        }
         Restored {
             ok: ok.len(),
             stopped: written.err(),
@@ -1691,6 +1804,7 @@ impl Run {
                         hosts = chunk.len(),
                         rollback = true
                     );
+                    self.set_under_way(chunk);
                     let (ok, failed, _) = self
                         .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
                         .await;
@@ -1700,6 +1814,9 @@ impl Run {
                     rolled.failed += failed.len();
                     done += chunk.len();
                     let written = self.rolled_back(release, journal, &ok, &failed).await;
+                    if written.is_ok() {
+                        self.set_under_way(&[]);
+                    }
                     let journaled = self.journal_barrier().await;
                     match (written, journaled) {
                         (Err(e), _) => Some(e),

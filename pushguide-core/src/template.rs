@@ -324,7 +324,8 @@ pub struct Preflight {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RollbackPolicy {
-    /// Never roll back automatically.
+    /// No automatic rollback of the deployment when it stops (budget exceeded, cancelled); hosts that
+    /// fail while it goes on are still restored unless `[failure] failed_hosts = "leave"`.
     #[default]
     None,
     /// Each host back to the version it ran before (its last good version).

@@ -41,7 +41,7 @@ impl SqliteStore {
             .map_err(|e| self.err("reading fleet state", e))?;
         let rows = stmt
             .query_map([template], |r| {
-                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(4)?);
+                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(4)?)?;
                 let h = log.history();
                 Ok(HostVersion {
                     host: r.get(0)?,
@@ -69,7 +69,7 @@ impl SqliteStore {
         let mut out = HashMap::with_capacity(hosts.len());
         let mut take = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
             if let Some(id) = by_name.get(r.get_ref(0)?.as_str()?) {
-                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(3)?);
+                let log = version_log(r.get(1)?, r.get(2)?, &r.get::<_, String>(3)?)?;
                 out.insert((*id).clone(), log.history());
             }
             Ok(())
@@ -116,21 +116,25 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let current: Option<(Option<String>, i64)> = tx
+        let current: Option<(Option<String>, i64, i64)> = tx
             .query_row(
-                "SELECT holder, token FROM leases WHERE template = ?1",
+                "SELECT holder, token, expires_ms FROM leases WHERE template = ?1",
                 [&lease.template],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(err)?;
-        let holds = matches!(&current, Some((Some(h), t)) if *h == lease.holder && *t as u64 == lease.token);
+        // held by this holder with this token, and not expired (an expired lease may be taken over
+        // at any moment: its holder must stop, as its next check would tell it)
+        let now = now_ms();
+        let holds = matches!(&current, Some((Some(h), t, exp))
+            if *h == lease.holder && *t as u64 == lease.token && *exp > now);
         if !holds {
             return Err(Error::Fenced {
                 template: lease.template.clone(),
                 holder: lease.holder.clone(),
                 token: lease.token,
-                current: current.and_then(|(h, t)| h.map(|h| (h, t as u64))),
+                current: current.and_then(|(h, t, exp)| h.filter(|_| exp > now).map(|h| (h, t as u64))),
             });
         }
         apply(&tx, &lease.template, hosts, change).map_err(err)?;
@@ -155,12 +159,16 @@ impl SqliteStore {
     }
 }
 
-fn version_log(version: Option<String>, healthy: bool, good: &str) -> VersionLog {
+/// A host's row as a [`VersionLog`]; a `good` column that is not a JSON list of versions is a
+/// corrupt row, an error (reading it as empty would silently lose the host's rollback target).
+fn version_log(version: Option<String>, healthy: bool, good: &str) -> rusqlite::Result<VersionLog> {
     let mut log = VersionLog::default();
     log.current = version;
     log.healthy = healthy;
-    log.good = serde_json::from_str(good).unwrap_or_default();
-    log
+    log.good = serde_json::from_str(good).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(log)
 }
 
 fn apply(
@@ -187,7 +195,7 @@ fn apply(
             })
             .optional()?;
         let (mut log, since) = match old {
-            Some((v, healthy, good, since)) => (version_log(v, healthy, &good), since),
+            Some((v, healthy, good, since)) => (version_log(v, healthy, &good)?, since),
             None => (VersionLog::default(), now),
         };
         let before = (log.current.clone(), log.healthy);

@@ -219,7 +219,10 @@ async fn a_panic_in_the_run_fails_the_deployment_and_frees_the_template() {
         reason.contains("panicked") && reason.contains("injected bug in file.symlink"),
         "{reason}"
     );
-    assert!(reason.contains("2 hosts of the batch under way left in an unknown state"));
+    assert!(
+        reason.contains("2 hosts being changed left in an unknown state"),
+        "{reason}"
+    );
     assert_eq!(r.host("web-01").unwrap().status, HostStatus::Succeeded);
     assert_eq!(r.host("web-03").unwrap().status, HostStatus::Interrupted);
     assert!(matches!(
@@ -360,4 +363,85 @@ async fn undo_rolls_back_what_a_release_reached_and_nothing_else() {
         r.host("web-03").unwrap().status,
         HostStatus::NoRollbackTarget
     );
+}
+
+/// A cancel in the middle of a batch (no rollback policy) records what the batch left: the hosts
+/// whose post-deploy stage was cut run the new version, not healthy; never "the old one, healthy".
+#[tokio::test]
+async fn a_cancel_mid_batch_records_what_the_batch_left() {
+    let t = template(2, "[rollout]\nbatch = 2");
+    let sim = Arc::new(
+        SimFleet::new(hosts(2))
+            .unwrap()
+            .with_latency(std::time::Duration::from_millis(50)),
+    );
+    let engine = engine(sim.clone());
+    engine.deploy(req(&t, "1.0")).await.unwrap();
+    let handle = engine.start(req(&t, "2.0")).await.unwrap();
+    let mut events = handle.events();
+    while let Some(e) = events.next().await {
+        if let EventKind::StageStarted {
+            stage: pushguide_core::Stage::Deploy,
+            ..
+        } = e.kind
+        {
+            handle.cancel();
+        }
+    }
+    let r = handle.wait().await.unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Cancelled, "{r}");
+    for h in ["web-01", "web-02"] {
+        let v = version_of(&engine, h).await;
+        assert_eq!(v.current.as_deref(), Some("2.0"), "{h}: switched in deploy");
+        assert!(!v.healthy, "{h}: its post-deploy never ran");
+        assert_eq!(v.previous.as_deref(), Some("1.0"), "{h}");
+    }
+}
+
+/// A failed host whose restore fails too is not "partially applied": the outcome says a rollback
+/// failed, and the reason names it.
+#[tokio::test]
+async fn a_failed_restore_is_a_failed_rollback() {
+    let t = template(4, "[rollout]\nbatch = 2\n[failure]\nmax_failed = 1");
+    let sim = fleet(4);
+    let engine = engine(sim.clone());
+    engine.deploy(req(&t, "1.0")).await.unwrap();
+    health_fails(&sim, "web-02");
+    sim.add_rule_for_arg(
+        "web-02",
+        "file.symlink",
+        "releases/1.0",
+        Outcome::failed(Some(1), "disk full"),
+    );
+    let r = engine.deploy(req(&t, "2.0")).await.unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::RollbackFailed, "{r}");
+    let reason = r.reason.clone().unwrap();
+    assert!(
+        reason.contains("3 of 4 hosts succeeded")
+            && reason.contains("1 failed host could not be restored"),
+        "{reason}"
+    );
+    let v = version_of(&engine, "web-02").await;
+    assert_eq!((v.current, v.healthy), (None, false));
+    assert_eq!(v.previous.as_deref(), Some("1.0"));
+}
+
+/// Redeploying the version a host runs: a host that fails is restored to that version (what it
+/// ran before), never downgraded to the one before it.
+#[tokio::test]
+async fn a_failed_redeploy_restores_the_same_version() {
+    let t = template(2, "[rollout]\nbatch = 2\n[failure]\nmax_failed = 1");
+    let sim = fleet(2);
+    let engine = engine(sim.clone());
+    engine.deploy(req(&t, "1.0")).await.unwrap();
+    engine.deploy(req(&t, "2.0")).await.unwrap();
+    health_fails(&sim, "web-02");
+    let r = engine.deploy(req(&t, "2.0")).await.unwrap();
+    assert_eq!(
+        r.host("web-02").unwrap().rolled_back_to.as_deref(),
+        Some("2.0")
+    );
+    let v = version_of(&engine, "web-02").await;
+    assert_eq!((v.current.as_deref(), v.healthy), (Some("2.0"), true));
+    assert_eq!(v.previous.as_deref(), Some("1.0"));
 }

@@ -253,7 +253,8 @@ async fn engine_journal_report_and_fleet_state() {
         .deploy(Request::new(t.clone(), "2.0", Principal::user("alice")))
         .await
         .unwrap();
-    assert_eq!(r2.outcome, DeploymentOutcome::PartiallyApplied);
+    // web-03 failed within the budget and its restore to 1.0 failed too: a human must look
+    assert_eq!(r2.outcome, DeploymentOutcome::RollbackFailed, "{r2}");
 
     // A second process (another connection) sees everything.
     let other = SqliteStore::open(&path).unwrap();
@@ -262,7 +263,7 @@ async fn engine_journal_report_and_fleet_state() {
     assert_eq!(d.version, "2.0");
     assert!(!d.rollback);
     assert_eq!(d.principal, "alice");
-    assert_eq!(d.outcome.as_deref(), Some("partially-applied"));
+    assert_eq!(d.outcome.as_deref(), Some("rollback-failed"));
     assert_eq!(d.reason, r2.reason);
     assert_eq!(d.events, r2.events.len() as u64);
     assert_eq!(
