@@ -25,12 +25,14 @@ pub struct DeploymentRecord {
     pub rollback: bool,
     /// Start.
     pub started: SystemTime,
-    /// End (`None` while running or when the process died before [`SqliteStore::recover`] ran).
+    /// End (`None` while running, until the report is recorded — set with the outcome — or when
+    /// the process died before [`SqliteStore::recover`] ran).
     pub ended: Option<SystemTime>,
     /// Wall time, once ended.
     pub duration: Option<Duration>,
     /// `succeeded`, `partially-applied`, `failed`, `rolled-back`, `rollback-failed`, `cancelled` or
-    /// `interrupted`; `None` while running.
+    /// `interrupted`; `None` while running (also once `DeploymentFinished` is journaled, until the
+    /// report is recorded with the outcome).
     pub outcome: Option<String>,
     /// Why it stopped early.
     pub reason: Option<String>,
