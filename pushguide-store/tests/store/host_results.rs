@@ -148,6 +148,15 @@ async fn host_results_come_from_the_journal_and_equal_the_reports() {
             .await
             .unwrap(),
     );
+    // a first release that fails over the budget: nothing earlier to roll back to
+    let first = template(
+        "first",
+        2,
+        2,
+        "[failure]\nmax_failed = 0\n[rollback]\npolicy = \"previous\"\n",
+    );
+    let e = engine(&store, &["web-01"]);
+    reports.push(e.deploy(Request::new(first, "1.0", alice())).await.unwrap());
     let statuses: Vec<Vec<String>> = reports
         .iter()
         .map(|r| from_report(r).into_iter().map(|h| h.2).collect())
@@ -167,6 +176,7 @@ async fn host_results_come_from_the_journal_and_equal_the_reports() {
         statuses[5].contains(&"no-rollback-target".to_owned()),
         "{statuses:?}"
     );
+    assert_eq!(statuses[6], ["no-rollback-target"; 2], "{statuses:?}");
     for r in &reports {
         assert_eq!(r.history_error, None);
         assert_eq!(from_store(&store, &r.id), from_report(r), "{}", r.id);
