@@ -690,6 +690,17 @@ fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
     let d = r.json();
     assert_eq!(d["outcome"], "partially-applied");
     assert_eq!(host_statuses(&d), ["succeeded", "excluded", "succeeded"]);
+    // `log` reads the same statuses from the journal (the decision is an event)
+    let l = lab
+        .run(&["log", d["id"].as_str().unwrap(), "--json"])
+        .json();
+    let logged: Vec<&str> = l["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, ["succeeded", "excluded", "succeeded"], "{l}");
     assert!(
         r.stderr
             .contains("1 host failed post-deploy in batch 2 (web-02)"),
