@@ -1237,7 +1237,8 @@ pub struct StageLine {
 pub struct HostLog {
     /// Host.
     pub host: String,
-    /// Final status from the report (`null` while running).
+    /// Status from the journal (`succeeded`, `failed`, `rolled-back`, …), final once the
+    /// deployment has an outcome.
     pub status: Option<String>,
     /// Per stage.
     pub stages: Vec<StageLine>,
@@ -1360,18 +1361,8 @@ pub async fn watch(
             }
         }
         if rec.outcome.is_some() {
-            // The report (host statuses, logs) is written right after the end event.
-            for _ in 0..20 {
-                let results = store.host_stage_results(id)?;
-                let done = match results.first() {
-                    None => true,
-                    Some(r) => store.host_status(id, &r.host)?.is_some(),
-                };
-                if done {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // The outcome is recorded in the same transaction as the report: host statuses and
+            // logs are there already.
             progress.finish();
             return deployment_log(&store, id);
         }
@@ -1940,6 +1931,119 @@ mod tests {
         let begun = std::time::Instant::now();
         assert!(!glob_match(&pattern, &"a".repeat(200)));
         assert!(begun.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    /// `log` reads host statuses from the journal; the outcome (and exit code) appears only with
+    /// the report, together with the host logs, so `watch` never waits for them.
+    #[test]
+    fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
+        use pushguide_core::{Event, EventKind, MinionId, Report, Stage};
+        let store = SqliteStore::open_in_memory().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
+        let host = |h: &str| MinionId::new(h).unwrap();
+        let ev = |secs: u64, kind: EventKind| Event {
+            at: t0 + Duration::from_secs(secs),
+            deployment: Arc::from("d1"),
+            kind,
+        };
+        let hosts = vec![host("web-01"), host("web-02")];
+        let events = vec![
+            ev(
+                0,
+                EventKind::DeploymentStarted {
+                    template: "shop".into(),
+                    version: "2.0".into(),
+                    user: "alice".into(),
+                    dry_run: false,
+                    rollback: false,
+                },
+            ),
+            ev(
+                1,
+                EventKind::Prepared {
+                    hosts: 2,
+                    batches: 1,
+                    excluded: Vec::new(),
+                    plan: vec![hosts.clone()],
+                },
+            ),
+            ev(
+                2,
+                EventKind::BatchStarted {
+                    batch: 0,
+                    hosts: 2,
+                    minions: hosts.clone(),
+                },
+            ),
+            ev(
+                2,
+                EventKind::StageStarted {
+                    batch: Some(0),
+                    stage: Stage::Deploy,
+                    hosts: 2,
+                },
+            ),
+            ev(
+                3,
+                EventKind::HostFailed {
+                    host: host("web-02"),
+                    stage: Stage::Deploy,
+                    fun: "file.symlink".into(),
+                    reason: "disk full".into(),
+                },
+            ),
+            ev(
+                4,
+                EventKind::StageFinished {
+                    batch: Some(0),
+                    stage: Stage::Deploy,
+                    ok: 1,
+                    failed: 1,
+                },
+            ),
+            ev(
+                4,
+                EventKind::HostSucceeded {
+                    host: host("web-01"),
+                },
+            ),
+            ev(
+                5,
+                EventKind::DeploymentFinished {
+                    outcome: DeploymentOutcome::PartiallyApplied,
+                },
+            ),
+        ];
+        store.append_events(&events).unwrap();
+        let r = deployment_log(&store, "d1").unwrap();
+        assert_eq!((r.deployment.outcome.as_deref(), r.exit_code), (None, None));
+        let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
+        assert_eq!(status, [Some("succeeded"), Some("failed")]);
+        assert!(r.hosts.iter().all(|h| h.log.is_empty()));
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "id": "d1", "template": "shop", "version": "2.0", "user": "alice", "dry_run": false,
+            "outcome": "partially-applied", "reason": "web-02 failed",
+            "started": t0, "duration": {"secs": 5, "nanos": 0},
+            "batches": [["web-01", "web-02"]],
+            "hosts": [
+                {"host": "web-01", "batch": 0, "status": "succeeded", "failure": null,
+                 "rollback_failure": null, "rolled_back_to": null,
+                 "log": [{"type": "message", "stage": "deploy", "text": "linked"}]},
+                {"host": "web-02", "batch": 0, "status": "failed", "failure": null,
+                 "rollback_failure": null, "rolled_back_to": null,
+                 "log": [{"type": "message", "stage": "deploy", "text": "disk full"}]}
+            ],
+            "calls": [], "events": [], "history_error": null
+        }))
+        .unwrap();
+        store.finish_report(&report).unwrap();
+        let r = deployment_log(&store, "d1").unwrap();
+        assert_eq!(r.deployment.outcome.as_deref(), Some("partially-applied"));
+        assert_eq!(r.exit_code, Some(2));
+        let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
+        assert_eq!(status, [Some("succeeded"), Some("failed")]);
+        let logs: Vec<_> = r.hosts.iter().map(|h| h.log.concat()).collect();
+        assert_eq!(logs, ["[deploy] linked", "[deploy] disk full"]);
     }
 
     #[test]

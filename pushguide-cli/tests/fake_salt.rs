@@ -579,6 +579,11 @@ fn detach_then_watch_and_ctrl_c_cancels() {
     assert_eq!(w["deployment"]["outcome"], "succeeded");
     assert_eq!(w["exit_code"], 0);
     assert_eq!(w["hosts"].as_array().unwrap().len(), 3);
+    // the outcome comes with every host's status and log (one transaction): no wait needed
+    for h in w["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"], "succeeded", "{h}");
+        assert!(!h["log"].as_array().unwrap().is_empty(), "{h}");
+    }
     wait_for_file_text(&log, "succeeded");
     // human watch of a finished deployment
     let r = lab.run(&["watch", &id]);
@@ -685,6 +690,17 @@ fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
     let d = r.json();
     assert_eq!(d["outcome"], "partially-applied");
     assert_eq!(host_statuses(&d), ["succeeded", "excluded", "succeeded"]);
+    // `log` reads the same statuses from the journal (the decision is an event)
+    let l = lab
+        .run(&["log", d["id"].as_str().unwrap(), "--json"])
+        .json();
+    let logged: Vec<&str> = l["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, ["succeeded", "excluded", "succeeded"], "{l}");
     assert!(
         r.stderr
             .contains("1 host failed post-deploy in batch 2 (web-02)"),

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushguide_core::{
-    CallRecord, DeploymentOutcome, Event, EventKind, HistoryStore, HostReport, LogEntry, Outcome,
-    Report,
+    CallRecord, Decision, DeploymentOutcome, Event, EventKind, HistoryStore, LogEntry, Outcome,
+    Report, Stage,
 };
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -34,6 +34,9 @@ struct Cursor {
     stage: i64,
     events: i64,
     last_ms: i64,
+    /// `RollbackStarted` was journaled: host rollback events now decide the hosts' statuses (before
+    /// it, they are restores of failed hosts, which stay failed).
+    rolling_back: bool,
     /// Consecutive host events of one kind, written as one row.
     group: Option<Group>,
 }
@@ -109,7 +112,8 @@ impl SqliteStore {
         }
         let found = tx
             .prepare_cached(
-                "SELECT template, started_ms, dry_run, cur_batch, cur_stage, events, last_event_ms
+                "SELECT template, started_ms, dry_run, cur_batch, cur_stage, events, last_event_ms,
+                        rollback_started_ms IS NOT NULL
                  FROM deployments WHERE id = ?1",
             )
             .and_then(|mut s| {
@@ -123,6 +127,7 @@ impl SqliteStore {
                         stage: r.get(4)?,
                         events: r.get(5)?,
                         last_ms: r.get(6)?,
+                        rolling_back: r.get(7)?,
                         group: None,
                     })
                 })
@@ -147,6 +152,7 @@ impl SqliteStore {
     }
 
     fn apply(&self, tx: &Transaction<'_>, c: &mut Cursor, e: &Event) -> rusqlite::Result<()> {
+        track_host_state(tx, c, e)?;
         let at = to_ms(e.at);
         c.events += 1;
         c.last_ms = c.last_ms.max(at);
@@ -317,14 +323,18 @@ impl SqliteStore {
             EventKind::RollbackStarted { .. } => {
                 c.batch = -1;
                 c.stage = 4;
+                c.rolling_back = true;
+                tx.prepare_cached("UPDATE deployments SET rollback_started_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, at])?;
             }
             EventKind::HostRollbackFailed { host, reason } => {
                 host_row(host.as_str(), 4, "rollback-failed", None, Some(reason))?
             }
             EventKind::DeploymentFinished { outcome } => {
+                // Only the journal's end marker: the outcome, reason and end are recorded with
+                // the report (`finish_report`), so a reader never sees an outcome without them.
                 tx.prepare_cached(
-                    "UPDATE deployments SET ended_ms = ?2, duration_ms = ?2 - started_ms, outcome = ?3
-                     WHERE id = ?1",
+                    "UPDATE deployments SET finished_ms = ?2, finished_outcome = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, at, outcome_name(*outcome)])?;
             }
@@ -335,7 +345,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Records the final report in one transaction (see [`HistoryStore::finish`]).
+    /// Records the end of a deployment in one transaction (see [`HistoryStore::finish`]): its
+    /// outcome, reason and end time, and what the journal's events do not carry — each host's log
+    /// lines. Hosts' results come from the journal alone ([`SqliteStore::host_results`]), so once a
+    /// reader sees the outcome it sees every result and log of the deployment too.
     pub fn finish_report(&self, report: &Report) -> Result<(), Error> {
         let mut conn = self.conn();
         let tx = conn
@@ -359,7 +372,8 @@ impl SqliteStore {
              ON CONFLICT (id) DO UPDATE SET
                started_ms = excluded.started_ms, ended_ms = excluded.ended_ms,
                duration_ms = excluded.duration_ms, outcome = excluded.outcome,
-               reason = excluded.reason, hosts = excluded.hosts, batches = excluded.batches",
+               reason = excluded.reason, hosts = coalesce(deployments.hosts, excluded.hosts),
+               batches = coalesce(deployments.batches, excluded.batches)",
         )?
         .execute(params![
             r.id,
@@ -384,6 +398,151 @@ impl SqliteStore {
         tracing::debug!(deployment = %r.id, at = now_ms(), "report recorded");
         Ok(())
     }
+}
+
+/// The reason the engine gives a host it cannot roll back for want of a recorded earlier version
+/// (`HostRollbackFailed` carries no kind of its own).
+const NO_ROLLBACK_TARGET: &str = "no previous version recorded for this host";
+
+/// Keeps `host_state` (each host's result as the events so far leave it) up to date with `e`.
+fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Result<()> {
+    let id = &*c.id;
+    // a host placed in a batch with a fresh status (and no failure yet)
+    let place = |host: &str, batch: Option<i64>, status: &str| {
+        tx.prepare_cached(
+            "INSERT INTO host_state (deployment, host, batch, status) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (deployment, host) DO UPDATE SET batch = excluded.batch,
+               status = excluded.status, stage = NULL, fun = NULL, failure = NULL,
+               rolled_back_to = NULL",
+        )?
+        .execute(params![id, host, batch, status])
+        .map(drop)
+    };
+    // a host's new status, keeping its batch and failure
+    let status = |host: &str, status: &str, rolled_back_to: Option<&str>| {
+        tx.prepare_cached(
+            "INSERT INTO host_state (deployment, host, status, rolled_back_to)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (deployment, host) DO UPDATE SET status = excluded.status,
+               rolled_back_to = coalesce(excluded.rolled_back_to, host_state.rolled_back_to)",
+        )?
+        .execute(params![id, host, status, rolled_back_to])
+        .map(drop)
+    };
+    let batch = (c.batch >= 0).then_some(c.batch);
+    // a restore of a failed host (before any rollback) leaves it failed
+    let rolling_back = c.rolling_back || matches!(e.kind, EventKind::RollbackStarted { .. });
+    match &e.kind {
+        EventKind::Prepared { plan, .. } => {
+            // a release places a host in its batch when the batch starts; a rollback request
+            // places every host at once
+            let rollback: bool = tx
+                .prepare_cached("SELECT rollback FROM deployments WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            for (b, hosts) in plan.iter().enumerate() {
+                for h in hosts {
+                    place(h.as_str(), rollback.then_some(b as i64), "pending")?;
+                }
+            }
+        }
+        EventKind::BatchStarted { batch, minions, .. } => {
+            for h in minions {
+                place(h.as_str(), Some(*batch as i64), "interrupted")?;
+            }
+        }
+        EventKind::HostSucceeded { host } => status(host.as_str(), "succeeded", None)?,
+        EventKind::HostFailed {
+            host,
+            stage: Stage::Rollback,
+            fun,
+            reason,
+        } => {
+            // the failure shown is the release's, if the host failed there first
+            tx.prepare_cached(
+                "INSERT INTO host_state (deployment, host, status, stage, fun, failure)
+                 VALUES (?1, ?2, 'rollback-failed', ?3, ?4, ?5)
+                 ON CONFLICT (deployment, host) DO UPDATE SET
+                   status = CASE WHEN ?6 THEN 'rollback-failed' ELSE host_state.status END,
+                   fun = CASE WHEN host_state.stage IS NULL THEN excluded.fun ELSE host_state.fun END,
+                   failure = CASE WHEN host_state.stage IS NULL THEN excluded.failure
+                             ELSE host_state.failure END,
+                   stage = coalesce(host_state.stage, excluded.stage)",
+            )?
+            .execute(params![
+                id,
+                host.as_str(),
+                stage_code(Stage::Rollback),
+                fun,
+                reason,
+                rolling_back
+            ])?;
+        }
+        EventKind::HostFailed {
+            host,
+            stage,
+            fun,
+            reason,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO host_state (deployment, host, batch, status, stage, fun, failure)
+                 VALUES (?1, ?2, ?3, 'failed', ?4, ?5, ?6)
+                 ON CONFLICT (deployment, host) DO UPDATE SET status = 'failed',
+                   stage = excluded.stage, fun = excluded.fun, failure = excluded.failure",
+            )?
+            .execute(params![
+                id,
+                host.as_str(),
+                batch,
+                stage_code(*stage),
+                fun,
+                reason
+            ])?;
+        }
+        EventKind::DecisionTaken { decision } => {
+            // the hosts the decision was about: those that failed in the stage under way
+            let sql = match decision {
+                Decision::Exclude => "UPDATE host_state SET status = 'excluded'",
+                Decision::Retry => {
+                    "UPDATE host_state SET status = 'interrupted', stage = NULL, fun = NULL,
+                       failure = NULL"
+                }
+                _ => return Ok(()),
+            };
+            tx.prepare_cached(&format!(
+                "{sql} WHERE deployment = ?1 AND status = 'failed' AND batch = ?2 AND stage = ?3"
+            ))?
+            .execute(params![id, c.batch, c.stage])?;
+        }
+        EventKind::HostRolledBack { host, to } if rolling_back => {
+            status(host.as_str(), "rolled-back", Some(to))?
+        }
+        EventKind::HostRolledBack { host, to } => {
+            tx.prepare_cached(
+                "UPDATE host_state SET rolled_back_to = ?3 WHERE deployment = ?1 AND host = ?2",
+            )?
+            .execute(params![id, host.as_str(), to])?;
+        }
+        EventKind::HostRollbackFailed { host, reason } if rolling_back => {
+            let s = if reason == NO_ROLLBACK_TARGET {
+                "no-rollback-target"
+            } else {
+                "rollback-failed"
+            };
+            status(host.as_str(), s, None)?;
+        }
+        EventKind::RollbackFinished { .. } => {
+            // a requested rollback leaves hosts without an earlier version as they are, without an
+            // event of their own: the planned hosts it did not reach
+            tx.prepare_cached(
+                "UPDATE host_state SET status = 'no-rollback-target'
+                 WHERE deployment = ?1 AND status = 'pending' AND batch IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM deployments WHERE id = ?1 AND rollback = 1)",
+            )?
+            .execute([id])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Writes a group of hosts as one `host_results` row.
@@ -413,33 +572,22 @@ fn flush_group(tx: &Transaction<'_>, c: &mut Cursor) -> rusqlite::Result<()> {
     .map(drop)
 }
 
-/// Hosts of one deployment that ended alike: same batch, status, failure, rollback target and log.
+/// Hosts of one deployment with the same log.
 #[derive(serde::Serialize)]
-struct HostGroup<'a> {
-    batch: Option<usize>,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stage: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fun: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rolled_back_to: Option<&'a str>,
+struct LogGroup<'a> {
     log: usize,
     hosts: Vec<&'a str>,
 }
 
-/// The report's hosts, grouped by identical results, and their distinct logs, as JSON. Hosts of one
-/// batch usually end alike, so each distinct log is formatted and stored once.
+/// The report's hosts, grouped by identical logs, and their distinct logs, as JSON. Hosts of one
+/// batch usually end alike, so each distinct log is formatted and stored once. (Each host's result
+/// comes from the journal, in `host_state`.)
 fn report_json(r: &Report) -> (String, String) {
     let mut lines = LineCache::default();
     let mut logs: Vec<Vec<Arc<str>>> = Vec::new();
     // Lines are shared `Arc`s, so a log is identified by the addresses of its lines.
     let mut log_index: HashMap<Vec<usize>, usize> = HashMap::new();
-    let mut groups: Vec<HostGroup<'_>> = Vec::new();
-    let mut group_index: HashMap<(Option<usize>, &'static str, usize, usize), usize> =
-        HashMap::new();
+    let mut groups: Vec<LogGroup<'_>> = Vec::new();
     for h in &r.hosts {
         let log: Vec<Arc<str>> = h.log.iter().map(|e| lines.line(&r.calls, e)).collect();
         let key: Vec<usize> = log
@@ -448,29 +596,13 @@ fn report_json(r: &Report) -> (String, String) {
             .collect();
         let n = *log_index.entry(key).or_insert_with(|| {
             logs.push(log);
+            groups.push(LogGroup {
+                log: logs.len() - 1,
+                hosts: Vec::new(),
+            });
             logs.len() - 1
         });
-        let failure = h.failure.as_ref().or(h.rollback_failure.as_ref());
-        let status = status_name(h);
-        // Hosts with a failure or a rollback target of their own get a group of their own.
-        let alike = failure.is_none() && h.rolled_back_to.is_none();
-        if alike {
-            if let Some(&g) = group_index.get(&(h.batch, status, n, 0)) {
-                groups[g].hosts.push(h.host.as_str());
-                continue;
-            }
-            group_index.insert((h.batch, status, n, 0), groups.len());
-        }
-        groups.push(HostGroup {
-            batch: h.batch,
-            status,
-            stage: failure.map(|f| f.stage.as_str()),
-            fun: failure.map(|f| f.fun.as_str()),
-            failure: failure.map(|f| f.reason.as_str()),
-            rolled_back_to: h.rolled_back_to.as_deref(),
-            log: n,
-            hosts: vec![h.host.as_str()],
-        });
+        groups[n].hosts.push(h.host.as_str());
     }
     let hosts = serde_json::to_string(&groups).unwrap_or_else(|_| "[]".to_owned());
     let logs = serde_json::to_string(&logs).unwrap_or_else(|_| "[]".to_owned());
@@ -497,20 +629,6 @@ impl LineCache {
         let line: Arc<str> = Arc::from(e.line(calls));
         self.last.insert(*call, (outcome.clone(), line.clone()));
         line
-    }
-}
-
-fn status_name(h: &HostReport) -> &'static str {
-    use pushguide_core::HostStatus as S;
-    match h.status {
-        S::Pending => "pending",
-        S::Interrupted => "interrupted",
-        S::Succeeded => "succeeded",
-        S::Failed => "failed",
-        S::Excluded => "excluded",
-        S::RolledBack => "rolled-back",
-        S::RollbackFailed => "rollback-failed",
-        S::NoRollbackTarget => "no-rollback-target",
     }
 }
 

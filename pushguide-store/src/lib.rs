@@ -7,7 +7,8 @@
 //!
 //! - [`pushguide_core::HistoryStore`] — the journal: every event batch the engine's background
 //!   writer hands over is written in one transaction as the deployment runs (a killed process leaves
-//!   its record up to the last batch), then the report (per host status and log lines);
+//!   its record up to the last batch; each host's result is kept from these events alone), then
+//!   the report: the outcome with each host's log lines, in one transaction;
 //! - [`pushguide_core::FleetState`] — which version each host runs, since when, and the version it
 //!   ran before (the rollback target);
 //! - [`pushguide_core::LeaseManager`] — one deployment per template across processes, with expiry,
@@ -52,7 +53,7 @@ mod store;
 pub use error::Error;
 pub use fleet::HostVersion;
 pub use lease::Lease;
-pub use query::{CallRow, DeploymentRecord, HostStageResult};
+pub use query::{CallRow, DeploymentRecord, HostResult, HostStageResult};
 pub use recover::{HostProgress, InterruptedDeployment};
 pub use schema::SCHEMA_VERSION;
 pub use stats::{Rate, Recovery, Stats, Summary, Window};

@@ -25,12 +25,14 @@ pub struct DeploymentRecord {
     pub rollback: bool,
     /// Start.
     pub started: SystemTime,
-    /// End (`None` while running or when the process died before [`SqliteStore::recover`] ran).
+    /// End (`None` while running, until the report is recorded — set with the outcome — or when
+    /// the process died before [`SqliteStore::recover`] ran).
     pub ended: Option<SystemTime>,
     /// Wall time, once ended.
     pub duration: Option<Duration>,
     /// `succeeded`, `partially-applied`, `failed`, `rolled-back`, `rollback-failed`, `cancelled` or
-    /// `interrupted`; `None` while running.
+    /// `interrupted`; `None` while running (also once `DeploymentFinished` is journaled, until the
+    /// report is recorded with the outcome).
     pub outcome: Option<String>,
     /// Why it stopped early.
     pub reason: Option<String>,
@@ -56,6 +58,28 @@ pub struct HostStageResult {
     pub fun: Option<String>,
     /// The failure reason, or the version a host was rolled back to.
     pub detail: Option<String>,
+}
+
+/// One host's result in one deployment, as the journal's events leave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostResult {
+    /// The host.
+    pub host: String,
+    /// Its batch (`None`: never in one).
+    pub batch: Option<usize>,
+    /// `pending` (its batch did not start), `interrupted` (its batch started, no result yet),
+    /// `succeeded`, `failed`, `excluded` (failed, then left out by a decision), `rolled-back`,
+    /// `rollback-failed` or `no-rollback-target`.
+    pub status: String,
+    /// The stage of its failure (the release's if it failed there, else the rollback's).
+    pub failed_stage: Option<String>,
+    /// The salt function that failed.
+    pub fun: Option<String>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// The version it was rolled back to.
+    pub rolled_back_to: Option<String>,
 }
 
 /// One salt request recorded from a `CallFinished` event.
@@ -172,16 +196,47 @@ impl SqliteStore {
         Ok(lines)
     }
 
-    /// The final status of `host` in deployment `id` (from the report), e.g. `succeeded`.
+    /// The status of `host` in deployment `id` as its journal's events leave it, e.g. `succeeded`
+    /// (see [`HostResult::status`]); final once the deployment has an outcome.
     pub fn host_status(&self, id: &str, host: &str) -> Result<Option<String>, Error> {
         self.conn()
             .query_row(
-                "SELECT status FROM report_hosts WHERE deployment = ?1 AND host = ?2",
+                "SELECT status FROM host_state WHERE deployment = ?1 AND host = ?2",
                 params![id, host],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.err("reading a host result", e))
+    }
+
+    /// Every host's result in deployment `id`, from its journal, by host name.
+    pub fn host_results(&self, id: &str) -> Result<Vec<HostResult>, Error> {
+        let conn = self.conn();
+        let err = |e| Error::sqlite(self.path(), "reading host results", e);
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT host, batch, status, CASE WHEN stage IS NOT NULL THEN {STAGES} END, fun,
+                        failure, rolled_back_to
+                 FROM host_state WHERE deployment = ?1 ORDER BY host"
+            ))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(HostResult {
+                    host: r.get(0)?,
+                    batch: r
+                        .get::<_, Option<i64>>(1)?
+                        .and_then(|b| usize::try_from(b).ok()),
+                    status: r.get(2)?,
+                    failed_stage: r.get(3)?,
+                    fun: r.get(4)?,
+                    failure: r.get(5)?,
+                    rolled_back_to: r.get(6)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+        Ok(rows)
     }
 
     /// Per stage and host results of deployment `id`, ordered by host, batch and stage.

@@ -85,6 +85,12 @@ impl SqliteStore {
     /// owner's heartbeat older than that owner's lease TTL, and no live lease held by it. Call it when
     /// an engine starts (and whenever convenient; it is idempotent). Returns the deployments it marked.
     ///
+    /// "No end recorded" means no report: the outcome is recorded together with the report
+    /// ([`SqliteStore::finish_report`]), not by the journal's `DeploymentFinished` event. A process that
+    /// died after journaling `DeploymentFinished` but before its report was written is therefore found
+    /// here too and marked `interrupted` (its host logs were never recorded); the reason names the
+    /// outcome the journal recorded, and its hosts' results are in the journal as for any other.
+    ///
     /// A deployment of a process killed less than one TTL ago is still considered live; it is found by a
     /// later call. Its lease expires at the same time, so the template can then be deployed again.
     ///
@@ -122,7 +128,11 @@ impl SqliteStore {
                 tx.execute(
                     "UPDATE deployments SET outcome = 'interrupted', ended_ms = last_event_ms,
                        duration_ms = last_event_ms - started_ms,
-                       reason = 'the process running it ended before it finished (owner ' || owner || ')'
+                       reason = CASE WHEN finished_outcome IS NULL
+                         THEN 'the process running it ended before it finished (owner ' || owner || ')'
+                         ELSE 'the process running it ended after the deployment finished ('
+                              || finished_outcome || ') but before its report was recorded (owner '
+                              || owner || ')' END
                      WHERE id = ?1",
                     [id],
                 )

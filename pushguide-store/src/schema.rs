@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -231,3 +231,164 @@ ALTER TABLE fleet_v5 RENAME TO fleet;
 const V6: &str = r#"
 ALTER TABLE deployments ADD COLUMN planned TEXT;
 "#;
+
+// The end the journal recorded (`DeploymentFinished`), apart from the outcome: `outcome`, `reason`,
+// `ended_ms` and `duration_ms` are written with the report, in one transaction, so whoever sees an
+// outcome also sees the host statuses and logs. A deployment with `finished_ms` but no `ended_ms` died
+// between the two; recovery marks it interrupted and names the journaled outcome in its reason.
+const V7: &str = r#"
+ALTER TABLE deployments ADD COLUMN finished_ms INTEGER;
+ALTER TABLE deployments ADD COLUMN finished_outcome TEXT;
+-- When the rollback of every touched host began (`RollbackStarted`): from then on host rollback
+-- events set the hosts' statuses; before it they record restores of failed hosts, which stay failed.
+ALTER TABLE deployments ADD COLUMN rollback_started_ms INTEGER;
+UPDATE deployments SET finished_ms = ended_ms, finished_outcome = outcome
+WHERE ended_ms IS NOT NULL AND outcome IS NOT NULL AND outcome != 'interrupted';
+
+-- Each host's result as the journal's events left it, kept up to date as events are appended (one
+-- path: the report no longer carries statuses). `status`: pending (planned, batch not started),
+-- interrupted (batch started, no result yet), succeeded, failed, excluded (failed, then excluded by a
+-- decision), rolled-back, rollback-failed, no-rollback-target. `stage` (code), `fun` and `failure`:
+-- the release failure, else the rollback failure. `batch` NULL: never in a batch.
+CREATE TABLE host_state (
+    deployment     TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    host           TEXT NOT NULL,
+    batch          INTEGER,
+    status         TEXT NOT NULL,
+    stage          INTEGER,
+    fun            TEXT,
+    failure        TEXT,
+    rolled_back_to TEXT,
+    PRIMARY KEY (deployment, host)
+) WITHOUT ROWID;
+
+-- Deployments recorded before: from their report, else from their journal's host events and the
+-- hosts of their batches.
+INSERT OR IGNORE INTO host_state
+    (deployment, host, batch, status, stage, fun, failure, rolled_back_to)
+SELECT deployment, host, batch, status,
+       CASE failed_stage WHEN 'prepare' THEN 0 WHEN 'pre-deploy' THEN 1 WHEN 'deploy' THEN 2
+                         WHEN 'post-deploy' THEN 3 WHEN 'rollback' THEN 4 END,
+       failed_fun, failure, rolled_back_to
+FROM report_hosts;
+INSERT OR IGNORE INTO host_state
+    (deployment, host, batch, status, stage, fun, failure, rolled_back_to)
+SELECT e.deployment, e.host, CASE WHEN e.batch >= 0 THEN e.batch END, e.status,
+       CASE WHEN e.status IN ('failed', 'rollback-failed') THEN e.stage END, e.fun,
+       CASE WHEN e.status IN ('failed', 'rollback-failed') THEN e.detail END,
+       CASE WHEN e.status = 'rolled-back' THEN e.detail END
+FROM host_events e
+WHERE e.host IS NOT NULL
+  AND e.id = (SELECT max(l.id) FROM host_events l
+              WHERE l.deployment = e.deployment AND l.host = e.host)
+  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.deployment = e.deployment);
+INSERT OR IGNORE INTO host_state (deployment, host, batch, status)
+SELECT b.deployment, j.value, b.batch, 'interrupted'
+FROM batches b, json_each(b.minions) j
+WHERE b.minions IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.deployment = b.deployment);
+
+-- The report keeps what events do not carry: each host's log lines. `hosts` is a JSON array of
+-- groups of hosts with the same log ({log, hosts: [...]}; reports recorded before also carry the
+-- results now in `host_state`), `log` indexing `logs`.
+DROP VIEW report_hosts;
+CREATE VIEW report_hosts AS
+SELECT r.deployment AS deployment,
+       h.value AS host,
+       r.logs -> ('$[' || (g.value ->> '$.log') || ']') AS log
+FROM reports r, json_each(r.hosts) g, json_each(g.value, '$.hosts') h;
+"#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::SqliteStore;
+
+    /// A schema 6 database keeps its hosts' results readable: from the report where one was
+    /// recorded (status, failure, rollback target and log), else from the journal.
+    #[test]
+    fn schema_6_results_move_to_host_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                r#"PRAGMA user_version = 6;
+                INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                    owner, last_event_ms, ended_ms, duration_ms, outcome)
+                VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000,
+                        'partially-applied'),
+                       ('d2', 'shop', '3.0', 'alice', 0, 10000, 'old', 12000, 12000, 2000,
+                        'interrupted');
+                INSERT INTO reports (deployment, hosts, logs) VALUES ('d1',
+                  '[{"batch":0,"status":"succeeded","log":0,"hosts":["web-01"]},
+                    {"batch":0,"status":"failed","stage":"deploy","fun":"file.symlink",
+                     "failure":"disk full","rolled_back_to":"1.0","log":1,"hosts":["web-02"]}]',
+                  '[["ok"],["failed","restored"]]');
+                INSERT INTO host_results (deployment, template, started_ms, dry_run, host, hosts,
+                    batch, stage, status, fun, detail, at_ms)
+                VALUES ('d2', 'shop', 10000, 0, NULL, '["web-01"]', 0, 3, 'succeeded', NULL,
+                        NULL, 11000),
+                       ('d2', 'shop', 10000, 0, 'web-02', NULL, 1, 2, 'failed', 'cmd.run',
+                        'exit 2', 11500);
+                INSERT INTO batches (deployment, batch, hosts, started_ms, minions)
+                VALUES ('d2', 1, 2, 11000, '["web-02","web-03"]');"#,
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let r: Vec<_> = s
+            .host_results("d1")
+            .unwrap()
+            .into_iter()
+            .map(|h| {
+                (
+                    h.host,
+                    h.batch,
+                    h.status,
+                    h.failed_stage,
+                    h.fun,
+                    h.failure,
+                    h.rolled_back_to,
+                )
+            })
+            .collect();
+        assert_eq!(
+            r,
+            vec![
+                (
+                    "web-01".into(),
+                    Some(0),
+                    "succeeded".into(),
+                    None,
+                    None,
+                    None,
+                    None
+                ),
+                (
+                    "web-02".into(),
+                    Some(0),
+                    "failed".into(),
+                    Some("deploy".into()),
+                    Some("file.symlink".into()),
+                    Some("disk full".into()),
+                    Some("1.0".into())
+                ),
+            ]
+        );
+        assert_eq!(s.host_log("d1", "web-02").unwrap(), ["failed", "restored"]);
+        let st = |h| s.host_status("d2", h).unwrap();
+        assert_eq!(st("web-01").as_deref(), Some("succeeded"));
+        assert_eq!(st("web-02").as_deref(), Some("failed"));
+        assert_eq!(st("web-03").as_deref(), Some("interrupted"));
+        let d1 = s.deployment("d1").unwrap().unwrap();
+        assert_eq!(d1.outcome.as_deref(), Some("partially-applied"));
+    }
+}

@@ -2,6 +2,7 @@
 //! statistics, and two real processes sharing one database.
 #![allow(clippy::unwrap_used)]
 
+mod host_results;
 mod processes;
 mod recovery;
 mod stats;

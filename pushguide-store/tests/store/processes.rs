@@ -118,6 +118,7 @@ fn child() {
                 for chunk in events.chunks(3) {
                     store.append_events(chunk).unwrap();
                 }
+                store.finish_report(&report_of(&events).unwrap()).unwrap();
             }
             std::fs::write(ready_file(&db, &role), "").unwrap();
         }

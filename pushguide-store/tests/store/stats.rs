@@ -102,7 +102,7 @@ fn history() -> SqliteStore {
         deployment("b5", "b", at(7 * D), 60, &["web-03"], &[], Succeeded, false),
     ];
     for events in runs {
-        s.append_events(&events).unwrap();
+        record(&s, &events);
     }
     s
 }
@@ -228,30 +228,25 @@ fn rollbacks_are_their_own_series() {
         } else {
             &[("web-01", Stage::Deploy)]
         };
-        s.append_events(&deployment(
-            &format!("r{i}"),
-            "a",
-            at(i * H),
-            60,
-            ok,
-            failed,
-            o,
-            false,
-        ))
-        .unwrap();
+        record(
+            &s,
+            &deployment(&format!("r{i}"), "a", at(i * H), 60, ok, failed, o, false),
+        );
     }
     for i in 0..3u64 {
-        s.append_events(&as_rollback(deployment(
-            &format!("rb{i}"),
-            "a",
-            at(10 * H + i * H),
-            20 + 10 * i,
-            &["web-01"],
-            &[],
-            RolledBack,
-            false,
-        )))
-        .unwrap();
+        record(
+            &s,
+            &as_rollback(deployment(
+                &format!("rb{i}"),
+                "a",
+                at(10 * H + i * H),
+                20 + 10 * i,
+                &["web-01"],
+                &[],
+                RolledBack,
+                false,
+            )),
+        );
     }
     let st = s.stats(&week()).unwrap();
     assert_eq!((st.summary.count, st.summary.succeeded), (6, 4));
@@ -291,18 +286,10 @@ fn hours_and_weekdays_at_a_utc_offset() {
     want[5] = 1; // a4 at 11:00
     assert_eq!(got, want);
     let early = SqliteStore::open_in_memory().unwrap();
-    early
-        .append_events(&deployment(
-            "e1",
-            "a",
-            at(2 * H),
-            60,
-            &["web-01"],
-            &[],
-            Succeeded,
-            false,
-        ))
-        .unwrap();
+    record(
+        &early,
+        &deployment("e1", "a", at(2 * H), 60, &["web-01"], &[], Succeeded, false),
+    );
     let w = early.by_weekday(&week()).unwrap();
     assert_eq!(w[0].count, 1, "Monday in UTC");
     let w = early

@@ -220,3 +220,56 @@ pub(crate) fn deployment(
     v.push(ev(id, t(secs), EventKind::DeploymentFinished { outcome }));
     v
 }
+
+/// The report the engine would record after `events` (one deployment's whole journal, ending with
+/// `DeploymentFinished`): its outcome, start, duration and plan, and no host logs. `None` when the
+/// journal has no end.
+pub(crate) fn report_of(events: &[Event]) -> Option<pushguide_core::Report> {
+    let mut started = None;
+    let mut plan: Vec<Vec<MinionId>> = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::DeploymentStarted {
+                template,
+                version,
+                user,
+                dry_run,
+                ..
+            } => started = Some((e, template, version, user, *dry_run)),
+            EventKind::Prepared { plan: p, .. } => plan = p.clone(),
+            EventKind::DeploymentFinished { outcome } => {
+                let (s, template, version, user, dry_run) = started?;
+                let duration = e.at.duration_since(s.at).unwrap_or_default();
+                return Some(
+                    serde_json::from_value(serde_json::json!({
+                        "id": &*e.deployment,
+                        "template": template,
+                        "version": version,
+                        "user": user,
+                        "dry_run": dry_run,
+                        "outcome": outcome,
+                        "reason": null,
+                        "started": s.at,
+                        "duration": duration,
+                        "batches": plan,
+                        "hosts": [],
+                        "calls": [],
+                        "events": [],
+                        "history_error": null,
+                    }))
+                    .expect("a report"),
+                );
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Appends `events` and, when they end the deployment, records its report, as the engine does.
+pub(crate) fn record(store: &SqliteStore, events: &[Event]) {
+    store.append_events(events).unwrap();
+    if let Some(r) = report_of(events) {
+        store.finish_report(&r).unwrap();
+    }
+}
