@@ -40,6 +40,7 @@ use crate::report::Report;
 pub trait HistoryStore: Send + Sync + std::fmt::Debug {
     /// Records the next events of a deployment (they all carry its id), durably.
     async fn append(&self, events: &[Event]) -> Result<(), Error>;
-    /// Records the final report of a deployment (after its last event was appended).
+    /// Records the final report of a deployment (after its last event was appended): its outcome and
+    /// what events do not carry (each host's log). Host results come from the events alone.
     async fn finish(&self, report: &Report) -> Result<(), Error>;
 }
