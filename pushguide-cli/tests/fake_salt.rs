@@ -6,44 +6,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use pushguide_core::sim::SimFleet;
 use pushguide_core::Outcome;
-use pushguide_salt::fake::FakeSaltApi;
 use serde_json::{json, Value};
-use support::{config, run, war, write, Run};
+use support::lab::{shop_template, Lab, ENV, PASSWORD};
+use support::{run, write, Run};
 
-const PASSWORD: &str = "s3cret-pw-for-cli-tests";
-const ENV: &[(&str, &str)] = &[("PG_CLI_TEST_PASSWORD", PASSWORD)];
-
-const SHOP: &str = r#"
-name = "shop"
-description = "The shop's Java front end"
-[acl.viewers]
-groups = ["devs"]
-[acl.deployers]
-groups = ["ops"]
-[targets]
-minions = ["web-01", "web-02", "web-03"]
-[rollout]
-batch = 1
-[failure]
-max_failed = 0
-[health]
-url = "http://127.0.0.1:8080/shop/health"
-retries = 0
-interval_secs = 1
-[rollback]
-policy = "previous"
-[project]
-kind = "java-tomcat"
-context = "shop"
-root = "/srv/shop"
-catalina_base = "/var/lib/tomcat10"
-service = "tomcat10"
-"#;
+static SHOP: LazyLock<String> =
+    LazyLock::new(|| shop_template(&["web-01", "web-02", "web-03"], true, true));
 
 const SECRET: &str = r#"
 name = "secret"
@@ -59,132 +31,14 @@ catalina_base = "/var/lib/tomcat10"
 service = "tomcat10"
 "#;
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-    rt: tokio::runtime::Runtime,
-    fake: Option<FakeSaltApi>,
-    fleet: Arc<SimFleet>,
-    ops: PathBuf,
-    shas: std::collections::BTreeMap<String, String>,
-}
-
 impl Lab {
     fn new(latency: Duration) -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fleet = Arc::new(
-            SimFleet::new(["web-01", "web-02", "web-03"])
-                .unwrap()
-                .with_latency(latency)
-                .on("*", "file.directory_exists", Outcome::ok(false))
-                .on(
-                    "*",
-                    "cp.get_url",
-                    Outcome::ok("/srv/shop/archives/shop.war"),
-                )
-                .on(
-                    "*",
-                    "archive.unzip",
-                    Outcome::ok(json!(["WEB-INF/web.xml", "index.jsp"])),
-                )
-                .on("*", "file.readdir", Outcome::ok(json!([".", ".."])))
-                .on("*", "http.query", Outcome::ok(json!({ "status": 200 }))),
-        );
-        let fake = rt
-            .block_on(
-                FakeSaltApi::builder(fleet.clone())
-                    .credentials("pushguide", PASSWORD)
-                    .start(),
-            )
-            .unwrap();
-        let settings = fake.settings();
-        let mut shas = std::collections::BTreeMap::new();
-        for v in ["1.0.0", "2.0.0", "3.0.0"] {
-            shas.insert(v.to_owned(), war(&dir.join("artifacts"), "shop", v));
-        }
-        write(&dir.join("templates/shop.toml"), SHOP);
-        write(&dir.join("templates/secret.toml"), SECRET);
-        write(
-            &dir.join("cmdb.toml"),
-            "[hosts.web-03]\nservice = \"tomcat-blue\"\n",
-        );
-        let ops = config(
-            &dir,
-            &settings.endpoints[0],
-            &settings.eauth,
-            "alice",
-            &["ops"],
-            "http://artifacts.example.com/",
-            true,
-        );
-        Lab {
-            _dir: tmp,
-            dir,
-            rt,
-            fake: Some(fake),
-            fleet,
-            ops,
-            shas,
-        }
-    }
-
-    fn url(&self) -> String {
-        self.fake.as_ref().unwrap().settings().endpoints[0].clone()
-    }
-
-    fn eauth(&self) -> String {
-        self.fake.as_ref().unwrap().settings().eauth
-    }
-
-    fn user_config(&self, user: &str, groups: &[&str]) -> PathBuf {
-        config(
-            &self.dir,
-            &self.url(),
-            &self.eauth(),
-            user,
-            groups,
-            "http://artifacts.example.com/",
-            true,
-        )
-    }
-
-    /// The fleet answers `file.get_hash` with `version`'s checksum from now on.
-    fn serving(&self, version: &str) {
-        self.fleet.add_rule(
-            "*",
-            "file.get_hash",
-            Outcome::ok(self.shas[version].as_str()),
-            None,
-        );
-    }
-
-    /// `releases/<version>` exists on every host from now on.
-    fn on_disk(&self, version: &str) {
-        self.fleet.add_rule_for_arg(
-            "*",
-            "file.directory_exists",
-            &format!("/{version}"),
-            Outcome::ok(true),
-        );
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(&self.ops, args, ENV)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(f) = self.fake.take() {
-            let _g = self.rt.enter();
-            drop(f);
-        }
+        Lab::builder()
+            .latency(latency)
+            .template("shop", &SHOP)
+            .template("secret", SECRET)
+            .cmdb("[hosts.web-03]\nservice = \"tomcat-blue\"\n")
+            .start()
     }
 }
 

@@ -6,145 +6,24 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use pushguide_core::sim::SimFleet;
 use pushguide_core::Outcome;
-use pushguide_salt::fake::FakeSaltApi;
 use serde_json::{json, Value};
-use support::{config, run, war, write, Run, BIN};
+use support::lab::{shop_template, Lab, ENV};
+use support::{run, war, write, Run};
 
-const PASSWORD: &str = "s3cret-pw-for-process-tests";
-const ENV: &[(&str, &str)] = &[("PG_CLI_TEST_PASSWORD", PASSWORD)];
-
-const SHOP: &str = r#"
-name = "shop"
-description = "The shop's Java front end"
-[acl.deployers]
-groups = ["ops"]
-[targets]
-minions = ["web-01", "web-02", "web-03"]
-[rollout]
-batch = 1
-[failure]
-max_failed = 0
-[health]
-url = "http://127.0.0.1:8080/shop/health"
-retries = 0
-interval_secs = 1
-[rollback]
-policy = "previous"
-[project]
-kind = "java-tomcat"
-context = "shop"
-root = "/srv/shop"
-catalina_base = "/var/lib/tomcat10"
-service = "tomcat10"
-"#;
-
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    rt: tokio::runtime::Runtime,
-    fake: Option<FakeSaltApi>,
-    fleet: Arc<SimFleet>,
-    ops: PathBuf,
-    shas: std::collections::BTreeMap<String, String>,
-}
+static SHOP: LazyLock<String> =
+    LazyLock::new(|| shop_template(&["web-01", "web-02", "web-03"], true, false));
 
 impl Lab {
     fn new(latency: Duration) -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fleet = Arc::new(
-            SimFleet::new(["web-01", "web-02", "web-03"])
-                .unwrap()
-                .with_latency(latency)
-                .on("*", "file.directory_exists", Outcome::ok(false))
-                .on(
-                    "*",
-                    "cp.get_url",
-                    Outcome::ok("/srv/shop/archives/shop.war"),
-                )
-                .on(
-                    "*",
-                    "archive.unzip",
-                    Outcome::ok(json!(["WEB-INF/web.xml", "index.jsp"])),
-                )
-                .on("*", "file.readdir", Outcome::ok(json!([".", ".."])))
-                .on("*", "http.query", Outcome::ok(json!({ "status": 200 }))),
-        );
-        let fake = rt
-            .block_on(
-                FakeSaltApi::builder(fleet.clone())
-                    .credentials("pushguide", PASSWORD)
-                    .start(),
-            )
-            .unwrap();
-        let settings = fake.settings();
-        let mut shas = std::collections::BTreeMap::new();
-        for v in ["1.0.0", "2.0.0", "3.0.0"] {
-            shas.insert(v.to_owned(), war(&dir.join("artifacts"), "shop", v));
-        }
-        write(&dir.join("templates/shop.toml"), SHOP);
-        let ops = config(
-            &dir,
-            &settings.endpoints[0],
-            &settings.eauth,
-            "alice",
-            &["ops"],
-            "http://artifacts.example.com/",
-            false,
-        );
-        Lab {
-            _tmp: tmp,
-            dir,
-            rt,
-            fake: Some(fake),
-            fleet,
-            ops,
-            shas,
-        }
-    }
-
-    fn fake(&self) -> &FakeSaltApi {
-        self.fake.as_ref().unwrap()
-    }
-
-    fn serving(&self, version: &str) {
-        self.fleet.add_rule(
-            "*",
-            "file.get_hash",
-            Outcome::ok(self.shas[version].as_str()),
-            None,
-        );
-    }
-
-    fn on_disk(&self, version: &str) {
-        self.fleet.add_rule_for_arg(
-            "*",
-            "file.directory_exists",
-            &format!("/{version}"),
-            Outcome::ok(true),
-        );
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(&self.ops, args, ENV)
-    }
-
-    fn history(&self) -> Vec<Value> {
-        let r = self.run(&["history", "--json"]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        r.json().as_array().unwrap().clone()
+        Lab::builder()
+            .latency(latency)
+            .template("shop", &SHOP)
+            .start()
     }
 
     /// A second template `name` over the same hosts with a salt target expression.
@@ -160,34 +39,13 @@ impl Lab {
         );
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(&self.ops)
-            .args(args)
-            .env("PG_CLI_TEST_PASSWORD", PASSWORD)
-            .env_remove("PUSHGUIDE_CONFIG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
     /// Waits until a deployment of `shop` holds the template's lease.
     fn wait_for_lease(&self) {
-        let store =
-            pushguide_store::SqliteStore::open(self.dir.join("state/pushguide.db")).unwrap();
+        let store = self.store();
         let begun = Instant::now();
         while store.lease("shop").unwrap().is_none() {
             assert!(begun.elapsed() < Duration::from_secs(20), "never started");
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(f) = self.fake.take() {
-            let _g = self.rt.enter();
-            drop(f);
         }
     }
 }

@@ -5,46 +5,16 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushguide_core::sim::SimFleet;
 use pushguide_core::Outcome;
-use pushguide_salt::fake::FakeSaltApi;
 use pushguide_store::SqliteStore;
 use serde_json::{json, Value};
-use support::{config, run, war, write, Run};
+use support::lab::{shop_template, Lab, ENV, PASSWORD};
+use support::{run, write};
 
-const PASSWORD: &str = "s3cret-pw-for-recovery-tests";
-const ENV: &[(&str, &str)] = &[("PG_CLI_TEST_PASSWORD", PASSWORD)];
 const HOSTS: [&str; 4] = ["web-01", "web-02", "web-03", "web-04"];
-
-const SHOP: &str = r#"
-name = "shop"
-[acl.viewers]
-groups = ["devs"]
-[acl.deployers]
-groups = ["ops"]
-[targets]
-minions = ["web-01", "web-02", "web-03", "web-04"]
-[rollout]
-batch = 1
-[failure]
-max_failed = 0
-[health]
-url = "http://127.0.0.1:8080/shop/health"
-retries = 0
-interval_secs = 1
-[rollback]
-policy = "previous"
-[project]
-kind = "java-tomcat"
-context = "shop"
-root = "/srv/shop"
-catalina_base = "/var/lib/tomcat10"
-service = "tomcat10"
-"#;
 
 /// Another template alice may deploy.
 const BLOG: &str = r#"
@@ -61,116 +31,19 @@ catalina_base = "/var/lib/tomcat10"
 service = "tomcat10"
 "#;
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-    rt: tokio::runtime::Runtime,
-    fake: Option<FakeSaltApi>,
-    fleet: Arc<SimFleet>,
-    ops: PathBuf,
-    shas: std::collections::BTreeMap<String, String>,
-}
-
 impl Lab {
     fn new() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         // archive.unzip answers with a long list of files (a log line longer than 120 characters)
         let files: Vec<String> = (0..40)
             .map(|i| format!("WEB-INF/lib/lib-{i:02}.jar"))
             .collect();
-        let fleet = Arc::new(
-            SimFleet::new(HOSTS)
-                .unwrap()
-                .with_latency(Duration::from_millis(2))
-                .on("*", "file.directory_exists", Outcome::ok(false))
-                .on(
-                    "*",
-                    "cp.get_url",
-                    Outcome::ok("/srv/shop/archives/shop.war"),
-                )
-                .on("*", "archive.unzip", Outcome::ok(json!(files)))
-                .on("*", "file.readdir", Outcome::ok(json!([".", ".."])))
-                .on("*", "http.query", Outcome::ok(json!({ "status": 200 }))),
-        );
-        let fake = rt
-            .block_on(
-                FakeSaltApi::builder(fleet.clone())
-                    .credentials("pushguide", PASSWORD)
-                    .start(),
-            )
-            .unwrap();
-        let settings = fake.settings();
-        let mut shas = std::collections::BTreeMap::new();
-        for v in ["1.0.0", "2.0.0", "3.0.0"] {
-            shas.insert(v.to_owned(), war(&dir.join("artifacts"), "shop", v));
-        }
-        write(&dir.join("templates/shop.toml"), SHOP);
-        write(&dir.join("templates/blog.toml"), BLOG);
-        let ops = config(
-            &dir,
-            &settings.endpoints[0],
-            &settings.eauth,
-            "alice",
-            &["ops"],
-            "http://artifacts.example.com/",
-            false,
-        );
-        Lab {
-            _dir: tmp,
-            dir,
-            rt,
-            fake: Some(fake),
-            fleet,
-            ops,
-            shas,
-        }
-    }
-
-    fn fake(&self) -> &FakeSaltApi {
-        self.fake.as_ref().unwrap()
-    }
-
-    fn user_config(&self, user: &str, groups: &[&str]) -> PathBuf {
-        let s = self.fake().settings();
-        config(
-            &self.dir,
-            &s.endpoints[0],
-            &s.eauth,
-            user,
-            groups,
-            "http://artifacts.example.com/",
-            false,
-        )
-    }
-
-    /// The fleet answers `file.get_hash` with `version`'s checksum from now on.
-    fn serving(&self, version: &str) {
-        self.fleet.add_rule(
-            "*",
-            "file.get_hash",
-            Outcome::ok(self.shas[version].as_str()),
-            None,
-        );
-    }
-
-    /// `releases/<version>` exists on every host from now on.
-    fn on_disk(&self, version: &str) {
-        self.fleet.add_rule_for_arg(
-            "*",
-            "file.directory_exists",
-            &format!("/{version}"),
-            Outcome::ok(true),
-        );
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(&self.ops, args, ENV)
+        Lab::builder()
+            .latency(Duration::from_millis(2))
+            .hosts(&HOSTS)
+            .unzipped(json!(files))
+            .template("shop", &shop_template(&HOSTS, false, true))
+            .template("blog", BLOG)
+            .start()
     }
 
     fn deploy(&self, version: &str, hosts: Option<&str>) -> Value {
@@ -183,10 +56,6 @@ impl Lab {
         assert_eq!(r.code, 0, "{}", r.stdout);
         self.on_disk(version);
         r.json()
-    }
-
-    fn store(&self) -> SqliteStore {
-        SqliteStore::open(self.dir.join("state/pushguide.db")).unwrap()
     }
 
     /// The version each host runs, from `show`.
@@ -204,15 +73,6 @@ impl Lab {
                 )
             })
             .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(f) = self.fake.take() {
-            let _g = self.rt.enter();
-            drop(f);
-        }
     }
 }
 

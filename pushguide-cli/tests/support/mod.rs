@@ -1,5 +1,5 @@
 //! Shared by the CLI end-to-end tests: a temp dir with config, templates and a directory CI source,
-//! and a runner for the real binary.
+//! a runner for the real binary, and a lab with the fake salt-api.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::io::Write;
@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub mod lab;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_pushguide");
