@@ -55,7 +55,9 @@ impl VersionLog {
                 if self.good.last() != Some(version) {
                     self.good.push(version.clone());
                 }
-                self.current = Some(version.clone());
+                if self.current.as_ref() != Some(version) {
+                    self.current = Some(version.clone());
+                }
                 self.healthy = true;
             }
             HostChange::Failed { runs } => {

@@ -520,10 +520,17 @@ impl Template {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.targets.minions.iter().enumerate() {
-            let field = format!("targets.minions[{i}]");
-            validate::minion_id(&field, m)?;
+            // the field path (with its index) is built only for an error: 100,000 minions are
+            // checked on every deployment
+            if validate::minion_id("targets.minions", m).is_err() {
+                validate::minion_id(&format!("targets.minions[{i}]"), m)?;
+            }
             if !seen.insert(m) {
-                return Err(Error::invalid(field, m, "listed twice"));
+                return Err(Error::invalid(
+                    format!("targets.minions[{i}]"),
+                    m,
+                    "listed twice",
+                ));
             }
         }
         if let Some(e) = &self.targets.expression {

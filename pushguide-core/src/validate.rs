@@ -246,6 +246,10 @@ fn invalid(field: &str, value: &str, reason: impl Into<String>) -> Error {
 
 /// Refuses control and invisible characters ([`is_hidden`]).
 fn visible(field: &str, value: &str) -> Result<(), Error> {
+    // printable ASCII (the common case: ids, versions, paths) holds no hidden character
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(invalid(
             field,
