@@ -1965,6 +1965,7 @@ mod tests {
                     batches: 1,
                     excluded: Vec::new(),
                     plan: vec![hosts.clone()],
+                    left_out: vec![],
                 },
             ),
             ev(

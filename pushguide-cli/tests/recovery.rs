@@ -505,6 +505,7 @@ fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
                 batches: 3,
                 excluded: vec![],
                 plan: vec![],
+                left_out: vec![],
             },
             EventKind::BatchStarted {
                 batch: 0,

@@ -344,6 +344,8 @@ struct Prepared {
     release: Release,
     batches: Vec<Vec<MinionId>>,
     excluded: Vec<(MinionId, String)>,
+    /// Hosts pre-flight left out by `on_down = "exclude"`.
+    left_out: Vec<MinionId>,
     max_failed: usize,
     journal: Journal,
 }
@@ -720,10 +722,17 @@ impl Engine {
             rest = &rest[1..];
         }
         batches.extend(rest.chunks(size).map(<[MinionId]>::to_vec));
+        let left_out = journal
+            .hosts
+            .iter()
+            .filter(|h| h.status == HostStatus::Excluded)
+            .map(|h| h.host.clone())
+            .collect();
         Ok(Prepared {
             release,
             batches,
             excluded,
+            left_out,
             max_failed,
             journal,
         })
@@ -943,6 +952,7 @@ impl Run {
                     batches: prepared.batches.len(),
                     excluded: prepared.excluded.iter().map(|(h, _)| h.clone()).collect(),
                     plan: prepared.batches.clone(),
+                    left_out: prepared.left_out.clone(),
                 });
                 report.batches = prepared.batches.clone();
                 let (outcome, reason, journal) = self.run_batches(prepared).await;

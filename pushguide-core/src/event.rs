@@ -52,6 +52,10 @@ pub enum EventKind {
         /// The hosts of each batch, in order (so that recovery can name hosts never reached).
         #[serde(default)]
         plan: Vec<Vec<MinionId>>,
+        /// Of `excluded`, the hosts left out by `[preflight] on_down = "exclude"` (not counted as
+        /// failures of the deployment).
+        #[serde(default)]
+        left_out: Vec<MinionId>,
     },
     /// A batch began.
     BatchStarted {

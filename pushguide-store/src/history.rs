@@ -433,7 +433,7 @@ fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Re
     // a restore of a failed host (before any rollback) leaves it failed
     let rolling_back = c.rolling_back || matches!(e.kind, EventKind::RollbackStarted { .. });
     match &e.kind {
-        EventKind::Prepared { plan, .. } => {
+        EventKind::Prepared { plan, left_out, .. } => {
             // a release places a host in its batch when the batch starts; a rollback request
             // places every host at once
             let rollback: bool = tx
@@ -443,6 +443,10 @@ fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Re
                 for h in hosts {
                     place(h.as_str(), rollback.then_some(b as i64), "pending")?;
                 }
+            }
+            // hosts pre-flight left out by `on_down = "exclude"`: excluded, not failed
+            for h in left_out {
+                status(h.as_str(), "excluded", None)?;
             }
         }
         EventKind::BatchStarted { batch, minions, .. } => {

@@ -309,3 +309,32 @@ fn recover_finds_a_deployment_ended_in_the_journal_without_a_report() {
         Some("succeeded")
     );
 }
+
+/// A host pre-flight leaves out (`on_down = "exclude"`) reads as excluded from the journal, as in
+/// the report, not as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn left_out_at_pre_flight_reads_excluded_from_the_journal() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let t = template("shop", 3, 1, "[preflight]\non_down = \"exclude\"\n");
+    let transport = crate::support::InstantTransport {
+        down: ["web-02".to_owned()].into(),
+        ..Default::default()
+    };
+    let shared = std::sync::Arc::new(store.clone());
+    let e = pushguide_core::Engine::builder(std::sync::Arc::new(transport))
+        .history(shared.clone())
+        .fleet_state(shared.clone())
+        .leases(shared)
+        .build();
+    let r = e
+        .deploy(Request::new(t, "1.0", Principal::user("alice")))
+        .await
+        .unwrap();
+    let rows = from_report(&r);
+    assert!(
+        rows.iter().any(|x| x.0 == "web-02" && x.2 == "excluded"),
+        "{rows:?} {r}"
+    );
+    assert_eq!(from_store(&store, &r.id), rows);
+    journal_alone_matches(&r);
+}

@@ -90,6 +90,7 @@ fn interrupted_journal(id: &str) -> Vec<pushguide_core::Event> {
                     .iter()
                     .map(|h| vec![pushguide_core::MinionId::new(h).unwrap()])
                     .collect(),
+                left_out: vec![],
             },
         ),
         ev(

@@ -15,7 +15,9 @@ use pushguide_store::SqliteStore;
 #[derive(Debug, Default)]
 pub(crate) struct InstantTransport {
     pub(crate) fail: HashSet<String>,
-    jobs: AtomicU64,
+    /// Hosts that do not answer `test.ping`.
+    pub(crate) down: HashSet<String>,
+    pub(crate) jobs: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -26,6 +28,8 @@ impl Transport for InstantTransport {
         for t in targets {
             let outcome = if call.fun == "file.symlink" && self.fail.contains(t.as_str()) {
                 Outcome::failed(Some(1), "disk full")
+            } else if call.fun == "test.ping" && self.down.contains(t.as_str()) {
+                Outcome::NoReturn
             } else {
                 Outcome::ok(true)
             };
