@@ -228,12 +228,27 @@ fn generate_year(store: &SqliteStore) -> usize {
     deployments
 }
 
+/// Records each generated deployment's outcome, end and duration as `finish_report` would (the
+/// journal's end event marks the end only; the outcome comes with the report). One statement for the
+/// whole year instead of 200,000 reports: the statistics read these columns, not the reports.
+fn finish_year(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "UPDATE deployments SET outcome = finished_outcome, ended_ms = finished_ms,
+           duration_ms = finished_ms - started_ms
+         WHERE ended_ms IS NULL AND finished_ms IS NOT NULL",
+        [],
+    )
+    .unwrap();
+}
+
 fn bench_stats(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("year.db");
     let store = SqliteStore::open(&path).unwrap();
     let started = Instant::now();
     let n = generate_year(&store);
+    finish_year(&path);
     let took = started.elapsed();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(path.with_extension("db-wal"))
