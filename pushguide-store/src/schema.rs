@@ -299,6 +299,17 @@ SELECT r.deployment AS deployment,
 FROM reports r, json_each(r.hosts) g, json_each(g.value, '$.hosts') h;
 "#;
 
+// Statistics filter on `rollback` (rollbacks are their own series) and on lists of templates: the
+// covering indexes carry both, so a year of history is counted from the index alone.
+const V8: &str = r#"
+DROP INDEX deployments_by_start;
+CREATE INDEX deployments_by_start
+    ON deployments (started_ms, dry_run, rollback, outcome, duration_ms, ended_ms, template);
+DROP INDEX deployments_by_template;
+CREATE INDEX deployments_by_template
+    ON deployments (template, started_ms, dry_run, rollback, outcome, duration_ms, ended_ms);
+"#;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -392,14 +403,3 @@ mod tests {
         assert_eq!(d1.outcome.as_deref(), Some("partially-applied"));
     }
 }
-
-// Statistics filter on `rollback` (rollbacks are their own series) and on lists of templates: the
-// covering indexes carry both, so a year of history is counted from the index alone.
-const V8: &str = r#"
-DROP INDEX deployments_by_start;
-CREATE INDEX deployments_by_start
-    ON deployments (started_ms, dry_run, rollback, outcome, duration_ms, ended_ms, template);
-DROP INDEX deployments_by_template;
-CREATE INDEX deployments_by_template
-    ON deployments (template, started_ms, dry_run, rollback, outcome, duration_ms, ended_ms);
-"#;
