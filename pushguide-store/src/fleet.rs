@@ -111,35 +111,7 @@ impl SqliteStore {
         hosts: &[MinionId],
         change: &HostChange,
     ) -> Result<(), Error> {
-        let err = |e| self.err("recording fleet state", e);
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let current: Option<(Option<String>, i64, i64)> = tx
-            .query_row(
-                "SELECT holder, token, expires_ms FROM leases WHERE template = ?1",
-                [&lease.template],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(err)?;
-        // held by this holder with this token, and not expired (an expired lease may be taken over
-        // at any moment: its holder must stop, as its next check would tell it)
-        let now = now_ms();
-        let holds = matches!(&current, Some((Some(h), t, exp))
-            if *h == lease.holder && *t as u64 == lease.token && *exp > now);
-        if !holds {
-            return Err(Error::Fenced {
-                template: lease.template.clone(),
-                holder: lease.holder.clone(),
-                token: lease.token,
-                current: current
-                    .and_then(|(h, t, exp)| h.filter(|_| exp > now).map(|h| (h, t as u64))),
-            });
-        }
-        apply(&tx, &lease.template, hosts, change).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write_change(&lease.template, Some(lease), hosts, change)
     }
 
     /// Records `change` for `hosts` without a lease: for importing fleet state from elsewhere and for
@@ -150,18 +122,63 @@ impl SqliteStore {
         hosts: &[MinionId],
         change: &HostChange,
     ) -> Result<(), Error> {
+        self.write_change(template, None, hosts, change)
+    }
+
+    /// One transaction: the fence check (when a lease is given), then the change.
+    fn write_change(
+        &self,
+        template: &str,
+        fence: Option<&Lease>,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), Error> {
         let err = |e| self.err("recording fleet state", e);
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
+        if let Some(lease) = fence {
+            check_fence(&tx, lease).map_err(|e| match e {
+                Fence::Db(e) => err(e),
+                Fence::Refused(e) => e,
+            })?;
+        }
         apply(&tx, template, hosts, change).map_err(err)?;
         tx.commit().map_err(err)
     }
 }
 
-/// A host's row as a [`VersionLog`]; a `good` column that is not a JSON list of versions is a
-/// corrupt row, an error (reading it as empty would silently lose the host's rollback target).
+enum Fence {
+    Db(rusqlite::Error),
+    Refused(Error),
+}
+
+/// Whether `lease` is the template's lease now: same holder and token, and not expired (an expired
+/// lease may be taken over at any moment: its holder must stop, as its next check would tell it).
+fn check_fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), Fence> {
+    let current: Option<(Option<String>, i64, i64)> = tx
+        .query_row(
+            "SELECT holder, token, expires_ms FROM leases WHERE template = ?1",
+            [&lease.template],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(Fence::Db)?;
+    let now = now_ms();
+    let holds = matches!(&current, Some((Some(h), t, exp))
+        if *h == lease.holder && *t as u64 == lease.token && *exp > now);
+    if holds {
+        return Ok(());
+    }
+    Err(Fence::Refused(Error::Fenced {
+        template: lease.template.clone(),
+        holder: lease.holder.clone(),
+        token: lease.token,
+        current: current.and_then(|(h, t, exp)| h.filter(|_| exp > now).map(|h| (h, t as u64))),
+    }))
+}
+
 fn version_log(version: Option<String>, healthy: bool, good: &str) -> rusqlite::Result<VersionLog> {
     let mut log = VersionLog::default();
     log.current = version;
