@@ -40,6 +40,54 @@ pub enum DeploymentOutcome {
     Cancelled,
 }
 
+impl DeploymentOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [DeploymentOutcome; 6] = [
+        DeploymentOutcome::Succeeded,
+        DeploymentOutcome::PartiallyApplied,
+        DeploymentOutcome::Failed,
+        DeploymentOutcome::RolledBack,
+        DeploymentOutcome::RollbackFailed,
+        DeploymentOutcome::Cancelled,
+    ];
+
+    /// The kebab-case name, as serialized, stored and printed (`"partially-applied"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentOutcome::Succeeded => "succeeded",
+            DeploymentOutcome::PartiallyApplied => "partially-applied",
+            DeploymentOutcome::Failed => "failed",
+            DeploymentOutcome::RolledBack => "rolled-back",
+            DeploymentOutcome::RollbackFailed => "rollback-failed",
+            DeploymentOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DeploymentOutcome {
+    type Err = Error;
+
+    /// Parses a name written by [`DeploymentOutcome::as_str`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        DeploymentOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "outcome",
+                    s,
+                    "expected succeeded, partially-applied, failed, rolled-back, rollback-failed or cancelled",
+                )
+            })
+    }
+}
+
 /// The answer to a [`EventKind::DecisionNeeded`] pause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
