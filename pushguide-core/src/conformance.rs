@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::call::{Effect, Outcome};
-use crate::context::Artifact;
-use crate::engine::{DeploymentOutcome, Engine, Request};
-use crate::report::HostStatus;
+use crate::engine::{Engine, Request};
+use crate::hook::context::Artifact;
+use crate::hook::context::ManifestEntry;
+use crate::hook::template::{Principal, Template};
+use crate::model::report::HostStatus;
 use crate::sim::SimFleet;
-use crate::steps::ManifestEntry;
-use crate::template::{Principal, Template};
+use crate::vocab::call::{Effect, Outcome};
+use crate::vocab::outcome::DeploymentOutcome;
 
 /// What the suite needs to know about a project type.
 #[derive(Debug, Clone)]

@@ -12,23 +12,13 @@
 //!
 //! See [`Deployer`] for a complete example on a simulated fleet.
 
-pub mod steps;
-pub mod validate;
-
-mod call;
-mod context;
-mod deployer;
+// The floors, bottom up: each imports only from the floors listed before it.
 mod engine;
-mod error;
-mod event;
-mod fleet;
-mod history;
-mod lease;
+pub(crate) mod hook;
+pub(crate) mod model;
 mod monitor;
-mod registry;
-mod report;
-mod template;
-mod transport;
+pub(crate) mod ports;
+pub(crate) mod vocab;
 
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -36,31 +26,38 @@ pub mod sim;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
-pub use context::{Artifact, CallResults, HostVersions, Release, StageContext};
-pub use deployer::{Deployer, Stage, StageError};
-pub use engine::{
-    Decision, DeploymentHandle, DeploymentOutcome, Engine, EngineBuilder, Mode, Request,
+pub use hook::steps;
+pub use vocab::validate;
+
+pub use vocab::call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
+pub use vocab::error::{Error, StageError, TransportError, TransportErrorKind};
+pub use vocab::outcome::{Decision, DeploymentOutcome};
+pub use vocab::stage::Stage;
+pub use vocab::target::{resolve_list, TargetExpr, TargetType};
+
+pub use model::event::{Event, EventKind, EventStream};
+pub use model::report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
+
+pub use ports::fleet::{FleetState, HostChange, HostHistory, MemoryFleetState, VersionLog};
+pub use ports::history::HistoryStore;
+pub use ports::lease::{Lease, LeaseManager, MemoryLeases};
+pub use ports::status::{MemoryMinionStatus, MinionStatus, MinionStatusStore, StatusChange};
+#[cfg(any(test, feature = "mock"))]
+pub use ports::transport::MockTransport;
+pub use ports::transport::Transport;
+
+pub use hook::context::{Artifact, CallResults, HostVersions, Release, StageContext};
+pub use hook::deployer::Deployer;
+pub use hook::registry::{
+    kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform,
 };
-pub use error::Error;
-pub use event::{Event, EventKind, EventStream};
-pub use fleet::{FleetState, HostChange, HostHistory, MemoryFleetState, VersionLog};
-pub use history::HistoryStore;
-pub use lease::{Lease, LeaseManager, MemoryLeases};
-pub use monitor::{
-    MemoryMinionStatus, MinionStatus, MinionStatusStore, Monitor, MonitorHandle, StatusChange,
-};
-pub use registry::{kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform};
-pub use report::{CallRecord, HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
-pub use template::{
+pub use hook::template::{
     Acl, FailedHosts, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy,
     Rollout, Targets, Template, Threshold,
 };
-#[cfg(any(test, feature = "mock"))]
-pub use transport::MockTransport;
-pub use transport::{
-    resolve_list, TargetExpr, TargetType, Transport, TransportError, TransportErrorKind,
-};
+
+pub use engine::{DeploymentHandle, Engine, EngineBuilder, Mode, Request};
+pub use monitor::{Monitor, MonitorHandle};
 
 /// Re-exported for implementing the async ports ([`Transport`], [`FleetState`], [`LeaseManager`],
 /// [`HistoryStore`]) and [`Deployer`] without a direct dependency.

@@ -7,9 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::call::{Effect, MinionId, Outcome, Returns, SaltCall};
-use crate::error::Error;
-use crate::transport::{TargetExpr, TargetType, Transport, TransportError, TransportErrorKind};
+use crate::ports::transport::Transport;
+use crate::vocab::call::{Effect, MinionId, Outcome, Returns, SaltCall};
+use crate::vocab::error::Error;
+use crate::vocab::error::{TransportError, TransportErrorKind};
+use crate::vocab::target::{resolve_list, TargetExpr, TargetType};
 
 /// One request the fleet received.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +54,7 @@ struct Rule {
 #[derive(Debug)]
 pub struct SimFleet {
     minions: Vec<MinionId>,
-    known: crate::call::MinionMap<()>,
+    known: crate::vocab::call::MinionMap<()>,
     latency: Duration,
     record: bool,
     rules: Mutex<Vec<Rule>>,
@@ -307,7 +309,7 @@ impl Transport for SimFleet {
                 .filter(|m| glob_match(target.expression.as_bytes(), m.as_str().as_bytes()))
                 .cloned()
                 .collect()),
-            TargetType::List => Ok(crate::transport::resolve_list(target)?
+            TargetType::List => Ok(resolve_list(target)?
                 .into_iter()
                 .filter(|m| self.known.contains_key(m))
                 .collect()),

@@ -1,6 +1,9 @@
 //! The crate's error type.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// Characters of a field path or source name an error shows.
 const MAX_FIELD_CHARS: usize = 300;
@@ -21,7 +24,7 @@ pub enum Error {
     Invalid {
         /// Path of the field, e.g. `targets.minions[2]`.
         field: String,
-        /// The rejected value, quoted, escaped and cut by [`crate::validate::quote`].
+        /// The rejected value, quoted, escaped and cut by [`crate::vocab::text::quote`].
         value: String,
         /// Why it was rejected.
         reason: String,
@@ -39,7 +42,7 @@ pub enum Error {
     UnknownKind {
         /// Path of the field that held the kind.
         field: String,
-        /// The unknown kind, escaped and cut by [`crate::validate::clean`].
+        /// The unknown kind, escaped and cut by [`crate::vocab::text::clean`].
         kind: String,
         /// Every registered kind, sorted.
         known: Vec<String>,
@@ -88,7 +91,7 @@ pub enum Error {
         during: &'static str,
         /// The transport's error.
         #[source]
-        source: crate::transport::TransportError,
+        source: TransportError,
     },
     /// The project type's `prepare` hook refused the release.
     #[error("prepare failed for template `{template}`: {source}")]
@@ -97,7 +100,7 @@ pub enum Error {
         template: String,
         /// The hook's error.
         #[source]
-        source: Box<crate::deployer::StageError>,
+        source: Box<StageError>,
     },
     /// A deployment handle was used after its deployment ended.
     #[error("deployment {0} has already finished")]
@@ -138,9 +141,9 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Invalid`]. The one constructor of that variant: `value` is quoted, escaped and
-    /// cut with [`crate::validate::quote`]; `field` and `reason` (which may embed user-supplied parts,
+    /// cut with [`crate::vocab::text::quote`]; `field` and `reason` (which may embed user-supplied parts,
     /// such as a minion id in `project.hosts.<id>.root`) are escaped and cut with
-    /// [`crate::validate::clean`]. So the message is bounded and holds no raw control or bidi
+    /// [`crate::vocab::text::clean`]. So the message is bounded and holds no raw control or bidi
     /// character, however large or hostile the value.
     ///
     /// ```
@@ -156,13 +159,13 @@ impl Error {
         reason: impl Into<String>,
     ) -> Self {
         Error::Invalid {
-            field: crate::validate::clean(&field.into(), MAX_FIELD_CHARS),
-            value: crate::validate::quote(&value.to_string()),
-            reason: crate::validate::clean(&reason.into(), MAX_REASON_CHARS),
+            field: crate::vocab::text::clean(&field.into(), MAX_FIELD_CHARS),
+            value: crate::vocab::text::quote(&value.to_string()),
+            reason: crate::vocab::text::clean(&reason.into(), MAX_REASON_CHARS),
         }
     }
 
-    /// An [`Error::Parse`], with both parts escaped and cut ([`crate::validate::clean`]): a parser's
+    /// An [`Error::Parse`], with both parts escaped and cut ([`crate::vocab::text::clean`]): a parser's
     /// message may quote the offending source line, which can be megabytes long or hold escape
     /// sequences. The lines of a multi-line message are joined with `; `, each cut on its own.
     pub fn parse(source_name: impl Into<String>, message: impl Into<String>) -> Self {
@@ -171,14 +174,85 @@ impl Error {
             .trim_end()
             .lines()
             .take(MAX_MESSAGE_LINES)
-            .map(|l| crate::validate::clean(l, MAX_REASON_CHARS))
+            .map(|l| crate::vocab::text::clean(l, MAX_REASON_CHARS))
             .collect();
         if message.trim_end().lines().nth(MAX_MESSAGE_LINES).is_some() {
             lines.push("…".to_owned());
         }
         Error::Parse {
-            source_name: crate::validate::clean(&source_name.into(), MAX_FIELD_CHARS),
+            source_name: crate::vocab::text::clean(&source_name.into(), MAX_FIELD_CHARS),
             message: lines.join("; "),
         }
+    }
+}
+
+/// Why a stage hook stopped. Failures of single hosts are not errors: the context records them and the
+/// hook goes on with the remaining hosts. An error fails every host still live in the batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageError {
+    /// The deployment was cancelled; returned by [`crate::StageContext::call`] after a cancel.
+    #[error("cancelled")]
+    Cancelled,
+    /// The hook was used wrongly (e.g. a mutating call during prepare).
+    #[error("{0}")]
+    Misuse(String),
+    /// The hook refused to go on, with a reason.
+    #[error("{0}")]
+    Failed(String),
+    /// A core error (validation, configuration).
+    #[error(transparent)]
+    Core(#[from] Error),
+}
+
+/// What kind of failure a [`TransportError`] is; decides whether retrying can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// Credentials refused.
+    Auth,
+    /// No endpoint could be reached.
+    Unreachable,
+    /// The request or job timed out as a whole.
+    Timeout,
+    /// The peer answered something that could not be understood.
+    Protocol,
+    /// The peer answered with an error status.
+    Api,
+    /// The transport does not support the request (e.g. a target type).
+    Unsupported,
+}
+
+/// A failure of a whole request (as opposed to one minion's [`crate::Outcome::Failed`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct TransportError {
+    /// The kind.
+    pub kind: TransportErrorKind,
+    /// What happened; never contains credentials.
+    pub message: String,
+}
+
+impl TransportError {
+    /// A new error.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether sending the same request again (possibly elsewhere) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            TransportErrorKind::Unreachable | TransportErrorKind::Timeout
+        )
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::vocab::error::Error;
 
 /// A validated salt minion id. Cheap to clone (shared string) and cheap to hash (the hash of the id is
 /// computed once, when the id is created).
@@ -26,9 +26,9 @@ fn id_hash(id: &str) -> u64 {
 }
 
 impl MinionId {
-    /// Validates `id` with [`crate::validate::minion_id`].
+    /// Validates `id` with [`crate::vocab::validate::minion_id`].
     pub fn new(id: &str) -> Result<Self, Error> {
-        crate::validate::minion_id("minion id", id)?;
+        crate::vocab::validate::minion_id("minion id", id)?;
         Ok(MinionId {
             hash: id_hash(id),
             id: Arc::from(id),

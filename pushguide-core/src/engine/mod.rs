@@ -5,102 +5,24 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
-use crate::call::{MinionId, SaltCall};
-use crate::context::{HostVersions, Release, StageContext};
-use crate::deployer::{run_hook, Deployer, Stage, StageError};
-use crate::error::Error;
-use crate::event::{EventBus, EventKind, EventStream};
-use crate::fleet::{FleetState, HostChange, MemoryFleetState};
-use crate::lease::{Lease, LeaseManager, MemoryLeases};
-use crate::report::{HostFailure, HostReport, HostStatus, LogEntry, Plan, Report};
-use crate::template::{FailedHosts, OnFailure, Principal, RollbackPolicy, Template};
-use crate::transport::Transport;
-use crate::validate;
-
-/// How a deployment ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeploymentOutcome {
-    /// Every host succeeded.
-    Succeeded,
-    /// All batches ran but some hosts failed within the budget or were excluded by a decision.
-    PartiallyApplied,
-    /// The deployment stopped early (budget exceeded, prepare failed, aborted) and nothing was rolled
-    /// back; hosts of finished batches keep the new version (see each host's status).
-    Failed,
-    /// The deployment stopped and every touched host was rolled back.
-    RolledBack,
-    /// A rollback was attempted and at least one host could not be rolled back.
-    RollbackFailed,
-    /// Cancelled; touched hosts were rolled back if the template's policy says so.
-    Cancelled,
-}
-
-impl DeploymentOutcome {
-    /// Every outcome, in declaration order.
-    pub const ALL: [DeploymentOutcome; 6] = [
-        DeploymentOutcome::Succeeded,
-        DeploymentOutcome::PartiallyApplied,
-        DeploymentOutcome::Failed,
-        DeploymentOutcome::RolledBack,
-        DeploymentOutcome::RollbackFailed,
-        DeploymentOutcome::Cancelled,
-    ];
-
-    /// The kebab-case name, as serialized, stored and printed (`"partially-applied"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentOutcome::Succeeded => "succeeded",
-            DeploymentOutcome::PartiallyApplied => "partially-applied",
-            DeploymentOutcome::Failed => "failed",
-            DeploymentOutcome::RolledBack => "rolled-back",
-            DeploymentOutcome::RollbackFailed => "rollback-failed",
-            DeploymentOutcome::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for DeploymentOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for DeploymentOutcome {
-    type Err = Error;
-
-    /// Parses a name written by [`DeploymentOutcome::as_str`].
-    fn from_str(s: &str) -> Result<Self, Error> {
-        DeploymentOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "outcome",
-                    s,
-                    "expected succeeded, partially-applied, failed, rolled-back, rollback-failed or cancelled",
-                )
-            })
-    }
-}
-
-/// The answer to a [`EventKind::DecisionNeeded`] pause.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Decision {
-    /// Run the failed stage again for the failed hosts.
-    Retry,
-    /// Leave the failed hosts out and go on.
-    Exclude,
-    /// Stop and roll back every touched host.
-    Rollback,
-    /// Stop without rolling back.
-    Abort,
-}
+use crate::hook::context::{HostVersions, Release, StageContext};
+use crate::hook::deployer::{run_hook, Deployer};
+use crate::hook::journal::{Journal, RunShared};
+use crate::hook::template::{FailedHosts, OnFailure, Principal, RollbackPolicy, Template};
+use crate::model::event::{EventBus, EventKind, EventStream};
+use crate::model::report::{HostReport, HostStatus, LogEntry, Plan, Report};
+use crate::ports::fleet::{FleetState, HostChange, MemoryFleetState};
+use crate::ports::lease::{Lease, LeaseManager, MemoryLeases};
+use crate::ports::transport::Transport;
+use crate::vocab::call::{MinionId, SaltCall};
+use crate::vocab::error::Error;
+use crate::vocab::error::StageError;
+use crate::vocab::outcome::{Decision, DeploymentOutcome};
+use crate::vocab::stage::Stage;
+use crate::vocab::validate;
 
 /// A request to release `version` of `template`.
 #[derive(Clone, Debug)]
@@ -118,7 +40,7 @@ pub struct Request {
     pub dry_run: bool,
     /// The artifact, when resolved by the caller (e.g. from CI); a project type may also resolve it in
     /// prepare.
-    pub artifact: Option<crate::context::Artifact>,
+    pub artifact: Option<crate::hook::context::Artifact>,
     /// Deploy `version`, or roll back.
     pub mode: Mode,
     /// For a rollback: the version of a release whose effects it undoes (see [`Request::undo`]).
@@ -173,7 +95,7 @@ impl Request {
     }
 
     /// Sets the artifact (builder style).
-    pub fn artifact(mut self, artifact: crate::context::Artifact) -> Self {
+    pub fn artifact(mut self, artifact: crate::hook::context::Artifact) -> Self {
         self.artifact = Some(artifact);
         self
     }
@@ -191,138 +113,14 @@ impl Request {
     }
 }
 
-/// Per-host state during a run.
-#[derive(Debug)]
-pub(crate) struct HostRecord {
-    pub(crate) host: MinionId,
-    pub(crate) batch: Option<usize>,
-    pub(crate) status: HostStatus,
-    pub(crate) failure: Option<HostFailure>,
-    pub(crate) rollback_failure: Option<HostFailure>,
-    pub(crate) rolled_back_to: Option<String>,
-    pub(crate) log: Vec<LogEntry>,
-}
-
-/// Everything recorded during a run: hosts (indexed) and calls.
-#[derive(Debug, Default)]
-pub(crate) struct Journal {
-    pub(crate) hosts: Vec<HostRecord>,
-    pub(crate) index: crate::call::IdMap<usize>,
-    pub(crate) calls: Vec<crate::report::CallRecord>,
-    /// Hosts whose status is `Failed`, kept in step by `set_status` and `record_failure`.
-    failed: usize,
-}
-
-impl Journal {
-    fn new(hosts: &[MinionId]) -> Self {
-        Journal {
-            hosts: hosts
-                .iter()
-                .map(|h| HostRecord {
-                    host: h.clone(),
-                    batch: None,
-                    status: HostStatus::Pending,
-                    failure: None,
-                    rollback_failure: None,
-                    rolled_back_to: None,
-                    log: Vec::new(),
-                })
-                .collect(),
-            index: hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (h.clone(), i))
-                .collect(),
-            calls: Vec::new(),
-            failed: 0,
-        }
-    }
-
-    fn get(&self, host: &MinionId) -> Option<&HostRecord> {
-        let i = *self.index.get(host)?;
-        Some(&self.hosts[i])
-    }
-
-    fn get_mut(&mut self, host: &MinionId) -> Option<&mut HostRecord> {
-        let i = *self.index.get(host)?;
-        Some(&mut self.hosts[i])
-    }
-
-    pub(crate) fn record_failure(
-        &mut self,
-        host: &MinionId,
-        stage: Stage,
-        batch: Option<usize>,
-        fun: &str,
-        reason: &str,
-    ) {
-        let Some(&i) = self.index.get(host) else {
-            return;
-        };
-        let failure = HostFailure {
-            stage,
-            batch,
-            fun: fun.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if stage == Stage::Rollback {
-            self.hosts[i].rollback_failure = Some(failure);
-        } else {
-            self.set_status_at(i, HostStatus::Failed);
-            self.hosts[i].failure = Some(failure);
-        }
-    }
-
-    fn set_status_at(&mut self, i: usize, status: HostStatus) {
-        let was = std::mem::replace(&mut self.hosts[i].status, status);
-        match (was == HostStatus::Failed, status == HostStatus::Failed) {
-            (false, true) => self.failed += 1,
-            (true, false) => self.failed -= 1,
-            _ => {}
-        }
-    }
-
-    fn set_status(&mut self, hosts: &[MinionId], status: HostStatus) {
-        for h in hosts {
-            if let Some(&i) = self.index.get(h) {
-                self.set_status_at(i, status);
-            }
-        }
-    }
-
-    fn count_failed(&self) -> usize {
-        self.failed
-    }
-}
-
-/// What every context of one run shares.
-pub(crate) struct RunShared {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) bus: Option<Arc<EventBus>>,
-    pub(crate) planning: bool,
-    cancel: watch::Receiver<bool>,
-}
-
-impl RunShared {
-    pub(crate) fn emit(&self, kind: EventKind) {
-        if let Some(bus) = &self.bus {
-            bus.emit(kind);
-        }
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        *self.cancel.borrow()
-    }
-}
-
 /// Builds an [`Engine`].
 #[derive(Debug)]
 pub struct EngineBuilder {
     transport: Arc<dyn Transport>,
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
-    history: Option<Arc<dyn crate::history::HistoryStore>>,
-    status: Option<Arc<dyn crate::monitor::MinionStatusStore>>,
+    history: Option<Arc<dyn crate::ports::history::HistoryStore>>,
+    status: Option<Arc<dyn crate::ports::status::MinionStatusStore>>,
 }
 
 impl fmt::Debug for dyn Transport {
@@ -345,13 +143,16 @@ impl EngineBuilder {
     }
 
     /// Records every deployment in `history` (events as they happen, then the report).
-    pub fn history(mut self, history: Arc<dyn crate::history::HistoryStore>) -> Self {
+    pub fn history(mut self, history: Arc<dyn crate::ports::history::HistoryStore>) -> Self {
         self.history = Some(history);
         self
     }
 
     /// Records every pre-flight check in `status` (the connectivity monitor's store).
-    pub fn minion_status(mut self, status: Arc<dyn crate::monitor::MinionStatusStore>) -> Self {
+    pub fn minion_status(
+        mut self,
+        status: Arc<dyn crate::ports::status::MinionStatusStore>,
+    ) -> Self {
         self.status = Some(status);
         self
     }
@@ -375,8 +176,8 @@ struct EngineInner {
     transport: Arc<dyn Transport>,
     leases: Arc<dyn LeaseManager>,
     fleet: Arc<dyn FleetState>,
-    history: Option<Arc<dyn crate::history::HistoryStore>>,
-    status: Option<Arc<dyn crate::monitor::MinionStatusStore>>,
+    history: Option<Arc<dyn crate::ports::history::HistoryStore>>,
+    status: Option<Arc<dyn crate::ports::status::MinionStatusStore>>,
 }
 
 /// Runs deployments. Cheap to clone; clones share leases and fleet state.
@@ -723,7 +524,7 @@ impl Engine {
                     tracing::warn!(error = %e, "pre-flight result not recorded in the minion status store");
                 }
             }
-            if t.preflight.on_down == crate::template::OnDown::Exclude && !down.is_empty() {
+            if t.preflight.on_down == crate::hook::template::OnDown::Exclude && !down.is_empty() {
                 tracing::warn!(
                     hosts = down.len(),
                     "pre-flight: hosts that do not answer are excluded"
@@ -740,7 +541,7 @@ impl Engine {
             })?;
             (cx.live, cx.artifact, down)
         };
-        if t.preflight.on_down == crate::template::OnDown::Exclude {
+        if t.preflight.on_down == crate::hook::template::OnDown::Exclude {
             journal.set_status(&down, HostStatus::Excluded);
         }
         if artifact.is_some() {
@@ -1892,7 +1693,7 @@ impl Run {
 /// ends, telling `progress` how many are durable. Stops at the first error (later events are not
 /// appended after a gap).
 async fn write_history(
-    store: Arc<dyn crate::history::HistoryStore>,
+    store: Arc<dyn crate::ports::history::HistoryStore>,
     bus: Arc<EventBus>,
     progress: watch::Sender<Written>,
 ) -> Result<(), String> {

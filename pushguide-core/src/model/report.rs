@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::{MinionId, Outcome, SaltCall};
-use crate::deployer::Stage;
-use crate::engine::DeploymentOutcome;
-use crate::event::Event;
+use crate::model::event::Event;
+use crate::vocab::call::{MinionId, Outcome, SaltCall};
+use crate::vocab::outcome::DeploymentOutcome;
+use crate::vocab::stage::Stage;
 
 /// One salt request made (or, in a dry run, recorded) by a stage hook.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

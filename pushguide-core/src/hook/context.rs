@@ -7,12 +7,23 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::call::{MinionId, Outcome, Returns, SaltCall};
-use crate::deployer::{Stage, StageError};
-use crate::engine::{Journal, RunShared};
-use crate::event::EventKind;
-use crate::report::{CallRecord, LogEntry};
-use crate::template::Template;
+use crate::hook::journal::{Journal, RunShared};
+use crate::hook::template::Template;
+use crate::model::event::EventKind;
+use crate::model::report::{CallRecord, LogEntry};
+use crate::vocab::call::{MinionId, Outcome, Returns, SaltCall};
+use crate::vocab::error::StageError;
+use crate::vocab::stage::Stage;
+
+/// One entry of an artifact's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path inside the archive, `/` separated; directories end with `/`.
+    pub path: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
 
 /// The artifact being released, as resolved from CI.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,12 +36,12 @@ pub struct Artifact {
     /// Size in bytes.
     pub size: Option<u64>,
     /// The archive's entries, for the layout-conventions gate.
-    pub manifest: Option<Vec<crate::steps::ManifestEntry>>,
+    pub manifest: Option<Vec<ManifestEntry>>,
 }
 
 impl Artifact {
     /// Sets the manifest (builder style).
-    pub fn with_manifest(mut self, manifest: Vec<crate::steps::ManifestEntry>) -> Self {
+    pub fn with_manifest(mut self, manifest: Vec<ManifestEntry>) -> Self {
         self.manifest = Some(manifest);
         self
     }

@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployer::Deployer;
-use crate::error::Error;
+use crate::hook::deployer::Deployer;
+use crate::vocab::error::Error;
 
 /// An operating system family a project type supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,11 +69,11 @@ pub fn kind_info(kind: &str) -> Option<&'static KindInfo> {
 }
 
 /// Error for a kind no plugin registers, listing the known kinds. The kind is shown escaped
-/// and cut ([`crate::validate::clean`]).
+/// and cut ([`crate::vocab::validate::clean`]).
 pub fn unknown_kind(field: &str, kind: &str) -> Error {
     Error::UnknownKind {
-        field: crate::validate::clean(field, 300),
-        kind: crate::validate::clean(kind, crate::validate::MAX_SHOWN_CHARS),
+        field: crate::vocab::validate::clean(field, 300),
+        kind: crate::vocab::validate::clean(kind, crate::vocab::validate::MAX_SHOWN_CHARS),
         known: registered_kinds()
             .iter()
             .map(|k| k.kind.to_owned())

@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::error::Error;
+use crate::vocab::error::Error;
 
 /// A lease on a template held by one deployment, with its fencing token.
 ///

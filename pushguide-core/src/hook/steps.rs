@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::call::{MinionId, SaltCall};
-use crate::context::StageContext;
-use crate::deployer::StageError;
-use crate::error::Error;
-use crate::template::HealthCheck;
+pub use crate::hook::context::ManifestEntry;
+use crate::hook::context::StageContext;
+use crate::hook::template::HealthCheck;
+use crate::vocab::call::{MinionId, SaltCall};
+use crate::vocab::error::Error;
+use crate::vocab::error::StageError;
 
 /// Path separator style of the minions a layout lives on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,17 +164,21 @@ pub fn artifact_from_config(
         )));
     };
     let url = url.replace("{version}", cx.version());
-    cx.set_artifact(crate::context::Artifact::new(
+    cx.set_artifact(crate::hook::context::Artifact::new(
         url,
         sha256.map(str::to_owned),
     ))
 }
 
 /// The artifact a request brings (e.g. from a CI source) goes through the same URL grammar as a
-/// template's `artifact_url` ([`crate::validate::url`]), and its checksum must be hex.
-fn check_artifact(a: &crate::context::Artifact) -> Result<(), StageError> {
-    crate::validate::url("artifact.url", &a.url, crate::validate::ARTIFACT_SCHEMES)
-        .map_err(|e| StageError::Failed(e.to_string()))?;
+/// template's `artifact_url` ([`crate::vocab::validate::url`]), and its checksum must be hex.
+fn check_artifact(a: &crate::hook::context::Artifact) -> Result<(), StageError> {
+    crate::vocab::validate::url(
+        "artifact.url",
+        &a.url,
+        crate::vocab::validate::ARTIFACT_SCHEMES,
+    )
+    .map_err(|e| StageError::Failed(e.to_string()))?;
     if let Some(h) = &a.sha256 {
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StageError::Failed(
@@ -322,16 +327,6 @@ pub async fn unpack_missing(
     )
     .await?;
     Ok(())
-}
-
-/// One entry of an artifact's manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// Path inside the archive, `/` separated; directories end with `/`.
-    pub path: String,
-    /// Size in bytes.
-    #[serde(default)]
-    pub size: u64,
 }
 
 /// Layout conventions an artifact must follow, checked in prepare against its manifest.
@@ -521,7 +516,7 @@ impl Conventions {
 /// Validates conventions from a template (`field` is e.g. `project.conventions`).
 pub fn validate_conventions(field: &str, c: &Conventions) -> Result<(), Error> {
     for (i, p) in c.forbidden.iter().chain(&c.required).enumerate() {
-        if p.is_empty() || p.chars().any(crate::validate::is_hidden) || p.len() > 256 {
+        if p.is_empty() || p.chars().any(crate::vocab::validate::is_hidden) || p.len() > 256 {
             return Err(Error::invalid(
                 format!("{field}[{i}]"),
                 p,
@@ -693,7 +688,9 @@ pub async fn prune_releases(
                     .collect()
             })
             .unwrap_or_default();
-        names.retain(|n| n != "." && n != ".." && crate::validate::version("release", n).is_ok());
+        names.retain(|n| {
+            n != "." && n != ".." && crate::vocab::validate::version("release", n).is_ok()
+        });
         names.sort_by(|a, b| version_cmp(b, a));
         let protect: Vec<&str> = [
             Some(version.as_str()),

@@ -6,9 +6,9 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::call::MinionId;
-use crate::error::Error;
-use crate::lease::Lease;
+use crate::ports::lease::Lease;
+use crate::vocab::call::MinionId;
+use crate::vocab::error::Error;
 
 /// What is recorded about one host of one template.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

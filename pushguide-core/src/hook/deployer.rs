@@ -3,66 +3,10 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::context::StageContext;
-
-/// A stage of a deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    /// Preparation: once per deployment, read-only.
-    Prepare,
-    /// Before release: per batch, e.g. fetch and verify the artifact, stop the service.
-    PreDeploy,
-    /// Release: per batch, e.g. unpack and switch to the new release.
-    Deploy,
-    /// After release: per batch, e.g. start, health check, prune.
-    PostDeploy,
-    /// Rollback: per batch of touched hosts, back to each host's rollback target.
-    Rollback,
-}
-
-impl Stage {
-    /// The three stages run for every batch, in order.
-    pub const BATCH: [Stage; 3] = [Stage::PreDeploy, Stage::Deploy, Stage::PostDeploy];
-
-    /// Kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Prepare => "prepare",
-            Stage::PreDeploy => "pre-deploy",
-            Stage::Deploy => "deploy",
-            Stage::PostDeploy => "post-deploy",
-            Stage::Rollback => "rollback",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a stage hook stopped. Failures of single hosts are not errors: the context records them and the
-/// hook goes on with the remaining hosts. An error fails every host still live in the batch.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StageError {
-    /// The deployment was cancelled; returned by [`StageContext::call`] after a cancel.
-    #[error("cancelled")]
-    Cancelled,
-    /// The hook was used wrongly (e.g. a mutating call during prepare).
-    #[error("{0}")]
-    Misuse(String),
-    /// The hook refused to go on, with a reason.
-    #[error("{0}")]
-    Failed(String),
-    /// A core error (validation, configuration).
-    #[error(transparent)]
-    Core(#[from] crate::error::Error),
-}
+use crate::hook::context::StageContext;
+use crate::vocab::error::StageError;
+use crate::vocab::stage::Stage;
 
 /// A project type: what to do on the minions at each stage of a release, and how to roll back.
 ///

@@ -6,9 +6,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::call::MinionId;
-use crate::deployer::Stage;
-use crate::engine::{Decision, DeploymentOutcome};
+use crate::vocab::call::MinionId;
+use crate::vocab::outcome::{Decision, DeploymentOutcome};
+use crate::vocab::stage::Stage;
 
 /// One state change of a deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

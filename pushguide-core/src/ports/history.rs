@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::error::Error;
-use crate::event::Event;
-use crate::report::Report;
+use crate::model::event::Event;
+use crate::model::report::Report;
+use crate::vocab::error::Error;
 
 /// A durable record of deployments. The engine hands it every event of a deployment, in order and in
 /// batches, from a background writer while the deployment runs (so a killed process still leaves a

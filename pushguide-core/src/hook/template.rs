@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::registry::{kind_info, unknown_kind, DeployerConfig};
-use crate::transport::{TargetExpr, TargetType};
-use crate::validate;
+use crate::hook::registry::{kind_info, unknown_kind, DeployerConfig};
+use crate::vocab::error::Error;
+use crate::vocab::target::{TargetExpr, TargetType};
+use crate::vocab::validate;
 
-use crate::validate::MAX_ARRAY_LEN;
-use crate::validate::{
+use crate::vocab::validate::MAX_ARRAY_LEN;
+use crate::vocab::validate::{
     MAX_BODY_CONTAINS_LEN, MAX_DEPTH, MAX_DESCRIPTION_LEN, MAX_HEALTH_INTERVAL_SECS,
     MAX_HEALTH_RETRIES, MAX_HEALTH_TIMEOUT_SECS, MAX_HOSTS, MAX_KEY_BYTES, MAX_TEMPLATE_BYTES,
     MAX_VALUE_BYTES,
