@@ -1,0 +1,94 @@
+//! What a caller asks the engine for: a [`Request`] to release or roll back, and its [`Mode`].
+
+use std::sync::Arc;
+
+use crate::hook::template::{Principal, Template};
+
+/// A request to release `version` of `template`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Request {
+    /// The template.
+    pub template: Arc<Template>,
+    /// The version (validated before anything runs).
+    pub version: String,
+    /// Who asks.
+    pub principal: Principal,
+    /// Deploy only to these hosts of the template.
+    pub hosts: Option<Vec<String>>,
+    /// Record mutating calls instead of sending them.
+    pub dry_run: bool,
+    /// The artifact, when resolved by the caller (e.g. from CI); a project type may also resolve it in
+    /// prepare.
+    pub artifact: Option<crate::hook::context::Artifact>,
+    /// Deploy `version`, or roll back.
+    pub mode: Mode,
+    /// For a rollback: the version of a release whose effects it undoes (see [`Request::undo`]).
+    pub undo: Option<String>,
+}
+
+/// What a [`Request`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Release `version` in rolling batches.
+    Deploy,
+    /// Roll every host back through the `rollback` hook, in batches: to `to` when given, else each
+    /// host to the version it ran before its current one (from recorded history).
+    Rollback {
+        /// The version for every host, or `None` for each host's previous version.
+        to: Option<String>,
+    },
+}
+
+impl Request {
+    /// A request for every host of the template.
+    pub fn new(template: Arc<Template>, version: impl Into<String>, principal: Principal) -> Self {
+        Request {
+            template,
+            version: version.into(),
+            principal,
+            hosts: None,
+            dry_run: false,
+            artifact: None,
+            mode: Mode::Deploy,
+            undo: None,
+        }
+    }
+
+    /// A rollback of every host of the template to `to`, or to each host's previous version.
+    pub fn rollback(template: Arc<Template>, to: Option<String>, principal: Principal) -> Self {
+        Request {
+            version: to.clone().unwrap_or_else(|| "previous".to_owned()),
+            mode: Mode::Rollback { to },
+            ..Request::new(template, "", principal)
+        }
+    }
+
+    /// Makes a rollback undo the effects of a release of `version` (say, an interrupted deployment):
+    /// each host goes back to the version it ran before that release — its recorded current version
+    /// when the release never recorded itself there, else its previous good version. A host with
+    /// nothing recorded is skipped, which is not a failure. Combine with [`Request::hosts`] to touch
+    /// only the hosts the release reached.
+    pub fn undo(mut self, version: impl Into<String>) -> Self {
+        self.undo = Some(version.into());
+        self
+    }
+
+    /// Sets the artifact (builder style).
+    pub fn artifact(mut self, artifact: crate::hook::context::Artifact) -> Self {
+        self.artifact = Some(artifact);
+        self
+    }
+
+    /// Sets the dry-run flag.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Restricts the deployment to some of the template's hosts.
+    pub fn hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        self.hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+}
