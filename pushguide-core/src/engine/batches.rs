@@ -38,6 +38,43 @@ pub(super) enum Stop {
     NotRecorded,
 }
 
+/// One batch of the plan.
+pub(super) struct Batch<'a> {
+    index: usize,
+    hosts: &'a [MinionId],
+    /// The deployment's failure budget.
+    max_failed: usize,
+}
+
+/// Why and where the batches stopped early.
+pub(super) struct Halt {
+    stop: Stop,
+    /// What went wrong, for stops that are not a plain decision.
+    halted: Option<String>,
+    /// The batch under way and the stage it was in, when the stop came in the middle of a batch.
+    cut: Option<(Vec<MinionId>, Stage)>,
+}
+
+impl Halt {
+    fn new(stop: Stop) -> Self {
+        Halt {
+            stop,
+            halted: None,
+            cut: None,
+        }
+    }
+
+    fn because(mut self, why: String) -> Self {
+        self.halted = Some(why);
+        self
+    }
+
+    fn cut(mut self, hosts: &[MinionId], stage: Stage) -> Self {
+        self.cut = Some((hosts.to_vec(), stage));
+        self
+    }
+}
+
 impl Run {
     pub(super) async fn run_stage(
         &self,
@@ -112,6 +149,7 @@ impl Run {
         decision
     }
 
+    /// Runs the prepared batches in order and says how the deployment ended.
     pub(super) async fn run_batches(
         &self,
         prepared: Prepared,
@@ -123,8 +161,6 @@ impl Run {
             mut journal,
             ..
         } = prepared;
-        let t = &release.template;
-        let mut stop = None;
         if batches.iter().all(Vec::is_empty) {
             let reason = format!(
                 "no host left to deploy to: {} did not pass pre-flight or prepare",
@@ -133,28 +169,7 @@ impl Run {
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
         if let Mode::Rollback { .. } = self.req.mode {
-            for (b, hosts) in batches.iter().enumerate() {
-                for h in hosts {
-                    if let Some(r) = journal.get_mut(h) {
-                        r.batch = Some(b);
-                    }
-                }
-            }
-            let rolled = self.rollback(&release, &mut journal, &batches).await;
-            let outcome = if rolled.complete() {
-                DeploymentOutcome::RolledBack
-            } else {
-                DeploymentOutcome::RollbackFailed
-            };
-            let mut reason = match (&self.req.mode, &self.req.undo) {
-                (Mode::Rollback { to: Some(v) }, _) => {
-                    format!("rollback of every host to {v} requested")
-                }
-                (_, Some(v)) => format!("rollback of the hosts release {v} reached requested"),
-                _ => "rollback of every host to its previous version requested".to_owned(),
-            };
-            reason.push_str(&rolled.summary());
-            return (outcome, Some(reason), journal);
+            return self.requested_rollback(&release, journal, &batches).await;
         }
         if journal.count_failed() > max_failed {
             // Pre-flight or prepare already failed more hosts than allowed: touch nothing.
@@ -169,179 +184,270 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
-        let mut halted: Option<String> = None;
         let mut restored = 0usize;
-        // the batch and stage under way when the loop stopped in the middle of a batch
-        let mut cut: Option<(Vec<MinionId>, Stage)> = None;
-        'batches: for (b, hosts) in batches.iter().enumerate() {
-            if self.shared.is_cancelled() {
-                stop = Some(Stop::Cancelled);
-                break;
+        for (b, hosts) in batches.iter().enumerate() {
+            let batch = Batch {
+                index: b,
+                hosts,
+                max_failed,
+            };
+            if let Err(halt) = self
+                .run_batch(&release, &mut journal, &batch, &mut restored)
+                .await
+            {
+                return self.halted(&release, journal, &batches, halt).await;
             }
-            if let Err(e) = self.check_lease().await {
-                halted = Some(format!(
-                    "stopped before batch {b}, touching nothing more (not rolling back either): {e}"
-                ));
-                stop = Some(Stop::LeaseLost);
-                break;
-            }
-            let span = tracing::info_span!("batch", batch = b, hosts = hosts.len());
-            self.shared.emit(EventKind::BatchStarted {
-                batch: b,
-                hosts: hosts.len(),
-                minions: hosts.clone(),
-            });
+        }
+        self.completed(journal, max_failed, restored)
+    }
+
+    /// A rollback a user asked for: every batch through the rollback hook.
+    async fn requested_rollback(
+        &self,
+        release: &Release,
+        mut journal: Journal,
+        batches: &[Vec<MinionId>],
+    ) -> (DeploymentOutcome, Option<String>, Journal) {
+        for (b, hosts) in batches.iter().enumerate() {
             for h in hosts {
                 if let Some(r) = journal.get_mut(h) {
                     r.batch = Some(b);
-                    r.status = HostStatus::Interrupted;
-                }
-            }
-            // the batch's start is durable before any of its hosts is touched
-            if let Err(e) = self.journal_barrier().await {
-                halted = Some(format!(
-                    "stopped before batch {b}: the journal cannot record it: {e}"
-                ));
-                stop = Some(Stop::NotRecorded);
-                break;
-            }
-            self.set_under_way(hosts);
-            let mut live = hosts.clone();
-            for stage in Stage::BATCH {
-                let mut to_run = std::mem::take(&mut live);
-                loop {
-                    let (ok, failed, cancelled) = self
-                        .run_stage(&span, &release, &mut journal, b, stage, to_run)
-                        .await;
-                    live.extend(ok);
-                    if cancelled {
-                        stop = Some(Stop::Cancelled);
-                        cut = Some((hosts.clone(), stage));
-                        break 'batches;
-                    }
-                    let over = journal.count_failed() > max_failed;
-                    if failed.is_empty() || !over || t.failure.on_failure != OnFailure::Pause {
-                        break;
-                    }
-                    match self.wait_decision(b, stage, failed.clone()).await {
-                        Some(Decision::Retry) => {
-                            journal.set_status(&failed, HostStatus::Interrupted);
-                            for h in &failed {
-                                if let Some(r) = journal.get_mut(h) {
-                                    r.failure = None;
-                                }
-                            }
-                            to_run = failed;
-                        }
-                        Some(Decision::Exclude) => {
-                            journal.set_status(&failed, HostStatus::Excluded);
-                            break;
-                        }
-                        Some(Decision::Rollback) => {
-                            stop = Some(Stop::RollbackDecided);
-                            cut = Some((hosts.clone(), stage));
-                            break 'batches;
-                        }
-                        Some(Decision::Abort) => {
-                            stop = Some(Stop::Aborted);
-                            cut = Some((hosts.clone(), stage));
-                            break 'batches;
-                        }
-                        None => {
-                            stop = Some(Stop::Cancelled);
-                            cut = Some((hosts.clone(), stage));
-                            break 'batches;
-                        }
-                    }
-                }
-            }
-            journal.set_status(&live, HostStatus::Succeeded);
-            let failed = journal.count_failed();
-            let over = failed > max_failed && t.failure.on_failure == OnFailure::Halt;
-            // what this batch's hosts run now, made durable before the next batch
-            let mut written = self
-                .record(
-                    &live,
-                    &HostChange::Deployed {
-                        version: release.version.clone(),
-                    },
-                )
-                .await;
-            let broken: Vec<MinionId> = hosts
-                .iter()
-                .filter(|h| {
-                    journal.get(h).is_some_and(|r| {
-                        matches!(r.status, HostStatus::Failed | HostStatus::Excluded)
-                    })
-                })
-                .cloned()
-                .collect();
-            if written.is_ok() {
-                written = self.record_failed(&release, &journal, &broken).await;
-            }
-            if written.is_ok() {
-                self.set_under_way(&[]);
-            }
-            for h in &live {
-                self.shared
-                    .emit(EventKind::HostSucceeded { host: h.clone() });
-            }
-            self.shared.emit(EventKind::BatchFinished {
-                batch: b,
-                ok: live.len(),
-                failed: hosts.len() - live.len(),
-            });
-            let journaled = self.journal_barrier().await;
-            if let Err(e) = written {
-                halted = Some(format!(
-                    "stopped after batch {b}: its hosts' versions cannot be recorded, so nothing \
-                     more is touched (not rolling back either): {e}"
-                ));
-                stop = Some(Stop::NotRecorded);
-                break;
-            }
-            if let Err(e) = journaled {
-                halted = Some(format!(
-                    "stopped after batch {b}: the journal cannot record it, so nothing more is \
-                     touched (not rolling back either): {e}"
-                ));
-                stop = Some(Stop::NotRecorded);
-                break;
-            }
-            if over {
-                self.shared.emit(EventKind::BudgetExceeded {
-                    failed,
-                    allowed: max_failed,
-                });
-                stop = Some(Stop::Budget {
-                    failed,
-                    allowed: max_failed,
-                });
-                break;
-            }
-            // hosts that failed while the deployment goes on: back to their rollback target
-            if !broken.is_empty()
-                && t.failure.failed_hosts == FailedHosts::Restore
-                && !self.shared.is_cancelled()
-            {
-                let outcome = self.restore(&release, &mut journal, b, &broken).await;
-                restored += outcome.ok;
-                if let Some(e) = outcome.stopped {
-                    halted = Some(format!(
-                        "stopped after batch {b} while restoring its failed hosts: {e}"
-                    ));
-                    stop = Some(Stop::NotRecorded);
-                    break;
                 }
             }
         }
-
-        let Some(stop) = stop else {
-            return self.completed(journal, max_failed, restored);
+        let rolled = self.rollback(release, &mut journal, batches).await;
+        let outcome = if rolled.complete() {
+            DeploymentOutcome::RolledBack
+        } else {
+            DeploymentOutcome::RollbackFailed
         };
+        let mut reason = match (&self.req.mode, &self.req.undo) {
+            (Mode::Rollback { to: Some(v) }, _) => {
+                format!("rollback of every host to {v} requested")
+            }
+            (_, Some(v)) => format!("rollback of the hosts release {v} reached requested"),
+            _ => "rollback of every host to its previous version requested".to_owned(),
+        };
+        reason.push_str(&rolled.summary());
+        (outcome, Some(reason), journal)
+    }
+
+    /// One batch: its start made durable, its three stages, its results recorded, and its failed
+    /// hosts restored. `Err` says why the deployment stops here.
+    async fn run_batch(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        batch: &Batch<'_>,
+        restored: &mut usize,
+    ) -> Result<(), Halt> {
+        let b = batch.index;
+        self.begin_batch(journal, batch).await?;
+        let span = tracing::info_span!("batch", batch = b, hosts = batch.hosts.len());
+        let live = self
+            .run_batch_stages(&span, release, journal, batch)
+            .await?;
+        let broken = self.end_batch(release, journal, batch, &live).await?;
+        // hosts that failed while the deployment goes on: back to their rollback target
+        if !broken.is_empty()
+            && release.template.failure.failed_hosts == FailedHosts::Restore
+            && !self.shared.is_cancelled()
+        {
+            let outcome = self.restore(release, journal, b, &broken).await;
+            *restored += outcome.ok;
+            if let Some(e) = outcome.stopped {
+                return Err(Halt::new(Stop::NotRecorded).because(format!(
+                    "stopped after batch {b} while restoring its failed hosts: {e}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a batch touches anything: not cancelled, the lease still held, and the batch's start
+    /// durable in the journal.
+    async fn begin_batch(&self, journal: &mut Journal, batch: &Batch<'_>) -> Result<(), Halt> {
+        let b = batch.index;
+        if self.shared.is_cancelled() {
+            return Err(Halt::new(Stop::Cancelled));
+        }
+        if let Err(e) = self.check_lease().await {
+            return Err(Halt::new(Stop::LeaseLost).because(format!(
+                "stopped before batch {b}, touching nothing more (not rolling back either): {e}"
+            )));
+        }
+        self.shared.emit(EventKind::BatchStarted {
+            batch: b,
+            hosts: batch.hosts.len(),
+            minions: batch.hosts.to_vec(),
+        });
+        for h in batch.hosts {
+            if let Some(r) = journal.get_mut(h) {
+                r.batch = Some(b);
+                r.status = HostStatus::Interrupted;
+            }
+        }
+        // the batch's start is durable before any of its hosts is touched
+        if let Err(e) = self.journal_barrier().await {
+            return Err(Halt::new(Stop::NotRecorded).because(format!(
+                "stopped before batch {b}: the journal cannot record it: {e}"
+            )));
+        }
+        self.set_under_way(batch.hosts);
+        Ok(())
+    }
+
+    /// The batch's three stages in order; returns the hosts still live after the last one.
+    async fn run_batch_stages(
+        &self,
+        span: &tracing::Span,
+        release: &Release,
+        journal: &mut Journal,
+        batch: &Batch<'_>,
+    ) -> Result<Vec<MinionId>, Halt> {
+        let mut live = batch.hosts.to_vec();
+        for stage in Stage::BATCH {
+            live = self
+                .run_stage_decided(span, release, journal, batch, stage, live)
+                .await?;
+        }
+        Ok(live)
+    }
+
+    /// One stage of a batch, run again for the failed hosts for as long as a user decides to retry
+    /// (with `on_failure = "pause"` and the budget exceeded). Returns the hosts that passed it.
+    async fn run_stage_decided(
+        &self,
+        span: &tracing::Span,
+        release: &Release,
+        journal: &mut Journal,
+        batch: &Batch<'_>,
+        stage: Stage,
+        mut to_run: Vec<MinionId>,
+    ) -> Result<Vec<MinionId>, Halt> {
+        let b = batch.index;
+        let mut live = Vec::new();
+        loop {
+            let (ok, failed, cancelled) = self
+                .run_stage(span, release, journal, b, stage, to_run)
+                .await;
+            live.extend(ok);
+            let cut = |stop| Err(Halt::new(stop).cut(batch.hosts, stage));
+            if cancelled {
+                return cut(Stop::Cancelled);
+            }
+            let over = journal.count_failed() > batch.max_failed;
+            if failed.is_empty() || !over || release.template.failure.on_failure != OnFailure::Pause
+            {
+                return Ok(live);
+            }
+            match self.wait_decision(b, stage, failed.clone()).await {
+                Some(Decision::Retry) => {
+                    journal.set_status(&failed, HostStatus::Interrupted);
+                    for h in &failed {
+                        if let Some(r) = journal.get_mut(h) {
+                            r.failure = None;
+                        }
+                    }
+                    to_run = failed;
+                }
+                Some(Decision::Exclude) => {
+                    journal.set_status(&failed, HostStatus::Excluded);
+                    return Ok(live);
+                }
+                Some(Decision::Rollback) => return cut(Stop::RollbackDecided),
+                Some(Decision::Abort) => return cut(Stop::Aborted),
+                None => return cut(Stop::Cancelled),
+            }
+        }
+    }
+
+    /// After a batch's stages: what its hosts run now is durable (fleet state and journal) before
+    /// the next batch, and the failure budget is checked. Returns the batch's failed or excluded
+    /// hosts.
+    async fn end_batch(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        batch: &Batch<'_>,
+        live: &[MinionId],
+    ) -> Result<Vec<MinionId>, Halt> {
+        let (b, hosts) = (batch.index, batch.hosts);
+        journal.set_status(live, HostStatus::Succeeded);
+        let failed = journal.count_failed();
+        let over =
+            failed > batch.max_failed && release.template.failure.on_failure == OnFailure::Halt;
+        let mut written = self
+            .record(
+                live,
+                &HostChange::Deployed {
+                    version: release.version.clone(),
+                },
+            )
+            .await;
+        let broken: Vec<MinionId> = hosts
+            .iter()
+            .filter(|h| {
+                journal
+                    .get(h)
+                    .is_some_and(|r| matches!(r.status, HostStatus::Failed | HostStatus::Excluded))
+            })
+            .cloned()
+            .collect();
+        if written.is_ok() {
+            written = self.record_failed(release, journal, &broken).await;
+        }
+        if written.is_ok() {
+            self.set_under_way(&[]);
+        }
+        for h in live {
+            self.shared
+                .emit(EventKind::HostSucceeded { host: h.clone() });
+        }
+        self.shared.emit(EventKind::BatchFinished {
+            batch: b,
+            ok: live.len(),
+            failed: hosts.len() - live.len(),
+        });
+        let journaled = self.journal_barrier().await;
+        if let Err(e) = written {
+            return Err(Halt::new(Stop::NotRecorded).because(format!(
+                "stopped after batch {b}: its hosts' versions cannot be recorded, so nothing \
+                 more is touched (not rolling back either): {e}"
+            )));
+        }
+        if let Err(e) = journaled {
+            return Err(Halt::new(Stop::NotRecorded).because(format!(
+                "stopped after batch {b}: the journal cannot record it, so nothing more is \
+                 touched (not rolling back either): {e}"
+            )));
+        }
+        if over {
+            let allowed = batch.max_failed;
+            self.shared
+                .emit(EventKind::BudgetExceeded { failed, allowed });
+            return Err(Halt::new(Stop::Budget { failed, allowed }));
+        }
+        Ok(broken)
+    }
+
+    /// The batches stopped early: what the batch under way left is recorded, then the template's
+    /// rollback policy (or the decision) says whether the touched hosts go back.
+    async fn halted(
+        &self,
+        release: &Release,
+        mut journal: Journal,
+        batches: &[Vec<MinionId>],
+        halt: Halt,
+    ) -> (DeploymentOutcome, Option<String>, Journal) {
+        let Halt {
+            stop,
+            mut halted,
+            cut,
+        } = halt;
         // a batch cut short: what its hosts run now is recorded before anything else happens
         if let Some((hosts, stage)) = cut {
-            if let Err(e) = self.record_cut(&release, &journal, &hosts, stage).await {
+            if let Err(e) = self.record_cut(release, &journal, &hosts, stage).await {
                 tracing::error!(error = %e, "what the batch under way left is not recorded");
                 halted = Some(match halted.take() {
                     Some(h) => format!("{h}; the batch under way is not recorded: {e}"),
@@ -368,7 +474,9 @@ impl Run {
         let roll_back = match stop {
             Stop::RollbackDecided => true,
             Stop::Aborted | Stop::LeaseLost | Stop::NotRecorded => false,
-            Stop::Budget { .. } | Stop::Cancelled => t.rollback != RollbackPolicy::None,
+            Stop::Budget { .. } | Stop::Cancelled => {
+                release.template.rollback != RollbackPolicy::None
+            }
         };
         if !roll_back {
             let outcome = match stop {
@@ -377,7 +485,7 @@ impl Run {
             };
             return (outcome, Some(reason), journal);
         }
-        let rolled = self.rollback(&release, &mut journal, &batches).await;
+        let rolled = self.rollback(release, &mut journal, batches).await;
         let outcome = match (rolled.complete(), stop) {
             (false, _) => DeploymentOutcome::RollbackFailed,
             (true, Stop::Cancelled) => DeploymentOutcome::Cancelled,
