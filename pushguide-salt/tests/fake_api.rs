@@ -313,6 +313,43 @@ async fn http_503_fails_over_for_read_only_calls_but_never_resends_mutating_ones
 }
 
 #[tokio::test]
+async fn a_job_whose_endpoint_dies_while_waiting_is_reissued_on_the_next_one() {
+    // a's minions never answer in time; b's answer at once (same ids: two masters, one fleet)
+    let slow = Arc::new(
+        SimFleet::new(hosts(2))
+            .unwrap()
+            .with_latency(Duration::from_secs(60)),
+    );
+    let a = FakeSaltApi::start(slow).await.unwrap();
+    let b = FakeSaltApi::start(fleet(2)).await.unwrap();
+    let api = SaltApi::new(SaltApiSettings {
+        endpoints: vec![a.url(), b.url()],
+        ..settings(&a)
+    })
+    .unwrap();
+    let all = b.fleet().minions().to_vec();
+    let call = {
+        let api = api.clone();
+        let all = all.clone();
+        tokio::spawn(async move { api.call(&all, &SaltCall::read("test.ping")).await })
+    };
+    within(10, async {
+        while a.request_count().get("POST /") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    a.shutdown();
+    let mut r = within(20, call).await.unwrap().unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()), "{r:?}");
+    assert_eq!(a.request_count().get("POST /"), 1, "started once on a");
+    assert_eq!(b.request_count().get("POST /"), 1, "re-issued once on b");
+    assert_eq!(b.fleet().requests().len(), 1, "b ran the job");
+    let h = api.endpoint_health();
+    assert!(!h[0].available && h[1].available, "{h:?}");
+}
+
+#[tokio::test]
 async fn an_expired_or_refused_token_means_a_transparent_new_login() {
     let (fake, api) = started(2).await;
     warm_up(&api, &fake).await;
