@@ -102,7 +102,7 @@ impl Run {
             Err(e) => {
                 let live = cx.live.clone();
                 let why = format!("{stage} hook failed: {e}");
-                cx.fail_hosts(&live, "-", &|_| why.clone());
+                cx.fail_hosts(&live, None, &|_| why.clone());
             }
         }
         let (live, failed) = (cx.live, cx.failed);

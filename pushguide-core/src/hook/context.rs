@@ -278,7 +278,7 @@ impl<'a> StageContext<'a> {
     /// Marks `host` failed at this stage with `reason` (for checks on returned values).
     pub fn fail(&mut self, host: &MinionId, reason: impl Into<String>) {
         let reason = reason.into();
-        self.fail_hosts(std::slice::from_ref(host), "-", &|_| reason.clone());
+        self.fail_hosts(std::slice::from_ref(host), None, &|_| reason.clone());
     }
 
     /// Adds a line to `host`'s log for this stage.
@@ -379,7 +379,7 @@ impl<'a> StageContext<'a> {
         if !failures.is_empty() {
             let hosts: Vec<MinionId> = failures.iter().map(|(h, _)| h.clone()).collect();
             let reasons: HashMap<MinionId, String> = failures.into_iter().collect();
-            self.fail_hosts(&hosts, &fun, &|h| reasons[h].clone());
+            self.fail_hosts(&hosts, Some(&fun), &|h| reasons[h].clone());
         }
         self.shared.emit(EventKind::CallFinished {
             batch: self.batch,
@@ -397,7 +397,7 @@ impl<'a> StageContext<'a> {
     pub(crate) fn fail_hosts(
         &mut self,
         hosts: &[MinionId],
-        fun: &str,
+        fun: Option<&str>,
         reason: &dyn Fn(&MinionId) -> String,
     ) {
         let live: HashSet<&MinionId> = self.live.iter().collect();
@@ -409,7 +409,7 @@ impl<'a> StageContext<'a> {
         self.live.retain(|h| !dropped.contains(h));
         for host in to_fail {
             let why = reason(&host);
-            if fun == "-" {
+            if fun.is_none() {
                 if let Some(&i) = self.journal.index.get(&host) {
                     self.journal.hosts[i].log.push(LogEntry::Message {
                         stage: self.stage,
@@ -417,13 +417,13 @@ impl<'a> StageContext<'a> {
                     });
                 }
             }
-            tracing::info!(host = %host, stage = %self.stage, fun, reason = %why, "host failed");
+            tracing::info!(host = %host, stage = %self.stage, fun = fun.unwrap_or("(hook)"), reason = %why, "host failed");
             self.journal
                 .record_failure(&host, self.stage, self.batch, fun, &why);
             self.shared.emit(EventKind::HostFailed {
                 host: host.clone(),
                 stage: self.stage,
-                fun: fun.to_owned(),
+                fun: fun.map(str::to_owned),
                 reason: why,
             });
             self.failed.push(host);

@@ -74,7 +74,7 @@ impl Journal {
         host: &MinionId,
         stage: Stage,
         batch: Option<usize>,
-        fun: &str,
+        fun: Option<&str>,
         reason: &str,
     ) {
         let Some(&i) = self.index.get(host) else {
@@ -83,7 +83,7 @@ impl Journal {
         let failure = HostFailure {
             stage,
             batch,
-            fun: fun.to_owned(),
+            fun: fun.map(str::to_owned),
             reason: reason.to_owned(),
         };
         if stage == Stage::Rollback {

@@ -111,8 +111,10 @@ pub enum EventKind {
         host: MinionId,
         /// The stage.
         stage: Stage,
-        /// The salt function (or `-` when the hook failed the host itself).
-        fun: String,
+        /// The salt call whose answer failed the host, or `None` when the hook failed it itself.
+        /// Journals written before this was typed say `"-"`, read as `None`.
+        #[serde(default, deserialize_with = "crate::vocab::call::fun_or_none")]
+        fun: Option<String>,
         /// Why.
         reason: String,
     },

@@ -122,10 +122,31 @@ pub struct HostFailure {
     pub stage: Stage,
     /// Batch index.
     pub batch: Option<usize>,
-    /// The salt function (`-` when the hook failed the host).
-    pub fun: String,
+    /// The salt call whose answer failed the host, or `None` when the hook failed it (a check on
+    /// an answer, a stage error). Journals written before this was typed say `"-"`, read as `None`.
+    #[serde(default, deserialize_with = "crate::vocab::call::fun_or_none")]
+    pub fun: Option<String>,
     /// The reason.
     pub reason: String,
+}
+
+impl fmt::Display for HostFailure {
+    /// `fun: reason`, or the reason alone when no salt call failed the host.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fun {
+            Some(fun) => write!(f, "{fun}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// ` (fun)` for a failure a salt call caused, nothing otherwise.
+fn by(failure: &HostFailure) -> String {
+    failure
+        .fun
+        .as_ref()
+        .map(|fun| format!(" ({fun})"))
+        .unwrap_or_default()
 }
 
 /// Everything about one host in one deployment.
@@ -262,14 +283,10 @@ impl fmt::Display for Report {
         )?;
         for h in &self.hosts {
             if let Some(fl) = &h.failure {
-                writeln!(
-                    f,
-                    "  ✗ {} at {} ({}): {}",
-                    h.host, fl.stage, fl.fun, fl.reason
-                )?;
+                writeln!(f, "  ✗ {} at {}{}: {}", h.host, fl.stage, by(fl), fl.reason)?;
             }
             if let Some(fl) = &h.rollback_failure {
-                writeln!(f, "  ✗ {} rollback ({}): {}", h.host, fl.fun, fl.reason)?;
+                writeln!(f, "  ✗ {} rollback{}: {}", h.host, by(fl), fl.reason)?;
             }
             if h.status == HostStatus::NoRollbackTarget {
                 writeln!(
@@ -362,5 +379,35 @@ impl fmt::Display for Plan {
             writeln!(f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_no_salt_call_caused_has_no_function_also_in_old_journals() {
+        let old: HostFailure = serde_json::from_str(
+            r#"{"stage":"deploy","batch":0,"fun":"-","reason":"health check returned 500"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.fun, None);
+        assert_eq!(old.to_string(), "health check returned 500");
+        let by_call: HostFailure = serde_json::from_str(
+            r#"{"stage":"deploy","batch":0,"fun":"file.symlink","reason":"disk full"}"#,
+        )
+        .unwrap();
+        assert_eq!(by_call.fun.as_deref(), Some("file.symlink"));
+        assert_eq!(by_call.to_string(), "file.symlink: disk full");
+        let json = serde_json::to_value(&old).unwrap();
+        assert_eq!(json["fun"], serde_json::Value::Null);
+        let back: HostFailure = serde_json::from_value(json).unwrap();
+        assert_eq!(back, old);
+        let kind: crate::EventKind = serde_json::from_str(
+            r#"{"event":"host-failed","host":"web-01","stage":"deploy","fun":"-","reason":"x"}"#,
+        )
+        .unwrap();
+        assert!(matches!(kind, crate::EventKind::HostFailed { fun: None, .. }));
     }
 }

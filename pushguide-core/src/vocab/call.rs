@@ -316,3 +316,12 @@ impl Returns {
         self.minions.remove(minion).unwrap_or(Outcome::NoReturn)
     }
 }
+
+/// Reads the salt function of a host failure: a name, or `None` when no call failed the host.
+/// Journals written before the type said so hold `"-"` for `None`; it is read as `None`.
+pub(crate) fn fun_or_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let fun: Option<String> = Option::deserialize(d)?;
+    Ok(fun.filter(|f| f != "-"))
+}

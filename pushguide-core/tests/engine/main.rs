@@ -145,8 +145,8 @@ async fn failed_host_is_dropped_from_later_stages_within_budget() {
     assert_eq!(h.status, HostStatus::Failed);
     let f = h.failure.as_ref().unwrap();
     assert_eq!(
-        (f.stage, f.fun.as_str()),
-        (Stage::PreDeploy, "file.makedirs")
+        (f.stage, f.fun.as_deref()),
+        (Stage::PreDeploy, Some("file.makedirs"))
     );
     assert_eq!(f.reason, "retcode 1: disk full");
     assert!(report.events.iter().any(|e| matches!(&e.kind,
