@@ -304,7 +304,7 @@ impl SqliteStore {
                 host.as_str(),
                 stage_code(*stage),
                 "failed",
-                Some(fun),
+                fun.as_deref(),
                 Some(reason),
             )?,
             EventKind::BatchFinished { batch, ok, failed } => {
