@@ -29,6 +29,7 @@ pub mod conformance;
 pub use hook::steps;
 pub use vocab::validate;
 
+pub use vocab::action::Action;
 pub use vocab::call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use vocab::error::{Error, StageError, TransportError, TransportErrorKind};
 pub use vocab::outcome::{Decision, DeploymentOutcome};

@@ -15,6 +15,7 @@ use crate::model::report::{Plan, Report};
 use crate::ports::fleet::{FleetState, MemoryFleetState};
 use crate::ports::lease::{LeaseManager, MemoryLeases};
 use crate::ports::transport::Transport;
+use crate::vocab::action::Action;
 use crate::vocab::call::MinionId;
 use crate::vocab::error::Error;
 use crate::vocab::stage::Stage;
@@ -131,7 +132,7 @@ impl Engine {
         Arc::from(format!("{template}-{}", unique_suffix()))
     }
 
-    fn check(&self, req: &Request, action: &'static str) -> Result<Box<dyn Deployer>, Error> {
+    fn check(&self, req: &Request, action: Action) -> Result<Arc<dyn Deployer>, Error> {
         validate::version("version", &req.version)?;
         req.template.validate()?;
         if let Some(hosts) = &req.hosts {
@@ -146,25 +147,24 @@ impl Engine {
                 validate::minion_id(&format!("hosts[{i}]"), h)?;
             }
         }
-        let allowed = match action {
-            "deploy" => req.template.acl.may_deploy(&req.principal),
-            _ => req.template.acl.may_view(&req.principal),
-        };
-        if !allowed {
+        if !req.template.acl.allows(&req.principal, action) {
             return Err(Error::Forbidden {
                 user: req.principal.user.clone(),
                 action,
                 template: req.template.name.clone(),
             });
         }
-        req.template.project.build()
+        match &req.deployer {
+            Some(deployer) => Ok(deployer.clone()),
+            None => Ok(Arc::from(req.template.project.build()?)),
+        }
     }
 
     /// Computes what a deployment would do: resolves targets, runs pre-flight and `prepare` (read-only),
     /// splits batches, records the calls of every stage without sending them, and looks up each host's
     /// rollback target. Needs view permission; takes no lease.
     pub async fn plan(&self, req: &Request) -> Result<Plan, Error> {
-        let deployer = self.check(req, "view")?;
+        let deployer = self.check(req, Action::View)?;
         let id = self.next_id(&req.template.name);
         let (_tx, cancel) = watch::channel(false);
         let shared = RunShared {
@@ -227,7 +227,7 @@ impl Engine {
     ///
     /// Must be called within a tokio runtime.
     pub async fn start(&self, req: Request) -> Result<DeploymentHandle, Error> {
-        let deployer = self.check(&req, "deploy")?;
+        let deployer = self.check(&req, Action::Deploy)?;
         let id = self.next_id(&req.template.name);
         let lease = if req.dry_run {
             None

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::hook::deployer::Deployer;
 use crate::hook::template::{Principal, Template};
 
 /// A request to release `version` of `template`.
@@ -25,6 +26,9 @@ pub struct Request {
     pub mode: Mode,
     /// For a rollback: the version of a release whose effects it undoes (see [`Request::undo`]).
     pub undo: Option<String>,
+    /// The project type to run, instead of the one the template's `[project]` config builds (see
+    /// [`Request::deployer`]).
+    pub deployer: Option<Arc<dyn Deployer>>,
 }
 
 /// What a [`Request`] asks for.
@@ -52,6 +56,7 @@ impl Request {
             artifact: None,
             mode: Mode::Deploy,
             undo: None,
+            deployer: None,
         }
     }
 
@@ -77,6 +82,15 @@ impl Request {
     /// Sets the artifact (builder style).
     pub fn artifact(mut self, artifact: crate::hook::context::Artifact) -> Self {
         self.artifact = Some(artifact);
+        self
+    }
+
+    /// Runs `deployer`'s hooks instead of those the template's `[project]` config builds: a project
+    /// type used straight from Rust (embedded in a tool, or under test) needs no `typetag`
+    /// registration. The template's settings (targets, rollout, failure budget, rollback) still
+    /// apply.
+    pub fn deployer(mut self, deployer: Arc<dyn Deployer>) -> Self {
+        self.deployer = Some(deployer);
         self
     }
 

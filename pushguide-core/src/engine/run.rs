@@ -23,7 +23,7 @@ pub(super) struct Run {
     pub(super) engine: Engine,
     pub(super) shared: RunShared,
     pub(super) control: Arc<Control>,
-    pub(super) deployer: Box<dyn Deployer>,
+    pub(super) deployer: Arc<dyn Deployer>,
     pub(super) req: Request,
     pub(super) id: Arc<str>,
     /// The template's lease (none for dry runs).

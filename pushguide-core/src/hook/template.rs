@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hook::registry::{kind_info, unknown_kind, DeployerConfig};
+use crate::vocab::action::Action;
 use crate::vocab::error::Error;
 use crate::vocab::target::{TargetExpr, TargetType};
 use crate::vocab::validate;
@@ -164,6 +165,14 @@ impl Acl {
     /// Whether `who` may view.
     pub fn may_view(&self, who: &Principal) -> bool {
         self.viewers.admits(who) || self.deployers.admits(who)
+    }
+
+    /// Whether `who` may do `action`.
+    pub fn allows(&self, who: &Principal, action: Action) -> bool {
+        match action {
+            Action::Deploy => self.may_deploy(who),
+            Action::View => self.may_view(who),
+        }
     }
 }
 

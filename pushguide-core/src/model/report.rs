@@ -408,6 +408,9 @@ mod tests {
             r#"{"event":"host-failed","host":"web-01","stage":"deploy","fun":"-","reason":"x"}"#,
         )
         .unwrap();
-        assert!(matches!(kind, crate::EventKind::HostFailed { fun: None, .. }));
+        assert!(matches!(
+            kind,
+            crate::EventKind::HostFailed { fun: None, .. }
+        ));
     }
 }

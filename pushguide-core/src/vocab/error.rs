@@ -52,8 +52,8 @@ pub enum Error {
     Forbidden {
         /// The acting user.
         user: String,
-        /// What was attempted (`deploy`, `view`).
-        action: &'static str,
+        /// What was attempted.
+        action: crate::vocab::action::Action,
         /// The template.
         template: String,
     },

@@ -2,6 +2,7 @@
 //! shown text ([`text`]), errors, grammars of untrusted values ([`validate`]), salt calls and minion ids,
 //! stages, target expressions and outcomes.
 
+pub(crate) mod action;
 pub(crate) mod call;
 pub(crate) mod error;
 pub(crate) mod outcome;

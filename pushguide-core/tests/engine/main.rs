@@ -522,7 +522,7 @@ async fn forbidden_user_gets_a_typed_error_and_no_call() {
         matches!(
             err,
             Error::Forbidden {
-                action: "deploy",
+                action: pushguide_core::Action::Deploy,
                 ..
             }
         ),
@@ -538,7 +538,18 @@ async fn forbidden_user_gets_a_typed_error_and_no_call() {
         .plan(&pushguide_core::Request::new(t.clone(), "1.0", eve))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Forbidden { action: "view", .. }));
+    assert!(matches!(
+        err,
+        Error::Forbidden {
+            action: pushguide_core::Action::View,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "user `eve` may not view template `shop`",
+        "the action reads as a verb"
+    );
     let ops = pushguide_core::Principal::user("carol").in_group("ops");
     assert!(engine
         .start(pushguide_core::Request::new(t, "1.0", ops.clone()))
@@ -1188,4 +1199,48 @@ async fn a_batch_whose_versions_cannot_be_recorded_stops_the_release() {
         .filter(|(f, _)| f != "test.ping")
         .all(|(_, t)| !t.iter().any(|h| h == "web-03" || h == "web-04")));
     assert_eq!(report.host("web-03").unwrap().status, HostStatus::Pending);
+}
+
+/// A project type handed to the engine as a value: never registered through typetag/inventory.
+#[derive(Debug)]
+struct Unregistered;
+
+#[async_trait::async_trait]
+impl pushguide_core::Deployer for Unregistered {
+    async fn deploy(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        cx.call(pushguide_core::SaltCall::mutate("cmd.run").arg("unregistered-deploy"))
+            .await?;
+        Ok(())
+    }
+    async fn rollback(
+        &self,
+        _cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_deployer_value_replaces_the_one_the_template_config_builds() {
+    let t = template(2, "");
+    let fleet = fleet(2);
+    let engine = engine(fleet.clone());
+    let report = engine
+        .deploy(req(&t, "1.0").deployer(Arc::new(Unregistered)))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, pushguide_core::DeploymentOutcome::Succeeded);
+    let funs: Vec<String> = calls(&fleet).into_iter().map(|(f, _)| f).collect();
+    assert!(funs.contains(&"cmd.run".to_owned()), "{funs:?}");
+    assert!(
+        !funs.contains(&"file.symlink".to_owned()),
+        "the template's own kind ran: {funs:?}"
+    );
+    // and the next deployment without it runs the template's kind again
+    engine.deploy(req(&t, "1.1")).await.unwrap();
+    let funs: Vec<String> = calls(&fleet).into_iter().map(|(f, _)| f).collect();
+    assert!(funs.contains(&"file.symlink".to_owned()), "{funs:?}");
 }
