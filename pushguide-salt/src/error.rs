@@ -106,7 +106,7 @@ impl SaltError {
 
 impl From<SaltError> for TransportError {
     fn from(e: SaltError) -> Self {
-        TransportError::new(e.kind(), e.to_string())
+        TransportError::new(e.kind(), e.to_string()).with_source(e)
     }
 }
 
@@ -162,5 +162,28 @@ mod tests {
         };
         assert!(!e.is_retryable());
         assert_eq!(TransportError::from(e).kind, TransportErrorKind::Api);
+    }
+
+    #[test]
+    fn a_transport_error_keeps_the_salt_error_as_its_source() {
+        let salt = SaltError::Api {
+            endpoint: "http://master-a:8000".into(),
+            status: 503,
+            message: "busy".into(),
+        };
+        let t = TransportError::from(salt.clone());
+        let source = std::error::Error::source(&t).expect("the salt error is kept");
+        assert_eq!(source.downcast_ref::<SaltError>(), Some(&salt));
+        // and through the core error that wraps it
+        let core = pushguide_core::Error::Transport {
+            during: "sending a call",
+            source: t,
+        };
+        let chain: Vec<String> =
+            std::iter::successors(Some(&core as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(chain.len(), 3, "{chain:?}");
+        assert!(chain[2].contains("503"), "{chain:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -225,13 +226,27 @@ pub enum TransportErrorKind {
 }
 
 /// A failure of a whole request (as opposed to one minion's [`crate::Outcome::Failed`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+///
+/// It keeps the transport's own error as its [`std::error::Error::source`] (e.g. a
+/// `pushguide_salt::SaltError`, with the endpoint and HTTP status), so a caller can downcast it; the
+/// source is not serialized and not compared.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TransportError {
     /// The kind.
     pub kind: TransportErrorKind,
     /// What happened; never contains credentials.
     pub message: String,
+    #[serde(skip)]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for TransportError {}
 
 impl TransportError {
     /// A new error.
@@ -239,7 +254,14 @@ impl TransportError {
         TransportError {
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// Keeps `source`, the transport's own error, as this error's source.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// Whether sending the same request again (possibly elsewhere) may succeed.
@@ -248,6 +270,14 @@ impl TransportError {
             self.kind,
             TransportErrorKind::Unreachable | TransportErrorKind::Timeout
         )
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
