@@ -57,7 +57,7 @@ pub use hook::template::{
     Rollout, Targets, Template, Threshold,
 };
 
-pub use engine::{DeploymentHandle, Engine, EngineBuilder, Mode, Request};
+pub use engine::{DeploymentHandle, Engine, EngineBuilder, Mode, Request, RollbackTo};
 pub use monitor::{Monitor, MonitorHandle};
 
 /// Re-exported for implementing the async ports ([`Transport`], [`FleetState`], [`LeaseManager`],

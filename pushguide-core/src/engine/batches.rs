@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::count;
 use super::prepare::Prepared;
-use super::request::Mode;
+use super::request::{Mode, RollbackTo};
 use super::run::Run;
 use crate::hook::context::{Release, StageContext};
 use crate::hook::deployer::run_hook;
@@ -221,11 +221,13 @@ impl Run {
         } else {
             DeploymentOutcome::RollbackFailed
         };
-        let mut reason = match (&self.req.mode, &self.req.undo) {
-            (Mode::Rollback { to: Some(v) }, _) => {
-                format!("rollback of every host to {v} requested")
-            }
-            (_, Some(v)) => format!("rollback of the hosts release {v} reached requested"),
+        let mut reason = match &self.req.mode {
+            Mode::Rollback {
+                to: RollbackTo::Version(v),
+            } => format!("rollback of every host to {v} requested"),
+            Mode::Rollback {
+                to: RollbackTo::Undo(v),
+            } => format!("rollback of the hosts release {v} reached requested"),
             _ => "rollback of every host to its previous version requested".to_owned(),
         };
         reason.push_str(&rolled.summary());

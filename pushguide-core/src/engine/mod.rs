@@ -30,7 +30,7 @@ mod run;
 
 use handle::Control;
 pub use handle::DeploymentHandle;
-pub use request::{Mode, Request};
+pub use request::{Mode, Request, RollbackTo};
 use run::{write_history, JournalWriter, Run, Written};
 
 /// Builds an [`Engine`].

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::request::{Mode, Request};
+use super::request::{Mode, Request, RollbackTo};
 use super::Engine;
 use crate::hook::context::{Artifact, HostVersions, Release, StageContext};
 use crate::hook::deployer::{run_hook, Deployer};
@@ -232,15 +232,23 @@ fn pick_hosts(req: &Request, all: Vec<MinionId>) -> Result<Vec<MinionId>, Error>
 /// The version a rollback takes a host to, from its recorded history.
 fn rollback_target(req: &Request, rec: &HostHistory) -> Option<String> {
     match (&req.mode, &req.template.rollback) {
-        (Mode::Rollback { to: Some(to) }, _) => Some(to.clone()),
-        (Mode::Rollback { to: None }, _) => match &req.undo {
+        (
+            Mode::Rollback {
+                to: RollbackTo::Version(to),
+            },
+            _,
+        ) => Some(to.clone()),
+        (
+            Mode::Rollback {
+                to: RollbackTo::Undo(undo),
+            },
+            _,
+        ) if rec.current.is_some() && rec.current.as_ref() != Some(undo) => {
             // the release being undone never recorded itself here: restore what the host ran (its
             // batch may have stopped the service)
-            Some(undo) if rec.current.is_some() && rec.current.as_ref() != Some(undo) => {
-                rec.current.clone()
-            }
-            _ => rec.previous.clone(),
-        },
+            rec.current.clone()
+        }
+        (Mode::Rollback { .. }, _) => rec.previous.clone(),
         (Mode::Deploy, RollbackPolicy::Version { to }) => Some(to.clone()),
         (Mode::Deploy, RollbackPolicy::None | RollbackPolicy::Previous) => {
             // a healthy current version is what a failure restores (also when it is the version

@@ -24,8 +24,6 @@ pub struct Request {
     pub artifact: Option<crate::hook::context::Artifact>,
     /// Deploy `version`, or roll back.
     pub mode: Mode,
-    /// For a rollback: the version of a release whose effects it undoes (see [`Request::undo`]).
-    pub undo: Option<String>,
     /// The project type to run, instead of the one the template's `[project]` config builds (see
     /// [`Request::deployer`]).
     pub deployer: Option<Arc<dyn Deployer>>,
@@ -36,12 +34,35 @@ pub struct Request {
 pub enum Mode {
     /// Release `version` in rolling batches.
     Deploy,
-    /// Roll every host back through the `rollback` hook, in batches: to `to` when given, else each
-    /// host to the version it ran before its current one (from recorded history).
+    /// Roll every host back through the `rollback` hook, in batches, to `to`.
     Rollback {
-        /// The version for every host, or `None` for each host's previous version.
-        to: Option<String>,
+        /// Where each host goes.
+        to: RollbackTo,
     },
+}
+
+/// Where a requested rollback takes each host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RollbackTo {
+    /// Every host to this version.
+    Version(String),
+    /// Each host to the good version it ran before its current one (from recorded history).
+    Previous,
+    /// Each host back to what it ran before the release of this version reached it (see
+    /// [`Request::undo`]).
+    Undo(String),
+}
+
+impl RollbackTo {
+    /// What the deployment's history shows as its version: the version, or `previous` when each
+    /// host goes to its own.
+    pub fn label(&self) -> &str {
+        match self {
+            RollbackTo::Version(v) => v,
+            RollbackTo::Previous | RollbackTo::Undo(_) => "previous",
+        }
+    }
 }
 
 impl Request {
@@ -55,15 +76,15 @@ impl Request {
             dry_run: false,
             artifact: None,
             mode: Mode::Deploy,
-            undo: None,
             deployer: None,
         }
     }
 
     /// A rollback of every host of the template to `to`, or to each host's previous version.
     pub fn rollback(template: Arc<Template>, to: Option<String>, principal: Principal) -> Self {
+        let to = to.map_or(RollbackTo::Previous, RollbackTo::Version);
         Request {
-            version: to.clone().unwrap_or_else(|| "previous".to_owned()),
+            version: to.label().to_owned(),
             mode: Mode::Rollback { to },
             ..Request::new(template, "", principal)
         }
@@ -73,9 +94,11 @@ impl Request {
     /// each host goes back to the version it ran before that release — its recorded current version
     /// when the release never recorded itself there, else its previous good version. A host with
     /// nothing recorded is skipped, which is not a failure. Combine with [`Request::hosts`] to touch
-    /// only the hosts the release reached.
+    /// only the hosts the release reached. Makes any request a rollback.
     pub fn undo(mut self, version: impl Into<String>) -> Self {
-        self.undo = Some(version.into());
+        let to = RollbackTo::Undo(version.into());
+        self.version = to.label().to_owned();
+        self.mode = Mode::Rollback { to };
         self
     }
 

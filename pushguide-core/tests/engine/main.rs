@@ -1244,3 +1244,36 @@ async fn a_deployer_value_replaces_the_one_the_template_config_builds() {
     let funs: Vec<String> = calls(&fleet).into_iter().map(|(f, _)| f).collect();
     assert!(funs.contains(&"file.symlink".to_owned()), "{funs:?}");
 }
+
+#[test]
+fn a_rollback_says_in_its_type_where_hosts_go() {
+    use pushguide_core::{Mode, Request, RollbackTo};
+    let t = template(1, "");
+    let previous = Request::rollback(t.clone(), None, alice());
+    assert_eq!(
+        previous.mode,
+        Mode::Rollback {
+            to: RollbackTo::Previous
+        }
+    );
+    assert_eq!(previous.version, "previous", "the history's label");
+    let to = Request::rollback(t.clone(), Some("1.0".into()), alice());
+    assert_eq!(
+        to.mode,
+        Mode::Rollback {
+            to: RollbackTo::Version("1.0".into())
+        }
+    );
+    assert_eq!(to.version, "1.0");
+    let undo = Request::rollback(t.clone(), None, alice()).undo("3.0");
+    assert_eq!(
+        undo.mode,
+        Mode::Rollback {
+            to: RollbackTo::Undo("3.0".into())
+        }
+    );
+    // a deploy request that is asked to undo a release becomes a rollback
+    let undo = req(&t, "4.0").undo("3.0");
+    assert!(matches!(undo.mode, Mode::Rollback { .. }));
+    assert_eq!(undo.version, "previous");
+}
