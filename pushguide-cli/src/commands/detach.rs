@@ -1,5 +1,7 @@
 //! `deploy --detach`: the deployment runs in a background `pushguide deploy` process of its own.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime};
 
 use crate::app::App;
@@ -20,6 +22,32 @@ pub async fn detach(
     if !args.dry_run {
         app.check_not_busy(&args.template)?;
     }
+    let (log_path, id_path) = log_paths(app, &args.template)?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| CliError::Internal(format!("cannot create {}: {e}", log_path.display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    child_args(&mut cmd, app, args, json, &id_path);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| CliError::Internal(format!("cannot start the detached deployment: {e}")))?;
+    wait_for_start(child, &log_path, &id_path).await
+}
+
+/// The child's log file and the file it writes the deployment id to, in the configured `log_dir`
+/// (created when missing).
+fn log_paths(app: &App, template: &str) -> Result<(PathBuf, PathBuf), CliError> {
     let dir = &app.config.log_dir;
     std::fs::create_dir_all(dir).map_err(|e| CliError::Config {
         file: app.config.file.display().to_string(),
@@ -31,16 +59,16 @@ pub async fn detach(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let base = format!("{}-{stamp}-{}", args.template, std::process::id());
-    let log_path = dir.join(format!("{base}.log"));
-    let id_path = dir.join(format!("{base}.id"));
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| CliError::Internal(format!("cannot create {}: {e}", log_path.display())))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| CliError::Internal(e.to_string()))?;
-    let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.to_string()))?;
-    let mut cmd = std::process::Command::new(exe);
+    let base = format!("{template}-{stamp}-{}", std::process::id());
+    Ok((
+        dir.join(format!("{base}.log")),
+        dir.join(format!("{base}.id")),
+    ))
+}
+
+/// The child's command line: `pushguide --config … deploy …` with this command's options, and
+/// `--id-file id_path`.
+fn child_args(cmd: &mut Command, app: &App, args: &DeployArgs, json: bool, id_path: &Path) {
     cmd.arg("--config").arg(&app.config.file);
     if json {
         cmd.arg("--json");
@@ -49,7 +77,7 @@ pub async fn detach(
         .arg(&args.template)
         .arg(&args.version)
         .arg("--id-file")
-        .arg(&id_path);
+        .arg(id_path);
     if args.dry_run {
         cmd.arg("--dry-run");
     }
@@ -67,27 +95,26 @@ pub async fn detach(
                 .arg(format!("{p:?}").to_ascii_lowercase());
         }
     }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CliError::Internal(format!("cannot start the detached deployment: {e}")))?;
+}
+
+/// Waits until the child has written the deployment id (it started the deployment), or has ended
+/// without (its exit code and output).
+async fn wait_for_start(
+    mut child: Child,
+    log_path: &Path,
+    id_path: &Path,
+) -> Result<Result<Detached, (u8, String)>, CliError> {
     let pid = child.id();
+    let detached = |id| Detached {
+        id,
+        pid,
+        log: log_path.display().to_string(),
+    };
     loop {
-        if let Ok(id) = std::fs::read_to_string(&id_path) {
+        if let Ok(id) = std::fs::read_to_string(id_path) {
             if !id.is_empty() {
-                let _ = std::fs::remove_file(&id_path);
-                return Ok(Ok(Detached {
-                    id,
-                    pid,
-                    log: log_path.display().to_string(),
-                }));
+                let _ = std::fs::remove_file(id_path);
+                return Ok(Ok(detached(id)));
             }
         }
         if let Some(status) = child
@@ -95,15 +122,11 @@ pub async fn detach(
             .map_err(|e| CliError::Internal(e.to_string()))?
         {
             // Ended before starting a deployment (or too fast to notice): hand its output over.
-            let out = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Ok(id) = std::fs::read_to_string(&id_path) {
-                let _ = std::fs::remove_file(&id_path);
+            let out = std::fs::read_to_string(log_path).unwrap_or_default();
+            if let Ok(id) = std::fs::read_to_string(id_path) {
+                let _ = std::fs::remove_file(id_path);
                 if !id.is_empty() {
-                    return Ok(Ok(Detached {
-                        id,
-                        pid,
-                        log: log_path.display().to_string(),
-                    }));
+                    return Ok(Ok(detached(id)));
                 }
             }
             let code = status
