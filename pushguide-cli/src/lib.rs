@@ -92,7 +92,8 @@
 //! - `history`: `[deployment]`, newest first
 //! - `log`, `watch`: `{"deployment": deployment, "exit_code", "calls": [{"batch", "stage", "fun",
 //!   "jid", "ok", "failed", "millis"}], "hosts": [{"host", "status", "stages": [{"batch", "stage",
-//!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}`
+//!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}` (plus `"outcome_error"` when the
+//!   recorded outcome is a name this pushguide does not know: `exit_code` is then 70)
 //! - `stats`: `{"template", "templates", "from", "to", "tz", "count", "succeeded", "success_rate",
 //!   "mean_ms", "p50_ms", "p95_ms", "rollbacks": {"count", "succeeded", "success_rate", "mean_ms",
 //!   "p50_ms", "p95_ms"}, "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...],

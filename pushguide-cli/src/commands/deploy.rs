@@ -15,7 +15,7 @@ use super::plan::{artifact, parse_batch};
 use super::run::run;
 use super::targets_text;
 
-/// `deploy TEMPLATE VERSION` (not detached; see [`detach`]).
+/// `deploy TEMPLATE VERSION` (not detached; see [`detach`](super::detach)).
 pub async fn deploy(
     app: &mut App,
     args: &DeployArgs,

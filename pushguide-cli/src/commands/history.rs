@@ -238,17 +238,13 @@ mod tests {
     use std::sync::Arc;
     use std::time::SystemTime;
 
-    use pushguide_core::DeploymentOutcome;
+    use pushguide_core::{DeploymentOutcome, Event, EventKind, MinionId, Report, Stage};
 
     use super::*;
 
-    /// `log` reads host statuses from the journal; the outcome (and exit code) appears only with
-    /// the report, together with the host logs, so `watch` never waits for them.
-    #[test]
-    fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
-        use pushguide_core::{Event, EventKind, MinionId, Report, Stage};
-        let store = SqliteStore::open_in_memory().unwrap();
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
+    /// The journal of deployment `d1` of shop 2.0 from `t0`: web-02 fails at deploy, web-01
+    /// succeeds, the deployment ends partially applied.
+    fn journal(t0: SystemTime) -> Vec<Event> {
         let host = |h: &str| MinionId::new(h).unwrap();
         let ev = |secs: u64, kind: EventKind| Event {
             at: t0 + Duration::from_secs(secs),
@@ -256,7 +252,7 @@ mod tests {
             kind,
         };
         let hosts = vec![host("web-01"), host("web-02")];
-        let events = vec![
+        vec![
             ev(
                 0,
                 EventKind::DeploymentStarted {
@@ -323,14 +319,12 @@ mod tests {
                     outcome: DeploymentOutcome::PartiallyApplied,
                 },
             ),
-        ];
-        store.append_events(&events).unwrap();
-        let r = deployment_log(&store, "d1").unwrap();
-        assert_eq!((r.deployment.outcome.as_deref(), r.exit_code), (None, None));
-        let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
-        assert_eq!(status, [Some("succeeded"), Some("failed")]);
-        assert!(r.hosts.iter().all(|h| h.log.is_empty()));
-        let report: Report = serde_json::from_value(serde_json::json!({
+        ]
+    }
+
+    /// The report of that deployment, with each host's log.
+    fn report(t0: SystemTime) -> Report {
+        serde_json::from_value(serde_json::json!({
             "id": "d1", "template": "shop", "version": "2.0", "user": "alice", "dry_run": false,
             "outcome": "partially-applied", "reason": "web-02 failed",
             "started": t0, "duration": {"secs": 5, "nanos": 0},
@@ -345,11 +339,25 @@ mod tests {
             ],
             "calls": [], "events": [], "history_error": null
         }))
-        .unwrap();
-        store.finish_report(&report).unwrap();
+        .unwrap()
+    }
+
+    /// `log` reads host statuses from the journal; the outcome (and exit code) appears only with
+    /// the report, together with the host logs, so `watch` never waits for them.
+    #[test]
+    fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
+        store.append_events(&journal(t0)).unwrap();
+        let r = deployment_log(&store, "d1").unwrap();
+        assert_eq!((r.deployment.outcome.as_deref(), r.exit_code), (None, None));
+        let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
+        assert_eq!(status, [Some("succeeded"), Some("failed")]);
+        assert!(r.hosts.iter().all(|h| h.log.is_empty()));
+        store.finish_report(&report(t0)).unwrap();
         let r = deployment_log(&store, "d1").unwrap();
         assert_eq!(r.deployment.outcome.as_deref(), Some("partially-applied"));
-        assert_eq!(r.exit_code, Some(2));
+        assert_eq!((r.exit_code, r.outcome_error), (Some(2), None));
         let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
         assert_eq!(status, [Some("succeeded"), Some("failed")]);
         let logs: Vec<_> = r.hosts.iter().map(|h| h.log.concat()).collect();
