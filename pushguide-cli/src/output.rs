@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::error::CliError;
 use crate::results::{
-    DeploymentRow, DeploymentSummary, Detached, InterruptedRow, KindRow, LogResult, MonitorCheck,
-    ShowResult, StatsResult, TemplateRow, VersionsResult,
+    CallLine, DeploymentRow, DeploymentSummary, Detached, InterruptedRow, KindRow, LogResult,
+    MonitorCheck, ShowResult, StatsResult, TemplateRow, VersionsResult,
 };
 
 /// Writes `text` to stderr, ignoring write errors (for callers outside this module, e.g. clap's
@@ -63,6 +63,26 @@ pub fn failed_by(fun: &str) -> &str {
     } else {
         fun
     }
+}
+
+/// A batch as `log` and `watch` show it: `b1` for the first, `-` for none (prepare).
+fn batch_label(batch: Option<usize>) -> String {
+    batch
+        .map(|b| format!("b{}", b + 1))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One salt request (`log`, `watch`): batch, stage, function, hosts ok and failed, milliseconds.
+pub fn call_text(c: &CallLine) -> String {
+    format!(
+        "{:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms",
+        batch_label(c.batch),
+        c.stage,
+        c.fun,
+        c.ok,
+        c.failed,
+        c.millis
+    )
 }
 
 /// Prints `value` as one pretty JSON document.
@@ -291,15 +311,8 @@ pub fn log(l: &LogResult) {
     outln!("Salt calls:");
     for c in &l.calls {
         outln!(
-            "  {:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms  jid {}",
-            c.batch
-                .map(|b| format!("b{}", b + 1))
-                .unwrap_or_else(|| "-".into()),
-            c.stage,
-            c.fun,
-            c.ok,
-            c.failed,
-            c.millis,
+            "  {}  jid {}",
+            call_text(c),
             c.jid.as_deref().unwrap_or("-")
         );
     }
@@ -312,9 +325,7 @@ pub fn log(l: &LogResult) {
         for s in &h.stages {
             outln!(
                 "  {:<6} {:<12} {:<7}{}{}",
-                s.batch
-                    .map(|b| format!("b{}", b + 1))
-                    .unwrap_or_else(|| "-".into()),
+                batch_label(s.batch),
                 s.stage,
                 s.status,
                 s.fun
@@ -356,16 +367,16 @@ pub fn stats(s: &StatsResult) {
     };
     outln!(
         "  deployments {}  succeeded {}  failed {}  success rate {}",
-        s.count,
-        s.succeeded,
-        s.count - s.succeeded,
-        rate(s.success_rate)
+        s.releases.count,
+        s.releases.succeeded,
+        s.releases.count - s.releases.succeeded,
+        rate(s.releases.success_rate)
     );
     outln!(
         "  duration mean {}  p50 {}  p95 {}",
-        ms(s.mean_ms),
-        ms(s.p50_ms),
-        ms(s.p95_ms)
+        ms(s.releases.mean_ms),
+        ms(s.releases.p50_ms),
+        ms(s.releases.p95_ms)
     );
     let r = &s.rollbacks;
     outln!(

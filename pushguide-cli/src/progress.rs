@@ -7,7 +7,15 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pushguide_core::{Event, EventKind, MinionId, Stage};
 
-use crate::output::{count, failed_by};
+use crate::output::{call_text, count, failed_by};
+use crate::results::CallLine;
+
+/// A bar drawn after `template` (indicatif's default bar should the template not parse).
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
 
 /// `n host(s)`.
 fn hosts_n(n: usize) -> String {
@@ -41,13 +49,9 @@ impl Progress {
         } else if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let hosts = multi.add(ProgressBar::new(0));
-            hosts.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30.green/red}] {pos}/{len} hosts {msg} ({elapsed})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            hosts.set_style(bar_style(
+                "{prefix:>8} [{bar:30.green/red}] {pos}/{len} hosts {msg} ({elapsed})",
+            ));
             hosts.set_prefix("total");
             Mode::Bars {
                 multi,
@@ -201,13 +205,9 @@ impl Progress {
             old.finish_and_clear();
         }
         let bar = multi.add(ProgressBar::new(3));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} stages {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        bar.set_style(bar_style(
+            "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} stages {msg}",
+        ));
         bar.set_prefix(format!("batch {}", batch + 1));
         bar.set_message(hosts_n(hosts));
         *b = Some(bar);
@@ -248,17 +248,7 @@ impl Progress {
 
     /// `watch`: a salt request recorded in the store.
     pub fn call_row(&mut self, c: &pushguide_store::CallRow) {
-        self.line(format!(
-            "  {:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms",
-            c.batch
-                .map(|b| format!("b{}", b + 1))
-                .unwrap_or_else(|| "-".into()),
-            c.stage,
-            c.fun,
-            c.ok,
-            c.failed,
-            c.millis
-        ));
+        self.line(format!("  {}", call_text(&CallLine::from(c))));
     }
 
     /// `watch`: a failed host stage recorded in the store.

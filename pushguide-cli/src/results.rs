@@ -315,6 +315,20 @@ pub struct CallLine {
     pub millis: u64,
 }
 
+impl From<&pushguide_store::CallRow> for CallLine {
+    fn from(c: &pushguide_store::CallRow) -> Self {
+        CallLine {
+            batch: c.batch,
+            stage: c.stage.clone(),
+            fun: c.fun.clone(),
+            jid: c.jid.clone(),
+            ok: c.ok,
+            failed: c.failed,
+            millis: c.millis,
+        }
+    }
+}
+
 /// One stage of one host (`log`).
 #[derive(Debug, Serialize)]
 pub struct StageLine {
@@ -375,7 +389,7 @@ pub struct RateRow {
     pub succeeded: u64,
 }
 
-/// Count, success rate and durations of one series (`stats`: rollbacks).
+/// Count, success rate and durations of one series (`stats`: releases, rollbacks).
 #[derive(Debug, Serialize)]
 pub struct SeriesRow {
     /// Counted (dry runs excluded).
@@ -418,18 +432,10 @@ pub struct StatsResult {
     pub to: String,
     /// The offset from UTC of `by_hour` and `by_weekday` (`UTC`, `+02:00`).
     pub tz: String,
-    /// Releases counted (dry runs and rollbacks excluded).
-    pub count: u64,
-    /// Of which succeeded.
-    pub succeeded: u64,
-    /// succeeded / count.
-    pub success_rate: Option<f64>,
-    /// Mean duration ms.
-    pub mean_ms: Option<u64>,
-    /// Median duration ms.
-    pub p50_ms: Option<u64>,
-    /// 95th percentile ms.
-    pub p95_ms: Option<u64>,
+    /// Releases (dry runs and rollbacks excluded): count, success rate and durations, as fields
+    /// of the result itself in JSON (`count`, `succeeded`, `success_rate`, `mean_ms`, …).
+    #[serde(flatten)]
+    pub releases: SeriesRow,
     /// Rollback requests (`pushguide rollback`): their own count, success rate and durations.
     pub rollbacks: SeriesRow,
     /// Releases per hour of the start at `tz` (only hours with releases).

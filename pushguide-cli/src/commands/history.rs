@@ -15,6 +15,7 @@ use crate::results::{
 };
 
 use super::kind_of;
+use super::{recorded, unknown_deployment};
 
 /// `history [TEMPLATE]`: newest first.
 ///
@@ -115,26 +116,9 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
 }
 
 fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
-    let rec = store
-        .deployment(id)?
-        .ok_or_else(|| CliError::UnknownDeployment {
-            id: id.to_owned(),
-            store: store.path().display().to_string(),
-        })?;
+    let rec = recorded(store, id)?;
     let rollback = rec.rollback;
-    let calls = store
-        .calls(id)?
-        .into_iter()
-        .map(|c| CallLine {
-            batch: c.batch,
-            stage: c.stage,
-            fun: c.fun,
-            jid: c.jid,
-            ok: c.ok,
-            failed: c.failed,
-            millis: c.millis,
-        })
-        .collect();
+    let calls = store.calls(id)?.iter().map(CallLine::from).collect();
     let mut by_host: BTreeMap<String, Vec<StageLine>> = BTreeMap::new();
     for r in store.host_stage_results(id)? {
         by_host.entry(r.host).or_default().push(StageLine {
@@ -198,10 +182,7 @@ pub async fn watch(
     loop {
         let Some(rec) = store.deployment(id)? else {
             if begun.elapsed() > Duration::from_secs(10) {
-                return Err(CliError::UnknownDeployment {
-                    id: id.to_owned(),
-                    store: store.path().display().to_string(),
-                });
+                return Err(unknown_deployment(&store, id));
             }
             tokio::time::sleep(interval).await;
             continue;

@@ -18,6 +18,9 @@
 //! [`Progress`]: crate::progress::Progress
 
 use pushguide_core::Template;
+use pushguide_store::{DeploymentRecord, SqliteStore};
+
+use crate::error::CliError;
 
 mod deploy;
 mod detach;
@@ -58,5 +61,20 @@ fn targets_text(t: &Template) -> String {
             t.targets.tgt_type.map(|x| x.as_str()).unwrap_or("glob")
         ),
         None => t.targets.minions.join(","),
+    }
+}
+
+/// Deployment `id` as recorded in `store`; [`CliError::UnknownDeployment`] when there is none.
+fn recorded(store: &SqliteStore, id: &str) -> Result<DeploymentRecord, CliError> {
+    store
+        .deployment(id)?
+        .ok_or_else(|| unknown_deployment(store, id))
+}
+
+/// No deployment `id` in `store`.
+fn unknown_deployment(store: &SqliteStore, id: &str) -> CliError {
+    CliError::UnknownDeployment {
+        id: id.to_owned(),
+        store: store.path().display().to_string(),
     }
 }

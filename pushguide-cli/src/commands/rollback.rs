@@ -10,6 +10,7 @@ use crate::error::CliError;
 use crate::progress::Progress;
 use crate::results::DeploymentSummary;
 
+use super::recorded;
 use super::run::run;
 
 /// `rollback TEMPLATE [--to VERSION | --deployment ID]`.
@@ -71,12 +72,7 @@ fn undo_target(app: &mut App, name: &str, id: &str) -> Result<UndoTarget, CliErr
     let store = app.store()?;
     // A deployment whose process died is marked interrupted first (idempotent).
     store.recover()?;
-    let rec = store
-        .deployment(id)?
-        .ok_or_else(|| CliError::UnknownDeployment {
-            id: id.to_owned(),
-            store: store.path().display().to_string(),
-        })?;
+    let rec = recorded(&store, id)?;
     if rec.template != name {
         return Err(CliError::Usage(format!(
             "--deployment {id}: it is a deployment of template `{}`, not of `{name}`; run \
