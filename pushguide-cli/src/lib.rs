@@ -324,3 +324,25 @@ async fn monitor(app: &mut App, json: bool, once: bool) -> Result<u8, CliError> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The printing side never reaches back into the commands: results, outcomes, progress and
+    /// output import nothing from `commands` (commands and output once imported each other).
+    #[test]
+    fn printing_does_not_import_commands() {
+        for (file, text) in [
+            ("output.rs", include_str!("output.rs")),
+            ("progress.rs", include_str!("progress.rs")),
+            ("results.rs", include_str!("results.rs")),
+            ("outcome.rs", include_str!("outcome.rs")),
+        ] {
+            let uses: Vec<&str> = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("use ") || l.contains("crate::commands::"))
+                .filter(|l| l.contains("commands"))
+                .collect();
+            assert!(uses.is_empty(), "{file} imports from commands: {uses:?}");
+        }
+    }
+}
