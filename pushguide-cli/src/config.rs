@@ -283,6 +283,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The table `key` read as a section of its own (its keys named `key.…` in errors).
+    fn section(&mut self, key: &'static str) -> Result<Option<Reader<'a>>, CliError> {
+        let file = self.file;
+        Ok(self.table(key)?.map(|t| Reader::new(file, key, t)))
+    }
+
+    /// `type = ty` is not one of the section's types.
+    fn bad_type(&self, ty: String, reason: &str) -> CliError {
+        self.err("type", &toml::Value::String(ty), reason)
+    }
+
     /// Fails on the first key that was never read.
     fn finish(self, known: &str) -> Result<(), CliError> {
         for (k, v) in self.table {
@@ -344,6 +355,223 @@ fn check_url(r: &Reader<'_>, key: &str, url: &str, schemes: &[&str]) -> Result<(
     }
 }
 
+/// The top-level paths: the store, the templates directory and the log directory (default:
+/// `pushguide-logs` beside the store).
+fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<(PathBuf, PathBuf, PathBuf), CliError> {
+    let store = resolve(
+        base,
+        &top.required_string("store", "the SQLite file, e.g. store = \"pushguide.db\"")?,
+    );
+    let templates = resolve(
+        base,
+        &top.required_string(
+            "templates",
+            "the templates directory, e.g. templates = \"templates\"",
+        )?,
+    );
+    let log_dir = match top.string("log_dir")? {
+        Some(p) => resolve(base, &p),
+        None => store
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("pushguide-logs"),
+    };
+    Ok((store, templates, log_dir))
+}
+
+/// `[user]` (required): the acting user and groups.
+fn read_user(top: &mut Reader<'_>) -> Result<Principal, CliError> {
+    let mut u = top
+        .section("user")?
+        .ok_or_else(|| top.missing("user", "a [user] table with name = \"…\""))?;
+    let name = u.required_string("name", "the acting user")?;
+    let groups = u.strings("groups")?.unwrap_or_default();
+    u.finish("name, groups")?;
+    let mut principal = Principal::user(name);
+    for g in groups {
+        principal = principal.in_group(g);
+    }
+    Ok(principal)
+}
+
+/// `[salt]` (required): salt-api settings and where the password comes from.
+fn read_salt(
+    top: &mut Reader<'_>,
+    base: &Path,
+) -> Result<(SaltApiSettings, PasswordSource), CliError> {
+    let mut s = top
+        .section("salt")?
+        .ok_or_else(|| top.missing("salt", "a [salt] table with endpoints, eauth, user"))?;
+    let mut salt = SaltApiSettings {
+        endpoints: read_endpoints(&mut s)?,
+        ..SaltApiSettings::default()
+    };
+    salt.eauth = s.required_string("eauth", "the eauth backend, e.g. eauth = \"pam\"")?;
+    salt.user = s.required_string("user", "the salt-api user")?;
+    let password = read_password(&mut s, base)?;
+    read_salt_tuning(&mut s, &mut salt, base)?;
+    s.finish(
+        "endpoints, eauth, user, password_env, password_file, connect_timeout, \
+         request_timeout, job_timeout, poll_interval, endpoint_cooldown, token_expire, \
+         use_events, ca_file, danger_accept_invalid_certs",
+    )?;
+    Ok((salt, password))
+}
+
+/// `salt.endpoints`: at least one `http(s)://` URL.
+fn read_endpoints(s: &mut Reader<'_>) -> Result<Vec<String>, CliError> {
+    let endpoints = s
+        .strings("endpoints")?
+        .ok_or_else(|| s.missing("endpoints", "e.g. endpoints = [\"http://salt:8000\"]"))?;
+    if endpoints.is_empty() {
+        return Err(s.err(
+            "endpoints",
+            &toml::Value::Array(Vec::new()),
+            "needs at least one salt-api URL",
+        ));
+    }
+    for e in &endpoints {
+        check_url(s, "endpoints", e, &["http://", "https://"])?;
+    }
+    Ok(endpoints)
+}
+
+/// `salt.password_env` or `salt.password_file` (exactly one).
+fn read_password(s: &mut Reader<'_>, base: &Path) -> Result<PasswordSource, CliError> {
+    match (s.string("password_env")?, s.string("password_file")?) {
+        (Some(v), None) => Ok(PasswordSource::Env(v)),
+        (None, Some(p)) => Ok(PasswordSource::File(resolve(base, &p))),
+        (Some(_), Some(p)) => Err(s.err(
+            "password_file",
+            &toml::Value::String(p),
+            "give either password_env or password_file, not both",
+        )),
+        (None, None) => Err(s.missing(
+            "password_env",
+            "password_env = \"VAR\" (an environment variable) or password_file = \"path\"",
+        )),
+    }
+}
+
+/// The optional `[salt]` keys: timeouts, events, TLS.
+fn read_salt_tuning(
+    s: &mut Reader<'_>,
+    salt: &mut SaltApiSettings,
+    base: &Path,
+) -> Result<(), CliError> {
+    if let Some(d) = s.secs("connect_timeout")? {
+        salt.connect_timeout = d;
+    }
+    if let Some(d) = s.secs("request_timeout")? {
+        salt.request_timeout = d;
+    }
+    if let Some(d) = s.secs("job_timeout")? {
+        salt.job_timeout = d;
+    }
+    if let Some(d) = s.secs("poll_interval")? {
+        salt.poll_interval = d;
+    }
+    if let Some(d) = s.secs("endpoint_cooldown")? {
+        salt.endpoint_cooldown = d;
+    }
+    salt.token_expire = s.secs("token_expire")?;
+    if let Some(b) = s.bool("use_events")? {
+        salt.use_events = b;
+    }
+    salt.ca_file = s.string("ca_file")?.map(|p| resolve(base, &p));
+    if let Some(b) = s.bool("danger_accept_invalid_certs")? {
+        salt.danger_accept_invalid_certs = b;
+    }
+    Ok(())
+}
+
+/// `[ci]` (optional): an HTTP index or a directory of artifacts.
+fn read_ci(top: &mut Reader<'_>, base: &Path) -> Result<Option<CiConfig>, CliError> {
+    let Some(mut c) = top.section("ci")? else {
+        return Ok(None);
+    };
+    let ty = c.required_string("type", "type = \"http\" or \"directory\"")?;
+    let ci = match ty.as_str() {
+        "http" => {
+            let url = c.required_string("url", "the CI index base URL")?;
+            check_url(&c, "url", &url, &["http://", "https://"])?;
+            CiConfig::Http {
+                url,
+                token_env: c.string("token_env")?,
+            }
+        }
+        "directory" => {
+            let path = resolve(base, &c.required_string("path", "the artifacts root")?);
+            let url_base = c.required_string(
+                "url_base",
+                "the URL minions fetch artifacts from, e.g. \"salt://artifacts/\"",
+            )?;
+            check_url(
+                &c,
+                "url_base",
+                &url_base,
+                &["http://", "https://", "salt://"],
+            )?;
+            CiConfig::Directory { path, url_base }
+        }
+        _ => return Err(c.bad_type(ty, "must be \"http\" or \"directory\"")),
+    };
+    c.finish("type, url, token_env (http); type, path, url_base (directory)")?;
+    Ok(Some(ci))
+}
+
+/// `[cmdb]` (optional): an HTTP API or a static file.
+fn read_cmdb(top: &mut Reader<'_>, base: &Path) -> Result<Option<CmdbConfig>, CliError> {
+    let Some(mut c) = top.section("cmdb")? else {
+        return Ok(None);
+    };
+    let ty = c.required_string("type", "type = \"http\" or \"static\"")?;
+    let cmdb = match ty.as_str() {
+        "http" => {
+            let url = c.required_string("url", "the CMDB base URL")?;
+            check_url(&c, "url", &url, &["http://", "https://"])?;
+            CmdbConfig::Http {
+                url,
+                token_env: c.string("token_env")?,
+            }
+        }
+        "static" => CmdbConfig::Static {
+            path: resolve(base, &c.required_string("path", "the CMDB TOML file")?),
+        },
+        _ => return Err(c.bad_type(ty, "must be \"http\" or \"static\"")),
+    };
+    c.finish("type, url, token_env (http); type, path (static)")?;
+    Ok(Some(cmdb))
+}
+
+/// `[monitor]` (optional): seconds between checks (default 30) and per ping (default 10).
+fn read_monitor(top: &mut Reader<'_>) -> Result<(Duration, Duration), CliError> {
+    let (mut interval, mut timeout) = (Duration::from_secs(30), Duration::from_secs(10));
+    if let Some(mut m) = top.section("monitor")? {
+        if let Some(d) = m.secs("interval_secs")? {
+            interval = d;
+        }
+        if let Some(d) = m.secs("timeout_secs")? {
+            timeout = d;
+        }
+        m.finish("interval_secs, timeout_secs")?;
+    }
+    Ok((interval, timeout))
+}
+
+/// `[stats]` (optional): the offset from UTC of hours and weekdays (default UTC).
+fn read_stats(top: &mut Reader<'_>) -> Result<UtcOffset, CliError> {
+    let mut stats_tz = UtcOffset::default();
+    if let Some(mut st) = top.section("stats")? {
+        if let Some(tz) = st.string("tz")? {
+            stats_tz = UtcOffset::parse(&tz)
+                .map_err(|reason| st.err("tz", &toml::Value::String(tz.clone()), reason))?;
+        }
+        st.finish("tz")?;
+    }
+    Ok(stats_tz)
+}
+
 impl Config {
     /// Reads and checks `file`.
     pub fn load(file: &Path) -> Result<Config, CliError> {
@@ -355,6 +583,9 @@ impl Config {
     }
 
     /// Parses configuration text; `file` names it in errors and anchors relative paths.
+    ///
+    /// Sections are read in the order of the file format (top-level paths, `[user]`, `[salt]`,
+    /// `[ci]`, `[cmdb]`, `[monitor]`, `[stats]`); the first error found is returned.
     pub fn parse(text: &str, file: &Path) -> Result<Config, CliError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| CliError::ConfigFile {
             file: file.display().to_string(),
@@ -366,204 +597,13 @@ impl Config {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let mut top = Reader::new(file, "", &table);
-        let store = resolve(
-            &base,
-            &top.required_string("store", "the SQLite file, e.g. store = \"pushguide.db\"")?,
-        );
-        let templates = resolve(
-            &base,
-            &top.required_string(
-                "templates",
-                "the templates directory, e.g. templates = \"templates\"",
-            )?,
-        );
-        let log_dir = match top.string("log_dir")? {
-            Some(p) => resolve(&base, &p),
-            None => store
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("pushguide-logs"),
-        };
-
-        // [user]
-        let user_t = top
-            .table("user")?
-            .ok_or_else(|| top.missing("user", "a [user] table with name = \"…\""))?;
-        let mut u = Reader::new(file, "user", user_t);
-        let name = u.required_string("name", "the acting user")?;
-        let groups = u.strings("groups")?.unwrap_or_default();
-        u.finish("name, groups")?;
-        let mut principal = Principal::user(name);
-        for g in groups {
-            principal = principal.in_group(g);
-        }
-
-        // [salt]
-        let salt_t = top
-            .table("salt")?
-            .ok_or_else(|| top.missing("salt", "a [salt] table with endpoints, eauth, user"))?;
-        let mut s = Reader::new(file, "salt", salt_t);
-        let endpoints = s
-            .strings("endpoints")?
-            .ok_or_else(|| s.missing("endpoints", "e.g. endpoints = [\"http://salt:8000\"]"))?;
-        if endpoints.is_empty() {
-            return Err(s.err(
-                "endpoints",
-                &toml::Value::Array(Vec::new()),
-                "needs at least one salt-api URL",
-            ));
-        }
-        for e in &endpoints {
-            check_url(&s, "endpoints", e, &["http://", "https://"])?;
-        }
-        let mut salt = SaltApiSettings {
-            endpoints,
-            ..SaltApiSettings::default()
-        };
-        salt.eauth = s.required_string("eauth", "the eauth backend, e.g. eauth = \"pam\"")?;
-        salt.user = s.required_string("user", "the salt-api user")?;
-        let password =
-            match (s.string("password_env")?, s.string("password_file")?) {
-                (Some(v), None) => PasswordSource::Env(v),
-                (None, Some(p)) => PasswordSource::File(resolve(&base, &p)),
-                (Some(_), Some(p)) => {
-                    return Err(s.err(
-                        "password_file",
-                        &toml::Value::String(p),
-                        "give either password_env or password_file, not both",
-                    ))
-                }
-                (None, None) => return Err(s.missing(
-                    "password_env",
-                    "password_env = \"VAR\" (an environment variable) or password_file = \"path\"",
-                )),
-            };
-        if let Some(d) = s.secs("connect_timeout")? {
-            salt.connect_timeout = d;
-        }
-        if let Some(d) = s.secs("request_timeout")? {
-            salt.request_timeout = d;
-        }
-        if let Some(d) = s.secs("job_timeout")? {
-            salt.job_timeout = d;
-        }
-        if let Some(d) = s.secs("poll_interval")? {
-            salt.poll_interval = d;
-        }
-        if let Some(d) = s.secs("endpoint_cooldown")? {
-            salt.endpoint_cooldown = d;
-        }
-        salt.token_expire = s.secs("token_expire")?;
-        if let Some(b) = s.bool("use_events")? {
-            salt.use_events = b;
-        }
-        salt.ca_file = s.string("ca_file")?.map(|p| resolve(&base, &p));
-        if let Some(b) = s.bool("danger_accept_invalid_certs")? {
-            salt.danger_accept_invalid_certs = b;
-        }
-        s.finish(
-            "endpoints, eauth, user, password_env, password_file, connect_timeout, \
-             request_timeout, job_timeout, poll_interval, endpoint_cooldown, token_expire, \
-             use_events, ca_file, danger_accept_invalid_certs",
-        )?;
-
-        // [ci]
-        let ci = match top.table("ci")? {
-            None => None,
-            Some(t) => {
-                let mut c = Reader::new(file, "ci", t);
-                let ty = c.required_string("type", "type = \"http\" or \"directory\"")?;
-                let ci = match ty.as_str() {
-                    "http" => {
-                        let url = c.required_string("url", "the CI index base URL")?;
-                        check_url(&c, "url", &url, &["http://", "https://"])?;
-                        CiConfig::Http {
-                            url,
-                            token_env: c.string("token_env")?,
-                        }
-                    }
-                    "directory" => {
-                        let path =
-                            resolve(&base, &c.required_string("path", "the artifacts root")?);
-                        let url_base = c.required_string(
-                            "url_base",
-                            "the URL minions fetch artifacts from, e.g. \"salt://artifacts/\"",
-                        )?;
-                        check_url(
-                            &c,
-                            "url_base",
-                            &url_base,
-                            &["http://", "https://", "salt://"],
-                        )?;
-                        CiConfig::Directory { path, url_base }
-                    }
-                    _ => {
-                        return Err(c.err(
-                            "type",
-                            &toml::Value::String(ty),
-                            "must be \"http\" or \"directory\"",
-                        ))
-                    }
-                };
-                c.finish("type, url, token_env (http); type, path, url_base (directory)")?;
-                Some(ci)
-            }
-        };
-
-        // [cmdb]
-        let cmdb = match top.table("cmdb")? {
-            None => None,
-            Some(t) => {
-                let mut c = Reader::new(file, "cmdb", t);
-                let ty = c.required_string("type", "type = \"http\" or \"static\"")?;
-                let cmdb = match ty.as_str() {
-                    "http" => {
-                        let url = c.required_string("url", "the CMDB base URL")?;
-                        check_url(&c, "url", &url, &["http://", "https://"])?;
-                        CmdbConfig::Http {
-                            url,
-                            token_env: c.string("token_env")?,
-                        }
-                    }
-                    "static" => CmdbConfig::Static {
-                        path: resolve(&base, &c.required_string("path", "the CMDB TOML file")?),
-                    },
-                    _ => {
-                        return Err(c.err(
-                            "type",
-                            &toml::Value::String(ty),
-                            "must be \"http\" or \"static\"",
-                        ))
-                    }
-                };
-                c.finish("type, url, token_env (http); type, path (static)")?;
-                Some(cmdb)
-            }
-        };
-
-        // [monitor]
-        let (mut monitor_interval, mut monitor_timeout) =
-            (Duration::from_secs(30), Duration::from_secs(10));
-        if let Some(t) = top.table("monitor")? {
-            let mut m = Reader::new(file, "monitor", t);
-            if let Some(d) = m.secs("interval_secs")? {
-                monitor_interval = d;
-            }
-            if let Some(d) = m.secs("timeout_secs")? {
-                monitor_timeout = d;
-            }
-            m.finish("interval_secs, timeout_secs")?;
-        }
-        // [stats]
-        let mut stats_tz = UtcOffset::default();
-        if let Some(t) = top.table("stats")? {
-            let mut st = Reader::new(file, "stats", t);
-            if let Some(tz) = st.string("tz")? {
-                stats_tz = UtcOffset::parse(&tz)
-                    .map_err(|reason| st.err("tz", &toml::Value::String(tz.clone()), reason))?;
-            }
-            st.finish("tz")?;
-        }
+        let (store, templates, log_dir) = read_paths(&mut top, &base)?;
+        let principal = read_user(&mut top)?;
+        let (salt, password) = read_salt(&mut top, &base)?;
+        let ci = read_ci(&mut top, &base)?;
+        let cmdb = read_cmdb(&mut top, &base)?;
+        let (monitor_interval, monitor_timeout) = read_monitor(&mut top)?;
+        let stats_tz = read_stats(&mut top)?;
         top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor, stats")?;
         Ok(Config {
             file: file.to_path_buf(),
@@ -697,6 +737,83 @@ url_base = "salt://artifacts"
             .unwrap_err()
             .to_string();
         assert!(msg.contains("salt.endpoints[0]"), "{msg}");
+    }
+
+    /// Every section's errors, word for word (the file is read section by section).
+    #[test]
+    fn each_section_names_its_errors() {
+        let no_user = GOOD.replace("[user]\nname = \"alice\"\ngroups = [\"ops\"]\n", "");
+        let no_salt = GOOD.replace("[salt]", "[salt_]");
+        let cases = [
+            (no_user, "key `user` = \"\": missing: a [user] table with name = \"…\""),
+            (
+                GOOD.replace("groups = [\"ops\"]", "groups = [\"ops\", \"\"]"),
+                "key `user.groups[1]` = \"\": must be a non-empty string without NUL characters",
+            ),
+            (no_salt, "key `salt` = \"\": missing: a [salt] table with endpoints, eauth, user"),
+            (
+                GOOD.replace("[\"http://127.0.0.1:8123\"]", "[]"),
+                "key `salt.endpoints` = \"[]\": needs at least one salt-api URL",
+            ),
+            (
+                GOOD.replace("eauth = \"file\"\n", ""),
+                "key `salt.eauth` = \"\": missing: the eauth backend, e.g. eauth = \"pam\"",
+            ),
+            (
+                GOOD.replace("password_env = \"PG_TEST_PW\"", "password_env = \"A\"\npassword_file = \"p\""),
+                "key `salt.password_file` = \"p\": give either password_env or password_file, not both",
+            ),
+            (
+                GOOD.replace("password_env = \"PG_TEST_PW\"\n", ""),
+                "key `salt.password_env` = \"\": missing: password_env = \"VAR\" (an environment \
+                 variable) or password_file = \"path\"",
+            ),
+            (
+                GOOD.replace("job_timeout = 60", "connect_timeout = 0"),
+                "key `salt.connect_timeout` = \"0\": must be between 0 and 604800 seconds (excluded 0)",
+            ),
+            (
+                GOOD.replace("job_timeout = 60", "use_events = \"yes\""),
+                "key `salt.use_events` = \"yes\": must be true or false",
+            ),
+            (
+                GOOD.replace("type = \"directory\"", "type = \"http\"\nurl = \"ftp://ci\""),
+                "key `ci.url` = \"ftp://ci\": must start with http:// or https://",
+            ),
+            (
+                GOOD.replace("url_base = \"salt://artifacts\"", "url_base = \"s3://a\""),
+                "key `ci.url_base` = \"s3://a\": must start with http:// or https:// or salt://",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"ldap\"\n"),
+                "key `cmdb.type` = \"ldap\": must be \"http\" or \"static\"",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"static\"\npath = \"c.toml\"\nurl = \"x\"\n"),
+                "key `cmdb.url` = \"x\": unknown key; known keys here: type, url, token_env (http); \
+                 type, path (static)",
+            ),
+            (
+                format!("{GOOD}[monitor]\ninterval_secs = -1\n"),
+                "key `monitor.interval_secs` = \"-1\": must be between 0 and 604800 seconds \
+                 (excluded 0)",
+            ),
+            (
+                format!("{GOOD}[monitor]\nevery = 1\n"),
+                "key `monitor.every` = \"1\": unknown key; known keys here: interval_secs, \
+                 timeout_secs",
+            ),
+            (
+                GOOD.replace("templates = \"templates\"", "templates = \"t\"\ntemplate = 1"),
+                "key `template` = \"1\": unknown key; known keys here: store, templates, log_dir, \
+                 user, salt, ci, cmdb, monitor, stats",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(&text, Path::new("p.toml")).unwrap_err();
+            assert_eq!(e.to_string(), format!("config p.toml: {want}"), "{text}");
+            assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        }
     }
 
     #[test]

@@ -92,7 +92,8 @@
 //! - `history`: `[deployment]`, newest first
 //! - `log`, `watch`: `{"deployment": deployment, "exit_code", "calls": [{"batch", "stage", "fun",
 //!   "jid", "ok", "failed", "millis"}], "hosts": [{"host", "status", "stages": [{"batch", "stage",
-//!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}`
+//!   "status", "duration_ms", "fun", "detail"}], "log": ["…"]}]}` (plus `"outcome_error"` when the
+//!   recorded outcome is a name this pushguide does not know: `exit_code` is then 70)
 //! - `stats`: `{"template", "templates", "from", "to", "tz", "count", "succeeded", "success_rate",
 //!   "mean_ms", "p50_ms", "p95_ms", "rollbacks": {"count", "succeeded", "success_rate", "mean_ms",
 //!   "p50_ms", "p95_ms"}, "by_hour": [{"at", "count", "succeeded"}], "by_weekday": [...],
@@ -110,21 +111,45 @@
 //! dropped (see [`output`]).
 //!
 //! The library API ([`run`], [`commands`]) is what the binary uses; commands return typed results
-//! and only [`output`] prints.
+//! ([`results`]) and only [`output`] (results, errors) and [`progress`] (a running deployment)
+//! print.
+//!
+//! ## Where things are
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | the command line (clap) |
+//! | [`config`] | `pushguide.toml` |
+//! | [`app`] | what commands share: config, store, salt-api, templates, permission checks |
+//! | [`commands`] | one file per command or group of commands |
+//! | [`results`] | the rows and summaries commands return and [`output`] prints |
+//! | [`outcome`] | deployment outcomes: exit codes, names recorded in the store |
+//! | [`output`] | printing results and errors (human or `--json`) |
+//! | [`progress`] | live progress of a running deployment on stderr |
+//! | [`signals`] | Ctrl-C, SIGTERM, SIGHUP |
+//! | [`error`] | [`error::CliError`] and the exit codes |
+
+#[macro_use]
+mod macros;
 
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod outcome;
 pub mod output;
+pub mod progress;
+pub mod results;
+pub mod signals;
 
 use std::time::Duration;
 
-use cli::{Cli, Command};
+use app::App;
+use cli::{Cli, Command, DeployArgs};
 use config::Config;
 use error::{exit, CliError};
-use output::Progress;
+use progress::Progress;
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
@@ -152,45 +177,9 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         print(json, &commands::kinds(), |k| output::kinds(k));
         return Ok(exit::OK);
     }
-    let mut app = app::App::new(Config::load(&cli.config)?);
+    let mut app = App::new(Config::load(&cli.config)?);
     match cli.command {
-        Command::Kinds => {}
-        Command::Templates => print(json, &commands::templates(&app)?, |t| output::templates(t)),
-        Command::Show { template } => {
-            print(json, &commands::show(&mut app, &template)?, output::show);
-        }
-        Command::Versions { template } => {
-            print(
-                json,
-                &commands::versions(&app, &template).await?,
-                output::versions,
-            );
-        }
-        Command::Plan { template, version } => {
-            print(
-                json,
-                &commands::plan(&mut app, &template, &version).await?,
-                output::plan,
-            );
-        }
-        Command::Deploy(args) => {
-            if args.detach {
-                return match commands::detach(&mut app, &args, json).await? {
-                    Ok(d) => {
-                        print(json, &d, output::detached);
-                        Ok(exit::OK)
-                    }
-                    Err((code, out)) => {
-                        output::child_output(&out, json);
-                        Ok(code)
-                    }
-                };
-            }
-            let mut progress = Progress::new(json);
-            let s = commands::deploy(&mut app, &args, &mut progress).await?;
-            print(json, &s, output::summary);
-            return Ok(s.exit_code);
-        }
+        Command::Deploy(args) => deploy(&mut app, &args, json).await,
         Command::Rollback {
             template,
             to,
@@ -208,31 +197,42 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             )
             .await?;
             print(json, &s, output::summary);
-            return Ok(s.exit_code);
+            Ok(s.exit_code)
         }
-        Command::Watch { id, interval } => {
-            if !(interval.is_finite() && interval > 0.0 && interval <= 3600.0) {
-                return Err(CliError::Usage(format!(
-                    "--interval {interval}: give seconds between 0 and 3600"
-                )));
-            }
-            let mut progress = Progress::new(json);
-            let l = commands::watch(
-                &mut app,
-                &id,
-                Duration::from_secs_f64(interval),
-                &mut progress,
-            )
-            .await?;
-            print(json, &l, output::log);
-            return Ok(l.exit_code.unwrap_or(exit::INTERNAL));
+        Command::Watch { id, interval } => watch(&mut app, &id, interval, json).await,
+        Command::Monitor { once } => monitor(&mut app, json, once).await,
+        other => {
+            report(&mut app, other, json).await?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The commands that only read and print (exit 0 unless they fail).
+async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliError> {
+    match command {
+        Command::Templates => print(json, &commands::templates(app)?, |t| output::templates(t)),
+        Command::Show { template } => print(json, &commands::show(app, &template)?, output::show),
+        Command::Versions { template } => {
+            print(
+                json,
+                &commands::versions(app, &template).await?,
+                output::versions,
+            );
+        }
+        Command::Plan { template, version } => {
+            print(
+                json,
+                &commands::plan(app, &template, &version).await?,
+                output::plan,
+            );
         }
         Command::History { template, limit } => {
-            let (rows, broken) = commands::history(&mut app, template.as_deref(), limit)?;
+            let (rows, broken) = commands::history(app, template.as_deref(), limit)?;
             output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }
-        Command::Log { id } => print(json, &commands::log(&mut app, &id)?, output::log),
+        Command::Log { id } => print(json, &commands::log(app, &id)?, output::log),
         Command::Stats {
             template,
             since,
@@ -240,22 +240,61 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         } => {
             print(
                 json,
-                &commands::stats(&mut app, template.as_deref(), since, tz.as_deref())?,
+                &commands::stats(app, template.as_deref(), since, tz.as_deref())?,
                 output::stats,
             );
         }
-        Command::Recover => print(json, &commands::recover(&mut app)?, |r| output::recover(r)),
-        Command::Monitor { once } => return monitor(&mut app, json, once).await,
+        Command::Recover => print(json, &commands::recover(app)?, |r| output::recover(r)),
+        // handled by `dispatch`
+        Command::Kinds
+        | Command::Deploy(_)
+        | Command::Rollback { .. }
+        | Command::Watch { .. }
+        | Command::Monitor { .. } => {}
     }
-    Ok(exit::OK)
+    Ok(())
+}
+
+/// `deploy`: attached with live progress, or `--detach`ed (the exit code of a child that could not
+/// start the deployment is the command's).
+async fn deploy(app: &mut App, args: &DeployArgs, json: bool) -> Result<u8, CliError> {
+    if args.detach {
+        return match commands::detach(app, args, json).await? {
+            Ok(d) => {
+                print(json, &d, output::detached);
+                Ok(exit::OK)
+            }
+            Err((code, out)) => {
+                output::child_output(&out, json);
+                Ok(code)
+            }
+        };
+    }
+    let mut progress = Progress::new(json);
+    let s = commands::deploy(app, args, &mut progress).await?;
+    print(json, &s, output::summary);
+    Ok(s.exit_code)
+}
+
+/// `watch ID`: follows the deployment, prints its log, exits with its outcome's code.
+async fn watch(app: &mut App, id: &str, interval: f64, json: bool) -> Result<u8, CliError> {
+    if !(interval.is_finite() && interval > 0.0 && interval <= 3600.0) {
+        return Err(CliError::Usage(format!(
+            "--interval {interval}: give seconds between 0 and 3600"
+        )));
+    }
+    let mut progress = Progress::new(json);
+    let l = commands::watch(app, id, Duration::from_secs_f64(interval), &mut progress).await?;
+    print(json, &l, output::log);
+    Ok(l.exit_code.unwrap_or(exit::INTERNAL))
 }
 
 /// `monitor`: one check per round until Ctrl-C/SIGTERM/SIGHUP (or one with `--once`). A round that
 /// fails (salt-api unreachable or answering badly) is reported and the next round comes as usual;
 /// with `--once` it is the command's error. Templates and target expressions are read again at
 /// every round.
-async fn monitor(app: &mut app::App, json: bool, once: bool) -> Result<u8, CliError> {
-    let mut signals = commands::StopSignals::new();
+async fn monitor(app: &mut App, json: bool, once: bool) -> Result<u8, CliError> {
+    let mut signals = signals::StopSignals::new();
     let (monitor, salt) = commands::monitor_setup(app).await?;
     let mut first = true;
     loop {
@@ -280,8 +319,30 @@ async fn monitor(app: &mut app::App, json: bool, once: bool) -> Result<u8, CliEr
             Err(e) if once => return Err(e),
             Err(e) => output::monitor_error(&e, json, app.config.monitor_interval),
         }
-        if commands::sleep_or_stop(app.config.monitor_interval, &mut signals).await {
+        if signals::sleep_or_stop(app.config.monitor_interval, &mut signals).await {
             return Ok(exit::OK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The printing side never reaches back into the commands: results, outcomes, progress and
+    /// output import nothing from `commands` (commands and output once imported each other).
+    #[test]
+    fn printing_does_not_import_commands() {
+        for (file, text) in [
+            ("output.rs", include_str!("output.rs")),
+            ("progress.rs", include_str!("progress.rs")),
+            ("results.rs", include_str!("results.rs")),
+            ("outcome.rs", include_str!("outcome.rs")),
+        ] {
+            let uses: Vec<&str> = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("use ") || l.contains("crate::commands::"))
+                .filter(|l| l.contains("commands"))
+                .collect();
+            assert!(uses.is_empty(), "{file} imports from commands: {uses:?}");
         }
     }
 }

@@ -1,52 +1,18 @@
-//! Everything the CLI prints: results (human or `--json`) on stdout, progress and errors on stderr.
+//! Everything the CLI prints: results (human or `--json`) on stdout, errors on stderr (live progress
+//! is [`crate::progress`]).
 //!
 //! Every write ignores its error: a closed pipe (`pushguide deploy … | head -1`), a parent that went
 //! away or a closed terminal never stops a command, least of all a deployment. (Rust ignores SIGPIPE,
 //! so `println!` would panic on EPIPE instead.)
 
-use std::io::IsTerminal;
-
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pushguide_core::{Event, EventKind, Plan};
+use pushguide_core::Plan;
 use serde::Serialize;
 
-use crate::commands::{
-    DeploymentRow, DeploymentSummary, Detached, InterruptedRow, KindRow, LogResult, MonitorCheck,
-    ShowResult, StatsResult, TemplateRow, VersionsResult,
-};
 use crate::error::CliError;
-
-/// `print!` to stdout, ignoring write errors.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-/// `println!` to stdout, ignoring write errors.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-/// `eprint!`, ignoring write errors.
-macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
-/// `eprintln!`, ignoring write errors.
-macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
+use crate::results::{
+    CallLine, DeploymentRow, DeploymentSummary, Detached, InterruptedRow, KindRow, LogResult,
+    MonitorCheck, ShowResult, StatsResult, TemplateRow, VersionsResult,
+};
 
 /// Writes `text` to stderr, ignoring write errors (for callers outside this module, e.g. clap's
 /// messages).
@@ -89,11 +55,6 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `n host(s)`.
-fn hosts_n(n: usize) -> String {
-    count(n as u64, "host", "hosts")
-}
-
 /// What failed a host: its salt function, or `hook error` when no salt call failed it (the
 /// deployer's hook did; the engine records `-` then).
 pub fn failed_by(fun: &str) -> &str {
@@ -102,6 +63,26 @@ pub fn failed_by(fun: &str) -> &str {
     } else {
         fun
     }
+}
+
+/// A batch as `log` and `watch` show it: `b1` for the first, `-` for none (prepare).
+fn batch_label(batch: Option<usize>) -> String {
+    batch
+        .map(|b| format!("b{}", b + 1))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One salt request (`log`, `watch`): batch, stage, function, hosts ok and failed, milliseconds.
+pub fn call_text(c: &CallLine) -> String {
+    format!(
+        "{:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms",
+        batch_label(c.batch),
+        c.stage,
+        c.fun,
+        c.ok,
+        c.failed,
+        c.millis
+    )
 }
 
 /// Prints `value` as one pretty JSON document.
@@ -330,15 +311,8 @@ pub fn log(l: &LogResult) {
     outln!("Salt calls:");
     for c in &l.calls {
         outln!(
-            "  {:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms  jid {}",
-            c.batch
-                .map(|b| format!("b{}", b + 1))
-                .unwrap_or_else(|| "-".into()),
-            c.stage,
-            c.fun,
-            c.ok,
-            c.failed,
-            c.millis,
+            "  {}  jid {}",
+            call_text(c),
             c.jid.as_deref().unwrap_or("-")
         );
     }
@@ -351,9 +325,7 @@ pub fn log(l: &LogResult) {
         for s in &h.stages {
             outln!(
                 "  {:<6} {:<12} {:<7}{}{}",
-                s.batch
-                    .map(|b| format!("b{}", b + 1))
-                    .unwrap_or_else(|| "-".into()),
+                batch_label(s.batch),
                 s.stage,
                 s.status,
                 s.fun
@@ -369,6 +341,9 @@ pub fn log(l: &LogResult) {
         for line in &h.log {
             outln!("    {line}");
         }
+    }
+    if let Some(e) = &l.outcome_error {
+        errln!("pushguide: warning: {e}");
     }
 }
 
@@ -392,16 +367,16 @@ pub fn stats(s: &StatsResult) {
     };
     outln!(
         "  deployments {}  succeeded {}  failed {}  success rate {}",
-        s.count,
-        s.succeeded,
-        s.count - s.succeeded,
-        rate(s.success_rate)
+        s.releases.count,
+        s.releases.succeeded,
+        s.releases.count - s.releases.succeeded,
+        rate(s.releases.success_rate)
     );
     outln!(
         "  duration mean {}  p50 {}  p95 {}",
-        ms(s.mean_ms),
-        ms(s.p50_ms),
-        ms(s.p95_ms)
+        ms(s.releases.mean_ms),
+        ms(s.releases.p50_ms),
+        ms(s.releases.p95_ms)
     );
     let r = &s.rollbacks;
     outln!(
@@ -531,305 +506,5 @@ pub fn monitor_error(e: &CliError, as_json: bool, interval: std::time::Duration)
             "pushguide: monitor: {e}; trying again in {:.1}s",
             interval.as_secs_f64()
         );
-    }
-}
-
-/// Live progress of a deployment on stderr: bars on a terminal, plain lines otherwise, nothing with
-/// `--json`.
-#[derive(Debug)]
-pub struct Progress {
-    mode: Mode,
-    batches: usize,
-}
-
-#[derive(Debug)]
-enum Mode {
-    Quiet,
-    Lines,
-    Bars {
-        multi: MultiProgress,
-        hosts: ProgressBar,
-        batch: Option<ProgressBar>,
-    },
-}
-
-impl Progress {
-    /// Progress for the current stderr: bars on a terminal, lines otherwise, nothing when `quiet`.
-    pub fn new(quiet: bool) -> Self {
-        let mode = if quiet {
-            Mode::Quiet
-        } else if std::io::stderr().is_terminal() {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let hosts = multi.add(ProgressBar::new(0));
-            hosts.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30.green/red}] {pos}/{len} hosts {msg} ({elapsed})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            hosts.set_prefix("total");
-            Mode::Bars {
-                multi,
-                hosts,
-                batch: None,
-            }
-        } else {
-            Mode::Lines
-        };
-        Progress { mode, batches: 0 }
-    }
-
-    fn line(&self, text: String) {
-        match &self.mode {
-            Mode::Quiet => {}
-            Mode::Lines => errln!("{text}"),
-            Mode::Bars { multi, .. } => {
-                let _ = multi.println(text);
-            }
-        }
-    }
-
-    /// A question on stderr, without a line end, shown even with `--json` (stdout stays JSON).
-    ///
-    /// Bars give way to plain lines from the first question on (indicatif's `suspend` panics when the
-    /// terminal has gone away; a cleared, hidden bar cannot).
-    pub fn prompt(&mut self, text: &str) {
-        use std::io::Write as _;
-        if let Mode::Bars {
-            multi,
-            hosts,
-            batch,
-        } = &mut self.mode
-        {
-            if let Some(b) = batch.take() {
-                b.finish_and_clear();
-            }
-            hosts.finish_and_clear();
-            let _ = multi.clear();
-            multi.set_draw_target(ProgressDrawTarget::hidden());
-            self.mode = Mode::Lines;
-        }
-        err!("pushguide: {text}");
-        let _ = std::io::stderr().flush();
-    }
-
-    /// A message.
-    pub fn note(&mut self, text: &str) {
-        self.line(format!("pushguide: {text}"));
-    }
-
-    /// The deployment started.
-    pub fn started(&mut self, id: &str) {
-        self.line(format!("deployment {id} started"));
-    }
-
-    /// `watch` found its deployment.
-    pub fn watching(&mut self, id: &str, template: &str, version: &str) {
-        self.line(format!("watching deployment {id} ({template} {version})"));
-    }
-
-    /// One event of a running deployment.
-    pub fn event(&mut self, e: &Event) {
-        let batches = self.batches;
-        match &e.kind {
-            EventKind::DeploymentStarted {
-                template,
-                version,
-                user,
-                dry_run,
-                rollback,
-            } => self.line(format!(
-                "{}{template} {version} by {user}{}",
-                if *rollback { "rollback: " } else { "" },
-                if *dry_run { " (dry run)" } else { "" }
-            )),
-            EventKind::Prepared {
-                hosts,
-                batches,
-                excluded,
-                ..
-            } => {
-                self.batches = *batches;
-                if let Mode::Bars { hosts: bar, .. } = &self.mode {
-                    bar.set_length(*hosts as u64);
-                }
-                self.line(format!(
-                    "prepared: {} in {}{}",
-                    hosts_n(*hosts),
-                    count(*batches as u64, "batch", "batches"),
-                    if excluded.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; excluded: {}",
-                            excluded
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    }
-                ));
-            }
-            EventKind::BatchStarted { batch, hosts, .. } => {
-                if let Mode::Bars {
-                    multi, batch: b, ..
-                } = &mut self.mode
-                {
-                    if let Some(old) = b.take() {
-                        old.finish_and_clear();
-                    }
-                    let bar = multi.add(ProgressBar::new(3));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} stages {msg}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    bar.set_prefix(format!("batch {}", batch + 1));
-                    bar.set_message(hosts_n(*hosts));
-                    *b = Some(bar);
-                } else {
-                    self.line(format!(
-                        "batch {}/{batches}: {}",
-                        batch + 1,
-                        hosts_n(*hosts)
-                    ));
-                }
-            }
-            EventKind::StageStarted {
-                batch: Some(_),
-                stage,
-                hosts,
-            } => {
-                if let Mode::Bars { batch: Some(b), .. } = &self.mode {
-                    b.set_message(format!("{stage} ({})", hosts_n(*hosts)));
-                }
-            }
-            EventKind::CallStarted { fun, .. } => {
-                if let Mode::Bars { batch: Some(b), .. } = &self.mode {
-                    b.set_message(fun.clone());
-                }
-            }
-            EventKind::StageFinished {
-                batch: Some(_),
-                stage,
-                ok,
-                failed,
-            } => {
-                if let Mode::Bars { batch: Some(b), .. } = &self.mode {
-                    b.inc(1);
-                } else {
-                    self.line(format!(
-                        "  {:<12} ok {ok:>4}  failed {failed}",
-                        stage.as_str()
-                    ));
-                }
-            }
-            EventKind::HostFailed {
-                host,
-                stage,
-                fun,
-                reason,
-            } => {
-                if let Mode::Bars { hosts: bar, .. } = &self.mode {
-                    bar.inc(1);
-                    bar.set_message("(with failures)");
-                }
-                self.line(format!(
-                    "  ✗ {host} failed at {stage} ({}): {reason}",
-                    failed_by(fun)
-                ));
-            }
-            EventKind::HostSucceeded { .. } => {
-                if let Mode::Bars { hosts: bar, .. } = &self.mode {
-                    bar.inc(1);
-                }
-            }
-            EventKind::BatchFinished { batch, ok, failed } => {
-                if let Mode::Bars { batch: b, .. } = &mut self.mode {
-                    if let Some(old) = b.take() {
-                        old.finish_and_clear();
-                    }
-                }
-                self.line(format!(
-                    "batch {}/{batches} done: {ok} ok, {failed} failed",
-                    batch + 1
-                ));
-            }
-            EventKind::BudgetExceeded { failed, allowed } => self.line(format!(
-                "failure budget exceeded: {failed} failed, {allowed} allowed"
-            )),
-            EventKind::DecisionNeeded {
-                batch,
-                stage,
-                failed,
-            } => self.line(format!(
-                "paused at {stage} of batch {}: {} failed",
-                batch + 1,
-                hosts_n(failed.len())
-            )),
-            EventKind::DecisionTaken { decision } => {
-                self.line(format!("decision: {decision:?}"));
-            }
-            EventKind::CancelRequested => self.line("cancel requested".into()),
-            EventKind::RollbackStarted { hosts } => {
-                self.line(format!("rolling back {}", hosts_n(*hosts)));
-            }
-            EventKind::HostRolledBack { host, to } => {
-                self.line(format!("  ↺ {host} rolled back to {to}"));
-            }
-            EventKind::HostRollbackFailed { host, reason } => {
-                self.line(format!("  ✗ {host} rollback failed: {reason}"));
-            }
-            EventKind::RollbackFinished { ok, failed } => {
-                self.line(format!("rollback finished: {ok} ok, {failed} failed"));
-            }
-            EventKind::DeploymentFinished { outcome } => {
-                self.line(format!("finished: {outcome:?}"));
-            }
-            _ => {}
-        }
-    }
-
-    /// `watch`: a salt request recorded in the store.
-    pub fn call_row(&mut self, c: &pushguide_store::CallRow) {
-        self.line(format!(
-            "  {:<6} {:<12} {:<28} ok {:>4} failed {:>4} {:>7} ms",
-            c.batch
-                .map(|b| format!("b{}", b + 1))
-                .unwrap_or_else(|| "-".into()),
-            c.stage,
-            c.fun,
-            c.ok,
-            c.failed,
-            c.millis
-        ));
-    }
-
-    /// `watch`: a failed host stage recorded in the store.
-    pub fn host_failed_row(&mut self, r: &pushguide_store::HostStageResult) {
-        self.line(format!(
-            "  ✗ {} failed at {}{}: {}",
-            r.host,
-            r.stage,
-            r.fun
-                .as_deref()
-                .map(|f| format!(" ({})", failed_by(f)))
-                .unwrap_or_default(),
-            r.detail.as_deref().unwrap_or("")
-        ));
-    }
-
-    /// Removes the bars.
-    pub fn finish(&mut self) {
-        if let Mode::Bars { hosts, batch, .. } = &mut self.mode {
-            if let Some(b) = batch.take() {
-                b.finish_and_clear();
-            }
-            hosts.finish_and_clear();
-        }
     }
 }

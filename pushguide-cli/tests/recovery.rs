@@ -622,3 +622,49 @@ fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
     let r = run(&dev, &["recover", "--json"], ENV);
     assert_eq!(r.json().as_array().unwrap().len(), 4);
 }
+
+/// An outcome name this pushguide does not know in the store (a newer pushguide wrote it, or the
+/// file was edited): `log` shows the deployment as recorded, with exit code 70 and a message naming
+/// the outcome; `watch` prints the same and exits 70. No panic, no crash.
+#[test]
+fn an_unknown_recorded_outcome_is_named_and_exits_70() {
+    let lab = Lab::new();
+    let id = lab.deploy("1.0.0", Some("web-01"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = rusqlite::Connection::open(lab.dir.join("state/pushguide.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE deployments SET outcome = 'half-exploded' WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let r = lab.run(&["log", &id, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = r.json();
+    assert_eq!(log["deployment"]["outcome"], "half-exploded");
+    assert_eq!(log["exit_code"], 70);
+    let why = log["outcome_error"].as_str().unwrap();
+    assert!(
+        why.contains("half-exploded") && why.contains("does not know"),
+        "{why}"
+    );
+
+    let r = lab.run(&["watch", &id]);
+    assert_eq!(r.code, 70, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains("half-exploded"),
+        "{}",
+        r.stderr
+    );
+    // a known outcome has no `outcome_error` key at all
+    let ok = lab.deploy("2.0.0", Some("web-01"));
+    let r = lab.run(&["log", ok["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["exit_code"], 0);
+    assert!(r.json().get("outcome_error").is_none(), "{}", r.stdout);
+}

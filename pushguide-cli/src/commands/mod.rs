@@ -1,0 +1,80 @@
+//! The commands, as functions returning typed (serializable) results, the types of
+//! [`crate::results`]. Nothing here prints: live progress goes through [`Progress`], results are
+//! rendered by [`crate::output`].
+//!
+//! | file | commands |
+//! |---|---|
+//! | `templates.rs` | `kinds`, `templates`, `versions` |
+//! | `plan.rs` | `plan` (and the artifact and `--batch` that `deploy` shares) |
+//! | `deploy.rs` | `deploy` (attached), the `--hosts` check (`glob.rs`: salt's glob) |
+//! | `detach.rs` | `deploy --detach` (a background process) |
+//! | `rollback.rs` | `rollback` (`--to`, `--deployment`) |
+//! | `run.rs` | an attached deployment or rollback until its end (pauses, Ctrl-C) |
+//! | `history.rs` | `history`, `show`, `log`, `watch` |
+//! | `stats.rs` | `stats` |
+//! | `recover.rs` | `recover` |
+//! | `monitor.rs` | one `monitor` check |
+//!
+//! [`Progress`]: crate::progress::Progress
+
+use pushguide_core::Template;
+use pushguide_store::{DeploymentRecord, SqliteStore};
+
+use crate::error::CliError;
+
+mod deploy;
+mod detach;
+mod glob;
+mod history;
+mod monitor;
+mod plan;
+mod recover;
+mod rollback;
+mod run;
+mod stats;
+mod templates;
+
+pub use deploy::deploy;
+pub use detach::detach;
+pub use history::{history, log, show, watch};
+pub use monitor::{monitor_check, monitor_setup};
+pub use plan::plan;
+pub use recover::recover;
+pub use rollback::{rollback, undo_request};
+pub use stats::stats;
+pub use templates::{kinds, templates, versions};
+
+/// A template's project type (its `kind` tag; `?` when it has none).
+fn kind_of(t: &Template) -> String {
+    serde_json::to_value(&t.project)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// A template's targets in one line: the expression and its type, or the minion list.
+fn targets_text(t: &Template) -> String {
+    match &t.targets.expression {
+        Some(e) => format!(
+            "{} ({})",
+            e,
+            t.targets.tgt_type.map(|x| x.as_str()).unwrap_or("glob")
+        ),
+        None => t.targets.minions.join(","),
+    }
+}
+
+/// Deployment `id` as recorded in `store`; [`CliError::UnknownDeployment`] when there is none.
+fn recorded(store: &SqliteStore, id: &str) -> Result<DeploymentRecord, CliError> {
+    store
+        .deployment(id)?
+        .ok_or_else(|| unknown_deployment(store, id))
+}
+
+/// No deployment `id` in `store`.
+fn unknown_deployment(store: &SqliteStore, id: &str) -> CliError {
+    CliError::UnknownDeployment {
+        id: id.to_owned(),
+        store: store.path().display().to_string(),
+    }
+}

@@ -1,0 +1,76 @@
+//! `stats`: success rates, durations and failures over a window of days.
+
+use std::time::{Duration, SystemTime};
+
+use pushguide_store::Window;
+
+use crate::app::App;
+use crate::config::UtcOffset;
+use crate::error::CliError;
+use crate::results::{millis, rfc3339, RateRow, SeriesRow, StatsResult};
+
+/// `stats [TEMPLATE] [--since DAYS] [--tz OFFSET]`: over one template, or every template the user
+/// may view.
+pub fn stats(
+    app: &mut App,
+    template: Option<&str>,
+    days: u64,
+    tz: Option<&str>,
+) -> Result<StatsResult, CliError> {
+    let tz = match tz {
+        Some(text) => UtcOffset::parse(text).map_err(|e| CliError::Usage(format!("--tz: {e}")))?,
+        None => app.config.stats_tz,
+    };
+    let visible: Vec<String> = match template {
+        Some(n) => {
+            let t = app.template(n)?;
+            app.check_view(&t)?;
+            vec![t.template.name]
+        }
+        None => app
+            .templates()?
+            .into_iter()
+            .filter(|t| t.template.acl.may_view(app.principal()))
+            .map(|t| t.template.name)
+            .collect(),
+    };
+    let to = SystemTime::now() + Duration::from_secs(1);
+    let from = to
+        .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let w = Window::new(from, to)
+        .templates(visible.iter().cloned())
+        .utc_offset(tz.seconds);
+    let s = app.store()?.stats(&w)?;
+    let rates = |v: &[pushguide_store::Rate]| -> Vec<RateRow> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, r)| r.count > 0)
+            .map(|(at, r)| RateRow {
+                at,
+                count: r.count,
+                succeeded: r.succeeded,
+            })
+            .collect()
+    };
+    Ok(StatsResult {
+        template: template.map(str::to_owned),
+        templates: visible,
+        from: rfc3339(from),
+        to: rfc3339(to),
+        tz: tz.to_string(),
+        releases: SeriesRow::from(&s.summary),
+        rollbacks: SeriesRow::from(&s.rollbacks),
+        by_hour: rates(&s.by_hour),
+        by_weekday: rates(&s.by_weekday),
+        failing_hosts: s.hosts,
+        failing_stages: s
+            .stages
+            .into_iter()
+            .map(|(st, n)| (st.as_str().to_owned(), n))
+            .collect(),
+        incidents: s.recovery.incidents,
+        recovered: s.recovery.recovered,
+        mttr_ms: s.recovery.mean.map(millis),
+    })
+}

@@ -1,0 +1,564 @@
+//! The typed results of the commands: the rows and summaries a command returns and
+//! [`crate::output`] prints (human text or `--json`). Both [`crate::commands`] and
+//! [`crate::output`] import them from here; nothing here runs a command or prints.
+
+use std::time::{Duration, SystemTime};
+
+use pushguide_core::{DeploymentOutcome, HostFailure, HostStatus, Report};
+use serde::Serialize;
+
+use crate::outcome;
+
+/// A time as RFC 3339 UTC (`2026-11-27T09:42:46Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// A duration in whole milliseconds (`u64::MAX` beyond).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One project type (`kinds`).
+#[derive(Debug, Serialize)]
+pub struct KindRow {
+    /// The `kind` tag.
+    pub kind: String,
+    /// One line.
+    pub summary: String,
+    /// `linux`, `windows`.
+    pub platforms: Vec<String>,
+    /// An example `[project]` table.
+    pub example: String,
+}
+
+/// One template (`templates`).
+#[derive(Debug, Serialize)]
+pub struct TemplateRow {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Project type.
+    pub kind: String,
+    /// Minion list or target expression.
+    pub targets: String,
+    /// Whether the user may deploy it.
+    pub may_deploy: bool,
+    /// The file.
+    pub file: String,
+    /// Why the file does not load (`null` for a good template). A broken file is listed with its
+    /// file name (without `.toml`) as name, empty kind, description and targets, and no deploy
+    /// permission; the other templates are listed as usual.
+    pub error: Option<String>,
+}
+
+/// A recorded deployment (`history`, `show`, `log`).
+#[derive(Debug, Serialize)]
+pub struct DeploymentRow {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
+    /// Version (`previous` or the target for rollbacks).
+    pub version: String,
+    /// Acting user.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Start, RFC 3339.
+    pub started: String,
+    /// End, RFC 3339 (`null` while running).
+    pub ended: Option<String>,
+    /// Duration in ms (`null` while running).
+    pub duration_ms: Option<u64>,
+    /// Outcome (`null` while running).
+    pub outcome: Option<String>,
+    /// Why it stopped early.
+    pub reason: Option<String>,
+}
+
+impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
+    fn from(r: pushguide_store::DeploymentRecord) -> Self {
+        DeploymentRow {
+            id: r.id,
+            template: r.template,
+            mode: if r.rollback { "rollback" } else { "deploy" },
+            version: r.version,
+            user: r.principal,
+            dry_run: r.dry_run,
+            started: rfc3339(r.started),
+            ended: r.ended.map(rfc3339),
+            duration_ms: r.duration.map(millis),
+            outcome: r.outcome,
+            reason: r.reason,
+        }
+    }
+}
+
+/// The version one host runs (`show`).
+#[derive(Debug, Serialize)]
+pub struct HostVersionRow {
+    /// Host.
+    pub host: String,
+    /// Current version (`null`: never deployed, or unknown — see `state`).
+    pub version: Option<String>,
+    /// What is known of it.
+    pub state: HostState,
+    /// Since, RFC 3339.
+    pub since: Option<String>,
+    /// The rollback target: the last version that ran successfully before the current one.
+    pub previous: Option<String>,
+}
+
+/// What is known of what a host runs (`show`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostState {
+    /// Nothing recorded.
+    NeverDeployed,
+    /// It runs `version` as released.
+    Running,
+    /// A release failed on it; it runs `version`, which is not healthy.
+    Failed,
+    /// A release or rollback failed in the middle of switching: what it runs is unknown.
+    Unknown,
+}
+
+impl HostState {
+    /// The state's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::NeverDeployed => "never-deployed",
+            HostState::Running => "running",
+            HostState::Failed => "failed",
+            HostState::Unknown => "unknown",
+        }
+    }
+}
+
+/// `show`.
+#[derive(Debug, Serialize)]
+pub struct ShowResult {
+    /// Name.
+    pub name: String,
+    /// The file.
+    pub file: String,
+    /// Project type.
+    pub kind: String,
+    /// Whether the user may deploy.
+    pub may_deploy: bool,
+    /// The whole template, as JSON.
+    pub config: serde_json::Value,
+    /// The template as TOML (for people).
+    #[serde(skip)]
+    pub toml: String,
+    /// The newest non-dry-run deployment.
+    pub last_deployment: Option<DeploymentRow>,
+    /// Per host: the version it runs.
+    pub hosts: Vec<HostVersionRow>,
+}
+
+/// `versions`.
+#[derive(Debug, Serialize)]
+pub struct VersionsResult {
+    /// Template.
+    pub template: String,
+    /// The CI source.
+    pub source: String,
+    /// Newest first.
+    pub versions: Vec<String>,
+}
+
+/// One host of a finished deployment.
+#[derive(Debug, Serialize)]
+pub struct HostSummary {
+    /// Host.
+    pub host: String,
+    /// Batch (0-based).
+    pub batch: Option<usize>,
+    /// Final status (`succeeded`, `failed`, `rolled-back`, …).
+    pub status: HostStatus,
+    /// Why it failed.
+    pub failure: Option<HostFailure>,
+    /// Why its rollback failed.
+    pub rollback_failure: Option<HostFailure>,
+    /// The version it was rolled back to.
+    pub rolled_back_to: Option<String>,
+}
+
+/// The result of `deploy` and `rollback` (not detached).
+#[derive(Debug, Serialize)]
+pub struct DeploymentSummary {
+    /// Id.
+    pub id: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
+    /// Template.
+    pub template: String,
+    /// Version.
+    pub version: String,
+    /// User.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Outcome.
+    pub outcome: DeploymentOutcome,
+    /// The exit code.
+    pub exit_code: u8,
+    /// Why it stopped early.
+    pub reason: Option<String>,
+    /// Start, RFC 3339.
+    pub started: String,
+    /// Duration in ms.
+    pub duration_ms: u64,
+    /// Hosts per batch.
+    pub batches: Vec<Vec<String>>,
+    /// Per host.
+    pub hosts: Vec<HostSummary>,
+    /// Dry run: the mutating calls recorded without sending (`stage: call`).
+    pub unsent_calls: Vec<String>,
+    /// The history store failed to record it.
+    pub history_error: Option<String>,
+}
+
+impl DeploymentSummary {
+    /// The summary of the engine's report (`rollback`: of a rollback request).
+    pub(crate) fn new(r: &Report, rollback: bool) -> Self {
+        DeploymentSummary {
+            id: r.id.clone(),
+            mode: if rollback { "rollback" } else { "deploy" },
+            template: r.template.clone(),
+            version: r.version.clone(),
+            user: r.user.clone(),
+            dry_run: r.dry_run,
+            exit_code: outcome::exit_code(r.outcome, rollback),
+            outcome: r.outcome,
+            reason: r.reason.clone(),
+            started: rfc3339(r.started),
+            duration_ms: millis(r.duration),
+            batches: r
+                .batches
+                .iter()
+                .map(|b| b.iter().map(ToString::to_string).collect())
+                .collect(),
+            hosts: r
+                .hosts
+                .iter()
+                .map(|h| HostSummary {
+                    host: h.host.to_string(),
+                    batch: h.batch,
+                    status: h.status,
+                    failure: h.failure.clone(),
+                    rollback_failure: h.rollback_failure.clone(),
+                    rolled_back_to: h.rolled_back_to.clone(),
+                })
+                .collect(),
+            unsent_calls: r
+                .unsent_calls()
+                .map(|c| format!("{}: {}", c.stage, c.call))
+                .collect(),
+            history_error: r.history_error.clone(),
+        }
+    }
+}
+
+/// What `deploy --detach` started.
+#[derive(Debug, Serialize)]
+pub struct Detached {
+    /// The deployment id.
+    pub id: String,
+    /// The child process.
+    pub pid: u32,
+    /// Its output.
+    pub log: String,
+}
+
+/// One salt request of a deployment (`log`).
+#[derive(Debug, Serialize)]
+pub struct CallLine {
+    /// Batch (`null`: prepare).
+    pub batch: Option<usize>,
+    /// Stage.
+    pub stage: String,
+    /// Salt function.
+    pub fun: String,
+    /// Job id.
+    pub jid: Option<String>,
+    /// Hosts ok.
+    pub ok: u64,
+    /// Hosts failed.
+    pub failed: u64,
+    /// Elapsed ms.
+    pub millis: u64,
+}
+
+impl From<&pushguide_store::CallRow> for CallLine {
+    fn from(c: &pushguide_store::CallRow) -> Self {
+        CallLine {
+            batch: c.batch,
+            stage: c.stage.clone(),
+            fun: c.fun.clone(),
+            jid: c.jid.clone(),
+            ok: c.ok,
+            failed: c.failed,
+            millis: c.millis,
+        }
+    }
+}
+
+/// One stage of one host (`log`).
+#[derive(Debug, Serialize)]
+pub struct StageLine {
+    /// Batch.
+    pub batch: Option<usize>,
+    /// Stage.
+    pub stage: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// ms.
+    pub duration_ms: Option<u64>,
+    /// Failing salt function.
+    pub fun: Option<String>,
+    /// Failure reason, or the version rolled back to.
+    pub detail: Option<String>,
+}
+
+/// One host of a deployment (`log`).
+#[derive(Debug, Serialize)]
+pub struct HostLog {
+    /// Host.
+    pub host: String,
+    /// Status from the journal (`succeeded`, `failed`, `rolled-back`, …), final once the
+    /// deployment has an outcome.
+    pub status: Option<String>,
+    /// Per stage.
+    pub stages: Vec<StageLine>,
+    /// The report's log lines.
+    pub log: Vec<String>,
+}
+
+/// `log ID` and the final result of `watch ID`.
+#[derive(Debug, Serialize)]
+pub struct LogResult {
+    /// The deployment.
+    pub deployment: DeploymentRow,
+    /// Exit code of its outcome (`null` while running; 70 for an outcome this pushguide does not
+    /// know).
+    pub exit_code: Option<u8>,
+    /// Why the recorded outcome is not understood (a name this pushguide does not know); left out
+    /// of the JSON when the outcome is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome_error: Option<String>,
+    /// Its salt requests.
+    pub calls: Vec<CallLine>,
+    /// Per host.
+    pub hosts: Vec<HostLog>,
+}
+
+/// Deployments per hour/weekday.
+#[derive(Debug, Serialize)]
+pub struct RateRow {
+    /// Hour (0–23) or weekday (0 = Monday), at the offset `tz`.
+    pub at: usize,
+    /// Deployments.
+    pub count: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+}
+
+/// Count, success rate and durations of one series (`stats`: releases, rollbacks).
+#[derive(Debug, Serialize)]
+pub struct SeriesRow {
+    /// Counted (dry runs excluded).
+    pub count: u64,
+    /// Of which succeeded (for rollbacks: every host rolled back).
+    pub succeeded: u64,
+    /// succeeded / count.
+    pub success_rate: Option<f64>,
+    /// Mean duration ms.
+    pub mean_ms: Option<u64>,
+    /// Median duration ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile ms.
+    pub p95_ms: Option<u64>,
+}
+
+impl From<&pushguide_store::Summary> for SeriesRow {
+    fn from(s: &pushguide_store::Summary) -> Self {
+        SeriesRow {
+            count: s.count,
+            succeeded: s.succeeded,
+            success_rate: s.success_rate,
+            mean_ms: s.mean.map(millis),
+            p50_ms: s.p50.map(millis),
+            p95_ms: s.p95.map(millis),
+        }
+    }
+}
+
+/// `stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsResult {
+    /// Template (`null`: every template the user may view).
+    pub template: Option<String>,
+    /// The templates counted (those the user may view).
+    pub templates: Vec<String>,
+    /// Window start.
+    pub from: String,
+    /// Window end.
+    pub to: String,
+    /// The offset from UTC of `by_hour` and `by_weekday` (`UTC`, `+02:00`).
+    pub tz: String,
+    /// Releases (dry runs and rollbacks excluded): count, success rate and durations, as fields
+    /// of the result itself in JSON (`count`, `succeeded`, `success_rate`, `mean_ms`, …).
+    #[serde(flatten)]
+    pub releases: SeriesRow,
+    /// Rollback requests (`pushguide rollback`): their own count, success rate and durations.
+    pub rollbacks: SeriesRow,
+    /// Releases per hour of the start at `tz` (only hours with releases).
+    pub by_hour: Vec<RateRow>,
+    /// Releases per weekday at `tz` (only days with releases).
+    pub by_weekday: Vec<RateRow>,
+    /// Hosts by failed stages, most first.
+    pub failing_hosts: Vec<(String, u64)>,
+    /// Stages by failures, most first.
+    pub failing_stages: Vec<(String, u64)>,
+    /// Incidents in the window.
+    pub incidents: u64,
+    /// Of which recovered.
+    pub recovered: u64,
+    /// Mean time to recover, ms.
+    pub mttr_ms: Option<u64>,
+}
+
+/// A host of an interrupted deployment and what was done to it.
+#[derive(Debug, Serialize)]
+pub struct HostProgressRow {
+    /// Host.
+    pub host: String,
+    /// Batch (`null`: never in a batch).
+    pub batch: Option<usize>,
+    /// Last stage recorded for it (`null`: not reached).
+    pub stage: Option<String>,
+    /// `succeeded`, `failed`, `interrupted`, `rolled-back`, `rollback-failed`, or `not-reached`.
+    pub status: String,
+    /// Whether its batch started (the deployment touched it).
+    pub touched: bool,
+    /// The stages of its batch that finished for it.
+    pub stages_done: Vec<String>,
+    /// For an interrupted host: the salt functions of the stage under way that returned.
+    pub calls_done: Vec<String>,
+    /// Per stage of its batch that started: the salt functions that returned (for at least one host
+    /// of the batch).
+    pub stage_calls: Vec<(String, Vec<String>)>,
+    /// What was done to it, in words (`not reached`, `batch finished: runs 3.0.0`, …).
+    pub done: String,
+}
+
+/// An interrupted deployment (`recover`).
+#[derive(Debug, Serialize)]
+pub struct InterruptedRow {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// `deploy` or `rollback`.
+    pub mode: &'static str,
+    /// Version.
+    pub version: String,
+    /// User.
+    pub user: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Start.
+    pub started: String,
+    /// Last recorded event.
+    pub last_event: String,
+    /// Batch it was in.
+    pub batch: Option<usize>,
+    /// Stage it was in.
+    pub stage: String,
+    /// Hosts still live then.
+    pub live_hosts: usize,
+    /// Hosts planned in batches (`null`: interrupted during prepare).
+    pub planned_hosts: Option<usize>,
+    /// Whether this run of `recover` marked it (else: marked earlier).
+    pub newly_marked: bool,
+    /// Every target host: those of started batches, those left out at prepare, and those never
+    /// reached.
+    pub hosts: Vec<HostProgressRow>,
+    /// Planned hosts never reached whose names the journal does not hold (the template's host list
+    /// no longer tells them apart, e.g. a deployment to some hosts only, or target expressions).
+    pub unnamed_not_reached: usize,
+    /// The command that rolls back exactly the hosts it touched (`null`: it touched none, or was a
+    /// dry run or a rollback).
+    pub rollback_command: Option<String>,
+    /// The command that resumes it (`null` for rollbacks and dry runs).
+    pub resume_command: Option<String>,
+}
+
+/// A connectivity change (`monitor`).
+#[derive(Debug, Serialize)]
+pub struct ChangeRow {
+    /// Minion.
+    pub minion: String,
+    /// Up now.
+    pub up: bool,
+    /// Before (`null`: first check).
+    pub was_up: Option<bool>,
+    /// When.
+    pub at: String,
+}
+
+/// One check of `monitor`.
+#[derive(Debug, Serialize)]
+pub struct MonitorCheck {
+    /// Minions checked.
+    pub checked: usize,
+    /// Of which up.
+    pub up: Vec<String>,
+    /// Of which down.
+    pub down: Vec<String>,
+    /// Changes since the previous check (every minion on the first).
+    pub changes: Vec<ChangeRow>,
+    /// Templates whose target expression could not be resolved this round (their minions were
+    /// not checked; the next round tries again).
+    pub errors: Vec<String>,
+    /// Template files that do not load (skipped).
+    pub broken: Vec<crate::app::BrokenTemplate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
+        assert_eq!(rfc3339(t), "2026-11-27T09:42:46Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}
