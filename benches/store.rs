@@ -172,7 +172,7 @@ fn generated(rng: &mut Rng, template: usize, n: usize, out: &mut Vec<Event>) {
                     EventKind::HostFailed {
                         host: hosts[h].clone(),
                         stage,
-                        fun: "file.symlink".into(),
+                        fun: Some("file.symlink".into()),
                         reason: "retcode 1: disk full".into(),
                     },
                 ));

@@ -56,12 +56,11 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 }
 
 /// What failed a host: its salt function, or `hook error` when no salt call failed it (the
-/// deployer's hook did; the engine records `-` then).
-pub fn failed_by(fun: &str) -> &str {
-    if fun.is_empty() || fun == "-" {
-        "hook error"
-    } else {
-        fun
+/// deployer's hook did; the engine records no function then, and stores before it wrote `-`).
+pub fn failed_by(fun: Option<&str>) -> &str {
+    match fun {
+        Some(fun) if !fun.is_empty() && fun != "-" => fun,
+        _ => "hook error",
     }
 }
 
@@ -242,7 +241,7 @@ pub fn summary(s: &DeploymentSummary) {
                 "  ✗ {} failed at {} ({}): {}",
                 h.host,
                 f.stage,
-                failed_by(&f.fun),
+                failed_by(f.fun.as_deref()),
                 f.reason
             );
         }
@@ -250,7 +249,7 @@ pub fn summary(s: &DeploymentSummary) {
             outln!(
                 "  ✗ {} rollback failed ({}): {}",
                 h.host,
-                failed_by(&f.fun),
+                failed_by(f.fun.as_deref()),
                 f.reason
             );
         }
@@ -328,10 +327,11 @@ pub fn log(l: &LogResult) {
                 batch_label(s.batch),
                 s.stage,
                 s.status,
-                s.fun
-                    .as_deref()
-                    .map(|f| format!(" {}", failed_by(f)))
-                    .unwrap_or_default(),
+                match (s.fun.as_deref(), s.status.as_str()) {
+                    (fun, "failed" | "rollback-failed") => format!(" {}", failed_by(fun)),
+                    (Some(fun), _) => format!(" {fun}"),
+                    (None, _) => String::new(),
+                },
                 s.detail
                     .as_deref()
                     .map(|d| format!(": {d}"))

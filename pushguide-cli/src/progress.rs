@@ -147,7 +147,7 @@ impl Progress {
                 }
                 self.line(format!(
                     "  ✗ {host} failed at {stage} ({}): {reason}",
-                    failed_by(fun)
+                    failed_by(fun.as_deref())
                 ));
             }
             EventKind::HostSucceeded { .. } => {
@@ -257,10 +257,7 @@ impl Progress {
             "  ✗ {} failed at {}{}: {}",
             r.host,
             r.stage,
-            r.fun
-                .as_deref()
-                .map(|f| format!(" ({})", failed_by(f)))
-                .unwrap_or_default(),
+            format!(" ({})", failed_by(r.fun.as_deref())),
             r.detail.as_deref().unwrap_or("")
         ));
     }

@@ -518,7 +518,7 @@ fn recover_from_journal_rows_and_what_rollback_deployment_refuses() {
             EventKind::HostFailed {
                 host: m("web-01"),
                 stage: Stage::Deploy,
-                fun: "file.symlink".into(),
+                fun: Some("file.symlink".into()),
                 reason: "disk full".into(),
             },
             EventKind::StageFinished {

@@ -617,7 +617,7 @@ async fn engine_records_a_failed_host_with_salts_retcode() {
     let h = report.host("web-007").unwrap();
     assert_eq!(h.status, HostStatus::Failed);
     let f = h.failure.as_ref().unwrap();
-    assert_eq!(f.fun, "file.symlink");
+    assert_eq!(f.fun.as_deref(), Some("file.symlink"));
     assert!(f.reason.contains("link failed"), "{}", f.reason);
     assert!(f.reason.contains("retcode 1"), "{}", f.reason);
     // the failed host is dropped from its batch's later call

@@ -275,7 +275,7 @@ mod tests {
                 EventKind::HostFailed {
                     host: host("web-02"),
                     stage: Stage::Deploy,
-                    fun: "file.symlink".into(),
+                    fun: Some("file.symlink".into()),
                     reason: "disk full".into(),
                 },
             ),

@@ -34,7 +34,7 @@ fn from_report(r: &Report) -> Vec<Row> {
                     .unwrap()
                     .to_owned(),
                 f.map(|f| f.stage.as_str().to_owned()),
-                f.map(|f| f.fun.clone()),
+                f.and_then(|f| f.fun.clone()),
                 f.map(|f| f.reason.clone()),
                 h.rolled_back_to.clone(),
             )

@@ -192,7 +192,7 @@ pub(crate) fn deployment(
                     EventKind::HostFailed {
                         host: host(h),
                         stage,
-                        fun: "file.symlink".into(),
+                        fun: Some("file.symlink".into()),
                         reason: "disk full".into(),
                     },
                 ));
