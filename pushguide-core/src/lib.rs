@@ -11,14 +11,44 @@
 //!   failure budget, pauses for [`Decision`]s, rolls back, and returns a [`Report`].
 //!
 //! See [`Deployer`] for a complete example on a simulated fleet.
+//!
+//! ## The floors
+//!
+//! The crate reads in the order a deployment flows; each floor imports only from the floors below it:
+//!
+//! 1. **vocabulary** (`src/vocab/`): words every floor speaks — [`MinionId`], [`SaltCall`],
+//!    [`Outcome`], [`Stage`], [`DeploymentOutcome`], [`Decision`], [`Action`], [`TargetExpr`], the
+//!    errors ([`Error`], [`StageError`], [`TransportError`]) and the grammars of untrusted values
+//!    ([`validate`]).
+//! 2. **model** (`src/model/`): what a deployment produces — its [`Plan`], [`Report`] and [`Event`]s.
+//! 3. **ports** (`src/ports/`): the traits the engine reaches the world through — [`Transport`],
+//!    [`FleetState`], [`LeaseManager`], [`HistoryStore`], [`MinionStatusStore`] — each with an
+//!    in-memory implementation.
+//! 4. **hook API** (`src/hook/`): what a project type implements and sees — [`Template`], the kind
+//!    registry ([`DeployerConfig`], [`KindInfo`]), [`Deployer`], [`StageContext`] with the run's
+//!    journal, and the shared [`steps`].
+//! 5. **engine** (`src/engine/`): [`Engine`] and [`Request`], then one file per phase — prepare,
+//!    batches, rollback, and the run that journals and records them. Beside it, the connectivity
+//!    [`Monitor`].
 
 // The floors, bottom up: each imports only from the floors listed before it.
-mod engine;
-pub(crate) mod hook;
-pub(crate) mod model;
-mod monitor;
-pub(crate) mod ports;
+
+// 1. vocabulary
 pub(crate) mod vocab;
+
+// 2. model
+pub(crate) mod model;
+
+// 3. ports
+pub(crate) mod ports;
+
+// 4. hook API
+pub(crate) mod hook;
+
+// 5. engine, and the monitor beside it
+mod engine;
+
+mod monitor;
 
 #[cfg(feature = "sim")]
 pub mod sim;
