@@ -12,6 +12,34 @@
 //!
 //! The four stages of a release (preparation, before release, release, after release) and rollback are
 //! described on [`Deployer`]; run `cargo run --example quickstart` for a deployment on a simulated fleet.
+//!
+//! A project type needs nothing but this crate: [`async_trait`] is re-exported for implementing
+//! [`Deployer`], and the features `mock` (`MockTransport`), `sim` (`sim::SimFleet`) and
+//! `conformance` (`conformance::run`) switch on the test tools of `pushguide-core`. A project type
+//! used straight from Rust needs no registration either: hand it to the engine with
+//! [`Request::deployer`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pushguide::{Deployer, SaltCall, StageContext, StageError};
+//!
+//! #[derive(Debug)]
+//! struct Touch;
+//!
+//! #[pushguide::async_trait]
+//! impl Deployer for Touch {
+//!     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+//!         cx.call(SaltCall::mutate("file.touch").arg("/srv/app/deployed")).await?;
+//!         Ok(())
+//!     }
+//!     async fn rollback(&self, _cx: &mut StageContext<'_>) -> Result<(), StageError> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let deployer: Arc<dyn Deployer> = Arc::new(Touch);
+//! # let _ = deployer;
+//! ```
 
 pub use pushguide_core::*;
 

@@ -275,59 +275,15 @@ impl Run {
             without_target_fails: !requested,
             ..Rolled::default()
         };
-        if requested {
-            // nothing recorded to go back to: not a failure of the rollback a user asked for
-            journal.set_status(&without, HostStatus::NoRollbackTarget);
-            for h in &without {
-                if let Some(r) = journal.get_mut(h) {
-                    r.log.push(LogEntry::Message {
-                        stage: Stage::Rollback,
-                        text: "nothing to roll back: no earlier version recorded; left as it is"
-                            .to_owned(),
-                    });
-                }
-            }
-        } else {
-            self.not_rolled_back(
-                journal,
-                &without,
-                HostStatus::NoRollbackTarget,
-                "no previous version recorded for this host",
-            );
-        }
+        self.without_target(journal, &without, requested);
         let mut done = 0;
         for (i, chunk) in with_target.chunks(size).enumerate() {
             let stopped = match self.check_lease().await {
                 Err(e) => Some(e),
                 Ok(()) => {
-                    let span = tracing::info_span!(
-                        "batch",
-                        batch = i,
-                        hosts = chunk.len(),
-                        rollback = true
-                    );
-                    self.set_under_way(chunk);
-                    let (ok, failed, _) = self
-                        .run_stage(&span, release, journal, i, Stage::Rollback, chunk.to_vec())
-                        .await;
-                    journal.set_status(&ok, HostStatus::RolledBack);
-                    journal.set_status(&failed, HostStatus::RollbackFailed);
-                    rolled.ok += ok.len();
-                    rolled.failed += failed.len();
                     done += chunk.len();
-                    let written = self.rolled_back(release, journal, &ok, &failed).await;
-                    if written.is_ok() {
-                        self.set_under_way(&[]);
-                    }
-                    let journaled = self.journal_barrier().await;
-                    match (written, journaled) {
-                        (Err(e), _) => Some(e),
-                        (_, Err(e)) => Some(Error::StoreFailed {
-                            during: "journaling a rollback batch",
-                            source: e.into(),
-                        }),
-                        _ => None,
-                    }
+                    self.rollback_batch(release, journal, i, chunk, &mut rolled)
+                        .await
                 }
             };
             if let Some(e) = stopped {
@@ -344,5 +300,72 @@ impl Run {
             failed: rolled.failed + if requested { 0 } else { without.len() },
         });
         rolled
+    }
+
+    /// Touched hosts with nothing recorded to go back to: left as they are when a user asked for the
+    /// rollback, a failure when a failed release is being undone.
+    fn without_target(&self, journal: &mut Journal, without: &[MinionId], requested: bool) {
+        if !requested {
+            self.not_rolled_back(
+                journal,
+                without,
+                HostStatus::NoRollbackTarget,
+                "no previous version recorded for this host",
+            );
+            return;
+        }
+        // nothing recorded to go back to: not a failure of the rollback a user asked for
+        journal.set_status(without, HostStatus::NoRollbackTarget);
+        for h in without {
+            if let Some(r) = journal.get_mut(h) {
+                r.log.push(LogEntry::Message {
+                    stage: Stage::Rollback,
+                    text: "nothing to roll back: no earlier version recorded; left as it is"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+
+    /// One batch of a rollback through the kind's rollback hook, its result recorded in the fleet
+    /// state and the journal. Returns why the rollback must stop, if it must.
+    async fn rollback_batch(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        index: usize,
+        chunk: &[MinionId],
+        rolled: &mut Rolled,
+    ) -> Option<Error> {
+        let span =
+            tracing::info_span!("batch", batch = index, hosts = chunk.len(), rollback = true);
+        self.set_under_way(chunk);
+        let (ok, failed, _) = self
+            .run_stage(
+                &span,
+                release,
+                journal,
+                index,
+                Stage::Rollback,
+                chunk.to_vec(),
+            )
+            .await;
+        journal.set_status(&ok, HostStatus::RolledBack);
+        journal.set_status(&failed, HostStatus::RollbackFailed);
+        rolled.ok += ok.len();
+        rolled.failed += failed.len();
+        let written = self.rolled_back(release, journal, &ok, &failed).await;
+        if written.is_ok() {
+            self.set_under_way(&[]);
+        }
+        let journaled = self.journal_barrier().await;
+        match (written, journaled) {
+            (Err(e), _) => Some(e),
+            (_, Err(e)) => Some(Error::StoreFailed {
+                during: "journaling a rollback batch",
+                source: e.into(),
+            }),
+            _ => None,
+        }
     }
 }

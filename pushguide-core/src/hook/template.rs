@@ -485,10 +485,21 @@ impl Template {
     pub fn validate(&self) -> Result<(), Error> {
         validate::name("name", &self.name)?;
         validate::text("description", &self.description, MAX_DESCRIPTION_LEN, true)?;
-        for (role, m) in [
-            ("viewers", &self.acl.viewers),
-            ("deployers", &self.acl.deployers),
-        ] {
+        self.acl.validate()?;
+        self.targets.validate()?;
+        self.rollout.validate()?;
+        self.health.validate()?;
+        if let RollbackPolicy::Version { to } = &self.rollback {
+            validate::version("rollback.to", to)?;
+        }
+        self.project.validate()
+    }
+}
+
+impl Acl {
+    /// Checks every user and group name.
+    fn validate(&self) -> Result<(), Error> {
+        for (role, m) in [("viewers", &self.viewers), ("deployers", &self.deployers)] {
             for (i, u) in m.users.iter().enumerate() {
                 validate::name(&format!("acl.{role}.users[{i}]"), u)?;
             }
@@ -496,7 +507,14 @@ impl Template {
                 validate::name(&format!("acl.{role}.groups[{i}]"), g)?;
             }
         }
-        match (&self.targets.minions.is_empty(), &self.targets.expression) {
+        Ok(())
+    }
+}
+
+impl Targets {
+    /// Either a minion list (each id valid, none twice, at most `MAX_HOSTS`) or one expression.
+    fn validate(&self) -> Result<(), Error> {
+        match (&self.minions.is_empty(), &self.expression) {
             (true, None) => {
                 return Err(Error::invalid(
                     "targets",
@@ -513,22 +531,22 @@ impl Template {
             }
             _ => {}
         }
-        if !self.targets.minions.is_empty() && self.targets.tgt_type.is_some() {
+        if !self.minions.is_empty() && self.tgt_type.is_some() {
             return Err(Error::invalid(
                 "targets.type",
                 "",
                 "only meaningful with `expression`",
             ));
         }
-        if self.targets.minions.len() > MAX_HOSTS {
+        if self.minions.len() > MAX_HOSTS {
             return Err(Error::invalid(
                 "targets.minions",
-                format!("{} minions", self.targets.minions.len()),
+                format!("{} minions", self.minions.len()),
                 format!("more than {MAX_HOSTS} minions"),
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for (i, m) in self.targets.minions.iter().enumerate() {
+        for (i, m) in self.minions.iter().enumerate() {
             // the field path (with its index) is built only for an error: 100,000 minions are
             // checked on every deployment
             if validate::minion_id("targets.minions", m).is_err() {
@@ -542,10 +560,17 @@ impl Template {
                 ));
             }
         }
-        if let Some(e) = &self.targets.expression {
+        if let Some(e) = &self.expression {
             validate::target_expression("targets.expression", e)?;
         }
-        match self.rollout.batch {
+        Ok(())
+    }
+}
+
+impl Rollout {
+    /// A batch holds at least one host.
+    fn validate(&self) -> Result<(), Error> {
+        match self.batch {
             Threshold::Count(0) => {
                 return Err(Error::invalid(
                     "rollout.batch",
@@ -562,41 +587,45 @@ impl Template {
             }
             _ => {}
         }
-        if let Some(url) = &self.health.url {
+        Ok(())
+    }
+}
+
+impl HealthCheck {
+    /// The URL, body, status and timing bounds of the health check.
+    fn validate(&self) -> Result<(), Error> {
+        if let Some(url) = &self.url {
             validate::url("health.url", url, validate::HTTP_SCHEMES)?;
         }
-        if let Some(body) = &self.health.body_contains {
+        if let Some(body) = &self.body_contains {
             validate::text("health.body_contains", body, MAX_BODY_CONTAINS_LEN, false)?;
         }
-        if !(100..=599).contains(&self.health.expect_status) {
+        if !(100..=599).contains(&self.expect_status) {
             return Err(Error::invalid(
                 "health.expect_status",
-                self.health.expect_status,
+                self.expect_status,
                 "must be an HTTP status (100–599)",
             ));
         }
         validate::range(
             "health.retries",
-            u64::from(self.health.retries),
+            u64::from(self.retries),
             0,
             u64::from(MAX_HEALTH_RETRIES),
         )?;
         validate::duration_secs(
             "health.interval_secs",
-            self.health.interval_secs,
+            self.interval_secs,
             0,
             MAX_HEALTH_INTERVAL_SECS,
         )?;
         validate::duration_secs(
             "health.timeout_secs",
-            self.health.timeout_secs,
+            self.timeout_secs,
             1,
             MAX_HEALTH_TIMEOUT_SECS,
         )?;
-        if let RollbackPolicy::Version { to } = &self.rollback {
-            validate::version("rollback.to", to)?;
-        }
-        self.project.validate()
+        Ok(())
     }
 }
 
