@@ -143,7 +143,7 @@ fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
     guard.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = b.append_events(&events).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
-    assert!(err.is_transient());
+    assert!(err.is_retryable());
     drop(guard);
     assert!(
         b.deployment("d1").unwrap().is_none(),
