@@ -4,25 +4,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushguide_core::{
-    CallRecord, Decision, DeploymentOutcome, Event, EventKind, HistoryStore, LogEntry, Outcome,
+    CallRecord, Decision, Event, EventKind, HistoryStore, LogEntry, Outcome,
     Report, Stage,
 };
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::Error;
 use crate::store::{now_ms, stage_code, to_ms, SqliteStore};
-
-/// The name stored for an outcome (kebab-case, as serde spells it).
-pub(crate) fn outcome_name(o: DeploymentOutcome) -> &'static str {
-    match o {
-        DeploymentOutcome::Succeeded => "succeeded",
-        DeploymentOutcome::PartiallyApplied => "partially-applied",
-        DeploymentOutcome::Failed => "failed",
-        DeploymentOutcome::RolledBack => "rolled-back",
-        DeploymentOutcome::RollbackFailed => "rollback-failed",
-        DeploymentOutcome::Cancelled => "cancelled",
-    }
-}
 
 /// Where a deployment's journal stands between two appends.
 struct Cursor {
@@ -336,7 +324,7 @@ impl SqliteStore {
                 tx.prepare_cached(
                     "UPDATE deployments SET finished_ms = ?2, finished_outcome = ?3 WHERE id = ?1",
                 )?
-                .execute(params![id, at, outcome_name(*outcome)])?;
+                .execute(params![id, at, outcome.as_str()])?;
             }
             // Calls started, budget, decisions and cancel requests leave no row of their own: their
             // effects show in the stages, host results and the outcome.
@@ -384,7 +372,7 @@ impl SqliteStore {
             started,
             ended,
             duration,
-            outcome_name(r.outcome),
+            r.outcome.as_str(),
             r.reason,
             self.inner.owner,
             r.batches.iter().map(Vec::len).sum::<usize>() as i64,

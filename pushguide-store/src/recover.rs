@@ -9,6 +9,10 @@ use rusqlite::{params, TransactionBehavior};
 use crate::error::Error;
 use crate::store::{from_ms, now_ms, stage_from_code, SqliteStore};
 
+/// The outcome the store records for a deployment whose process ended before it did: the store's
+/// own, beside the engine's [`pushguide_core::DeploymentOutcome`]s.
+pub(crate) const INTERRUPTED: &str = "interrupted";
+
 /// A deployment whose process ended before it did (found by [`SqliteStore::recover`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -126,7 +130,7 @@ impl SqliteStore {
             };
             for id in &ids {
                 tx.execute(
-                    "UPDATE deployments SET outcome = 'interrupted', ended_ms = last_event_ms,
+                    "UPDATE deployments SET outcome = ?2, ended_ms = last_event_ms,
                        duration_ms = last_event_ms - started_ms,
                        reason = CASE WHEN finished_outcome IS NULL
                          THEN 'the process running it ended before it finished (owner ' || owner || ')'
@@ -134,7 +138,7 @@ impl SqliteStore {
                               || finished_outcome || ') but before its report was recorded (owner '
                               || owner || ')' END
                      WHERE id = ?1",
-                    [id],
+                    params![id, INTERRUPTED],
                 )
                 .map_err(err)?;
                 tx.execute(
@@ -167,11 +171,11 @@ impl SqliteStore {
             let conn = self.conn();
             let mut stmt = conn
                 .prepare(
-                    "SELECT id FROM deployments WHERE outcome = 'interrupted' ORDER BY started_ms, id",
+                    "SELECT id FROM deployments WHERE outcome = ?1 ORDER BY started_ms, id",
                 )
                 .map_err(|e| self.err("listing interrupted deployments", e))?;
             let ids = stmt
-                .query_map([], |r| r.get(0))
+                .query_map([INTERRUPTED], |r| r.get(0))
                 .and_then(|r| r.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| self.err("listing interrupted deployments", e))?;
             ids
