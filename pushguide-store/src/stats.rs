@@ -18,7 +18,7 @@ use rusqlite::types::Value;
 
 use crate::error::Error;
 use crate::recover::INTERRUPTED;
-use crate::store::{stage_from_code, to_ms, SqliteStore};
+use crate::store::{to_ms, SqliteStore, StageCode};
 
 /// A time window, optionally restricted to one template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,7 +349,7 @@ impl SqliteStore {
             .map_err(err)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(p), |r| {
-                Ok((stage_from_code(r.get(0)?), r.get::<_, i64>(1)? as u64))
+                Ok((r.get::<_, StageCode>(0)?.0, r.get::<_, i64>(1)? as u64))
             })
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushguide_core::Stage;
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, ToSql, TransactionBehavior};
 
 use crate::error::Error;
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
@@ -331,24 +332,37 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
     }
 }
 
-pub(crate) fn stage_code(s: Stage) -> i64 {
-    match s {
-        Stage::Prepare => 0,
-        Stage::PreDeploy => 1,
-        Stage::Deploy => 2,
-        Stage::PostDeploy => 3,
-        Stage::Rollback => 4,
+/// A stage as the store writes it: its number, [`Stage::index`] (0 prepare … 4 rollback), the
+/// numbers every schema version wrote. The one place where stages become numbers and back: bind it
+/// as a parameter, read it from a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StageCode(pub(crate) Stage);
+
+impl ToSql for StageCode {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        // at most 4: the cast cannot truncate
+        Ok(ToSqlOutput::from(self.0.index() as i64))
     }
 }
 
-pub(crate) fn stage_from_code(c: i64) -> Stage {
-    match c {
-        0 => Stage::Prepare,
-        1 => Stage::PreDeploy,
-        2 => Stage::Deploy,
-        3 => Stage::PostDeploy,
-        _ => Stage::Rollback,
+impl FromSql for StageCode {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let n = value.as_i64()?;
+        usize::try_from(n)
+            .ok()
+            .and_then(Stage::from_index)
+            .map(StageCode)
+            .ok_or_else(|| FromSqlError::Other(Box::new(UnknownStage(n))))
     }
+}
+
+/// A stored stage number no [`Stage`] has (a foreign or damaged row).
+#[derive(Debug, thiserror::Error)]
+#[error("stage number {0} is not one this build knows ({known})", known = known_stages())]
+pub(crate) struct UnknownStage(pub(crate) i64);
+
+fn known_stages() -> String {
+    Stage::ALL.map(|s| format!("{} {s}", s.index())).join(", ")
 }
 
 #[cfg(test)]
