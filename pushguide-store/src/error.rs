@@ -151,9 +151,14 @@ impl Error {
     }
 }
 
-impl From<Error> for pushguide_core::Error {
-    fn from(e: Error) -> Self {
-        match e {
+impl Error {
+    /// This error as core's, for the storage ports: a lease refusal, a lost lease and a fenced write
+    /// become core's [`pushguide_core::Error::Busy`], [`pushguide_core::Error::LeaseLost`] and
+    /// [`pushguide_core::Error::Fenced`] (the engine acts on those); every other error becomes
+    /// [`pushguide_core::Error::StoreFailed`] saying what the port was `during`, with this error as
+    /// its [`source`](std::error::Error::source), so the SQLite error beneath stays reachable.
+    pub fn into_core(self, during: &'static str) -> pushguide_core::Error {
+        match self {
             Error::Busy {
                 template, holder, ..
             } => pushguide_core::Error::Busy { template, holder },
@@ -173,10 +178,17 @@ impl From<Error> for pushguide_core::Error {
                 token,
             },
             other => pushguide_core::Error::StoreFailed {
-                during: "using the SQLite store",
+                during,
                 source: Box::new(other),
             },
         }
+    }
+}
+
+/// [`Error::into_core`] for callers that name no operation.
+impl From<Error> for pushguide_core::Error {
+    fn from(e: Error) -> Self {
+        e.into_core("using the SQLite store")
     }
 }
 

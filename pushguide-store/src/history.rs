@@ -658,11 +658,14 @@ impl LineCache {
 impl HistoryStore for SqliteStore {
     async fn append(&self, events: &[Event]) -> Result<(), pushguide_core::Error> {
         let (store, events) = (self.clone(), events.to_vec());
-        crate::store::blocking(move || store.append_events(&events)).await
+        crate::store::blocking("appending to the journal", move || {
+            store.append_events(&events)
+        })
+        .await
     }
 
     async fn finish(&self, report: &Report) -> Result<(), pushguide_core::Error> {
         let (store, report) = (self.clone(), report.clone());
-        crate::store::blocking(move || store.finish_report(&report)).await
+        crate::store::blocking("recording the report", move || store.finish_report(&report)).await
     }
 }

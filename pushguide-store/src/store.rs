@@ -72,16 +72,17 @@ pub(crate) struct Inner {
 }
 
 /// Runs blocking store work on tokio's blocking threads (the async ports' implementations), so that
-/// a database write never holds an async worker.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, pushguide_core::Error>
+/// a database write never holds an async worker. An error becomes core's saying what the port was
+/// `during`, with the store's error as its source ([`Error::into_core`]).
+pub(crate) async fn blocking<T, F>(during: &'static str, f: F) -> Result<T, pushguide_core::Error>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Error> + Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(Into::into),
+        Ok(r) => r.map_err(|e| e.into_core(during)),
         Err(e) => Err(pushguide_core::Error::StoreFailed {
-            during: "running a store operation",
+            during,
             source: Box::new(e),
         }),
     }
