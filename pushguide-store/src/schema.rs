@@ -310,10 +310,21 @@ CREATE INDEX deployments_by_template
     ON deployments (template, started_ms, dry_run, rollback, outcome, duration_ms, ended_ms);
 "#;
 
+/// A database file at `path` as a build with schema `version` left it (for migration tests).
+#[cfg(test)]
+pub(crate) fn database_at_version(path: &std::path::Path, version: usize) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("a database file");
+    for sql in &MIGRATIONS[..version] {
+        conn.execute_batch(sql).expect("an old migration");
+    }
+    conn.pragma_update(None, "user_version", version)
+        .expect("the old schema version");
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use rusqlite::Connection;
 
     use super::*;
     use crate::SqliteStore;
@@ -325,13 +336,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v6.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
+            let conn = database_at_version(&path, 6);
             conn.execute_batch(
-                r#"PRAGMA user_version = 6;
-                INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                r#"INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
                     owner, last_event_ms, ended_ms, duration_ms, outcome)
                 VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000,
                         'partially-applied'),
@@ -413,14 +420,8 @@ mod tests {
 
         use crate::store::StageCode;
 
-        let fixed = [
-            (Stage::Prepare, 0),
-            (Stage::PreDeploy, 1),
-            (Stage::Deploy, 2),
-            (Stage::PostDeploy, 3),
-            (Stage::Rollback, 4),
-        ];
         assert_eq!(Stage::BATCH.map(Stage::index), [1, 2, 3]);
+        assert_eq!(Stage::Rollback.index(), 4);
         let s = SqliteStore::open_in_memory().unwrap();
         {
             let conn = s.conn();
@@ -435,11 +436,13 @@ mod tests {
                         ('d1', 'shop', 1000, 0, 'web-02', 0, 4, 'rolled-back', NULL, '1.0', 2000);",
             )
             .unwrap();
-            for (stage, n) in fixed {
-                let stored: i64 = conn
-                    .query_row("SELECT ?1", [StageCode(stage)], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(stored, n, "{stage}");
+            let stored: Vec<i64> = Stage::ALL
+                .iter()
+                .map(|s| conn.query_row("SELECT ?1", [StageCode(*s)], |r| r.get(0)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(stored, [0, 1, 2, 3, 4]);
+            for (n, stage) in (0..).zip(Stage::ALL) {
                 let read: StageCode = conn.query_row("SELECT ?1", [n], |r| r.get(0)).unwrap();
                 assert_eq!(read.0, stage);
                 conn.execute(
@@ -492,13 +495,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v6-stages.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
+            let conn = database_at_version(&path, 6);
             conn.execute_batch(
-                "PRAGMA user_version = 6;
-                 INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
                      owner, last_event_ms, ended_ms, duration_ms, outcome)
                  VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000, 'failed');",
             )

@@ -378,11 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..3] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch("PRAGMA user_version = 3").unwrap();
+            let conn = crate::schema::database_at_version(&path, 3);
             for (id, version) in [("d1", "1.0.0"), ("d2", "previous")] {
                 conn.execute(
                     "INSERT INTO deployments (id, template, version, principal, dry_run,

@@ -128,16 +128,7 @@ fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
     let opts = StoreOptions::default().busy_timeout(Duration::from_millis(100));
     let a = SqliteStore::open_with(&path, opts.clone()).unwrap();
     let b = SqliteStore::open_with(&path, opts).unwrap();
-    let events = deployment(
-        "d1",
-        "shop",
-        at(0),
-        60,
-        &["web-01"],
-        &[],
-        DeploymentOutcome::Succeeded,
-        false,
-    );
+    let events = web_01_release("d1");
     drop(a);
     let guard = rusqlite::Connection::open(&path).unwrap();
     guard.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -216,16 +207,7 @@ async fn fleet_state_writes_are_durable_and_fenced() {
 #[test]
 fn failing_batch_rolls_back_whole_append() {
     let s = SqliteStore::open_in_memory().unwrap();
-    let mut events = deployment(
-        "d1",
-        "shop",
-        at(0),
-        60,
-        &["web-01"],
-        &[],
-        DeploymentOutcome::Succeeded,
-        false,
-    );
+    let mut events = web_01_release("d1");
     // An event of a deployment never started makes the batch fail: nothing of it is kept.
     events.insert(3, ev("ghost", at(1), EventKind::CancelRequested));
     let err = s.append_events(&events).unwrap_err();
@@ -637,16 +619,7 @@ async fn port_errors_keep_the_store_error_as_their_source() {
     let path = dir.path().join("broken.db");
     let s = SqliteStore::open(&path).unwrap();
     let lease = LeaseManager::acquire(&s, "shop", "d1").await.unwrap();
-    let events = deployment(
-        "d1",
-        "shop",
-        at(0),
-        60,
-        &["web-01"],
-        &[],
-        DeploymentOutcome::Succeeded,
-        false,
-    );
+    let events = web_01_release("d1");
     HistoryStore::append(&s, &events).await.unwrap();
     // Another connection breaks the file under the store.
     rusqlite::Connection::open(&path)
