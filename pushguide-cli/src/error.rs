@@ -216,9 +216,7 @@ impl CliError {
             CliError::Core(pushguide_core::Error::Invalid { .. }) => "invalid",
             CliError::Core(pushguide_core::Error::Prepare { .. }) => "prepare-failed",
             CliError::Core(pushguide_core::Error::Transport { .. }) => "unavailable",
-            CliError::Core(
-                pushguide_core::Error::StoreFailed { .. } | pushguide_core::Error::Store(_),
-            ) => "store",
+            CliError::Core(pushguide_core::Error::StoreFailed { .. }) => "store",
             CliError::Core(
                 pushguide_core::Error::Fenced { .. } | pushguide_core::Error::LeaseLost { .. },
             ) => "lease-lost",

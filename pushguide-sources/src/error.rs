@@ -165,9 +165,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed: the source was unreachable, slow, or answered with a
-    /// server error (5xx) or 429. Bad data, unknown versions and rejected settings are permanent.
-    pub fn is_transient(&self) -> bool {
+    /// Whether trying the same request again (later) may succeed: the source was unreachable, slow,
+    /// or answered with a server error (5xx) or 429. Bad data, unknown versions and rejected settings
+    /// are permanent. The same question as [`pushguide_core::TransportError::is_retryable`].
+    pub fn is_retryable(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } => true,
             Error::Status { status, .. } => *status >= 500 || *status == 429,

@@ -14,7 +14,7 @@
 //! [`pushguide_core::validate::version`], host ids [`pushguide_core::validate::minion_id`], artifact
 //! URLs must be `http://`, `https://` or `salt://` without shell characters, checksums 64 hex digits.
 //! A rejected value is an [`Error`] naming the source and the value. Errors are one typed enum;
-//! [`Error::is_transient`] tells whether retrying may help.
+//! [`Error::is_retryable`] tells whether retrying may help.
 //!
 //! ## HTTP index format ([`HttpIndexSource`])
 //!

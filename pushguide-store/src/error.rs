@@ -118,8 +118,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed (the database or the template is busy).
-    pub fn is_transient(&self) -> bool {
+    /// Whether trying the same operation again (later) may succeed: the database was locked by
+    /// another connection, or another deployment holds the template's lease. The same question as
+    /// [`pushguide_core::TransportError::is_retryable`].
+    pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Locked { .. } | Error::Busy { .. })
     }
 
@@ -149,9 +151,14 @@ impl Error {
     }
 }
 
-impl From<Error> for pushguide_core::Error {
-    fn from(e: Error) -> Self {
-        match e {
+impl Error {
+    /// This error as core's, for the storage ports: a lease refusal, a lost lease and a fenced write
+    /// become core's [`pushguide_core::Error::Busy`], [`pushguide_core::Error::LeaseLost`] and
+    /// [`pushguide_core::Error::Fenced`] (the engine acts on those); every other error becomes
+    /// [`pushguide_core::Error::StoreFailed`] saying what the port was `during`, with this error as
+    /// its [`source`](std::error::Error::source), so the SQLite error beneath stays reachable.
+    pub fn into_core(self, during: &'static str) -> pushguide_core::Error {
+        match self {
             Error::Busy {
                 template, holder, ..
             } => pushguide_core::Error::Busy { template, holder },
@@ -171,9 +178,60 @@ impl From<Error> for pushguide_core::Error {
                 token,
             },
             other => pushguide_core::Error::StoreFailed {
-                during: "using the SQLite store",
+                during,
                 source: Box::new(other),
             },
+        }
+    }
+}
+
+/// [`Error::into_core`] for callers that name no operation.
+impl From<Error> for pushguide_core::Error {
+    fn from(e: Error) -> Self {
+        e.into_core("using the SQLite store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A busy template or database may free up; a refusal by schema, fence or lost lease does not.
+    #[test]
+    fn retryable_means_busy_or_locked() {
+        let busy = Error::Busy {
+            template: "shop".into(),
+            holder: "d1".into(),
+            owner: "h:1".into(),
+            reason: "deployment".into(),
+        };
+        assert!(busy.is_retryable());
+        let locked = Error::sqlite(
+            std::path::Path::new("h.db"),
+            "appending",
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None),
+        );
+        assert!(matches!(locked, Error::Locked { .. }), "{locked:?}");
+        assert!(locked.is_retryable());
+        let permanent = [
+            Error::NewerSchema {
+                path: "h.db".into(),
+                found: 99,
+                supported: 8,
+            },
+            Error::LeaseLost {
+                template: "shop".into(),
+                holder: "d1".into(),
+            },
+            Error::Fenced {
+                template: "shop".into(),
+                holder: "d1".into(),
+                token: 1,
+                current: None,
+            },
+        ];
+        for e in permanent {
+            assert!(!e.is_retryable(), "{e}");
         }
     }
 }

@@ -247,7 +247,10 @@ impl FleetState for SqliteStore {
         hosts: &[MinionId],
     ) -> Result<HashMap<MinionId, HostHistory>, pushguide_core::Error> {
         let (store, template, hosts) = (self.clone(), template.to_owned(), hosts.to_vec());
-        crate::store::blocking(move || store.host_histories(&template, &hosts)).await
+        crate::store::blocking("reading fleet state", move || {
+            store.host_histories(&template, &hosts)
+        })
+        .await
     }
 
     /// Durable when it returns; refused with [`pushguide_core::Error::Fenced`] when `lease` is no
@@ -260,6 +263,9 @@ impl FleetState for SqliteStore {
     ) -> Result<(), pushguide_core::Error> {
         let (store, lease, hosts, change) =
             (self.clone(), lease.clone(), hosts.to_vec(), change.clone());
-        crate::store::blocking(move || store.record_change(&lease, &hosts, &change)).await
+        crate::store::blocking("recording fleet state", move || {
+            store.record_change(&lease, &hosts, &change)
+        })
+        .await
     }
 }

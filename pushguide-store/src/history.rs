@@ -4,25 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushguide_core::{
-    CallRecord, Decision, DeploymentOutcome, Event, EventKind, HistoryStore, LogEntry, Outcome,
-    Report, Stage,
+    CallRecord, Decision, Event, EventKind, HistoryStore, LogEntry, Outcome, Report, Stage,
 };
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::Error;
-use crate::store::{now_ms, stage_code, to_ms, SqliteStore};
-
-/// The name stored for an outcome (kebab-case, as serde spells it).
-pub(crate) fn outcome_name(o: DeploymentOutcome) -> &'static str {
-    match o {
-        DeploymentOutcome::Succeeded => "succeeded",
-        DeploymentOutcome::PartiallyApplied => "partially-applied",
-        DeploymentOutcome::Failed => "failed",
-        DeploymentOutcome::RolledBack => "rolled-back",
-        DeploymentOutcome::RollbackFailed => "rollback-failed",
-        DeploymentOutcome::Cancelled => "cancelled",
-    }
-}
+use crate::store::{now_ms, to_ms, SqliteStore, StageCode};
 
 /// Where a deployment's journal stands between two appends.
 struct Cursor {
@@ -31,7 +18,7 @@ struct Cursor {
     started_ms: i64,
     dry_run: bool,
     batch: i64,
-    stage: i64,
+    stage: Stage,
     events: i64,
     last_ms: i64,
     /// `RollbackStarted` was journaled: host rollback events now decide the hosts' statuses (before
@@ -44,7 +31,7 @@ struct Cursor {
 /// Hosts that succeeded (or were rolled back to the same version) one after another.
 struct Group {
     batch: i64,
-    stage: i64,
+    stage: Stage,
     status: &'static str,
     detail: Option<String>,
     hosts: Vec<String>,
@@ -124,7 +111,7 @@ impl SqliteStore {
                         started_ms: r.get(1)?,
                         dry_run: r.get(2)?,
                         batch: r.get(3)?,
-                        stage: r.get(4)?,
+                        stage: r.get::<_, StageCode>(4)?.0,
                         events: r.get(5)?,
                         last_ms: r.get(6)?,
                         rolling_back: r.get(7)?,
@@ -146,7 +133,15 @@ impl SqliteStore {
             "UPDATE deployments SET cur_batch = ?2, cur_stage = ?3, events = ?4, last_event_ms = ?5
              WHERE id = ?1",
         )
-        .and_then(|mut s| s.execute(params![&*c.id, c.batch, c.stage, c.events, c.last_ms]))
+        .and_then(|mut s| {
+            s.execute(params![
+                &*c.id,
+                c.batch,
+                StageCode(c.stage),
+                c.events,
+                c.last_ms
+            ])
+        })
         .map(drop)
         .map_err(|e| self.err("updating a deployment", e))
     }
@@ -157,8 +152,11 @@ impl SqliteStore {
         c.events += 1;
         c.last_ms = c.last_ms.max(at);
         let grouped = match &e.kind {
-            EventKind::HostSucceeded { host } => Some((3, "succeeded", None, host)),
-            EventKind::HostRolledBack { host, to } => Some((4, "rolled-back", Some(to), host)),
+            // a host's success is recorded when its batch is done: after post-deploy
+            EventKind::HostSucceeded { host } => Some((Stage::PostDeploy, "succeeded", None, host)),
+            EventKind::HostRolledBack { host, to } => {
+                Some((Stage::Rollback, "rolled-back", Some(to), host))
+            }
             _ => None,
         };
         if let Some((stage, status, detail, host)) = grouped {
@@ -184,7 +182,7 @@ impl SqliteStore {
         flush_group(tx, c)?;
         let id = &*c.id;
         let host_row = |host: &str,
-                        stage: i64,
+                        stage: Stage,
                         status: &str,
                         fun: Option<&str>,
                         detail: Option<&str>| {
@@ -194,7 +192,17 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                id, c.template, c.started_ms, c.dry_run, host, c.batch, stage, status, fun, detail, at
+                id,
+                c.template,
+                c.started_ms,
+                c.dry_run,
+                host,
+                c.batch,
+                StageCode(stage),
+                status,
+                fun,
+                detail,
+                at
             ])
             .map(drop)
         };
@@ -243,12 +251,18 @@ impl SqliteStore {
                 hosts,
             } => {
                 c.batch = batch.map_or(-1, |b| b as i64);
-                c.stage = stage_code(*stage);
+                c.stage = *stage;
                 tx.prepare_cached(
                     "INSERT INTO stages (deployment, batch, stage, hosts, started_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![id, c.batch, c.stage, *hosts as i64, at])?;
+                .execute(params![
+                    id,
+                    c.batch,
+                    StageCode(c.stage),
+                    *hosts as i64,
+                    at
+                ])?;
             }
             EventKind::StageFinished {
                 batch,
@@ -264,7 +278,7 @@ impl SqliteStore {
                 .execute(params![
                     id,
                     batch.map_or(-1, |b| b as i64),
-                    stage_code(*stage),
+                    StageCode(*stage),
                     at,
                     *ok as i64,
                     *failed as i64
@@ -286,7 +300,7 @@ impl SqliteStore {
                 .execute(params![
                     id,
                     batch.map_or(-1, |b| b as i64),
-                    stage_code(*stage),
+                    StageCode(*stage),
                     fun,
                     jid,
                     *ok as i64,
@@ -302,7 +316,7 @@ impl SqliteStore {
                 reason,
             } => host_row(
                 host.as_str(),
-                stage_code(*stage),
+                *stage,
                 "failed",
                 fun.as_deref(),
                 Some(reason),
@@ -322,21 +336,25 @@ impl SqliteStore {
             }
             EventKind::RollbackStarted { .. } => {
                 c.batch = -1;
-                c.stage = 4;
+                c.stage = Stage::Rollback;
                 c.rolling_back = true;
                 tx.prepare_cached("UPDATE deployments SET rollback_started_ms = ?2 WHERE id = ?1")?
                     .execute(params![id, at])?;
             }
-            EventKind::HostRollbackFailed { host, reason } => {
-                host_row(host.as_str(), 4, "rollback-failed", None, Some(reason))?
-            }
+            EventKind::HostRollbackFailed { host, reason } => host_row(
+                host.as_str(),
+                Stage::Rollback,
+                "rollback-failed",
+                None,
+                Some(reason),
+            )?,
             EventKind::DeploymentFinished { outcome } => {
                 // Only the journal's end marker: the outcome, reason and end are recorded with
                 // the report (`finish_report`), so a reader never sees an outcome without them.
                 tx.prepare_cached(
                     "UPDATE deployments SET finished_ms = ?2, finished_outcome = ?3 WHERE id = ?1",
                 )?
-                .execute(params![id, at, outcome_name(*outcome)])?;
+                .execute(params![id, at, outcome.as_str()])?;
             }
             // Calls started, budget, decisions and cancel requests leave no row of their own: their
             // effects show in the stages, host results and the outcome.
@@ -384,7 +402,7 @@ impl SqliteStore {
             started,
             ended,
             duration,
-            outcome_name(r.outcome),
+            r.outcome.as_str(),
             r.reason,
             self.inner.owner,
             r.batches.iter().map(Vec::len).sum::<usize>() as i64,
@@ -475,7 +493,7 @@ fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Re
             .execute(params![
                 id,
                 host.as_str(),
-                stage_code(Stage::Rollback),
+                StageCode(Stage::Rollback),
                 fun,
                 reason,
                 rolling_back
@@ -497,7 +515,7 @@ fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Re
                 id,
                 host.as_str(),
                 batch,
-                stage_code(*stage),
+                StageCode(*stage),
                 fun,
                 reason
             ])?;
@@ -515,7 +533,7 @@ fn track_host_state(tx: &Transaction<'_>, c: &Cursor, e: &Event) -> rusqlite::Re
             tx.prepare_cached(&format!(
                 "{sql} WHERE deployment = ?1 AND status = 'failed' AND batch = ?2 AND stage = ?3"
             ))?
-            .execute(params![id, c.batch, c.stage])?;
+            .execute(params![id, c.batch, StageCode(c.stage)])?;
         }
         EventKind::HostRolledBack { host, to } if rolling_back => {
             status(host.as_str(), "rolled-back", Some(to))?
@@ -568,7 +586,7 @@ fn flush_group(tx: &Transaction<'_>, c: &mut Cursor) -> rusqlite::Result<()> {
         c.dry_run,
         hosts,
         g.batch,
-        g.stage,
+        StageCode(g.stage),
         g.status,
         g.detail,
         g.at
@@ -640,11 +658,14 @@ impl LineCache {
 impl HistoryStore for SqliteStore {
     async fn append(&self, events: &[Event]) -> Result<(), pushguide_core::Error> {
         let (store, events) = (self.clone(), events.to_vec());
-        crate::store::blocking(move || store.append_events(&events)).await
+        crate::store::blocking("appending to the journal", move || {
+            store.append_events(&events)
+        })
+        .await
     }
 
     async fn finish(&self, report: &Report) -> Result<(), pushguide_core::Error> {
         let (store, report) = (self.clone(), report.clone());
-        crate::store::blocking(move || store.finish_report(&report)).await
+        crate::store::blocking("recording the report", move || store.finish_report(&report)).await
     }
 }

@@ -190,47 +190,51 @@ impl LeaseManager for SqliteStore {
         holder: &str,
     ) -> Result<pushguide_core::Lease, pushguide_core::Error> {
         let (store, t, h) = (self.clone(), template.to_owned(), holder.to_owned());
-        let lease = blocking(move || store.acquire_lease(&t, &h, "deployment")).await?;
+        let lease = blocking("acquiring a lease", move || {
+            store.acquire_lease(&t, &h, "deployment")
+        })
+        .await?;
         tracing::debug!(template, holder, token = lease.token, "lease acquired");
         Ok(pushguide_core::Lease::new(template, holder, lease.token))
     }
 
     async fn release(&self, lease: &pushguide_core::Lease) -> Result<(), pushguide_core::Error> {
         let (store, l) = (self.clone(), lease.clone());
-        blocking(move || store.release_lease(&l.template, &l.holder, l.token)).await
+        blocking("releasing a lease", move || {
+            store.release_lease(&l.template, &l.holder, l.token)
+        })
+        .await
     }
 
     /// Renews the lease ([`SqliteStore::renew_lease`]): held by its holder with its token through
     /// this store and not expired, or [`pushguide_core::Error::LeaseLost`] (naming who holds it now,
-    /// if anyone). A database error is an error too: a deployment that cannot prove it holds the
-    /// lease stops.
+    /// if anyone). A database error is an error too, [`pushguide_core::Error::StoreFailed`] with the
+    /// store's error as its source: a deployment that cannot prove it holds the lease stops.
     async fn check(&self, lease: &pushguide_core::Lease) -> Result<(), pushguide_core::Error> {
         let (store, l) = (self.clone(), lease.clone());
-        let lost = |reason: String| pushguide_core::Error::LeaseLost {
-            template: lease.template.clone(),
-            holder: lease.holder.clone(),
-            reason,
-        };
-        let checked = tokio::task::spawn_blocking(move || {
+        // `Some(why)`: the lease is lost
+        let lost = blocking("renewing a lease", move || {
             match store.renew_lease(&l.template, &l.holder, l.token) {
-                Ok(_) => Ok(()),
-                Err(Error::LeaseLost { .. }) => Err(match store.lease(&l.template) {
-                    Ok(Some(now)) => {
-                        format!(
-                            "deployment {} holds it now (token {})",
-                            now.holder, now.token
-                        )
-                    }
+                Ok(_) => Ok(None),
+                Err(Error::LeaseLost { .. }) => Ok(Some(match store.lease(&l.template) {
+                    Ok(Some(now)) => format!(
+                        "deployment {} holds it now (token {})",
+                        now.holder, now.token
+                    ),
                     Ok(None) => "it expired and nobody holds it now".to_owned(),
                     Err(e) => format!("it expired ({e})"),
-                }),
-                Err(e) => Err(format!("cannot renew it: {e}")),
+                })),
+                Err(e) => Err(e),
             }
         })
-        .await;
-        match checked {
-            Ok(r) => r.map_err(lost),
-            Err(e) => Err(lost(format!("cannot renew it: {e}"))),
+        .await?;
+        match lost {
+            None => Ok(()),
+            Some(reason) => Err(pushguide_core::Error::LeaseLost {
+                template: lease.template.clone(),
+                holder: lease.holder.clone(),
+                reason,
+            }),
         }
     }
 }

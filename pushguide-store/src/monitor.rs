@@ -95,7 +95,10 @@ impl MinionStatusStore for SqliteStore {
         at: SystemTime,
     ) -> Result<Vec<StatusChange>, pushguide_core::Error> {
         let (store, checks) = (self.clone(), checks.to_vec());
-        crate::store::blocking(move || store.record_minion_checks(&checks, at)).await
+        crate::store::blocking("recording minion status", move || {
+            store.record_minion_checks(&checks, at)
+        })
+        .await
     }
 
     async fn status(
@@ -103,6 +106,9 @@ impl MinionStatusStore for SqliteStore {
         minions: &[MinionId],
     ) -> Result<Vec<MinionStatus>, pushguide_core::Error> {
         let (store, minions) = (self.clone(), minions.to_vec());
-        crate::store::blocking(move || store.minion_states(&minions)).await
+        crate::store::blocking("reading minion status", move || {
+            store.minion_states(&minions)
+        })
+        .await
     }
 }

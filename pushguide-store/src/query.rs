@@ -2,10 +2,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use pushguide_core::Stage;
 use rusqlite::{params, OptionalExtension};
 
 use crate::error::Error;
-use crate::store::{from_ms, SqliteStore};
+use crate::store::{from_ms, SqliteStore, StageCode};
 
 /// A recorded deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,10 +102,6 @@ pub struct CallRow {
     /// Elapsed milliseconds.
     pub millis: u64,
 }
-
-const STAGES: &str =
-    "CASE stage WHEN 0 THEN 'prepare' WHEN 1 THEN 'pre-deploy' WHEN 2 THEN 'deploy'
-    WHEN 3 THEN 'post-deploy' ELSE 'rollback' END";
 
 impl SqliteStore {
     /// The deployment `id`, if recorded.
@@ -214,11 +211,10 @@ impl SqliteStore {
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "reading host results", e);
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT host, batch, status, CASE WHEN stage IS NOT NULL THEN {STAGES} END, fun,
-                        failure, rolled_back_to
-                 FROM host_state WHERE deployment = ?1 ORDER BY host"
-            ))
+            .prepare_cached(
+                "SELECT host, batch, status, stage, fun, failure, rolled_back_to
+                 FROM host_state WHERE deployment = ?1 ORDER BY host",
+            )
             .map_err(err)?;
         let rows = stmt
             .query_map([id], |r| {
@@ -228,7 +224,9 @@ impl SqliteStore {
                         .get::<_, Option<i64>>(1)?
                         .and_then(|b| usize::try_from(b).ok()),
                     status: r.get(2)?,
-                    failed_stage: r.get(3)?,
+                    failed_stage: r
+                        .get::<_, Option<StageCode>>(3)?
+                        .map(|s| s.0.as_str().to_owned()),
                     fun: r.get(4)?,
                     failure: r.get(5)?,
                     rolled_back_to: r.get(6)?,
@@ -245,12 +243,10 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT host, batch, stage, status, duration_ms, fun, detail FROM host_stage_results
-                 WHERE deployment = ?1
-                 ORDER BY host, batch, CASE stage WHEN 'prepare' THEN 0 WHEN 'pre-deploy' THEN 1
-                   WHEN 'deploy' THEN 2 WHEN 'post-deploy' THEN 3 ELSE 4 END",
+                 WHERE deployment = ?1 ORDER BY host, batch",
             )
             .map_err(|e| self.err("reading host stage results", e))?;
-        let rows = stmt
+        let mut rows = stmt
             .query_map([id], |r| {
                 Ok(HostStageResult {
                     host: r.get(0)?,
@@ -266,6 +262,9 @@ impl SqliteStore {
             })
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err("reading host stage results", e))?;
+        // the view names stages; within a host's batch they come in the order they run
+        let order = |r: &HostStageResult| Stage::ALL.into_iter().find(|s| s.as_str() == r.stage);
+        rows.sort_by(|a, b| (&a.host, a.batch, order(a)).cmp(&(&b.host, b.batch, order(b))));
         Ok(rows)
     }
 
@@ -273,16 +272,16 @@ impl SqliteStore {
     pub fn calls(&self, id: &str) -> Result<Vec<CallRow>, Error> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT batch, {STAGES}, fun, jid, ok, failed, millis FROM calls
-                 WHERE deployment = ?1 ORDER BY id"
-            ))
+            .prepare_cached(
+                "SELECT batch, stage, fun, jid, ok, failed, millis FROM calls
+                 WHERE deployment = ?1 ORDER BY id",
+            )
             .map_err(|e| self.err("reading calls", e))?;
         let rows = stmt
             .query_map([id], |r| {
                 Ok(CallRow {
                     batch: usize::try_from(r.get::<_, i64>(0)?).ok(),
-                    stage: r.get(1)?,
+                    stage: r.get::<_, StageCode>(1)?.0.as_str().to_owned(),
                     fun: r.get(2)?,
                     jid: r.get(3)?,
                     ok: r.get::<_, i64>(4)? as u64,

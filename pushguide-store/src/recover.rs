@@ -7,7 +7,11 @@ use pushguide_core::Stage;
 use rusqlite::{params, TransactionBehavior};
 
 use crate::error::Error;
-use crate::store::{from_ms, now_ms, stage_from_code, SqliteStore};
+use crate::store::{from_ms, now_ms, SqliteStore, StageCode};
+
+/// The outcome the store records for a deployment whose process ended before it did: the store's
+/// own, beside the engine's [`pushguide_core::DeploymentOutcome`]s.
+pub(crate) const INTERRUPTED: &str = "interrupted";
 
 /// A deployment whose process ended before it did (found by [`SqliteStore::recover`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +130,7 @@ impl SqliteStore {
             };
             for id in &ids {
                 tx.execute(
-                    "UPDATE deployments SET outcome = 'interrupted', ended_ms = last_event_ms,
+                    "UPDATE deployments SET outcome = ?2, ended_ms = last_event_ms,
                        duration_ms = last_event_ms - started_ms,
                        reason = CASE WHEN finished_outcome IS NULL
                          THEN 'the process running it ended before it finished (owner ' || owner || ')'
@@ -134,7 +138,7 @@ impl SqliteStore {
                               || finished_outcome || ') but before its report was recorded (owner '
                               || owner || ')' END
                      WHERE id = ?1",
-                    [id],
+                    params![id, INTERRUPTED],
                 )
                 .map_err(err)?;
                 tx.execute(
@@ -166,12 +170,10 @@ impl SqliteStore {
         let ids: Vec<String> = {
             let conn = self.conn();
             let mut stmt = conn
-                .prepare(
-                    "SELECT id FROM deployments WHERE outcome = 'interrupted' ORDER BY started_ms, id",
-                )
+                .prepare("SELECT id FROM deployments WHERE outcome = ?1 ORDER BY started_ms, id")
                 .map_err(|e| self.err("listing interrupted deployments", e))?;
             let ids = stmt
-                .query_map([], |r| r.get(0))
+                .query_map([INTERRUPTED], |r| r.get(0))
                 .and_then(|r| r.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| self.err("listing interrupted deployments", e))?;
             ids
@@ -202,7 +204,7 @@ impl SqliteStore {
                     started: from_ms(r.get(4)?),
                     last_event: from_ms(r.get(5)?),
                     batch: usize::try_from(r.get::<_, i64>(6)?).ok(),
-                    stage: stage_from_code(r.get(7)?),
+                    stage: r.get::<_, StageCode>(7)?.0,
                     live_hosts: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as usize,
                     rollback: r.get(9)?,
                     planned_hosts: r
@@ -237,7 +239,7 @@ impl SqliteStore {
                 Ok(HostProgress {
                     host: r.get(0)?,
                     batch: usize::try_from(r.get::<_, i64>(1)?).ok(),
-                    stage: stage_from_code(r.get(2)?),
+                    stage: r.get::<_, StageCode>(2)?.0,
                     status: r.get(3)?,
                     fun: r.get(4)?,
                     detail: r.get(5)?,
@@ -285,15 +287,16 @@ impl SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT batch, stage, max(ended_ms IS NOT NULL) FROM stages
-                     WHERE deployment = ?1 AND batch >= 0 AND stage BETWEEN 1 AND 3
+                     WHERE deployment = ?1 AND batch >= 0 AND stage IN (?2, ?3, ?4)
                      GROUP BY batch, stage ORDER BY batch, stage",
                 )
                 .map_err(err)?;
+            let [pre, deploy, post] = Stage::BATCH.map(StageCode);
             let rows = stmt
-                .query_map([id], |r| {
+                .query_map(params![id, pre, deploy, post], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
+                        r.get::<_, StageCode>(1)?.0,
                         r.get::<_, bool>(2)?,
                     ))
                 })
@@ -304,9 +307,9 @@ impl SqliteStore {
                     continue;
                 };
                 if ended {
-                    j.ended.push(stage_from_code(stage));
+                    j.ended.push(stage);
                 } else {
-                    j.running = Some(stage_from_code(stage));
+                    j.running = Some(stage);
                 }
             }
             let mut stmt = conn
@@ -319,7 +322,7 @@ impl SqliteStore {
                 .query_map([id], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
+                        r.get::<_, StageCode>(1)?.0,
                         r.get::<_, String>(2)?,
                     ))
                 })
@@ -329,7 +332,6 @@ impl SqliteStore {
                 let Some(j) = usize::try_from(b).ok().and_then(|b| batches.get_mut(&b)) else {
                     continue;
                 };
-                let stage = stage_from_code(stage);
                 if j.running == Some(stage) && !j.calls.contains(&fun) {
                     j.calls.push(fun.clone());
                 }

@@ -6,8 +6,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-// Stage numbers: 0 prepare, 1 pre-deploy, 2 deploy, 3 post-deploy, 4 rollback. Batch -1 = prepare
-// (or no batch). Times are milliseconds since the Unix epoch.
+// Stage numbers: `Stage::index` (0 prepare, 1 pre-deploy, 2 deploy, 3 post-deploy, 4 rollback),
+// written and read through `StageCode` only. Batch -1 = prepare (or no batch). Times are milliseconds since the Unix epoch.
 const V1: &str = r#"
 CREATE TABLE deployments (
     id            TEXT PRIMARY KEY,
@@ -310,10 +310,21 @@ CREATE INDEX deployments_by_template
     ON deployments (template, started_ms, dry_run, rollback, outcome, duration_ms, ended_ms);
 "#;
 
+/// A database file at `path` as a build with schema `version` left it (for migration tests).
+#[cfg(test)]
+pub(crate) fn database_at_version(path: &std::path::Path, version: usize) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("a database file");
+    for sql in &MIGRATIONS[..version] {
+        conn.execute_batch(sql).expect("an old migration");
+    }
+    conn.pragma_update(None, "user_version", version)
+        .expect("the old schema version");
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use rusqlite::Connection;
 
     use super::*;
     use crate::SqliteStore;
@@ -325,13 +336,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v6.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
+            let conn = database_at_version(&path, 6);
             conn.execute_batch(
-                r#"PRAGMA user_version = 6;
-                INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                r#"INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
                     owner, last_event_ms, ended_ms, duration_ms, outcome)
                 VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000,
                         'partially-applied'),
@@ -401,5 +408,167 @@ mod tests {
         assert_eq!(st("web-03").as_deref(), Some("interrupted"));
         let d1 = s.deployment("d1").unwrap().unwrap();
         assert_eq!(d1.outcome.as_deref(), Some("partially-applied"));
+    }
+
+    /// Stages are stored as [`pushguide_core::Stage::index`], the numbers the schema's own SQL
+    /// (the `host_stage_results` view of version 1: `BETWEEN 1 AND 3` for the batch stages, 4 for
+    /// rollback) was written against: every stage reads back as itself through the store's queries
+    /// and through the view.
+    #[test]
+    fn stage_numbers_are_the_ones_the_schema_was_written_against() {
+        use pushguide_core::Stage;
+
+        use crate::store::StageCode;
+
+        assert_eq!(Stage::BATCH.map(Stage::index), [1, 2, 3]);
+        assert_eq!(Stage::Rollback.index(), 4);
+        let s = SqliteStore::open_in_memory().unwrap();
+        {
+            let conn = s.conn();
+            conn.execute_batch(
+                "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                    owner, last_event_ms)
+                 VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'o', 1000);
+                 -- web-01 failed in post-deploy (3), web-02 was rolled back (4)
+                 INSERT INTO host_results (deployment, template, started_ms, dry_run, host, batch,
+                    stage, status, fun, detail, at_ms)
+                 VALUES ('d1', 'shop', 1000, 0, 'web-01', 0, 3, 'failed', 'cmd.run', 'exit 1', 2000),
+                        ('d1', 'shop', 1000, 0, 'web-02', 0, 4, 'rolled-back', NULL, '1.0', 2000);",
+            )
+            .unwrap();
+            let stored: Vec<i64> = Stage::ALL
+                .iter()
+                .map(|s| conn.query_row("SELECT ?1", [StageCode(*s)], |r| r.get(0)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(stored, [0, 1, 2, 3, 4]);
+            for (n, stage) in (0..).zip(Stage::ALL) {
+                let read: StageCode = conn.query_row("SELECT ?1", [n], |r| r.get(0)).unwrap();
+                assert_eq!(read.0, stage);
+                conn.execute(
+                    "INSERT INTO calls (deployment, batch, stage, fun, ok, failed, millis, at_ms)
+                     VALUES ('d1', 0, ?1, 'test.ping', 1, 0, 5, 1000)",
+                    [StageCode(stage)],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO stages (deployment, batch, stage, hosts, started_ms, ended_ms)
+                     VALUES ('d1', 0, ?1, 2, 1000, 1500)",
+                    [StageCode(stage)],
+                )
+                .unwrap();
+            }
+        }
+        let names: Vec<String> = s
+            .calls("d1")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.stage)
+            .collect();
+        assert_eq!(names, Stage::ALL.map(|s| s.as_str().to_owned()));
+        let rows: Vec<(String, String, String)> = s
+            .host_stage_results("d1")
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.host, r.stage, r.status))
+            .collect();
+        let row =
+            |h: &str, s: Stage, st: &str| (h.to_owned(), s.as_str().to_owned(), st.to_owned());
+        assert_eq!(
+            rows,
+            [
+                row("web-01", Stage::Prepare, "ok"),
+                row("web-01", Stage::PreDeploy, "ok"),
+                row("web-01", Stage::Deploy, "ok"),
+                row("web-01", Stage::PostDeploy, "failed"),
+                row("web-02", Stage::Rollback, "ok"),
+            ]
+        );
+    }
+
+    /// Version 7 turned each report's failed stage names into numbers: the same numbers the store
+    /// writes now, so every name reads back as itself.
+    #[test]
+    fn schema_7_wrote_stage_numbers_as_the_store_does() {
+        use pushguide_core::Stage;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6-stages.db");
+        {
+            let conn = database_at_version(&path, 6);
+            conn.execute_batch(
+                "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                     owner, last_event_ms, ended_ms, duration_ms, outcome)
+                 VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000, 'failed');",
+            )
+            .unwrap();
+            let groups: Vec<String> = Stage::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        r#"{{"batch":0,"status":"failed","stage":"{s}","fun":"cmd.run","log":0,"hosts":["web-{i}"]}}"#
+                    )
+                })
+                .collect();
+            conn.execute(
+                "INSERT INTO reports (deployment, hosts, logs) VALUES ('d1', ?1, '[[]]')",
+                [format!("[{}]", groups.join(","))],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let stored: Vec<(String, i64)> = {
+            let conn = s.conn();
+            let mut stmt = conn
+                .prepare("SELECT host, stage FROM host_state WHERE deployment = 'd1' ORDER BY host")
+                .unwrap();
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            rows
+        };
+        let want: Vec<(String, i64)> = Stage::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("web-{i}"), s.index() as i64))
+            .collect();
+        assert_eq!(stored, want);
+        let read: Vec<Option<String>> = s
+            .host_results("d1")
+            .unwrap()
+            .into_iter()
+            .map(|h| h.failed_stage)
+            .collect();
+        assert_eq!(read, Stage::ALL.map(|s| Some(s.as_str().to_owned())));
+    }
+
+    /// A stage number no stage has (a foreign or damaged row) is a typed error naming the number
+    /// and the known ones, not a panic and not silently `rollback`.
+    #[test]
+    fn an_unknown_stage_number_is_an_error() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        s.conn()
+            .execute_batch(
+                "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                    owner, last_event_ms)
+                 VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'o', 1000);
+                 INSERT INTO calls (deployment, batch, stage, fun, ok, failed, millis, at_ms)
+                 VALUES ('d1', 0, 9, 'test.ping', 1, 0, 5, 1000);
+                 INSERT INTO host_state (deployment, host, batch, status, stage)
+                 VALUES ('d1', 'web-01', 0, 'failed', -1);",
+            )
+            .unwrap();
+        let err = s.calls("d1").unwrap_err();
+        assert!(matches!(err, crate::Error::Sqlite { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("stage number 9") && msg.contains("4 rollback"),
+            "{msg}"
+        );
+        let err = s.host_results("d1").unwrap_err();
+        assert!(err.to_string().contains("stage number -1"), "{err}");
     }
 }

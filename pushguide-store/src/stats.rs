@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use pushguide_core::Stage;
+use pushguide_core::{DeploymentOutcome, Stage};
 use rusqlite::types::Value;
 
 use crate::error::Error;
-use crate::store::{stage_from_code, to_ms, SqliteStore};
+use crate::recover::INTERRUPTED;
+use crate::store::{to_ms, SqliteStore, StageCode};
 
 /// A time window, optionally restricted to one template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,8 +176,33 @@ pub struct Stats {
 const COUNTED: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 0";
 /// Finished, non-dry-run rollback requests.
 const ROLLBACKS: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 1";
-const FAILED: &str =
-    "('failed', 'partially-applied', 'rolled-back', 'rollback-failed', 'interrupted')";
+
+/// Whether a release with outcome `o` counts as failed (besides the store's own `interrupted`);
+/// `succeeded` is a success, `cancelled` neither.
+fn failed(o: DeploymentOutcome) -> bool {
+    match o {
+        DeploymentOutcome::Succeeded | DeploymentOutcome::Cancelled => false,
+        DeploymentOutcome::Failed
+        | DeploymentOutcome::PartiallyApplied
+        | DeploymentOutcome::RolledBack
+        | DeploymentOutcome::RollbackFailed => true,
+    }
+}
+
+/// The stored names of the outcomes of failed releases.
+fn failed_names() -> impl Iterator<Item = &'static str> {
+    DeploymentOutcome::ALL
+        .into_iter()
+        .filter(|o| failed(*o))
+        .map(DeploymentOutcome::as_str)
+        .chain([INTERRUPTED])
+}
+
+/// Appends `name` to the parameters `p` and returns its placeholder.
+fn bind(p: &mut Vec<Value>, name: &str) -> String {
+    p.push(Value::Text(name.to_owned()));
+    format!("?{}", p.len())
+}
 
 fn ms(d: i64) -> Duration {
     Duration::from_millis(d.max(0) as u64)
@@ -193,16 +219,22 @@ fn nearest_rank(sorted: &[i64], q: f64) -> Option<Duration> {
 impl SqliteStore {
     /// Releases (not rollback requests): count, success rate, mean, p50 and p95 duration.
     pub fn summary(&self, w: &Window) -> Result<Summary, Error> {
-        self.summary_of(w, COUNTED, "'succeeded'")
+        self.summary_of(w, COUNTED, DeploymentOutcome::Succeeded)
     }
 
     /// Rollback requests: count, success rate (outcome `rolled-back`), mean, p50 and p95 duration.
     pub fn rollback_summary(&self, w: &Window) -> Result<Summary, Error> {
-        self.summary_of(w, ROLLBACKS, "'rolled-back'")
+        self.summary_of(w, ROLLBACKS, DeploymentOutcome::RolledBack)
     }
 
-    fn summary_of(&self, w: &Window, counted: &str, success: &str) -> Result<Summary, Error> {
-        let (filter, p) = w.filter();
+    fn summary_of(
+        &self,
+        w: &Window,
+        counted: &str,
+        success: DeploymentOutcome,
+    ) -> Result<Summary, Error> {
+        let (filter, mut p) = w.filter();
+        let success = bind(&mut p, success.as_str());
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "computing the summary", e);
         let mut stmt = conn
@@ -232,12 +264,13 @@ impl SqliteStore {
     }
 
     fn buckets(&self, w: &Window, bucket: &str, n: usize) -> Result<Vec<Rate>, Error> {
-        let (filter, p) = w.filter();
+        let (filter, mut p) = w.filter();
+        let succeeded = bind(&mut p, DeploymentOutcome::Succeeded.as_str());
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "computing success rates", e);
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {bucket} AS b, count(*), sum(outcome = 'succeeded') FROM deployments
+                "SELECT {bucket} AS b, count(*), sum(outcome = {succeeded}) FROM deployments
                  WHERE {filter} AND {COUNTED} GROUP BY b"
             ))
             .map_err(err)?;
@@ -316,7 +349,7 @@ impl SqliteStore {
             .map_err(err)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(p), |r| {
-                Ok((stage_from_code(r.get(0)?), r.get::<_, i64>(1)? as u64))
+                Ok((r.get::<_, StageCode>(0)?.0, r.get::<_, i64>(1)? as u64))
             })
             .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
@@ -326,12 +359,18 @@ impl SqliteStore {
     /// Time to recover per template (see [`Recovery`]), over all templates of the window or one;
     /// releases only (a rollback request neither opens nor closes an incident).
     pub fn time_to_recover(&self, w: &Window) -> Result<Recovery, Error> {
-        let (filter, p) = w.filter();
+        let (filter, mut p) = w.filter();
+        let succeeded = bind(&mut p, DeploymentOutcome::Succeeded.as_str());
+        let failed = failed_names()
+            .map(|n| bind(&mut p, n))
+            .collect::<Vec<_>>()
+            .join(", ");
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "computing time to recover", e);
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT template, started_ms + duration_ms, outcome = 'succeeded', outcome IN {FAILED}
+                "SELECT template, started_ms + duration_ms, outcome = {succeeded},
+                        outcome IN ({failed})
                  FROM deployments INDEXED BY deployments_by_template
                  WHERE {filter} AND {COUNTED} ORDER BY template, started_ms"
             ))

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushguide_core::Stage;
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, ToSql, TransactionBehavior};
 
 use crate::error::Error;
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
@@ -71,16 +72,17 @@ pub(crate) struct Inner {
 }
 
 /// Runs blocking store work on tokio's blocking threads (the async ports' implementations), so that
-/// a database write never holds an async worker.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, pushguide_core::Error>
+/// a database write never holds an async worker. An error becomes core's saying what the port was
+/// `during`, with the store's error as its source ([`Error::into_core`]).
+pub(crate) async fn blocking<T, F>(during: &'static str, f: F) -> Result<T, pushguide_core::Error>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Error> + Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(Into::into),
+        Ok(r) => r.map_err(|e| e.into_core(during)),
         Err(e) => Err(pushguide_core::Error::StoreFailed {
-            during: "running a store operation",
+            during,
             source: Box::new(e),
         }),
     }
@@ -331,24 +333,37 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
     }
 }
 
-pub(crate) fn stage_code(s: Stage) -> i64 {
-    match s {
-        Stage::Prepare => 0,
-        Stage::PreDeploy => 1,
-        Stage::Deploy => 2,
-        Stage::PostDeploy => 3,
-        Stage::Rollback => 4,
+/// A stage as the store writes it: its number, [`Stage::index`] (0 prepare … 4 rollback), the
+/// numbers every schema version wrote. The one place where stages become numbers and back: bind it
+/// as a parameter, read it from a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StageCode(pub(crate) Stage);
+
+impl ToSql for StageCode {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        // at most 4: the cast cannot truncate
+        Ok(ToSqlOutput::from(self.0.index() as i64))
     }
 }
 
-pub(crate) fn stage_from_code(c: i64) -> Stage {
-    match c {
-        0 => Stage::Prepare,
-        1 => Stage::PreDeploy,
-        2 => Stage::Deploy,
-        3 => Stage::PostDeploy,
-        _ => Stage::Rollback,
+impl FromSql for StageCode {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let n = value.as_i64()?;
+        usize::try_from(n)
+            .ok()
+            .and_then(Stage::from_index)
+            .map(StageCode)
+            .ok_or_else(|| FromSqlError::Other(Box::new(UnknownStage(n))))
     }
+}
+
+/// A stored stage number no [`Stage`] has (a foreign or damaged row).
+#[derive(Debug, thiserror::Error)]
+#[error("stage number {0} is not one this build knows ({known})", known = known_stages())]
+pub(crate) struct UnknownStage(pub(crate) i64);
+
+fn known_stages() -> String {
+    Stage::ALL.map(|s| format!("{} {s}", s.index())).join(", ")
 }
 
 #[cfg(test)]
@@ -363,11 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..3] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch("PRAGMA user_version = 3").unwrap();
+            let conn = crate::schema::database_at_version(&path, 3);
             for (id, version) in [("d1", "1.0.0"), ("d2", "previous")] {
                 conn.execute(
                     "INSERT INTO deployments (id, template, version, principal, dry_run,

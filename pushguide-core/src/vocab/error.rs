@@ -112,9 +112,6 @@ pub enum Error {
     /// The deployment task ended without a report (it panicked or was aborted).
     #[error("deployment {0} ended without a report: {1}")]
     Lost(String, String),
-    /// The history store failed.
-    #[error("history store: {0}")]
-    Store(String),
     /// A store refused a fleet state write because the deployment's lease is no longer the
     /// template's current one (it expired and was taken over): the deployment must stop touching hosts.
     #[error("store refused a write for template `{template}` from deployment {holder}: its lease (token {token}) is no longer current")]
@@ -126,7 +123,8 @@ pub enum Error {
         /// The stale fencing token.
         token: u64,
     },
-    /// A store (history, fleet state, leases) failed; the source says why.
+    /// A store (history, fleet state, leases, minion status) failed; the source says why. Stores
+    /// put their own error there, so a caller can walk [`std::error::Error::source`] down to it.
     #[error("store failed while {during}: {source}")]
     StoreFailed {
         /// What was being done.

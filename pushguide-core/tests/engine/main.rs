@@ -883,7 +883,10 @@ struct MemoryHistory {
 impl pushguide_core::HistoryStore for MemoryHistory {
     async fn append(&self, events: &[pushguide_core::Event]) -> Result<(), Error> {
         if self.fail {
-            return Err(Error::Store("disk full".into()));
+            return Err(Error::StoreFailed {
+                during: "appending to the journal",
+                source: "disk full".into(),
+            });
         }
         self.events.lock().unwrap().extend_from_slice(events);
         Ok(())
@@ -1173,9 +1176,10 @@ impl pushguide_core::FleetState for UnwritableFleet {
         _hosts: &[MinionId],
         _change: &pushguide_core::HostChange,
     ) -> Result<(), Error> {
-        Err(Error::Store(
-            "/var/lib/pushguide/state.db: database is locked".into(),
-        ))
+        Err(Error::StoreFailed {
+            during: "recording fleet state",
+            source: "/var/lib/pushguide/state.db: database is locked".into(),
+        })
     }
 }
 

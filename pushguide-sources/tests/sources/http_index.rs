@@ -175,12 +175,12 @@ async fn malformed_json_is_an_error_with_the_location() {
             .unwrap_err();
         assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
         assert!(err.to_string().contains("/t/index.json"), "{err}");
-        assert!(!err.is_transient());
+        assert!(!err.is_retryable());
     }
 }
 
 #[tokio::test]
-async fn server_errors_are_typed_and_transient() {
+async fn server_errors_are_typed_and_retryable() {
     let s = serve(&[("/t/index.json", Reply::status(503))]).await;
     let err = HttpIndexSource::new(&s.base)
         .unwrap()
@@ -188,7 +188,7 @@ async fn server_errors_are_typed_and_transient() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
-    assert!(err.is_transient());
+    assert!(err.is_retryable());
 }
 
 #[tokio::test]
@@ -201,7 +201,7 @@ async fn unreachable_index_is_an_error_naming_it() {
         .unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains(&base), "{err}");
-    assert!(err.is_transient());
+    assert!(err.is_retryable());
 }
 
 #[tokio::test]

@@ -128,22 +128,13 @@ fn locked_database_is_a_typed_error_and_nothing_is_half_written() {
     let opts = StoreOptions::default().busy_timeout(Duration::from_millis(100));
     let a = SqliteStore::open_with(&path, opts.clone()).unwrap();
     let b = SqliteStore::open_with(&path, opts).unwrap();
-    let events = deployment(
-        "d1",
-        "shop",
-        at(0),
-        60,
-        &["web-01"],
-        &[],
-        DeploymentOutcome::Succeeded,
-        false,
-    );
+    let events = web_01_release("d1");
     drop(a);
     let guard = rusqlite::Connection::open(&path).unwrap();
     guard.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = b.append_events(&events).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
-    assert!(err.is_transient());
+    assert!(err.is_retryable());
     drop(guard);
     assert!(
         b.deployment("d1").unwrap().is_none(),
@@ -216,16 +207,7 @@ async fn fleet_state_writes_are_durable_and_fenced() {
 #[test]
 fn failing_batch_rolls_back_whole_append() {
     let s = SqliteStore::open_in_memory().unwrap();
-    let mut events = deployment(
-        "d1",
-        "shop",
-        at(0),
-        60,
-        &["web-01"],
-        &[],
-        DeploymentOutcome::Succeeded,
-        false,
-    );
+    let mut events = web_01_release("d1");
     // An event of a deployment never started makes the batch fail: nothing of it is kept.
     events.insert(3, ev("ghost", at(1), EventKind::CancelRequested));
     let err = s.append_events(&events).unwrap_err();
@@ -605,4 +587,115 @@ async fn minion_status_is_kept_across_opens_with_changes() {
     assert_eq!(st.len(), 2, "unknown minions are absent");
     assert!(st[0].up && st[0].last_seen == Some(t1) && st[0].since == t0);
     assert!(!st[1].up && st[1].last_seen == Some(t0) && st[1].since == t1 && st[1].checked == t1);
+}
+
+/// The store's own error, and whether a SQLite error lies beneath it, found by walking `e`'s
+/// chain of sources.
+fn store_error_in(e: &pushguide_core::Error) -> Option<(&Error, bool)> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cur) = next {
+        if let Some(store) = cur.downcast_ref::<Error>() {
+            let mut below = std::error::Error::source(store);
+            let mut sqlite = false;
+            while let Some(b) = below {
+                sqlite |= b.is::<rusqlite::Error>();
+                below = b.source();
+            }
+            return Some((store, sqlite));
+        }
+        next = cur.source();
+    }
+    None
+}
+
+/// Every storage port (journal, fleet state, leases, minion status) fails with core's
+/// `StoreFailed` naming what it was doing, and keeps the store's error — and SQLite's beneath it —
+/// as its source, so a caller can tell a locked file from a missing table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_errors_keep_the_store_error_as_their_source() {
+    use pushguide_core::{HistoryStore, MinionStatusStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let lease = LeaseManager::acquire(&s, "shop", "d1").await.unwrap();
+    let events = web_01_release("d1");
+    HistoryStore::append(&s, &events).await.unwrap();
+    // Another connection breaks the file under the store.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE reports; DROP TABLE fleet; DROP TABLE leases; DROP TABLE minion_status;",
+        )
+        .unwrap();
+    let hosts = [host("web-01")];
+    let change = pushguide_core::HostChange::Deployed {
+        version: "1.0".into(),
+    };
+    let ghost = [ev("ghost", at(1), EventKind::CancelRequested)];
+    let results: Vec<(&str, pushguide_core::Error)> = vec![
+        (
+            "appending to the journal",
+            HistoryStore::append(&s, &ghost).await.unwrap_err(),
+        ),
+        (
+            "recording the report",
+            HistoryStore::finish(&s, &report_of(&events).unwrap())
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "reading fleet state",
+            FleetState::versions(&s, "shop", &hosts).await.unwrap_err(),
+        ),
+        (
+            "recording fleet state",
+            FleetState::record(&s, &lease, &hosts, &change)
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "acquiring a lease",
+            LeaseManager::acquire(&s, "other", "d2").await.unwrap_err(),
+        ),
+        (
+            "renewing a lease",
+            LeaseManager::check(&s, &lease).await.unwrap_err(),
+        ),
+        (
+            "releasing a lease",
+            LeaseManager::release(&s, &lease).await.unwrap_err(),
+        ),
+        (
+            "recording minion status",
+            MinionStatusStore::record(&s, &[(host("web-01"), true)], at(2))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "reading minion status",
+            MinionStatusStore::status(&s, &hosts).await.unwrap_err(),
+        ),
+    ];
+    for (what, e) in &results {
+        assert!(
+            matches!(e, pushguide_core::Error::StoreFailed { during, .. } if during == what),
+            "{what}: {e:?}"
+        );
+        let (store, sqlite) = store_error_in(e).unwrap_or_else(|| panic!("{what}: {e:?}"));
+        if *what == "appending to the journal" {
+            assert!(
+                matches!(store, Error::UnknownDeployment { deployment, .. } if deployment == "ghost"),
+                "{store:?}"
+            );
+        } else {
+            assert!(matches!(store, Error::Sqlite { .. }), "{what}: {store:?}");
+            assert!(sqlite, "{what}: SQLite's error beneath: {store:?}");
+            assert!(
+                store.to_string().contains("no such table"),
+                "{what}: {store}"
+            );
+        }
+        assert!(e.to_string().contains("broken.db"), "{what}: {e}");
+    }
 }

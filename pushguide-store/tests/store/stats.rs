@@ -325,3 +325,82 @@ fn window_restricted_to_a_list_of_templates() {
     assert_eq!((none.summary.count, none.recovery.incidents), (0, 0));
     assert!(none.hosts.is_empty() && none.stages.is_empty());
 }
+
+/// Every outcome name the store can hold is counted as before, whoever wrote it: `succeeded` is a
+/// success; `failed`, `partially-applied`, `rolled-back`, `rollback-failed` and `interrupted` open an
+/// incident; `cancelled` does neither. A name this build does not know (written by a newer one) is
+/// kept as text, counted as a release that did not succeed, and opens no incident.
+#[test]
+fn every_stored_outcome_name_is_counted_and_an_unknown_one_is_kept_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outcomes.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let opens_incident = [
+        "failed",
+        "partially-applied",
+        "rolled-back",
+        "rollback-failed",
+        "interrupted",
+    ];
+    let names: Vec<String> = pushguide_core::DeploymentOutcome::ALL
+        .iter()
+        .map(|o| o.to_string())
+        .chain([
+            "interrupted".to_owned(),
+            "paused-by-a-newer-build".to_owned(),
+        ])
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        // template `t<i>`: a deployment ending with `name`, then a success an hour later
+        let (t, i) = (format!("t{i}"), i as u64);
+        let first = deployment(
+            &format!("{t}-1"),
+            &t,
+            at(i * 2 * H),
+            60,
+            &[],
+            &[],
+            Succeeded,
+            false,
+        );
+        record(&s, &first);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "UPDATE deployments SET outcome = ?2 WHERE id = ?1",
+            [format!("{t}-1"), name.clone()],
+        )
+        .unwrap();
+        let next = deployment(
+            &format!("{t}-2"),
+            &t,
+            at(i * 2 * H + H),
+            60,
+            &["web-01"],
+            &[],
+            Succeeded,
+            false,
+        );
+        record(&s, &next);
+    }
+    for name in &names {
+        let i = names.iter().position(|n| n == name).unwrap();
+        let w = week().template(format!("t{i}"));
+        let d = s.deployment(&format!("t{i}-1")).unwrap().unwrap();
+        assert_eq!(d.outcome.as_deref(), Some(name.as_str()), "kept as text");
+        let sum = s.summary(&w).unwrap();
+        let succeeded = u64::from(name == "succeeded");
+        assert_eq!((sum.count, sum.succeeded), (2, 1 + succeeded), "{name}");
+        let r = s.time_to_recover(&w).unwrap();
+        let opens = u64::from(opens_incident.contains(&name.as_str()));
+        assert_eq!((r.incidents, r.recovered), (opens, opens), "{name}");
+    }
+    assert_eq!(s.rollback_summary(&week()).unwrap().count, 0);
+    assert_eq!(
+        s.interrupted().unwrap().len(),
+        1,
+        "only the `interrupted` one"
+    );
+    let all = s.stats(&week()).unwrap();
+    assert_eq!(all.summary.count, 2 * names.len() as u64);
+    assert_eq!(all.recovery.incidents, opens_incident.len() as u64);
+}

@@ -225,6 +225,12 @@ pub(crate) fn deployment(
     v
 }
 
+/// Release `id` of template `shop` at [`at`]`(0)`, one minute long: web-01 succeeds.
+pub(crate) fn web_01_release(id: &str) -> Vec<Event> {
+    let ok = pushguide_core::DeploymentOutcome::Succeeded;
+    deployment(id, "shop", at(0), 60, &["web-01"], &[], ok, false)
+}
+
 /// The report the engine would record after `events` (one deployment's whole journal, ending with
 /// `DeploymentFinished`): its outcome, start, duration and plan, and no host logs. `None` when the
 /// journal has no end.
