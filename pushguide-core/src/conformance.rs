@@ -6,10 +6,17 @@
 //!     pushguide_core::conformance::run(&Subject { .. }).await;
 //! }
 //! ```
-//! It drives the plugin through the engine on a [`SimFleet`] and checks: rollback restores the previous
-//! version, a dry run sends no mutating call, a layout-conventions violation stops in prepare before any
-//! mutating call, a checksum mismatch fails the host before its service is stopped, and hostile config
-//! values are rejected. Each check panics with a message naming the kind and what went wrong.
+//! It drives the plugin through the engine on a [`SimFleet`]; [`run`] calls one function per check, in
+//! this order (each may also be called on its own):
+//!
+//! - [`rollback_restores_the_previous_version`]
+//! - [`dry_run_sends_no_mutating_call`]
+//! - [`dry_runs_judge_no_answer`]
+//! - [`conventions_stop_in_prepare`]
+//! - [`checksum_mismatch_fails_before_stop`]
+//! - [`hostile_config_is_rejected`]
+//!
+//! Each check panics with a message naming the kind and what went wrong.
 
 use std::sync::Arc;
 
@@ -122,17 +129,30 @@ fn req(t: &Arc<Template>, s: &Subject, version: &str) -> Request {
     ))
 }
 
-/// Runs every check; panics on the first that fails.
+/// Runs every check, in the order listed in the [module documentation](self); panics on the first that
+/// fails.
 pub async fn run(s: &Subject) {
-    let kind = s
-        .project
+    rollback_restores_the_previous_version(s).await;
+    dry_run_sends_no_mutating_call(s).await;
+    dry_runs_judge_no_answer(s).await;
+    conventions_stop_in_prepare(s).await;
+    checksum_mismatch_fails_before_stop(s).await;
+    hostile_config_is_rejected(s);
+}
+
+/// The `kind = "…"` line of the subject, for messages.
+fn kind(s: &Subject) -> String {
+    s.project
         .lines()
         .find(|l| l.starts_with("kind"))
         .unwrap_or("?")
-        .to_owned();
-    let t = template(s);
+        .to_owned()
+}
 
-    // 1. rollback restores the previous version
+/// A release of 1.0.0, then a release of 2.0.0 whose `post_deploy_check` fails on web-02: every host
+/// goes back to 1.0.0, still on disk, with no download.
+pub async fn rollback_restores_the_previous_version(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     let engine = Engine::builder(f.clone()).build();
     let r = engine
@@ -195,8 +215,11 @@ pub async fn run(s: &Subject) {
         "{kind}: rolling back to a release on disk needs no download"
     );
     f.clear_rules();
+}
 
-    // 2. a dry run sends no mutating call
+/// A dry run succeeds, sends read-only calls only and records the mutating ones.
+pub async fn dry_run_sends_no_mutating_call(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     let engine = Engine::builder(f.clone()).build();
     let r = engine
@@ -221,8 +244,84 @@ pub async fn run(s: &Subject) {
         r.unsent_calls().count() > 0,
         "{kind}: dry run recorded no mutating call"
     );
+}
 
-    // 3. a conventions violation stops in prepare, before any mutating call
+/// Dry runs of a release and of a rollback fail no host, although every read-only call answers what
+/// would fail a real run (`false` everywhere, a failing `post_deploy_check`): a dry run changes
+/// nothing, so what hosts answer then says nothing about the release, and the answers of the mutating
+/// calls it only records do not exist.
+pub async fn dry_runs_judge_no_answer(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
+    // two real releases, so that every host has a version to roll back to
+    let f = fleet(s);
+    let engine = Engine::builder(f.clone()).build();
+    for v in ["1.0.0", "2.0.0"] {
+        let r = engine
+            .deploy(req(&t, s, v))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.outcome,
+            DeploymentOutcome::Succeeded,
+            "{kind}: release {v}\n{r}"
+        );
+    }
+    let mut hostile = SimFleet::new(["web-01", "web-02"])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .on("*", "*", Outcome::ok(false));
+    for (fun, v) in &s.answers {
+        hostile = hostile.on("*", fun, Outcome::ok(v.clone()));
+    }
+    let hostile = Arc::new(hostile.on(
+        "*",
+        &s.post_deploy_check,
+        Outcome::ok(
+            json!({"status": 500, "text": "down", "last_run_result": "conformance: failed"}),
+        ),
+    ));
+    let engine = Engine::builder(hostile.clone())
+        .fleet_state(engine.fleet_state().clone())
+        .build();
+    let release = req(&t, s, "3.0.0").dry_run(true);
+    let rollback = Request::rollback(t.clone(), None, Principal::user("ops")).dry_run(true);
+    for (what, request) in [("release", release), ("rollback", rollback)] {
+        let r = engine
+            .deploy(request)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: dry-run {what}: {e}"));
+        let failed: Vec<String> = r
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let f = h.failure.as_ref().or(h.rollback_failure.as_ref())?;
+                Some(format!("{}: {} ({})", h.host, f.reason, f.fun))
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{kind}: a dry-run {what} judged answers: {failed:?}\n{r}"
+        );
+        assert!(
+            !matches!(
+                r.outcome,
+                DeploymentOutcome::Failed | DeploymentOutcome::RollbackFailed
+            ),
+            "{kind}: dry-run {what}\n{r}"
+        );
+    }
+    assert!(
+        hostile
+            .requests()
+            .iter()
+            .all(|q| q.effect == Effect::ReadOnly),
+        "{kind}: dry runs sent a mutating call"
+    );
+}
+
+/// An artifact breaking the layout conventions (forbidden entries, a missing required entry) stops the
+/// deployment in prepare, before any mutating call, naming every offending entry.
+pub async fn conventions_stop_in_prepare(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     let engine = Engine::builder(f.clone()).build();
     let bad = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
@@ -267,8 +366,12 @@ pub async fn run(s: &Subject) {
             "{kind}"
         );
     }
+}
 
-    // 4. a checksum mismatch fails the host before its service is stopped
+/// A host whose download does not match the checksum fails in pre-deploy, and the application on it
+/// is never stopped.
+pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     f.add_rule("web-02", "file.get_hash", Outcome::ok("0".repeat(64)), None);
     let engine = Engine::builder(f.clone()).build();
@@ -294,8 +397,11 @@ pub async fn run(s: &Subject) {
         "{kind}: {} was sent to web-02 after its checksum mismatch",
         s.stop_fun
     );
+}
 
-    // 5. hostile config values are rejected
+/// Each of the subject's hostile replacements makes the template fail to load, naming the field.
+pub fn hostile_config_is_rejected(s: &Subject) {
+    let kind = kind(s);
     for (from, to, field) in &s.hostile {
         assert!(
             s.project.contains(from.as_str()),
