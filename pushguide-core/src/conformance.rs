@@ -15,6 +15,7 @@
 //! - [`conventions_stop_in_prepare`]
 //! - [`checksum_mismatch_fails_before_stop`]
 //! - [`hostile_config_is_rejected`]
+//! - [`bad_artifact_source_is_refused`]
 //!
 //! Each check panics with a message naming the kind and what went wrong.
 
@@ -138,6 +139,7 @@ pub async fn run(s: &Subject) {
     conventions_stop_in_prepare(s).await;
     checksum_mismatch_fails_before_stop(s).await;
     hostile_config_is_rejected(s);
+    bad_artifact_source_is_refused(s).await;
 }
 
 /// The `kind = "…"` line of the subject, for messages.
@@ -419,4 +421,125 @@ pub fn hostile_config_is_rejected(s: &Subject) {
             "{kind}: `{to}`: {err}"
         );
     }
+}
+
+/// Artifact URLs and checksums every kind refuses, with [`crate::steps::validate_artifact_source`]'s
+/// error: `(artifact_url, sha256)`.
+pub const BAD_ARTIFACT_SOURCES: &[(Option<&str>, Option<&str>)] = &[
+    (Some("ftp://ci.example.com/app/{version}/app.zip"), None),
+    (Some("https://ci.example.com/app/$(id)/app.zip"), None),
+    (Some("https://ci.example.com/app/{version}/a pp.zip"), None),
+    (Some("salt:///app.zip"), None),
+    (None, Some("9f86d081")),
+    (
+        None,
+        Some("9f86d081884c7d659a2feb0be31f3d2bd0c4ba2bf5ba7d4cbf6a02d5a8ff0b0g"),
+    ),
+    (
+        Some("https://ci.example.com/app/{version}/app.zip"),
+        Some("9f86d081884c7d659a2feb0be31f3d2bd0c4ba2bf5ba7d4cbf6a02d5a8ff0b08 "),
+    ),
+];
+
+/// Every row of [`BAD_ARTIFACT_SOURCES`] is refused the same way, with the same message: as the
+/// template's `artifact_url`/`sha256` (the template does not load) and as the artifact a request
+/// brings (the deployment fails in prepare, before any mutating call). A checksum in upper case is
+/// accepted and matches the minion's lower-case hash.
+pub async fn bad_artifact_source_is_refused(s: &Subject) {
+    let kind = kind(s);
+    // the subject's own artifact settings, if any, give way to the row's
+    let project: String = s
+        .project
+        .lines()
+        .filter(|l| !l.starts_with("artifact_url") && !l.starts_with("sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = |url: Option<&str>, sha: Option<&str>| {
+        let mut keys = String::new();
+        if let Some(u) = url {
+            keys.push_str(&format!("artifact_url = {}\n", json!(u)));
+        }
+        if let Some(h) = sha {
+            keys.push_str(&format!("sha256 = {}\n", json!(h)));
+        }
+        format!(
+            "name = \"conformance\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [\"web-01\", \"web-02\"]\n\
+             [project]\n{keys}{}",
+            project.trim_start_matches("[project]\n")
+        )
+    };
+    let t = template(s);
+    for &(url, sha) in BAD_ARTIFACT_SOURCES {
+        let want = crate::steps::validate_artifact_source(
+            "project.artifact_url",
+            url,
+            "project.sha256",
+            sha,
+        )
+        .expect_err("a bad row")
+        .to_string();
+        let err = Template::from_toml_str(&toml(url, sha), "<artifact>")
+            .err()
+            .unwrap_or_else(|| panic!("{kind}: artifact_url {url:?}, sha256 {sha:?} accepted"));
+        assert!(
+            err.to_string().contains(&want),
+            "{kind}: template refused with `{err}`, not `{want}`"
+        );
+
+        let url = url.unwrap_or("https://ci.example.com/app/1.0.0/app.zip");
+        let want = crate::steps::validate_artifact_source(
+            "artifact.url",
+            Some(url),
+            "artifact.sha256",
+            sha,
+        )
+        .expect_err("a bad row")
+        .to_string();
+        let f = fleet(s);
+        let engine = Engine::builder(f.clone()).build();
+        let request = Request::new(t.clone(), "1.0.0", Principal::user("ops"))
+            .artifact(Artifact::new(url, sha.map(str::to_owned)));
+        let r = engine
+            .deploy(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.outcome,
+            DeploymentOutcome::Failed,
+            "{kind}: artifact {url} {sha:?}\n{r}"
+        );
+        let why = r.reason.clone().unwrap_or_default();
+        assert!(
+            why.contains(&want),
+            "{kind}: request refused with `{why}`, not `{want}`"
+        );
+        assert!(
+            f.requests().iter().all(|q| q.effect == Effect::ReadOnly),
+            "{kind}: a bad artifact reached a mutating call"
+        );
+    }
+
+    let upper = SHA.to_ascii_uppercase();
+    Template::from_toml_str(
+        &toml(
+            Some("https://ci.example.com/app/{version}/app.zip"),
+            Some(&upper),
+        ),
+        "<artifact>",
+    )
+    .unwrap_or_else(|e| panic!("{kind}: an upper-case sha256 refused: {e}"));
+    let f = fleet(s);
+    let engine = Engine::builder(f.clone()).build();
+    let mut a = artifact("1.0.0", &s.required, &[]);
+    a.sha256 = Some(upper);
+    let request = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(a);
+    let r = engine
+        .deploy(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Succeeded,
+        "{kind}: an upper-case sha256 must match the minion's hash\n{r}"
+    );
 }
