@@ -733,13 +733,13 @@ pub async fn prune_releases(
         names.sort_by(|a, b| version_cmp(b, a));
         let protect: Vec<&str> = [
             Some(version.as_str()),
-            cx.current_version(&h),
-            cx.rollback_target(&h),
+            cx.current_version(h),
+            cx.rollback_target(h),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let l = layout(&h);
+        let l = layout(h);
         for name in names.iter().skip(keep) {
             if !protect.contains(&name.as_str()) {
                 removals
