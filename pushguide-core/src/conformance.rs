@@ -123,11 +123,21 @@ fn artifact(version: &str, required: &[String], extra: &[&str]) -> Artifact {
 }
 
 fn req(t: &Arc<Template>, s: &Subject, version: &str) -> Request {
-    Request::new(t.clone(), version, Principal::user("ops")).artifact(artifact(
-        version,
-        &s.required,
-        &[],
-    ))
+    req_with(t, version, artifact(version, &s.required, &[]))
+}
+
+/// A request of `version` by `ops` bringing `a`.
+fn req_with(t: &Arc<Template>, version: &str, a: Artifact) -> Request {
+    Request::new(t.clone(), version, Principal::user("ops")).artifact(a)
+}
+
+/// Runs `request` on a new engine over `f`.
+async fn deploy_on(f: &Arc<SimFleet>, request: Request) -> crate::Report {
+    Engine::builder(f.clone())
+        .build()
+        .deploy(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs every check, in the order listed in the [module documentation](self); panics on the first that
@@ -223,11 +233,7 @@ pub async fn rollback_restores_the_previous_version(s: &Subject) {
 pub async fn dry_run_sends_no_mutating_call(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
-    let r = engine
-        .deploy(req(&t, s, "1.0.0").dry_run(true))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = deploy_on(&f, req(&t, s, "1.0.0").dry_run(true)).await;
     assert_eq!(
         r.outcome,
         DeploymentOutcome::Succeeded,
@@ -325,13 +331,8 @@ pub async fn dry_runs_judge_no_answer(s: &Subject) {
 pub async fn conventions_stop_in_prepare(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
-    let bad = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
-        "1.0.0",
-        &s.required,
-        &["logs/catalina.out", "debug.log"],
-    ));
-    let r = engine.deploy(bad).await.unwrap_or_else(|e| panic!("{e}"));
+    let bad = artifact("1.0.0", &s.required, &["logs/catalina.out", "debug.log"]);
+    let r = deploy_on(&f, req_with(&t, "1.0.0", bad)).await;
     assert_eq!(
         r.outcome,
         DeploymentOutcome::Failed,
@@ -347,17 +348,8 @@ pub async fn conventions_stop_in_prepare(s: &Subject) {
         "{kind}: conventions"
     );
     if let Some(req_entry) = s.required.first() {
-        let f = fleet(s);
-        let engine = Engine::builder(f.clone()).build();
-        let missing = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
-            "1.0.0",
-            &[],
-            &[],
-        ));
-        let r = engine
-            .deploy(missing)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let missing = artifact("1.0.0", &[], &[]);
+        let r = deploy_on(&fleet(s), req_with(&t, "1.0.0", missing)).await;
         assert_eq!(
             r.outcome,
             DeploymentOutcome::Failed,
@@ -376,11 +368,7 @@ pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     f.add_rule("web-02", "file.get_hash", Outcome::ok("0".repeat(64)), None);
-    let engine = Engine::builder(f.clone()).build();
-    let r = engine
-        .deploy(req(&t, s, "1.0.0"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = deploy_on(&f, req(&t, s, "1.0.0")).await;
     let h = r
         .host("web-02")
         .unwrap_or_else(|| panic!("{kind}: no web-02"));
@@ -496,13 +484,8 @@ pub async fn bad_artifact_source_is_refused(s: &Subject) {
         .expect_err("a bad row")
         .to_string();
         let f = fleet(s);
-        let engine = Engine::builder(f.clone()).build();
-        let request = Request::new(t.clone(), "1.0.0", Principal::user("ops"))
-            .artifact(Artifact::new(url, sha.map(str::to_owned)));
-        let r = engine
-            .deploy(request)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let bad = Artifact::new(url, sha.map(str::to_owned));
+        let r = deploy_on(&f, req_with(&t, "1.0.0", bad)).await;
         assert_eq!(
             r.outcome,
             DeploymentOutcome::Failed,
@@ -528,15 +511,9 @@ pub async fn bad_artifact_source_is_refused(s: &Subject) {
         "<artifact>",
     )
     .unwrap_or_else(|e| panic!("{kind}: an upper-case sha256 refused: {e}"));
-    let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
     let mut a = artifact("1.0.0", &s.required, &[]);
     a.sha256 = Some(upper);
-    let request = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(a);
-    let r = engine
-        .deploy(request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = deploy_on(&fleet(s), req_with(&t, "1.0.0", a)).await;
     assert_eq!(
         r.outcome,
         DeploymentOutcome::Succeeded,

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use pushguide_core::steps::{
-    validate_artifact_source, validate_conventions, Conventions, PathStyle, ReleaseLayout,
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
 };
 use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
@@ -153,12 +153,7 @@ impl DotnetIisConfig {
         validate::path("project.root", &self.root)?;
         validate::name("project.site", &self.site)?;
         validate::name("project.app_pool", &self.app_pool)?;
-        validate_artifact_source(
-            "project.artifact_url",
-            self.artifact_url.as_deref(),
-            "project.sha256",
-            self.sha256.as_deref(),
-        )?;
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         if let Some(t) = &self.app_offline_text {
             if t.is_empty() {
                 return Err(Error::invalid(

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use pushguide_core::steps::{
-    validate_artifact_source, validate_conventions, Conventions, PathStyle, ReleaseLayout,
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
 };
 use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
@@ -221,12 +221,7 @@ impl JavaTomcatConfig {
     /// bad one.
     pub(crate) fn check(&self) -> Result<(), Error> {
         validate::name("project.context", &self.context)?;
-        validate_artifact_source(
-            "project.artifact_url",
-            self.artifact_url.as_deref(),
-            "project.sha256",
-            self.sha256.as_deref(),
-        )?;
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         if !(2..=MAX_KEEP_RELEASES).contains(&self.keep_releases) {
             return Err(Error::invalid(
                 "project.keep_releases",

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pushguide_core::steps::{
-    validate_artifact_source, validate_conventions, Conventions, PathStyle, ReleaseLayout,
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
 };
 use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
@@ -190,12 +190,7 @@ impl WindowsTaskConfig {
         validate::path("project.root", &self.root)?;
         validate::name("project.task", &self.task)?;
         check_folder("project.folder", &self.folder)?;
-        validate_artifact_source(
-            "project.artifact_url",
-            self.artifact_url.as_deref(),
-            "project.sha256",
-            self.sha256.as_deref(),
-        )?;
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         validate::duration_secs(
             "project.wait_timeout_secs",
             self.wait_timeout_secs,

@@ -218,6 +218,20 @@ pub fn validate_artifact_source(
     Ok(())
 }
 
+/// [`validate_artifact_source`] for a template's `project.artifact_url` and `project.sha256`: every kind
+/// that fetches its artifact from a configured URL checks them with it.
+pub fn validate_project_artifact(
+    artifact_url: Option<&str>,
+    sha256: Option<&str>,
+) -> Result<(), Error> {
+    validate_artifact_source(
+        "project.artifact_url",
+        artifact_url,
+        "project.sha256",
+        sha256,
+    )
+}
+
 /// [`validate_artifact_source`] for the artifact of a release.
 fn check_artifact(a: &Artifact) -> Result<(), StageError> {
     validate_artifact_source(
