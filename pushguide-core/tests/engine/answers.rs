@@ -147,3 +147,26 @@ async fn a_plan_sends_nothing_and_judges_nothing() {
     // had the write's placeholder been judged, the hosts would have been dropped before the read
     assert_eq!(deploy, ["file.write", "file.file_exists"], "{plan}");
 }
+
+/// A minion answering `null` (salt's `None`) in a real run has answered: the answer is judged like any
+/// other (before answers were typed, `null` also stood for "not sent" and went unjudged).
+#[tokio::test]
+async fn a_real_null_answer_is_judged() {
+    let fleet = Arc::new(SimFleet::new(["web-01", "web-02"]).expect("valid ids").on(
+        "*",
+        "file.write",
+        Outcome::ok(serde_json::Value::Null),
+    ));
+    let r = engine(fleet)
+        .deploy(req(&template(), "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Failed, "{r}");
+    for h in ["web-01", "web-02"] {
+        assert_eq!(
+            r.host(h).unwrap().failure.as_ref().unwrap().reason,
+            "file.write returned null",
+            "{r}"
+        );
+    }
+}
