@@ -51,8 +51,8 @@ impl Deployer for Link {
             .call(SaltCall::read("file.readlink").arg(format!("{ROOT}/current")))
             .await?;
         let wrong: Vec<_> = r
-            .iter()
-            .filter(|(_, v)| !cx.is_dry_run() && v.as_str() != Some(want.as_str()))
+            .returned()
+            .filter(|(_, v)| v.as_str() != Some(want.as_str()))
             .map(|(h, _)| h.clone())
             .collect();
         for h in wrong {

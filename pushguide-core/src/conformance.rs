@@ -6,10 +6,18 @@
 //!     pushguide_core::conformance::run(&Subject { .. }).await;
 //! }
 //! ```
-//! It drives the plugin through the engine on a [`SimFleet`] and checks: rollback restores the previous
-//! version, a dry run sends no mutating call, a layout-conventions violation stops in prepare before any
-//! mutating call, a checksum mismatch fails the host before its service is stopped, and hostile config
-//! values are rejected. Each check panics with a message naming the kind and what went wrong.
+//! It drives the plugin through the engine on a [`SimFleet`]; [`run`] calls one function per check, in
+//! this order (each may also be called on its own):
+//!
+//! - [`rollback_restores_the_previous_version`]
+//! - [`dry_run_sends_no_mutating_call`]
+//! - [`dry_runs_judge_no_answer`]
+//! - [`conventions_stop_in_prepare`]
+//! - [`checksum_mismatch_fails_before_stop`]
+//! - [`hostile_config_is_rejected`]
+//! - [`bad_artifact_source_is_refused`]
+//!
+//! Each check panics with a message naming the kind and what went wrong.
 
 use std::sync::Arc;
 
@@ -115,24 +123,48 @@ fn artifact(version: &str, required: &[String], extra: &[&str]) -> Artifact {
 }
 
 fn req(t: &Arc<Template>, s: &Subject, version: &str) -> Request {
-    Request::new(t.clone(), version, Principal::user("ops")).artifact(artifact(
-        version,
-        &s.required,
-        &[],
-    ))
+    req_with(t, version, artifact(version, &s.required, &[]))
 }
 
-/// Runs every check; panics on the first that fails.
+/// A request of `version` by `ops` bringing `a`.
+fn req_with(t: &Arc<Template>, version: &str, a: Artifact) -> Request {
+    Request::new(t.clone(), version, Principal::user("ops")).artifact(a)
+}
+
+/// Runs `request` on a new engine over `f`.
+async fn deploy_on(f: &Arc<SimFleet>, request: Request) -> crate::Report {
+    Engine::builder(f.clone())
+        .build()
+        .deploy(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs every check, in the order listed in the [module documentation](self); panics on the first that
+/// fails.
 pub async fn run(s: &Subject) {
-    let kind = s
-        .project
+    rollback_restores_the_previous_version(s).await;
+    dry_run_sends_no_mutating_call(s).await;
+    dry_runs_judge_no_answer(s).await;
+    conventions_stop_in_prepare(s).await;
+    checksum_mismatch_fails_before_stop(s).await;
+    hostile_config_is_rejected(s);
+    bad_artifact_source_is_refused(s).await;
+}
+
+/// The `kind = "…"` line of the subject, for messages.
+fn kind(s: &Subject) -> String {
+    s.project
         .lines()
         .find(|l| l.starts_with("kind"))
         .unwrap_or("?")
-        .to_owned();
-    let t = template(s);
+        .to_owned()
+}
 
-    // 1. rollback restores the previous version
+/// A release of 1.0.0, then a release of 2.0.0 whose `post_deploy_check` fails on web-02: every host
+/// goes back to 1.0.0, still on disk, with no download.
+pub async fn rollback_restores_the_previous_version(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     let engine = Engine::builder(f.clone()).build();
     let r = engine
@@ -195,14 +227,13 @@ pub async fn run(s: &Subject) {
         "{kind}: rolling back to a release on disk needs no download"
     );
     f.clear_rules();
+}
 
-    // 2. a dry run sends no mutating call
+/// A dry run succeeds, sends read-only calls only and records the mutating ones.
+pub async fn dry_run_sends_no_mutating_call(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
-    let r = engine
-        .deploy(req(&t, s, "1.0.0").dry_run(true))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = deploy_on(&f, req(&t, s, "1.0.0").dry_run(true)).await;
     assert_eq!(
         r.outcome,
         DeploymentOutcome::Succeeded,
@@ -221,16 +252,87 @@ pub async fn run(s: &Subject) {
         r.unsent_calls().count() > 0,
         "{kind}: dry run recorded no mutating call"
     );
+}
 
-    // 3. a conventions violation stops in prepare, before any mutating call
+/// Dry runs of a release and of a rollback fail no host, although every read-only call answers what
+/// would fail a real run (`false` everywhere, a failing `post_deploy_check`): a dry run changes
+/// nothing, so what hosts answer then says nothing about the release, and the answers of the mutating
+/// calls it only records do not exist.
+pub async fn dry_runs_judge_no_answer(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
+    // two real releases, so that every host has a version to roll back to
     let f = fleet(s);
     let engine = Engine::builder(f.clone()).build();
-    let bad = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
-        "1.0.0",
-        &s.required,
-        &["logs/catalina.out", "debug.log"],
+    for v in ["1.0.0", "2.0.0"] {
+        let r = engine
+            .deploy(req(&t, s, v))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.outcome,
+            DeploymentOutcome::Succeeded,
+            "{kind}: release {v}\n{r}"
+        );
+    }
+    let mut hostile = SimFleet::new(["web-01", "web-02"])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .on("*", "*", Outcome::ok(false));
+    for (fun, v) in &s.answers {
+        hostile = hostile.on("*", fun, Outcome::ok(v.clone()));
+    }
+    let hostile = Arc::new(hostile.on(
+        "*",
+        &s.post_deploy_check,
+        Outcome::ok(
+            json!({"status": 500, "text": "down", "last_run_result": "conformance: failed"}),
+        ),
     ));
-    let r = engine.deploy(bad).await.unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::builder(hostile.clone())
+        .fleet_state(engine.fleet_state().clone())
+        .build();
+    let release = req(&t, s, "3.0.0").dry_run(true);
+    let rollback = Request::rollback(t.clone(), None, Principal::user("ops")).dry_run(true);
+    for (what, request) in [("release", release), ("rollback", rollback)] {
+        let r = engine
+            .deploy(request)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: dry-run {what}: {e}"));
+        let failed: Vec<String> = r
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let f = h.failure.as_ref().or(h.rollback_failure.as_ref())?;
+                Some(format!("{}: {} ({})", h.host, f.reason, f.fun))
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{kind}: a dry-run {what} judged answers: {failed:?}\n{r}"
+        );
+        assert!(
+            !matches!(
+                r.outcome,
+                DeploymentOutcome::Failed | DeploymentOutcome::RollbackFailed
+            ),
+            "{kind}: dry-run {what}\n{r}"
+        );
+    }
+    assert!(
+        hostile
+            .requests()
+            .iter()
+            .all(|q| q.effect == Effect::ReadOnly),
+        "{kind}: dry runs sent a mutating call"
+    );
+}
+
+/// An artifact breaking the layout conventions (forbidden entries, a missing required entry) stops the
+/// deployment in prepare, before any mutating call, naming every offending entry.
+pub async fn conventions_stop_in_prepare(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
+    let f = fleet(s);
+    let bad = artifact("1.0.0", &s.required, &["logs/catalina.out", "debug.log"]);
+    let r = deploy_on(&f, req_with(&t, "1.0.0", bad)).await;
     assert_eq!(
         r.outcome,
         DeploymentOutcome::Failed,
@@ -246,17 +348,8 @@ pub async fn run(s: &Subject) {
         "{kind}: conventions"
     );
     if let Some(req_entry) = s.required.first() {
-        let f = fleet(s);
-        let engine = Engine::builder(f.clone()).build();
-        let missing = Request::new(t.clone(), "1.0.0", Principal::user("ops")).artifact(artifact(
-            "1.0.0",
-            &[],
-            &[],
-        ));
-        let r = engine
-            .deploy(missing)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let missing = artifact("1.0.0", &[], &[]);
+        let r = deploy_on(&fleet(s), req_with(&t, "1.0.0", missing)).await;
         assert_eq!(
             r.outcome,
             DeploymentOutcome::Failed,
@@ -267,15 +360,15 @@ pub async fn run(s: &Subject) {
             "{kind}"
         );
     }
+}
 
-    // 4. a checksum mismatch fails the host before its service is stopped
+/// A host whose download does not match the checksum fails in pre-deploy, and the application on it
+/// is never stopped.
+pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
+    let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
     f.add_rule("web-02", "file.get_hash", Outcome::ok("0".repeat(64)), None);
-    let engine = Engine::builder(f.clone()).build();
-    let r = engine
-        .deploy(req(&t, s, "1.0.0"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = deploy_on(&f, req(&t, s, "1.0.0")).await;
     let h = r
         .host("web-02")
         .unwrap_or_else(|| panic!("{kind}: no web-02"));
@@ -294,8 +387,11 @@ pub async fn run(s: &Subject) {
         "{kind}: {} was sent to web-02 after its checksum mismatch",
         s.stop_fun
     );
+}
 
-    // 5. hostile config values are rejected
+/// Each of the subject's hostile replacements makes the template fail to load, naming the field.
+pub fn hostile_config_is_rejected(s: &Subject) {
+    let kind = kind(s);
     for (from, to, field) in &s.hostile {
         assert!(
             s.project.contains(from.as_str()),
@@ -313,4 +409,114 @@ pub async fn run(s: &Subject) {
             "{kind}: `{to}`: {err}"
         );
     }
+}
+
+/// Artifact URLs and checksums every kind refuses, with [`crate::steps::validate_artifact_source`]'s
+/// error: `(artifact_url, sha256)`.
+pub const BAD_ARTIFACT_SOURCES: &[(Option<&str>, Option<&str>)] = &[
+    (Some("ftp://ci.example.com/app/{version}/app.zip"), None),
+    (Some("https://ci.example.com/app/$(id)/app.zip"), None),
+    (Some("https://ci.example.com/app/{version}/a pp.zip"), None),
+    (Some("salt:///app.zip"), None),
+    (None, Some("9f86d081")),
+    (
+        None,
+        Some("9f86d081884c7d659a2feb0be31f3d2bd0c4ba2bf5ba7d4cbf6a02d5a8ff0b0g"),
+    ),
+    (
+        Some("https://ci.example.com/app/{version}/app.zip"),
+        Some("9f86d081884c7d659a2feb0be31f3d2bd0c4ba2bf5ba7d4cbf6a02d5a8ff0b08 "),
+    ),
+];
+
+/// Every row of [`BAD_ARTIFACT_SOURCES`] is refused the same way, with the same message: as the
+/// template's `artifact_url`/`sha256` (the template does not load) and as the artifact a request
+/// brings (the deployment fails in prepare, before any mutating call). A checksum in upper case is
+/// accepted and matches the minion's lower-case hash.
+pub async fn bad_artifact_source_is_refused(s: &Subject) {
+    let kind = kind(s);
+    // the subject's own artifact settings, if any, give way to the row's
+    let project: String = s
+        .project
+        .lines()
+        .filter(|l| !l.starts_with("artifact_url") && !l.starts_with("sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = |url: Option<&str>, sha: Option<&str>| {
+        let mut keys = String::new();
+        if let Some(u) = url {
+            keys.push_str(&format!("artifact_url = {}\n", json!(u)));
+        }
+        if let Some(h) = sha {
+            keys.push_str(&format!("sha256 = {}\n", json!(h)));
+        }
+        format!(
+            "name = \"conformance\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [\"web-01\", \"web-02\"]\n\
+             [project]\n{keys}{}",
+            project.trim_start_matches("[project]\n")
+        )
+    };
+    let t = template(s);
+    for &(url, sha) in BAD_ARTIFACT_SOURCES {
+        let want = crate::steps::validate_artifact_source(
+            "project.artifact_url",
+            url,
+            "project.sha256",
+            sha,
+        )
+        .expect_err("a bad row")
+        .to_string();
+        let err = Template::from_toml_str(&toml(url, sha), "<artifact>")
+            .err()
+            .unwrap_or_else(|| panic!("{kind}: artifact_url {url:?}, sha256 {sha:?} accepted"));
+        assert!(
+            err.to_string().contains(&want),
+            "{kind}: template refused with `{err}`, not `{want}`"
+        );
+
+        let url = url.unwrap_or("https://ci.example.com/app/1.0.0/app.zip");
+        let want = crate::steps::validate_artifact_source(
+            "artifact.url",
+            Some(url),
+            "artifact.sha256",
+            sha,
+        )
+        .expect_err("a bad row")
+        .to_string();
+        let f = fleet(s);
+        let bad = Artifact::new(url, sha.map(str::to_owned));
+        let r = deploy_on(&f, req_with(&t, "1.0.0", bad)).await;
+        assert_eq!(
+            r.outcome,
+            DeploymentOutcome::Failed,
+            "{kind}: artifact {url} {sha:?}\n{r}"
+        );
+        let why = r.reason.clone().unwrap_or_default();
+        assert!(
+            why.contains(&want),
+            "{kind}: request refused with `{why}`, not `{want}`"
+        );
+        assert!(
+            f.requests().iter().all(|q| q.effect == Effect::ReadOnly),
+            "{kind}: a bad artifact reached a mutating call"
+        );
+    }
+
+    let upper = SHA.to_ascii_uppercase();
+    Template::from_toml_str(
+        &toml(
+            Some("https://ci.example.com/app/{version}/app.zip"),
+            Some(&upper),
+        ),
+        "<artifact>",
+    )
+    .unwrap_or_else(|e| panic!("{kind}: an upper-case sha256 refused: {e}"));
+    let mut a = artifact("1.0.0", &s.required, &[]);
+    a.sha256 = Some(upper);
+    let r = deploy_on(&fleet(s), req_with(&t, "1.0.0", a)).await;
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Succeeded,
+        "{kind}: an upper-case sha256 must match the minion's hash\n{r}"
+    );
 }

@@ -77,7 +77,7 @@ pub use ports::status::{MemoryMinionStatus, MinionStatus, MinionStatusStore, Sta
 pub use ports::transport::MockTransport;
 pub use ports::transport::Transport;
 
-pub use hook::context::{Artifact, CallResults, HostVersions, Release, StageContext};
+pub use hook::context::{Answer, Artifact, CallResults, HostVersions, Release, StageContext};
 pub use hook::deployer::Deployer;
 pub use hook::registry::{
     kind_info, registered_kinds, unknown_kind, DeployerConfig, KindInfo, Platform,

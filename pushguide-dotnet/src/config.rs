@@ -1,10 +1,10 @@
 use std::collections::BTreeMap;
 
-use pushguide_core::steps::{validate_conventions, Conventions, PathStyle, ReleaseLayout};
-use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, MinionId, Platform};
+use pushguide_core::steps::{
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
+};
+use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
-
-use crate::deployer::DotnetIis;
 
 /// Entries every `dotnet-iis` artifact must contain, on top of `[project.conventions]`.
 pub const REQUIRED_ENTRIES: &[&str] = &["web.config"];
@@ -41,7 +41,7 @@ pub struct DotnetIisConfig {
     /// Where minions fetch the zip when the request brings no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 lower-case hex digits).
+    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Write `app_offline.htm` into the running release before the app pool is stopped.
@@ -144,31 +144,16 @@ pub const MAX_KEEP_RELEASES: usize = 100;
 /// Longest `app_offline_text`, in bytes.
 pub const MAX_APP_OFFLINE_TEXT_LEN: usize = 8192;
 
-fn check_sha(field: &str, h: &str) -> Result<(), Error> {
-    if h.len() != 64
-        || !h
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    {
-        return Err(Error::invalid(field, h, "must be 64 lower-case hex digits"));
-    }
-    Ok(())
-}
-
 const HTTP: &[&str] = validate::HTTP_SCHEMES;
 
-#[typetag::serde(name = "dotnet-iis")]
-impl DeployerConfig for DotnetIisConfig {
-    fn validate(&self) -> Result<(), Error> {
+impl DotnetIisConfig {
+    /// Checks every field (the kind's [`pushguide_core::DeployerConfig::validate`]), naming the first
+    /// bad one.
+    pub(crate) fn check(&self) -> Result<(), Error> {
         validate::path("project.root", &self.root)?;
         validate::name("project.site", &self.site)?;
         validate::name("project.app_pool", &self.app_pool)?;
-        if let Some(url) = &self.artifact_url {
-            validate::url("project.artifact_url", url, validate::ARTIFACT_SCHEMES)?;
-        }
-        if let Some(h) = &self.sha256 {
-            check_sha("project.sha256", h)?;
-        }
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         if let Some(t) = &self.app_offline_text {
             if t.is_empty() {
                 return Err(Error::invalid(
@@ -223,11 +208,6 @@ impl DeployerConfig for DotnetIisConfig {
             }
         }
         Ok(())
-    }
-
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        self.validate()?;
-        Ok(Box::new(DotnetIis::new(self.clone())))
     }
 }
 

@@ -2,15 +2,31 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use pushguide_core::steps::{fetch_artifact, health_check, prune_releases, PathStyle};
-use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::steps::{
+    fetch_artifact, health_check, prepare_release, prune_releases, PathStyle,
+};
+use pushguide_core::{
+    validate, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
+};
 use serde_json::Value;
 
 use crate::config::DotnetIisConfig;
-use crate::steps::{self, answered, call_by, expect_true};
+use crate::steps::{self, call_by, expect_true};
 
 /// File name IIS / the ASP.NET Core module serve instead of the application while it exists.
 const APP_OFFLINE: &str = "app_offline.htm";
+
+#[typetag::serde(name = "dotnet-iis")]
+impl DeployerConfig for DotnetIisConfig {
+    fn validate(&self) -> Result<(), Error> {
+        self.check()
+    }
+
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        self.validate()?;
+        Ok(Box::new(DotnetIis::new(self.clone())))
+    }
+}
 
 /// The `dotnet-iis` deployer: one instance per deployment.
 #[derive(Debug)]
@@ -49,16 +65,24 @@ impl DotnetIis {
         )
         .await?;
         let mut files: BTreeMap<MinionId, String> = BTreeMap::new();
-        for (h, v) in current {
-            match v.get("physicalPath").and_then(Value::as_str) {
+        for (h, a) in current {
+            // the path the site serves now, in a dry run too: the recorded write names it
+            match a
+                .value()
+                .and_then(|v| v.get("physicalPath"))
+                .and_then(Value::as_str)
+            {
                 Some(p) if validate::path("physicalPath", p).is_ok() => {
                     files.insert(h, PathStyle::Windows.join(p, &[APP_OFFLINE]));
                 }
-                _ if !answered(cx, &v) => {}
-                _ => cx.log(
-                    &h,
-                    format!("{APP_OFFLINE} not written: the site's physicalPath is not a plain absolute path ({v})"),
-                ),
+                _ => {
+                    if let Some(v) = a.returned() {
+                        cx.log(
+                            &h,
+                            format!("{APP_OFFLINE} not written: the site's physicalPath is not a plain absolute path ({v})"),
+                        );
+                    }
+                }
             }
         }
         let hosts: Vec<MinionId> = files.keys().cloned().collect();
@@ -71,9 +95,9 @@ impl DotnetIis {
         )
         .await?;
         let mut offline = self.offline();
-        for (h, _) in written {
-            if let Some(p) = files.get(&h) {
-                offline.insert(h, p.clone());
+        for h in written.hosts() {
+            if let Some(p) = files.get(h) {
+                offline.insert(h.clone(), p.clone());
             }
         }
         Ok(())
@@ -105,10 +129,12 @@ impl DotnetIis {
         let live = cx.minions().to_vec();
         let cfg = &self.cfg;
         let pools = call_by(cx, &live, |_| (), |_| steps::list_apppools()).await?;
+        // the pools' state now, in a dry run too: it decides which call is recorded
         let started: Vec<MinionId> = pools
             .iter()
-            .filter(|(h, v)| {
-                v.get(cfg.host(h).app_pool)
+            .filter(|(h, a)| {
+                a.value()
+                    .and_then(|v| v.get(cfg.host(h).app_pool))
                     .and_then(|p| p.get("state"))
                     .and_then(Value::as_str)
                     == Some("Started")
@@ -116,9 +142,9 @@ impl DotnetIis {
             .map(|(h, _)| h.clone())
             .collect();
         let stopped: Vec<MinionId> = pools
-            .iter()
-            .map(|(h, _)| h.clone())
+            .hosts()
             .filter(|h| !started.contains(h))
+            .cloned()
             .collect();
         let pool = |h: &MinionId| cfg.host(h).app_pool.to_owned();
         let r = call_by(cx, &stopped, pool, |p| steps::start_apppool(p)).await?;
@@ -132,12 +158,13 @@ impl DotnetIis {
 #[async_trait]
 impl Deployer for DotnetIis {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        pushguide_core::steps::artifact_from_config(
+        prepare_release(
             cx,
             self.cfg.artifact_url.as_deref(),
             self.cfg.sha256.as_deref(),
-        )?;
-        self.cfg.effective_conventions().gate(cx)
+            &self.cfg.effective_conventions(),
+            |_| Ok(()),
+        )
     }
 
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
@@ -210,10 +237,8 @@ impl Deployer for DotnetIis {
             |u| steps::warm_up(u),
         )
         .await?;
-        for (h, v) in r {
-            if answered(cx, &v) {
-                cx.log(&h, format!("warm-up request answered {v}"));
-            }
+        for (h, v) in r.returned() {
+            cx.log(h, format!("warm-up request answered {v}"));
         }
         let health = cx.template().health.clone();
         health_check(cx, &health, |h| {
@@ -240,14 +265,14 @@ impl Deployer for DotnetIis {
                 PathStyle::Windows.join(&self.release_dir(h, &version), &["web.config"])
             };
             let found = call_by(cx, &hosts, marker, |p| steps::file_exists(p)).await?;
-            for (h, v) in found {
-                if answered(cx, &v) && v.as_bool() != Some(true) {
+            for (h, v) in found.returned() {
+                if v.as_bool() != Some(true) {
                     cx.fail(
-                        &h,
+                        h,
                         format!(
                             "rollback target {} is missing on this host (no web.config there): the site `{}` was NOT switched back to {version}",
-                            self.release_dir(&h, &version),
-                            cfg.host(&h).site
+                            self.release_dir(h, &version),
+                            cfg.host(h).site
                         ),
                     );
                 }

@@ -67,4 +67,4 @@ pub(crate) fn warm_up(url: &str) -> SaltCall {
     SaltCall::read("http.query").arg(url).kwarg("status", true)
 }
 
-pub(crate) use pushguide_core::steps::{answered, call_by, expect_true};
+pub(crate) use pushguide_core::steps::{call_by, expect_true};

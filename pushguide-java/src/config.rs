@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 
-use pushguide_core::steps::{validate_conventions, Conventions, PathStyle, ReleaseLayout};
-use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, MinionId, Platform};
+use pushguide_core::steps::{
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
+};
+use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
 
-use crate::deployer::JavaTomcat;
+use crate::steps::Control;
 
 /// Which operating system the minions run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +59,8 @@ pub struct JavaTomcatConfig {
     /// Where minions fetch the WAR when the request carries no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the WAR fetched from `artifact_url` (64 lower-case hex digits); checked on
-    /// each minion (`file.get_hash`) before Tomcat stops.
+    /// Expected SHA-256 of the WAR fetched from `artifact_url` (64 hex digits); checked on each minion
+    /// (`file.get_hash`) before Tomcat stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Releases kept on each host after a successful deploy, 2 to [`MAX_KEEP_RELEASES`] (default 5;
@@ -108,16 +110,6 @@ pub(crate) struct Host {
     pub(crate) catalina_base: String,
     pub(crate) control: Control,
     pub(crate) health_url: Option<String>,
-}
-
-/// How Tomcat is stopped and started on a host.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Control {
-    Service(String),
-    Commands {
-        start: Vec<String>,
-        stop: Vec<String>,
-    },
 }
 
 /// Most releases `keep_releases` may keep.
@@ -224,26 +216,12 @@ impl JavaTomcatConfig {
     }
 }
 
-#[typetag::serde(name = "java-tomcat")]
-impl DeployerConfig for JavaTomcatConfig {
-    fn validate(&self) -> Result<(), Error> {
+impl JavaTomcatConfig {
+    /// Checks every field (the kind's [`pushguide_core::DeployerConfig::validate`]), naming the first
+    /// bad one.
+    pub(crate) fn check(&self) -> Result<(), Error> {
         validate::name("project.context", &self.context)?;
-        if let Some(u) = &self.artifact_url {
-            validate::url("project.artifact_url", u, validate::ARTIFACT_SCHEMES)?;
-        }
-        if let Some(h) = &self.sha256 {
-            if h.len() != 64
-                || !h
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-            {
-                return Err(Error::invalid(
-                    "project.sha256",
-                    h,
-                    "must be 64 lower-case hex digits",
-                ));
-            }
-        }
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         if !(2..=MAX_KEEP_RELEASES).contains(&self.keep_releases) {
             return Err(Error::invalid(
                 "project.keep_releases",
@@ -267,11 +245,6 @@ impl DeployerConfig for JavaTomcatConfig {
             h.validate(&format!("project.hosts.{id}."))?;
         }
         Ok(())
-    }
-
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        self.validate()?;
-        Ok(Box::new(JavaTomcat::new(self.clone())))
     }
 }
 

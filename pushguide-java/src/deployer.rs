@@ -2,10 +2,24 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use pushguide_core::steps::{self as shared, call_by};
-use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::{
+    validate, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
+};
 
 use crate::config::{Host, JavaTomcatConfig};
 use crate::steps;
+
+#[typetag::serde(name = "java-tomcat")]
+impl DeployerConfig for JavaTomcatConfig {
+    fn validate(&self) -> Result<(), Error> {
+        self.check()
+    }
+
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        self.validate()?;
+        Ok(Box::new(JavaTomcat::new(self.clone())))
+    }
+}
 
 /// The `java-tomcat` deployer. Build it from a [`JavaTomcatConfig`] (through the template).
 #[derive(Debug)]
@@ -89,13 +103,13 @@ impl JavaTomcat {
 #[async_trait]
 impl Deployer for JavaTomcat {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        pushguide_core::steps::artifact_from_config(
+        shared::prepare_release(
             cx,
             self.cfg.artifact_url.as_deref(),
             self.cfg.sha256.as_deref(),
-        )?;
-        self.hosts(cx);
-        self.cfg.conventions.gate(cx)
+            &self.cfg.conventions,
+            |h| self.cfg.host(h).map(drop),
+        )
     }
 
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
@@ -175,15 +189,13 @@ impl Deployer for JavaTomcat {
             |dir| steps::dir_exists(dir),
         )
         .await?;
-        if !cx.is_dry_run() {
-            for (h, v) in present {
-                if v.as_bool() != Some(true) {
-                    let dir = self.cfg.layout(&hosts[&h]).release_dir(&targets[&h]);
-                    cx.fail(
-                        &h,
-                        format!("cannot roll back: {dir} is no longer on the host"),
-                    );
-                }
+        for (h, v) in present.returned() {
+            if v.as_bool() != Some(true) {
+                let dir = self.cfg.layout(&hosts[h]).release_dir(&targets[h]);
+                cx.fail(
+                    h,
+                    format!("cannot roll back: {dir} is no longer on the host"),
+                );
             }
         }
         self.stop(cx, &hosts).await?;

@@ -4,7 +4,17 @@ use pushguide_core::steps::PathStyle;
 use pushguide_core::SaltCall;
 use std::time::Duration;
 
-use crate::config::Control;
+/// How Tomcat is stopped and started on a host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Control {
+    /// A service (`service.stop` / `service.start`).
+    Service(String),
+    /// Commands run without a shell (`cmd.run_all`).
+    Commands {
+        start: Vec<String>,
+        stop: Vec<String>,
+    },
+}
 
 /// Stops Tomcat: `service.stop <name>` or `cmd.run_all <argv> python_shell=False`.
 pub(crate) fn stop(c: &Control) -> SaltCall {

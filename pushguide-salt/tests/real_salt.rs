@@ -355,7 +355,7 @@ impl Deployer for LabApp {
             )
             .await?;
         for (host, value) in links
-            .iter()
+            .returned()
             .map(|(h, v)| (h.clone(), v.clone()))
             .collect::<Vec<_>>()
         {

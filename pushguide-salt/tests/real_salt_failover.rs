@@ -66,7 +66,7 @@ impl Deployer for SlowApp {
             )
             .await?;
         let missing: Vec<MinionId> = r
-            .iter()
+            .returned()
             .filter(|(_, v)| v.as_bool() != Some(true))
             .map(|(h, _)| h.clone())
             .collect();

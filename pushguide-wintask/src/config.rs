@@ -1,11 +1,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pushguide_core::steps::{validate_conventions, Conventions, PathStyle, ReleaseLayout};
-use pushguide_core::{validate, Deployer, DeployerConfig, Error, KindInfo, MinionId, Platform};
+use pushguide_core::steps::{
+    validate_conventions, validate_project_artifact, Conventions, PathStyle, ReleaseLayout,
+};
+use pushguide_core::{validate, Error, KindInfo, MinionId, Platform};
 use serde::{Deserialize, Serialize};
-
-use crate::deployer::WindowsTask;
 
 /// Longest `wait_timeout_secs` and `run_timeout_secs` (one day).
 pub const MAX_WAIT_SECS: u64 = 86_400;
@@ -46,7 +46,7 @@ pub struct WindowsTaskConfig {
     /// Where minions fetch the zip when the request brings no artifact; `{version}` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_url: Option<String>,
-    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 lower-case hex digits).
+    /// Expected SHA-256 of the zip fetched from `artifact_url` (64 hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// Stop a task still running after `wait_timeout_secs` (`task.stop`) instead of failing the host.
@@ -183,28 +183,14 @@ fn check_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), Error> {
     Ok(())
 }
 
-#[typetag::serde(name = "windows-task")]
-impl DeployerConfig for WindowsTaskConfig {
-    fn validate(&self) -> Result<(), Error> {
+impl WindowsTaskConfig {
+    /// Checks every field (the kind's [`pushguide_core::DeployerConfig::validate`]), naming the first
+    /// bad one.
+    pub(crate) fn check(&self) -> Result<(), Error> {
         validate::path("project.root", &self.root)?;
         validate::name("project.task", &self.task)?;
         check_folder("project.folder", &self.folder)?;
-        if let Some(url) = &self.artifact_url {
-            validate::url("project.artifact_url", url, validate::ARTIFACT_SCHEMES)?;
-        }
-        if let Some(h) = &self.sha256 {
-            if h.len() != 64
-                || !h
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            {
-                return Err(Error::invalid(
-                    "project.sha256",
-                    h,
-                    "must be 64 lower-case hex digits",
-                ));
-            }
-        }
+        validate_project_artifact(self.artifact_url.as_deref(), self.sha256.as_deref())?;
         validate::duration_secs(
             "project.wait_timeout_secs",
             self.wait_timeout_secs,
@@ -253,11 +239,6 @@ impl DeployerConfig for WindowsTaskConfig {
             }
         }
         Ok(())
-    }
-
-    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
-        self.validate()?;
-        Ok(Box::new(WindowsTask::new(self.clone())))
     }
 }
 

@@ -3,13 +3,27 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pushguide_core::steps::{fetch_artifact, prune_releases, PathStyle};
-use pushguide_core::{validate, Deployer, MinionId, StageContext, StageError};
+use pushguide_core::steps::{fetch_artifact, prepare_release, prune_releases, PathStyle};
+use pushguide_core::{
+    validate, CallResults, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
+};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::WindowsTaskConfig;
-use crate::steps::{self, answered, call_by, expect_true, is_active, is_known_status, SUCCESS};
+use crate::steps::{self, call_by, expect_true, is_active, is_known_status, SUCCESS};
+
+#[typetag::serde(name = "windows-task")]
+impl DeployerConfig for WindowsTaskConfig {
+    fn validate(&self) -> Result<(), Error> {
+        self.check()
+    }
+
+    fn build(&self) -> Result<Box<dyn Deployer>, Error> {
+        self.validate()?;
+        Ok(Box::new(WindowsTask::new(self.clone())))
+    }
+}
 
 /// The `windows-task` deployer: one instance per deployment.
 #[derive(Debug)]
@@ -36,7 +50,7 @@ impl WindowsTask {
         &self,
         cx: &mut StageContext<'_>,
         enabled: impl Fn(&MinionId) -> bool,
-    ) -> Result<(), StageError> {
+    ) -> Result<CallResults, StageError> {
         let live = cx.minions().to_vec();
         let cfg = &self.cfg;
         let r = call_by(
@@ -47,7 +61,7 @@ impl WindowsTask {
         )
         .await?;
         expect_true(cx, &r, "task.edit_task");
-        Ok(())
+        Ok(r)
     }
 
     /// Polls `task.status` on `hosts` until none is Running/Queued or `timeout` passes; returns the
@@ -77,7 +91,7 @@ impl WindowsTask {
             .await?;
             pending = r
                 .into_iter()
-                .filter(|(_, v)| is_active(v))
+                .filter(|(_, a)| a.value().is_some_and(is_active))
                 .map(|(h, _)| h)
                 .collect();
             let now = Instant::now();
@@ -92,12 +106,13 @@ impl WindowsTask {
 #[async_trait]
 impl Deployer for WindowsTask {
     async fn prepare(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        pushguide_core::steps::artifact_from_config(
+        prepare_release(
             cx,
             self.cfg.artifact_url.as_deref(),
             self.cfg.sha256.as_deref(),
-        )?;
-        self.cfg.effective_conventions().gate(cx)
+            &self.cfg.effective_conventions(),
+            |_| Ok(()),
+        )
     }
 
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
@@ -112,18 +127,20 @@ impl Deployer for WindowsTask {
         // the enabled state before we touch the task, for rollback
         let live = cx.minions().to_vec();
         let before = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::status(t, f)).await?;
-        for (h, s) in before {
+        // the task as it is now, in a dry run too: a missing task fails the host there as well
+        for (h, a) in before {
+            let Some(s) = a.value() else { continue };
             match s.as_str() {
-                Some(s) if is_known_status(s) => {
+                Some(state) if is_known_status(state) => {
                     let mut m = self
                         .was_enabled
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
-                    m.insert(h, s != "Disabled");
+                    m.insert(h, state != "Disabled");
                 }
                 // salt answers a text such as "<task> not found in <folder>" for a missing task
                 Some(_) => cx.fail(&h, format!("task.status: {s}")),
-                None if answered(cx, &s) => {
+                None if a.returned().is_some() => {
                     cx.log(
                         &h,
                         format!("unexpected task.status answer {s}: taken as enabled"),
@@ -137,8 +154,9 @@ impl Deployer for WindowsTask {
                 None => {}
             }
         }
-        self.set_enabled(cx, |_| false).await?;
-        if cx.is_dry_run() {
+        let disabled = self.set_enabled(cx, |_| false).await?;
+        // a disable only recorded (dry run, plan) stops no run: nothing to wait for
+        if disabled.returned().next().is_none() {
             return Ok(());
         }
         let live = cx.minions().to_vec();
@@ -200,7 +218,7 @@ impl Deployer for WindowsTask {
             let r = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::run(t, f)).await?;
             expect_true(cx, &r, "task.run");
             // nothing to wait for when the run was only recorded (dry run, plan)
-            if r.iter().any(|(_, v)| answered(cx, v)) {
+            if r.returned().next().is_some() {
                 let live = cx.minions().to_vec();
                 let timeout = Duration::from_secs(cfg.run_timeout_secs);
                 let busy = self
@@ -215,16 +233,13 @@ impl Deployer for WindowsTask {
             }
             let live = cx.minions().to_vec();
             let info = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::info(t, f)).await?;
-            for (h, v) in info {
-                if !answered(cx, &v) {
-                    continue;
-                }
+            for (h, v) in info.returned() {
                 match v.get("last_run_result").and_then(Value::as_str) {
                     Some(SUCCESS) => {}
                     Some(other) => {
-                        cx.fail(&h, format!("task run failed: last_run_result `{other}`"))
+                        cx.fail(h, format!("task run failed: last_run_result `{other}`"))
                     }
-                    None => cx.fail(&h, format!("task.info returned no last_run_result: {v}")),
+                    None => cx.fail(h, format!("task.info returned no last_run_result: {v}")),
                 }
             }
         }
@@ -245,14 +260,14 @@ impl Deployer for WindowsTask {
             let glob =
                 |h: &MinionId| PathStyle::Windows.join(&self.release_dir(h, &version), &["*"]);
             let found = call_by(cx, &hosts, glob, |g| steps::path_exists_glob(g)).await?;
-            for (h, v) in found {
-                if answered(cx, &v) && v.as_bool() != Some(true) {
+            for (h, v) in found.returned() {
+                if v.as_bool() != Some(true) {
                     cx.fail(
-                        &h,
+                        h,
                         format!(
                             "rollback target {} is missing or empty on this host: {} was NOT switched back to {version} and the task stays disabled",
-                            self.release_dir(&h, &version),
-                            cfg.current_link(&h)
+                            self.release_dir(h, &version),
+                            cfg.current_link(h)
                         ),
                     );
                 }
@@ -272,6 +287,7 @@ impl Deployer for WindowsTask {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         self.set_enabled(cx, |h| was.get(h).copied().unwrap_or(true))
-            .await
+            .await?;
+        Ok(())
     }
 }

@@ -66,4 +66,4 @@ pub(crate) fn path_exists_glob(glob: &str) -> SaltCall {
     SaltCall::read("file.path_exists_glob").arg(glob)
 }
 
-pub(crate) use pushguide_core::steps::{answered, call_by, expect_true};
+pub(crate) use pushguide_core::steps::{call_by, expect_true};

@@ -84,33 +84,119 @@ pub struct Release {
     pub dry_run: bool,
 }
 
-/// The hosts that succeeded in one call, with their return values.
+/// What one host answered to a call that did not fail, typed by whether there is an answer to judge.
+///
+/// A dry run sends read-only calls and only records mutating ones; a plan sends nothing. The type says
+/// which case a value comes from, so that a hook cannot mistake a recorded call for one a minion
+/// confirmed, nor fail a host over what it reported while the dry run changed nothing on it:
+/// [`Answer::returned`] (and [`CallResults::returned`]) yield only the answers of a real run.
+///
+/// ```
+/// use pushguide_core::Answer;
+/// use serde_json::json;
+/// let real = Answer::Returned(json!(false));
+/// assert_eq!(real.returned(), Some(&json!(false))); // to judge: this host failed
+/// let recorded = Answer::NotSent;
+/// assert_eq!(recorded.returned(), None); // nothing to judge
+/// let observed = Answer::DryRun(json!({"physicalPath": "D:\\Sites\\shop"}));
+/// assert_eq!(observed.returned(), None); // not a verdict on the release...
+/// assert!(observed.value().is_some()); // ...but the host's real state, to shape later calls
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// The minion returned this value in a real run: the answer to judge.
+    Returned(Value),
+    /// A read-only call sent during a dry run: the minion's real answer, about a host on which the dry
+    /// run changed nothing (its mutating calls were only recorded). Use it to shape later calls, not
+    /// as a verdict on the release.
+    DryRun(Value),
+    /// The call was recorded and not sent (a mutating call in a dry run, any call in a plan): there is
+    /// no answer.
+    NotSent,
+}
+
+impl Answer {
+    /// The value of a real run's answer: the one to judge (`None` in dry runs and plans).
+    pub fn returned(&self) -> Option<&Value> {
+        match self {
+            Answer::Returned(v) => Some(v),
+            Answer::DryRun(_) | Answer::NotSent => None,
+        }
+    }
+
+    /// The value the minion sent, in a real run or a dry run (`None` when the call was not sent).
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Answer::Returned(v) | Answer::DryRun(v) => Some(v),
+            Answer::NotSent => None,
+        }
+    }
+
+    /// Whether the call was sent to the minion.
+    pub fn is_sent(&self) -> bool {
+        !matches!(self, Answer::NotSent)
+    }
+}
+
+/// The hosts that did not fail one or more calls, each with its [`Answer`].
 #[derive(Clone, Debug, Default)]
 pub struct CallResults {
-    /// Salt job id, if any.
-    pub jid: Option<String>,
-    values: Vec<(MinionId, Value)>,
+    jids: Vec<String>,
+    answers: Vec<(MinionId, Answer)>,
 }
 
 impl CallResults {
-    /// The value returned by `host`, if it succeeded.
-    pub fn get(&self, host: &MinionId) -> Option<&Value> {
-        self.values.iter().find(|(h, _)| h == host).map(|(_, v)| v)
+    /// The salt job ids of the requests sent, in order (none when nothing was sent).
+    pub fn jids(&self) -> &[String] {
+        &self.jids
     }
 
-    /// Every successful host and its value.
-    pub fn iter(&self) -> impl Iterator<Item = (&MinionId, &Value)> {
-        self.values.iter().map(|(h, v)| (h, v))
+    /// The answer of `host`, if it did not fail.
+    pub fn get(&self, host: &MinionId) -> Option<&Answer> {
+        self.answers.iter().find(|(h, _)| h == host).map(|(_, a)| a)
     }
 
-    /// Number of successful hosts.
+    /// Every host that did not fail, with its answer.
+    pub fn iter(&self) -> impl Iterator<Item = (&MinionId, &Answer)> {
+        self.answers.iter().map(|(h, a)| (h, a))
+    }
+
+    /// Every host that did not fail (whether or not the call was sent).
+    pub fn hosts(&self) -> impl Iterator<Item = &MinionId> {
+        self.answers.iter().map(|(h, _)| h)
+    }
+
+    /// The hosts that answered in a real run, with their values: the answers to judge. Empty in dry
+    /// runs and plans.
+    pub fn returned(&self) -> impl Iterator<Item = (&MinionId, &Value)> {
+        self.answers
+            .iter()
+            .filter_map(|(h, a)| Some((h, a.returned()?)))
+    }
+
+    /// Number of hosts that did not fail.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.answers.len()
     }
 
-    /// Whether no host succeeded.
+    /// Whether every host failed (or there was none).
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.answers.is_empty()
+    }
+
+    /// Adds the results of another call (e.g. to another group of hosts).
+    pub fn extend(&mut self, other: CallResults) {
+        self.jids.extend(other.jids);
+        self.answers.extend(other.answers);
+    }
+}
+
+impl IntoIterator for CallResults {
+    type Item = (MinionId, Answer);
+    type IntoIter = std::vec::IntoIter<(MinionId, Answer)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.answers.into_iter()
     }
 }
 
@@ -214,8 +300,8 @@ impl<'a> StageContext<'a> {
     }
 
     /// Whether mutating calls are recorded instead of sent — in a dry run, and while `plan()` records
-    /// the steps (then no call is sent and every host "returns" `null`). Hooks must not judge returned
-    /// values then.
+    /// the steps (then no call is sent). Answers say so themselves ([`Answer`]); this is for hooks
+    /// that skip local work (such as waiting) in that case.
     pub fn is_dry_run(&self) -> bool {
         self.release.dry_run || self.shared.planning
     }
@@ -249,10 +335,11 @@ impl<'a> StageContext<'a> {
             .collect()
     }
 
-    /// Sends `call` to every live host in ONE request. Returns the hosts that succeeded; the others are
-    /// recorded as failed and dropped from the batch.
+    /// Sends `call` to every live host in ONE request. Returns the hosts that succeeded with their
+    /// [`Answer`]s; the others are recorded as failed and dropped from the batch.
     ///
-    /// In a dry run a mutating call is recorded and not sent; every host then "returns" `null`.
+    /// In a dry run a mutating call is recorded and not sent (every host's answer is
+    /// [`Answer::NotSent`]) and a read-only call answers [`Answer::DryRun`]; in a plan nothing is sent.
     /// After a cancel, returns [`StageError::Cancelled`] without sending (except during rollback).
     pub async fn call(&mut self, call: SaltCall) -> Result<CallResults, StageError> {
         let targets = self.live.clone();
@@ -357,7 +444,13 @@ impl<'a> StageContext<'a> {
             millis,
         });
 
-        let mut values = Vec::with_capacity(targets.len());
+        let dry = self.is_dry_run();
+        let answer = |value| match (sent, dry) {
+            (false, _) => Answer::NotSent,
+            (true, true) => Answer::DryRun(value),
+            (true, false) => Answer::Returned(value),
+        };
+        let mut answers = Vec::with_capacity(targets.len());
         let mut failures: Vec<(MinionId, String)> = Vec::new();
         for host in targets {
             let outcome = returns.take(&host);
@@ -372,7 +465,7 @@ impl<'a> StageContext<'a> {
                 });
             }
             if let Outcome::Ok { value } = outcome {
-                values.push((host, value));
+                answers.push((host, answer(value)));
             }
         }
         let failed_count = failures.len();
@@ -386,11 +479,14 @@ impl<'a> StageContext<'a> {
             stage: self.stage,
             fun,
             jid: jid.clone(),
-            ok: values.len(),
+            ok: answers.len(),
             failed: failed_count,
             millis,
         });
-        Ok(CallResults { jid, values })
+        Ok(CallResults {
+            jids: jid.into_iter().collect(),
+            answers,
+        })
     }
 
     /// Records failures of live hosts and drops them from the live set; hosts not live are ignored.

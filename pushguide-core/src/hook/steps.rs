@@ -4,6 +4,9 @@
 //! Every helper acts on the live hosts of a [`StageContext`] with as few salt requests as possible: one
 //! request for the batch when the arguments are the same for every host, one per group of hosts
 //! otherwise. Values travel as separate salt arguments.
+//!
+//! Results come as [`CallResults`]: each host's [`Answer`](crate::Answer) says whether the call was sent, so helpers
+//! and hooks judge [`CallResults::returned`] and never a dry run's or a plan's recorded call.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::hook::context::ManifestEntry;
-use crate::hook::context::StageContext;
+use crate::hook::context::{Artifact, CallResults, StageContext};
 use crate::hook::template::HealthCheck;
 use crate::vocab::call::{MinionId, SaltCall};
 use crate::vocab::error::Error;
@@ -96,12 +99,13 @@ impl ReleaseLayout {
 }
 
 /// Runs `make(key)` once per distinct `key(host)` over the live hosts, each call targeting the hosts of
-/// that group. With one group (the usual case) this is one request for the batch.
+/// that group. With one group (the usual case) this is one request for the batch. Returns the answers
+/// of every group.
 pub async fn call_grouped<K: Ord>(
     cx: &mut StageContext<'_>,
     key: impl Fn(&MinionId) -> K,
     make: impl Fn(&K) -> SaltCall,
-) -> Result<Vec<(MinionId, Value)>, StageError> {
+) -> Result<CallResults, StageError> {
     let live = cx.minions().to_vec();
     call_by(cx, &live, key, make).await
 }
@@ -112,38 +116,53 @@ pub async fn call_by<K: Ord>(
     hosts: &[MinionId],
     key: impl Fn(&MinionId) -> K,
     make: impl Fn(&K) -> SaltCall,
-) -> Result<Vec<(MinionId, Value)>, StageError> {
+) -> Result<CallResults, StageError> {
     let live: BTreeSet<&MinionId> = cx.minions().iter().collect();
     let mut groups: BTreeMap<K, Vec<MinionId>> = BTreeMap::new();
     for h in hosts.iter().filter(|h| live.contains(h)) {
         groups.entry(key(h)).or_default().push(h.clone());
     }
     let everyone = live.len();
-    let mut out = Vec::new();
+    let mut out = CallResults::default();
     for (k, group) in groups {
         let r = if group.len() == everyone {
             cx.call(make(&k)).await?
         } else {
             cx.call_on(&group, make(&k)).await?
         };
-        out.extend(r.iter().map(|(h, v)| (h.clone(), v.clone())));
+        out.extend(r);
     }
     Ok(out)
 }
 
-/// Whether a returned value was really answered by a minion (not a dry-run or plan placeholder).
-pub fn answered(cx: &StageContext<'_>, v: &Value) -> bool {
-    !cx.is_dry_run() && !v.is_null()
-}
-
 /// Fails every host whose answer is not `true` (many salt functions report failure as `false` with
-/// retcode 0). Placeholders of dry runs and plans are not judged.
-pub fn expect_true(cx: &mut StageContext<'_>, results: &[(MinionId, Value)], what: &str) {
-    for (h, v) in results {
-        if answered(cx, v) && v.as_bool() != Some(true) {
+/// retcode 0). Only real answers are judged ([`CallResults::returned`]): a call a dry run or a plan
+/// only recorded has none.
+pub fn expect_true(cx: &mut StageContext<'_>, results: &CallResults, what: &str) {
+    for (h, v) in results.returned() {
+        if v.as_bool() != Some(true) {
             cx.fail(h, format!("{what} returned {v}"));
         }
     }
+}
+
+/// A kind's prepare: the artifact ([`artifact_from_config`]), each live host's settings (`host_check`
+/// fails the hosts whose settings are incomplete, with the error as the reason), then the layout
+/// conventions gate ([`Conventions::gate`]). Read-only, like prepare itself.
+pub fn prepare_release(
+    cx: &mut StageContext<'_>,
+    artifact_url: Option<&str>,
+    sha256: Option<&str>,
+    conventions: &Conventions,
+    host_check: impl Fn(&MinionId) -> Result<(), Error>,
+) -> Result<(), StageError> {
+    artifact_from_config(cx, artifact_url, sha256)?;
+    for h in cx.minions().to_vec() {
+        if let Err(e) = host_check(&h) {
+            cx.fail(&h, e.to_string());
+        }
+    }
+    conventions.gate(cx)
 }
 
 /// In prepare: when the request brings no artifact, sets it from the kind's `artifact_url` config
@@ -164,29 +183,64 @@ pub fn artifact_from_config(
         )));
     };
     let url = url.replace("{version}", cx.version());
-    cx.set_artifact(crate::hook::context::Artifact::new(
-        url,
-        sha256.map(str::to_owned),
-    ))
+    cx.set_artifact(Artifact::new(url, sha256.map(str::to_owned)))
 }
 
-/// The artifact a request brings (e.g. from a CI source) goes through the same URL grammar as a
-/// template's `artifact_url` ([`crate::vocab::validate::url`]), and its checksum must be hex.
-fn check_artifact(a: &crate::hook::context::Artifact) -> Result<(), StageError> {
-    crate::vocab::validate::url(
-        "artifact.url",
-        &a.url,
-        crate::vocab::validate::ARTIFACT_SCHEMES,
-    )
-    .map_err(|e| StageError::Failed(e.to_string()))?;
-    if let Some(h) = &a.sha256 {
+/// The one check of where an artifact comes from, for a template's `artifact_url` and `sha256` as for
+/// the artifact a request brings (e.g. from a CI source): the URL follows
+/// [`crate::validate::url`] with [`crate::validate::ARTIFACT_SCHEMES`], the checksum is 64 hex digits
+/// (either case; compared without regard to case). `url_field` and `sha256_field` name the values in
+/// the error.
+///
+/// ```
+/// use pushguide_core::steps::validate_artifact_source;
+/// let sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+/// let ok = validate_artifact_source("project.artifact_url", Some("salt://a/{version}.zip"), "project.sha256", Some(sha));
+/// assert!(ok.is_ok());
+/// let err = validate_artifact_source("project.artifact_url", None, "project.sha256", Some("ABC")).unwrap_err();
+/// assert!(err.to_string().contains("project.sha256"));
+/// assert!(validate_artifact_source("artifact.url", Some("ftp://ci/a.zip"), "artifact.sha256", None).is_err());
+/// ```
+pub fn validate_artifact_source(
+    url_field: &str,
+    url: Option<&str>,
+    sha256_field: &str,
+    sha256: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(u) = url {
+        crate::vocab::validate::url(url_field, u, crate::vocab::validate::ARTIFACT_SCHEMES)?;
+    }
+    if let Some(h) = sha256 {
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StageError::Failed(
-                crate::Error::invalid("artifact.sha256", h, "must be 64 hex digits").to_string(),
-            ));
+            return Err(Error::invalid(sha256_field, h, "must be 64 hex digits"));
         }
     }
     Ok(())
+}
+
+/// [`validate_artifact_source`] for a template's `project.artifact_url` and `project.sha256`: every kind
+/// that fetches its artifact from a configured URL checks them with it.
+pub fn validate_project_artifact(
+    artifact_url: Option<&str>,
+    sha256: Option<&str>,
+) -> Result<(), Error> {
+    validate_artifact_source(
+        "project.artifact_url",
+        artifact_url,
+        "project.sha256",
+        sha256,
+    )
+}
+
+/// [`validate_artifact_source`] for the artifact of a release.
+fn check_artifact(a: &Artifact) -> Result<(), StageError> {
+    validate_artifact_source(
+        "artifact.url",
+        Some(&a.url),
+        "artifact.sha256",
+        a.sha256.as_deref(),
+    )
+    .map_err(|e| StageError::Failed(e.to_string()))
 }
 
 /// Downloads the release's artifact to each host's `dest(host)` unless the release directory already
@@ -210,13 +264,14 @@ pub async fn fetch_artifact(
         SaltCall::read("file.directory_exists").arg(dir.as_str())
     })
     .await?;
-    let dry = cx.is_dry_run();
+    // only a real run trusts a release directory to be there: a dry run downloads nowhere, so it
+    // records the download for every host
     let missing: Vec<MinionId> = present
         .iter()
-        .filter(|(_, v)| dry || v.as_bool() != Some(true))
+        .filter(|(_, a)| a.returned().and_then(Value::as_bool) != Some(true))
         .map(|(h, _)| h.clone())
         .collect();
-    for h in present.iter().map(|(h, _)| h) {
+    for h in present.hosts() {
         if !missing.contains(h) {
             cx.log(h, "release directory already present: no download");
         }
@@ -239,12 +294,9 @@ pub async fn fetch_artifact(
                     .timeout(Duration::from_secs(600)),
             )
             .await?;
-        if dry {
-            continue;
-        }
         // cp.get_url answers the destination path, or `False`/"" when the download failed
         let failed: Vec<(MinionId, Value)> = r
-            .iter()
+            .returned()
             .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
             .map(|(h, v)| (h.clone(), v.clone()))
             .collect();
@@ -270,12 +322,12 @@ pub async fn fetch_artifact(
                     .kwarg("form", "sha256"),
             )
             .await?;
-        if dry {
-            continue;
-        }
         let bad: Vec<(MinionId, String)> = r
-            .iter()
-            .filter(|(_, v)| v.as_str() != Some(expected.as_str()))
+            .returned()
+            .filter(|(_, v)| {
+                !v.as_str()
+                    .is_some_and(|got| got.eq_ignore_ascii_case(&expected))
+            })
             .map(|(h, v)| (h.clone(), v.as_str().unwrap_or("?").to_owned()))
             .collect();
         for (h, got) in bad {
@@ -308,7 +360,8 @@ pub async fn unpack_missing(
     .await?;
     let mut unpack = Vec::new();
     for (h, exists) in present {
-        if exists.as_bool() == Some(true) {
+        // what the host has now, in a dry run too (a redeploy unpacks nothing)
+        if exists.value().and_then(Value::as_bool) == Some(true) {
             cx.log(&h, "release directory already present: not unpacked again");
         } else {
             unpack.push(h);
@@ -565,11 +618,13 @@ pub async fn health_check(
                         .timeout(remaining.max(Duration::from_secs(1))),
                 )
                 .await?;
-            if cx.is_dry_run() {
-                passed.extend(hosts.iter().cloned());
-                continue;
-            }
-            for (h, v) in r.iter() {
+            // the new release does not run in a dry run or a plan: only real answers are judged
+            passed.extend(
+                r.iter()
+                    .filter(|(_, a)| a.returned().is_none())
+                    .map(|(h, _)| h.clone()),
+            );
+            for (h, v) in r.returned() {
                 let status = v.get("status").and_then(Value::as_u64);
                 let body_ok = match &health.body_contains {
                     None => true,
@@ -673,12 +728,10 @@ pub async fn prune_releases(
         |dir| SaltCall::read("file.readdir").arg(dir.as_str()),
     )
     .await?;
-    if cx.is_dry_run() {
-        return Ok(());
-    }
     let version = cx.version().to_owned();
     let mut removals: BTreeMap<String, Vec<MinionId>> = BTreeMap::new();
-    for (h, v) in listed {
+    // a dry run prunes nothing (nor records it): only real listings are acted on
+    for (h, v) in listed.returned() {
         let mut names: Vec<String> = v
             .as_array()
             .map(|a| {
@@ -694,13 +747,13 @@ pub async fn prune_releases(
         names.sort_by(|a, b| version_cmp(b, a));
         let protect: Vec<&str> = [
             Some(version.as_str()),
-            cx.current_version(&h),
-            cx.rollback_target(&h),
+            cx.current_version(h),
+            cx.rollback_target(h),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let l = layout(&h);
+        let l = layout(h);
         for name in names.iter().skip(keep) {
             if !protect.contains(&name.as_str()) {
                 removals

@@ -1,6 +1,7 @@
 //! Engine behaviour against `MockTransport` and the simulated fleet.
 #![allow(clippy::unwrap_used)]
 
+mod answers;
 mod correctness;
 mod support;
 mod template;
