@@ -304,7 +304,7 @@ fn project_value(template: &Template) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// The kind's config read back from `project` and validated.
+/// The kind's config read back from `project` (not yet validated).
 fn config(
     template: &Template,
     source_name: &str,
@@ -317,7 +317,6 @@ fn config(
                 e.to_string(),
             )
         })?;
-    config.validate()?;
     Ok(config)
 }
 
@@ -358,7 +357,9 @@ fn diagnose(
     let rejects = |host: &MinionId, kv: &[(&String, &Value)]| {
         let mut probe = base.clone();
         merge_host(&mut probe, host, kv);
-        config(template, source_name, probe).err()
+        config(template, source_name, probe)
+            .and_then(|c| c.validate())
+            .err()
     };
     if base.get("hosts").is_none_or(Value::is_null) {
         if let Some((host, _)) = wanted.first() {
