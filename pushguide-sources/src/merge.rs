@@ -203,7 +203,12 @@ fn merge<'a>(
     }
     let mut merged = base.clone();
     for (host, kv) in &wanted {
-        merge_host(&mut merged, host, kv);
+        merge_host(&mut merged, host, kv).map_err(|error| Error::NoHostSettings {
+            source_name: source_name.to_owned(),
+            template: template.name.clone(),
+            kind: kind.to_owned(),
+            error: Box::new(error),
+        })?;
     }
     let tables = merged
         .get("hosts")
@@ -321,28 +326,39 @@ fn config(
 }
 
 /// Adds `kv` to `project.hosts.<host>`, keeping the keys the template sets there (a `null` there is
-/// unset).
-fn merge_host(project: &mut Map<String, Value>, host: &MinionId, kv: &[(&String, &Value)]) {
+/// unset). Fails, changing nothing, when the config's `hosts` or the host's entry is not a table.
+fn merge_host(
+    project: &mut Map<String, Value>,
+    host: &MinionId,
+    kv: &[(&String, &Value)],
+) -> Result<(), pushguide_core::Error> {
+    let not_a_table = |field: String| {
+        pushguide_core::Error::invalid(field, "", "is not a table of per-host settings")
+    };
     let hosts = project
         .entry("hosts")
         .or_insert_with(|| Value::Object(Map::new()));
     if hosts.is_null() {
         *hosts = Value::Object(Map::new());
     }
-    let Some(hosts) = hosts.as_object_mut() else {
-        return;
-    };
+    let hosts = hosts
+        .as_object_mut()
+        .ok_or_else(|| not_a_table("project.hosts".into()))?;
     let own = hosts
         .entry(host.as_str())
         .or_insert_with(|| Value::Object(Map::new()));
-    let Some(own) = own.as_object_mut() else {
-        return;
-    };
+    if own.is_null() {
+        *own = Value::Object(Map::new());
+    }
+    let own = own
+        .as_object_mut()
+        .ok_or_else(|| not_a_table(format!("project.hosts.{host}")))?;
     for (k, v) in kv {
         if own.get(k.as_str()).is_none_or(Value::is_null) {
             own.insert((*k).clone(), (*v).clone());
         }
     }
+    Ok(())
 }
 
 /// Finds which host and key the kind rejects, trying them one by one on this failure path only.
@@ -356,8 +372,8 @@ fn diagnose(
 ) -> Error {
     let rejects = |host: &MinionId, kv: &[(&String, &Value)]| {
         let mut probe = base.clone();
-        merge_host(&mut probe, host, kv);
-        config(template, source_name, probe)
+        merge_host(&mut probe, host, kv)
+            .and_then(|()| config(template, source_name, probe))
             .and_then(|c| c.validate())
             .err()
     };

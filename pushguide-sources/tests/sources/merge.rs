@@ -371,3 +371,47 @@ fn a_kind_without_per_host_settings_is_named() {
     let same = apply_cmdb(&t, "cmdb.toml", &settings(json!({"web-01": {"x": null}}))).unwrap();
     assert_eq!(same.to_toml_string().unwrap(), t.to_toml_string().unwrap());
 }
+
+/// A kind whose `hosts` is a list of names, not a table of per-host settings.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListedConfig {
+    hosts: Vec<String>,
+}
+
+#[typetag::serde(name = "sources-test-listed")]
+impl DeployerConfig for ListedConfig {
+    fn build(&self) -> Result<Box<dyn Deployer>, pushguide_core::Error> {
+        Err(pushguide_core::Error::invalid(
+            "project",
+            "",
+            "not buildable in this test",
+        ))
+    }
+}
+
+inventory::submit! {
+    KindInfo {
+        kind: "sources-test-listed",
+        summary: "A kind whose `hosts` is a list (tests).",
+        platforms: &[],
+        example: "kind = \"sources-test-listed\"\nhosts = [\"web-01\"]\n",
+    }
+}
+
+/// Settings for a kind whose `hosts` is no table are an error, never silently dropped.
+#[test]
+fn settings_for_a_hosts_entry_that_is_no_table_are_refused() {
+    let t = Template::from_toml_str(
+        "name = \"listed\"\n[targets]\nminions = [\"web-01\"]\n\
+         [project]\nkind = \"sources-test-listed\"\nhosts = [\"web-01\"]\n",
+        "listed.toml",
+    )
+    .unwrap();
+    let err = apply_cmdb(&t, "cmdb.toml", &settings(json!({"web-01": {"x": "1"}}))).unwrap_err();
+    assert!(
+        matches!(&err, Error::NoHostSettings { kind, .. } if kind == "sources-test-listed"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("project.hosts"), "{err}");
+}
