@@ -78,7 +78,7 @@ pub struct App {
     pub config: Config,
     store: Option<Arc<SqliteStore>>,
     /// Target expressions resolved for the CMDB merge and what they resolved to.
-    resolved: Arc<Mutex<Vec<(TargetExpr, Vec<MinionId>)>>>,
+    resolved: ResolvedTargets,
 }
 
 impl App {
@@ -328,11 +328,14 @@ impl App {
     }
 }
 
+/// Target expressions and the hosts each resolved to, shared by [`App`] and its engine's transport.
+type ResolvedTargets = Arc<Mutex<Vec<(TargetExpr, Vec<MinionId>)>>>;
+
 /// The salt-api client, answering a target expression that [`App::with_cmdb`] resolved with the
 /// hosts it resolved to.
 struct Resolved {
     salt: Arc<SaltApi>,
-    resolved: Arc<Mutex<Vec<(TargetExpr, Vec<MinionId>)>>>,
+    resolved: ResolvedTargets,
 }
 
 #[pushguide_core::async_trait]
