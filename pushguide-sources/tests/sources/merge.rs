@@ -321,6 +321,35 @@ fn hostile_values_are_refused_naming_cmdb_host_and_key() {
     assert!(project(&merged)["hosts"].get("web-99").is_none());
 }
 
+/// Registers `$config` as the test kind `$kind`, which validates nothing and builds no deployer.
+macro_rules! test_kind {
+    ($config:ty, $kind:literal, $summary:literal) => {
+        #[typetag::serde(name = $kind)]
+        impl DeployerConfig for $config {
+            fn build(&self) -> Result<Box<dyn Deployer>, pushguide_core::Error> {
+                Err(pushguide_core::Error::invalid(
+                    "project",
+                    "",
+                    "not buildable in this test",
+                ))
+            }
+        }
+
+        inventory::submit! {
+            KindInfo { kind: $kind, summary: $summary, platforms: &[], example: "" }
+        }
+    };
+}
+
+/// A template of `kind` over web-01, with `project` the rest of its `[project]` table.
+fn test_template(kind: &str, project: &str) -> Template {
+    let text = format!(
+        "name = \"{kind}\"\n[targets]\nminions = [\"web-01\"]\n\
+         [project]\nkind = \"{kind}\"\n{project}\n"
+    );
+    Template::from_toml_str(&text, "test.toml").unwrap()
+}
+
 /// A kind that takes no per-host settings.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,40 +357,34 @@ struct PlainConfig {
     greeting: String,
 }
 
-#[typetag::serde(name = "sources-test-plain")]
-impl DeployerConfig for PlainConfig {
-    fn build(&self) -> Result<Box<dyn Deployer>, pushguide_core::Error> {
-        Err(pushguide_core::Error::invalid(
-            "project",
-            "",
-            "not buildable in this test",
-        ))
-    }
+test_kind!(
+    PlainConfig,
+    "sources-test-plain",
+    "A kind without per-host settings (tests)."
+);
+
+/// A kind whose `hosts` is a list of names, not a table of per-host settings.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListedConfig {
+    hosts: Vec<String>,
 }
 
-inventory::submit! {
-    KindInfo {
-        kind: "sources-test-plain",
-        summary: "A kind without per-host settings (tests).",
-        platforms: &[],
-        example: "kind = \"sources-test-plain\"\ngreeting = \"hi\"\n",
-    }
-}
+test_kind!(
+    ListedConfig,
+    "sources-test-listed",
+    "A kind whose `hosts` is a list (tests)."
+);
 
 #[test]
 fn a_kind_without_per_host_settings_is_named() {
-    let t = Template::from_toml_str(
-        "name = \"plain\"\n[targets]\nminions = [\"web-01\"]\n\
-         [project]\nkind = \"sources-test-plain\"\ngreeting = \"hi\"\n",
-        "plain.toml",
-    )
-    .unwrap();
+    let t = test_template("sources-test-plain", "greeting = \"hi\"");
     let err = apply_cmdb(&t, "cmdb.toml", &settings(json!({"web-01": {"x": "1"}}))).unwrap_err();
     match &err {
         Error::NoHostSettings { template, kind, .. } => {
             assert_eq!(
                 (template.as_str(), kind.as_str()),
-                ("plain", "sources-test-plain")
+                ("sources-test-plain", "sources-test-plain")
             );
         }
         other => panic!("{other:?}"),
@@ -372,42 +395,10 @@ fn a_kind_without_per_host_settings_is_named() {
     assert_eq!(same.to_toml_string().unwrap(), t.to_toml_string().unwrap());
 }
 
-/// A kind whose `hosts` is a list of names, not a table of per-host settings.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListedConfig {
-    hosts: Vec<String>,
-}
-
-#[typetag::serde(name = "sources-test-listed")]
-impl DeployerConfig for ListedConfig {
-    fn build(&self) -> Result<Box<dyn Deployer>, pushguide_core::Error> {
-        Err(pushguide_core::Error::invalid(
-            "project",
-            "",
-            "not buildable in this test",
-        ))
-    }
-}
-
-inventory::submit! {
-    KindInfo {
-        kind: "sources-test-listed",
-        summary: "A kind whose `hosts` is a list (tests).",
-        platforms: &[],
-        example: "kind = \"sources-test-listed\"\nhosts = [\"web-01\"]\n",
-    }
-}
-
 /// Settings for a kind whose `hosts` is no table are an error, never silently dropped.
 #[test]
 fn settings_for_a_hosts_entry_that_is_no_table_are_refused() {
-    let t = Template::from_toml_str(
-        "name = \"listed\"\n[targets]\nminions = [\"web-01\"]\n\
-         [project]\nkind = \"sources-test-listed\"\nhosts = [\"web-01\"]\n",
-        "listed.toml",
-    )
-    .unwrap();
+    let t = test_template("sources-test-listed", "hosts = [\"web-01\"]");
     let err = apply_cmdb(&t, "cmdb.toml", &settings(json!({"web-01": {"x": "1"}}))).unwrap_err();
     assert!(
         matches!(&err, Error::NoHostSettings { kind, .. } if kind == "sources-test-listed"),
