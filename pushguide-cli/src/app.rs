@@ -1,10 +1,12 @@
 //! What every command needs: the configuration, templates, the store, salt-api and the sources.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use pushguide_core::{Engine, MinionId, Principal, Template};
+use pushguide_core::{
+    Engine, MinionId, Principal, Returns, SaltCall, TargetExpr, Template, Transport, TransportError,
+};
 use pushguide_salt::SaltApi;
 use pushguide_sources::{
     ArtifactSource, Cmdb, DirectorySource, HttpCmdb, HttpIndexSource, StaticCmdb,
@@ -75,6 +77,8 @@ pub struct App {
     /// The configuration.
     pub config: Config,
     store: Option<Arc<SqliteStore>>,
+    /// Target expressions resolved for the CMDB merge and what they resolved to.
+    resolved: ResolvedTargets,
 }
 
 impl App {
@@ -83,6 +87,7 @@ impl App {
         App {
             config,
             store: None,
+            resolved: Arc::default(),
         }
     }
 
@@ -122,10 +127,14 @@ impl App {
             .map_err(|e| CliError::Salt(e.to_string()))
     }
 
-    /// An engine over salt-api and the store (history, fleet state, leases, minion status).
+    /// An engine over salt-api and the store (history, fleet state, leases, minion status). A target
+    /// expression that [`App::with_cmdb`] resolved resolves to the same hosts for the engine.
     pub fn engine(&mut self) -> Result<Engine, CliError> {
         let store = self.store()?;
-        let salt = self.salt()?;
+        let salt = Arc::new(Resolved {
+            salt: self.salt()?,
+            resolved: self.resolved.clone(),
+        });
         Ok(Engine::builder(salt)
             .history(store.clone())
             .fleet_state(store.clone())
@@ -277,22 +286,75 @@ impl App {
         Ok(())
     }
 
-    /// The template with CMDB settings merged in (unchanged without a CMDB).
+    /// The template with the CMDB settings of its targets merged in (unchanged without a CMDB). A
+    /// target expression is resolved through salt first (read-only), and the engine later gets the
+    /// same hosts for it ([`App::engine`]): the deployment reaches exactly the hosts whose settings
+    /// were merged, and no other host's settings are read.
     pub async fn with_cmdb(&self, t: LoadedTemplate) -> Result<LoadedTemplate, CliError> {
         let Some(cmdb) = self.cmdb()? else {
             return Ok(t);
         };
-        let hosts: Vec<MinionId> = t
-            .template
-            .targets
-            .minions
-            .iter()
-            .filter_map(|m| MinionId::new(m).ok())
-            .collect();
+        let hosts: Vec<MinionId> = match t.template.targets.expression() {
+            None => t
+                .template
+                .targets
+                .minions
+                .iter()
+                .filter_map(|m| MinionId::new(m).ok())
+                .collect(),
+            Some(expr) => {
+                let hosts = self.salt()?.resolve(&expr).await.map_err(|source| {
+                    CliError::Core(pushguide_core::Error::Transport {
+                        during: "resolving the template's targets for the CMDB",
+                        source,
+                    })
+                })?;
+                self.resolved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((expr, hosts.clone()));
+                hosts
+            }
+        };
+        if hosts.is_empty() {
+            // nothing matched: the engine says so; an empty list would ask the CMDB for every host
+            return Ok(t);
+        }
         let template = pushguide_sources::apply_from(&*cmdb, &t.template, &hosts).await?;
         Ok(LoadedTemplate {
             file: t.file,
             template,
         })
+    }
+}
+
+/// Target expressions and the hosts each resolved to, shared by [`App`] and its engine's transport.
+type ResolvedTargets = Arc<Mutex<Vec<(TargetExpr, Vec<MinionId>)>>>;
+
+/// The salt-api client, answering a target expression that [`App::with_cmdb`] resolved with the
+/// hosts it resolved to.
+struct Resolved {
+    salt: Arc<SaltApi>,
+    resolved: ResolvedTargets,
+}
+
+#[pushguide_core::async_trait]
+impl Transport for Resolved {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        self.salt.call(targets, call).await
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        let known = self
+            .resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(e, _)| e == target)
+            .map(|(_, hosts)| hosts.clone());
+        match known {
+            Some(hosts) => Ok(hosts),
+            None => self.salt.resolve(target).await,
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use pushguide_core::Outcome;
 use serde_json::{json, Value};
 use support::lab::{shop_template, Lab, ENV, PASSWORD};
-use support::{run, write, Run};
+use support::{run, war, write, Run};
 
 static SHOP: LazyLock<String> =
     LazyLock::new(|| shop_template(&["web-01", "web-02", "web-03"], true, true));
@@ -599,4 +599,124 @@ fn a_pause_is_asked_on_stdin_or_answered_by_on_pause() {
         "{}",
         r.stderr
     );
+}
+
+/// A lab over web-01 to web-03 and db-01 with the `shop` template over the salt glob `web-0*`
+/// (`shop-glob`, its own WAR 1.0.0 served) and the static CMDB `cmdb`.
+fn glob_lab(cmdb: &str) -> Lab {
+    let lab = Lab::builder()
+        .hosts(&["web-01", "web-02", "web-03", "db-01"])
+        .template(
+            "shop-glob",
+            &SHOP
+                .replace("name = \"shop\"", "name = \"shop-glob\"")
+                .replace(
+                    "minions = [\"web-01\", \"web-02\", \"web-03\"]",
+                    "expression = \"web-0*\"",
+                ),
+        )
+        .cmdb(cmdb)
+        .start();
+    let sha = war(&lab.dir.join("artifacts"), "shop-glob", "1.0.0");
+    lab.fleet
+        .add_rule("*", "file.get_hash", Outcome::ok(sha.as_str()), None);
+    lab
+}
+
+/// Item: a template that targets a salt expression gets the CMDB settings of the hosts the
+/// expression resolves to, with the same precedence as a minion list. The CMDB's settings of a host
+/// the expression does not match are left out, even when the kind would refuse them (a key it does
+/// not know, a control character), and that host is never called. Salt resolves the expression once:
+/// the engine deploys to exactly the hosts whose settings were merged.
+#[test]
+fn cmdb_settings_reach_the_hosts_a_target_expression_resolves_to() {
+    let lab = glob_lab(
+        "[hosts.web-01]\ncatalina_base = \"/opt/tomcat-a\"\n\
+         [hosts.web-03]\nservice = \"tomcat-blue\"\n\
+         [hosts.db-01]\njvm_heap = \"2g\"\nservice = \"db\\u001b[2J\"\n",
+    );
+    let r = lab.run(&["deploy", "shop-glob", "1.0.0", "--json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let d = r.json();
+    let deployed = d["hosts"].as_array().unwrap();
+    assert_eq!(deployed.len(), 3, "{d}");
+    for (h, want) in deployed.iter().zip(["web-01", "web-02", "web-03"]) {
+        assert_eq!(
+            (h["host"].as_str(), h["status"].as_str()),
+            (Some(want), Some("succeeded"))
+        );
+    }
+
+    let reqs = lab.fleet.requests();
+    let using = |text: &str| -> Vec<String> {
+        let mut hosts: Vec<String> = reqs
+            .iter()
+            .filter(|r| r.call.to_string().contains(text))
+            .flat_map(|r| r.targets.iter().map(ToString::to_string))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    };
+    assert_eq!(
+        using("tomcat-blue"),
+        ["web-03"],
+        "the CMDB's service for web-03"
+    );
+    assert_eq!(
+        using("/opt/tomcat-a"),
+        ["web-01"],
+        "the CMDB's catalina_base for web-01"
+    );
+    // the project default for the hosts the CMDB leaves open
+    assert_eq!(using("/var/lib/tomcat10"), ["web-02", "web-03"]);
+    assert!(
+        reqs.iter()
+            .all(|r| r.targets.iter().all(|t| t.as_str() != "db-01")),
+        "db-01 is not a target"
+    );
+    // one test.ping resolves the glob (for the CMDB and the engine), one is the pre-flight check
+    let pings: Vec<_> = reqs.iter().filter(|r| r.fun == "test.ping").collect();
+    assert_eq!(pings.len(), 2, "{pings:?}");
+}
+
+/// Item: a hostile CMDB value for a host the expression targets (control characters, an oversized
+/// string) is refused with a typed error naming the CMDB, the host and the key, before anything is
+/// deployed: no mutating call, nothing recorded.
+#[test]
+fn a_hostile_cmdb_value_is_refused_before_anything_is_deployed() {
+    let lab = glob_lab("[hosts.web-02]\nservice = \"tomcat\\u001b[2J\\nrm -rf /\"\n");
+    let r = lab.run(&["deploy", "shop-glob", "1.0.0", "--json"]);
+    assert_eq!(r.code, 64, "{}", r.stdout);
+    let e = r.json();
+    assert_eq!(e["error"]["kind"], "source", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("cmdb.toml") && msg.contains("web-02") && msg.contains("service"),
+        "{msg}"
+    );
+    assert!(msg.contains("control"), "{msg}");
+    assert!(!msg.contains('\u{1b}') && !msg.contains('\n'), "{msg:?}");
+
+    let long = format!("/{}", "a".repeat(20_000));
+    write(
+        &lab.dir.join("cmdb.toml"),
+        &format!("[hosts.web-01]\ncatalina_base = \"{long}\"\n"),
+    );
+    let r = lab.run(&["deploy", "shop-glob", "1.0.0", "--json"]);
+    assert_eq!(r.code, 64, "{}", r.stdout);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("web-01") && msg.contains("catalina_base") && msg.contains("longer than"),
+        "{msg}"
+    );
+    assert!(msg.len() < 2_000, "the value is cut in the message: {msg}");
+
+    let reqs = lab.fleet.requests();
+    assert!(
+        reqs.iter().all(|r| r.fun == "test.ping"),
+        "only the read-only resolve: {:?}",
+        reqs.iter().map(|r| &r.fun).collect::<Vec<_>>()
+    );
+    assert!(lab.history().is_empty(), "nothing recorded");
 }

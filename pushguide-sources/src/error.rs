@@ -122,14 +122,16 @@ pub enum Error {
         #[source]
         error: Box<pushguide_core::Error>,
     },
-    /// A CMDB setting was rejected by the template's project kind (unknown key, bad value).
+    /// A CMDB setting was rejected: by the template's project kind (unknown key, bad value), or before
+    /// the kind saw it, by the bounds of a template (too long, too deep, control characters).
     #[error("CMDB {source_name}: host `{host}`, key `{key}` rejected by kind `{kind}`: {error}")]
     Setting {
         /// The CMDB.
         source_name: String,
         /// The host the setting belongs to.
         host: String,
-        /// The key.
+        /// The key (escaped and shortened for display); several keys joined by `, ` when only
+        /// their combination is rejected.
         key: String,
         /// The template's project kind.
         kind: String,
@@ -151,7 +153,8 @@ pub enum Error {
         #[source]
         error: Box<pushguide_core::Error>,
     },
-    /// A template could not be serialized or re-parsed after merging.
+    /// A template's project config could not be serialized or read back by its kind (a kind whose
+    /// serde round trip loses or changes the config), or the template itself is invalid.
     #[error(transparent)]
     Template(Box<pushguide_core::Error>),
     /// A source was configured wrongly (a bad base URL, an unusable HTTP client setting).

@@ -7,8 +7,8 @@
 //!   layout-conventions gate reads. Implementations: [`HttpIndexSource`] (a CI system's JSON index)
 //!   and [`DirectorySource`] (a directory tree the minions reach over HTTP or `salt://`).
 //! - [`Cmdb`]: per-host settings for a template. Implementations: [`HttpCmdb`] (JSON API) and
-//!   [`StaticCmdb`] (a TOML file). [`apply_cmdb`] merges them into a template's
-//!   `[project.hosts.<id>]` tables and re-validates it.
+//!   [`StaticCmdb`] (a TOML file). [`apply_cmdb`] / [`apply_cmdb_to`] merge them into a template's
+//!   `[project.hosts.<id>]` tables (on the typed template) and validate the result.
 //!
 //! Every value from a source is untrusted: versions pass
 //! [`pushguide_core::validate::version`], host ids [`pushguide_core::validate::minion_id`], artifact
@@ -96,8 +96,19 @@
 //! ## Precedence when merging ([`apply_cmdb`])
 //!
 //! Key by key, highest first: the template's explicit `[project.hosts.<id>]` value, then the CMDB's
-//! value, then the template's `[project]` default. A key the kind does not know is an
+//! value, then the template's `[project]` default. A key the kind does not know, a value it rejects,
+//! and a value beyond a template's bounds (too long, too deep, control characters) are an
 //! [`Error::Setting`] naming the CMDB, the host and the key.
+//!
+//! ## Which hosts get settings
+//!
+//! Only the deployment's targets. A template with a minion list (or a `list` expression) names them
+//! itself: [`apply_cmdb`] merges those hosts' settings and ignores the CMDB's other hosts. A template
+//! with any other target expression (`[targets] expression = "web-*"`, a grain, a compound) learns its
+//! hosts only when the transport resolves the expression: resolve it first
+//! ([`Transport::resolve`](pushguide_core::Transport::resolve)) and merge with [`apply_cmdb_to`] or
+//! [`apply_from`], which take the resolved hosts and leave every other host's settings out. The
+//! `pushguide` CLI does this, and deploys to exactly the hosts it resolved for the merge.
 
 mod archive;
 mod artifact;
@@ -113,4 +124,4 @@ pub use cmdb::{Cmdb, HostSettings, HttpCmdb, StaticCmdb};
 pub use directory::{DirectorySource, MANIFEST_FILE};
 pub use error::Error;
 pub use http_index::HttpIndexSource;
-pub use merge::{apply_cmdb, apply_from};
+pub use merge::{apply_cmdb, apply_cmdb_to, apply_from};

@@ -116,6 +116,12 @@ pub fn unknown_kind(field: &str, kind: &str) -> Error {
 ///     serde_json::from_str(r#"{"kind":"hello","greeting":"hi"}"#).unwrap();
 /// assert_eq!(cfg.typetag_name(), "hello");
 /// ```
+///
+/// Tools change a config through serde, never through its text: serializing a config and
+/// deserializing the result must give the same config. A kind with settings that differ per host
+/// reads them from a `hosts` map by minion id (`[project.hosts.<id>]`), whose unset keys are absent
+/// or `null` when serialized; `pushguide-sources` merges a CMDB's per-host settings into that map,
+/// key by key, then deserializes the config again and calls [`DeployerConfig::validate`].
 #[typetag::serde(tag = "kind")]
 pub trait DeployerConfig: fmt::Debug + Send + Sync + 'static {
     /// Checks the config; errors name the field below `project.` (e.g. `project.paths.root`).

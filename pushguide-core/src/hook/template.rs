@@ -475,6 +475,57 @@ impl Template {
         Self::from_toml_str(&text, &name)
     }
 
+    /// This template with `project` as its project config, every other field copied; `project` is
+    /// validated first ([`DeployerConfig::validate`]), so that the result is as checked as a loaded
+    /// template. This is how a tool changes the opaque project config without a text round trip,
+    /// e.g. `pushguide-sources` merging a CMDB's per-host settings into `[project.hosts.<id>]`.
+    ///
+    /// ```
+    /// # use pushguide_core::{DeployerConfig, Template};
+    /// # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct C { port: u16 }
+    /// # #[typetag::serde(name = "with-project-doc")]
+    /// # impl DeployerConfig for C {
+    /// #   fn validate(&self) -> Result<(), pushguide_core::Error> {
+    /// #     if self.port == 0 { Err(pushguide_core::Error::invalid("project.port", 0, "must not be 0")) } else { Ok(()) }
+    /// #   }
+    /// #   fn build(&self) -> Result<Box<dyn pushguide_core::Deployer>, pushguide_core::Error> { unreachable!() }
+    /// # }
+    /// # inventory::submit! { pushguide_core::KindInfo { kind: "with-project-doc", summary: "", platforms: &[], example: "" } }
+    /// let t = Template::from_toml_str(r#"
+    ///     name = "shop-web"
+    ///     [targets]
+    ///     minions = ["web-01"]
+    ///     [project]
+    ///     kind = "with-project-doc"
+    ///     port = 8080
+    /// "#, "shop-web.toml")?;
+    /// let other: Box<dyn DeployerConfig> =
+    ///     serde_json::from_value(serde_json::json!({"kind": "with-project-doc", "port": 8081}))?;
+    /// let changed = t.with_project(other)?;
+    /// assert_eq!(changed.name, "shop-web");
+    /// assert!(changed.to_toml_string()?.contains("8081"));
+    ///
+    /// let zero: Box<dyn DeployerConfig> =
+    ///     serde_json::from_value(serde_json::json!({"kind": "with-project-doc", "port": 0}))?;
+    /// assert!(t.with_project(zero).unwrap_err().to_string().contains("project.port"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_project(&self, project: Box<dyn DeployerConfig>) -> Result<Template, Error> {
+        project.validate()?;
+        Ok(Template {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            acl: self.acl.clone(),
+            targets: self.targets.clone(),
+            rollout: self.rollout.clone(),
+            failure: self.failure.clone(),
+            health: self.health.clone(),
+            rollback: self.rollback.clone(),
+            preflight: self.preflight.clone(),
+            project,
+        })
+    }
+
     /// Serializes to TOML.
     pub fn to_toml_string(&self) -> Result<String, Error> {
         toml::to_string(self)
