@@ -212,7 +212,7 @@ impl SqliteStore {
         let err = |e| Error::sqlite(self.path(), "reading host results", e);
         let mut stmt = conn
             .prepare_cached(
-                "SELECT host, batch, status, stage, fun, failure, rolled_back_to
+                "SELECT host, batch, status, stage, NULLIF(fun, '-'), failure, rolled_back_to
                  FROM host_state WHERE deployment = ?1 ORDER BY host",
             )
             .map_err(err)?;
@@ -242,7 +242,7 @@ impl SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT host, batch, stage, status, duration_ms, fun, detail FROM host_stage_results
+                "SELECT host, batch, stage, status, duration_ms, NULLIF(fun, '-'), detail FROM host_stage_results
                  WHERE deployment = ?1 ORDER BY host, batch",
             )
             .map_err(|e| self.err("reading host stage results", e))?;

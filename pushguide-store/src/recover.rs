@@ -227,7 +227,7 @@ impl SqliteStore {
         };
         let mut stmt = conn
             .prepare(
-                "WITH e AS (SELECT id, host, batch, stage, status, fun, detail FROM host_events
+                "WITH e AS (SELECT id, host, batch, stage, status, NULLIF(fun, '-') AS fun, detail FROM host_events
                             WHERE deployment = ?1)
                  SELECT host, batch, stage, status, fun, detail FROM e
                  WHERE id = (SELECT max(id) FROM e AS later WHERE later.host = e.host)

@@ -699,3 +699,36 @@ async fn port_errors_keep_the_store_error_as_their_source() {
         assert!(e.to_string().contains("broken.db"), "{what}: {e}");
     }
 }
+
+#[test]
+fn a_failure_an_older_build_stored_with_fun_dash_reads_as_no_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old-dash.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let ok = pushguide_core::DeploymentOutcome::PartiallyApplied;
+    let events = deployment(
+        "d1",
+        "shop",
+        at(0),
+        60,
+        &["web-01"],
+        &[("web-02", Stage::Deploy)],
+        ok,
+        false,
+    );
+    record(&store, &events);
+    // what builds before the typed failure wrote for a failure no salt call caused
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let changed = raw
+        .execute(
+            "UPDATE host_state SET fun = '-' WHERE deployment = 'd1' AND host = 'web-02'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(raw);
+    let rows = store.host_results("d1").unwrap();
+    let web02 = rows.iter().find(|r| r.host == "web-02").unwrap();
+    assert_eq!(web02.status, "failed");
+    assert_eq!(web02.fun, None, "{web02:?}");
+}
