@@ -5,7 +5,7 @@
 //! - [`Deployer`]: a project type's four stage hooks (prepare, pre-deploy, deploy, post-deploy) and
 //!   rollback; [`DeployerConfig`] + [`KindInfo`]: how plugins register through `typetag` and `inventory`.
 //! - [`Transport`]: the narrow interface to minions ([`SaltCall`] in, per-minion [`Outcome`]s out),
-//!   with `MockTransport` (feature `mock`) and [`sim::SimFleet`] (feature `sim`).
+//!   with `MockTransport` (feature `mock`) and `sim::SimFleet` (feature `sim`).
 //! - [`Template`]: what ops configure once per application, loaded from TOML.
 //! - [`Engine`]: plans, starts (non-blocking, with an [`EventStream`]), runs rolling batches under a
 //!   failure budget, pauses for [`Decision`]s, rolls back, and returns a [`Report`].

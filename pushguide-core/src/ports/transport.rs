@@ -7,7 +7,7 @@ use crate::vocab::error::TransportError;
 use crate::vocab::target::{resolve_list, TargetExpr};
 
 /// Sends salt calls to minions. Implemented by the salt-api client (`pushguide-salt`), by
-/// [`crate::sim::SimFleet`] (feature `sim`) and, for unit tests, by `MockTransport` (feature `mock`).
+/// `sim::SimFleet` (feature `sim`) and, for unit tests, by `MockTransport` (feature `mock`).
 ///
 /// One `call` is ONE salt request for all `targets`; the engine never calls it once per host.
 ///
