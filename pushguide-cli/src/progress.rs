@@ -254,10 +254,10 @@ impl Progress {
     /// `watch`: a failed host stage recorded in the store.
     pub fn host_failed_row(&mut self, r: &pushguide_store::HostStageResult) {
         self.line(format!(
-            "  ✗ {} failed at {}{}: {}",
+            "  ✗ {} failed at {} ({}): {}",
             r.host,
             r.stage,
-            format!(" ({})", failed_by(r.fun.as_deref())),
+            failed_by(r.fun.as_deref()),
             r.detail.as_deref().unwrap_or("")
         ));
     }
