@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::events::{lock_events, EventsState};
+use super::failure::{api_error, unreachable};
 use super::{after, from_now, EndpointHealth, Inner};
 use crate::decode;
 use crate::error::SaltError;
@@ -335,33 +336,6 @@ impl Inner {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(map)?;
         Ok((status, bytes.to_vec()))
-    }
-}
-
-/// No connection could be made to `endpoint` (refused, DNS, TLS, reset).
-pub(super) fn unreachable(endpoint: &str, e: &reqwest::Error) -> SaltError {
-    SaltError::Unreachable {
-        endpoint: endpoint.to_owned(),
-        message: error_chain(e),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    crate::error::snippet(&s)
-}
-
-pub(super) fn api_error(endpoint: &str, status: u16, body: &[u8]) -> SaltError {
-    SaltError::Api {
-        endpoint: endpoint.to_owned(),
-        status,
-        message: decode::error_message(body),
     }
 }
 

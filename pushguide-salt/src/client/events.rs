@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pushguide_core::Outcome;
 use tokio::sync::mpsc;
 
-use super::endpoint::{api_error, unreachable};
+use super::failure::{api_error, unreachable};
 use super::{from_now, Inner};
 use crate::decode;
 use crate::error::SaltError;

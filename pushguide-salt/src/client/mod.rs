@@ -8,7 +8,8 @@
 //! * `events.rs`: the `/events` server-sent-event stream of each master, shared by every job;
 //! * `job.rs`: one call as a `local_async` job — starting it, collecting the batch's returns (events,
 //!   polling `/jobs/<jid>`, re-issuing on another master) — and the `Transport` impl;
-//! * `queries.rs`: one-request calls — runners, wheel, target resolution, ping.
+//! * `queries.rs`: one-request calls — runners, wheel, target resolution, ping;
+//! * `failure.rs`: the errors a request and an event stream both build (unreachable, API status).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use crate::{SaltApiSettings, SettingsError};
 
 mod endpoint;
 mod events;
+mod failure;
 mod job;
 mod queries;
 
