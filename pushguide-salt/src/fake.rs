@@ -754,7 +754,8 @@ async fn run_job(
     // The returns are published first, in one broadcast message (readers write it as one chunk),
     // then kept as they are for `/jobs/<jid>` (its JSON is built when asked for); a poller in between
     // sees them on its next poll.
-    if state.events.receiver_count() > 0 && !entries.is_empty() {
+    let lost = !entries.is_empty() && state.faults.take_lost_returns();
+    if state.events.receiver_count() > 0 && !entries.is_empty() && !lost {
         let stamp = salt_time(SystemTime::now(), true);
         let records = return_records(jid, &call, &state.user, &stamp, &entries);
         let _ = state.events.send(Arc::from(records));

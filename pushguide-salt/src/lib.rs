@@ -73,7 +73,8 @@ pub struct SaltApiSettings {
     /// How long a call waits for minions' returns when the call has no timeout of its own.
     #[serde(deserialize_with = "de_secs")]
     pub job_timeout: Duration,
-    /// Interval between two `GET /jobs/<jid>` polls.
+    /// Interval between two `GET /jobs/<jid>` polls of a job whose `/events` stream is broken (not
+    /// connected, or dropped or reconnected during the wait); a healthy stream is never polled.
     #[serde(deserialize_with = "de_secs")]
     pub poll_interval: Duration,
     /// How long an endpoint that failed (connection, timeout, 502-504) is skipped.

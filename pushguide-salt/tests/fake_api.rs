@@ -750,3 +750,96 @@ async fn settings_durations_beyond_the_maximum_are_refused_naming_the_key() {
     let err = SaltApi::new(s).err().unwrap();
     assert!(err.to_string().contains("job_timeout"), "{err}");
 }
+
+/// A job longer than the poll interval, its stream healthy all along: no `GET /jobs` (each is a
+/// `jobs.list_job` runner job on a real master).
+#[tokio::test]
+async fn a_long_job_with_a_healthy_stream_is_never_polled() {
+    let fleet = Arc::new(
+        SimFleet::new(hosts(3))
+            .unwrap()
+            .with_latency(Duration::from_millis(700)),
+    );
+    let fake = FakeSaltApi::start(fleet).await.unwrap();
+    let api = SaltApi::new(settings(&fake)).unwrap();
+    warm_up(&api, &fake).await;
+    fake.reset_request_count();
+    let all = fake.fleet().minions().to_vec();
+    for _ in 0..2 {
+        let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))
+            .await
+            .unwrap();
+        assert!(all.iter().all(|m| r.take(m).is_ok()));
+    }
+    let n = fake.request_count();
+    assert_eq!(n.get("GET /jobs/*"), 0, "{n:?}");
+    assert_eq!(n.get("POST /"), 2, "{n:?}");
+}
+
+/// Returns the stream never delivered, the stream still connected: one look at the job at the
+/// deadline finds them.
+#[tokio::test]
+async fn returns_a_healthy_stream_lost_are_found_at_the_deadline() {
+    let (fake, api) = started(2).await;
+    warm_up(&api, &fake).await;
+    fake.reset_request_count();
+    fake.faults().lose_return_events(1);
+    let all = fake.fleet().minions().to_vec();
+    let started = Instant::now();
+    let call = SaltCall::read("test.ping").timeout(Duration::from_secs(1));
+    let mut r = within(10, api.call(&all, &call)).await.unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for the stream first"
+    );
+    assert_eq!(
+        fake.request_count().get("GET /jobs/*"),
+        1,
+        "one look, at the deadline"
+    );
+    // the next job's returns come through the stream again
+    fake.reset_request_count();
+    let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))
+        .await
+        .unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert_eq!(fake.request_count().get("GET /jobs/*"), 0);
+}
+
+/// The stream drops in the middle of a wait and comes back: returns sent in the gap may be lost, so
+/// the job is polled from then on.
+#[tokio::test]
+async fn a_stream_that_drops_during_a_wait_turns_to_polling() {
+    let fleet = Arc::new(
+        SimFleet::new(hosts(2))
+            .unwrap()
+            .with_latency(Duration::from_millis(900)),
+    );
+    let fake = FakeSaltApi::start(fleet).await.unwrap();
+    let api = SaltApi::new(settings(&fake)).unwrap();
+    warm_up(&api, &fake).await;
+    fake.reset_request_count();
+    fake.faults().lose_return_events(1);
+    let all = fake.fleet().minions().to_vec();
+    let call = SaltCall::read("test.ping").timeout(Duration::from_secs(20));
+    let dropper = {
+        let faults = fake.faults().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            faults.drop_event_streams();
+        })
+    };
+    let started = Instant::now();
+    let mut r = within(10, api.call(&all, &call)).await.unwrap();
+    dropper.await.unwrap();
+    assert!(all.iter().all(|m| r.take(m).is_ok()));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not left to the deadline"
+    );
+    assert!(
+        fake.request_count().get("GET /jobs/*") >= 1,
+        "polled after the drop"
+    );
+}

@@ -362,6 +362,43 @@ impl<'a> StageContext<'a> {
         self.send(targets, call).await
     }
 
+    /// Sends several calls AT ONCE, each to its own hosts (those not live are ignored): one request
+    /// per call, all in flight together, so hosts whose calls differ (per-host paths or settings) take
+    /// as long as one request, not one after another. The answers of every call, in the order given;
+    /// results are recorded in that order too.
+    pub async fn call_each(
+        &mut self,
+        calls: Vec<(Vec<MinionId>, SaltCall)>,
+    ) -> Result<CallResults, StageError> {
+        let live: HashSet<&MinionId> = self.live.iter().collect();
+        let calls: Vec<(Vec<MinionId>, SaltCall)> = calls
+            .into_iter()
+            .map(|(hosts, call)| {
+                let targets = hosts.into_iter().filter(|h| live.contains(h)).collect();
+                (targets, call)
+            })
+            .collect();
+        let mut begun = Vec::with_capacity(calls.len());
+        for (targets, call) in calls {
+            let sent = self.begin(&targets, &call)?;
+            begun.push((targets, call, sent));
+        }
+        let shared = self.shared;
+        let answers = futures_util::future::join_all(
+            begun
+                .iter()
+                .map(|(targets, call, sent)| transmit(shared, targets, call, *sent)),
+        )
+        .await;
+        let mut out = CallResults::default();
+        for ((targets, call, sent), (returns, millis)) in begun.into_iter().zip(answers) {
+            if sent.is_some() {
+                out.extend(self.finish(targets, call, sent, returns, millis));
+            }
+        }
+        Ok(out)
+    }
+
     /// Marks `host` failed at this stage with `reason` (for checks on returned values).
     pub fn fail(&mut self, host: &MinionId, reason: impl Into<String>) {
         let reason = reason.into();
@@ -391,6 +428,18 @@ impl<'a> StageContext<'a> {
         targets: Vec<MinionId>,
         call: SaltCall,
     ) -> Result<CallResults, StageError> {
+        let sent = self.begin(&targets, &call)?;
+        if sent.is_none() {
+            return Ok(CallResults::default());
+        }
+        let (returns, millis) = transmit(self.shared, &targets, &call, sent).await;
+        Ok(self.finish(targets, call, sent, returns, millis))
+    }
+
+    /// Before a call: refused after a cancel and (mutating) in prepare; `None` without targets,
+    /// else whether it is really sent (not in a plan, not mutating in a dry run), announced by a
+    /// `CallStarted` event.
+    fn begin(&mut self, targets: &[MinionId], call: &SaltCall) -> Result<Option<bool>, StageError> {
         if self.is_cancelled() {
             return Err(StageError::Cancelled);
         }
@@ -401,7 +450,7 @@ impl<'a> StageContext<'a> {
             )));
         }
         if targets.is_empty() {
-            return Ok(CallResults::default());
+            return Ok(None);
         }
         let sent = !(self.shared.planning || (self.release.dry_run && call.is_mutating()));
         self.shared.emit(EventKind::CallStarted {
@@ -411,26 +460,20 @@ impl<'a> StageContext<'a> {
             targets: targets.len(),
             sent,
         });
-        let started = Instant::now();
-        let mut returns = if sent {
-            let span = tracing::debug_span!("call", fun = %call.fun, targets = targets.len());
-            let result =
-                tracing::Instrument::instrument(self.shared.transport.call(&targets, &call), span)
-                    .await;
-            match result {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(fun = %call.fun, error = %e, "salt request failed");
-                    Returns::uniform(
-                        &targets,
-                        Outcome::failed(None, format!("transport error: {e}")),
-                    )
-                }
-            }
-        } else {
-            Returns::uniform(&targets, Outcome::ok(Value::Null))
-        };
-        let millis = started.elapsed().as_millis() as u64;
+        Ok(Some(sent))
+    }
+
+    /// After a call: the call and each host's outcome in the journal, failed hosts dropped from the
+    /// batch, a `CallFinished` event; the answers of the hosts that succeeded.
+    fn finish(
+        &mut self,
+        targets: Vec<MinionId>,
+        call: SaltCall,
+        sent: Option<bool>,
+        mut returns: Returns,
+        millis: u64,
+    ) -> CallResults {
+        let sent = sent.unwrap_or(false);
         let jid = returns.jid.take();
         let call_index = self.journal.calls.len();
         let fun = call.fun.clone();
@@ -483,10 +526,10 @@ impl<'a> StageContext<'a> {
             failed: failed_count,
             millis,
         });
-        Ok(CallResults {
+        CallResults {
             jids: jid.into_iter().collect(),
             answers,
-        })
+        }
     }
 
     /// Records failures of live hosts and drops them from the live set; hosts not live are ignored.
@@ -525,4 +568,35 @@ impl<'a> StageContext<'a> {
             self.failed.push(host);
         }
     }
+}
+
+/// Sends `call` to `targets` when it is `sent`; a placeholder answer for each host otherwise. A
+/// transport error fails every target with the reason. Returns the answers and the milliseconds taken.
+async fn transmit(
+    shared: &RunShared,
+    targets: &[MinionId],
+    call: &SaltCall,
+    sent: Option<bool>,
+) -> (Returns, u64) {
+    let started = Instant::now();
+    let returns = match sent {
+        None => Returns::default(),
+        Some(false) => Returns::uniform(targets, Outcome::ok(Value::Null)),
+        Some(true) => {
+            let span = tracing::debug_span!("call", fun = %call.fun, targets = targets.len());
+            let result =
+                tracing::Instrument::instrument(shared.transport.call(targets, call), span).await;
+            match result {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(fun = %call.fun, error = %e, "salt request failed");
+                    Returns::uniform(
+                        targets,
+                        Outcome::failed(None, format!("transport error: {e}")),
+                    )
+                }
+            }
+        }
+    };
+    (returns, started.elapsed().as_millis() as u64)
 }

@@ -99,8 +99,9 @@ impl ReleaseLayout {
 }
 
 /// Runs `make(key)` once per distinct `key(host)` over the live hosts, each call targeting the hosts of
-/// that group. With one group (the usual case) this is one request for the batch. Returns the answers
-/// of every group.
+/// that group. With one group (the usual case) this is one request for the batch; several groups (per-host
+/// settings) are sent at once ([`StageContext::call_each`]), so they take as long as one request.
+/// Returns the answers of every group.
 pub async fn call_grouped<K: Ord>(
     cx: &mut StageContext<'_>,
     key: impl Fn(&MinionId) -> K,
@@ -122,17 +123,12 @@ pub async fn call_by<K: Ord>(
     for h in hosts.iter().filter(|h| live.contains(h)) {
         groups.entry(key(h)).or_default().push(h.clone());
     }
-    let everyone = live.len();
-    let mut out = CallResults::default();
-    for (k, group) in groups {
-        let r = if group.len() == everyone {
-            cx.call(make(&k)).await?
-        } else {
-            cx.call_on(&group, make(&k)).await?
-        };
-        out.extend(r);
-    }
-    Ok(out)
+    // groups with different calls are in flight together, not one after another
+    let calls = groups
+        .into_iter()
+        .map(|(k, group)| (group, make(&k)))
+        .collect();
+    cx.call_each(calls).await
 }
 
 /// Fails every host whose answer is not `true` (many salt functions report failure as `false` with

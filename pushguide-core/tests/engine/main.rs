@@ -1282,3 +1282,79 @@ fn a_rollback_says_in_its_type_where_hosts_go() {
     assert!(matches!(undo.mode, Mode::Rollback { .. }));
     assert_eq!(undo.version, "previous");
 }
+
+/// Answers every `file.touch` only once `n` of them are in flight together: calls sent one after
+/// another never get there.
+#[derive(Debug)]
+struct AllAtOnce {
+    together: tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl pushguide_core::Transport for AllAtOnce {
+    async fn call(
+        &self,
+        targets: &[MinionId],
+        call: &pushguide_core::SaltCall,
+    ) -> Result<Returns, pushguide_core::TransportError> {
+        if call.fun == "file.touch" {
+            self.together.wait().await;
+        }
+        ok_all(targets)
+    }
+}
+
+/// A kind whose deploy step differs per host (its own path each): one call per host.
+#[derive(Debug)]
+struct PerHostPaths;
+
+#[async_trait::async_trait]
+impl pushguide_core::Deployer for PerHostPaths {
+    async fn deploy(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        let r = pushguide_core::steps::call_grouped(
+            cx,
+            |h| format!("/srv/{h}/current"),
+            |path| pushguide_core::SaltCall::mutate("file.touch").arg(path.as_str()),
+        )
+        .await?;
+        pushguide_core::steps::expect_true(cx, &r, "file.touch");
+        Ok(())
+    }
+    async fn rollback(
+        &self,
+        _cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn calls_that_differ_per_host_are_in_flight_together() {
+    let t = template(3, "[rollout]\nbatch = 3");
+    let transport = Arc::new(AllAtOnce {
+        together: tokio::sync::Barrier::new(3),
+    });
+    let engine = engine(transport);
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.deploy(req(&t, "1.0").deployer(Arc::new(PerHostPaths))),
+    )
+    .await
+    .expect("the three per-host calls were sent together, not one after another")
+    .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    let touches: Vec<_> = report
+        .calls
+        .iter()
+        .filter(|c| c.call.fun == "file.touch")
+        .collect();
+    assert_eq!(touches.len(), 3, "one call per host");
+    // each host's log names its own call
+    for h in ["web-01", "web-02", "web-03"] {
+        let host = report.host(h).unwrap();
+        assert_eq!(host.status, HostStatus::Succeeded);
+    }
+}

@@ -23,6 +23,9 @@ pub(super) struct EventsState {
     task: Option<tokio::task::JoinHandle<()>>,
     /// Whether the stream is connected now.
     pub(super) connected: bool,
+    /// How many times the stream connected: a job whose wait saw no new connection (and no
+    /// disconnection) missed none of its returns.
+    pub(super) connects: u64,
     /// Calls waiting for returns, by jid.
     waiters: HashMap<String, ReturnTx>,
     /// Returns of jobs nobody waits for (yet): a return can arrive before `local_async` answered.
@@ -136,7 +139,11 @@ impl Inner {
     async fn read_events(&self, idx: usize, mut resp: reqwest::Response) {
         let ep = &self.endpoints[idx];
         tracing::debug!(endpoint = %ep.url, "event stream connected");
-        lock_events(&ep.events).connected = true;
+        {
+            let mut ev = lock_events(&ep.events);
+            ev.connected = true;
+            ev.connects += 1;
+        }
         let mut parser = decode::SseParser::new();
         while let Ok(Some(chunk)) = resp.chunk().await {
             let mut rets = Vec::new();

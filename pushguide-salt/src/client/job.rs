@@ -208,8 +208,17 @@ impl Inner {
         deadline: Instant,
         returned: &mut HashMap<String, Outcome>,
     ) -> Result<Round, SaltError> {
+        // which streams were connected before the job was published: only those saw all its returns
+        let streams: Vec<Option<u64>> = (0..self.endpoints.len())
+            .map(|i| self.stream_connects(i))
+            .collect();
         let Some((idx, job)) = self.start_job(body, call).await? else {
             return Ok(Round::Done(None));
+        };
+        let stream = if self.settings.use_events {
+            streams[idx]
+        } else {
+            None
         };
         let mut rx = if self.settings.use_events {
             self.ensure_events(idx).await;
@@ -219,7 +228,7 @@ impl Inner {
         };
         let mut tally = Tally::new(pending, &job, returned);
         let outcome = self
-            .collect(idx, &job.jid, deadline, rx.as_mut(), &mut tally)
+            .collect(idx, &job.jid, deadline, stream, rx.as_mut(), &mut tally)
             .await;
         if rx.is_some() {
             self.unsubscribe(idx, &job.jid);
@@ -255,30 +264,45 @@ impl Inner {
     }
 
     /// Waits for the returns of job `jid` on endpoint `idx`: from the event stream `rx` as they come,
-    /// and by polling `GET /jobs/<jid>`, until none is missing or `deadline` passed.
+    /// until none is missing or `deadline` passed. `GET /jobs/<jid>` (which makes salt-api run a
+    /// `jobs.list_job` runner job) is the fallback of a broken stream only: it polls every
+    /// `poll_interval` when there is no stream, when the stream (`stream`: its connection count) was
+    /// not connected as the job was published, or once it dropped or reconnected since (returns may
+    /// have been missed in the gap). While the
+    /// stream stays connected, the only poll is one at the deadline, for returns still missing.
     async fn collect(
         &self,
         idx: usize,
         jid: &str,
         deadline: Instant,
+        stream: Option<u64>,
         mut rx: Option<&mut mpsc::UnboundedReceiver<ReturnBatch>>,
         tally: &mut Tally<'_>,
     ) -> Result<Round, SaltError> {
         let path = format!("/jobs/{jid}");
         let mut next_poll = from_now(self.settings.poll_interval);
+        let mut last_poll = false;
         while tally.missing > 0 {
             if Instant::now() >= deadline {
-                tracing::debug!(jid = %jid, "job timeout passed");
-                break;
+                if last_poll || !self.stream_unbroken(idx, stream) {
+                    tracing::debug!(jid = %jid, "job timeout passed");
+                    break;
+                }
+                // the stream looked healthy all along: one look at the job before giving up
+                last_poll = true;
+            } else {
+                if let Some(batch) = next_event(rx.as_deref_mut(), next_poll.min(deadline)).await {
+                    tally.take(batch);
+                    continue;
+                }
+                if Instant::now() < next_poll {
+                    continue;
+                }
+                next_poll = from_now(self.settings.poll_interval);
+                if self.stream_unbroken(idx, stream) {
+                    continue;
+                }
             }
-            if let Some(batch) = next_event(rx.as_deref_mut(), next_poll.min(deadline)).await {
-                tally.take(batch);
-                continue;
-            }
-            if Instant::now() < next_poll {
-                continue;
-            }
-            let every = self.poll_every(idx, rx.is_some());
             match self.poll_job(idx, &path, deadline).await {
                 Ok(bytes) => tally.take(decode::job(&bytes)?.returned),
                 Err(e @ SaltError::Unreachable { .. }) if self.endpoints.len() > 1 => {
@@ -293,19 +317,20 @@ impl Inner {
                 }
                 Err(e) => return Err(e),
             }
-            next_poll = from_now(every);
         }
         Ok(Round::Done(Some(jid.to_owned())))
     }
 
-    /// The interval to the next poll: while the event stream is connected, polling is only a safety
-    /// net.
-    fn poll_every(&self, idx: usize, subscribed: bool) -> Duration {
-        if subscribed && lock_events(&self.endpoints[idx].events).connected {
-            self.settings.poll_interval.max(Duration::from_secs(2))
-        } else {
-            self.settings.poll_interval
-        }
+    /// The stream's connection count when it is connected now, `None` when it is not.
+    fn stream_connects(&self, idx: usize) -> Option<u64> {
+        let ev = lock_events(&self.endpoints[idx].events);
+        ev.connected.then_some(ev.connects)
+    }
+
+    /// Whether the stream that was connected (`since`) at the start of a wait still is, without a
+    /// reconnection in between: then it missed no return.
+    fn stream_unbroken(&self, idx: usize, since: Option<u64>) -> bool {
+        since.is_some() && self.stream_connects(idx) == since
     }
 
     /// One `GET /jobs/<jid>` on endpoint `idx`, given no longer than the call has left (but at least

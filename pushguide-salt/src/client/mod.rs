@@ -164,9 +164,12 @@ fn http_client(settings: &SaltApiSettings) -> Result<reqwest::Client, SettingsEr
 /// * logs in with eauth at first use, keeps the token and logs in again shortly before it expires,
 ///   and once more (transparently) when salt-api answers 401;
 /// * [`Transport::call`](pushguide_core::Transport::call) is one `local_async` request with list targeting for all the targets, then
-///   `GET /jobs/<jid>` every [`SaltApiSettings::poll_interval`] until every targeted minion returned or
-///   the call's timeout (or [`SaltApiSettings::job_timeout`]) passed; minions without a return are
-///   [`Outcome::NoReturn`](pushguide_core::Outcome::NoReturn);
+///   the returns as the `/events` stream brings them, until every targeted minion returned or the
+///   call's timeout (or [`SaltApiSettings::job_timeout`]) passed; minions without a return are
+///   [`Outcome::NoReturn`](pushguide_core::Outcome::NoReturn). `GET /jobs/<jid>` (a `jobs.list_job`
+///   runner job on the master) is only the fallback of a broken stream — every
+///   [`SaltApiSettings::poll_interval`] while the stream is down or after it dropped or reconnected
+///   during the wait — plus one look at the deadline for returns still missing;
 /// * with several endpoints, one that cannot be reached, times out or answers 502–504 is skipped for
 ///   [`SaltApiSettings::endpoint_cooldown`] and the next one is used. A job is polled on the endpoint
 ///   that started it (a master only knows its own jobs). A mutating call is only sent elsewhere when the

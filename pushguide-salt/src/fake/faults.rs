@@ -15,6 +15,7 @@ struct State {
     token_ttl: Option<Duration>,
     refuse_events: bool,
     extra_latency: Duration,
+    lose_returns: usize,
 }
 
 /// A handle on the faults of a [`FakeSaltApi`](super::FakeSaltApi); cheap to clone, settable while
@@ -103,6 +104,22 @@ impl Faults {
     /// Whether new `GET /events` requests are refused with HTTP 503.
     pub fn refuse_event_streams(&self, refuse: bool) {
         self.lock().refuse_events = refuse;
+    }
+
+    /// The returns of the next `jobs` jobs are never published on `/events` (as if the stream lost
+    /// them without dropping); `GET /jobs/<jid>` still has them.
+    pub fn lose_return_events(&self, jobs: usize) {
+        self.lock().lose_returns = jobs;
+    }
+
+    /// Whether this job's return events are lost (counts one down).
+    pub(super) fn take_lost_returns(&self) -> bool {
+        let mut s = self.lock();
+        if s.lose_returns == 0 {
+            return false;
+        }
+        s.lose_returns -= 1;
+        true
     }
 
     /// Every request (including `GET /events`) waits `latency` before it is handled.
