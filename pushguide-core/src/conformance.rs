@@ -362,8 +362,8 @@ pub async fn conventions_stop_in_prepare(s: &Subject) {
     }
 }
 
-/// A host whose download does not match the checksum fails in pre-deploy, and the application on it
-/// is never stopped.
+/// A host whose download does not match the checksum fails in staging (a kind that stages ahead) or
+/// pre-deploy, and the application on it is never stopped.
 pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
@@ -376,7 +376,14 @@ pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
         .failure
         .clone()
         .unwrap_or_else(|| panic!("{kind}: checksum mismatch did not fail\n{r}"));
-    assert_eq!(fail.stage, crate::Stage::PreDeploy, "{kind}");
+    // the download is checked where it happens: staging for a kind that stages ahead
+    let staged = t.rollout.stage_ahead && t.project.build().is_ok_and(|d| d.stages_ahead());
+    let want = if staged {
+        crate::Stage::Staging
+    } else {
+        crate::Stage::PreDeploy
+    };
+    assert_eq!(fail.stage, want, "{kind}");
     assert!(fail.reason.contains("checksum"), "{kind}: {}", fail.reason);
     let stopped_web02 = f
         .requests()

@@ -28,6 +28,39 @@ pub struct JavaTomcat {
 }
 
 impl JavaTomcat {
+    /// Downloads, verifies and unpacks the release on the live hosts that do not hold it yet, next to
+    /// the running release. Returns every live host's settings.
+    async fn stage_release(
+        &self,
+        cx: &mut StageContext<'_>,
+    ) -> Result<BTreeMap<MinionId, Host>, StageError> {
+        let hosts = self.hosts(cx);
+        let v = cx.version().to_owned();
+        let layout = |h: &MinionId| self.cfg.layout(&hosts[h]);
+        let downloaded = shared::fetch_artifact(
+            cx,
+            |h| layout(h).release_dir(&v),
+            |h| layout(h).archive(&v, "war"),
+        )
+        .await?;
+        // unpack next to the running release while Tomcat still serves it; hosts with different
+        // paths are unpacked at once
+        let mut groups: BTreeMap<(String, String), Vec<MinionId>> = BTreeMap::new();
+        for h in downloaded {
+            let l = layout(&h);
+            groups
+                .entry((l.archive(&v, "war"), l.release_dir(&v)))
+                .or_default()
+                .push(h);
+        }
+        let calls = groups
+            .into_iter()
+            .map(|((war, dir), hs)| (hs, steps::unzip(&war, &dir)))
+            .collect();
+        cx.call_each(calls).await?;
+        Ok(hosts)
+    }
+
     /// A deployer for `cfg` (validated by [`pushguide_core::DeployerConfig::build`]).
     pub fn new(cfg: JavaTomcatConfig) -> Self {
         JavaTomcat { cfg }
@@ -112,28 +145,20 @@ impl Deployer for JavaTomcat {
         )
     }
 
+    fn stages_ahead(&self) -> bool {
+        true
+    }
+
+    /// Staging (every host at once, before the first batch): download, verify and unpack the WAR
+    /// beside the running release; Tomcat keeps serving.
+    async fn stage(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        self.stage_release(cx).await?;
+        Ok(())
+    }
+
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let hosts = self.hosts(cx);
-        let v = cx.version().to_owned();
-        let layout = |h: &MinionId| self.cfg.layout(&hosts[h]);
-        let downloaded = shared::fetch_artifact(
-            cx,
-            |h| layout(h).release_dir(&v),
-            |h| layout(h).archive(&v, "war"),
-        )
-        .await?;
-        // unpack next to the running release while Tomcat still serves it
-        let mut groups: BTreeMap<(String, String), Vec<MinionId>> = BTreeMap::new();
-        for h in downloaded {
-            let l = layout(&h);
-            groups
-                .entry((l.archive(&v, "war"), l.release_dir(&v)))
-                .or_default()
-                .push(h);
-        }
-        for ((war, dir), hs) in groups {
-            cx.call_on(&hs, steps::unzip(&war, &dir)).await?;
-        }
+        // after staging, the release directory is there: only its check is sent again
+        let hosts = self.stage_release(cx).await?;
         self.stop(cx, &hosts).await
     }
 

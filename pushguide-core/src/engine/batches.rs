@@ -1,6 +1,7 @@
 //! The rolling batches: each batch's three stages under the failure budget, decisions at a paused
 //! stage, what is recorded after each batch, and the outcome.
 
+use std::collections::HashSet;
 use std::sync::PoisonError;
 
 use tokio::sync::oneshot;
@@ -81,17 +82,17 @@ impl Run {
         parent: &tracing::Span,
         release: &Release,
         journal: &mut Journal,
-        batch: usize,
+        batch: Option<usize>,
         stage: Stage,
         live: Vec<MinionId>,
     ) -> (Vec<MinionId>, Vec<MinionId>, bool) {
         self.shared.emit(EventKind::StageStarted {
-            batch: Some(batch),
+            batch,
             stage,
             hosts: live.len(),
         });
-        let mut cx = StageContext::new(&self.shared, release, journal, stage, Some(batch), live);
-        let span = tracing::info_span!(parent: parent, "stage", stage = %stage, batch);
+        let mut cx = StageContext::new(&self.shared, release, journal, stage, batch, live);
+        let span = tracing::info_span!(parent: parent, "stage", stage = %stage, batch = ?batch);
         let result = run_hook(&*self.deployer, stage, &mut cx)
             .instrument(span)
             .await;
@@ -107,7 +108,7 @@ impl Run {
         }
         let (live, failed) = (cx.live, cx.failed);
         self.shared.emit(EventKind::StageFinished {
-            batch: Some(batch),
+            batch,
             stage,
             ok: live.len(),
             failed: failed.len(),
@@ -184,8 +185,19 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
+        let batches = match self
+            .stage_ahead(&release, &mut journal, batches, max_failed)
+            .await
+        {
+            Ok(batches) => batches,
+            Err(stopped) => return (stopped.0, Some(stopped.1), journal),
+        };
         let mut restored = 0usize;
         for (b, hosts) in batches.iter().enumerate() {
+            if hosts.is_empty() {
+                // every host of this batch failed staging
+                continue;
+            }
             let batch = Batch {
                 index: b,
                 hosts,
@@ -199,6 +211,52 @@ impl Run {
             }
         }
         self.completed(journal, max_failed, restored)
+    }
+
+    /// Staging ahead of the batches (when the kind stages and the template lets it): the kind's
+    /// staging hook on every host of every batch at once. Returns the batches without the hosts
+    /// that failed staging; `Err` with the outcome and reason when the deployment stops before any
+    /// host is touched (cancelled, or more hosts failed than the budget allows).
+    async fn stage_ahead(
+        &self,
+        release: &Release,
+        journal: &mut Journal,
+        batches: Vec<Vec<MinionId>>,
+        max_failed: usize,
+    ) -> Result<Vec<Vec<MinionId>>, (DeploymentOutcome, String)> {
+        if !(release.template.rollout.stage_ahead && self.deployer.stages_ahead()) {
+            return Ok(batches);
+        }
+        if self.shared.is_cancelled() {
+            return Err((DeploymentOutcome::Cancelled, "cancelled".to_owned()));
+        }
+        let hosts: Vec<MinionId> = batches.concat();
+        let span = tracing::info_span!("staging", hosts = hosts.len());
+        let (_, failed, cancelled) = self
+            .run_stage(&span, release, journal, None, Stage::Staging, hosts)
+            .await;
+        if cancelled {
+            let reason = "cancelled while staging; no host was touched".to_owned();
+            return Err((DeploymentOutcome::Cancelled, reason));
+        }
+        let failed_now = journal.count_failed();
+        if failed_now > max_failed {
+            self.shared.emit(EventKind::BudgetExceeded {
+                failed: failed_now,
+                allowed: max_failed,
+            });
+            let reason = format!(
+                "{} failed pre-flight, prepare or staging, {max_failed} allowed; no host was \
+                 touched (staged releases stay beside the running ones)",
+                count(failed_now, "host")
+            );
+            return Err((DeploymentOutcome::Failed, reason));
+        }
+        let failed: HashSet<&MinionId> = failed.iter().collect();
+        Ok(batches
+            .into_iter()
+            .map(|b| b.into_iter().filter(|h| !failed.contains(h)).collect())
+            .collect())
     }
 
     /// A rollback a user asked for: every batch through the rollback hook.
@@ -331,7 +389,7 @@ impl Run {
         let mut live = Vec::new();
         loop {
             let (ok, failed, cancelled) = self
-                .run_stage(span, release, journal, b, stage, to_run)
+                .run_stage(span, release, journal, Some(b), stage, to_run)
                 .await;
             live.extend(ok);
             let cut = |stop| Err(Halt::new(stop).cut(batch.hosts, stage));

@@ -161,8 +161,8 @@ impl Engine {
     }
 
     /// Computes what a deployment would do: resolves targets, runs pre-flight and `prepare` (read-only),
-    /// splits batches, records the calls of every stage without sending them, and looks up each host's
-    /// rollback target. Needs view permission; takes no lease.
+    /// splits batches, records the calls of every stage without sending them (staging first, when the
+    /// kind stages ahead and the template lets it), and looks up each host's rollback target. Needs view permission; takes no lease.
     pub async fn plan(&self, req: &Request) -> Result<Plan, Error> {
         let deployer = self.check(req, Action::View)?;
         let id = self.next_id(&req.template.name);
@@ -181,16 +181,30 @@ impl Engine {
             cancel,
         };
         let sample: Vec<MinionId> = prepared.batches.first().cloned().unwrap_or_default();
+        let everyone: Vec<MinionId> = prepared.batches.concat();
+        let staging = req.template.rollout.stage_ahead
+            && deployer.stages_ahead()
+            && matches!(req.mode, Mode::Deploy);
         let mut steps = Vec::new();
-        for stage in Stage::BATCH.into_iter().chain([Stage::Rollback]) {
-            let mut scratch = Journal::new(&sample);
+        for stage in staging
+            .then_some(Stage::Staging)
+            .into_iter()
+            .chain(Stage::BATCH)
+            .chain([Stage::Rollback])
+        {
+            // staging runs once for every host; the other stages are shown for the first batch
+            let (hosts, batch) = match stage {
+                Stage::Staging => (&everyone, None),
+                _ => (&sample, Some(0)),
+            };
+            let mut scratch = Journal::new(hosts);
             let mut cx = StageContext::new(
                 &planning,
                 &prepared.release,
                 &mut scratch,
                 stage,
-                Some(0),
-                sample.clone(),
+                batch,
+                hosts.clone(),
             );
             run_hook(&*deployer, stage, &mut cx)
                 .await

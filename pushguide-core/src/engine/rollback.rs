@@ -114,7 +114,8 @@ impl Run {
         let mut by_runs: HashMap<Option<String>, Vec<MinionId>> = HashMap::new();
         for h in rest {
             let runs = match stage {
-                Stage::Prepare | Stage::PreDeploy => {
+                // staging touches nothing that serves
+                Stage::Prepare | Stage::Staging | Stage::PreDeploy => {
                     release.hosts.get(&h).and_then(|v| v.current.clone())
                 }
                 Stage::PostDeploy => Some(release.version.clone()),
@@ -162,7 +163,14 @@ impl Run {
         let span = tracing::info_span!("restore", batch, hosts = with_target.len());
         self.set_under_way(&with_target);
         let (ok, failed, _) = self
-            .run_stage(&span, release, journal, batch, Stage::Rollback, with_target)
+            .run_stage(
+                &span,
+                release,
+                journal,
+                Some(batch),
+                Stage::Rollback,
+                with_target,
+            )
             .await;
         let written = self.rolled_back(release, journal, &ok, &failed).await;
         if written.is_ok() {
@@ -345,7 +353,7 @@ impl Run {
                 &span,
                 release,
                 journal,
-                index,
+                Some(index),
                 Stage::Rollback,
                 chunk.to_vec(),
             )

@@ -97,6 +97,24 @@ pub trait Deployer: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Staging: once per deployment, before the first batch, on every target host at once (one
+    /// request per step for the whole fleet, not per batch). Fetch, verify and unpack the release
+    /// beside the running one so that a batch's rolling window holds only what must happen there
+    /// (stop, switch, start, check). It must touch nothing that serves: a host failing here fails
+    /// before any host is touched, counts against the failure budget, and is left out of its
+    /// batch. The batch stages run after it as always, so they must find staged work done (skip
+    /// what is there). Runs only when [`Deployer::stages_ahead`] says so and the template's
+    /// `rollout.stage_ahead` is on (the default). Default: nothing.
+    async fn stage(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Whether this kind stages releases ahead of the batches ([`Deployer::stage`]). Default: no.
+    fn stages_ahead(&self) -> bool {
+        false
+    }
+
     /// Before release, per batch. Default: nothing.
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let _ = cx;
@@ -128,5 +146,6 @@ pub(crate) async fn run_hook(
         Stage::Deploy => deployer.deploy(cx).await,
         Stage::PostDeploy => deployer.post_deploy(cx).await,
         Stage::Rollback => deployer.rollback(cx).await,
+        Stage::Staging => deployer.stage(cx).await,
     }
 }

@@ -209,6 +209,10 @@ pub struct Rollout {
     pub batch: Threshold,
     /// Run a first batch of a single host before the others.
     pub canary: bool,
+    /// Stage the release on every host before the first batch, for kinds that can
+    /// ([`crate::Deployer::stages_ahead`]): the rolling window then holds only stop, switch, start
+    /// and check. Default: on.
+    pub stage_ahead: bool,
 }
 
 impl Default for Rollout {
@@ -216,6 +220,7 @@ impl Default for Rollout {
         Rollout {
             batch: Threshold::Percent(25.0),
             canary: false,
+            stage_ahead: true,
         }
     }
 }
@@ -367,6 +372,7 @@ pub enum RollbackPolicy {
 ///     [rollout]
 ///     batch = "10%"
 ///     canary = true
+///     stage_ahead = true
 ///     [failure]
 ///     max_failed = 2
 ///     on_failure = "pause"

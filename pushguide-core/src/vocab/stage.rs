@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 /// A stage of a deployment.
 ///
 /// Stages are ordered as they run. Each has a fixed number, its [`Stage::index`] (0 prepare,
-/// 1 pre-deploy, 2 deploy, 3 post-deploy, 4 rollback), under which stores persist it: the numbers
-/// never change.
+/// 1 pre-deploy, 2 deploy, 3 post-deploy, 4 rollback, 5 staging), under which stores persist it:
+/// the numbers never change. Staging runs between prepare and the first batch; its number is the
+/// newest, not its place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
@@ -22,6 +23,10 @@ pub enum Stage {
     PostDeploy = 3,
     /// Rollback: per batch of touched hosts, back to each host's rollback target.
     Rollback = 4,
+    /// Staging: once per deployment, after prepare and before the first batch, on every target
+    /// host at once — fetch, verify and unpack the release beside the running one. It touches
+    /// nothing that serves (see [`crate::Deployer::stage`]).
+    Staging = 5,
 }
 
 impl Stage {
@@ -29,21 +34,23 @@ impl Stage {
     pub const BATCH: [Stage; 3] = [Stage::PreDeploy, Stage::Deploy, Stage::PostDeploy];
 
     /// Every stage, in order: `Stage::ALL[s.index()] == s`.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Prepare,
         Stage::PreDeploy,
         Stage::Deploy,
         Stage::PostDeploy,
         Stage::Rollback,
+        Stage::Staging,
     ];
 
-    /// The stage's fixed number (0 prepare … 4 rollback), as stores persist it.
+    /// The stage's fixed number (0 prepare … 4 rollback, 5 staging), as stores persist it.
     ///
     /// ```
     /// use pushguide_core::Stage;
     /// assert_eq!(Stage::PostDeploy.index(), 3);
     /// assert_eq!(Stage::from_index(3), Some(Stage::PostDeploy));
-    /// assert_eq!(Stage::from_index(5), None);
+    /// assert_eq!(Stage::from_index(5), Some(Stage::Staging));
+    /// assert_eq!(Stage::from_index(6), None);
     /// ```
     pub fn index(self) -> usize {
         self as usize
@@ -62,6 +69,7 @@ impl Stage {
             Stage::Deploy => "deploy",
             Stage::PostDeploy => "post-deploy",
             Stage::Rollback => "rollback",
+            Stage::Staging => "staging",
         }
     }
 }
@@ -85,6 +93,7 @@ mod tests {
             (Stage::Deploy, 2),
             (Stage::PostDeploy, 3),
             (Stage::Rollback, 4),
+            (Stage::Staging, 5),
         ];
         for (s, n) in fixed {
             assert_eq!(s.index(), n, "{s}");

@@ -1358,3 +1358,172 @@ async fn calls_that_differ_per_host_are_in_flight_together() {
         assert_eq!(host.status, HostStatus::Succeeded);
     }
 }
+
+/// A kind that stages its release ahead: `cp.get_url` at staging, `file.symlink` at deploy.
+#[derive(Debug)]
+struct Staged;
+
+#[async_trait::async_trait]
+impl pushguide_core::Deployer for Staged {
+    fn stages_ahead(&self) -> bool {
+        true
+    }
+    async fn stage(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        cx.call(pushguide_core::SaltCall::mutate("cp.get_url").arg("http://ci/app.war"))
+            .await?;
+        Ok(())
+    }
+    async fn deploy(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        cx.call(pushguide_core::SaltCall::mutate("file.symlink").arg("/srv/app"))
+            .await?;
+        Ok(())
+    }
+    async fn rollback(
+        &self,
+        _cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        Ok(())
+    }
+}
+
+fn staged(t: &Arc<pushguide_core::Template>, version: &str) -> pushguide_core::Request {
+    req(t, version).deployer(Arc::new(Staged))
+}
+
+#[tokio::test]
+async fn staging_runs_once_on_every_host_before_the_first_batch() {
+    let t = template(4, "[rollout]\nbatch = 2");
+    let fleet = fleet(4);
+    let engine = engine(fleet.clone());
+    let report = engine.deploy(staged(&t, "1.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    let c = calls(&fleet);
+    assert_eq!(c[0].0, "test.ping");
+    assert_eq!(c[1].0, "cp.get_url");
+    assert_eq!(c[1].1.len(), 4, "one request for every host: {c:?}");
+    assert_eq!(
+        c.iter().filter(|(f, _)| f == "cp.get_url").count(),
+        1,
+        "staged once, not per batch: {c:?}"
+    );
+    assert_eq!(c.iter().filter(|(f, _)| f == "file.symlink").count(), 2);
+    // staging is its own stage in the journal, before the first batch
+    let kinds = kinds(&report.events);
+    let staging = kinds
+        .iter()
+        .position(|k| {
+            matches!(
+                k,
+                EventKind::StageStarted {
+                    stage: Stage::Staging,
+                    batch: None,
+                    hosts: 4
+                }
+            )
+        })
+        .expect("a staging stage");
+    let first_batch = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::BatchStarted { batch: 0, .. }))
+        .unwrap();
+    assert!(staging < first_batch);
+    // the next release stages again, and a rollback never stages
+    engine.deploy(staged(&t, "1.1")).await.unwrap();
+    let before = calls(&fleet).len();
+    let rollback =
+        pushguide_core::Request::rollback(t.clone(), None, alice()).deployer(Arc::new(Staged));
+    engine.deploy(rollback).await.unwrap();
+    assert!(calls(&fleet)[before..]
+        .iter()
+        .all(|(f, _)| f != "cp.get_url"));
+}
+
+#[tokio::test]
+async fn a_host_failing_staging_fails_before_any_host_is_touched() {
+    let fail = || Outcome::failed(Some(1), "disk full");
+    // within the budget: the host leaves its batch, the others deploy
+    let t = template(4, "[rollout]\nbatch = 2\n[failure]\nmax_failed = 1");
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(4)).unwrap().on(
+        "web-03",
+        "cp.get_url",
+        fail(),
+    ));
+    let engine = engine(fleet.clone());
+    let report = engine.deploy(staged(&t, "1.0")).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        DeploymentOutcome::PartiallyApplied,
+        "{report}"
+    );
+    let h = report.host("web-03").unwrap();
+    assert_eq!(h.status, HostStatus::Failed);
+    assert_eq!(h.failure.as_ref().unwrap().stage, Stage::Staging);
+    let symlinked: Vec<String> = calls(&fleet)
+        .into_iter()
+        .filter(|(f, _)| f == "file.symlink")
+        .flat_map(|(_, t)| t)
+        .collect();
+    assert_eq!(symlinked, ["web-01", "web-02", "web-04"]);
+    let versions = engine
+        .fleet_state()
+        .versions("shop", &ids(&["web-03"]))
+        .await
+        .unwrap();
+    assert!(
+        versions
+            .get(&ids(&["web-03"])[0])
+            .is_none_or(|v| v.current.is_none()),
+        "web-03 runs what it ran: {versions:?}"
+    );
+
+    // over the budget: nothing is touched at all
+    let t = template(4, "[rollout]\nbatch = 2");
+    let fleet = Arc::new(pushguide_core::sim::SimFleet::new(hosts(4)).unwrap().on(
+        "web-03",
+        "cp.get_url",
+        fail(),
+    ));
+    let report = support::engine(fleet.clone())
+        .deploy(staged(&t, "1.0"))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Failed, "{report}");
+    assert!(
+        report.reason.as_deref().unwrap().contains("staging"),
+        "{report}"
+    );
+    assert!(calls(&fleet).iter().all(|(f, _)| f != "file.symlink"));
+}
+
+#[tokio::test]
+async fn stage_ahead_off_leaves_staging_out_and_plans_show_it() {
+    let fleet = fleet(4);
+    let engine = engine(fleet.clone());
+    let on = template(4, "[rollout]\nbatch = 2");
+    let plan = engine.plan(&staged(&on, "1.0")).await.unwrap();
+    assert_eq!(plan.steps[0].0, Stage::Staging, "{plan}");
+    assert_eq!(plan.steps[0].1[0].fun, "cp.get_url");
+    assert!(plan.to_string().contains("staging"), "{plan}");
+
+    let off = template(4, "[rollout]\nbatch = 2\nstage_ahead = false");
+    let plan = engine.plan(&staged(&off, "1.0")).await.unwrap();
+    assert!(plan.steps.iter().all(|(s, _)| *s != Stage::Staging));
+    let report = engine.deploy(staged(&off, "1.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded);
+    assert!(calls(&fleet).iter().all(|(f, _)| f != "cp.get_url"));
+    // a kind that does not stage never gets a staging stage
+    let report = engine.deploy(req(&on, "1.1")).await.unwrap();
+    assert!(report.events.iter().all(|e| !matches!(
+        e.kind,
+        EventKind::StageStarted {
+            stage: Stage::Staging,
+            ..
+        }
+    )));
+}
