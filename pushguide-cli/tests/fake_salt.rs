@@ -469,7 +469,8 @@ fn detach_then_watch_and_ctrl_c_cancels() {
         assert!(begun.elapsed() < Duration::from_secs(20), "never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(400));
+    support::wait_for_first_batch(&store, "shop");
+    std::thread::sleep(Duration::from_millis(100));
     let st = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -167,7 +167,8 @@ fn sighup_cancels_applies_the_rollback_policy_and_records() {
         .spawn()
         .unwrap();
     lab.wait_for_lease();
-    std::thread::sleep(Duration::from_millis(400));
+    support::wait_for_first_batch(&lab.store(), "shop");
+    std::thread::sleep(Duration::from_millis(100));
     kill("-HUP", &child);
     let out: Run = child.wait_with_output().unwrap().into();
     eprintln!("{}\n{}", out.stdout, out.stderr);

@@ -441,7 +441,7 @@ mod tests {
                 .map(|s| conn.query_row("SELECT ?1", [StageCode(*s)], |r| r.get(0)))
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(stored, [0, 1, 2, 3, 4]);
+            assert_eq!(stored, [0, 1, 2, 3, 4, 5]);
             for (n, stage) in (0..).zip(Stage::ALL) {
                 let read: StageCode = conn.query_row("SELECT ?1", [n], |r| r.get(0)).unwrap();
                 assert_eq!(read.0, stage);
@@ -502,7 +502,8 @@ mod tests {
                  VALUES ('d1', 'shop', '2.0', 'alice', 0, 1000, 'old', 9000, 9000, 8000, 'failed');",
             )
             .unwrap();
-            let groups: Vec<String> = Stage::ALL
+            // the stages a version-7 store knew (staging came later)
+            let groups: Vec<String> = Stage::ALL[..5]
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
@@ -530,7 +531,7 @@ mod tests {
                 .unwrap();
             rows
         };
-        let want: Vec<(String, i64)> = Stage::ALL
+        let want: Vec<(String, i64)> = Stage::ALL[..5]
             .iter()
             .enumerate()
             .map(|(i, s)| (format!("web-{i}"), s.index() as i64))
@@ -542,7 +543,11 @@ mod tests {
             .into_iter()
             .map(|h| h.failed_stage)
             .collect();
-        assert_eq!(read, Stage::ALL.map(|s| Some(s.as_str().to_owned())));
+        let known: Vec<Option<String>> = Stage::ALL[..5]
+            .iter()
+            .map(|s| Some(s.as_str().to_owned()))
+            .collect();
+        assert_eq!(read, known);
     }
 
     /// A stage number no stage has (a foreign or damaged row) is a typed error naming the number

@@ -120,6 +120,19 @@ fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> 
     let rollback = rec.rollback;
     let calls = store.calls(id)?.iter().map(CallLine::from).collect();
     let mut by_host: BTreeMap<String, Vec<StageLine>> = BTreeMap::new();
+    // hosts that failed before any batch (prepare, staging) have no batch stage rows
+    for r in store.host_results(id)? {
+        if r.batch.is_none() && r.status == "failed" {
+            by_host.entry(r.host).or_default().push(StageLine {
+                batch: None,
+                stage: r.failed_stage.unwrap_or_default(),
+                status: r.status,
+                duration_ms: None,
+                fun: r.fun,
+                detail: r.failure,
+            });
+        }
+    }
     for r in store.host_stage_results(id)? {
         by_host.entry(r.host).or_default().push(StageLine {
             batch: r.batch,

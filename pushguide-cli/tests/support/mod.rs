@@ -156,3 +156,22 @@ pub fn config(
     write(&path, &text);
     path
 }
+
+/// Waits until the deployment holding `template`'s lease in `store` has started its first batch:
+/// staging (every host, before the batches) is over and hosts are being touched.
+pub fn wait_for_first_batch(store: &pushguide_store::SqliteStore, template: &str) {
+    let begun = std::time::Instant::now();
+    loop {
+        if let Some(lease) = store.lease(template).unwrap() {
+            let rows = store.host_results(&lease.holder).unwrap_or_default();
+            if rows.iter().any(|r| r.batch.is_some()) {
+                return;
+            }
+        }
+        assert!(
+            begun.elapsed() < std::time::Duration::from_secs(20),
+            "no batch started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -350,6 +350,12 @@ impl fmt::Display for Plan {
         for (h, why) in &self.excluded {
             writeln!(f, "  excluded {h}: {why}")?;
         }
+        if self.steps.iter().any(|(s, _)| *s == Stage::Staging) {
+            writeln!(
+                f,
+                "Staging ahead: once, on every host, before the first batch (nothing that serves is touched)"
+            )?;
+        }
         writeln!(f, "Steps per batch:")?;
         for (stage, calls) in &self.steps {
             if calls.is_empty() {
