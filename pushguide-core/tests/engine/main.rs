@@ -1206,17 +1206,34 @@ async fn a_batch_whose_versions_cannot_be_recorded_stops_the_release() {
     assert_eq!(report.host("web-03").unwrap().status, HostStatus::Pending);
 }
 
-/// A project type handed to the engine as a value: never registered through typetag/inventory.
+/// A project type handed to the engine as a value, never registered through typetag/inventory: its
+/// deploy sends `deploy`; with `staging`, it stages ahead with that call.
 #[derive(Debug)]
-struct Unregistered;
+struct Scripted {
+    staging: Option<&'static str>,
+    deploy: &'static str,
+}
 
 #[async_trait::async_trait]
-impl pushguide_core::Deployer for Unregistered {
+impl pushguide_core::Deployer for Scripted {
+    fn stages_ahead(&self) -> bool {
+        self.staging.is_some()
+    }
+    async fn stage(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        if let Some(fun) = self.staging {
+            cx.call(pushguide_core::SaltCall::mutate(fun).arg("http://ci/app.war"))
+                .await?;
+        }
+        Ok(())
+    }
     async fn deploy(
         &self,
         cx: &mut pushguide_core::StageContext<'_>,
     ) -> Result<(), pushguide_core::StageError> {
-        cx.call(pushguide_core::SaltCall::mutate("cmd.run").arg("unregistered-deploy"))
+        cx.call(pushguide_core::SaltCall::mutate(self.deploy).arg("/srv/app"))
             .await?;
         Ok(())
     }
@@ -1234,7 +1251,10 @@ async fn a_deployer_value_replaces_the_one_the_template_config_builds() {
     let fleet = fleet(2);
     let engine = engine(fleet.clone());
     let report = engine
-        .deploy(req(&t, "1.0").deployer(Arc::new(Unregistered)))
+        .deploy(req(&t, "1.0").deployer(Arc::new(Scripted {
+            staging: None,
+            deploy: "cmd.run",
+        })))
         .await
         .unwrap();
     assert_eq!(report.outcome, pushguide_core::DeploymentOutcome::Succeeded);
@@ -1360,40 +1380,13 @@ async fn calls_that_differ_per_host_are_in_flight_together() {
 }
 
 /// A kind that stages its release ahead: `cp.get_url` at staging, `file.symlink` at deploy.
-#[derive(Debug)]
-struct Staged;
-
-#[async_trait::async_trait]
-impl pushguide_core::Deployer for Staged {
-    fn stages_ahead(&self) -> bool {
-        true
-    }
-    async fn stage(
-        &self,
-        cx: &mut pushguide_core::StageContext<'_>,
-    ) -> Result<(), pushguide_core::StageError> {
-        cx.call(pushguide_core::SaltCall::mutate("cp.get_url").arg("http://ci/app.war"))
-            .await?;
-        Ok(())
-    }
-    async fn deploy(
-        &self,
-        cx: &mut pushguide_core::StageContext<'_>,
-    ) -> Result<(), pushguide_core::StageError> {
-        cx.call(pushguide_core::SaltCall::mutate("file.symlink").arg("/srv/app"))
-            .await?;
-        Ok(())
-    }
-    async fn rollback(
-        &self,
-        _cx: &mut pushguide_core::StageContext<'_>,
-    ) -> Result<(), pushguide_core::StageError> {
-        Ok(())
-    }
-}
+const STAGED: Scripted = Scripted {
+    staging: Some("cp.get_url"),
+    deploy: "file.symlink",
+};
 
 fn staged(t: &Arc<pushguide_core::Template>, version: &str) -> pushguide_core::Request {
-    req(t, version).deployer(Arc::new(Staged))
+    req(t, version).deployer(Arc::new(STAGED))
 }
 
 #[tokio::test]
@@ -1437,7 +1430,7 @@ async fn staging_runs_once_on_every_host_before_the_first_batch() {
     engine.deploy(staged(&t, "1.1")).await.unwrap();
     let before = calls(&fleet).len();
     let rollback =
-        pushguide_core::Request::rollback(t.clone(), None, alice()).deployer(Arc::new(Staged));
+        pushguide_core::Request::rollback(t.clone(), None, alice()).deployer(Arc::new(STAGED));
     engine.deploy(rollback).await.unwrap();
     assert!(calls(&fleet)[before..]
         .iter()
