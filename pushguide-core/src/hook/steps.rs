@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::hook::context::ManifestEntry;
-use crate::hook::context::{Artifact, CallResults, StageContext};
+use crate::hook::context::{Answer, Artifact, CallResults, StageContext};
 use crate::hook::template::HealthCheck;
 use crate::vocab::call::{MinionId, SaltCall};
 use crate::vocab::error::Error;
@@ -279,59 +279,76 @@ pub async fn fetch_artifact(
     for h in &missing {
         groups.entry(dest(h)).or_default().push(h.clone());
     }
-    for (path, hosts) in &groups {
-        let r = cx
-            .call_on(
-                hosts,
-                SaltCall::mutate("cp.get_url")
-                    .arg(artifact.url.as_str())
-                    .arg(path.as_str())
-                    .kwarg("makedirs", true)
-                    .timeout(Duration::from_secs(600)),
-            )
-            .await?;
-        // cp.get_url answers the destination path, or `False`/"" when the download failed
-        let failed: Vec<(MinionId, Value)> = r
-            .returned()
-            .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
-            .map(|(h, v)| (h.clone(), v.clone()))
-            .collect();
-        for (h, v) in failed {
-            cx.fail(
-                &h,
-                format!(
-                    "download of {} to {path} failed (cp.get_url answered {v})",
-                    artifact.url
-                ),
-            );
-        }
+    // hosts with different destinations download at once
+    let downloads = groups
+        .iter()
+        .map(|(path, hosts)| {
+            let call = SaltCall::mutate("cp.get_url")
+                .arg(artifact.url.as_str())
+                .arg(path.as_str())
+                .kwarg("makedirs", true)
+                .timeout(Duration::from_secs(600));
+            (hosts.clone(), call)
+        })
+        .collect();
+    let r = cx.call_each(downloads).await?;
+    // cp.get_url answers the destination path, or `False`/"" when the download failed
+    let failed: Vec<(MinionId, Value)> = r
+        .returned()
+        .filter(|(_, v)| v.as_str().is_none_or(str::is_empty))
+        .map(|(h, v)| (h.clone(), v.clone()))
+        .collect();
+    for (h, v) in failed {
+        let path = dest(&h);
+        cx.fail(
+            &h,
+            format!(
+                "download of {} to {path} failed (cp.get_url answered {v})",
+                artifact.url
+            ),
+        );
     }
     let Some(expected) = artifact.sha256.clone() else {
         return Ok(still_live(cx, missing));
     };
-    for (path, hosts) in &groups {
-        let r = cx
-            .call_on(
-                hosts,
-                SaltCall::read("file.get_hash")
-                    .arg(path.as_str())
-                    .kwarg("form", "sha256"),
-            )
-            .await?;
-        let bad: Vec<(MinionId, String)> = r
-            .returned()
-            .filter(|(_, v)| {
-                !v.as_str()
-                    .is_some_and(|got| got.eq_ignore_ascii_case(&expected))
-            })
-            .map(|(h, v)| (h.clone(), v.as_str().unwrap_or("?").to_owned()))
-            .collect();
-        for (h, got) in bad {
-            cx.fail(
-                &h,
-                format!("checksum mismatch for {path}: expected sha256 {expected}, got {got}"),
-            );
-        }
+    // a download a dry run only recorded left no file to hash
+    let recorded_only: BTreeSet<MinionId> = if cx.is_dry_run() {
+        r.iter()
+            .filter(|(_, a)| matches!(a, Answer::NotSent))
+            .map(|(h, _)| h.clone())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let hashes = groups
+        .iter()
+        .filter_map(|(path, hosts)| {
+            let hosts: Vec<MinionId> = hosts
+                .iter()
+                .filter(|h| !recorded_only.contains(*h))
+                .cloned()
+                .collect();
+            let call = SaltCall::read("file.get_hash")
+                .arg(path.as_str())
+                .kwarg("form", "sha256");
+            (!hosts.is_empty()).then_some((hosts, call))
+        })
+        .collect();
+    let r = cx.call_each(hashes).await?;
+    let bad: Vec<(MinionId, String)> = r
+        .returned()
+        .filter(|(_, v)| {
+            !v.as_str()
+                .is_some_and(|got| got.eq_ignore_ascii_case(&expected))
+        })
+        .map(|(h, v)| (h.clone(), v.as_str().unwrap_or("?").to_owned()))
+        .collect();
+    for (h, got) in bad {
+        let path = dest(&h);
+        cx.fail(
+            &h,
+            format!("checksum mismatch for {path}: expected sha256 {expected}, got {got}"),
+        );
     }
     Ok(still_live(cx, missing))
 }

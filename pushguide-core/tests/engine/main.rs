@@ -1520,3 +1520,87 @@ async fn stage_ahead_off_leaves_staging_out_and_plans_show_it() {
         }
     )));
 }
+
+/// A kind whose pre-deploy downloads the artifact to a path of each host's own.
+#[derive(Debug)]
+struct Fetching;
+
+#[async_trait::async_trait]
+impl pushguide_core::Deployer for Fetching {
+    async fn pre_deploy(
+        &self,
+        cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        pushguide_core::steps::fetch_artifact(
+            cx,
+            |h| format!("/srv/{h}/releases/1.0"),
+            |h| format!("/srv/{h}/archives/1.0.war"),
+        )
+        .await?;
+        Ok(())
+    }
+    async fn deploy(
+        &self,
+        _cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        Ok(())
+    }
+    async fn rollback(
+        &self,
+        _cx: &mut pushguide_core::StageContext<'_>,
+    ) -> Result<(), pushguide_core::StageError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_hashes_no_download_it_only_recorded() {
+    let t = template(2, "[rollout]\nbatch = 2");
+    // no file was downloaded: hashing it fails on a real minion
+    let fleet = Arc::new(
+        pushguide_core::sim::SimFleet::new(hosts(2))
+            .unwrap()
+            .on("*", "file.directory_exists", Outcome::ok(false))
+            .on("*", "cp.get_url", Outcome::ok("/srv/archives/1.0.war"))
+            .on(
+                "*",
+                "file.get_hash",
+                Outcome::failed(Some(1), "no such file"),
+            ),
+    );
+    let engine = engine(fleet.clone());
+    let artifact = pushguide_core::Artifact::new("http://ci/app.war", Some("ab".repeat(32)));
+    let dry = req(&t, "1.0")
+        .deployer(Arc::new(Fetching))
+        .artifact(artifact.clone())
+        .dry_run(true);
+    let report = engine.deploy(dry).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    let funs: Vec<String> = calls(&fleet).into_iter().map(|(f, _)| f).collect();
+    assert!(
+        !funs
+            .iter()
+            .any(|f| f == "file.get_hash" || f == "cp.get_url"),
+        "{funs:?}"
+    );
+
+    // a real run downloads to each host's own path at once and checks each hash
+    let real = req(&t, "1.0")
+        .deployer(Arc::new(Fetching))
+        .artifact(artifact);
+    let report = engine.deploy(real).await.unwrap();
+    let c = calls(&fleet);
+    assert_eq!(
+        c.iter().filter(|(f, _)| f == "cp.get_url").count(),
+        2,
+        "{c:?}"
+    );
+    assert_eq!(
+        c.iter().filter(|(f, _)| f == "file.get_hash").count(),
+        2,
+        "{c:?}\n{report}"
+    );
+    assert_ne!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    let f = report.host("web-02").unwrap().failure.clone().unwrap();
+    assert_eq!(f.fun.as_deref(), Some("file.get_hash"), "{f:?}");
+}
