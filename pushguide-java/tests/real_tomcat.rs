@@ -199,6 +199,43 @@ fn assert_pages(lab: &Lab, version: &str) {
     }
 }
 
+/// Every file, directory and symlink under each minion's release root and `webapps`: path, kind,
+/// size, modification time and link target.
+fn snapshot(lab: &Lab) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let link = std::fs::read_link(&path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            out.push(format!(
+                "{} {:?} {} {:?} {link}",
+                path.display(),
+                meta.file_type(),
+                meta.len(),
+                meta.modified().ok()
+            ));
+            if meta.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for m in &lab.minions {
+        for sub in ["app", "base/webapps"] {
+            walk(&Path::new(&lab.tomcat_dir).join(m).join(sub), &mut out);
+        }
+    }
+    out.sort();
+    out
+}
+
 #[tokio::test]
 async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
     let Some(lab) = lab() else { return };
@@ -248,6 +285,14 @@ async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
     let r = engine.deploy(deploy("1.0.0")).await.unwrap();
     eprintln!("{r}");
     assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    assert_pages(&lab, "1.0.0");
+
+    // a dry run of the next release (staging included) changes no file on any minion
+    let before = snapshot(&lab);
+    let r = engine.deploy(deploy("2.0.0").dry_run(true)).await.unwrap();
+    eprintln!("{r}");
+    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    assert_eq!(snapshot(&lab), before, "a dry run changed files");
     assert_pages(&lab, "1.0.0");
 
     let r = engine.deploy(deploy("2.0.0")).await.unwrap();
