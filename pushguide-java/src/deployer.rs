@@ -157,8 +157,12 @@ impl Deployer for JavaTomcat {
     }
 
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        // after staging, the release directory is there: only its check is sent again
-        let hosts = self.stage_release(cx).await?;
+        // staged ahead: the release is unpacked on every host of the batch already
+        let hosts = if cx.is_staged() {
+            self.hosts(cx)
+        } else {
+            self.stage_release(cx).await?
+        };
         self.stop(cx, &hosts).await
     }
 

@@ -156,7 +156,7 @@ impl Run {
         prepared: Prepared,
     ) -> (DeploymentOutcome, Option<String>, Journal) {
         let Prepared {
-            release,
+            mut release,
             batches,
             max_failed,
             mut journal,
@@ -185,12 +185,19 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
-        let batches = match self
-            .stage_ahead(&release, &mut journal, batches, max_failed)
-            .await
-        {
-            Ok(batches) => batches,
-            Err(stopped) => return (stopped.0, Some(stopped.1), journal),
+        let batches = if release.template.rollout.stage_ahead && self.deployer.stages_ahead() {
+            match self
+                .stage_ahead(&release, &mut journal, batches, max_failed)
+                .await
+            {
+                Ok(batches) => {
+                    release.staged = true;
+                    batches
+                }
+                Err(stopped) => return (stopped.0, Some(stopped.1), journal),
+            }
+        } else {
+            batches
         };
         let mut restored = 0usize;
         for (b, hosts) in batches.iter().enumerate() {
@@ -213,8 +220,7 @@ impl Run {
         self.completed(journal, max_failed, restored)
     }
 
-    /// Staging ahead of the batches (when the kind stages and the template lets it): the kind's
-    /// staging hook on every host of every batch at once. Returns the batches without the hosts
+    /// Staging ahead of the batches: the kind's staging hook on every host of every batch at once. Returns the batches without the hosts
     /// that failed staging; `Err` with the outcome and reason when the deployment stops before any
     /// host is touched (cancelled, or more hosts failed than the budget allows).
     async fn stage_ahead(
@@ -224,9 +230,6 @@ impl Run {
         batches: Vec<Vec<MinionId>>,
         max_failed: usize,
     ) -> Result<Vec<Vec<MinionId>>, (DeploymentOutcome, String)> {
-        if !(release.template.rollout.stage_ahead && self.deployer.stages_ahead()) {
-            return Ok(batches);
-        }
         if self.shared.is_cancelled() {
             return Err((DeploymentOutcome::Cancelled, "cancelled".to_owned()));
         }

@@ -173,7 +173,7 @@ impl Engine {
             planning: false,
             cancel: cancel.clone(),
         };
-        let prepared = self.prepare(&shared, &*deployer, req, id).await?;
+        let mut prepared = self.prepare(&shared, &*deployer, req, id).await?;
         let planning = RunShared {
             transport: self.inner.transport.clone(),
             bus: None,
@@ -185,6 +185,8 @@ impl Engine {
         let staging = req.template.rollout.stage_ahead
             && deployer.stages_ahead()
             && matches!(req.mode, Mode::Deploy);
+        // the batch stages are shown as they run after staging
+        prepared.release.staged = staging;
         let mut steps = Vec::new();
         for stage in staging
             .then_some(Stage::Staging)

@@ -49,6 +49,7 @@ impl Engine {
             artifact: req.artifact.clone(),
             hosts: self.host_versions(req, &hosts).await?,
             dry_run: req.dry_run,
+            staged: false,
         };
         let mut journal = Journal::new(&hosts);
 

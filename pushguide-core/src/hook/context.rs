@@ -82,6 +82,9 @@ pub struct Release {
     pub hosts: HashMap<MinionId, HostVersions>,
     /// Whether mutating calls are only recorded.
     pub dry_run: bool,
+    /// Whether staging ran before the batches: every host in a batch passed it
+    /// ([`crate::Deployer::stage`]).
+    pub staged: bool,
 }
 
 /// What one host answered to a call that did not fail, typed by whether there is an answer to judge.
@@ -304,6 +307,12 @@ impl<'a> StageContext<'a> {
     /// that skip local work (such as waiting) in that case.
     pub fn is_dry_run(&self) -> bool {
         self.release.dry_run || self.shared.planning
+    }
+
+    /// Whether this deployment's staging ran on every host of the batch before the batches
+    /// ([`crate::Deployer::stage`]): then the batch stages skip what staging did.
+    pub fn is_staged(&self) -> bool {
+        self.release.staged
     }
 
     /// Whether cancel was requested (hooks doing long local work may check it).
