@@ -751,8 +751,8 @@ async fn settings_durations_beyond_the_maximum_are_refused_naming_the_key() {
     assert!(err.to_string().contains("job_timeout"), "{err}");
 }
 
-/// A job longer than the poll interval, its stream healthy all along: no `GET /jobs` (each is a
-/// `jobs.list_job` runner job on a real master).
+/// Jobs longer than the poll interval, the stream healthy all along (from a fresh client's first
+/// call on): no `GET /jobs` (each is a `jobs.list_job` runner job on a real master).
 #[tokio::test]
 async fn a_long_job_with_a_healthy_stream_is_never_polled() {
     let fleet = Arc::new(
@@ -761,9 +761,8 @@ async fn a_long_job_with_a_healthy_stream_is_never_polled() {
             .with_latency(Duration::from_millis(700)),
     );
     let fake = FakeSaltApi::start(fleet).await.unwrap();
+    // a fresh client: its first call waits for the event stream before publishing the job
     let api = SaltApi::new(settings(&fake)).unwrap();
-    warm_up(&api, &fake).await;
-    fake.reset_request_count();
     let all = fake.fleet().minions().to_vec();
     for _ in 0..2 {
         let mut r = within(10, api.call(&all, &SaltCall::read("test.ping")))

@@ -209,6 +209,12 @@ impl Inner {
         returned: &mut HashMap<String, Outcome>,
     ) -> Result<Round, SaltError> {
         // which streams were connected before the job was published: only those saw all its returns
+        // (the first endpoint's stream is started, and waited for, before that)
+        if self.settings.use_events {
+            if let Some(&first) = self.endpoint_order().first() {
+                self.ensure_events(first).await;
+            }
+        }
         let streams: Vec<Option<u64>> = (0..self.endpoints.len())
             .map(|i| self.stream_connects(i))
             .collect();
