@@ -1,7 +1,8 @@
 """Helpers of benches/orchestrate/run (run with the salt lab's venv python: it has msgpack).
 
-  report.py jobs CACHE_JOBS_DIR          every job in the master's job cache: "<jid> <fun>" lines
-  report.py pushguide LOG_JSON           floors of one pushguide deployment (`pushguide log ID --json`)
+  report.py jobs CACHE_JOBS_DIR          every job in the master's job cache: "<jid> <fun> <targets>" lines
+  report.py pushguide LOG_JSON JOBS      floors of one pushguide deployment (`pushguide log ID --json`;
+                                         JOBS: a `jobs` listing made after it, naming each call's hosts)
   report.py orchestrate OUT_JSON         floors of one `salt-run --out=json state.orchestrate` run
   report.py summary RESULTS_TSV          the table, medians, ratios and overheads
 
@@ -30,24 +31,32 @@ def jobs(cache):
                 d = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
         except (OSError, ValueError) as e:  # a job being written: count it, name unknown
             d = {"jid": os.path.basename(os.path.dirname(load)), "fun": f"?({e.__class__.__name__})"}
-        print(d.get("jid"), d.get("fun"))
+        tgt = d.get("tgt", "")
+        tgt = ",".join(tgt) if isinstance(tgt, list) else str(tgt)
+        print(d.get("jid"), d.get("fun"), tgt or "-")
 
 
-def pushguide(path):
+def pushguide(path, jobs_listing):
     """Per call: `millis` is the call's wall time as pushguide measured it (request to the last host's
-    return); `ok` + `failed` are the hosts it went to. Calls of one batch that differ per host run
-    concurrently, so a host's time in the window is the sum of the calls that went to it, and the
-    batch's floor is its slowest host."""
+    return); its hosts are the targets of its jid in the master's job cache (pushguide targets
+    minion lists). Calls of one batch that differ per host run concurrently, so a host's time in the
+    window is the sum of the calls that went to it, and the batch's floor is its slowest host."""
     with open(path) as f:
         d = json.load(f)
+    targets = {}
+    with open(jobs_listing) as f:
+        for line in f:
+            jid, _fun, tgt = line.split()
+            targets[jid] = tgt.split(",")
     per = {}  # (stage-kind, batch) -> host -> ms
     for c in d["calls"]:
         kind = "window" if c["stage"] in WINDOW else ("staging" if c["stage"] == "staging" else None)
         if kind is None:
             continue
-        hosts = list(c.get("ok") or []) + list(c.get("failed") or [])
+        hosts = targets.get(c.get("jid") or "")
+        if not hosts:
+            sys.exit(f"{path}: call {c['fun']} ({c['stage']}) has jid {c.get('jid')!r}, not in {jobs_listing}")
         for h in hosts:
-            h = h if isinstance(h, str) else h.get("host", str(h))
             key = (kind, c["batch"] if kind == "window" else 0)
             per.setdefault(key, {}).setdefault(h, 0)
             per[key][h] += c["millis"]
@@ -142,5 +151,4 @@ def summary(path):
 
 
 if __name__ == "__main__":
-    cmd, arg = sys.argv[1], sys.argv[2]
-    {"jobs": jobs, "pushguide": pushguide, "orchestrate": orchestrate, "summary": summary}[cmd](arg)
+    {"jobs": jobs, "pushguide": pushguide, "orchestrate": orchestrate, "summary": summary}[sys.argv[1]](*sys.argv[2:])
