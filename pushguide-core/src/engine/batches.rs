@@ -7,10 +7,10 @@ use std::sync::PoisonError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::count;
 use super::prepare::Prepared;
 use super::request::{Mode, RollbackTo};
 use super::run::Run;
+use super::{count, stages_ahead};
 use crate::hook::context::{Release, StageContext};
 use crate::hook::deployer::run_hook;
 use crate::hook::journal::Journal;
@@ -185,7 +185,7 @@ impl Run {
             );
             return (DeploymentOutcome::Failed, Some(reason), journal);
         }
-        let batches = if release.template.rollout.stage_ahead && self.deployer.stages_ahead() {
+        let batches = if stages_ahead(&self.req, &*self.deployer) {
             match self
                 .stage_ahead(&release, &mut journal, batches, max_failed)
                 .await
@@ -238,7 +238,8 @@ impl Run {
         let (_, failed, cancelled) = self
             .run_stage(&span, release, journal, None, Stage::Staging, hosts)
             .await;
-        if cancelled {
+        // a cancel during staging's last call (which finishes) stops here too
+        if cancelled || self.shared.is_cancelled() {
             let reason = "cancelled while staging; no host was touched".to_owned();
             return Err((DeploymentOutcome::Cancelled, reason));
         }

@@ -182,9 +182,7 @@ impl Engine {
         };
         let sample: Vec<MinionId> = prepared.batches.first().cloned().unwrap_or_default();
         let everyone: Vec<MinionId> = prepared.batches.concat();
-        let staging = req.template.rollout.stage_ahead
-            && deployer.stages_ahead()
-            && matches!(req.mode, Mode::Deploy);
+        let staging = stages_ahead(req, &*deployer);
         // the batch stages are shown as they run after staging
         prepared.release.staged = staging;
         let mut steps = Vec::new();
@@ -315,6 +313,12 @@ pub(crate) fn count(n: usize, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
+}
+
+/// Whether a run of `req` stages ahead: a release (not a rollback), of a kind that stages, with the
+/// template's `rollout.stage_ahead` on.
+fn stages_ahead(req: &Request, deployer: &dyn Deployer) -> bool {
+    matches!(req.mode, Mode::Deploy) && req.template.rollout.stage_ahead && deployer.stages_ahead()
 }
 
 /// `{ms}-{16 hex digits}`: sortable by time, and unique across processes started in the same

@@ -1604,3 +1604,91 @@ async fn a_dry_run_hashes_no_download_it_only_recorded() {
     let f = report.host("web-02").unwrap().failure.clone().unwrap();
     assert_eq!(f.fun.as_deref(), Some("file.get_hash"), "{f:?}");
 }
+
+/// The simulated fleet, holding the staging download until told to go on.
+#[derive(Debug)]
+struct HoldStaging {
+    fleet: Arc<pushguide_core::sim::SimFleet>,
+    hold: std::sync::atomic::AtomicBool,
+    arrived: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl pushguide_core::Transport for HoldStaging {
+    async fn call(
+        &self,
+        targets: &[MinionId],
+        call: &pushguide_core::SaltCall,
+    ) -> Result<Returns, pushguide_core::TransportError> {
+        if call.fun == "cp.get_url" && self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            self.arrived.notify_one();
+            self.go.notified().await;
+        }
+        self.fleet.call(targets, call).await
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_during_staging_touches_no_host_and_the_next_release_and_rollback_work() {
+    let t = template(4, "[rollout]\nbatch = 2");
+    let transport = Arc::new(HoldStaging {
+        fleet: fleet(4),
+        hold: true.into(),
+        arrived: tokio::sync::Notify::new(),
+        go: tokio::sync::Notify::new(),
+    });
+    let engine = engine(transport.clone());
+    let all = ["web-01", "web-02", "web-03", "web-04"];
+    seed(&engine, &all, "1.0").await;
+    let current = |engine: pushguide_core::Engine| async move {
+        let v = engine
+            .fleet_state()
+            .versions("shop", &ids(&all))
+            .await
+            .unwrap();
+        ids(&all)
+            .iter()
+            .map(|h| v.get(h).and_then(|r| r.current.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    let handle = engine.start(staged(&t, "2.0")).await.unwrap();
+    transport.arrived.notified().await;
+    handle.cancel();
+    transport.go.notify_one();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Cancelled, "{report}");
+    assert!(
+        report.reason.as_deref().unwrap_or("").contains("staging"),
+        "{report}"
+    );
+    let funs: Vec<String> = transport
+        .fleet
+        .requests()
+        .into_iter()
+        .map(|r| r.fun)
+        .collect();
+    assert!(!funs.iter().any(|f| f == "file.symlink"), "{funs:?}");
+    assert_eq!(
+        current(engine.clone()).await,
+        vec![Some("1.0".to_owned()); 4],
+        "every host still runs what it ran"
+    );
+
+    // the next release goes through, and rolling it back returns every host to 1.0
+    transport
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = engine.deploy(staged(&t, "2.0")).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::Succeeded, "{report}");
+    assert_eq!(
+        current(engine.clone()).await,
+        vec![Some("2.0".to_owned()); 4]
+    );
+    let rollback =
+        pushguide_core::Request::rollback(t.clone(), None, alice()).deployer(Arc::new(STAGED));
+    let report = engine.deploy(rollback).await.unwrap();
+    assert_eq!(report.outcome, DeploymentOutcome::RolledBack, "{report}");
+    assert_eq!(current(engine).await, vec![Some("1.0".to_owned()); 4]);
+}

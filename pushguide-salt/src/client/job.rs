@@ -244,16 +244,12 @@ impl Inner {
 
     /// Sends the `local_async` request that starts a job, to the first endpoint that takes it (a
     /// mutating call only elsewhere when surely not received); `None` when salt matched no minion.
+    /// The caller (`run_round`) has started the first endpoint's event stream.
     async fn start_job(
         self: &Arc<Self>,
         body: &Value,
         call: &SaltCall,
     ) -> Result<Option<(usize, AsyncJob)>, SaltError> {
-        if self.settings.use_events {
-            if let Some(&first) = self.endpoint_order().first() {
-                self.ensure_events(first).await;
-            }
-        }
         let (idx, bytes) = self
             .request_any(
                 Req::Post("/", body),
