@@ -62,6 +62,10 @@ pub use vocab::validate;
 pub use vocab::action::Action;
 pub use vocab::call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use vocab::error::{Error, StageError, TransportError, TransportErrorKind};
+pub use vocab::job::{
+    decode_steps, group_plans, job_steps, steps_call, Check, HostSteps, Retry, Step, StepReturn,
+    PROTOCOL, STEPS_FUN, STEP_DEFAULT_TIMEOUT,
+};
 pub use vocab::outcome::{Decision, DeploymentOutcome};
 pub use vocab::stage::Stage;
 pub use vocab::target::{resolve_list, TargetExpr, TargetType};

@@ -11,6 +11,7 @@ use crate::ports::transport::Transport;
 use crate::vocab::call::{Effect, MinionId, Outcome, Returns, SaltCall};
 use crate::vocab::error::Error;
 use crate::vocab::error::{TransportError, TransportErrorKind};
+use crate::vocab::job::{job_steps, truthy, Step, PROTOCOL, STEPS_FUN};
 use crate::vocab::target::{resolve_list, TargetExpr, TargetType};
 
 /// One request the fleet received.
@@ -111,6 +112,9 @@ impl SimFleet {
         if !self.latency.is_zero() {
             wait_precisely(since, self.latency).await;
         }
+        if call.fun == STEPS_FUN {
+            return self.run_job(targets, call).await;
+        }
         let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut returns = Returns::with_jid(jid.to_string());
         returns.minions.reserve(targets.len());
@@ -133,6 +137,119 @@ impl SimFleet {
             }
         }
         Ok(returns)
+    }
+
+    /// A job of steps ([`STEPS_FUN`]) as the pushguide salt module runs it: each minion's steps in
+    /// order, each answered by the rules of its own function (so a rule on `service.stop` fails that
+    /// step of a job), judged by the step's check, skipped where its `unless` condition answers a
+    /// truthy value, tried again per its retry (the waits are slept once, after), stopped at the
+    /// first failing step. A step ruled `NoReturn` makes the minion give no return at all.
+    async fn run_job(
+        &self,
+        targets: &[MinionId],
+        call: &SaltCall,
+    ) -> Result<Returns, TransportError> {
+        let jid = self.jid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut returns = Returns::with_jid(jid.to_string());
+        let plans = job_steps(call);
+        let mut slept = Duration::ZERO;
+        {
+            let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+            for m in targets {
+                if !self.known.contains_key(m) {
+                    continue;
+                }
+                let answer = match &plans {
+                    Err(e) => Some(serde_json::json!({
+                        "pushguide": PROTOCOL, "minion": m.as_str(), "error": e, "steps": []
+                    })),
+                    Ok(plans) => match plans.get(m) {
+                        None => Some(serde_json::json!({
+                            "pushguide": PROTOCOL, "minion": m.as_str(),
+                            "error": "no steps for this minion", "steps": []
+                        })),
+                        Some(steps) => {
+                            let (answer, waited) = Self::run_steps(&mut rules, m, steps);
+                            slept = slept.max(waited);
+                            answer
+                        }
+                    },
+                };
+                if let Some(value) = answer {
+                    returns.minions.insert(m.clone(), Outcome::Ok { value });
+                }
+            }
+        }
+        if !slept.is_zero() {
+            tokio::time::sleep(slept).await;
+        }
+        Ok(returns)
+    }
+
+    /// One minion's steps; `None` when a step never answers. Returns the module's report and the
+    /// time its retries waited.
+    fn run_steps(rules: &mut [Rule], m: &MinionId, steps: &[Step]) -> (Option<Value>, Duration) {
+        let mut out = Vec::new();
+        let mut waited = Duration::ZERO;
+        let answer = |rules: &mut [Rule], c: &SaltCall| {
+            if rules.is_empty() {
+                Outcome::ok(true)
+            } else {
+                Self::outcome_for(rules, m, c).unwrap_or(Outcome::ok(true))
+            }
+        };
+        for step in steps {
+            if let Some(cond) = &step.unless {
+                if let Outcome::Ok { value } = answer(rules, cond) {
+                    if truthy(&value) {
+                        out.push(serde_json::json!({
+                            "fun": step.call.fun, "ok": true, "skipped": true, "ret": null,
+                            "retcode": null, "error": null, "ms": 0.0, "attempts": 1
+                        }));
+                        continue;
+                    }
+                }
+            }
+            let mut attempts = 1u32;
+            let mut spent = Duration::ZERO;
+            let mut interval = step.retry.as_ref().map_or(Duration::ZERO, |r| r.interval);
+            let (ret, retcode, error) = loop {
+                let judged = match answer(rules, &step.call) {
+                    Outcome::NoReturn => return (None, waited),
+                    Outcome::Failed { retcode, message } => (Value::Null, retcode, Some(message)),
+                    Outcome::Ok { value } => {
+                        let error = step.check.judge(&value).err();
+                        (value, Some(0), error)
+                    }
+                };
+                let more = judged.2.is_some()
+                    && step.retry.as_ref().is_some_and(|r| {
+                        attempts < r.attempts.max(1) && spent + interval <= r.within
+                    });
+                if !more {
+                    break judged;
+                }
+                spent += interval;
+                attempts += 1;
+                if let Some(r) = &step.retry {
+                    interval = (interval * 2).min(r.max_interval);
+                }
+            };
+            waited += spent;
+            let ok = error.is_none();
+            out.push(serde_json::json!({
+                "fun": step.call.fun, "ok": ok, "skipped": false, "ret": ret,
+                "retcode": retcode, "error": error, "ms": spent.as_secs_f64() * 1000.0,
+                "attempts": attempts
+            }));
+            if !ok {
+                break;
+            }
+        }
+        (
+            Some(serde_json::json!({"pushguide": PROTOCOL, "minion": m.as_str(), "steps": out})),
+            waited,
+        )
     }
 
     /// Whether to keep a log of requests (default on; turn off for long benchmarks).

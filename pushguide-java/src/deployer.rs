@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use pushguide_core::steps::{self as shared, call_by};
+use pushguide_core::steps as shared;
 use pushguide_core::{
-    validate, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
+    validate, Check, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError, Step,
 };
 
 use crate::config::{Host, JavaTomcatConfig};
@@ -28,39 +28,6 @@ pub struct JavaTomcat {
 }
 
 impl JavaTomcat {
-    /// Downloads, verifies and unpacks the release on the live hosts that do not hold it yet, next to
-    /// the running release. Returns every live host's settings.
-    async fn stage_release(
-        &self,
-        cx: &mut StageContext<'_>,
-    ) -> Result<BTreeMap<MinionId, Host>, StageError> {
-        let hosts = self.hosts(cx);
-        let v = cx.version().to_owned();
-        let layout = |h: &MinionId| self.cfg.layout(&hosts[h]);
-        let downloaded = shared::fetch_artifact(
-            cx,
-            |h| layout(h).release_dir(&v),
-            |h| layout(h).archive(&v, "war"),
-        )
-        .await?;
-        // unpack next to the running release while Tomcat still serves it; hosts with different
-        // paths are unpacked at once
-        let mut groups: BTreeMap<(String, String), Vec<MinionId>> = BTreeMap::new();
-        for h in downloaded {
-            let l = layout(&h);
-            groups
-                .entry((l.archive(&v, "war"), l.release_dir(&v)))
-                .or_default()
-                .push(h);
-        }
-        let calls = groups
-            .into_iter()
-            .map(|((war, dir), hs)| (hs, steps::unzip(&war, &dir)))
-            .collect();
-        cx.call_each(calls).await?;
-        Ok(hosts)
-    }
-
     /// A deployer for `cfg` (validated by [`pushguide_core::DeployerConfig::build`]).
     pub fn new(cfg: JavaTomcatConfig) -> Self {
         JavaTomcat { cfg }
@@ -80,56 +47,58 @@ impl JavaTomcat {
         out
     }
 
-    async fn stop(
-        &self,
-        cx: &mut StageContext<'_>,
-        hosts: &BTreeMap<MinionId, Host>,
-    ) -> Result<(), StageError> {
-        let on: Vec<MinionId> = hosts.keys().cloned().collect();
-        call_by(cx, &on, |h| hosts[h].control.clone(), steps::stop).await?;
-        Ok(())
+    /// A host's staging steps: the release fetched, verified and unpacked beside the running one,
+    /// each skipped when the release directory is already there.
+    fn stage_steps(&self, cx: &StageContext<'_>, host: &Host) -> Result<Vec<Step>, StageError> {
+        let v = cx.version();
+        let layout = self.cfg.layout(host);
+        let (dir, war) = (layout.release_dir(v), layout.archive(v, "war"));
+        let mut steps = shared::fetch_steps(cx, &dir, &war)?;
+        steps.push(Step::new(steps::unzip(&war, &dir)).unless(steps::dir_exists(&dir)));
+        Ok(steps)
     }
 
-    async fn start(
+    /// Queues the staging steps of every live host.
+    fn queue_staging(
         &self,
         cx: &mut StageContext<'_>,
         hosts: &BTreeMap<MinionId, Host>,
     ) -> Result<(), StageError> {
-        let on: Vec<MinionId> = hosts.keys().cloned().collect();
-        call_by(cx, &on, |h| hosts[h].control.clone(), steps::start).await?;
-        Ok(())
+        let mut per_host = Vec::with_capacity(hosts.len());
+        for (h, host) in hosts {
+            per_host.push((h.clone(), self.stage_steps(cx, host)?));
+        }
+        cx.steps(per_host)
     }
 
-    /// Switches each live host's context to `version(host)` and clears the compiled pages.
-    async fn switch(
+    /// Queues, for every host, `make(host, settings)`.
+    fn queue(
         &self,
         cx: &mut StageContext<'_>,
         hosts: &BTreeMap<MinionId, Host>,
-        version: impl Fn(&MinionId) -> String,
+        make: impl Fn(&MinionId, &Host) -> Vec<Step>,
     ) -> Result<(), StageError> {
+        let per_host = hosts.iter().map(|(h, s)| (h.clone(), make(h, s))).collect();
+        cx.steps(per_host)
+    }
+
+    /// The steps that point a host's context at the release `version` and clear its compiled pages.
+    fn switch_steps(&self, host: &Host, version: &str) -> Vec<Step> {
         let style = self.cfg.style();
-        let ctx = self.cfg.context.clone();
-        let on: Vec<MinionId> = hosts.keys().cloned().collect();
-        call_by(
-            cx,
-            &on,
-            |h| {
-                (
-                    hosts[h].catalina_base.clone(),
-                    self.cfg.layout(&hosts[h]).release_dir(&version(h)),
-                )
-            },
-            |(base, dir)| steps::switch(style, base, &ctx, dir),
-        )
-        .await?;
-        call_by(
-            cx,
-            &on,
-            |h| hosts[h].catalina_base.clone(),
-            |base| steps::clear_work(style, base, &ctx),
-        )
-        .await?;
-        Ok(())
+        let dir = self.cfg.layout(host).release_dir(version);
+        vec![
+            Step::new(steps::switch(
+                style,
+                &host.catalina_base,
+                &self.cfg.context,
+                &dir,
+            )),
+            Step::new(steps::clear_work(
+                style,
+                &host.catalina_base,
+                &self.cfg.context,
+            )),
+        ]
     }
 }
 
@@ -149,86 +118,85 @@ impl Deployer for JavaTomcat {
         true
     }
 
-    /// Staging (every host at once, before the first batch): download, verify and unpack the WAR
-    /// beside the running release; Tomcat keeps serving.
+    fn batch_in_one_job(&self) -> bool {
+        true
+    }
+
+    /// Staging (every host at once, before the first batch, one job): disk space, download, verify
+    /// and unpack the WAR beside the running release; Tomcat keeps serving.
     async fn stage(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        self.stage_release(cx).await?;
-        Ok(())
+        let hosts = self.hosts(cx);
+        self.queue_staging(cx, &hosts)
     }
 
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let hosts = self.hosts(cx);
         // staged ahead: the release is unpacked on every host of the batch already
-        let hosts = if cx.is_staged() {
-            self.hosts(cx)
-        } else {
-            self.stage_release(cx).await?
-        };
-        self.stop(cx, &hosts).await
+        if !cx.is_staged() {
+            self.queue_staging(cx, &hosts)?;
+        }
+        self.queue(cx, &hosts, |_, s| vec![Step::new(steps::stop(&s.control))])
     }
 
     async fn deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let hosts = self.hosts(cx);
         let v = cx.version().to_owned();
-        self.switch(cx, &hosts, |_| v.clone()).await
+        self.queue(cx, &hosts, |_, s| self.switch_steps(s, &v))
     }
 
     async fn post_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let hosts = self.hosts(cx);
-        self.start(cx, &hosts).await?;
         let health = cx.template().health.clone();
-        let global = health.url.clone();
-        shared::health_check(cx, &health, |h| {
-            hosts
-                .get(h)
-                .and_then(|s| s.health_url.clone())
-                .or_else(|| global.clone())
-        })
-        .await?;
-        shared::prune_releases(cx, self.cfg.keep_releases, |h| self.cfg.layout(&hosts[h])).await
+        let module = cx.runs_module();
+        let keep = self.cfg.keep_releases;
+        let protect: BTreeMap<MinionId, Vec<String>> = hosts
+            .keys()
+            .map(|h| (h.clone(), shared::protected_versions(cx, h)))
+            .collect();
+        self.queue(cx, &hosts, |h, s| {
+            let mut steps = vec![Step::new(steps::start(&s.control))];
+            if let Some(url) = s.health_url.clone().or_else(|| health.url.clone()) {
+                steps.push(shared::health_step(&health, &url));
+            }
+            if module {
+                let releases = self.cfg.layout(s).releases();
+                steps.push(shared::prune_step(&releases, keep, protect[h].clone()));
+            }
+            steps
+        })?;
+        if !module {
+            // without the module, pruning lists each host's releases and removes the old ones
+            cx.send_steps().await?;
+            shared::prune_releases(cx, keep, |h| self.cfg.layout(&hosts[h])).await?;
+        }
+        Ok(())
     }
 
+    /// Rollback, one job per host: the release to go back to must still be on disk, then stop,
+    /// switch, clear the compiled pages and start.
     async fn rollback(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let mut hosts = self.hosts(cx);
+        let hosts = self.hosts(cx);
         // A host without a rollback target (none recorded, e.g. in a plan of a first release) is left
         // as it is: no release path is ever built from a missing version.
-        let mut targets: BTreeMap<MinionId, String> = BTreeMap::new();
-        for h in hosts.keys().cloned().collect::<Vec<_>>() {
-            match cx.rollback_target(&h) {
+        let mut per_host = Vec::new();
+        for (h, s) in &hosts {
+            match cx.rollback_target(h) {
                 Some(v) if validate::version("rollback target", v).is_ok() => {
-                    targets.insert(h, v.to_owned());
+                    let dir = self.cfg.layout(s).release_dir(v);
+                    let mut steps = vec![Step::new(steps::dir_exists(&dir))
+                        .check(Check::True)
+                        .what(format!("cannot roll back: {dir} is no longer on the host"))];
+                    steps.push(Step::new(steps::stop(&s.control)));
+                    steps.extend(self.switch_steps(s, v));
+                    steps.push(Step::new(steps::start(&s.control)));
+                    per_host.push((h.clone(), steps));
                 }
-                _ => {
-                    hosts.remove(&h);
-                    cx.log(
-                        &h,
-                        "no rollback target: Tomcat and the context are left as they are",
-                    );
-                }
-            }
-        }
-        if hosts.is_empty() {
-            return Ok(());
-        }
-        // the release to go back to must still be on disk
-        let on: Vec<MinionId> = hosts.keys().cloned().collect();
-        let present = call_by(
-            cx,
-            &on,
-            |h| self.cfg.layout(&hosts[h]).release_dir(&targets[h]),
-            |dir| steps::dir_exists(dir),
-        )
-        .await?;
-        for (h, v) in present.returned() {
-            if v.as_bool() != Some(true) {
-                let dir = self.cfg.layout(&hosts[h]).release_dir(&targets[h]);
-                cx.fail(
+                _ => cx.log(
                     h,
-                    format!("cannot roll back: {dir} is no longer on the host"),
-                );
+                    "no rollback target: Tomcat and the context are left as they are",
+                ),
             }
         }
-        self.stop(cx, &hosts).await?;
-        self.switch(cx, &hosts, |h| targets[h].clone()).await?;
-        self.start(cx, &hosts).await
+        cx.steps(per_host)
     }
 }

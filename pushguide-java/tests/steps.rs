@@ -165,7 +165,7 @@ async fn linux_failed_health_check_rolls_back_call_by_call() {
     assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r}");
     let f = r.host("web-02").unwrap().failure.clone().unwrap();
     assert!(
-        f.reason.contains("expected HTTP 200, got HTTP 503"),
+        f.reason.contains("(expected HTTP 200): HTTP 503"),
         "{}",
         f.reason
     );

@@ -13,6 +13,7 @@ use super::run::Run;
 use super::{count, stages_ahead};
 use crate::hook::context::{Release, StageContext};
 use crate::hook::deployer::run_hook;
+use crate::hook::jobs::{send_jobs, Queue};
 use crate::hook::journal::Journal;
 use crate::hook::template::{FailedHosts, OnFailure, RollbackPolicy};
 use crate::model::event::EventKind;
@@ -369,11 +370,100 @@ impl Run {
         journal: &mut Journal,
         batch: &Batch<'_>,
     ) -> Result<Vec<MinionId>, Halt> {
+        if self.batch_as_one_job(release) {
+            return self.run_batch_job(span, release, journal, batch).await;
+        }
         let mut live = batch.hosts.to_vec();
         for stage in Stage::BATCH {
             live = self
                 .run_stage_decided(span, release, journal, batch, stage, live)
                 .await?;
+        }
+        Ok(live)
+    }
+
+    /// Whether this batch's three stages go to each host as one salt job
+    /// ([`crate::Deployer::batch_in_one_job`]).
+    fn batch_as_one_job(&self, release: &Release) -> bool {
+        self.shared.step_jobs
+            && !release.dry_run
+            && self.deployer.batch_in_one_job()
+            && release.template.failure.on_failure != OnFailure::Pause
+    }
+
+    /// A batch as one job: each stage hook queues its steps, the steps of all three go to each host
+    /// as one salt job, and what it did is recorded stage by stage, each with its events. A cancel
+    /// that comes while the job runs lets it run to its end on the minions (a salt job cannot be
+    /// taken back); what it did is recorded, then the batch stops as cancelled.
+    async fn run_batch_job(
+        &self,
+        span: &tracing::Span,
+        release: &Release,
+        journal: &mut Journal,
+        batch: &Batch<'_>,
+    ) -> Result<Vec<MinionId>, Halt> {
+        let b = batch.index;
+        let cut = |stop, stage| Err(Halt::new(stop).cut(batch.hosts, stage));
+        let mut queue = Queue::default();
+        let mut live = batch.hosts.to_vec();
+        let mut failed_collecting: Vec<Vec<MinionId>> = Vec::new();
+        for stage in Stage::BATCH {
+            let mut cx =
+                StageContext::new(&self.shared, release, journal, stage, Some(b), live.clone());
+            cx.queue = std::mem::take(&mut queue);
+            cx.collect = true;
+            let span = tracing::info_span!(parent: span, "stage", stage = %stage, batch = b);
+            match run_hook(&*self.deployer, stage, &mut cx)
+                .instrument(span)
+                .await
+            {
+                Ok(()) => {}
+                Err(StageError::Cancelled) => return cut(Stop::Cancelled, Stage::PreDeploy),
+                Err(e) => {
+                    let live = cx.live.clone();
+                    let why = format!("{stage} hook failed: {e}");
+                    cx.fail_hosts(&live, None, &|_| why.clone());
+                }
+            }
+            queue = std::mem::take(&mut cx.queue);
+            for h in &cx.failed {
+                queue.drop_from(h, stage);
+            }
+            failed_collecting.push(cx.failed.clone());
+            live = cx.live.clone();
+        }
+        if self.shared.is_cancelled() {
+            return cut(Stop::Cancelled, Stage::PreDeploy);
+        }
+        let sent = send_jobs(
+            &self.shared,
+            Some(b),
+            queue.first_stage().unwrap_or(Stage::PreDeploy),
+            &queue,
+            &live,
+        )
+        .await;
+        let mut live = batch.hosts.to_vec();
+        for (stage, failed_before) in Stage::BATCH.into_iter().zip(failed_collecting) {
+            self.shared.emit(EventKind::StageStarted {
+                batch: Some(b),
+                stage,
+                hosts: live.len(),
+            });
+            live.retain(|h| !failed_before.contains(h));
+            let mut cx = StageContext::new(&self.shared, release, journal, stage, Some(b), live);
+            cx.record_sent(&sent);
+            let failed = failed_before.len() + cx.failed.len();
+            live = cx.live;
+            self.shared.emit(EventKind::StageFinished {
+                batch: Some(b),
+                stage,
+                ok: live.len(),
+                failed,
+            });
+        }
+        if self.shared.is_cancelled() {
+            return cut(Stop::Cancelled, Stage::PostDeploy);
         }
         Ok(live)
     }

@@ -41,6 +41,7 @@ pub struct EngineBuilder {
     fleet: Arc<dyn FleetState>,
     history: Option<Arc<dyn crate::ports::history::HistoryStore>>,
     status: Option<Arc<dyn crate::ports::status::MinionStatusStore>>,
+    step_jobs: bool,
 }
 
 impl fmt::Debug for dyn Transport {
@@ -77,6 +78,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Sends the steps hooks queue ([`StageContext::steps`]) as salt jobs of steps
+    /// ([`crate::STEPS_FUN`], run by the pushguide salt module on each minion: one job for a host's
+    /// steps) in real runs, instead of one request per step. Needs a transport whose minions run the
+    /// module (the salt-api client after `pushguide install-module`, or [`crate::sim::SimFleet`]).
+    /// Off by default; dry runs and plans always go call by call.
+    pub fn step_jobs(mut self, on: bool) -> Self {
+        self.step_jobs = on;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -86,6 +97,7 @@ impl EngineBuilder {
                 fleet: self.fleet,
                 history: self.history,
                 status: self.status,
+                step_jobs: self.step_jobs,
             }),
         }
     }
@@ -98,6 +110,7 @@ struct EngineInner {
     fleet: Arc<dyn FleetState>,
     history: Option<Arc<dyn crate::ports::history::HistoryStore>>,
     status: Option<Arc<dyn crate::ports::status::MinionStatusStore>>,
+    step_jobs: bool,
 }
 
 /// Runs deployments. Cheap to clone; clones share leases and fleet state.
@@ -117,6 +130,7 @@ impl Engine {
             fleet: Arc::new(MemoryFleetState::default()),
             history: None,
             status: None,
+            step_jobs: false,
         }
     }
 
@@ -171,6 +185,7 @@ impl Engine {
             transport: self.inner.transport.clone(),
             bus: None,
             planning: false,
+            step_jobs: self.inner.step_jobs,
             cancel: cancel.clone(),
         };
         let mut prepared = self.prepare(&shared, &*deployer, req, id).await?;
@@ -178,6 +193,7 @@ impl Engine {
             transport: self.inner.transport.clone(),
             bus: None,
             planning: true,
+            step_jobs: self.inner.step_jobs,
             cancel,
         };
         let sample: Vec<MinionId> = prepared.batches.first().cloned().unwrap_or_default();
@@ -266,6 +282,7 @@ impl Engine {
                 transport: self.inner.transport.clone(),
                 bus: Some(bus),
                 planning: false,
+                step_jobs: self.inner.step_jobs,
                 cancel: cancel_rx,
             },
             control: control.clone(),

@@ -144,8 +144,8 @@ impl Answer {
 /// The hosts that did not fail one or more calls, each with its [`Answer`].
 #[derive(Clone, Debug, Default)]
 pub struct CallResults {
-    jids: Vec<String>,
-    answers: Vec<(MinionId, Answer)>,
+    pub(crate) jids: Vec<String>,
+    pub(crate) answers: Vec<(MinionId, Answer)>,
 }
 
 impl CallResults {
@@ -216,6 +216,11 @@ pub struct StageContext<'a> {
     pub(crate) live: Vec<MinionId>,
     pub(crate) failed: Vec<MinionId>,
     pub(crate) artifact: Option<Artifact>,
+    /// Steps queued and not sent yet ([`StageContext::steps`]).
+    pub(crate) queue: crate::hook::jobs::Queue,
+    /// Whether the engine sends the queue after the batch's last stage (a batch as one job): then
+    /// the hooks may not call.
+    pub(crate) collect: bool,
 }
 
 impl std::fmt::Debug for StageContext<'_> {
@@ -248,6 +253,8 @@ impl<'a> StageContext<'a> {
             live,
             failed: Vec::new(),
             artifact: None,
+            queue: crate::hook::jobs::Queue::default(),
+            collect: false,
         }
     }
 
@@ -315,6 +322,13 @@ impl<'a> StageContext<'a> {
         self.release.staged
     }
 
+    /// Whether the minions run the pushguide salt module: the engine sends queued steps as jobs
+    /// ([`crate::EngineBuilder::step_jobs`]), so steps may call the module's own functions
+    /// (`pushguide.free_space`, `pushguide.prune`). In a dry run too (its read-only steps are sent).
+    pub fn runs_module(&self) -> bool {
+        self.shared.step_jobs
+    }
+
     /// Whether cancel was requested (hooks doing long local work may check it).
     pub fn is_cancelled(&self) -> bool {
         self.stage != Stage::Rollback && self.shared.is_cancelled()
@@ -351,6 +365,7 @@ impl<'a> StageContext<'a> {
     /// [`Answer::NotSent`]) and a read-only call answers [`Answer::DryRun`]; in a plan nothing is sent.
     /// After a cancel, returns [`StageError::Cancelled`] without sending (except during rollback).
     pub async fn call(&mut self, call: SaltCall) -> Result<CallResults, StageError> {
+        self.before_call().await?;
         let targets = self.live.clone();
         self.send(targets, call).await
     }
@@ -361,6 +376,7 @@ impl<'a> StageContext<'a> {
         hosts: &[MinionId],
         call: SaltCall,
     ) -> Result<CallResults, StageError> {
+        self.before_call().await?;
         let wanted: HashSet<&MinionId> = hosts.iter().collect();
         let targets: Vec<MinionId> = self
             .live
@@ -376,6 +392,15 @@ impl<'a> StageContext<'a> {
     /// as long as one request, not one after another. The answers of every call, in the order given;
     /// results are recorded in that order too.
     pub async fn call_each(
+        &mut self,
+        calls: Vec<(Vec<MinionId>, SaltCall)>,
+    ) -> Result<CallResults, StageError> {
+        self.before_call().await?;
+        self.call_each_now(calls).await
+    }
+
+    /// [`StageContext::call_each`] without sending queued steps first.
+    pub(crate) async fn call_each_now(
         &mut self,
         calls: Vec<(Vec<MinionId>, SaltCall)>,
     ) -> Result<CallResults, StageError> {
@@ -430,6 +455,22 @@ impl<'a> StageContext<'a> {
         for h in self.live.clone() {
             self.log(&h, text.clone());
         }
+    }
+
+    /// Before an immediate call: steps queued before it are sent first (their order is kept); a
+    /// batch sent as one job allows no call.
+    async fn before_call(&mut self) -> Result<(), StageError> {
+        if self.collect {
+            return Err(StageError::Misuse(
+                "this kind sends its batch as one job: its batch hooks queue steps \
+                 (`StageContext::steps`) and make no calls"
+                    .into(),
+            ));
+        }
+        if !self.queue.is_empty() {
+            self.send_steps().await?;
+        }
+        Ok(())
     }
 
     async fn send(

@@ -115,6 +115,19 @@ pub trait Deployer: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether this kind's batch hooks (`pre_deploy`, `deploy`, `post_deploy`) only queue steps
+    /// ([`StageContext::steps`]) and make no calls, so that the engine may send a batch's steps of
+    /// all three stages to each host as ONE salt job (when it sends jobs at all,
+    /// [`crate::EngineBuilder::step_jobs`], in a real run, and unless the template pauses for a
+    /// decision at a failed stage: then each stage is a job of its own, so the hosts wait at the
+    /// stage that failed). The stages stay what they are in the journal, the events and the log:
+    /// each step is recorded under the stage that queued it, the events of a batch sent as one job
+    /// come when its job returns. A hook that calls while its batch is collected gets
+    /// [`StageError::Misuse`]. Default: no.
+    fn batch_in_one_job(&self) -> bool {
+        false
+    }
+
     /// Before release, per batch. Default: nothing.
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let _ = cx;
@@ -147,5 +160,10 @@ pub(crate) async fn run_hook(
         Stage::PostDeploy => deployer.post_deploy(cx).await,
         Stage::Rollback => deployer.rollback(cx).await,
         Stage::Staging => deployer.stage(cx).await,
+    }?;
+    // the steps the hook queued, unless the engine sends a whole batch's steps at its end
+    if !cx.collect {
+        cx.send_steps().await?;
     }
+    Ok(())
 }

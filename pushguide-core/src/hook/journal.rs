@@ -121,6 +121,8 @@ pub(crate) struct RunShared {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) bus: Option<Arc<EventBus>>,
     pub(crate) planning: bool,
+    /// Whether queued steps are sent as salt jobs of steps (`pushguide.steps`) in real runs.
+    pub(crate) step_jobs: bool,
     pub(crate) cancel: watch::Receiver<bool>,
 }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod context;
 pub(crate) mod deployer;
+pub(crate) mod jobs;
 pub(crate) mod journal;
 pub(crate) mod registry;
 pub mod steps;

@@ -21,6 +21,7 @@ use crate::hook::template::HealthCheck;
 use crate::vocab::call::{MinionId, SaltCall};
 use crate::vocab::error::Error;
 use crate::vocab::error::StageError;
+use crate::vocab::job::{Check, Retry, Step};
 
 /// Path separator style of the minions a layout lives on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +358,122 @@ fn still_live(cx: &StageContext<'_>, mut hosts: Vec<MinionId>) -> Vec<MinionId> 
     let live: BTreeSet<&MinionId> = cx.minions().iter().collect();
     hosts.retain(|h| live.contains(h));
     hosts
+}
+
+/// The steps that bring the release's artifact to a host, each skipped when `release_dir` is
+/// already there (a redeploy, a release kept on disk): where the minions run the pushguide module
+/// and the artifact's size is known, a check that the disk holds it (`pushguide.free_space`: the
+/// archive plus its unpacked entries); the download to `dest` (`cp.get_url`, the destination path
+/// answered); its SHA-256 on the minion (`file.get_hash`, when the release has one). Unpacking is the
+/// kind's own step, after these.
+pub fn fetch_steps(
+    cx: &StageContext<'_>,
+    release_dir: &str,
+    dest: &str,
+) -> Result<Vec<Step>, StageError> {
+    let Some(artifact) = cx.artifact().cloned() else {
+        return Err(StageError::Failed(format!(
+            "no artifact for version {}: set the project's artifact URL or resolve it from CI",
+            cx.version()
+        )));
+    };
+    check_artifact(&artifact)?;
+    let there = SaltCall::read("file.directory_exists").arg(release_dir);
+    let mut steps = Vec::new();
+    if let (true, Some(size)) = (cx.runs_module(), artifact.size) {
+        let unpacked: u64 = artifact
+            .manifest
+            .iter()
+            .flatten()
+            .map(|e| e.size)
+            .fold(0u64, u64::saturating_add);
+        steps.push(
+            Step::new(
+                SaltCall::read("pushguide.free_space")
+                    .arg(release_dir)
+                    .arg(size.saturating_add(unpacked)),
+            )
+            .unless(there.clone())
+            .what("not enough disk space for the release"),
+        );
+    }
+    steps.push(
+        Step::new(
+            SaltCall::mutate("cp.get_url")
+                .arg(artifact.url.as_str())
+                .arg(dest)
+                .kwarg("makedirs", true)
+                .timeout(Duration::from_secs(600)),
+        )
+        .check(Check::Nonempty)
+        .unless(there.clone())
+        .what(format!("download of {} to {dest} failed", artifact.url)),
+    );
+    if let Some(sha) = &artifact.sha256 {
+        steps.push(
+            Step::new(
+                SaltCall::read("file.get_hash")
+                    .arg(dest)
+                    .kwarg("form", "sha256"),
+            )
+            .check(Check::Equals(sha.to_ascii_lowercase()))
+            .unless(there)
+            .what(format!("checksum mismatch for {dest}")),
+        );
+    }
+    Ok(steps)
+}
+
+/// The health check as one step: `http.query <url>` until it answers the expected status (and body),
+/// tried again on the minion with a doubling interval (at most 30 s) within the check's timeout.
+pub fn health_step(health: &HealthCheck, url: &str) -> Step {
+    Step::new(
+        SaltCall::read("http.query")
+            .arg(url)
+            .kwarg("status", true)
+            .kwarg("text", health.body_contains.is_some())
+            .timeout(health.timeout().max(Duration::from_secs(1))),
+    )
+    .check(Check::Http {
+        status: health.expect_status,
+        body: health.body_contains.clone(),
+    })
+    .retry(Retry {
+        attempts: health.retries.max(1),
+        interval: Duration::from_secs(health.interval_secs.max(1)),
+        max_interval: Duration::from_secs(30),
+        within: health.timeout(),
+    })
+    .what(format!(
+        "health check of {url} failed (expected HTTP {})",
+        health.expect_status
+    ))
+}
+
+/// Pruning as one step on the minion (`pushguide.prune`, needs the module): keeps the newest `keep`
+/// releases under `releases` in natural version order ([`version_cmp`]) and every one in `protect`.
+pub fn prune_step(releases: &str, keep: usize, protect: Vec<String>) -> Step {
+    Step::new(
+        SaltCall::mutate("pushguide.prune")
+            .arg(releases)
+            .arg(keep)
+            .kwarg("protect", protect),
+    )
+    .what(format!("pruning old releases under {releases} failed"))
+}
+
+/// The versions a host's pruning keeps whatever their age: the release, the host's current one and
+/// its rollback target.
+pub fn protected_versions(cx: &StageContext<'_>, host: &MinionId) -> Vec<String> {
+    [
+        Some(cx.version()),
+        cx.current_version(host),
+        cx.rollback_target(host),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// Unpacks `archive(host)` into `release_dir(host)` (`archive.unzip <archive> <dir> trim_output=True`)

@@ -5,6 +5,7 @@
 pub(crate) mod action;
 pub(crate) mod call;
 pub(crate) mod error;
+pub(crate) mod job;
 pub(crate) mod outcome;
 pub(crate) mod stage;
 pub(crate) mod target;
