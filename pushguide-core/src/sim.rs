@@ -143,7 +143,8 @@ impl SimFleet {
     /// order, each answered by the rules of its own function (so a rule on `service.stop` fails that
     /// step of a job), judged by the step's check, skipped where its `unless` condition answers a
     /// truthy value, tried again per its retry (the waits are slept once, after), stopped at the
-    /// first failing step. A step ruled `NoReturn` makes the minion give no return at all.
+    /// first failing step. A step ruled `NoReturn` makes the minion give no return at all; a rule on
+    /// [`STEPS_FUN`] itself or on every function (`"*"`) answers for the whole job.
     async fn run_job(
         &self,
         targets: &[MinionId],
@@ -157,6 +158,14 @@ impl SimFleet {
             let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
             for m in targets {
                 if !self.known.contains_key(m) {
+                    continue;
+                }
+                // a rule on the job itself (or on every function) answers for the whole job: a
+                // minion that is down, a module that is missing
+                if let Some(whole) = Self::outcome_for(&mut rules, m, call) {
+                    if whole != Outcome::NoReturn {
+                        returns.minions.insert(m.clone(), whole);
+                    }
                     continue;
                 }
                 let answer = match &plans {

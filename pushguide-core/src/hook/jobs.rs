@@ -192,54 +192,65 @@ impl StageContext<'_> {
         Ok(self.live.clone())
     }
 
-    /// Records, under this context's stage, what a job did in it: each step's call and the hosts'
-    /// outcomes; a failing step fails its host.
+    /// Records, under this context's stage, what a job did in it: each step's call (hosts whose steps
+    /// differ only elsewhere share the record of an equal step) and the hosts' outcomes; a failing
+    /// step fails its host.
     pub(crate) fn record_sent(&mut self, sent: &Sent) {
         let stage = self.stage;
+        let live: HashSet<MinionId> = self.live.iter().cloned().collect();
+        // hosts whose job gave no step results fail at their first step of the job, in the first
+        // stage that has one
+        let mut refused: Vec<(MinionId, String)> = Vec::new();
+        // each step of this stage with the hosts that have it at some index
+        let mut items: Vec<(&Step, Vec<(MinionId, usize)>)> = Vec::new();
+        let mut same: HashMap<String, usize> = HashMap::new();
         for group in &sent.groups {
-            let live: HashSet<&MinionId> = self.live.iter().collect();
-            let hosts: Vec<MinionId> = group
-                .hosts
-                .iter()
-                .filter(|h| live.contains(h))
-                .cloned()
-                .collect();
+            let hosts: Vec<&MinionId> = group.hosts.iter().filter(|h| live.contains(*h)).collect();
             if hosts.is_empty() {
                 continue;
             }
-            // hosts whose job gave no step results fail at their first step of the job, in the
-            // first stage that has one
-            let first_stage = group.steps.first().map(|(st, _)| *st);
-            let mut refused: Vec<(MinionId, String)> = Vec::new();
-            for h in &hosts {
-                if let Some(Err(why)) = sent.runs.get(h) {
-                    if first_stage == Some(stage) {
-                        refused.push((h.clone(), why.clone()));
+            if group.steps.first().map(|(st, _)| *st) == Some(stage) {
+                for h in &hosts {
+                    if let Some(Err(why)) = sent.runs.get(*h) {
+                        refused.push(((*h).clone(), why.clone()));
                     }
                 }
-            }
-            if !refused.is_empty() {
-                let hs: Vec<MinionId> = refused.iter().map(|(h, _)| h.clone()).collect();
-                let reasons: HashMap<MinionId, String> = refused.into_iter().collect();
-                self.fail_hosts(&hs, Some(STEPS_FUN), &|h| reasons[h].clone());
             }
             for (i, (st, step)) in group.steps.iter().enumerate() {
                 if *st != stage {
                     continue;
                 }
-                self.record_step(sent, &hosts, i, step);
+                let key = step.to_wire().to_string();
+                let at = *same.entry(key).or_insert_with(|| {
+                    items.push((step, Vec::new()));
+                    items.len() - 1
+                });
+                items[at].1.extend(hosts.iter().map(|h| ((*h).clone(), i)));
             }
+        }
+        if !refused.is_empty() {
+            let hs: Vec<MinionId> = refused.iter().map(|(h, _)| h.clone()).collect();
+            let reasons: HashMap<MinionId, String> = refused.into_iter().collect();
+            self.fail_hosts(&hs, Some(STEPS_FUN), &|h| reasons[h].clone());
+        }
+        for (step, hosts) in items {
+            self.record_step(sent, step, &hosts);
         }
     }
 
-    /// Records step `i` of a group for the hosts that reached it.
-    fn record_step(&mut self, sent: &Sent, hosts: &[MinionId], i: usize, step: &Step) {
-        let live: HashSet<&MinionId> = self.live.iter().collect();
+    /// Records one step for the hosts that have it (each at its own index in its job).
+    fn record_step(&mut self, sent: &Sent, step: &Step, hosts: &[(MinionId, usize)]) {
+        // (host, its return, or None when the answer ended before it without a failure)
         let mut reached: Vec<(MinionId, Option<&StepReturn>)> = Vec::new();
-        for h in hosts.iter().filter(|h| live.contains(h)) {
-            match sent.runs.get(h) {
-                Some(Ok(returns)) => reached.push((h.clone(), returns.get(i))),
-                _ => {}
+        for (h, i) in hosts {
+            let Some(Ok(returns)) = sent.runs.get(h) else {
+                continue;
+            };
+            match returns.get(*i) {
+                Some(r) => reached.push((h.clone(), Some(r))),
+                // stopped at an earlier failing step: this one never ran
+                None if returns.iter().any(|r| !r.outcome.is_ok()) => {}
+                None => reached.push((h.clone(), None)),
             }
         }
         if reached.is_empty() {
@@ -265,12 +276,10 @@ impl StageContext<'_> {
         let mut ok = 0usize;
         for (h, ret) in &reached {
             let Some(ret) = ret else {
-                // the module stopped before this step without a failure: an incomplete answer
                 failures.push((
                     h.clone(),
                     format!(
-                        "no result for step {} (`{}`): the job's answer ended before it",
-                        i + 1,
+                        "no result for `{}`: the job's answer ended before it",
                         step.call.fun
                     ),
                 ));

@@ -521,7 +521,11 @@ fn decode_step(s: &Value) -> Result<StepReturn, String> {
     let outcome = if ok {
         Outcome::Ok { value: ret }
     } else {
-        let retcode = obj.get("retcode").and_then(Value::as_i64);
+        // a step that failed its check returned normally: its retcode (0) says nothing
+        let retcode = obj
+            .get("retcode")
+            .and_then(Value::as_i64)
+            .filter(|rc| *rc != 0);
         let message = match obj.get("error").and_then(Value::as_str) {
             Some(e) if !e.trim().is_empty() => cut(e),
             _ => format!("failed, returned {}", json_text(&ret)),
