@@ -124,6 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .history(store.clone())
         .fleet_state(store.clone())
         .leases(store.clone())
+        // each host's steps as one salt job (the pushguide salt module; the fake salt-api runs it)
+        .step_jobs(true)
         .build();
     let ops = Principal::user("alice").in_group("ops");
 

@@ -140,6 +140,7 @@ impl App {
             .fleet_state(store.clone())
             .leases(store.clone())
             .minion_status(store)
+            .step_jobs(self.config.step_jobs)
             .build())
     }
 

@@ -75,6 +75,9 @@ pub struct Config {
     pub salt: SaltApiSettings,
     /// Where the password comes from.
     pub password: PasswordSource,
+    /// `salt.step_jobs`: whether each host's steps go as one salt job run by the pushguide salt
+    /// module (`pushguide install-module`); default on. Off: one salt job per step.
+    pub step_jobs: bool,
     /// The SQLite store.
     pub store: PathBuf,
     /// The templates directory.
@@ -398,7 +401,7 @@ fn read_user(top: &mut Reader<'_>) -> Result<Principal, CliError> {
 fn read_salt(
     top: &mut Reader<'_>,
     base: &Path,
-) -> Result<(SaltApiSettings, PasswordSource), CliError> {
+) -> Result<(SaltApiSettings, PasswordSource, bool), CliError> {
     let mut s = top
         .section("salt")?
         .ok_or_else(|| top.missing("salt", "a [salt] table with endpoints, eauth, user"))?;
@@ -410,12 +413,13 @@ fn read_salt(
     salt.user = s.required_string("user", "the salt-api user")?;
     let password = read_password(&mut s, base)?;
     read_salt_tuning(&mut s, &mut salt, base)?;
+    let step_jobs = s.bool("step_jobs")?.unwrap_or(true);
     s.finish(
         "endpoints, eauth, user, password_env, password_file, connect_timeout, \
          request_timeout, job_timeout, poll_interval, endpoint_cooldown, token_expire, \
-         use_events, ca_file, danger_accept_invalid_certs",
+         use_events, ca_file, danger_accept_invalid_certs, step_jobs",
     )?;
-    Ok((salt, password))
+    Ok((salt, password, step_jobs))
 }
 
 /// `salt.endpoints`: at least one `http(s)://` URL.
@@ -599,7 +603,7 @@ impl Config {
         let mut top = Reader::new(file, "", &table);
         let (store, templates, log_dir) = read_paths(&mut top, &base)?;
         let principal = read_user(&mut top)?;
-        let (salt, password) = read_salt(&mut top, &base)?;
+        let (salt, password, step_jobs) = read_salt(&mut top, &base)?;
         let ci = read_ci(&mut top, &base)?;
         let cmdb = read_cmdb(&mut top, &base)?;
         let (monitor_interval, monitor_timeout) = read_monitor(&mut top)?;
@@ -609,6 +613,7 @@ impl Config {
             file: file.to_path_buf(),
             salt,
             password,
+            step_jobs,
             store,
             templates,
             log_dir,

@@ -22,7 +22,8 @@
 //! user = "deploy"
 //! password_env = "PUSHGUIDE_SALT_PASSWORD"   # or: password_file = "/etc/pushguide/salt.pw"
 //! # optional, seconds: connect_timeout, request_timeout, job_timeout, poll_interval,
-//! # endpoint_cooldown, token_expire; booleans: use_events, danger_accept_invalid_certs; ca_file
+//! # endpoint_cooldown, token_expire; booleans: use_events, danger_accept_invalid_certs,
+//! # step_jobs (default true: each host's steps as one job, `pushguide install-module`); ca_file
 //!
 //! [ci]                                # optional: where versions and artifacts come from
 //! type = "directory"                  # <path>/<template>/<version>/<one archive>

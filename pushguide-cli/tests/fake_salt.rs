@@ -108,7 +108,7 @@ fn every_command_with_json_shapes_and_exit_codes() {
     assert_eq!(d["user"], "alice");
     assert_eq!(host_statuses(&d), ["succeeded"; 3]);
     let first_id = d["id"].as_str().unwrap().to_owned();
-    let reqs = lab.fleet.requests();
+    let reqs = lab.fleet.step_requests();
     let get = reqs.iter().find(|r| r.fun == "cp.get_url").unwrap();
     assert_eq!(
         get.call.arg[0],
@@ -648,7 +648,7 @@ fn cmdb_settings_reach_the_hosts_a_target_expression_resolves_to() {
         );
     }
 
-    let reqs = lab.fleet.requests();
+    let reqs = lab.fleet.step_requests();
     let using = |text: &str| -> Vec<String> {
         let mut hosts: Vec<String> = reqs
             .iter()
@@ -713,7 +713,7 @@ fn a_hostile_cmdb_value_is_refused_before_anything_is_deployed() {
     );
     assert!(msg.len() < 2_000, "the value is cut in the message: {msg}");
 
-    let reqs = lab.fleet.requests();
+    let reqs = lab.fleet.step_requests();
     assert!(
         reqs.iter().all(|r| r.fun == "test.ping"),
         "only the read-only resolve: {:?}",

@@ -314,7 +314,12 @@ fn unknown_hosts_are_usage_errors_before_any_salt_job() {
         "--json",
     ]);
     assert_eq!(r.code, 64, "{}", r.stdout);
-    let funs: Vec<String> = lab.fleet.requests().iter().map(|q| q.fun.clone()).collect();
+    let funs: Vec<String> = lab
+        .fleet
+        .step_requests()
+        .iter()
+        .map(|q| q.fun.clone())
+        .collect();
     assert!(funs.iter().all(|f| f == "test.ping"), "{funs:?}");
     assert!(lab.history().is_empty(), "nothing recorded");
 
@@ -525,13 +530,33 @@ fn human_output_counts_and_names_hook_errors() {
         r.stderr
     );
 
-    // the artifact's checksum does not match what the hosts downloaded: the hook fails the host
+    // the artifact's checksum does not match what the hosts downloaded: the step that checked it
+    // fails the host, named with its salt function
     lab.serving("1.0.0");
     let r = lab.run(&["deploy", "shop", "2.0.0", "--hosts", "web-01"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
+        r.stdout
+            .contains("web-01 failed at staging (file.get_hash): checksum mismatch"),
+        "{}",
+        r.stdout
+    );
+    // a host the hook itself fails (its settings lack CATALINA_BASE): no salt function, and says so
+    write(
+        &lab.dir.join("templates/nobase.toml"),
+        &format!(
+            "{}[project.hosts.web-02]\ncatalina_base = \"/opt/tomcat\"\n",
+            SHOP.replace("name = \"shop\"", "name = \"nobase\"")
+                .replace("catalina_base = \"/var/lib/tomcat10\"\n", "")
+        ),
+    );
+    war(&lab.dir.join("artifacts"), "nobase", "1.0.0");
+    let r = lab.run(&["deploy", "nobase", "1.0.0", "--hosts", "web-01"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
         r.stdout.contains("web-01 failed at")
-            && r.stdout.contains("(hook error): checksum mismatch"),
+            && r.stdout.contains("(hook error):")
+            && r.stdout.contains("catalina_base"),
         "{}",
         r.stdout
     );

@@ -243,7 +243,7 @@ fn rollback_of_an_interrupted_deployment_touches_only_the_hosts_it_reached() {
     // the recommended command: only web-01 and web-02, each back to what it ran before 2.0.0
     lab.fleet.clear_requests();
     let r = lab.run(&["rollback", "shop", "--deployment", &id, "--json"]);
-    let reqs = lab.fleet.requests();
+    let reqs = lab.fleet.step_requests();
     for untouched in ["web-03", "web-04"] {
         assert!(
             reqs.iter()

@@ -261,6 +261,43 @@ impl SimFleet {
         )
     }
 
+    /// The requests received with every job of steps ([`STEPS_FUN`]) opened up: one entry per step
+    /// and per group of minions with that same step, in the order of the job (a job's condition
+    /// calls are not listed). What the minions were asked to run, whether each call came alone or
+    /// in a job.
+    pub fn step_requests(&self) -> Vec<SimRequest> {
+        let mut out = Vec::new();
+        for r in self.requests() {
+            if r.fun != STEPS_FUN {
+                out.push(r);
+                continue;
+            }
+            let Ok(plans) = job_steps(&r.call) else {
+                out.push(r);
+                continue;
+            };
+            // each distinct step, with the minions that have it, in order of first appearance
+            let mut steps: Vec<(SaltCall, Vec<MinionId>)> = Vec::new();
+            for m in &r.targets {
+                for step in plans.get(m).into_iter().flatten() {
+                    match steps.iter_mut().find(|(c, _)| c == &step.call) {
+                        Some((_, ms)) => ms.push(m.clone()),
+                        None => steps.push((step.call.clone(), vec![m.clone()])),
+                    }
+                }
+            }
+            for (call, targets) in steps {
+                out.push(SimRequest {
+                    fun: call.fun.clone(),
+                    targets,
+                    effect: call.effect,
+                    call,
+                });
+            }
+        }
+        out
+    }
+
     /// Whether to keep a log of requests (default on; turn off for long benchmarks).
     pub fn recording(mut self, record: bool) -> Self {
         self.record = record;

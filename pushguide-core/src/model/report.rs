@@ -298,7 +298,25 @@ impl fmt::Display for Report {
         }
         let sent = self.calls.iter().filter(|c| c.sent).count();
         let unsent = self.calls.len() - sent;
-        write!(f, "  salt requests: {sent} sent")?;
+        // the steps of one job share its job id: count jobs, and steps where they differ
+        let jobs = self
+            .calls
+            .iter()
+            .filter(|c| c.sent)
+            .map(|c| c.jid.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            + self
+                .calls
+                .iter()
+                .filter(|c| c.sent && c.jid.is_none())
+                .count()
+                .saturating_sub(1);
+        if jobs < sent {
+            write!(f, "  salt jobs: {jobs} sent, carrying {sent} steps")?;
+        } else {
+            write!(f, "  salt requests: {sent} sent")?;
+        }
         if unsent > 0 {
             write!(f, ", {unsent} recorded without sending (dry run)")?;
         }
