@@ -58,7 +58,7 @@ fn host_done(h: &HostProgress, version: &str) -> String {
             h.detail.as_deref().unwrap_or("no reason recorded")
         ),
         "interrupted" if h.stages_done.is_empty() && h.calls_done.is_empty() => {
-            "batch started, nothing changed yet (no call returned)".to_owned()
+            "batch started, no call returned yet (one already sent may have run)".to_owned()
         }
         "interrupted" => {
             let at = if h.calls_done.is_empty() {
