@@ -569,3 +569,40 @@ async fn six_steps_in_one_job_versus_six_jobs() {
     );
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// With a 2-master lab (`PUSHGUIDE_SALT_MASTERS=2 scripts/salt-lab up`): the module is written
+/// through BOTH masters' salt-apis. Skips with a message on a 1-master lab.
+#[tokio::test]
+async fn install_module_writes_through_every_master() {
+    let Some(lab) = lab("install through every master") else {
+        return;
+    };
+    let Some(url2) = std::env::var("PUSHGUIDE_SALT_URL_2")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "skipping install through every master: PUSHGUIDE_SALT_URL_2 is not set \
+             (PUSHGUIDE_SALT_MASTERS=2 scripts/salt-lab up)"
+        );
+        return;
+    };
+    let _g = LOCK.lock().await;
+    let mut settings = lab.api.settings().clone();
+    settings.endpoints.push(url2.clone());
+    let api = SaltApi::new(settings).unwrap();
+    let r = api.install_module(&glob_all()).await.expect("install");
+    eprintln!("{r:?}");
+    let urls: Vec<&str> = r.endpoints.iter().map(|e| e.endpoint.as_str()).collect();
+    assert_eq!(
+        urls,
+        [lab.api.settings().endpoints[0].as_str(), url2.as_str()]
+    );
+    for e in &r.endpoints {
+        let path = e.result.clone().expect("written");
+        assert!(path.ends_with("/_modules/pushguide.py"), "{path}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), module::SOURCE);
+    }
+    assert!(r.all_installed(), "{r:?}");
+    INSTALLED.store(true, Ordering::SeqCst);
+}
