@@ -23,11 +23,16 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn config(dir: &Path, url: &str, user: &str, eauth: &str) -> PathBuf {
     let config = dir.join("pushguide.toml");
+    let url = url
+        .split(' ')
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     write(
         &config,
         &format!(
             "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n[user]\nname = \"ops\"\n\
-             [salt]\nendpoints = [\"{url}\"]\neauth = \"{eauth}\"\nuser = \"{user}\"\n\
+             [salt]\nendpoints = [{url}]\neauth = \"{eauth}\"\nuser = \"{user}\"\n\
              password_env = \"PUSHGUIDE_SALT_PASSWORD\"\nrequest_timeout = 10\nconnect_timeout = 2\n"
         ),
     );
@@ -132,6 +137,27 @@ fn a_master_that_refuses_the_write_is_an_error_naming_it() {
             && msg.contains("did not install the pushguide module")
             && msg.contains("Named environment base is not present"),
         "{msg}"
+    );
+    // two masters, both refusing: one error naming both
+    let other = scripted_salt_api(
+        "200 OK",
+        r#"{"return":[{"tag":"salt/wheel/2","data":{"fun":"wheel.file_roots.write","jid":"2","user":"deploy","return":"Exception occurred in wheel file_roots.write: PermissionError: [Errno 13] Permission denied: '/srv/salt/_modules'","success":false}}]}"#,
+    );
+    let cfg = config(&dir, &format!("{url} {other}"), "deploy", "pam");
+    let r = run(
+        &cfg,
+        &["install-module"],
+        &[("PUSHGUIDE_SALT_PASSWORD", "pw")],
+    );
+    assert_eq!(r.code, 69, "{r:?}");
+    assert!(
+        r.stderr.contains("no master wrote the pushguide module")
+            && r.stderr.contains(&url)
+            && r.stderr.contains(&other)
+            && r.stderr.contains("Permission denied")
+            && r.stderr.contains("Named environment base is not present"),
+        "{}",
+        r.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -247,6 +273,34 @@ fn installs_on_the_real_lab_and_a_target_without_minions_exits_8() {
     assert!(
         r.stdout
             .contains(&format!("{}: installed (protocol 1)", minions[0])),
+        "{}",
+        r.stdout
+    );
+    // a second master that refuses the write: listed with its error; the minions still install
+    let refusing = scripted_salt_api(
+        "200 OK",
+        r#"{"return":[{"tag":"salt/wheel/1","data":{"fun":"wheel.file_roots.write","jid":"1","user":"deploy","return":"Named environment base is not present","success":true}}]}"#,
+    );
+    let two = config(
+        &dir,
+        &format!("{} {refusing}", get("PUSHGUIDE_SALT_URL").unwrap()),
+        &get("PUSHGUIDE_SALT_USER").unwrap(),
+        &get("PUSHGUIDE_SALT_EAUTH").unwrap(),
+    );
+    let r = run(&two, &["install-module", "--json"], &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert!(v["endpoints"][0]["written"].is_string(), "{v}");
+    assert_eq!(v["endpoints"][1]["endpoint"], refusing.as_str());
+    assert!(v["endpoints"][1]["written"].is_null());
+    let e = v["endpoints"][1]["error"].as_str().unwrap();
+    assert!(
+        e.contains(&refusing) && e.contains("Named environment base"),
+        "{e}"
+    );
+    let r = run(&two, &["install-module"], &[]);
+    assert!(
+        r.stdout.contains(&format!("{refusing}: NOT WRITTEN: ")),
         "{}",
         r.stdout
     );

@@ -70,6 +70,13 @@ pub enum SaltError {
         /// Why: the master's answer, or the refused request.
         message: String,
     },
+    /// No configured master wrote the pushguide salt module; carries each one's error (each names
+    /// its endpoint).
+    #[error("no master wrote the pushguide module: {}", .errors.join("; "))]
+    ModuleNotWritten {
+        /// One line per endpoint.
+        errors: Vec<String>,
+    },
     /// Every endpoint is marked down or failed; carries the last error of each.
     #[error("no salt-api endpoint is available: {}", .errors.join("; "))]
     AllEndpointsDown {
@@ -95,9 +102,10 @@ impl SaltError {
             | SaltError::Timeout { .. }
             | SaltError::AllEndpointsDown { .. } => true,
             SaltError::Api { status, .. } => matches!(status, 502..=504),
-            SaltError::Auth { .. } | SaltError::Protocol { .. } | SaltError::ModuleWrite { .. } => {
-                false
-            }
+            SaltError::Auth { .. }
+            | SaltError::Protocol { .. }
+            | SaltError::ModuleWrite { .. }
+            | SaltError::ModuleNotWritten { .. } => false,
         }
     }
 
@@ -110,7 +118,9 @@ impl SaltError {
             }
             SaltError::Timeout { .. } => TransportErrorKind::Timeout,
             SaltError::Protocol { .. } => TransportErrorKind::Protocol,
-            SaltError::Api { .. } | SaltError::ModuleWrite { .. } => TransportErrorKind::Api,
+            SaltError::Api { .. }
+            | SaltError::ModuleWrite { .. }
+            | SaltError::ModuleNotWritten { .. } => TransportErrorKind::Api,
         }
     }
 }

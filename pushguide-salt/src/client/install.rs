@@ -149,7 +149,8 @@ impl SaltApi {
     /// 3. asks them `pushguide.version`.
     ///
     /// A master that does not write it is listed in [`ModuleInstall::endpoints`]; when none does,
-    /// the call fails with that error (nothing to sync). A minion that does not sync or answer is
+    /// the call fails (nothing to sync): with that master's error when there is one, else
+    /// [`SaltError::ModuleNotWritten`]. A minion that does not sync or answer is
     /// [`MinionInstall::Failed`].
     pub async fn install_module(&self, target: &TargetExpr) -> Result<ModuleInstall, SaltError> {
         let inner = &self.inner;
@@ -176,18 +177,8 @@ impl SaltApi {
             return Err(if errors.len() == 1 {
                 errors.remove(0)
             } else {
-                SaltError::ModuleWrite {
-                    endpoint: inner
-                        .endpoints
-                        .iter()
-                        .map(|e| e.url.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    message: errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                SaltError::ModuleNotWritten {
+                    errors: errors.iter().map(ToString::to_string).collect(),
                 }
             });
         }
