@@ -300,7 +300,8 @@ def _apply_check(check, ret):
     if not isinstance(ret, dict):
         return "no status in {}".format(_to_json(ret))
     got = ret.get("status")
-    if got is None:
+    # http.query answers status 0 (with status=True) when it got no answer at all
+    if got is None or got == 0:
         if ret.get("error"):
             return str(ret["error"])
         return "no status in {}".format(_to_json(ret))

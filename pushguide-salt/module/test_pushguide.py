@@ -299,6 +299,12 @@ class Checks(Base):
             self.http({"status": 200}, body="ok")["error"], "HTTP 200 without the expected body text"
         )
         self.assertEqual(self.http({"error": "connection refused"})["error"], "connection refused")
+        # salt's http.query with status=True when nothing answered (seen on salt 3008.4)
+        self.assertEqual(
+            self.http({"status": 0, "error": "[Errno 111] Connection refused"})["error"],
+            "[Errno 111] Connection refused",
+        )
+        self.assertEqual(self.http({"status": 0})["error"], 'no status in {"status":0}')
         self.assertEqual(self.http({"body": 1})["error"], 'no status in {"body":1}')
         self.assertEqual(self.http("text")["error"], 'no status in "text"')
         self.assertTrue(self.http({"status": 404, "text": ""}, status=404)["ok"])

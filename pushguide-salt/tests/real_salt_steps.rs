@@ -439,6 +439,24 @@ async fn retries_an_http_check_until_the_server_answers() {
     assert_eq!(s["attempts"], 2, "{s}");
     assert_eq!(s["error"], "HTTP 503", "{s}");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // nothing listens: http.query's error text (it answers status 0)
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", closed.local_addr().unwrap());
+    drop(closed);
+    let plans = json!([[{
+        "fun": "http.query",
+        "arg": [url],
+        "kwarg": {"status": true, "text": true},
+        "check": {"http": {"status": 200, "body": null}},
+    }]]);
+    let rets = steps_job(&lab, one, plans, json!({one[0].as_str(): 0})).await;
+    let s = &rets[0]["steps"][0];
+    assert_eq!(s["ok"], false, "{s}");
+    assert!(
+        s["error"].as_str().unwrap().contains("Connection refused"),
+        "{s}"
+    );
 }
 
 #[tokio::test]
