@@ -109,6 +109,17 @@ pub enum Command {
     },
     /// Mark deployments of dead processes interrupted and list them.
     Recover,
+    /// Install the pushguide salt module: write it into every master's file_roots
+    /// (`_modules/pushguide.py`, wheel `file_roots.write`), sync it to the minions
+    /// (`saltutil.sync_modules`) and check its protocol version on each.
+    InstallModule {
+        /// The minions to sync and check (a salt glob).
+        #[arg(long, default_value = "*")]
+        target: String,
+        /// Print the module's source on stdout (for a manual install) and change nothing.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 /// `deploy` options.

@@ -18,6 +18,9 @@ pub mod exit {
     pub const CANCELLED: u8 = 6;
     /// The deployment's process died (`watch` of a deployment marked interrupted by `recover`).
     pub const INTERRUPTED: u8 = 7;
+    /// `install-module`: a targeted minion did not install the pushguide salt module (or no minion
+    /// matched the target).
+    pub const MODULE_NOT_INSTALLED: u8 = 8;
     /// Usage or configuration error (bad option, bad config key, bad template file, bad value).
     pub const USAGE: u8 = 64;
     /// The user may not do this.

@@ -59,6 +59,7 @@
 //! | 5 | rollback failed on at least one host |
 //! | 6 | cancelled (Ctrl-C / SIGTERM / SIGHUP: the running call finishes, then the template's rollback policy) |
 //! | 7 | `watch`: the deployment's process died (marked `interrupted` by `recover`) |
+//! | 8 | `install-module`: a targeted minion did not install the pushguide salt module (or none matched) |
 //! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for) |
 //! | 65 | forbidden (the user is not in the template's ACL) |
 //! | 66 | busy (another deployment of the template holds its lease) |
@@ -102,6 +103,9 @@
 //!   "recovered", "mttr_ms"}` (releases and rollbacks apart; templates the user may view)
 //! - `monitor`: `{"checked", "up": [...], "down": [...], "changes": [{"minion", "up", "was_up",
 //!   "at"}], "errors": ["…"], "broken": [{"file", "error"}]}`; a failed round is an error line
+//! - `install-module`: `{"path", "protocol", "target", "endpoints": [{"endpoint", "written",
+//!   "error"}], "minions": [{"minion", "installed", "protocol", "state"}], "all_installed",
+//!   "exit_code"}`; `install-module --print` prints the module's Python source instead (no JSON)
 //! - `recover`: `[{"id", "template", "mode", "version", "user", "dry_run", "started", "last_event",
 //!   "batch", "stage", "live_hosts", "planned_hosts", "newly_marked", "hosts": [{"host", "batch",
 //!   "stage", "status", "touched", "stages_done", "calls_done", "stage_calls", "done"}],
@@ -178,6 +182,11 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         print(json, &commands::kinds(), |k| output::kinds(k));
         return Ok(exit::OK);
     }
+    if let Command::InstallModule { print: true, .. } = cli.command {
+        // the manual path needs no configuration: the source as it is
+        output::stdout_text(pushguide_salt::module::SOURCE);
+        return Ok(exit::OK);
+    }
     let mut app = App::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Deploy(args) => deploy(&mut app, &args, json).await,
@@ -202,6 +211,11 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Watch { id, interval } => watch(&mut app, &id, interval, json).await,
         Command::Monitor { once } => monitor(&mut app, json, once).await,
+        Command::InstallModule { target, .. } => {
+            let r = commands::install_module(&app, &target).await?;
+            print(json, &r, output::module_install);
+            Ok(r.exit_code)
+        }
         other => {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
@@ -251,7 +265,8 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Deploy(_)
         | Command::Rollback { .. }
         | Command::Watch { .. }
-        | Command::Monitor { .. } => {}
+        | Command::Monitor { .. }
+        | Command::InstallModule { .. } => {}
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::CliError;
 use crate::results::{
     CallLine, DeploymentRow, DeploymentSummary, Detached, InterruptedRow, KindRow, LogResult,
-    MonitorCheck, ShowResult, StatsResult, TemplateRow, VersionsResult,
+    ModuleInstallResult, MonitorCheck, ShowResult, StatsResult, TemplateRow, VersionsResult,
 };
 
 /// Writes `text` to stderr, ignoring write errors (for callers outside this module, e.g. clap's
@@ -505,6 +505,30 @@ pub fn monitor_error(e: &CliError, as_json: bool, interval: std::time::Duration)
         errln!(
             "pushguide: monitor: {e}; trying again in {:.1}s",
             interval.as_secs_f64()
+        );
+    }
+}
+
+/// `install-module`: each master's write, then each minion's state.
+pub fn module_install(r: &ModuleInstallResult) {
+    for e in &r.endpoints {
+        match (&e.written, &e.error) {
+            (Some(path), _) => outln!("{}: wrote {path}", e.endpoint),
+            (None, Some(error)) => outln!("{}: NOT WRITTEN: {error}", e.endpoint),
+            (None, None) => outln!("{}: not written", e.endpoint),
+        }
+    }
+    if r.minions.is_empty() {
+        outln!("no minion matches `{}`", r.target);
+    }
+    for m in &r.minions {
+        outln!("{}: {}", m.minion, m.state);
+    }
+    if !r.all_installed {
+        errln!(
+            "pushguide: install-module: the module (protocol {}) is not installed on every minion of `{}`",
+            r.protocol,
+            r.target
         );
     }
 }

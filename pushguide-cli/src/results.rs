@@ -551,6 +551,49 @@ pub struct MonitorCheck {
     pub broken: Vec<crate::app::BrokenTemplate>,
 }
 
+/// One master of `install-module`.
+#[derive(Debug, Serialize)]
+pub struct ModuleWriteRow {
+    /// The master's salt-api.
+    pub endpoint: String,
+    /// Where the master wrote the module (`null` when it did not).
+    pub written: Option<String>,
+    /// Why it did not (`null` when it did).
+    pub error: Option<String>,
+}
+
+/// One minion of `install-module`.
+#[derive(Debug, Serialize)]
+pub struct ModuleMinionRow {
+    /// Minion id.
+    pub minion: String,
+    /// Whether it answers this pushguide's protocol version.
+    pub installed: bool,
+    /// The protocol version it answered (`null` when it did not answer one).
+    pub protocol: Option<u64>,
+    /// `installed (protocol 1)`, or what went wrong.
+    pub state: String,
+}
+
+/// `install-module`.
+#[derive(Debug, Serialize)]
+pub struct ModuleInstallResult {
+    /// Where the module goes in file_roots.
+    pub path: String,
+    /// The protocol version of the module this pushguide ships.
+    pub protocol: u64,
+    /// The target expression (glob).
+    pub target: String,
+    /// One row per configured salt-api endpoint.
+    pub endpoints: Vec<ModuleWriteRow>,
+    /// One row per targeted minion.
+    pub minions: Vec<ModuleMinionRow>,
+    /// Every targeted minion installed (and at least one was targeted).
+    pub all_installed: bool,
+    /// The exit code: 0, or 8 when a minion did not install the module.
+    pub exit_code: u8,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

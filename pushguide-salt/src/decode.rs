@@ -283,6 +283,50 @@ pub fn wheel(body: &[u8]) -> Result<Value, SaltError> {
     Ok(ret)
 }
 
+/// What the master answered to the wheel `file_roots.write`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileRootsWrite {
+    /// The file was written; the absolute path on the master (from `Wrote data to file <path>`).
+    Written {
+        /// Where the master wrote it.
+        path: String,
+    },
+    /// The master did not write it: its message (`Named environment base is not present`,
+    /// `Invalid path: …`, or the exception of a failed write such as a permission error).
+    Refused {
+        /// What salt said.
+        message: String,
+    },
+}
+
+/// Decodes the wheel `file_roots.write` answer. salt answers a string either way (with
+/// `success: true`): `Wrote data to file <path>` when it wrote, a reason when it did not; an exception
+/// (e.g. permission denied) is `success: false` with its text. Only an answer that is not a wheel
+/// answer is an error.
+pub fn file_roots_write(body: &[u8]) -> Result<FileRootsWrite, SaltError> {
+    const C: &str = "file_roots.write";
+    let v = parse_json(C, body)?;
+    let data = first_return(C, &v, body)?
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| SaltError::protocol(C, "`return[0]` has no `data` object", body))?;
+    let ret = data.get("return").unwrap_or(&Value::Null);
+    let text = ret.as_str().map_or_else(|| ret.to_string(), str::to_owned);
+    if data.get("success").and_then(Value::as_bool) != Some(false) {
+        if let Some(path) = text.strip_prefix("Wrote data to file ") {
+            let path = path.trim();
+            if !path.is_empty() {
+                return Ok(FileRootsWrite::Written {
+                    path: path.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(FileRootsWrite::Refused {
+        message: short(&text),
+    })
+}
+
 /// Accepted, pending, rejected and denied minion keys (`key.list_all`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyList {

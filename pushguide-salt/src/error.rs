@@ -61,6 +61,22 @@ pub enum SaltError {
         /// The message of the answer (from CherryPy's HTML page or salt's JSON), shortened.
         message: String,
     },
+    /// A master did not write the pushguide salt module into its file_roots (see
+    /// [`SaltApi::install_module`](crate::SaltApi::install_module)).
+    #[error("salt-api at {endpoint} did not install the pushguide module: {message}")]
+    ModuleWrite {
+        /// Base URL of the endpoint (the master's salt-api).
+        endpoint: String,
+        /// Why: the master's answer, or the refused request.
+        message: String,
+    },
+    /// No configured master wrote the pushguide salt module; carries each one's error (each names
+    /// its endpoint).
+    #[error("no master wrote the pushguide module: {}", .errors.join("; "))]
+    ModuleNotWritten {
+        /// One line per endpoint.
+        errors: Vec<String>,
+    },
     /// Every endpoint is marked down or failed; carries the last error of each.
     #[error("no salt-api endpoint is available: {}", .errors.join("; "))]
     AllEndpointsDown {
@@ -86,7 +102,10 @@ impl SaltError {
             | SaltError::Timeout { .. }
             | SaltError::AllEndpointsDown { .. } => true,
             SaltError::Api { status, .. } => matches!(status, 502..=504),
-            SaltError::Auth { .. } | SaltError::Protocol { .. } => false,
+            SaltError::Auth { .. }
+            | SaltError::Protocol { .. }
+            | SaltError::ModuleWrite { .. }
+            | SaltError::ModuleNotWritten { .. } => false,
         }
     }
 
@@ -99,7 +118,9 @@ impl SaltError {
             }
             SaltError::Timeout { .. } => TransportErrorKind::Timeout,
             SaltError::Protocol { .. } => TransportErrorKind::Protocol,
-            SaltError::Api { .. } => TransportErrorKind::Api,
+            SaltError::Api { .. }
+            | SaltError::ModuleWrite { .. }
+            | SaltError::ModuleNotWritten { .. } => TransportErrorKind::Api,
         }
     }
 }

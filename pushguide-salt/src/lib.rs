@@ -6,6 +6,9 @@
 //! all answered or the call's timeout passed. It logs in with eauth, keeps and renews its token, and
 //! fails over between several salt-api endpoints.
 //!
+//! [`module`] is the salt execution module `pushguide` that runs a host's steps in one job, and
+//! [`SaltApi::install_module`] installs it on the masters and minions.
+//!
 //! [`decode`] holds the pure decoders of salt-api's answers (tested on captured real exchanges).
 //! With the feature `fake`, `fake::FakeSaltApi` is an in-process salt-api in front of a simulated
 //! fleet, for tests and benchmarks.
@@ -33,8 +36,12 @@ pub mod decode;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod module;
 
-pub use client::{EndpointHealth, SaltApi, MAX_CALL_TIMEOUT, MAX_SETTING_DURATION};
+pub use client::{
+    EndpointHealth, EndpointWrite, MinionInstall, ModuleInstall, SaltApi, MAX_CALL_TIMEOUT,
+    MAX_SETTING_DURATION,
+};
 pub use decode::ManageStatus;
 pub use error::{snippet, SaltError, SNIPPET_MAX};
 

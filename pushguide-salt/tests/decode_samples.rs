@@ -353,6 +353,7 @@ fn all_decoders(bytes: &[u8], rng: &mut Rng) {
     let _ = decode::runner(bytes);
     let _ = decode::manage_status(bytes);
     let _ = decode::envelope(bytes);
+    let _ = decode::file_roots_write(bytes);
     let m = decode::error_message(bytes);
     assert!(m.chars().count() <= 201);
     for r in decode::sse_records(bytes) {
@@ -487,4 +488,164 @@ fn wheel_key_list_and_lookup_jid_samples() {
     assert!(err.contains("no such key"), "{err}");
     assert!(decode::wheel(b"{\"return\":[]}").is_err());
     assert!(decode::key_list_all(b"not json").is_err());
+}
+
+// ------------------------------------------------------------------ the pushguide module
+
+/// The steps of a `pushguide.steps` return, as `(fun, ok)` pairs.
+fn steps_of(value: &Value) -> Vec<(String, bool)> {
+    value["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["fun"].as_str().unwrap().to_owned(),
+                s["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// web-01 ran its six steps; web-02 stopped at its failing second step (the third is not listed).
+fn assert_steps_returns(web01: &Outcome, web02: &Outcome) {
+    let Outcome::Ok { value } = web01 else {
+        panic!("web-01: {web01:?}")
+    };
+    assert_eq!(value["pushguide"], 1);
+    assert_eq!(value["minion"], "web-01");
+    assert!(value.get("error").is_none(), "{value}");
+    assert_eq!(
+        steps_of(value),
+        [
+            ("pushguide.free_space", true),
+            ("file.makedirs", true),
+            ("file.write", true),
+            ("file.get_hash", true),
+            ("file.symlink", true),
+            ("file.readlink", true),
+        ]
+        .map(|(f, ok)| (f.to_owned(), ok))
+    );
+    let hash = &value["steps"][3];
+    assert_eq!(
+        hash["ret"],
+        "4bf1be3c35663dba4318e41395975ec0d0cab8b868478d3de1c4804daa7d5344"
+    );
+    assert_eq!(hash["attempts"], 1);
+    assert!(hash["ms"].as_f64().unwrap() >= 0.0);
+    // a stopped plan is still the module's value: the failure is inside it, not salt's
+    let Outcome::Ok { value } = web02 else {
+        panic!("web-02: {web02:?}")
+    };
+    assert_eq!(value["minion"], "web-02");
+    assert_eq!(
+        steps_of(value),
+        [("file.makedirs", true), ("cmd.run_all", false)].map(|(f, ok)| (f.to_owned(), ok))
+    );
+    let failed = &value["steps"][1];
+    assert_eq!(failed["retcode"], 3);
+    assert_eq!(failed["error"], "retcode 3: starting");
+    assert_eq!(failed["ret"]["stderr"], "starting");
+}
+
+#[test]
+fn pushguide_steps_job_decodes_to_the_module_value() {
+    let s = sample("119-");
+    let body = &s.request["body"][0];
+    assert_eq!(body["client"], "local_async");
+    assert_eq!(body["fun"], "pushguide.steps");
+    assert_eq!(
+        body["kwarg"]["hosts"],
+        serde_json::json!({"web-01": 0, "web-02": 1})
+    );
+    let job = decode::local_async(&s.raw).unwrap().unwrap();
+    assert_eq!(job.minions, ["web-01", "web-02"]);
+
+    let done = decode::job(&sample("120-").raw).unwrap();
+    assert_eq!(done.jid.as_deref(), Some(job.jid.as_str()));
+    assert_eq!(done.function.as_deref(), Some("pushguide.steps"));
+    assert_steps_returns(&done.returned["web-01"], &done.returned["web-02"]);
+
+    let sse = std::fs::read(fixtures_dir().join("121-events-pushguide-steps-ret.txt")).unwrap();
+    let mut rets = BTreeMap::new();
+    for r in decode::sse_records(&sse) {
+        if let Some(ev) = decode::job_return_event(&r).unwrap() {
+            assert_eq!(ev.jid, job.jid);
+            rets.insert(ev.minion, ev.outcome);
+        }
+    }
+    assert_eq!(rets.len(), 2, "{rets:?}");
+    assert_steps_returns(&rets["web-01"], &rets["web-02"]);
+    // both paths give the same outcomes
+    assert_eq!(rets["web-01"], done.returned["web-01"]);
+    assert_eq!(rets["web-02"], done.returned["web-02"]);
+}
+
+#[test]
+fn module_install_answers() {
+    use decode::FileRootsWrite;
+    assert_eq!(
+        decode::file_roots_write(&sample("114-").raw).unwrap(),
+        FileRootsWrite::Written {
+            path: "/tmp/pg-salt/srv/salt/_modules/pushguide.py".into()
+        }
+    );
+    assert_eq!(
+        decode::file_roots_write(&sample("115-").raw).unwrap(),
+        FileRootsWrite::Refused {
+            message: "Named environment nosuchenv is not present".into()
+        }
+    );
+    assert_eq!(
+        decode::file_roots_write(&sample("116-").raw).unwrap(),
+        FileRootsWrite::Refused {
+            message: "Invalid path: ../../etc/x.py".into()
+        }
+    );
+    // an exception in the wheel function is success: false (the shape of 106)
+    match decode::file_roots_write(&sample("106-").raw).unwrap() {
+        FileRootsWrite::Refused { message } => {
+            assert!(
+                message.starts_with("Exception occurred in wheel"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        &b"{\"return\":[{}]}"[..],
+        b"{\"return\":[]}",
+        b"[]",
+        b"not json",
+    ] {
+        assert!(decode::file_roots_write(bad).is_err(), "{bad:?}");
+    }
+    // "Wrote data to file" without a path is not a write
+    assert!(matches!(
+        decode::file_roots_write(
+            br#"{"return":[{"data":{"return":"Wrote data to file ","success":true}}]}"#
+        )
+        .unwrap(),
+        FileRootsWrite::Refused { .. }
+    ));
+    // saltutil.sync_modules: the synced modules, or [] when already in sync
+    let first = local_of("117a-");
+    assert_eq!(
+        first["web-01"],
+        Outcome::ok(serde_json::json!(["modules.pushguide"]))
+    );
+    assert_eq!(
+        local_of("117b-")["web-02"],
+        Outcome::ok(serde_json::json!([]))
+    );
+    let v = local_of("118-");
+    assert_eq!(
+        v["web-01"],
+        Outcome::ok(serde_json::json!({"pushguide": 1}))
+    );
+    assert_eq!(
+        v["web-02"],
+        Outcome::ok(serde_json::json!({"pushguide": 1}))
+    );
 }

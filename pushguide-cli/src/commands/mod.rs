@@ -14,6 +14,7 @@
 //! | `stats.rs` | `stats` |
 //! | `recover.rs` | `recover` |
 //! | `monitor.rs` | one `monitor` check |
+//! | `module.rs` | `install-module` |
 //!
 //! [`Progress`]: crate::progress::Progress
 
@@ -26,6 +27,7 @@ mod deploy;
 mod detach;
 mod glob;
 mod history;
+mod module;
 mod monitor;
 mod plan;
 mod recover;
@@ -37,6 +39,7 @@ mod templates;
 pub use deploy::deploy;
 pub use detach::detach;
 pub use history::{history, log, show, watch};
+pub use module::install_module;
 pub use monitor::{monitor_check, monitor_setup};
 pub use plan::plan;
 pub use recover::recover;

@@ -9,6 +9,7 @@
 //! * `job.rs`: one call as a `local_async` job — starting it, collecting the batch's returns (events,
 //!   polling `/jobs/<jid>`, re-issuing on another master) — and the `Transport` impl;
 //! * `queries.rs`: one-request calls — runners, wheel, target resolution, ping;
+//! * `install.rs`: installing the pushguide salt module on every master and its minions;
 //! * `failure.rs`: the errors a request and an event stream both build (unreachable, API status).
 
 use std::sync::Arc;
@@ -22,10 +23,12 @@ use crate::{SaltApiSettings, SettingsError};
 mod endpoint;
 mod events;
 mod failure;
+mod install;
 mod job;
 mod queries;
 
 use endpoint::Endpoint;
+pub use install::{EndpointWrite, MinionInstall, ModuleInstall};
 
 /// Longest duration a [`SaltApiSettings`] duration may hold (one day): `connect_timeout`,
 /// `request_timeout`, `job_timeout`, `poll_interval`, `endpoint_cooldown` and `token_expire`. A larger
