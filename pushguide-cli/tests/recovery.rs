@@ -116,7 +116,10 @@ fn rollback_of_an_interrupted_deployment_touches_only_the_hosts_it_reached() {
     let config = std::fs::read_to_string(&lab.ops).unwrap();
     std::fs::write(
         &lab.ops,
-        config.replace("job_timeout = 30\n", "job_timeout = 30\nstep_jobs = false\n"),
+        config.replace(
+            "job_timeout = 30\n",
+            "job_timeout = 30\nstep_jobs = false\n",
+        ),
     )
     .unwrap();
     assert!(std::fs::read_to_string(&lab.ops)

@@ -325,7 +325,8 @@ def _attempt(step):
     return ok, ret, retcode, error
 
 
-def _run_step(step):
+def _run_step(step, conditions):
+    """One step; ``conditions`` holds this job's answers to the conditions asked so far."""
     started = time.monotonic()
     result = {
         "fun": step["fun"],
@@ -338,8 +339,12 @@ def _run_step(step):
         "attempts": 0,
     }
     if step["unless"] is not None:
-        ok, ret, _, _ = _call(*step["unless"])
-        if ok and ret:
+        # a condition is asked once per job: later steps with an equal one reuse its answer
+        key = json.dumps(_plain(list(step["unless"])), sort_keys=True)
+        if key not in conditions:
+            ok, ret, _, _ = _call(*step["unless"])
+            conditions[key] = bool(ok and ret)
+        if conditions[key]:
             result["skipped"] = True
             result["ms"] = round((time.monotonic() - started) * 1000.0, 3)
             return result
@@ -401,8 +406,9 @@ def steps(plans=None, hosts=None):
         out["error"] = "no steps for this minion"
         return out
     try:
+        conditions = {}
         for step in plan:
-            result = _run_step(step)
+            result = _run_step(step, conditions)
             out["steps"].append(result)
             if not result["ok"]:
                 break

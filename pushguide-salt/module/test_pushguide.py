@@ -343,6 +343,26 @@ class Unless(Base):
             self.assertEqual(self.called()[-1], "test.true")
 
 
+    def test_a_condition_is_asked_once_per_job(self):
+        cond = {"fun": "test.echo", "arg": [""]}
+        other = {"fun": "test.echo", "arg": ["x"]}
+        out = self.run_plan(
+            [
+                {"fun": "test.true", "unless": cond},
+                {"fun": "test.one", "unless": cond},
+                {"fun": "test.path", "unless": other},
+                {"fun": "test.hash", "unless": cond},
+            ]
+        )
+        self.assertEqual([s["skipped"] for s in out["steps"]], [False, False, True, False])
+        # the equal condition was asked once, the other one once
+        self.assertEqual(self.called().count("test.echo"), 2)
+        # a new job asks again
+        self.fleet.calls.clear()
+        self.run_plan([{"fun": "test.true", "unless": cond}])
+        self.assertEqual(self.called(), ["test.echo", "test.true"])
+
+
 class Retry(Base):
     def test_retries_with_doubling_sleeps_until_success(self):
         self.fleet.flaky_left = 3

@@ -580,6 +580,26 @@ fn pushguide_steps_job_decodes_to_the_module_value() {
     // both paths give the same outcomes
     assert_eq!(rets["web-01"], done.returned["web-01"]);
     assert_eq!(rets["web-02"], done.returned["web-02"]);
+
+    // the engine reads each minion's steps from them: web-01 ran its 6, web-02 stopped at the
+    // failing start command, which is named with its retcode once
+    let steps = |o: &Outcome, n: usize| match o {
+        Outcome::Ok { value } => pushguide_core::decode_steps(value, n).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let pushguide_core::HostSteps::Ran(one) = steps(&rets["web-01"], 6) else {
+        panic!("web-01 ran nothing")
+    };
+    assert_eq!(one.len(), 6);
+    assert!(one.iter().all(|s| s.outcome.is_ok() && !s.skipped));
+    let pushguide_core::HostSteps::Ran(two) = steps(&rets["web-02"], 3) else {
+        panic!("web-02 ran nothing")
+    };
+    assert_eq!(two.len(), 2);
+    assert_eq!(
+        two[1].outcome.reason().as_deref(),
+        Some("retcode 3: starting")
+    );
 }
 
 #[test]

@@ -78,7 +78,11 @@ impl Check {
             }
             Check::Equals(want) => Err(format!("expected {want}, got {}", json_text(value))),
             Check::Http { status, body } => {
-                let got = value.get("status").and_then(Value::as_u64);
+                // salt's http.query answers status 0 (and an error) when it could not connect
+                let got = value
+                    .get("status")
+                    .and_then(Value::as_u64)
+                    .filter(|s| *s != 0);
                 let body_ok = body.as_deref().is_none_or(|want| {
                     value
                         .get("text")
@@ -527,7 +531,21 @@ fn decode_step(s: &Value) -> Result<StepReturn, String> {
             .and_then(Value::as_i64)
             .filter(|rc| *rc != 0);
         let message = match obj.get("error").and_then(Value::as_str) {
-            Some(e) if !e.trim().is_empty() => cut(e),
+            // the retcode is shown once: `retcode 3: starting`, not `retcode 3: retcode 3: …`
+            Some(e) if !e.trim().is_empty() => {
+                let e = match retcode {
+                    Some(rc) => {
+                        let head = format!("retcode {rc}");
+                        match e.strip_prefix(&head) {
+                            Some("") => "failed".to_owned(),
+                            Some(rest) => rest.trim_start_matches(':').trim_start().to_owned(),
+                            None => e.to_owned(),
+                        }
+                    }
+                    None => e.to_owned(),
+                };
+                cut(&e)
+            }
             _ => format!("failed, returned {}", json_text(&ret)),
         };
         Outcome::Failed { retcode, message }
@@ -651,6 +669,11 @@ mod tests {
             "connection refused"
         );
         assert_eq!(h.judge(&json!(true)).unwrap_err(), "no status in true");
+        assert_eq!(
+            h.judge(&json!({"status": 0, "error": "[Errno 111] Connection refused"}))
+                .unwrap_err(),
+            "[Errno 111] Connection refused"
+        );
     }
 
     #[test]
@@ -675,6 +698,22 @@ mod tests {
             .unwrap(),
             HostSteps::Refused("no steps for this minion".into())
         );
+    }
+
+    #[test]
+    fn a_retcode_is_shown_once() {
+        let v = json!({"pushguide": 1, "steps": [
+            {"fun": "cmd.run_all", "ok": false, "retcode": 3, "error": "retcode 3: starting"}]});
+        let HostSteps::Ran(s) = decode_steps(&v, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s[0].outcome.reason().unwrap(), "retcode 3: starting");
+        let v = json!({"pushguide": 1, "steps": [
+            {"fun": "test.x", "ok": false, "retcode": 5, "error": "retcode 5"}]});
+        let HostSteps::Ran(s) = decode_steps(&v, 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s[0].outcome.reason().unwrap(), "retcode 5: failed");
     }
 
     #[test]
