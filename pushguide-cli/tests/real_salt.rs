@@ -207,11 +207,14 @@ fn deploy_rollback_and_history_on_real_salt_and_tomcat() {
              [user]\nname = \"ops\"\n\
              [salt]\nendpoints = [\"{}\"]\neauth = \"{}\"\nuser = \"{}\"\n\
              password_env = \"PUSHGUIDE_SALT_PASSWORD\"\njob_timeout = 120\n\
+             step_jobs = false\n\
              [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"http://127.0.0.1:{port}/\"\n",
             lab.url, lab.eauth, lab.user
         ),
     );
 
+    // call by call here (one salt job per step, no module needed); the java kind's real Tomcat
+    // test runs the same releases as jobs of steps
     let r = run(&config, &["versions", "shop", "--json"], &[]);
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["versions"], serde_json::json!(["2.0.0", "1.0.0"]));

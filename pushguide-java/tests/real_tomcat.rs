@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use pushguide_core::steps::ManifestEntry;
 use pushguide_core::{
-    Artifact, DeploymentOutcome, Engine, HostStatus, Principal, Request, Template,
+    Artifact, DeploymentOutcome, Engine, HostStatus, Principal, Report, Request, TargetExpr,
+    TargetType, Template, STEPS_FUN,
 };
 use pushguide_java as _;
 use pushguide_salt::{SaltApi, SaltApiSettings};
@@ -249,10 +250,10 @@ async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
             "http://127.0.0.1:{port}/{}",
             war.file_name().unwrap().to_string_lossy()
         );
-        artifacts.insert(
-            v,
-            Artifact::new(url, Some(sha256(&war))).with_manifest(manifest),
-        );
+        let mut artifact = Artifact::new(url, Some(sha256(&war))).with_manifest(manifest);
+        // a known size: staging checks the disk holds the WAR and what it unpacks to
+        artifact.size = Some(std::fs::metadata(&war).unwrap().len());
+        artifacts.insert(v, artifact);
     }
 
     let t = &lab.tomcat_dir;
@@ -276,7 +277,25 @@ async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
         Template::from_toml_str(&text, "<real tomcat>").unwrap_or_else(|e| panic!("{e}\n{text}")),
     );
     let api = Arc::new(SaltApi::new(lab.salt.clone()).unwrap());
-    let engine = Engine::builder(api).build();
+    // each host's steps as one salt job: the pushguide module, installed through salt-api
+    let installed = api
+        .install_module(&TargetExpr {
+            expression: "*".into(),
+            tgt_type: TargetType::Glob,
+        })
+        .await
+        .unwrap();
+    assert!(installed.all_installed(), "{installed:?}");
+    let engine = Engine::builder(api).step_jobs(true).build();
+    // salt jobs of a deployment: the pre-flight ping, staging, one per batch (2 minions, batch 1)
+    let jobs = |r: &Report| {
+        r.calls
+            .iter()
+            .filter(|c| c.sent)
+            .filter_map(|c| c.jid.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
     let ops = Principal::user("ops");
     let deploy = |v: &'static str| {
         Request::new(template.clone(), v, ops.clone()).artifact(artifacts[v].clone())
@@ -286,6 +305,8 @@ async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
     eprintln!("{r}");
     assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
     assert_pages(&lab, "1.0.0");
+    assert_eq!(jobs(&r), 1 + 1 + lab.minions.len(), "{r}");
+    assert!(r.calls.iter().all(|c| c.call.fun != STEPS_FUN));
 
     // a dry run of the next release (staging included) changes no file on any minion
     let before = snapshot(&lab);
@@ -299,13 +320,19 @@ async fn release_upgrade_failed_health_check_and_rollbacks_on_real_tomcat() {
     eprintln!("{r}");
     assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
     assert_pages(&lab, "2.0.0");
+    assert_eq!(jobs(&r), 1 + 1 + lab.minions.len(), "{r}");
 
     let r = engine.deploy(deploy("3.0.0")).await.unwrap();
     eprintln!("{r}");
     assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r}");
     let first = &lab.minions[0];
     let f = r.host(first).unwrap().failure.clone().unwrap();
-    assert!(f.reason.contains("health check failed"), "{}", f.reason);
+    assert!(
+        f.reason.contains("health check of") && f.reason.contains("failed"),
+        "{}",
+        f.reason
+    );
+    assert_eq!(f.fun.as_deref(), Some("http.query"), "{r}");
     assert_eq!(r.host(first).unwrap().status, HostStatus::RolledBack);
     assert_pages(&lab, "2.0.0");
 
