@@ -1,8 +1,10 @@
 """Helpers of benches/orchestrate/run (run with the salt lab's venv python: it has msgpack).
 
   report.py jobs CACHE_JOBS_DIR          every job in the master's job cache: "<jid> <fun> <targets>" lines
-  report.py pushguide LOG_JSON JOBS      floors of one pushguide deployment (`pushguide log ID --json`;
-                                         JOBS: a `jobs` listing made after it, naming each call's hosts)
+  report.py pushguide LOG_JSON JOBS CACHE_JOBS_DIR
+                                         floors of one pushguide deployment (`pushguide log ID --json`;
+                                         JOBS: a `jobs` listing made after it, naming each call's hosts;
+                                         the cache holds the returns of its `pushguide.steps` jobs)
   report.py orchestrate OUT_JSON         floors of one `salt-run --out=json state.orchestrate` run
   report.py summary RESULTS_TSV          the table, medians, ratios and overheads
 
@@ -36,22 +38,56 @@ def jobs(cache):
         print(d.get("jid"), d.get("fun"), tgt or "-")
 
 
-def pushguide(path, jobs_listing):
+def steps_ms(cache, jid):
+    """Each minion's steps of a `pushguide.steps` job, summed: their durations as the pushguide module
+    measured them on the minion (`ms`), read from the master's job cache."""
+    import msgpack  # the salt venv's
+
+    for jid_file in glob.glob(os.path.join(cache, "*", "*", "jid")):
+        with open(jid_file) as f:
+            if f.read().strip() != jid:
+                continue
+        out = {}
+        for ret in glob.glob(os.path.join(os.path.dirname(jid_file), "*", "return.p")):
+            with open(ret, "rb") as f:
+                v = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+            if isinstance(v, dict) and "steps" not in v and isinstance(v.get("return"), dict):
+                v = v["return"]
+            steps = v.get("steps", []) if isinstance(v, dict) else []
+            out[os.path.basename(os.path.dirname(ret))] = sum(float(s.get("ms") or 0) for s in steps)
+        return out
+    sys.exit(f"job {jid} is not in the job cache {cache}")
+
+
+def pushguide(path, jobs_listing, cache):
     """Per call: `millis` is the call's wall time as pushguide measured it (request to the last host's
     return); its hosts are the targets of its jid in the master's job cache (pushguide targets
     minion lists). Calls of one batch that differ per host run concurrently, so a host's time in the
-    window is the sum of the calls that went to it, and the batch's floor is its slowest host."""
+    window is the sum of the calls that went to it, and the batch's floor is its slowest host.
+    The steps of a `pushguide.steps` job (one job per batch) are counted from the job's returns in
+    the cache instead: each minion's step durations measured on the minion, as orchestrate's."""
     with open(path) as f:
         d = json.load(f)
-    targets = {}
+    targets, funs = {}, {}
     with open(jobs_listing) as f:
         for line in f:
-            jid, _fun, tgt = line.split()
+            jid, fun, tgt = line.split()
             targets[jid] = tgt.split(",")
+            funs[jid] = fun
     per = {}  # (stage-kind, batch) -> host -> ms
+    counted = set()
     for c in d["calls"]:
         kind = "window" if c["stage"] in WINDOW else ("staging" if c["stage"] == "staging" else None)
         if kind is None:
+            continue
+        jid = c.get("jid") or ""
+        if funs.get(jid) == "pushguide.steps":
+            if jid not in counted:
+                counted.add(jid)
+                key = (kind, c["batch"] if kind == "window" else 0)
+                for h, ms in steps_ms(cache, jid).items():
+                    per.setdefault(key, {}).setdefault(h, 0)
+                    per[key][h] += ms
             continue
         hosts = targets.get(c.get("jid") or "")
         if not hosts:
