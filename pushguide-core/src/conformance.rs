@@ -133,16 +133,33 @@ fn req_with(t: &Arc<Template>, version: &str, a: Artifact) -> Request {
 
 /// Runs `request` on a new engine over `f`.
 async fn deploy_on(f: &Arc<SimFleet>, request: Request) -> crate::Report {
-    Engine::builder(f.clone())
+    engine_over(f)
         .build()
         .deploy(request)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs every check, in the order listed in the [module documentation](self); panics on the first that
-/// fails.
+tokio::task_local! {
+    /// Whether the checks' engines send queued steps as jobs of steps ([`run`]'s second pass).
+    static STEP_JOBS: bool;
+}
+
+/// An engine builder over `f`, sending steps as jobs in [`run`]'s second pass.
+fn engine_over(f: &Arc<SimFleet>) -> crate::EngineBuilder {
+    Engine::builder(f.clone()).step_jobs(STEP_JOBS.try_with(|on| *on).unwrap_or(false))
+}
+
+/// Runs every check, in the order listed in the [module documentation](self), twice: with steps sent
+/// call by call, then as jobs of steps (`pushguide.steps`, [`crate::EngineBuilder::step_jobs`], which
+/// the simulated fleet runs as the pushguide salt module does); panics on the first that fails.
 pub async fn run(s: &Subject) {
+    checks(s).await;
+    STEP_JOBS.scope(true, checks(s)).await;
+}
+
+/// Every check once, with the engines of the current pass.
+async fn checks(s: &Subject) {
     rollback_restores_the_previous_version(s).await;
     dry_run_sends_no_mutating_call(s).await;
     dry_runs_judge_no_answer(s).await;
@@ -166,7 +183,7 @@ fn kind(s: &Subject) -> String {
 pub async fn rollback_restores_the_previous_version(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
+    let engine = engine_over(&f).build();
     let r = engine
         .deploy(req(&t, s, "1.0.0"))
         .await
@@ -226,6 +243,15 @@ pub async fn rollback_restores_the_previous_version(s: &Subject) {
             .any(|c| c.stage == crate::Stage::Rollback && c.call.fun == "cp.get_url"),
         "{kind}: rolling back to a release on disk needs no download"
     );
+    // in the jobs pass, a kind whose batch is one job sent its steps as jobs
+    if STEP_JOBS.try_with(|on| *on).unwrap_or(false)
+        && t.project.build().is_ok_and(|d| d.batch_in_one_job())
+    {
+        assert!(
+            f.requests().iter().any(|q| q.fun == crate::STEPS_FUN),
+            "{kind}: no job of steps was sent"
+        );
+    }
     f.clear_rules();
 }
 
@@ -262,7 +288,7 @@ pub async fn dry_runs_judge_no_answer(s: &Subject) {
     let (kind, t) = (kind(s), template(s));
     // two real releases, so that every host has a version to roll back to
     let f = fleet(s);
-    let engine = Engine::builder(f.clone()).build();
+    let engine = engine_over(&f).build();
     for v in ["1.0.0", "2.0.0"] {
         let r = engine
             .deploy(req(&t, s, v))
@@ -287,7 +313,7 @@ pub async fn dry_runs_judge_no_answer(s: &Subject) {
             json!({"status": 500, "text": "down", "last_run_result": "conformance: failed"}),
         ),
     ));
-    let engine = Engine::builder(hostile.clone())
+    let engine = engine_over(&hostile)
         .fleet_state(engine.fleet_state().clone())
         .build();
     let release = req(&t, s, "3.0.0").dry_run(true);
@@ -386,7 +412,7 @@ pub async fn checksum_mismatch_fails_before_stop(s: &Subject) {
     assert_eq!(fail.stage, want, "{kind}");
     assert!(fail.reason.contains("checksum"), "{kind}: {}", fail.reason);
     let stopped_web02 = f
-        .requests()
+        .step_requests()
         .iter()
         .any(|q| q.fun == s.stop_fun && q.targets.iter().any(|m| m.as_str() == "web-02"));
     assert!(

@@ -425,3 +425,78 @@ async fn a_cancel_while_a_batch_job_runs_lets_it_finish_records_it_and_rolls_bac
     assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
     assert_eq!(versions(&engine).await, vec![Some("2.0.1".into()); 4]);
 }
+
+/// A unit test with `MockTransport` sees each step a job carries: the batch's job is opened with
+/// `job_steps`, checked, and answered with the module's report.
+#[tokio::test]
+async fn a_mocked_transport_sees_each_step_of_a_job() {
+    use pushguide_core::{MockTransport, Returns};
+    let t = Arc::new(
+        Template::from_toml_str(
+            "name = \"shop\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [\"web-01\"]\n\
+             [rollout]\nstage_ahead = false\n[project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\n\
+             root = \"/srv/shop\"\ncatalina_base = \"/var/lib/tomcat10\"\nservice = \"tomcat10\"\n",
+            "<test>",
+        )
+        .unwrap(),
+    );
+    let mut mock = MockTransport::new();
+    mock.expect_call()
+        .withf(|_, c| c.fun == "test.ping")
+        .times(1)
+        .returning(|tg, _| Ok(Returns::uniform(tg, Outcome::ok(true))));
+    mock.expect_call()
+        .withf(|_, c| c.fun == STEPS_FUN)
+        .times(1)
+        .returning(|tg, call| {
+            let steps = job_steps(call).unwrap();
+            let mine = &steps[&tg[0]];
+            let funs: Vec<&str> = mine.iter().map(|s| s.call.fun.as_str()).collect();
+            // no staging ahead: the batch's job fetches, unpacks, stops, switches and starts
+            assert_eq!(
+                funs,
+                [
+                    "pushguide.free_space",
+                    "cp.get_url",
+                    "file.get_hash",
+                    "archive.unzip",
+                    "service.stop",
+                    "file.symlink",
+                    "file.remove",
+                    "service.start",
+                    "pushguide.prune"
+                ]
+            );
+            // the module's report: the release directory is not there, every step passes
+            let report: Vec<serde_json::Value> = mine
+                .iter()
+                .map(|s| {
+                    let ret = match s.call.fun.as_str() {
+                        "cp.get_url" => json!("/srv/shop/archives/1.0.0.war"),
+                        "file.get_hash" => json!(SHA),
+                        _ => json!(true),
+                    };
+                    json!({"fun": s.call.fun, "ok": true, "skipped": false, "ret": ret,
+                           "retcode": 0, "error": null, "ms": 5.0, "attempts": 1})
+                })
+                .collect();
+            Ok(Returns::uniform(
+                tg,
+                Outcome::ok(json!({"pushguide": 1, "minion": tg[0].as_str(), "steps": report})),
+            ))
+        });
+    let r = Engine::builder(Arc::new(mock))
+        .step_jobs(true)
+        .build()
+        .deploy(req(&t, "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    assert_eq!(
+        r.calls
+            .iter()
+            .filter(|c| c.stage == Stage::PreDeploy)
+            .count(),
+        5
+    );
+}
