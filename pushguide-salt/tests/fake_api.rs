@@ -60,6 +60,73 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
 
 // ------------------------------------------------------------------------------------- client
 
+/// A job of steps (`pushguide.steps`) through the fake salt-api: ONE request and one salt job for
+/// three minions whose steps differ per host; a fault on one step's function stops that minion
+/// there and the others run every step; the client decodes each minion's report.
+#[tokio::test]
+async fn a_job_of_steps_with_a_fault_on_one_step_of_one_minion() {
+    use pushguide_core::{decode_steps, steps_call, Check, HostSteps, Step};
+    let (fake, api) = started(3).await;
+    warm_up(&api, &fake).await;
+    fake.fleet().clear_requests();
+    fake.reset_request_count();
+    let all = fake.fleet().minions().to_vec();
+    fake.fleet().add_rule(
+        all[1].as_str(),
+        "file.symlink",
+        Outcome::failed(Some(1), "read-only file system"),
+        None,
+    );
+    let groups: Vec<(Vec<MinionId>, Vec<Step>)> = all
+        .iter()
+        .map(|m| {
+            let dir = format!("/srv/{m}/releases/1.0.0");
+            (
+                vec![m.clone()],
+                vec![
+                    Step::new(SaltCall::mutate("service.stop").arg("tomcat")).check(Check::True),
+                    Step::new(
+                        SaltCall::mutate("file.symlink")
+                            .arg(dir)
+                            .arg("/srv/current"),
+                    ),
+                    Step::new(SaltCall::mutate("service.start").arg("tomcat")),
+                ],
+            )
+        })
+        .collect();
+    let mut r = within(10, api.call(&all, &steps_call(&groups)))
+        .await
+        .unwrap();
+    assert_eq!(fake.request_count().get("POST /"), 1);
+    assert_eq!(fake.fleet().requests().len(), 1, "one job");
+    for (i, m) in all.iter().enumerate() {
+        let Outcome::Ok { value } = r.take(m) else {
+            panic!("{m}: no report")
+        };
+        let HostSteps::Ran(steps) = decode_steps(&value, 3).unwrap() else {
+            panic!("{m}: refused")
+        };
+        if i == 1 {
+            assert_eq!(steps.len(), 2, "{m} stopped at the symlink");
+            assert_eq!(
+                steps[1].outcome.reason().as_deref(),
+                Some("retcode 1: read-only file system")
+            );
+        } else {
+            assert_eq!(steps.len(), 3, "{m}");
+            assert!(steps.iter().all(|s| s.outcome.is_ok()));
+        }
+    }
+    // the fleet saw each minion's own steps in the one job
+    let per_step = fake.fleet().step_requests();
+    let symlinks: Vec<_> = per_step
+        .iter()
+        .filter(|q| q.fun == "file.symlink")
+        .collect();
+    assert_eq!(symlinks.len(), 3, "one per host path");
+}
+
 #[tokio::test]
 async fn login_and_one_request_for_a_list_of_minions() {
     let (fake, api) = started(5).await;
