@@ -468,7 +468,7 @@ impl<'a> StageContext<'a> {
             ));
         }
         if !self.queue.is_empty() {
-            self.send_steps().await?;
+            self.flush_steps().await?;
         }
         Ok(())
     }

@@ -161,9 +161,6 @@ pub(crate) async fn run_hook(
         Stage::Rollback => deployer.rollback(cx).await,
         Stage::Staging => deployer.stage(cx).await,
     }?;
-    // the steps the hook queued, unless the engine sends a whole batch's steps at its end
-    if !cx.collect {
-        cx.send_steps().await?;
-    }
-    Ok(())
+    // the steps the hook queued (a batch collected as one job is sent by the engine at its end)
+    cx.flush_steps().await
 }

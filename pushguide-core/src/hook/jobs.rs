@@ -177,19 +177,27 @@ impl StageContext<'_> {
                     .into(),
             ));
         }
-        if !self.queue.is_empty() {
-            let queue = std::mem::take(&mut self.queue);
-            if self.shared.step_jobs && !self.is_dry_run() {
-                if self.is_cancelled() {
-                    return Err(StageError::Cancelled);
-                }
-                let sent = send_jobs(self.shared, self.batch, self.stage, &queue, &self.live).await;
-                self.record_sent(&sent);
-            } else {
-                self.emulate(&queue).await?;
-            }
-        }
+        self.flush_steps().await?;
         Ok(self.live.clone())
+    }
+
+    /// Sends what is queued, if anything (after every hook, before an immediate call); never while
+    /// a batch is collected.
+    pub(crate) async fn flush_steps(&mut self) -> Result<(), StageError> {
+        if self.collect || self.queue.is_empty() {
+            return Ok(());
+        }
+        let queue = std::mem::take(&mut self.queue);
+        if self.shared.step_jobs && !self.is_dry_run() {
+            if self.is_cancelled() {
+                return Err(StageError::Cancelled);
+            }
+            let sent = send_jobs(self.shared, self.batch, self.stage, &queue, &self.live).await;
+            self.record_sent(&sent);
+        } else {
+            self.emulate(&queue).await?;
+        }
+        Ok(())
     }
 
     /// Records, under this context's stage, what a job did in it: each step's call (hosts whose steps
