@@ -3,7 +3,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use pushguide_core::steps::{
-    fetch_artifact, health_check, prepare_release, prune_releases, PathStyle,
+    health_check, prepare_release, prune_releases, queue_fetch, PathStyle,
 };
 use pushguide_core::{
     validate, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
@@ -170,12 +170,12 @@ impl Deployer for DotnetIis {
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
         let cfg = &self.cfg;
-        fetch_artifact(
+        // download and verify: queued steps, sent with the next call (one job with `step_jobs`)
+        queue_fetch(
             cx,
             |h| cfg.layout(h).release_dir(&v),
             |h| cfg.layout(h).archive(&v, "zip"),
-        )
-        .await?;
+        )?;
         if cfg.app_offline {
             self.put_offline(cx).await?;
         }

@@ -3,7 +3,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pushguide_core::steps::{fetch_artifact, prepare_release, prune_releases, PathStyle};
+use pushguide_core::steps::{prepare_release, prune_releases, queue_fetch, PathStyle};
 use pushguide_core::{
     validate, CallResults, Deployer, DeployerConfig, Error, MinionId, StageContext, StageError,
 };
@@ -118,12 +118,12 @@ impl Deployer for WindowsTask {
     async fn pre_deploy(&self, cx: &mut StageContext<'_>) -> Result<(), StageError> {
         let v = cx.version().to_owned();
         let cfg = &self.cfg;
-        fetch_artifact(
+        // download and verify: queued steps, sent with the next call (one job with `step_jobs`)
+        queue_fetch(
             cx,
             |h| cfg.layout(h).release_dir(&v),
             |h| cfg.layout(h).archive(&v, "zip"),
-        )
-        .await?;
+        )?;
         // the enabled state before we touch the task, for rollback
         let live = cx.minions().to_vec();
         let before = call_by(cx, &live, |h| cfg.task_key(h), |(t, f)| steps::status(t, f)).await?;

@@ -424,6 +424,21 @@ pub fn fetch_steps(
     Ok(steps)
 }
 
+/// Queues, for every live host, the steps of [`fetch_steps`] (to `dest(host)`, skipped where
+/// `release_dir(host)` is there): with jobs, one salt job fetches and verifies on every host, sent with
+/// the hook's other queued steps or before its next call.
+pub fn queue_fetch(
+    cx: &mut StageContext<'_>,
+    release_dir: impl Fn(&MinionId) -> String,
+    dest: impl Fn(&MinionId) -> String,
+) -> Result<(), StageError> {
+    let mut per_host = Vec::with_capacity(cx.minions().len());
+    for h in cx.minions() {
+        per_host.push((h.clone(), fetch_steps(cx, &release_dir(h), &dest(h))?));
+    }
+    cx.steps(per_host)
+}
+
 /// The health check as one step: `http.query <url>` until it answers the expected status (and body),
 /// tried again on the minion with a doubling interval (at most 30 s) within the check's timeout.
 pub fn health_step(health: &HealthCheck, url: &str) -> Step {
