@@ -18,9 +18,13 @@ const SHA: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e
 const HOSTS: [&str; 4] = ["web-01", "web-02", "web-03", "web-04"];
 
 fn template(extra: &str) -> Arc<Template> {
+    template_with(extra, "previous")
+}
+
+fn template_with(extra: &str, rollback: &str) -> Arc<Template> {
     let text = format!(
         "name = \"shop\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = {HOSTS:?}\n\
-         [rollout]\nbatch = 2\n[rollback]\npolicy = \"previous\"\n[health]\n\
+         [rollout]\nbatch = 2\n[rollback]\npolicy = \"{rollback}\"\n[health]\n\
          url = \"http://127.0.0.1:8080/shop/\"\nretries = 3\ninterval_secs = 1\n{extra}\n\
          [project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\nroot = \"/srv/shop\"\n\
          catalina_base = \"/var/lib/tomcat10\"\nservice = \"tomcat10\"\n\
@@ -486,4 +490,35 @@ async fn a_mocked_transport_sees_each_step_of_a_job() {
             .count(),
         5
     );
+}
+
+/// A minion that gives no answer to its batch's job may have run any part of it: it fails at the
+/// release (deploy) and what it runs is recorded as unknown — neither the old nor the new version.
+#[tokio::test]
+async fn a_host_whose_batch_job_never_answers_is_recorded_as_unknown() {
+    let fleet = fleet();
+    let engine = engine(&fleet);
+    let t = template_with("", "none");
+    let r = engine.deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Succeeded, "{r}");
+    // web-02's staging job answers; its batch job never does
+    on_disk(&fleet, "2.0.0");
+    fleet.add_rule("web-02", "service.stop", Outcome::NoReturn, Some(1));
+    let r = engine.deploy(req(&t, "2.0.0")).await.unwrap();
+    assert_eq!(r.outcome, DeploymentOutcome::Failed, "{r}");
+    let f = r.host("web-02").unwrap().failure.clone().unwrap();
+    assert_eq!(f.stage, Stage::Deploy, "{r}");
+    assert!(f.reason.contains("unknown"), "{}", f.reason);
+    let v = engine
+        .fleet_state()
+        .versions("shop", &[id("web-01"), id("web-02")])
+        .await
+        .unwrap();
+    assert_eq!(v[&id("web-01")].current.as_deref(), Some("2.0.0"));
+    assert_eq!(
+        v[&id("web-02")].current,
+        None,
+        "unknown, not 1.0.0 or 2.0.0"
+    );
+    assert!(!v[&id("web-02")].healthy);
 }

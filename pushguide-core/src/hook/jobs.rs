@@ -206,8 +206,9 @@ impl StageContext<'_> {
     pub(crate) fn record_sent(&mut self, sent: &Sent) {
         let stage = self.stage;
         let live: HashSet<MinionId> = self.live.iter().cloned().collect();
-        // hosts whose job gave no step results fail at their first step of the job, in the first
-        // stage that has one
+        // hosts whose job gave no usable answer: how far it got on them is unknown, so they fail at
+        // the release (deploy) when the job reached into it — what they run is then recorded as
+        // unknown, never as the old or the new version — else at the job's first stage
         let mut refused: Vec<(MinionId, String)> = Vec::new();
         // each step of this stage with the hosts that have it at some index
         let mut items: Vec<(&Step, Vec<(MinionId, usize)>)> = Vec::new();
@@ -217,10 +218,20 @@ impl StageContext<'_> {
             if hosts.is_empty() {
                 continue;
             }
-            if group.steps.first().map(|(st, _)| *st) == Some(stage) {
+            let fail_at = if group.steps.iter().any(|(st, _)| *st == Stage::Deploy) {
+                Some(Stage::Deploy)
+            } else {
+                group.steps.first().map(|(st, _)| *st)
+            };
+            if fail_at == Some(stage) {
                 for h in &hosts {
                     if let Some(Err(why)) = sent.runs.get(*h) {
-                        refused.push(((*h).clone(), why.clone()));
+                        let unknown = if stage == Stage::Deploy {
+                            "; what its job did on this host is unknown"
+                        } else {
+                            ""
+                        };
+                        refused.push(((*h).clone(), format!("{why}{unknown}")));
                     }
                 }
             }
