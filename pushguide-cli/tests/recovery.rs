@@ -91,6 +91,97 @@ fn versions(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Steps as one job per batch (the default): a deployment of 2.0.0 is killed (SIGKILL) while its
+/// second batch's job is in flight. Nothing of that job came back, yet the job may have run: `recover`
+/// lists web-02 as touched (its batch started, "one already sent may have run"), and
+/// `rollback --deployment` brings web-01 and web-02 back to 1.0.0 and leaves web-03 and web-04 alone.
+#[test]
+fn a_kill_while_a_batch_job_is_in_flight_is_recovered_as_touched() {
+    let lab = Lab::new();
+    lab.deploy("1.0.0", Some("web-01,web-02,web-03"));
+    lab.deploy("3.0.0", Some("web-03"));
+    lab.serving("2.0.0");
+    lab.fake()
+        .faults()
+        .extra_latency(Duration::from_millis(400));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .arg("--config")
+        .arg(&lab.ops)
+        .args(["deploy", "shop", "2.0.0", "--json"])
+        .env("PG_CLI_TEST_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = lab.store();
+    let begun = Instant::now();
+    // web-02's batch (the second) has started: its job is on its way (400 ms per request)
+    let id = loop {
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "never reached batch 2"
+        );
+        if let Some(id) = store.deployments("shop", 1).unwrap().first() {
+            let started = store
+                .host_results(id)
+                .unwrap()
+                .iter()
+                .any(|h| h.host == "web-02" && h.batch == Some(1) && h.status == "interrupted");
+            if store.deployment(id).unwrap().unwrap().version == "2.0.0" && started {
+                break id.clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    lab.fake().faults().extra_latency(Duration::ZERO);
+    // nothing of batch 2's job was recorded: it was killed in flight
+    assert!(
+        !store.calls(&id).unwrap().iter().any(|c| c.batch == Some(1)),
+        "batch 2's job returned before the kill"
+    );
+    let begun = Instant::now();
+    let rec = loop {
+        let r = lab.run(&["recover", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        if let Some(row) = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+        {
+            break row.clone();
+        }
+        assert!(begun.elapsed() < Duration::from_secs(90), "never marked");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(host(&rec, "web-01")["status"], "succeeded", "{rec}");
+    let w2 = host(&rec, "web-02");
+    assert_eq!(w2["status"], "interrupted", "{rec}");
+    assert_eq!(w2["touched"], true, "{rec}");
+    assert_eq!(
+        w2["done"],
+        "batch started, no call returned yet (one already sent may have run)"
+    );
+    for h in ["web-03", "web-04"] {
+        assert_eq!(host(&rec, h)["touched"], false, "{rec}");
+    }
+    let r = lab.run(&["rollback", "shop", "--deployment", &id, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["outcome"], "rolled-back");
+    assert_eq!(
+        lab.versions(),
+        versions(&[
+            ("web-01", Some("1.0.0")),
+            ("web-02", Some("1.0.0")),
+            ("web-03", Some("3.0.0")),
+            ("web-04", None)
+        ])
+    );
+}
+
 /// Issue #10 item 5: a deployment of 2.0.0 is killed (SIGKILL) while its second batch runs. `recover`
 /// lists every target host with what was done to it and recommends `rollback --deployment`, which
 /// rolls back exactly the two hosts the deployment touched: web-03 (never reached, 3.0.0) and web-04
