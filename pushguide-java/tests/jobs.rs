@@ -522,3 +522,62 @@ async fn a_host_whose_batch_job_never_answers_is_recorded_as_unknown() {
     );
     assert!(!v[&id("web-02")].healthy);
 }
+
+/// Oversized input: 3,000 hosts, each with its own long release root, in one batch. The steps do not
+/// fit one request of reasonable size, so they go as several jobs, all at once, each under the size
+/// limit (plus one host's plan); every host is in exactly one job of each kind and the release
+/// succeeds everywhere.
+#[tokio::test]
+async fn thousands_of_hosts_with_their_own_paths_go_as_several_jobs_of_bounded_size() {
+    let ids: Vec<String> = (0..3000).map(|i| format!("w{i:04}")).collect();
+    let mut hosts = String::new();
+    for id in &ids {
+        hosts.push_str(&format!(
+            "[project.hosts.{id}]\nroot = \"/srv/{}/{id}\"\n",
+            "deep".repeat(30)
+        ));
+    }
+    let text = format!(
+        "name = \"shop\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = {ids:?}\n\
+         [rollout]\nbatch = 3000\n[health]\nurl = \"http://127.0.0.1:8080/shop/\"\n\
+         [project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\nroot = \"/srv/shop\"\n\
+         catalina_base = \"/var/lib/tomcat10\"\nservice = \"tomcat10\"\n{hosts}"
+    );
+    let t = Arc::new(Template::from_toml_str(&text, "<big>").unwrap());
+    let fleet = Arc::new(healthy(SimFleet::new(&ids).unwrap()));
+    let r = engine(&fleet).deploy(req(&t, "1.0.0")).await.unwrap();
+    assert_eq!(
+        r.outcome,
+        DeploymentOutcome::Succeeded,
+        "{}",
+        r.reason.clone().unwrap_or_default()
+    );
+    assert_eq!(
+        r.hosts
+            .iter()
+            .filter(|h| h.status == HostStatus::Succeeded)
+            .count(),
+        3000
+    );
+    let jobs: Vec<_> = fleet
+        .requests()
+        .into_iter()
+        .filter(|q| q.fun == STEPS_FUN)
+        .collect();
+    assert!(
+        jobs.len() > 2,
+        "one staging and one batch job could not hold it all: {}",
+        jobs.len()
+    );
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for j in &jobs {
+        let bytes = serde_json::to_string(&j.call.kwarg).unwrap().len();
+        assert!(bytes < 256 * 1024 + 8 * 1024, "a job of {bytes} bytes");
+        for m in &j.targets {
+            *seen.entry(m.to_string()).or_default() += 1;
+        }
+    }
+    // every host: one staging job and one batch job
+    assert_eq!(seen.len(), 3000);
+    assert!(seen.values().all(|n| *n == 2), "{seen:?}");
+}
