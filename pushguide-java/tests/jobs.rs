@@ -339,6 +339,23 @@ async fn a_dry_run_sends_no_job_and_no_mutating_call() {
     // the download was only recorded, so its hash was not asked for
     assert!(!sent.iter().any(|f| f == "file.get_hash"), "{sent:?}");
     assert_eq!(versions(&engine).await, vec![None; 4]);
+    // a minion without the module is told how to get it, in a dry run too
+    fleet.add_rule(
+        "web-01",
+        "pushguide.free_space",
+        Outcome::failed(None, "'pushguide.free_space' is not available."),
+        None,
+    );
+    let r = engine
+        .deploy(req(&template("[failure]\nmax_failed = 1"), "1.0.0").dry_run(true))
+        .await
+        .unwrap();
+    let f = r.host("web-01").unwrap().failure.clone().unwrap();
+    assert!(
+        f.reason.contains("pushguide install-module"),
+        "{}",
+        f.reason
+    );
 }
 
 #[tokio::test]

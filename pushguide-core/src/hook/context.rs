@@ -548,7 +548,7 @@ impl<'a> StageContext<'a> {
         for host in targets {
             let outcome = returns.take(&host);
             if let Some(reason) = outcome.reason() {
-                failures.push((host.clone(), reason));
+                failures.push((host.clone(), crate::hook::jobs::module_hint(reason)));
             }
             if let Some(&i) = self.journal.index.get(&host) {
                 self.journal.hosts[i].log.push(LogEntry::Call {

@@ -723,9 +723,15 @@ pub(crate) async fn send_jobs(
     Sent { groups, runs, jids }
 }
 
-/// A failure of the whole job, with a hint when the module is missing on the minion.
-fn module_hint(reason: String) -> String {
-    if reason.contains(&format!("'{STEPS_FUN}' is not available")) {
+/// A failure naming a function of the pushguide module the minion does not have: with the hint
+/// to install it.
+pub(crate) fn module_hint(reason: String) -> String {
+    // `'pushguide.steps' is not available.`, `'pushguide.free_space' is not available.`, …
+    let missing = reason
+        .split("'pushguide.")
+        .nth(1)
+        .is_some_and(|rest| rest.contains("' is not available"));
+    if missing {
         format!(
             "{reason}: the pushguide salt module is not installed on this minion (run \
              `pushguide install-module`)"
