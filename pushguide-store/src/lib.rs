@@ -39,6 +39,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod auth;
 mod error;
 mod fleet;
 mod history;
@@ -50,6 +51,7 @@ mod schema;
 mod stats;
 mod store;
 
+pub use auth::{Session, SessionLimits, User};
 pub use error::Error;
 pub use fleet::HostVersion;
 pub use lease::Lease;
