@@ -151,7 +151,7 @@ pub mod signals;
 use std::time::Duration;
 
 use app::App;
-use cli::{Cli, Command, DeployArgs};
+use cli::{Cli, Command, DeployArgs, UserCommand};
 use config::Config;
 use error::{exit, CliError};
 use progress::Progress;
@@ -216,6 +216,24 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             print(json, &r, output::module_install);
             Ok(r.exit_code)
         }
+        Command::User(UserCommand::Add {
+            name,
+            groups,
+            password_env,
+            replace,
+        }) => {
+            let input = match password_env {
+                Some(var) => commands::PasswordInput::Env(var),
+                None => commands::PasswordInput::Reader(std::io::stdin().lock()),
+            };
+            let r = commands::user_add(&mut app, &name, &groups, input, replace)?;
+            print(json, &r, output::user_added);
+            Ok(exit::OK)
+        }
+        Command::Serve => {
+            commands::serve(&mut app).await?;
+            Ok(exit::OK)
+        }
         other => {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
@@ -266,7 +284,9 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Rollback { .. }
         | Command::Watch { .. }
         | Command::Monitor { .. }
-        | Command::InstallModule { .. } => {}
+        | Command::InstallModule { .. }
+        | Command::User(_)
+        | Command::Serve => {}
     }
     Ok(())
 }
