@@ -38,7 +38,7 @@ fn layout(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
             escape(csrf)
         );
     }
-    let _ = write!(page, "</header><main>{body}</main></body></html>\n");
+    let _ = writeln!(page, "</header><main>{body}</main></body></html>");
     page
 }
 

@@ -130,7 +130,7 @@ fn status_of(store: &SqliteStore, template: TemplateRow) -> Result<TemplateStatu
             hosts,
         })
         .collect();
-    running.sort_by(|a, b| b.hosts.cmp(&a.hosts));
+    running.sort_by_key(|r| std::cmp::Reverse(r.hosts));
     Ok(TemplateStatus {
         template,
         last_deployment,
