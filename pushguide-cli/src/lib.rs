@@ -42,6 +42,13 @@
 //!
 //! [stats]                             # optional: hours and weekdays of `stats` at a fixed offset
 //! tz = "+02:00"                       #   from UTC: "UTC" (default), "+02:00", "-05:30"
+//!
+//! [server]                            # optional: the web service (`serve`)
+//! listen = "127.0.0.1:8080"           # default 127.0.0.1:8080
+//! public_url = "https://deploy.example.com/"   # https:// makes its cookies Secure
+//! session_idle_secs = 1800            # defaults: 1800 idle, 43200 absolute
+//! session_max_secs = 43200
+//! admin_groups = ["admins"]           # also see template files that do not load
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names
@@ -79,6 +86,7 @@
 //! - `show`: `{"name", "file", "kind", "may_deploy", "config": {template as JSON},
 //!   "last_deployment": deployment|null, "hosts": [{"host", "version", "state", "since", "previous"}]}`
 //! - `versions`: `{"template", "source", "versions": ["2.0.0", "1.0.0"]}`
+//! - `user add`: `{"user", "groups": ["ops"], "replaced"}`
 //! - `plan`: core's `Plan`: `{"template", "version", "dry_run", "batches": [["web-01"]], "excluded":
 //!   [["host", "why"]], "steps": [["pre-deploy", [salt call]]], "rollback_targets": [["host",
 //!   current|null, target|null]], "max_failed"}`
