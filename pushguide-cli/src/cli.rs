@@ -120,6 +120,31 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// The web service's accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Run the web service (`[server]` in the configuration) until Ctrl-C, SIGTERM or SIGHUP.
+    Serve,
+}
+
+/// `user` commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a web service user. The password is the first line of stdin, or the value of
+    /// `--password-env VAR`; never a command line argument.
+    Add {
+        /// User name (as in templates' ACLs).
+        name: String,
+        /// The user's groups (comma separated; as in templates' ACLs).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Read the password from this environment variable instead of stdin.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// Replace an existing user's password and groups (and end their sessions).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// `deploy` options.

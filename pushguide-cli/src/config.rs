@@ -97,6 +97,35 @@ pub struct Config {
     /// `stats`: the offset from UTC that hours and weekdays are shown in (`[stats] tz`, default
     /// UTC; `stats --tz` overrides it).
     pub stats_tz: UtcOffset,
+    /// `[server]`: the web service (`pushguide serve`).
+    pub server: ServerSettings,
+}
+
+/// `[server]` (optional): the web service's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `listen`: the address and port to listen on (default `127.0.0.1:8080`).
+    pub listen: std::net::SocketAddr,
+    /// `public_url`: where users reach the service (`https://…` makes its cookies `Secure`).
+    pub public_url: Option<String>,
+    /// `session_idle_secs`: a session unused this long ends (default 1800).
+    pub session_idle: Duration,
+    /// `session_max_secs`: a session ends this long after the login (default 43200).
+    pub session_max: Duration,
+    /// `admin_groups`: members see template files that do not load, with the error.
+    pub admin_groups: Vec<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            session_idle: Duration::from_secs(1800),
+            session_max: Duration::from_secs(43_200),
+            admin_groups: Vec::new(),
+        }
+    }
 }
 
 /// A fixed offset from UTC (no time zone rules, no daylight saving time): `UTC`, `+02:00`, `-05:30`.
@@ -576,6 +605,46 @@ fn read_stats(top: &mut Reader<'_>) -> Result<UtcOffset, CliError> {
     Ok(stats_tz)
 }
 
+/// `[server]` (optional): listen address, public URL, session limits, admin groups.
+fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
+    let mut settings = ServerSettings::default();
+    let Some(mut r) = top.section("server")? else {
+        return Ok(settings);
+    };
+    if let Some(listen) = r.string("listen")? {
+        settings.listen = listen.trim().parse().map_err(|e| {
+            r.err(
+                "listen",
+                &toml::Value::String(listen.clone()),
+                format!("must be an address and port such as \"127.0.0.1:8080\" ({e})"),
+            )
+        })?;
+    }
+    if let Some(url) = r.string("public_url")? {
+        check_url(&r, "public_url", &url, &["http://", "https://"])?;
+        settings.public_url = Some(url);
+    }
+    if let Some(d) = r.secs("session_idle_secs")? {
+        settings.session_idle = d;
+    }
+    if let Some(d) = r.secs("session_max_secs")? {
+        settings.session_max = d;
+    }
+    if settings.session_idle > settings.session_max {
+        return Err(r.err(
+            "session_idle_secs",
+            &toml::Value::Float(settings.session_idle.as_secs_f64()),
+            format!(
+                "must not exceed session_max_secs ({})",
+                settings.session_max.as_secs_f64()
+            ),
+        ));
+    }
+    settings.admin_groups = r.strings("admin_groups")?.unwrap_or_default();
+    r.finish("listen, public_url, session_idle_secs, session_max_secs, admin_groups")?;
+    Ok(settings)
+}
+
 impl Config {
     /// Reads and checks `file`.
     pub fn load(file: &Path) -> Result<Config, CliError> {
@@ -589,7 +658,7 @@ impl Config {
     /// Parses configuration text; `file` names it in errors and anchors relative paths.
     ///
     /// Sections are read in the order of the file format (top-level paths, `[user]`, `[salt]`,
-    /// `[ci]`, `[cmdb]`, `[monitor]`, `[stats]`); the first error found is returned.
+    /// `[ci]`, `[cmdb]`, `[monitor]`, `[stats]`, `[server]`); the first error found is returned.
     pub fn parse(text: &str, file: &Path) -> Result<Config, CliError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| CliError::ConfigFile {
             file: file.display().to_string(),
@@ -608,7 +677,8 @@ impl Config {
         let cmdb = read_cmdb(&mut top, &base)?;
         let (monitor_interval, monitor_timeout) = read_monitor(&mut top)?;
         let stats_tz = read_stats(&mut top)?;
-        top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor, stats")?;
+        let server = read_server(&mut top)?;
+        top.finish("store, templates, log_dir, user, salt, ci, cmdb, monitor, stats, server")?;
         Ok(Config {
             file: file.to_path_buf(),
             salt,
@@ -623,6 +693,7 @@ impl Config {
             monitor_interval,
             monitor_timeout,
             stats_tz,
+            server,
         })
     }
 
@@ -811,7 +882,36 @@ url_base = "salt://artifacts"
             (
                 GOOD.replace("templates = \"templates\"", "templates = \"t\"\ntemplate = 1"),
                 "key `template` = \"1\": unknown key; known keys here: store, templates, log_dir, \
-                 user, salt, ci, cmdb, monitor, stats",
+                 user, salt, ci, cmdb, monitor, stats, server",
+            ),
+            (
+                format!("{GOOD}[server]\nlisten = \"localhost\"\n"),
+                "key `server.listen` = \"localhost\": must be an address and port such as \
+                 \"127.0.0.1:8080\" (invalid socket address syntax)",
+            ),
+            (
+                format!("{GOOD}[server]\npublic_url = \"deploy.example.com\"\n"),
+                "key `server.public_url` = \"deploy.example.com\": must start with http:// or \
+                 https://",
+            ),
+            (
+                format!("{GOOD}[server]\nsession_idle_secs = 7200\nsession_max_secs = 3600\n"),
+                "key `server.session_idle_secs` = \"7200.0\": must not exceed session_max_secs \
+                 (3600)",
+            ),
+            (
+                format!("{GOOD}[server]\nsession_max_secs = 0\n"),
+                "key `server.session_max_secs` = \"0\": must be between 0 and 604800 seconds \
+                 (excluded 0)",
+            ),
+            (
+                format!("{GOOD}[server]\nadmin_groups = \"admins\"\n"),
+                "key `server.admin_groups` = \"admins\": must be an array of strings",
+            ),
+            (
+                format!("{GOOD}[server]\nworkers = 2\n"),
+                "key `server.workers` = \"2\": unknown key; known keys here: listen, public_url, \
+                 session_idle_secs, session_max_secs, admin_groups",
             ),
         ];
         for (text, want) in cases {
@@ -819,6 +919,28 @@ url_base = "salt://artifacts"
             assert_eq!(e.to_string(), format!("config p.toml: {want}"), "{text}");
             assert_eq!(e.exit_code(), crate::error::exit::USAGE);
         }
+    }
+
+    #[test]
+    fn the_server_table_is_optional_and_read_key_by_key() {
+        let c = Config::parse(GOOD, Path::new("p.toml")).unwrap();
+        assert_eq!(c.server, ServerSettings::default());
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        let text = format!(
+            "{GOOD}[server]\nlisten = \"0.0.0.0:9443\"\npublic_url = \"https://d.example.com/\"\n\
+             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\n"
+        );
+        let c = Config::parse(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(
+            c.server,
+            ServerSettings {
+                listen: "0.0.0.0:9443".parse().unwrap(),
+                public_url: Some("https://d.example.com/".into()),
+                session_idle: Duration::from_secs(60),
+                session_max: Duration::from_secs(120),
+                admin_groups: vec!["admins".into(), "ops".into()],
+            }
+        );
     }
 
     #[test]

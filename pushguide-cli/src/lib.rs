@@ -42,6 +42,13 @@
 //!
 //! [stats]                             # optional: hours and weekdays of `stats` at a fixed offset
 //! tz = "+02:00"                       #   from UTC: "UTC" (default), "+02:00", "-05:30"
+//!
+//! [server]                            # optional: the web service (`serve`)
+//! listen = "127.0.0.1:8080"           # default 127.0.0.1:8080
+//! public_url = "https://deploy.example.com/"   # https:// makes its cookies Secure
+//! session_idle_secs = 1800            # defaults: 1800 idle, 43200 absolute
+//! session_max_secs = 43200
+//! admin_groups = ["admins"]           # also see template files that do not load
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names
@@ -79,6 +86,7 @@
 //! - `show`: `{"name", "file", "kind", "may_deploy", "config": {template as JSON},
 //!   "last_deployment": deployment|null, "hosts": [{"host", "version", "state", "since", "previous"}]}`
 //! - `versions`: `{"template", "source", "versions": ["2.0.0", "1.0.0"]}`
+//! - `user add`: `{"user", "groups": ["ops"], "replaced"}`
 //! - `plan`: core's `Plan`: `{"template", "version", "dry_run", "batches": [["web-01"]], "excluded":
 //!   [["host", "why"]], "steps": [["pre-deploy", [salt call]]], "rollback_targets": [["host",
 //!   current|null, target|null]], "max_failed"}`
@@ -151,7 +159,7 @@ pub mod signals;
 use std::time::Duration;
 
 use app::App;
-use cli::{Cli, Command, DeployArgs};
+use cli::{Cli, Command, DeployArgs, UserCommand};
 use config::Config;
 use error::{exit, CliError};
 use progress::Progress;
@@ -216,6 +224,24 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             print(json, &r, output::module_install);
             Ok(r.exit_code)
         }
+        Command::User(UserCommand::Add {
+            name,
+            groups,
+            password_env,
+            replace,
+        }) => {
+            let input = match password_env {
+                Some(var) => commands::PasswordInput::Env(var),
+                None => commands::PasswordInput::Reader(std::io::stdin().lock()),
+            };
+            let r = commands::user_add(&mut app, &name, &groups, input, replace)?;
+            print(json, &r, output::user_added);
+            Ok(exit::OK)
+        }
+        Command::Serve => {
+            commands::serve(&mut app).await?;
+            Ok(exit::OK)
+        }
         other => {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
@@ -266,7 +292,9 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Rollback { .. }
         | Command::Watch { .. }
         | Command::Monitor { .. }
-        | Command::InstallModule { .. } => {}
+        | Command::InstallModule { .. }
+        | Command::User(_)
+        | Command::Serve => {}
     }
     Ok(())
 }

@@ -25,6 +25,17 @@ pub fn stdout_text(text: &str) {
     out!("{text}");
 }
 
+/// `user add`.
+pub fn user_added(r: &crate::results::UserAdded) {
+    let groups = if r.groups.is_empty() {
+        "no groups".to_owned()
+    } else {
+        format!("groups: {}", r.groups.join(", "))
+    };
+    let verb = if r.replaced { "replaced" } else { "added" };
+    outln!("user {} {verb} ({groups})", r.user);
+}
+
 /// A `tracing` writer for stderr that swallows write errors: a log line never panics or stops the
 /// command when stderr is a closed pipe or a vanished terminal.
 #[derive(Clone, Copy, Debug, Default)]

@@ -2,37 +2,14 @@
 //! [`crate::output`] prints (human text or `--json`). Both [`crate::commands`] and
 //! [`crate::output`] import them from here; nothing here runs a command or prints.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use pushguide_core::{DeploymentOutcome, HostFailure, HostStatus, Report};
 use serde::Serialize;
 
 use crate::outcome;
 
-/// A time as RFC 3339 UTC (`2026-11-27T09:42:46Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
+pub use pushguide_server::rfc3339;
 
 /// A duration in whole milliseconds (`u64::MAX` beyond).
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -52,25 +29,18 @@ pub struct KindRow {
     pub example: String,
 }
 
-/// One template (`templates`).
+/// A template (`templates`; shared with the web service's `GET /api/v1/templates`).
+pub use pushguide_server::TemplateRow;
+
+/// `user add`.
 #[derive(Debug, Serialize)]
-pub struct TemplateRow {
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Project type.
-    pub kind: String,
-    /// Minion list or target expression.
-    pub targets: String,
-    /// Whether the user may deploy it.
-    pub may_deploy: bool,
-    /// The file.
-    pub file: String,
-    /// Why the file does not load (`null` for a good template). A broken file is listed with its
-    /// file name (without `.toml`) as name, empty kind, description and targets, and no deploy
-    /// permission; the other templates are listed as usual.
-    pub error: Option<String>,
+pub struct UserAdded {
+    /// The user.
+    pub user: String,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// Whether an existing user was replaced.
+    pub replaced: bool,
 }
 
 /// A recorded deployment (`history`, `show`, `log`).
@@ -592,16 +562,4 @@ pub struct ModuleInstallResult {
     pub all_installed: bool,
     /// The exit code: 0, or 8 when a minion did not install the module.
     pub exit_code: u8,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
-        assert_eq!(rfc3339(t), "2026-11-27T09:42:46Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    }
 }

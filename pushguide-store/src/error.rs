@@ -115,6 +115,26 @@ pub enum Error {
         /// The deployment id.
         deployment: String,
     },
+    /// A user was added under a name that is taken (and replacing was not asked for).
+    #[error("{}: user `{name}` exists already (replace it explicitly)", path.display())]
+    UserExists {
+        /// The database file.
+        path: PathBuf,
+        /// The user name.
+        name: String,
+    },
+    /// A stored value the store wrote itself does not read back (a damaged or foreign row).
+    #[error("{}: {what} `{key}` is damaged: {reason}", path.display())]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What kind of row (`user`, `session`).
+        what: &'static str,
+        /// Its key (a user name; never a session token).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -19,6 +19,10 @@
 //! Besides: [`SqliteStore::recover`] marks deployments of dead processes `interrupted`;
 //! statistics over a [`Window`] ([`SqliteStore::stats`]); reading records back
 //! ([`SqliteStore::deployment`], [`SqliteStore::host_log`], [`SqliteStore::host_stage_results`]).
+//! For the web service (`pushguide-server`): accounts ([`SqliteStore::put_user`],
+//! [`SqliteStore::user`]; argon2id hashes made by the caller) and sessions
+//! ([`SqliteStore::create_session`], [`SqliteStore::session`] with idle and absolute expiry; only
+//! a hash of each token is kept).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -39,6 +43,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod auth;
 mod error;
 mod fleet;
 mod history;
@@ -50,6 +55,7 @@ mod schema;
 mod stats;
 mod store;
 
+pub use auth::{Session, SessionLimits, User};
 pub use error::Error;
 pub use fleet::HostVersion;
 pub use lease::Lease;

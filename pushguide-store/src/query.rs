@@ -151,6 +151,19 @@ impl SqliteStore {
         Ok(ids)
     }
 
+    /// The newest deployment of `template` that was not a dry run, among its newest 50 (what
+    /// `pushguide show` and the web service's templates page call its last deployment).
+    pub fn last_deployment(&self, template: &str) -> Result<Option<DeploymentRecord>, Error> {
+        for id in self.deployments(template, 50)? {
+            if let Some(r) = self.deployment(&id)? {
+                if !r.dry_run {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The hosts deployment `id` touched: those of every batch that started (in the journal's
     /// `BatchStarted` events), sorted by name. Hosts of batches that never started, and hosts left out
     /// at prepare, are not included. For deployments recorded before schema version 3 (batches

@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -308,6 +308,25 @@ CREATE INDEX deployments_by_start
 DROP INDEX deployments_by_template;
 CREATE INDEX deployments_by_template
     ON deployments (template, started_ms, dry_run, rollback, outcome, duration_ms, ended_ms);
+"#;
+
+// Web service accounts and sessions. `password` is an argon2id PHC string; `groups` a JSON array.
+// A session's token is never stored: only its SHA-256 (hex). Times in milliseconds.
+const V9: &str = r#"
+CREATE TABLE users (
+    name       TEXT PRIMARY KEY,
+    password   TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user         TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    csrf         TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_user ON sessions (user);
 "#;
 
 /// A database file at `path` as a build with schema `version` left it (for migration tests).

@@ -60,15 +60,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
     let t = app.template(name)?;
     app.check_view(&t)?;
     let store = app.store()?;
-    let mut last = None;
-    for id in store.deployments(name, 50)? {
-        if let Some(r) = store.deployment(&id)? {
-            if !r.dry_run {
-                last = Some(r.into());
-                break;
-            }
-        }
-    }
+    let last = store.last_deployment(name)?.map(Into::into);
     let mut hosts: BTreeMap<String, HostVersionRow> = t
         .template
         .targets

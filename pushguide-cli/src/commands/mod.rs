@@ -15,10 +15,10 @@
 //! | `recover.rs` | `recover` |
 //! | `monitor.rs` | one `monitor` check |
 //! | `module.rs` | `install-module` |
+//! | `serve.rs` | `user add`, `serve` (the web service) |
 //!
 //! [`Progress`]: crate::progress::Progress
 
-use pushguide_core::Template;
 use pushguide_store::{DeploymentRecord, SqliteStore};
 
 use crate::error::CliError;
@@ -33,6 +33,7 @@ mod plan;
 mod recover;
 mod rollback;
 mod run;
+mod serve;
 mod stats;
 mod templates;
 
@@ -44,28 +45,11 @@ pub use monitor::{monitor_check, monitor_setup};
 pub use plan::plan;
 pub use recover::recover;
 pub use rollback::{rollback, undo_request};
+pub use serve::{serve, user_add, PasswordInput};
 pub use stats::stats;
 pub use templates::{kinds, templates, versions};
 
-/// A template's project type (its `kind` tag; `?` when it has none).
-fn kind_of(t: &Template) -> String {
-    serde_json::to_value(&t.project)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// A template's targets in one line: the expression and its type, or the minion list.
-fn targets_text(t: &Template) -> String {
-    match &t.targets.expression {
-        Some(e) => format!(
-            "{} ({})",
-            e,
-            t.targets.tgt_type.map(|x| x.as_str()).unwrap_or("glob")
-        ),
-        None => t.targets.minions.join(","),
-    }
-}
+use pushguide_server::catalog::{kind_of, targets_text};
 
 /// Deployment `id` as recorded in `store`; [`CliError::UnknownDeployment`] when there is none.
 fn recorded(store: &SqliteStore, id: &str) -> Result<DeploymentRecord, CliError> {

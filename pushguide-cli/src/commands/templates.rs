@@ -1,13 +1,8 @@
 //! `kinds`, `templates` and `versions`: what can be deployed.
 
-use std::path::Path;
-
 use crate::app::App;
 use crate::error::CliError;
 use crate::results::{KindRow, TemplateRow, VersionsResult};
-
-use super::kind_of;
-use super::targets_text;
 
 /// `kinds`.
 pub fn kinds() -> Vec<KindRow> {
@@ -26,32 +21,14 @@ pub fn kinds() -> Vec<KindRow> {
 pub fn templates(app: &App) -> Result<Vec<TemplateRow>, CliError> {
     let (good, broken) = app.scan_templates()?;
     let mut rows: Vec<TemplateRow> = good
-        .into_iter()
-        .filter(|t| t.template.acl.may_view(app.principal()))
-        .map(|t| TemplateRow {
-            name: t.template.name.clone(),
-            description: t.template.description.clone(),
-            kind: kind_of(&t.template),
-            targets: targets_text(&t.template),
-            may_deploy: t.template.acl.may_deploy(app.principal()),
-            file: t.file.display().to_string(),
-            error: None,
-        })
+        .iter()
+        .filter_map(|t| TemplateRow::viewable(&t.file, &t.template, app.principal()))
         .collect();
-    rows.extend(broken.into_iter().map(|b| {
-        TemplateRow {
-            name: Path::new(&b.file)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            description: String::new(),
-            kind: String::new(),
-            targets: String::new(),
-            may_deploy: false,
-            file: b.file,
-            error: Some(b.error),
-        }
-    }));
+    rows.extend(
+        broken
+            .iter()
+            .map(|b| TemplateRow::broken(&b.file, &b.error)),
+    );
     Ok(rows)
 }
 

@@ -1,0 +1,268 @@
+//! `pushguide user add` and `pushguide serve` as processes: a user added through stdin logs in over
+//! HTTP, reads `/api/v1/templates`, and SIGTERM stops the service with exit 0.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TEMPLATE: &str = r#"
+name = "shop"
+description = "The shop"
+[acl.viewers]
+groups = ["devs"]
+[acl.deployers]
+groups = ["ops"]
+[targets]
+minions = ["web-01", "web-02"]
+[project]
+kind = "java-tomcat"
+context = "shop"
+root = "/srv/shop"
+catalina_base = "/var/lib/tomcat10"
+service = "tomcat10"
+"#;
+
+fn setup(dir: &Path, port: u16) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(dir.join("templates/shop.toml"), TEMPLATE).unwrap();
+    std::fs::write(
+        dir.join("templates/other.toml"),
+        TEMPLATE
+            .replace("\"shop\"", "\"other\"")
+            .replace("devs", "nobody")
+            .replace("ops", "nobody"),
+    )
+    .unwrap();
+    let config = dir.join("pushguide.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"store = "state/pushguide.db"
+templates = "templates"
+[user]
+name = "cli"
+[salt]
+endpoints = ["http://127.0.0.1:1"]
+eauth = "pam"
+user = "deploy"
+password_env = "PG_SERVE_TEST_UNUSED"
+[server]
+listen = "127.0.0.1:{port}"
+session_idle_secs = 600
+session_max_secs = 3600
+admin_groups = ["admins"]
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn pushguide(config: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_refuses_an_existing_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), free_port());
+    let out = pushguide(
+        &config,
+        &["--json", "user", "add", "bob", "--groups", "devs,qa"],
+        "pw-1\n",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"user": "bob", "groups": ["devs", "qa"], "replaced": false})
+    );
+
+    let out = pushguide(&config, &["user", "add", "bob"], "pw-2\n", &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exists already") && err.contains("--replace"),
+        "{err}"
+    );
+
+    let out = pushguide(
+        &config,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--replace",
+            "--password-env",
+            "PG_TEST_NEW_PW",
+        ],
+        "",
+        &[("PG_TEST_NEW_PW", "pw-3")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replaced"));
+
+    // an empty password is refused; the password is never echoed
+    let out = pushguide(&config, &["user", "add", "carol"], "\n", &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = pushguide(&config, &["user", "add", "dave"], "very-secret-pw\n", &[]);
+    assert!(out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("very-secret-pw"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_in_over_http_lists_templates_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = setup(dir.path(), port);
+    let out = pushguide(
+        &config,
+        &["user", "add", "bob", "--groups", "devs"],
+        "bob-pw\n",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let begun = Instant::now();
+    let form = loop {
+        match client.get(format!("{base}/login")).send().await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(
+                    begun.elapsed() < Duration::from_secs(30),
+                    "never listened: {e}"
+                );
+                assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(form.status(), 200);
+    assert_eq!(form.headers()["x-frame-options"], "DENY");
+    let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
+
+    let anonymous = client
+        .get(format!("{base}/api/v1/templates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let res = client
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("pushguide_login_csrf={csrf}"))
+        .body(format!("user=bob&password=bob-pw&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let session = cookie(&res, "pushguide_session").unwrap();
+
+    let res = client
+        .get(format!("{base}/api/v1/templates"))
+        .header("cookie", format!("pushguide_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop"], "{v}");
+    assert_eq!(v[0]["kind"], "java-tomcat");
+    assert_eq!(v[0]["targets"], "web-01,web-02");
+    assert_eq!(v[0]["may_deploy"], false);
+
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let begun = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if begun.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("serve did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

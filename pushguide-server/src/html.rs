@@ -1,0 +1,141 @@
+//! The HTML pages, built as strings: every value reaches a page through [`escape`].
+
+use std::fmt::Write;
+
+use crate::status::TemplateStatus;
+
+/// `text` safe inside HTML text and inside a double- or single-quoted attribute value.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn layout(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{} · pushguide</title></head><body><header><strong>pushguide</strong>",
+        escape(title)
+    );
+    if let Some((name, csrf)) = user {
+        let _ = write!(
+            page,
+            " · {} <form method=\"post\" action=\"/logout\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\">Log out</button></form>",
+            escape(name),
+            escape(csrf)
+        );
+    }
+    let _ = writeln!(page, "</header><main>{body}</main></body></html>");
+    page
+}
+
+/// The login form, with the pre-session CSRF token and an optional error line.
+pub(crate) fn login(csrf: &str, error: Option<&str>) -> String {
+    let mut body = String::from("<h1>Log in</h1>");
+    if let Some(e) = error {
+        let _ = write!(body, "<p role=\"alert\">{}</p>", escape(e));
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label>User <input name=\"user\" autocomplete=\"username\" required></label>\
+         <label>Password <input name=\"password\" type=\"password\" \
+         autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Log in</button></form>",
+        escape(csrf)
+    );
+    layout("Log in", None, &body)
+}
+
+/// The templates page.
+pub(crate) fn templates(user: &str, csrf: &str, rows: &[TemplateStatus]) -> String {
+    let mut body = String::from(
+        "<h1>Templates</h1><table><thead><tr><th>Template</th><th>Kind</th><th>Targets</th>\
+         <th>Last deployment</th><th>Outcome</th><th>Running</th></tr></thead><tbody>",
+    );
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"6\">No template you may view.</td></tr>");
+    }
+    for r in rows {
+        let t = &r.template;
+        if let Some(error) = &t.error {
+            let _ = write!(
+                body,
+                "<tr class=\"broken\"><td>{}<br><small>{}</small></td>\
+                 <td colspan=\"5\">does not load: {}</td></tr>",
+                escape(&t.name),
+                escape(&t.file),
+                escape(error)
+            );
+            continue;
+        }
+        let (last, outcome) = match &r.last_deployment {
+            Some(d) => (
+                format!("{} {}", d.version, d.started),
+                d.outcome.clone().unwrap_or_else(|| "running".into()),
+            ),
+            None => ("never".into(), String::new()),
+        };
+        let running = r
+            .running
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} on {} host{}{}",
+                    v.version.as_deref().unwrap_or("unknown"),
+                    v.hosts,
+                    if v.hosts == 1 { "" } else { "s" },
+                    if v.healthy { "" } else { " (failed)" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = write!(
+            body,
+            "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td></tr>",
+            escape(&t.name),
+            escape(&t.description),
+            escape(&t.kind),
+            escape(&t.targets),
+            escape(&last),
+            escape(&outcome),
+            escape(&running)
+        );
+    }
+    body.push_str("</tbody></table>");
+    layout("Templates", Some((user, csrf)), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_text_and_attributes() {
+        assert_eq!(
+            escape(r#"<script>alert('x')</script> & "q""#),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        assert_eq!(escape("plain ünïcode"), "plain ünïcode");
+        let page = login("\"><script>", Some("<b>"));
+        assert!(
+            !page.contains("<script>") && !page.contains("<b>"),
+            "{page}"
+        );
+    }
+}
