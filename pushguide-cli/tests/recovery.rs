@@ -76,6 +76,40 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// `pushguide deploy shop VERSION --json` as a process of its own, output discarded.
+    fn spawn_deploy(&self, version: &str) -> std::process::Child {
+        std::process::Command::new(support::BIN)
+            .arg("--config")
+            .arg(&self.ops)
+            .args(["deploy", "shop", version, "--json"])
+            .env("PG_CLI_TEST_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `recover --json`'s row of deployment `id`, once its dead process's liveness has expired
+    /// (the store's lease TTL, 30 s).
+    fn recovered(&self, id: &str) -> Value {
+        let begun = Instant::now();
+        loop {
+            let r = self.run(&["recover", "--json"]);
+            assert_eq!(r.code, 0, "{}", r.stdout);
+            if let Some(row) = r.json().as_array().unwrap().iter().find(|d| d["id"] == id) {
+                return row.clone();
+            }
+            assert!(
+                begun.elapsed() < Duration::from_secs(90),
+                "never marked: {}",
+                r.stdout
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
 fn host<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["hosts"]
         .as_array()
@@ -104,15 +138,7 @@ fn a_kill_while_a_batch_job_is_in_flight_is_recovered_as_touched() {
     lab.fake()
         .faults()
         .extra_latency(Duration::from_millis(400));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pushguide"))
-        .arg("--config")
-        .arg(&lab.ops)
-        .args(["deploy", "shop", "2.0.0", "--json"])
-        .env("PG_CLI_TEST_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn_deploy("2.0.0");
     let store = lab.store();
     let begun = Instant::now();
     // web-02's batch (the second) has started: its job is on its way (400 ms per request)
@@ -141,22 +167,7 @@ fn a_kill_while_a_batch_job_is_in_flight_is_recovered_as_touched() {
         !store.calls(&id).unwrap().iter().any(|c| c.batch == Some(1)),
         "batch 2's job returned before the kill"
     );
-    let begun = Instant::now();
-    let rec = loop {
-        let r = lab.run(&["recover", "--json"]);
-        assert_eq!(r.code, 0, "{}", r.stdout);
-        if let Some(row) = r
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id.as_str())
-        {
-            break row.clone();
-        }
-        assert!(begun.elapsed() < Duration::from_secs(90), "never marked");
-        std::thread::sleep(Duration::from_secs(2));
-    };
+    let rec = lab.recovered(&id);
     assert_eq!(host(&rec, "web-01")["status"], "succeeded", "{rec}");
     let w2 = host(&rec, "web-02");
     assert_eq!(w2["status"], "interrupted", "{rec}");
@@ -220,15 +231,7 @@ fn rollback_of_an_interrupted_deployment_touches_only_the_hosts_it_reached() {
     lab.fake()
         .faults()
         .extra_latency(Duration::from_millis(150));
-    let mut child = std::process::Command::new(support::BIN)
-        .arg("--config")
-        .arg(&lab.ops)
-        .args(["deploy", "shop", "2.0.0", "--json"])
-        .env("PG_CLI_TEST_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn_deploy("2.0.0");
     let store = lab.store();
     let begun = Instant::now();
     let id = loop {
@@ -266,25 +269,7 @@ fn rollback_of_an_interrupted_deployment_touches_only_the_hosts_it_reached() {
     lab.fake().faults().extra_latency(Duration::ZERO);
 
     // recover marks it once the dead process's liveness expires (the store's lease TTL, 30 s)
-    let begun = Instant::now();
-    let rec = loop {
-        let r = lab.run(&["recover", "--json"]);
-        assert_eq!(r.code, 0, "{}", r.stdout);
-        let rows = r.json();
-        if let Some(row) = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id.as_str())
-        {
-            break row.clone();
-        }
-        assert!(
-            begun.elapsed() < Duration::from_secs(90),
-            "never marked: {rows}"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    };
+    let rec = lab.recovered(&id);
     assert_eq!(rec["template"], "shop");
     assert_eq!(rec["version"], "2.0.0");
     assert_eq!(rec["planned_hosts"], 4);

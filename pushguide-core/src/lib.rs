@@ -63,8 +63,8 @@ pub use vocab::action::Action;
 pub use vocab::call::{Effect, MinionHasher, MinionId, MinionMap, Outcome, Returns, SaltCall};
 pub use vocab::error::{Error, StageError, TransportError, TransportErrorKind};
 pub use vocab::job::{
-    decode_steps, group_plans, job_steps, steps_call, Check, HostSteps, Retry, Step, StepReturn,
-    PROTOCOL, STEPS_FUN, STEP_DEFAULT_TIMEOUT,
+    decode_steps, job_steps, steps_call, Check, HostSteps, Retry, Step, StepReturn, PROTOCOL,
+    STEPS_FUN, STEP_DEFAULT_TIMEOUT,
 };
 pub use vocab::outcome::{Decision, DeploymentOutcome};
 pub use vocab::stage::Stage;

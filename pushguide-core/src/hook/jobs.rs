@@ -87,9 +87,12 @@ impl Queue {
             if steps.is_empty() || !live.contains(host) {
                 continue;
             }
+            // each step's wire text, made once: the group's key, the job's size, equal steps
+            let wires: Vec<String> = steps.iter().map(|(_, s)| s.to_wire().to_string()).collect();
             let key = steps
                 .iter()
-                .map(|(st, s)| format!("{}:{}", st.index(), s.to_wire()))
+                .zip(&wires)
+                .map(|((st, _), w)| format!("{}:{w}", st.index()))
                 .collect::<Vec<_>>()
                 .join("\n");
             match index.get(&key) {
@@ -99,6 +102,7 @@ impl Queue {
                     groups.push(Group {
                         hosts: vec![host.clone()],
                         steps: steps.clone(),
+                        wires,
                     });
                 }
             }
@@ -112,6 +116,8 @@ impl Queue {
 struct Group {
     hosts: Vec<MinionId>,
     steps: Vec<(Stage, Step)>,
+    /// Each step as the module reads it ([`Step::to_wire`]), as JSON text.
+    wires: Vec<String>,
 }
 
 /// What a sent job left for each host of each group.
@@ -239,7 +245,7 @@ impl StageContext<'_> {
                 if *st != stage {
                     continue;
                 }
-                let key = step.to_wire().to_string();
+                let key = group.wires[i].clone();
                 let at = *same.entry(key).or_insert_with(|| {
                     items.push((step, Vec::new()));
                     items.len() - 1
@@ -383,11 +389,11 @@ impl StageContext<'_> {
                 if hosts.is_empty() {
                     continue;
                 }
-                let key = step.to_wire().to_string();
-                match same.get(&key) {
+                let key = &g.wires[i];
+                match same.get(key) {
                     Some(&w) => work[w].0.extend(hosts),
                     None => {
-                        same.insert(key, work.len());
+                        same.insert(key.clone(), work.len());
                         work.push((hosts, step));
                     }
                 }
@@ -633,11 +639,7 @@ pub(crate) async fn send_jobs(
     let mut jobs: Vec<Vec<usize>> = Vec::new();
     let mut size = 0usize;
     for (i, g) in groups.iter().enumerate() {
-        let bytes: usize = g
-            .steps
-            .iter()
-            .map(|(_, s)| s.to_wire().to_string().len())
-            .sum::<usize>()
+        let bytes: usize = g.wires.iter().map(String::len).sum::<usize>()
             + g.hosts.iter().map(|h| h.as_str().len() + 8).sum::<usize>();
         if jobs.is_empty() || size + bytes > MAX_JOB_BYTES {
             jobs.push(Vec::new());

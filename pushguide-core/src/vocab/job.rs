@@ -558,24 +558,6 @@ fn decode_step(s: &Value) -> Result<StepReturn, String> {
     })
 }
 
-/// Groups hosts by equal steps (in the order the first host of each group was given), so that hosts
-/// whose steps are the same share one plan of a job.
-pub fn group_plans(per_host: Vec<(MinionId, Vec<Step>)>) -> Vec<(Vec<MinionId>, Vec<Step>)> {
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut groups: Vec<(Vec<MinionId>, Vec<Step>)> = Vec::new();
-    for (host, steps) in per_host {
-        let key = Value::Array(steps.iter().map(Step::to_wire).collect()).to_string();
-        match index.get(&key) {
-            Some(&i) => groups[i].0.push(host),
-            None => {
-                index.insert(key, groups.len());
-                groups.push((vec![host], steps));
-            }
-        }
-    }
-    groups
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,13 +570,10 @@ mod tests {
     fn a_job_carries_each_plan_once_and_maps_every_host_to_it() {
         let a = vec![Step::new(SaltCall::mutate("service.stop").arg("tomcat"))];
         let b = vec![Step::new(SaltCall::mutate("service.stop").arg("tomcat-2"))];
-        let groups = group_plans(vec![
-            (id("web-01"), a.clone()),
-            (id("web-02"), b.clone()),
-            (id("web-03"), a.clone()),
-        ]);
-        assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].0, vec![id("web-01"), id("web-03")]);
+        let groups = vec![
+            (vec![id("web-01"), id("web-03")], a),
+            (vec![id("web-02")], b),
+        ];
         let call = steps_call(&groups);
         assert_eq!(call.fun, STEPS_FUN);
         assert!(call.is_mutating());
