@@ -88,14 +88,17 @@ pub enum Access {
     Api,
 }
 
+/// What a logged-in user must be allowed to call a route (checked on the server, on every call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Handler {
-    LoginForm,
+pub enum Need {
+    /// Nothing beyond a login (or nothing at all on a [`Access::Public`] route); pages filter
+    /// what they show by the templates' view permission.
     Login,
-    Logout,
-    Templates,
-    ApiTemplates,
-    ApiSession,
+    /// The deploy permission on the template the route names (checked by its handler: a viewer
+    /// gets `403`).
+    Deploy,
+    /// Membership of an admin group (checked before the handler runs: others get `403`).
+    Admin,
 }
 
 /// One route of the service.
@@ -107,7 +110,9 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
-    handler: Handler,
+    /// What the caller must be allowed.
+    pub need: Need,
+    handler: fn() -> MethodRouter<AppState>,
 }
 
 /// Every route; [`router`] is built from this table alone. State-changing routes (any method but
@@ -117,57 +122,121 @@ pub const ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/login",
         access: Access::Public,
-        handler: Handler::LoginForm,
+        need: Need::Login,
+        handler: || get(login_form),
     },
     Route {
         method: Method::POST,
         path: "/login",
         access: Access::Public,
-        handler: Handler::Login,
+        need: Need::Login,
+        handler: || post(login),
     },
     Route {
         method: Method::POST,
         path: "/logout",
         access: Access::Page,
-        handler: Handler::Logout,
+        need: Need::Login,
+        handler: || post(logout),
     },
     Route {
         method: Method::GET,
         path: "/",
         access: Access::Page,
-        handler: Handler::Templates,
+        need: Need::Login,
+        handler: || get(templates_page),
     },
     Route {
         method: Method::GET,
         path: "/api/v1/templates",
         access: Access::Api,
-        handler: Handler::ApiTemplates,
+        need: Need::Login,
+        handler: || get(api_templates),
+    },
+    Route {
+        method: Method::GET,
+        path: "/static/app.css",
+        access: Access::Public,
+        need: Need::Login,
+        handler: || get(stylesheet),
     },
     Route {
         method: Method::GET,
         path: "/api/v1/session",
         access: Access::Api,
-        handler: Handler::ApiSession,
+        need: Need::Login,
+        handler: || get(api_session),
     },
 ];
 
-struct Inner {
-    store: Arc<SqliteStore>,
-    catalog: Arc<dyn Catalog>,
-    config: ServerConfig,
-    throttle: Mutex<Throttle>,
+/// What every handler shares.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) config: ServerConfig,
+    pub(crate) throttle: Mutex<Throttle>,
 }
 
+/// The router's state.
 #[derive(Clone)]
-struct AppState(Arc<Inner>);
+pub(crate) struct AppState(pub(crate) Arc<Inner>);
+
+impl AppState {
+    /// Appends an action of the request's user to the audit log. A failed write is logged and
+    /// does not fail the action (which has happened already).
+    pub(crate) async fn audit(&self, s: &AuthSession, action: &str, target: &str, detail: &str) {
+        let entry = pushguide_store::AuditEntry::new(
+            &s.user,
+            s.address.map(|a| a.to_string()),
+            action,
+            target,
+            detail,
+        );
+        let inner = self.0.clone();
+        let written = blocking(move || inner.store.append_audit(&entry).map_err(Error::from)).await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, user = s.user, action, target, "cannot write the audit log");
+        }
+    }
+
+    /// Whether `groups` holds an admin group.
+    pub(crate) fn is_admin(&self, groups: &[String]) -> bool {
+        groups
+            .iter()
+            .any(|g| self.0.config.admin_groups.contains(g))
+    }
+}
 
 /// The logged-in user of a request (set by the session check).
 #[derive(Clone)]
-struct AuthSession {
-    user: String,
-    groups: Vec<String>,
-    csrf: String,
-    token_sha256: String,
+pub(crate) struct AuthSession {
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) csrf: String,
+    pub(crate) token_sha256: String,
+    /// The client's address.
+    pub(crate) address: Option<IpAddr>,
+    /// Whether the user is in an admin group.
+    pub(crate) admin: bool,
+}
+
+impl AuthSession {
+    /// The user as the templates' ACLs see them.
+    pub(crate) fn principal(&self) -> Principal {
+        Principal {
+            user: self.user.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+
+    /// What the page layout needs to know of the user.
+    pub(crate) fn viewer(&self) -> html::Viewer<'_> {
+        html::Viewer {
+            user: &self.user,
+            csrf: &self.csrf,
+            admin: self.admin,
+        }
+    }
 }
 
 impl fmt::Debug for AuthSession {
@@ -194,18 +263,11 @@ pub fn router(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: Server
     }));
     let mut r = Router::new();
     for route in ROUTES {
-        let h: MethodRouter<AppState> = match route.handler {
-            Handler::LoginForm => get(login_form),
-            Handler::Login => post(login),
-            Handler::Logout => post(logout),
-            Handler::Templates => get(templates_page),
-            Handler::ApiTemplates => get(api_templates),
-            Handler::ApiSession => get(api_session),
-        };
+        let h = (route.handler)();
         let h = match route.access {
             Access::Public => h,
             access => h.route_layer(middleware::from_fn_with_state(
-                (state.clone(), access),
+                (state.clone(), access, route.need),
                 authenticate,
             )),
         };
@@ -254,12 +316,24 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
+/// The stylesheet (compiled in; cached for a day).
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../assets/app.css"),
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 /// Runs `f` (store access, password hashing) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
@@ -289,7 +363,7 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u64>, secure:
     c
 }
 
-fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
+pub(crate) fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             res.headers_mut().append(header::SET_COOKIE, v);
@@ -304,7 +378,7 @@ fn see_other(to: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
 
-fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
         status,
         Json(serde_json::json!({"error": {"kind": kind, "message": message}})),
@@ -312,14 +386,14 @@ fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn refused(access: Access, status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn refused(access: Access, status: StatusCode, kind: &str, message: &str) -> Response {
     match access {
         Access::Api => api_error(status, kind, message),
         _ => (status, format!("{message}\n")).into_response(),
     }
 }
 
-fn internal(access: Access, e: &Error) -> Response {
+pub(crate) fn internal(access: Access, e: &Error) -> Response {
     tracing::error!(error = %e, "request failed");
     refused(
         access,
@@ -335,10 +409,11 @@ struct CsrfField {
     csrf: String,
 }
 
-/// The session check of every non-public route: a live session, and on state-changing requests
-/// its CSRF token (header [`CSRF_HEADER`], or form field `csrf`).
+/// The session check of every non-public route: a live session, on state-changing requests its
+/// CSRF token (header [`CSRF_HEADER`], or form field `csrf`), and on [`Need::Admin`] routes an
+/// admin group.
 async fn authenticate(
-    State((app, access)): State<(AppState, Access)>,
+    State((app, access, need)): State<(AppState, Access, Need)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -403,11 +478,27 @@ async fn authenticate(
         }
         req = rebuilt;
     }
+    let admin = app.is_admin(&session.groups);
+    if need == Need::Admin && !admin {
+        tracing::warn!(user = session.user, path = %req.uri().path(), "refused: not an admin");
+        return refused(
+            access,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only members of an admin group may do this",
+        );
+    }
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
     req.extensions_mut().insert(AuthSession {
         user: session.user,
         groups: session.groups,
         csrf: session.csrf,
         token_sha256,
+        address,
+        admin,
     });
     next.run(req).await
 }
@@ -536,6 +627,19 @@ async fn login(
                 .unwrap_or_else(PoisonError::into_inner)
                 .succeeded(&user, addr);
             tracing::info!(user, "logged in");
+            let entry = pushguide_store::AuditEntry::new(
+                &user,
+                addr.map(|a| a.to_string()),
+                "login",
+                "",
+                "",
+            );
+            let inner = app.0.clone();
+            if let Err(e) =
+                blocking(move || inner.store.append_audit(&entry).map_err(Error::from)).await
+            {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
             with_cookies(
                 see_other("/"),
                 &[
@@ -553,6 +657,7 @@ async fn logout(State(app): State<AppState>, Extension(s): Extension<AuthSession
     match blocking(move || inner.store.delete_session(&key).map_err(Error::from)).await {
         Ok(_) => {
             tracing::info!(user = s.user, "logged out");
+            app.audit(&s, "logout", "", "").await;
             with_cookies(
                 see_other("/login"),
                 &[set_cookie(
@@ -573,14 +678,8 @@ async fn statuses(
     s: &AuthSession,
 ) -> Result<Vec<crate::status::TemplateStatus>, Error> {
     let inner = app.0.clone();
-    let who = Principal {
-        user: s.user.clone(),
-        groups: s.groups.clone(),
-    };
-    let admin = s
-        .groups
-        .iter()
-        .any(|g| inner.config.admin_groups.contains(g));
+    let who = s.principal();
+    let admin = s.admin;
     blocking(move || {
         let entries = inner.catalog.scan().map_err(Error::Catalog)?;
         template_statuses(&inner.store, entries, &who, admin)
@@ -594,7 +693,7 @@ async fn templates_page(
 ) -> Response {
     match statuses(&app, &s).await {
         Ok(rows) => with_cookies(
-            Html(html::templates(&s.user, &s.csrf, &rows)).into_response(),
+            Html(html::templates(&s.viewer(), &rows)).into_response(),
             &[],
         ),
         Err(e) => internal(Access::Page, &e),

@@ -20,22 +20,53 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn layout(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
+/// The logged-in user, as every page's header shows them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Viewer<'a> {
+    /// The user name.
+    pub(crate) user: &'a str,
+    /// The session's CSRF token (for the page's forms).
+    pub(crate) csrf: &'a str,
+    /// Whether the user is an admin (the header links the admin page).
+    pub(crate) admin: bool,
+}
+
+/// The header's links: path, label, admin only.
+const NAV: &[(&str, &str, bool)] = &[
+    ("/", "Templates", false),
+    ("/history", "History", false),
+    ("/stats", "Statistics", false),
+    ("/monitor", "Monitor", false),
+    ("/admin", "Admin", true),
+];
+
+/// A whole page: `title`, the header (links and log-out form when a user is logged in) and `body`
+/// (HTML built by the caller, every value escaped).
+pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: &str) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{} · pushguide</title></head><body><header><strong>pushguide</strong>",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · pushguide</title><link rel=\"stylesheet\" href=\"/static/app.css\">\
+         </head><body><header><strong>pushguide</strong>",
         escape(title)
     );
-    if let Some((name, csrf)) = user {
+    if let Some(v) = viewer {
+        page.push_str("<nav>");
+        for (href, label, admin_only) in NAV {
+            if *admin_only && !v.admin {
+                continue;
+            }
+            let _ = write!(page, "<a href=\"{href}\">{label}</a>");
+        }
         let _ = write!(
             page,
-            " · {} <form method=\"post\" action=\"/logout\">\
+            "</nav><span class=\"who\">{}</span><form method=\"post\" action=\"/logout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">Log out</button></form>",
-            escape(name),
-            escape(csrf)
+            escape(v.user),
+            escape(v.csrf)
         );
     }
     let _ = writeln!(page, "</header><main>{body}</main></body></html>");
@@ -62,7 +93,7 @@ pub(crate) fn login(csrf: &str, error: Option<&str>) -> String {
 }
 
 /// The templates page.
-pub(crate) fn templates(user: &str, csrf: &str, rows: &[TemplateStatus]) -> String {
+pub(crate) fn templates(viewer: &Viewer<'_>, rows: &[TemplateStatus]) -> String {
     let mut body = String::from(
         "<h1>Templates</h1><table><thead><tr><th>Template</th><th>Kind</th><th>Targets</th>\
          <th>Last deployment</th><th>Outcome</th><th>Running</th></tr></thead><tbody>",
@@ -118,7 +149,7 @@ pub(crate) fn templates(user: &str, csrf: &str, rows: &[TemplateStatus]) -> Stri
         );
     }
     body.push_str("</tbody></table>");
-    layout("Templates", Some((user, csrf)), &body)
+    layout("Templates", Some(viewer), &body)
 }
 
 #[cfg(test)]

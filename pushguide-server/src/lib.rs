@@ -25,7 +25,7 @@ pub mod html;
 pub mod status;
 
 pub use app::{
-    router, serve, Access, Route, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE, ROUTES,
+    router, serve, Access, Need, Route, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE, ROUTES,
     SESSION_COOKIE,
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};

@@ -369,8 +369,7 @@ mod tests {
             .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(SCHEMA_VERSION, 9);
-        assert_eq!(s.schema_version().unwrap(), 9);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let d = s.deployment("d1").unwrap().unwrap();
         assert_eq!(
             (d.version.as_str(), d.outcome.as_deref()),

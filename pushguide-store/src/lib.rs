@@ -43,6 +43,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod audit;
 mod auth;
 mod error;
 mod fleet;
@@ -55,6 +56,7 @@ mod schema;
 mod stats;
 mod store;
 
+pub use audit::AuditEntry;
 pub use auth::{Session, SessionLimits, User};
 pub use error::Error;
 pub use fleet::HostVersion;

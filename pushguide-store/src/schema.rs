@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -327,6 +327,59 @@ CREATE TABLE sessions (
     last_seen_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_user ON sessions (user);
+"#;
+
+// The web service's tables. `audit`: every action a user took through the service (who, what,
+// when, from which address). `api_tokens`: CI's bearer tokens, stored as SHA-256 (hex) only, each
+// scoped to its user's rights. `template_revisions`: every saved revision of a template file.
+// `publish_requests`: the queue of publish and rollback requests run by the service's workers;
+// `request` is JSON, `state` one of queued, running, done, failed, cancelled.
+const V10: &str = r#"
+CREATE TABLE audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms   INTEGER NOT NULL,
+    user    TEXT NOT NULL,
+    address TEXT,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX audit_by_user ON audit (user, seq);
+CREATE TABLE api_tokens (
+    id           TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    user         TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    label        TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_used_ms INTEGER,
+    expires_ms   INTEGER
+) WITHOUT ROWID;
+CREATE INDEX api_tokens_by_user ON api_tokens (user);
+CREATE TABLE template_revisions (
+    template TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    user     TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    file     TEXT NOT NULL,
+    content  TEXT NOT NULL,
+    PRIMARY KEY (template, revision)
+) WITHOUT ROWID;
+CREATE TABLE publish_requests (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    template   TEXT NOT NULL,
+    user       TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    request    TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    queued_ms  INTEGER NOT NULL,
+    started_ms INTEGER,
+    ended_ms   INTEGER,
+    deployment TEXT,
+    error      TEXT,
+    worker     TEXT
+);
+CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
+CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
 "#;
 
 /// A database file at `path` as a build with schema `version` left it (for migration tests).
