@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Json, Router};
-use pushguide_core::Principal;
+use pushguide_core::{Principal, Transport};
 use pushguide_store::{SessionLimits, SqliteStore};
 use serde::Deserialize;
 
@@ -175,6 +175,9 @@ pub(crate) struct Inner {
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) config: ServerConfig,
     pub(crate) throttle: Mutex<Throttle>,
+    /// What reaches salt, when the service has it.
+    #[allow(dead_code)] // read by the health check and the publish page (coming in this issue)
+    pub(crate) transport: Option<Arc<dyn Transport>>,
 }
 
 /// The router's state.
@@ -248,8 +251,59 @@ impl fmt::Debug for AuthSession {
     }
 }
 
-/// The service's router over `store` (users, sessions, history, fleet) and `catalog` (templates).
+/// The service's router over `store` (users, sessions, history, fleet) and `catalog` (templates),
+/// without salt: pages that need salt say so. [`Server`] adds the rest.
 pub fn router(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: ServerConfig) -> Router {
+    Server::new(store, catalog, config).router()
+}
+
+/// The service's parts: the store, the templates, the settings, and what reaches salt.
+pub struct Server {
+    store: Arc<SqliteStore>,
+    catalog: Arc<dyn Catalog>,
+    config: ServerConfig,
+    transport: Option<Arc<dyn Transport>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("transport", &self.transport.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A service over `store` (users, sessions, history, fleet) and `catalog` (templates).
+    pub fn new(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: ServerConfig) -> Self {
+        Server {
+            store,
+            catalog,
+            config,
+            transport: None,
+        }
+    }
+
+    /// Reaches salt through `transport` (read-only uses: health checks, target resolution).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The router.
+    pub fn router(self) -> Router {
+        build(self)
+    }
+}
+
+fn build(server: Server) -> Router {
+    let Server {
+        store,
+        catalog,
+        config,
+        transport,
+    } = server;
     let throttle = Throttle::new(
         config.login_throttle_capacity,
         config.login_delay,
@@ -260,6 +314,7 @@ pub fn router(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: Server
         catalog,
         config,
         throttle: Mutex::new(throttle),
+        transport,
     }));
     let mut r = Router::new();
     for route in ROUTES {

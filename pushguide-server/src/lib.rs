@@ -25,8 +25,8 @@ pub mod html;
 pub mod status;
 
 pub use app::{
-    router, serve, Access, Need, Route, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE, ROUTES,
-    SESSION_COOKIE,
+    router, serve, Access, Need, Route, Server, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE,
+    ROUTES, SESSION_COOKIE,
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
