@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub session_max: Duration,
     /// `admin_groups`: members see template files that do not load, with the error.
     pub admin_groups: Vec<String>,
+    /// `workers`: how many deployments (of different templates) the service runs at once
+    /// (default 2, 1 to 64).
+    pub workers: usize,
 }
 
 impl Default for ServerSettings {
@@ -124,6 +127,7 @@ impl Default for ServerSettings {
             session_idle: Duration::from_secs(1800),
             session_max: Duration::from_secs(43_200),
             admin_groups: Vec::new(),
+            workers: 2,
         }
     }
 }
@@ -641,7 +645,13 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         ));
     }
     settings.admin_groups = r.strings("admin_groups")?.unwrap_or_default();
-    r.finish("listen, public_url, session_idle_secs, session_max_secs, admin_groups")?;
+    if let Some(v) = r.get("workers") {
+        settings.workers = match v.as_integer() {
+            Some(n @ 1..=64) => n as usize,
+            _ => return Err(r.err("workers", v, "must be a whole number from 1 to 64")),
+        };
+    }
+    r.finish("listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers")?;
     Ok(settings)
 }
 
@@ -909,9 +919,13 @@ url_base = "salt://artifacts"
                 "key `server.admin_groups` = \"admins\": must be an array of strings",
             ),
             (
-                format!("{GOOD}[server]\nworkers = 2\n"),
-                "key `server.workers` = \"2\": unknown key; known keys here: listen, public_url, \
-                 session_idle_secs, session_max_secs, admin_groups",
+                format!("{GOOD}[server]\nworker = 2\n"),
+                "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
+                 session_idle_secs, session_max_secs, admin_groups, workers",
+            ),
+            (
+                format!("{GOOD}[server]\nworkers = 0\n"),
+                "key `server.workers` = \"0\": must be a whole number from 1 to 64",
             ),
         ];
         for (text, want) in cases {

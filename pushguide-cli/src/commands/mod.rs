@@ -27,6 +27,7 @@ mod deploy;
 mod detach;
 mod glob;
 mod history;
+mod launch;
 mod module;
 mod monitor;
 mod plan;
