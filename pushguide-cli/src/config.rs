@@ -942,7 +942,7 @@ url_base = "salt://artifacts"
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         let text = format!(
             "{GOOD}[server]\nlisten = \"0.0.0.0:9443\"\npublic_url = \"https://d.example.com/\"\n\
-             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\n"
+             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\nworkers = 4\n"
         );
         let c = Config::parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(
@@ -953,6 +953,7 @@ url_base = "salt://artifacts"
                 session_idle: Duration::from_secs(60),
                 session_max: Duration::from_secs(120),
                 admin_groups: vec!["admins".into(), "ops".into()],
+                workers: 4,
             }
         );
     }
