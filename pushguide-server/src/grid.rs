@@ -106,6 +106,8 @@ pub enum Change {
     Batch(usize),
     /// The status panel.
     Status,
+    /// Every row (the plan is known: a page opened before it has none).
+    All,
 }
 
 impl Grid {
@@ -171,11 +173,10 @@ impl Grid {
                         let i = self.host(h.as_str());
                         self.hosts[i].batch = Some(b);
                         self.batch_hosts[b].push(i);
-                        changes.push(Change::Host(i));
                     }
-                    changes.push(Change::Batch(b));
                 }
                 self.state = "running".into();
+                changes.push(Change::All);
                 changes.push(Change::Status);
             }
             EventKind::BatchStarted { batch, minions, .. } => {
@@ -247,7 +248,7 @@ impl Grid {
             EventKind::HostRolledBack { host, to } => {
                 let i = self.host(host.as_str());
                 self.hosts[i].stages[3] = "rolled-back";
-                self.hosts[i].detail = Some(format!("rolled back to {to}"));
+                self.hosts[i].detail = Some(rolled_back(self.hosts[i].detail.take(), to));
                 changes.push(Change::Host(i));
             }
             EventKind::HostRollbackFailed { host, reason } => {
@@ -318,12 +319,10 @@ impl Grid {
                 g.hosts[i].batch = Some(b);
                 g.batch_hosts[b].push(i);
             }
+            g.hosts[i].detail = h.failure.as_deref().map(tail);
             if let Some(to) = &h.rolled_back_to {
                 g.hosts[i].stages[3] = "rolled-back";
-                g.hosts[i].detail = Some(format!("rolled back to {to}"));
-            }
-            if let Some(f) = &h.failure {
-                g.hosts[i].detail = Some(tail(f));
+                g.hosts[i].detail = Some(rolled_back(g.hosts[i].detail.take(), to));
             }
         }
         for s in stages {
@@ -341,6 +340,14 @@ impl Grid {
             }
         }
         g
+    }
+}
+
+/// A host's detail once it was rolled back to `to`: why it failed (if it did), then where it went.
+fn rolled_back(failure: Option<String>, to: &str) -> String {
+    match failure {
+        Some(f) => format!("{f} · rolled back to {to}"),
+        None => format!("rolled back to {to}"),
     }
 }
 
@@ -381,6 +388,32 @@ pub(crate) fn host_cells(h: &HostRow) -> String {
         "<td><small>{}</small></td>",
         escape(h.detail.as_deref().unwrap_or(""))
     );
+    out
+}
+
+/// The batches table's body (`<tbody id="batches-body">`), every row.
+pub(crate) fn batches_body(g: &Grid, oob: bool) -> String {
+    let mut out = format!(
+        "<tbody id=\"batches-body\"{}>",
+        if oob { " hx-swap-oob=\"true\"" } else { "" }
+    );
+    for (i, b) in g.batches.iter().enumerate() {
+        let _ = write!(out, "<tr id=\"b-{i}\">{}</tr>", batch_cells(b));
+    }
+    out.push_str("</tbody>");
+    out
+}
+
+/// The hosts table's body (`<tbody id="hosts-body">`), every row.
+pub(crate) fn hosts_body(g: &Grid, oob: bool) -> String {
+    let mut out = format!(
+        "<tbody id=\"hosts-body\"{}>",
+        if oob { " hx-swap-oob=\"true\"" } else { "" }
+    );
+    for (i, h) in g.hosts.iter().enumerate() {
+        let _ = write!(out, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
+    }
+    out.push_str("</tbody>");
     out
 }
 
@@ -450,6 +483,8 @@ mod tests {
             reason: format!("exit 1: {}<script>", "x".repeat(2000)),
         }));
         assert!(ch.contains(&Change::Host(1)) && ch.contains(&Change::Batch(0)));
+        assert!(hosts_body(&g, true).contains("hx-swap-oob"));
+        assert_eq!(batches_body(&g, false).matches("<tr").count(), 2);
         assert!(g.hosts[1].detail.as_ref().unwrap().chars().count() <= REASON_MAX + 1);
         assert!(host_cells(&g.hosts[1]).contains("&lt;script&gt;"));
         g.apply(&ev(EventKind::StageFinished {
@@ -477,6 +512,6 @@ mod tests {
         }));
         assert_eq!(g.outcome.as_deref(), Some("partially-applied"));
         assert_eq!(g.decisions, ["exclude"]);
-        assert_eq!(g.seq, 7);
+        assert_eq!(g.seq, 8);
     }
 }

@@ -16,7 +16,9 @@ use serde::Deserialize;
 
 use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
 use crate::catalog::CatalogEntry;
-use crate::grid::{batch_cells, decision_name, host_cells, Change, Grid, COLUMNS};
+use crate::grid::{
+    batch_cells, batches_body, decision_name, host_cells, hosts_body, Change, Grid, COLUMNS,
+};
 use crate::html::{escape, layout};
 use crate::launch::{PublishMode, PublishRequest, VersionInfo};
 use crate::runner::Running;
@@ -773,20 +775,11 @@ pub(crate) async fn deployment_page(
     let _ = write!(
         body,
         "<h2>Batches</h2><table id=\"batches\"><thead><tr><th>Batch</th><th>Hosts</th>{heads}</tr>\
-         </thead><tbody>"
+         </thead>{}</table><h2>Hosts</h2><table id=\"hosts\"><thead><tr><th>Host</th>\
+         <th>Batch</th>{heads}<th>Detail</th></tr></thead>{}</table>",
+        batches_body(&g, false),
+        hosts_body(&g, false)
     );
-    for (i, b) in g.batches.iter().enumerate() {
-        let _ = write!(body, "<tr id=\"b-{i}\">{}</tr>", batch_cells(b));
-    }
-    let _ = write!(
-        body,
-        "</tbody></table><h2>Hosts</h2><table id=\"hosts\"><thead><tr><th>Host</th><th>Batch</th>\
-         {heads}<th>Detail</th></tr></thead><tbody>"
-    );
-    for (i, h) in g.hosts.iter().enumerate() {
-        let _ = write!(body, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
-    }
-    body.push_str("</tbody></table>");
     let mut page = layout(&format!("Deployment {}", g.id), Some(&s.viewer()), &body);
     if live {
         page = page.replacen(
@@ -871,6 +864,10 @@ pub(crate) async fn deployment_events(
                             );
                         }
                         Change::Status => status = true,
+                        Change::All => {
+                            data.push_str(&batches_body(&g, true));
+                            data.push_str(&hosts_body(&g, true));
+                        }
                     }
                 }
                 if status {

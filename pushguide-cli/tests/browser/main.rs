@@ -3,6 +3,7 @@
 //! go to `target/screenshots/`. See `support.rs` for the harness and for when these tests skip.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod publish;
 mod support;
 
 use support::{template, Browser, Site};

@@ -371,6 +371,11 @@ impl Browser {
     /// `site`. `None` (with the reason printed) when Chromium or chromedriver is missing, unless
     /// `PUSHGUIDE_REQUIRE_BROWSER=1`: then that is a failure.
     pub async fn start(test: &str, site: &Site) -> Option<Browser> {
+        Self::start_at(test, &site.base).await
+    }
+
+    /// [`Browser::start`] against the service at `base` (`http://127.0.0.1:<port>`).
+    pub async fn start_at(test: &str, base: &str) -> Option<Browser> {
         let found = find_program("PUSHGUIDE_CHROMEDRIVER", &["chromedriver"]).and_then(|d| {
             find_program("PUSHGUIDE_CHROMIUM", &["chromium", "chromium-browser"]).map(|c| (d, c))
         });
@@ -429,7 +434,7 @@ impl Browser {
             .unwrap();
         Some(Browser {
             client,
-            base: site.base.clone(),
+            base: base.to_owned(),
             test: test.to_owned(),
             shots: AtomicUsize::new(0),
             driver,
@@ -639,5 +644,78 @@ fn slug(label: &str) -> String {
         "page".to_owned()
     } else {
         s
+    }
+}
+
+// ------------------------------------------------------------------------------------------ demo
+
+/// `pushguide serve --demo` on a free port: 20 simulated minions, the printed users and
+/// passwords; killed on drop.
+pub struct Demo {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    child: Child,
+    passwords: std::collections::HashMap<String, String>,
+}
+
+impl Demo {
+    /// Starts it and waits until it answers.
+    pub async fn start() -> Demo {
+        use std::io::BufRead as _;
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("PUSHGUIDE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut passwords = std::collections::HashMap::new();
+        let mut line = String::new();
+        while passwords.len() < 3 {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "serve --demo printed no users"
+            );
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [user @ ("dora" | "victor" | "ada"), pw, ..] = words.as_slice() {
+                passwords.insert((*user).to_owned(), (*pw).to_owned());
+            }
+        }
+        let demo = Demo {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            passwords,
+        };
+        let client = reqwest::Client::new();
+        let begun = Instant::now();
+        while client
+            .get(format!("{}/login", demo.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                begun.elapsed() < Duration::from_secs(30),
+                "serve --demo never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        demo
+    }
+
+    /// The printed password of `user` (`dora`, `victor` or `ada`).
+    pub fn password(&self, user: &str) -> &str {
+        &self.passwords[user]
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
