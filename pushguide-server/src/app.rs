@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub login_delay_max: Duration,
     /// How many user and address pairs the failed-login delay remembers.
     pub login_throttle_capacity: usize,
+    /// Local logins or a trusted reverse proxy's headers; which proxies are believed.
+    pub auth: crate::proxy::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -65,12 +67,13 @@ impl Default for ServerConfig {
             login_delay: Duration::from_millis(250),
             login_delay_max: Duration::from_secs(8),
             login_throttle_capacity: 10_000,
+            auth: crate::proxy::AuthConfig::default(),
         }
     }
 }
 
 impl ServerConfig {
-    fn secure(&self) -> bool {
+    pub(crate) fn secure(&self) -> bool {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.len() >= 8 && u[..8].eq_ignore_ascii_case("https://"))
@@ -221,6 +224,8 @@ pub(crate) struct AuthSession {
     pub(crate) address: Option<IpAddr>,
     /// Whether the user is in an admin group.
     pub(crate) admin: bool,
+    /// How the request was authenticated (session, proxy, API token).
+    pub(crate) via: crate::credentials::Via,
 }
 
 impl AuthSession {
@@ -396,7 +401,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Task(e.to_string()))?
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -407,7 +412,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u64>, secure: bool) -> String {
+pub(crate) fn set_cookie(
+    name: &str, value: &str, path: &str, max_age: Option<u64>, secure: bool) -> String {
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
@@ -464,33 +470,21 @@ struct CsrfField {
     csrf: String,
 }
 
-/// The session check of every non-public route: a live session, on state-changing requests its
-/// CSRF token (header [`CSRF_HEADER`], or form field `csrf`), and on [`Need::Admin`] routes an
+/// The session check of every non-public route: a live session (or an API token, or a trusted
+/// proxy's headers: see `credentials`), on state-changing requests its CSRF token (header
+/// [`CSRF_HEADER`], or form field `csrf`; not with an API token), and on [`Need::Admin`] routes an
 /// admin group.
 async fn authenticate(
     State((app, access, need)): State<(AppState, Access, Need)>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = cookie(req.headers(), SESSION_COOKIE) else {
-        return anonymous(access);
+    let session = match crate::credentials::identify(&app, access, crate::credentials::Ask::of(&req)).await {
+        Ok(found) => found,
+        Err(res) => return res,
     };
-    let token_sha256 = token_hash(&token);
-    let inner = app.0.clone();
-    let key = token_sha256.clone();
-    let found = blocking(move || {
-        inner
-            .store
-            .session(&key, inner.config.session, SystemTime::now())
-            .map_err(Error::from)
-    })
-    .await;
-    let session = match found {
-        Ok(Some(s)) => s,
-        Ok(None) => return anonymous(access),
-        Err(e) => return internal(access, &e),
-    };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let needs_csrf = !matches!(session.via, crate::credentials::Via::Token(_));
+    if needs_csrf && req.method() != Method::GET && req.method() != Method::HEAD {
         let header = req
             .headers()
             .get(CSRF_HEADER)
@@ -543,26 +537,41 @@ async fn authenticate(
             "only members of an admin group may do this",
         );
     }
-    let address = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+    let address = crate::proxy::client_address(
+        &app.0.config.auth,
+        crate::credentials::peer(&req),
+        req.headers(),
+    );
     req.extensions_mut().insert(AuthSession {
         user: session.user,
         groups: session.groups,
         csrf: session.csrf,
-        token_sha256,
+        token_sha256: session.token_sha256,
         address,
         admin,
+        via: session.via,
     });
-    next.run(req).await
+    let res = next.run(req).await;
+    match session.set_cookie {
+        Some(c) => with_cookies(res, &[c]),
+        None => res,
+    }
 }
 
-fn anonymous(access: Access) -> Response {
+pub(crate) fn anonymous(access: Access) -> Response {
     match access {
         Access::Api => api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "log in first"),
         _ => see_other("/login"),
     }
+}
+
+/// The login form's answer when a reverse proxy authenticates users.
+fn no_login_form() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "this service authenticates users through its reverse proxy: there is no login form\n",
+    )
+        .into_response()
 }
 
 fn login_page(app: &AppState, status: StatusCode, error: Option<&str>) -> Response {
@@ -584,6 +593,9 @@ fn login_page(app: &AppState, status: StatusCode, error: Option<&str>) -> Respon
 }
 
 async fn login_form(State(app): State<AppState>) -> Response {
+    if app.0.config.auth.mode == crate::proxy::AuthMode::Proxy {
+        return no_login_form();
+    }
     login_page(&app, StatusCode::OK, None)
 }
 
@@ -611,6 +623,9 @@ async fn login(
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    if app.0.config.auth.mode == crate::proxy::AuthMode::Proxy {
+        return no_login_form();
+    }
     let Ok(Form(form)) = form else {
         return (StatusCode::BAD_REQUEST, "expected a login form\n").into_response();
     };
@@ -622,7 +637,11 @@ async fn login(
         );
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
     }
-    let addr: Option<IpAddr> = connect.map(|Extension(ConnectInfo(a))| a.ip());
+    let addr: Option<IpAddr> = crate::proxy::client_address(
+        &app.0.config.auth,
+        connect.map(|Extension(ConnectInfo(a))| a.ip()),
+        &headers,
+    );
     let delay = app
         .0
         .throttle

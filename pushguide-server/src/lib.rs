@@ -20,8 +20,10 @@
 mod app;
 pub mod auth;
 pub mod catalog;
+mod credentials;
 mod error;
 pub mod html;
+pub mod proxy;
 pub mod status;
 
 pub use app::{
@@ -30,4 +32,5 @@ pub use app::{
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
+pub use proxy::{AuthConfig, AuthMode, Cidr};
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};
