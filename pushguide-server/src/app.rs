@@ -12,7 +12,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Form, Json, Router};
 use pushguide_core::{Principal, Transport};
 use pushguide_store::{SessionLimits, SqliteStore};
@@ -169,6 +169,125 @@ pub const ROUTES: &[Route] = &[
         access: Access::Api,
         need: Need::Login,
         handler: || get(api_session),
+    },
+    Route {
+        method: Method::GET,
+        path: "/account/tokens",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::tokens::page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/account/tokens",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || post(crate::tokens::page_create),
+    },
+    Route {
+        method: Method::POST,
+        path: "/account/tokens/{token}/revoke",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || post(crate::tokens::page_revoke),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tokens",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::tokens::api_list),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tokens",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || post(crate::tokens::api_create),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tokens/{token}",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || delete(crate::tokens::api_revoke),
+    },
+    Route {
+        method: Method::GET,
+        path: "/admin",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(crate::admin::page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_add_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users/{user}/groups",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_set_groups),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users/{user}/delete",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_delete_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/tokens/{token}/revoke",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_revoke_token),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/users",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_users),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/admin/users",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(crate::admin::api_add_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/admin/users/{user}/groups",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(crate::admin::api_set_groups),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/admin/users/{user}",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || delete(crate::admin::api_delete_user),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/tokens",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_tokens),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/audit",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_audit),
     },
 ];
 
@@ -413,7 +532,12 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 pub(crate) fn set_cookie(
-    name: &str, value: &str, path: &str, max_age: Option<u64>, secure: bool) -> String {
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<u64>,
+    secure: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
@@ -479,10 +603,11 @@ async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let session = match crate::credentials::identify(&app, access, crate::credentials::Ask::of(&req)).await {
-        Ok(found) => found,
-        Err(res) => return res,
-    };
+    let session =
+        match crate::credentials::identify(&app, access, crate::credentials::Ask::of(&req)).await {
+            Ok(found) => found,
+            Err(res) => return res,
+        };
     let needs_csrf = !matches!(session.via, crate::credentials::Via::Token(_));
     if needs_csrf && req.method() != Method::GET && req.method() != Method::HEAD {
         let header = req

@@ -181,7 +181,11 @@ async fn by_proxy(app: &AppState, access: Access, req: Ask<'_>) -> Result<Found,
                     return Ok(Some((s.csrf, hash, None)));
                 }
                 // another user's session in this browser: the proxy's word wins
-                tracing::info!(session_user = s.user, proxy_user = pu.user, "proxy user changed");
+                tracing::info!(
+                    session_user = s.user,
+                    proxy_user = pu.user,
+                    "proxy user changed"
+                );
                 inner.store.delete_session(&hash)?;
             }
         }
@@ -203,13 +207,15 @@ async fn by_proxy(app: &AppState, access: Access, req: Ask<'_>) -> Result<Found,
             csrf,
             token_sha256,
             via: Via::Proxy,
-            set_cookie: new.map(|t| {
-                set_cookie(SESSION_COOKIE, &t, "/", None, app.0.config.secure())
-            }),
+            set_cookie: new
+                .map(|t| set_cookie(SESSION_COOKIE, &t, "/", None, app.0.config.secure())),
         }),
         Ok(None) => {
-            tracing::warn!(user = named.user, path = req.path,
-                "refused: no session (CSRF token) for the proxy user yet");
+            tracing::warn!(
+                user = named.user,
+                path = req.path,
+                "refused: no session (CSRF token) for the proxy user yet"
+            );
             Err(refused(
                 access,
                 StatusCode::FORBIDDEN,

@@ -17,6 +17,7 @@
 //!
 //! The routes are the [`ROUTES`] table; [`router`] builds the service from it and [`serve`] runs it.
 
+mod admin;
 mod app;
 pub mod auth;
 pub mod catalog;
@@ -25,6 +26,7 @@ mod error;
 pub mod html;
 pub mod proxy;
 pub mod status;
+pub mod tokens;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE,

@@ -42,12 +42,8 @@ impl Cidr {
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask_v4(ip, self.prefix) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                mask_v6(ip, self.prefix) == u128::from(net)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_v4(ip, self.prefix) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_v6(ip, self.prefix) == u128::from(net),
             _ => false,
         }
     }
@@ -119,8 +115,12 @@ impl fmt::Debug for Cidr {
 
 /// A header name for [`AuthConfig`] (`X-Forwarded-User`; matched without regard to case).
 pub fn header_name(s: &str) -> Result<HeaderName, InvalidSetting> {
-    HeaderName::from_bytes(s.as_bytes())
-        .map_err(|_| invalid(s, "must be an HTTP header name such as \"X-Forwarded-User\""))
+    HeaderName::from_bytes(s.as_bytes()).map_err(|_| {
+        invalid(
+            s,
+            "must be an HTTP header name such as \"X-Forwarded-User\"",
+        )
+    })
 }
 
 /// How users are authenticated.
@@ -342,8 +342,14 @@ mod tests {
             at("10.1.1.1", &["1.2.3.4", "203.0.113.5:4711, 10.0.0.7"]),
             Some(ip("203.0.113.5"))
         );
-        assert_eq!(at("127.0.0.1", &["10.0.0.8, 10.0.0.7"]), Some(ip("10.0.0.8")));
-        assert_eq!(at("127.0.0.1", &["1.2.3.4, junk, 10.0.0.7"]), Some(ip("10.0.0.7")));
+        assert_eq!(
+            at("127.0.0.1", &["10.0.0.8, 10.0.0.7"]),
+            Some(ip("10.0.0.8"))
+        );
+        assert_eq!(
+            at("127.0.0.1", &["1.2.3.4, junk, 10.0.0.7"]),
+            Some(ip("10.0.0.7"))
+        );
         assert_eq!(client_address(&c, None, &xff(&["1.2.3.4"])), None);
     }
 
@@ -352,7 +358,10 @@ mod tests {
         let c = config();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-user", HeaderValue::from_static("carol"));
-        h.insert("x-forwarded-groups", HeaderValue::from_static("ops, devs,,ops"));
+        h.insert(
+            "x-forwarded-groups",
+            HeaderValue::from_static("ops, devs,,ops"),
+        );
         let got = proxy_user(&c, Some(ip("10.2.3.4")), &h).unwrap();
         assert_eq!(got.user, "carol");
         assert_eq!(got.groups, ["ops", "devs"]);
@@ -364,6 +373,9 @@ mod tests {
         assert!(proxy_user(&c, Some(ip("127.0.0.1")), &h).is_err());
         h.insert("x-forwarded-user", HeaderValue::from_static("a"));
         h.append("x-forwarded-user", HeaderValue::from_static("b"));
-        assert!(proxy_user(&c, Some(ip("127.0.0.1")), &h).is_err(), "two users");
+        assert!(
+            proxy_user(&c, Some(ip("127.0.0.1")), &h).is_err(),
+            "two users"
+        );
     }
 }
