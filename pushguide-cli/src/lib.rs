@@ -48,7 +48,11 @@
 //! public_url = "https://deploy.example.com/"   # https:// makes its cookies Secure
 //! session_idle_secs = 1800            # defaults: 1800 idle, 43200 absolute
 //! session_max_secs = 43200
-//! admin_groups = ["admins"]           # also see template files that do not load
+//! admin_groups = ["admins"]           # also see template files that do not load; the admin page
+//! auth = "local"                      # or "proxy": a trusted reverse proxy names the user
+//! trusted_proxies = ["127.0.0.1"]     # addresses or networks (e.g. "10.0.0.0/8") of the proxies
+//! proxy_user_header = "X-Forwarded-User"     # defaults
+//! proxy_groups_header = "X-Forwarded-Groups" # comma separated
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names

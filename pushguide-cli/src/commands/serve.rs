@@ -146,6 +146,7 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
         max: settings.session_max,
     };
     config.admin_groups = settings.admin_groups.clone();
+    config.auth = settings.auth.clone();
     let catalog = Arc::new(TemplateDir {
         config: app.config.clone(),
     });
