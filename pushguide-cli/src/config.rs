@@ -1043,7 +1043,10 @@ url_base = "salt://artifacts"
         let known: Vec<&str> = known.split(", ").collect();
         assert!(known.len() >= 9, "{known:?}");
         for key in known {
-            assert!(documented.contains_key(key), "[server] {key} is not in the README");
+            assert!(
+                documented.contains_key(key),
+                "[server] {key} is not in the README"
+            );
         }
     }
 

@@ -163,7 +163,7 @@ pub mod signals;
 use std::time::Duration;
 
 use app::App;
-use cli::{Cli, Command, DeployArgs, UserCommand};
+use cli::{Cli, Command, DeployArgs, TokenCommand, UserCommand};
 use config::Config;
 use error::{exit, CliError};
 use progress::Progress;
@@ -246,6 +246,15 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             commands::serve(&mut app).await?;
             Ok(exit::OK)
         }
+        Command::Token(TokenCommand::Add {
+            user,
+            label,
+            expires_days,
+        }) => {
+            let r = commands::token_add(&mut app, &user, &label, expires_days)?;
+            print(json, &r, output::token_added);
+            Ok(exit::OK)
+        }
         other => {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
@@ -298,6 +307,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Monitor { .. }
         | Command::InstallModule { .. }
         | Command::User(_)
+        | Command::Token(_)
         | Command::Serve => {}
     }
     Ok(())
