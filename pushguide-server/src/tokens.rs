@@ -295,13 +295,16 @@ pub(crate) async fn page_create(
     Form(f): Form<CreateForm>,
 ) -> Response {
     let days = match f.expires_days.trim() {
-        "" => None,
-        d => match d.parse::<u32>() {
-            Ok(n) => Some(n),
-            Err(_) => Some(0),
-        },
+        "" => Ok(None),
+        d => d.parse::<u32>().map(Some).map_err(|_| {
+            format!("expires_days {d:?}: must be a whole number of days (or empty: no expiry)")
+        }),
     };
-    let (status, note) = match create(&app, &s, &f.label, days).await {
+    let made = match days {
+        Ok(days) => create(&app, &s, &f.label, days).await,
+        Err(why) => Ok(Err(why)),
+    };
+    let (status, note) = match made {
         Err(e) => return internal(Access::Page, &e),
         Ok(Err(why)) => (
             StatusCode::BAD_REQUEST,

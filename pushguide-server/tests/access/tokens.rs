@@ -163,10 +163,10 @@ async fn the_account_page_shows_a_new_token_once_and_revokes_only_ones_own() {
     let res = send(&e.app, bearer("GET", "/api/v1/tokens", token, "")).await;
     assert_eq!(res.status(), StatusCode::OK);
     // bad input is an answer, not a token
-    for bad in [
-        "label=",
-        "label=ok&expires_days=0",
-        "label=ok&expires_days=x",
+    for (bad, why) in [
+        ("label=", "label must be"),
+        ("label=ok&expires_days=0", "expires_days must be 1 to 3650"),
+        ("label=ok&expires_days=x", "whole number of days"),
     ] {
         let res = send(
             &e.app,
@@ -174,6 +174,8 @@ async fn the_account_page_shows_a_new_token_once_and_revokes_only_ones_own() {
         )
         .await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let page = text(res).await;
+        assert!(page.contains(why), "{bad}: {page}");
     }
     assert_eq!(e.store.api_tokens(None).unwrap().len(), 1);
     // bob cannot revoke alice's token; alice can
