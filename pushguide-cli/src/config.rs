@@ -117,6 +117,9 @@ pub struct ServerSettings {
     /// `auth`, `trusted_proxies`, `proxy_user_header`, `proxy_groups_header`: local logins or a
     /// trusted reverse proxy's headers, and which proxies are believed.
     pub auth: pushguide_server::AuthConfig,
+    /// `workers`: how many deployments (of different templates) the service runs at once
+    /// (default 2, 1 to 64).
+    pub workers: usize,
 }
 
 impl Default for ServerSettings {
@@ -128,6 +131,7 @@ impl Default for ServerSettings {
             session_max: Duration::from_secs(43_200),
             admin_groups: Vec::new(),
             auth: pushguide_server::AuthConfig::default(),
+            workers: 2,
         }
     }
 }
@@ -645,9 +649,15 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         ));
     }
     settings.admin_groups = r.strings("admin_groups")?.unwrap_or_default();
+    if let Some(v) = r.get("workers") {
+        settings.workers = match v.as_integer() {
+            Some(n @ 1..=64) => n as usize,
+            _ => return Err(r.err("workers", v, "must be a whole number from 1 to 64")),
+        };
+    }
     settings.auth = read_server_auth(&mut r)?;
     r.finish(
-        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, auth, \
+        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers, auth, \
          trusted_proxies, proxy_user_header, proxy_groups_header",
     )?;
     Ok(settings)
@@ -964,10 +974,14 @@ url_base = "salt://artifacts"
                 "key `server.admin_groups` = \"admins\": must be an array of strings",
             ),
             (
-                format!("{GOOD}[server]\nworkers = 2\n"),
-                "key `server.workers` = \"2\": unknown key; known keys here: listen, public_url, \
-                 session_idle_secs, session_max_secs, admin_groups, auth, trusted_proxies, \
-                 proxy_user_header, proxy_groups_header",
+                format!("{GOOD}[server]\nworker = 2\n"),
+                "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
+                 session_idle_secs, session_max_secs, admin_groups, workers, auth, \
+                 trusted_proxies, proxy_user_header, proxy_groups_header",
+            ),
+            (
+                format!("{GOOD}[server]\nworkers = 0\n"),
+                "key `server.workers` = \"0\": must be a whole number from 1 to 64",
             ),
             (
                 format!("{GOOD}[server]\nauth = \"ldap\"\n"),
@@ -1009,7 +1023,7 @@ url_base = "salt://artifacts"
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         let text = format!(
             "{GOOD}[server]\nlisten = \"0.0.0.0:9443\"\npublic_url = \"https://d.example.com/\"\n\
-             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\n"
+             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\nworkers = 4\n"
         );
         let c = Config::parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(
@@ -1021,6 +1035,7 @@ url_base = "salt://artifacts"
                 session_max: Duration::from_secs(120),
                 admin_groups: vec!["admins".into(), "ops".into()],
                 auth: pushguide_server::AuthConfig::default(),
+                workers: 4,
             }
         );
     }

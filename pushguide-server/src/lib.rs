@@ -43,16 +43,21 @@ pub mod auth;
 pub mod catalog;
 mod credentials;
 mod error;
+pub mod grid;
 pub mod html;
+pub mod launch;
 pub mod proxy;
+mod publish;
+mod runner;
 pub mod status;
 pub mod tokens;
 
 pub use app::{
-    router, serve, Access, Need, Route, Server, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE,
-    ROUTES, SESSION_COOKIE,
+    router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,
+    LOGIN_CSRF_COOKIE, ROUTES, SESSION_COOKIE,
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
+pub use launch::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
 pub use proxy::{AuthConfig, AuthMode, Cidr};
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};

@@ -209,13 +209,24 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
             reason: format!("cannot listen there: {e}"),
         })?;
     tracing::info!(listen = %settings.listen, "pushguide serve: listening");
-    let router = pushguide_server::router(store, catalog, config);
-    pushguide_server::serve(listener, router, async move { signals.recv().await })
-        .await
-        .map_err(|e| match e {
-            pushguide_server::Error::Store(e) => CliError::Store(e),
-            other => CliError::Internal(other.to_string()),
-        })?;
+    let launcher = Arc::new(super::launch::ConfigLauncher {
+        config: app.config.clone(),
+    });
+    let mut server = pushguide_server::Server::new(store, catalog, config)
+        .launcher(launcher)
+        .workers(settings.workers);
+    if let Ok(salt) = app.salt() {
+        server = server.transport(salt);
+    }
+    let (router, workers) = server.start();
+    let served =
+        pushguide_server::serve(listener, router, async move { signals.recv().await }).await;
+    tracing::info!("pushguide serve: stopping the workers");
+    workers.stop().await;
+    served.map_err(|e| match e {
+        pushguide_server::Error::Store(e) => CliError::Store(e),
+        other => CliError::Internal(other.to_string()),
+    })?;
     tracing::info!("pushguide serve: stopped");
     Ok(())
 }
