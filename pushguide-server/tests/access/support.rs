@@ -24,6 +24,8 @@ use pushguide_java as _;
 
 /// The id of the deployment of `shop` every test service has.
 pub(crate) const DEPLOYMENT: &str = "d1";
+/// The id of the queued publish request of `shop` every test service has.
+pub(crate) const REQUEST: &str = "1";
 
 fn template(name: &str, acl: &str) -> String {
     format!(
@@ -85,7 +87,8 @@ pub(crate) fn config() -> ServerConfig {
 }
 
 /// Users: alice (ops: deploys shop and billing), bob (devs: views shop only), root (admins).
-/// Templates: shop (viewers devs, deployers ops), billing (deployers ops). One deployment of shop.
+/// Templates: shop (viewers devs, deployers ops), billing (deployers ops). One deployment of shop,
+/// one queued publish request of shop.
 pub(crate) fn env_with(config: ServerConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
@@ -108,7 +111,9 @@ pub(crate) fn env_with(config: ServerConfig) -> Env {
             "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
                 owner, last_event_ms, ended_ms, duration_ms, outcome)
              VALUES ('{DEPLOYMENT}', 'shop', '1.0', 'alice', 0, 1795772566000, 'o', 1, 1, 1,
-                     'succeeded');"
+                     'succeeded');
+             INSERT INTO publish_requests (id, template, user, groups, request, state, queued_ms)
+             VALUES ({REQUEST}, 'shop', 'alice', '[\"ops\"]', '{{}}', 'queued', 1795772566000);"
         ))
         .unwrap();
     let catalog = Fixed(vec![

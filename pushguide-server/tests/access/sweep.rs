@@ -6,18 +6,21 @@ use pushguide_server::{Access, Need, Route, ROUTES, SESSION_COOKIE};
 
 use crate::support::*;
 
-/// An existing value for each path parameter a route may have.
-fn value(param: &str, token: &str) -> String {
+/// An existing value for each path parameter a route may have (`{id}` after `requests` is a
+/// publish request's, elsewhere a deployment's).
+fn value(before: &str, param: &str, token: &str) -> String {
     match param {
         "template" => "shop".into(),
+        "id" if before == "requests" => REQUEST.into(),
         "id" | "deployment" => DEPLOYMENT.into(),
+        "request" => REQUEST.into(),
         "user" => "alice".into(),
         "token" => token.into(),
         "host" | "minion" => "web-01".into(),
         "version" => "1.0".into(),
         "kind" => "java-tomcat".into(),
         "stage" => "deploy".into(),
-        "seq" | "revision" | "request" | "n" => "1".into(),
+        "seq" | "revision" | "n" => "1".into(),
         other => panic!(
             "the permission sweep has no value for the path parameter `{{{other}}}`: add one to \
              `value` in pushguide-server/tests/access/sweep.rs"
@@ -27,17 +30,16 @@ fn value(param: &str, token: &str) -> String {
 
 /// `route`'s path with every `{param}` replaced by an existing value.
 fn concrete(route: &Route, token: &str) -> String {
-    route
-        .path
-        .split('/')
-        .map(
-            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(p) => value(p.trim_start_matches('*'), token),
-                None => seg.to_owned(),
-            },
-        )
-        .collect::<Vec<_>>()
-        .join("/")
+    let mut before = "";
+    let mut out = Vec::new();
+    for seg in route.path.split('/') {
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(p) => out.push(value(before, p.trim_start_matches('*'), token)),
+            None => out.push(seg.to_owned()),
+        }
+        before = seg;
+    }
+    out.join("/")
 }
 
 fn what(route: &Route) -> String {
