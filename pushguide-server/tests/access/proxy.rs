@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use pushguide_server::{AuthMode, ServerConfig, SESSION_COOKIE};
+use pushguide_server::{AuthMode, ServerConfig, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 
 use crate::support::*;
 
@@ -156,7 +156,32 @@ async fn behind_a_trusted_proxy_local_logins_are_audited_with_the_forwarded_addr
     let mut c = config();
     c.auth.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
     let e = env_with(c);
-    let (root, csrf) = user(&e.app, "root").await;
+    // the login itself, through the proxy: audited (and throttled) by the forwarded address
+    let res = send(&e.app, get("/login", None)).await;
+    let login_csrf = cookie_value(&res, LOGIN_CSRF_COOKIE).unwrap();
+    let res = send(
+        &e.app,
+        from(
+            "10.0.0.3",
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("{LOGIN_CSRF_COOKIE}={login_csrf}"))
+                .header("x-forwarded-for", "198.51.100.77")
+                .body(Body::from(format!(
+                    "user=root&password=root-pw&csrf={login_csrf}"
+                )))
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let root = cookie_value(&res, SESSION_COOKIE).unwrap();
+    let log = audit(&e);
+    assert_eq!(
+        (log[0].0.as_str(), log[0].1.as_deref(), log[0].2.as_str()),
+        ("root", Some("198.51.100.77"), "login")
+    );
+    let csrf = csrf(&e.app, &root).await;
     let post = |peer: &str, xff: &str| {
         from(
             peer,
