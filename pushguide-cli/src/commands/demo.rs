@@ -114,8 +114,9 @@ fn temp_dir() -> Result<TempDir, CliError> {
     Ok(TempDir(dir))
 }
 
-/// The simulated fleet: releases unpack and switch, Tomcat answers 200, `web-07` cannot switch to
-/// `2.0.0`; each request takes `latency` (so the live grid can be watched).
+/// The simulated fleet: every release is on disk (unpacking is skipped), switches succeed, Tomcat
+/// answers 200, but `web-07` cannot switch to `2.0.0`; each request takes `latency` (so the live
+/// grid can be watched).
 fn fleet(shas: &[(String, String)], latency: Duration) -> Result<Arc<SimFleet>, CliError> {
     let hosts: Vec<String> = (1..=MINIONS).map(|i| format!("web-{i:02}")).collect();
     let f = SimFleet::new(&hosts)
@@ -129,6 +130,13 @@ fn fleet(shas: &[(String, String)], latency: Duration) -> Result<Arc<SimFleet>, 
             Outcome::ok(serde_json::json!({"status": 200})),
         );
     for (version, sha) in shas {
+        // every release is on disk once fetched (so any version can be rolled back to)
+        f.add_rule_for_arg(
+            "*",
+            "file.directory_exists",
+            &format!("/releases/{version}"),
+            Outcome::ok(true),
+        );
         f.add_rule_for_arg(
             "*",
             "file.get_hash",
