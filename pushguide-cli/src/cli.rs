@@ -133,6 +133,26 @@ pub enum Command {
         #[arg(long, requires = "demo")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// The web service's API tokens (for CI pipelines).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `token` commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make an API token acting as USER (with USER's groups at the time of each request); it is
+    /// printed once, and only its SHA-256 is stored.
+    Add {
+        /// The user (an existing web service user).
+        user: String,
+        /// What the token is for (shown in token lists).
+        #[arg(long)]
+        label: String,
+        /// The token stops working after this many days (default: never).
+        #[arg(long, value_name = "N")]
+        expires_days: Option<u32>,
+    },
 }
 
 /// `user` commands.

@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub session_max: Duration,
     /// `admin_groups`: members see template files that do not load, with the error.
     pub admin_groups: Vec<String>,
+    /// `auth`, `trusted_proxies`, `proxy_user_header`, `proxy_groups_header`: local logins or a
+    /// trusted reverse proxy's headers, and which proxies are believed.
+    pub auth: pushguide_server::AuthConfig,
     /// `workers`: how many deployments (of different templates) the service runs at once
     /// (default 2, 1 to 64).
     pub workers: usize,
@@ -127,6 +130,7 @@ impl Default for ServerSettings {
             session_idle: Duration::from_secs(1800),
             session_max: Duration::from_secs(43_200),
             admin_groups: Vec::new(),
+            auth: pushguide_server::AuthConfig::default(),
             workers: 2,
         }
     }
@@ -651,8 +655,59 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
             _ => return Err(r.err("workers", v, "must be a whole number from 1 to 64")),
         };
     }
-    r.finish("listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers")?;
+    settings.auth = read_server_auth(&mut r)?;
+    r.finish(
+        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers, auth, \
+         trusted_proxies, proxy_user_header, proxy_groups_header",
+    )?;
     Ok(settings)
+}
+
+/// `[server]` `auth` (`"local"` or `"proxy"`), `trusted_proxies` (addresses or networks; proxy
+/// mode needs at least one), `proxy_user_header`, `proxy_groups_header`.
+fn read_server_auth(r: &mut Reader<'_>) -> Result<pushguide_server::AuthConfig, CliError> {
+    use pushguide_server::{proxy, AuthConfig, AuthMode};
+    let mut auth = AuthConfig::default();
+    if let Some(mode) = r.string("auth")? {
+        auth.mode = match mode.as_str() {
+            "local" => AuthMode::Local,
+            "proxy" => AuthMode::Proxy,
+            _ => {
+                return Err(r.err(
+                    "auth",
+                    &toml::Value::String(mode),
+                    "must be \"local\" (the login form) or \"proxy\" (a trusted reverse proxy's headers)",
+                ))
+            }
+        };
+    }
+    let proxies = r.strings("trusted_proxies")?.unwrap_or_default();
+    for (i, p) in proxies.iter().enumerate() {
+        let cidr = p.trim().parse().map_err(|e: proxy::InvalidSetting| {
+            r.err(
+                &format!("trusted_proxies[{i}]"),
+                &toml::Value::String(p.clone()),
+                e.reason,
+            )
+        })?;
+        auth.trusted_proxies.push(cidr);
+    }
+    for (key, slot) in [
+        ("proxy_user_header", &mut auth.user_header),
+        ("proxy_groups_header", &mut auth.groups_header),
+    ] {
+        if let Some(h) = r.string(key)? {
+            *slot = proxy::header_name(h.trim())
+                .map_err(|e| r.err(key, &toml::Value::String(h.clone()), e.reason))?;
+        }
+    }
+    if auth.mode == AuthMode::Proxy && auth.trusted_proxies.is_empty() {
+        return Err(r.missing(
+            "trusted_proxies",
+            "auth = \"proxy\" needs the proxies' addresses, e.g. trusted_proxies = [\"127.0.0.1\"]",
+        ));
+    }
+    Ok(auth)
 }
 
 impl Config {
@@ -921,11 +976,37 @@ url_base = "salt://artifacts"
             (
                 format!("{GOOD}[server]\nworker = 2\n"),
                 "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
-                 session_idle_secs, session_max_secs, admin_groups, workers",
+                 session_idle_secs, session_max_secs, admin_groups, workers, auth, \
+                 trusted_proxies, proxy_user_header, proxy_groups_header",
             ),
             (
                 format!("{GOOD}[server]\nworkers = 0\n"),
                 "key `server.workers` = \"0\": must be a whole number from 1 to 64",
+            ),
+            (
+                format!("{GOOD}[server]\nauth = \"ldap\"\n"),
+                "key `server.auth` = \"ldap\": must be \"local\" (the login form) or \"proxy\" \
+                 (a trusted reverse proxy's headers)",
+            ),
+            (
+                format!("{GOOD}[server]\nauth = \"proxy\"\n"),
+                "key `server.trusted_proxies` = \"\": missing: auth = \"proxy\" needs the proxies' \
+                 addresses, e.g. trusted_proxies = [\"127.0.0.1\"]",
+            ),
+            (
+                format!("{GOOD}[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.1/8\"]\n"),
+                "key `server.trusted_proxies[1]` = \"10.0.0.1/8\": has bits set beyond the prefix \
+                 (the network is 10.0.0.0/8)",
+            ),
+            (
+                format!("{GOOD}[server]\ntrusted_proxies = [\"proxy.local\"]\n"),
+                "key `server.trusted_proxies[0]` = \"proxy.local\": must be an IP address or a \
+                 network such as \"10.0.0.0/8\"",
+            ),
+            (
+                format!("{GOOD}[server]\nproxy_user_header = \"X User\"\n"),
+                "key `server.proxy_user_header` = \"X User\": must be an HTTP header name such as \
+                 \"X-Forwarded-User\"",
             ),
         ];
         for (text, want) in cases {
@@ -953,9 +1034,59 @@ url_base = "salt://artifacts"
                 session_idle: Duration::from_secs(60),
                 session_max: Duration::from_secs(120),
                 admin_groups: vec!["admins".into(), "ops".into()],
+                auth: pushguide_server::AuthConfig::default(),
                 workers: 4,
             }
         );
+    }
+
+    /// Every `[server]` key the reader knows is in the README's example, which parses.
+    #[test]
+    fn the_readme_documents_every_server_key() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").unwrap() + 8;
+        let example = &readme[start..start + readme[start..].find("```").unwrap()];
+        let file = Path::new("/etc/pushguide/pushguide.toml");
+        let parsed = Config::parse(example, file).unwrap();
+        assert_eq!(parsed.server.auth.trusted_proxies.len(), 2);
+        let table: toml::Table = toml::from_str(example).unwrap();
+        let documented = table["server"].as_table().unwrap();
+        let e = Config::parse(&format!("{GOOD}[server]\nno_such_key = 1\n"), file)
+            .unwrap_err()
+            .to_string();
+        let known = e.split("known keys here: ").nth(1).unwrap();
+        let known: Vec<&str> = known.split(", ").collect();
+        assert!(known.len() >= 9, "{known:?}");
+        for key in known {
+            assert!(
+                documented.contains_key(key),
+                "[server] {key} is not in the README"
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_reads_its_proxy_settings() {
+        let text = format!(
+            "{GOOD}[server]\nauth = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \
+             \"fd00::/8\"]\nproxy_user_header = \"X-Auth-Request-User\"\n\
+             proxy_groups_header = \"X-Auth-Request-Groups\"\n"
+        );
+        let c = Config::parse(&text, Path::new("p.toml")).unwrap();
+        let a = &c.server.auth;
+        assert_eq!(a.mode, pushguide_server::AuthMode::Proxy);
+        let shown: Vec<String> = a.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(a.user_header.as_str(), "x-auth-request-user");
+        assert_eq!(a.groups_header.as_str(), "x-auth-request-groups");
+        let c = Config::parse(
+            &format!("{GOOD}[server]\nauth = \"local\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.auth, pushguide_server::AuthConfig::default());
+        assert_eq!(c.server.auth.user_header.as_str(), "x-forwarded-user");
+        assert_eq!(c.server.auth.groups_header.as_str(), "x-forwarded-groups");
     }
 
     #[test]

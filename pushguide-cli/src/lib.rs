@@ -48,7 +48,11 @@
 //! public_url = "https://deploy.example.com/"   # https:// makes its cookies Secure
 //! session_idle_secs = 1800            # defaults: 1800 idle, 43200 absolute
 //! session_max_secs = 43200
-//! admin_groups = ["admins"]           # also see template files that do not load
+//! admin_groups = ["admins"]           # also see template files that do not load; the admin page
+//! auth = "local"                      # or "proxy": a trusted reverse proxy names the user
+//! trusted_proxies = ["127.0.0.1"]     # addresses or networks (e.g. "10.0.0.0/8") of the proxies
+//! proxy_user_header = "X-Forwarded-User"     # defaults
+//! proxy_groups_header = "X-Forwarded-Groups" # comma separated
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Unknown keys are errors. Every error names
@@ -159,7 +163,7 @@ pub mod signals;
 use std::time::Duration;
 
 use app::App;
-use cli::{Cli, Command, DeployArgs, UserCommand};
+use cli::{Cli, Command, DeployArgs, TokenCommand, UserCommand};
 use config::Config;
 use error::{exit, CliError};
 use progress::Progress;
@@ -246,6 +250,15 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             commands::serve(&mut app).await?;
             Ok(exit::OK)
         }
+        Command::Token(TokenCommand::Add {
+            user,
+            label,
+            expires_days,
+        }) => {
+            let r = commands::token_add(&mut app, &user, &label, expires_days)?;
+            print(json, &r, output::token_added);
+            Ok(exit::OK)
+        }
         other => {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
@@ -298,6 +311,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Monitor { .. }
         | Command::InstallModule { .. }
         | Command::User(_)
+        | Command::Token(_)
         | Command::Serve { .. } => {}
     }
     Ok(())

@@ -36,6 +36,21 @@ pub fn user_added(r: &crate::results::UserAdded) {
     outln!("user {} {verb} ({groups})", r.user);
 }
 
+/// `token add`: the token on stdout, alone on its line; what it is on stderr.
+pub fn token_added(r: &crate::results::TokenAdded) {
+    let expires = r
+        .expires
+        .as_deref()
+        .map_or_else(|| "never expires".to_owned(), |e| format!("expires {e}"));
+    errln!(
+        "API token {} for {} ({}), {expires}; shown this once: keep it in your CI's secrets",
+        r.id,
+        r.user,
+        r.label
+    );
+    outln!("{}", r.token);
+}
+
 /// A `tracing` writer for stderr that swallows write errors: a log line never panics or stops the
 /// command when stderr is a closed pipe or a vanished terminal.
 #[derive(Clone, Copy, Debug, Default)]

@@ -43,6 +43,32 @@ pub struct UserAdded {
     pub replaced: bool,
 }
 
+/// `token add`: the token, printed this once (hidden from `Debug`).
+#[derive(Serialize)]
+pub struct TokenAdded {
+    /// Its id (to revoke it).
+    pub id: String,
+    /// The user it acts as.
+    pub user: String,
+    /// Its label.
+    pub label: String,
+    /// When it stops working (RFC 3339), if ever.
+    pub expires: Option<String>,
+    /// The token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for TokenAdded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAdded")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("label", &self.label)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A recorded deployment (`history`, `show`, `log`).
 #[derive(Debug, Serialize)]
 pub struct DeploymentRow {

@@ -267,6 +267,138 @@ async fn serve_logs_in_over_http_lists_templates_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_add_prints_a_token_once_that_the_service_accepts_as_bearer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = setup(dir.path(), port);
+    // no such user yet; a bad label
+    let out = pushguide(&config, &["token", "add", "bob", "--label", "ci"], "", &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user add"));
+    let out = pushguide(
+        &config,
+        &["user", "add", "bob", "--groups", "devs"],
+        "pw\n",
+        &[],
+    );
+    assert!(out.status.success());
+    let out = pushguide(&config, &["token", "add", "bob", "--label", " "], "", &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = pushguide(
+        &config,
+        &[
+            "token",
+            "add",
+            "bob",
+            "--label",
+            "ci",
+            "--expires-days",
+            "0",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(64));
+
+    let out = pushguide(
+        &config,
+        &[
+            "--json",
+            "token",
+            "add",
+            "bob",
+            "--label",
+            "jenkins",
+            "--expires-days",
+            "30",
+        ],
+        "",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["user"].as_str(), v["label"].as_str()),
+        (Some("bob"), Some("jenkins"))
+    );
+    assert!(v["expires"].is_string(), "{v}");
+    let json_token = v["token"].as_str().unwrap().to_owned();
+    // human output: the token alone on stdout
+    let out = pushguide(
+        &config,
+        &["token", "add", "bob", "--label", "gitlab"],
+        "",
+        &[],
+    );
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("pgt_") && token.len() == 68, "{token}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let begun = Instant::now();
+    let res = loop {
+        match client
+            .get(format!("{base}/api/v1/templates"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(
+                    begun.elapsed() < Duration::from_secs(30),
+                    "never listened: {e}"
+                );
+                assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    let json_ok = client
+        .get(format!("{base}/api/v1/templates"))
+        .bearer_auth(&json_token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let forged = client
+        .get(format!("{base}/api/v1/templates"))
+        .bearer_auth(format!(
+            "{}{}",
+            &token[..67],
+            if token.ends_with('0') { '1' } else { '0' }
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["name"], "shop", "{v}");
+    assert_eq!(json_ok, 200);
+    assert_eq!(forged, 401);
+}
+
 /// `serve --demo` as a user meets it: the printed passwords log in, a deployer publishes 1.0.0 to
 /// the 20 minions, 2.0.0 pauses on web-07, "exclude" lets it finish, a rollback follows, and the
 /// viewer can watch but not act.

@@ -12,7 +12,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Form, Json, Router};
 use pushguide_core::{Principal, Transport};
 use pushguide_store::{SessionLimits, SqliteStore};
@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub login_delay_max: Duration,
     /// How many user and address pairs the failed-login delay remembers.
     pub login_throttle_capacity: usize,
+    /// Local logins or a trusted reverse proxy's headers; which proxies are believed.
+    pub auth: crate::proxy::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -67,12 +69,13 @@ impl Default for ServerConfig {
             login_delay: Duration::from_millis(250),
             login_delay_max: Duration::from_secs(8),
             login_throttle_capacity: 10_000,
+            auth: crate::proxy::AuthConfig::default(),
         }
     }
 }
 
 impl ServerConfig {
-    fn secure(&self) -> bool {
+    pub(crate) fn secure(&self) -> bool {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.len() >= 8 && u[..8].eq_ignore_ascii_case("https://"))
@@ -282,6 +285,125 @@ pub const ROUTES: &[Route] = &[
         need: Need::Login,
         handler: || get(api_session),
     },
+    Route {
+        method: Method::GET,
+        path: "/account/tokens",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::tokens::page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/account/tokens",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || post(crate::tokens::page_create),
+    },
+    Route {
+        method: Method::POST,
+        path: "/account/tokens/{token}/revoke",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || post(crate::tokens::page_revoke),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tokens",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::tokens::api_list),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tokens",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || post(crate::tokens::api_create),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tokens/{token}",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || delete(crate::tokens::api_revoke),
+    },
+    Route {
+        method: Method::GET,
+        path: "/admin",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(crate::admin::page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_add_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users/{user}/groups",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_set_groups),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/users/{user}/delete",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_delete_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/admin/tokens/{token}/revoke",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(crate::admin::page_revoke_token),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/users",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_users),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/admin/users",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(crate::admin::api_add_user),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/admin/users/{user}/groups",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(crate::admin::api_set_groups),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/admin/users/{user}",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || delete(crate::admin::api_delete_user),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/tokens",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_tokens),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/audit",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::admin::api_audit),
+    },
 ];
 
 /// What every handler shares.
@@ -340,6 +462,8 @@ pub(crate) struct AuthSession {
     pub(crate) address: Option<IpAddr>,
     /// Whether the user is in an admin group.
     pub(crate) admin: bool,
+    /// How the request was authenticated (session, proxy, API token).
+    pub(crate) via: crate::credentials::Via,
 }
 
 impl AuthSession {
@@ -595,7 +719,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Task(e.to_string()))?
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -606,7 +730,13 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u64>, secure: bool) -> String {
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<u64>,
+    secure: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
@@ -663,33 +793,22 @@ struct CsrfField {
     csrf: String,
 }
 
-/// The session check of every non-public route: a live session, on state-changing requests its
-/// CSRF token (header [`CSRF_HEADER`], or form field `csrf`), and on [`Need::Admin`] routes an
+/// The session check of every non-public route: a live session (or an API token, or a trusted
+/// proxy's headers: see `credentials`), on state-changing requests its CSRF token (header
+/// [`CSRF_HEADER`], or form field `csrf`; not with an API token), and on [`Need::Admin`] routes an
 /// admin group.
 async fn authenticate(
     State((app, access, need)): State<(AppState, Access, Need)>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = cookie(req.headers(), SESSION_COOKIE) else {
-        return anonymous(access);
-    };
-    let token_sha256 = token_hash(&token);
-    let inner = app.0.clone();
-    let key = token_sha256.clone();
-    let found = blocking(move || {
-        inner
-            .store
-            .session(&key, inner.config.session, SystemTime::now())
-            .map_err(Error::from)
-    })
-    .await;
-    let session = match found {
-        Ok(Some(s)) => s,
-        Ok(None) => return anonymous(access),
-        Err(e) => return internal(access, &e),
-    };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let session =
+        match crate::credentials::identify(&app, access, crate::credentials::Ask::of(&req)).await {
+            Ok(found) => found,
+            Err(res) => return res,
+        };
+    let needs_csrf = !matches!(session.via, crate::credentials::Via::Token(_));
+    if needs_csrf && req.method() != Method::GET && req.method() != Method::HEAD {
         let header = req
             .headers()
             .get(CSRF_HEADER)
@@ -742,26 +861,41 @@ async fn authenticate(
             "only members of an admin group may do this",
         );
     }
-    let address = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+    let address = crate::proxy::client_address(
+        &app.0.config.auth,
+        crate::credentials::peer(&req),
+        req.headers(),
+    );
     req.extensions_mut().insert(AuthSession {
         user: session.user,
         groups: session.groups,
         csrf: session.csrf,
-        token_sha256,
+        token_sha256: session.token_sha256,
         address,
         admin,
+        via: session.via,
     });
-    next.run(req).await
+    let res = next.run(req).await;
+    match session.set_cookie {
+        Some(c) => with_cookies(res, &[c]),
+        None => res,
+    }
 }
 
-fn anonymous(access: Access) -> Response {
+pub(crate) fn anonymous(access: Access) -> Response {
     match access {
         Access::Api => api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "log in first"),
         _ => see_other("/login"),
     }
+}
+
+/// The login form's answer when a reverse proxy authenticates users.
+fn no_login_form() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "this service authenticates users through its reverse proxy: there is no login form\n",
+    )
+        .into_response()
 }
 
 fn login_page(app: &AppState, status: StatusCode, error: Option<&str>) -> Response {
@@ -783,6 +917,9 @@ fn login_page(app: &AppState, status: StatusCode, error: Option<&str>) -> Respon
 }
 
 async fn login_form(State(app): State<AppState>) -> Response {
+    if app.0.config.auth.mode == crate::proxy::AuthMode::Proxy {
+        return no_login_form();
+    }
     login_page(&app, StatusCode::OK, None)
 }
 
@@ -810,6 +947,9 @@ async fn login(
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    if app.0.config.auth.mode == crate::proxy::AuthMode::Proxy {
+        return no_login_form();
+    }
     let Ok(Form(form)) = form else {
         return (StatusCode::BAD_REQUEST, "expected a login form\n").into_response();
     };
@@ -821,7 +961,11 @@ async fn login(
         );
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
     }
-    let addr: Option<IpAddr> = connect.map(|Extension(ConnectInfo(a))| a.ip());
+    let addr: Option<IpAddr> = crate::proxy::client_address(
+        &app.0.config.auth,
+        connect.map(|Extension(ConnectInfo(a))| a.ip()),
+        &headers,
+    );
     let delay = app
         .0
         .throttle

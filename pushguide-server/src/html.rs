@@ -50,6 +50,7 @@ const NAV: &[(&str, &str, bool)] = &[
     ("/history", "History", false),
     ("/stats", "Statistics", false),
     ("/monitor", "Monitor", false),
+    ("/account/tokens", "API tokens", false),
     ("/admin", "Admin", true),
 ];
 

@@ -15,18 +15,42 @@
 //! - Every answer carries a restrictive `Content-Security-Policy`, `X-Frame-Options: DENY`,
 //!   `X-Content-Type-Options: nosniff` and `Referrer-Policy: same-origin`; pages escape every value.
 //!
+//! - Reverse proxy ([`AuthMode::Proxy`], `[server] auth = "proxy"`): a request from an address in
+//!   [`AuthConfig::trusted_proxies`] carrying the user header (`X-Forwarded-User`) is that user,
+//!   with the groups of the groups header (`X-Forwarded-Groups`, comma separated); from any other
+//!   address, or without the header, it is refused with `401` (the headers are never believed
+//!   from elsewhere) and the login form is off. CSRF in this mode: the first `GET` of a user makes
+//!   a server-side session (cookie as above) whose CSRF token state-changing requests must carry;
+//!   the session must belong to the user the proxy names on each request. The user's account is
+//!   recorded without a password, its groups set to the proxy's (what their API tokens act with).
+//! - Client addresses (audit log, failed-login delay): the TCP peer, or behind a trusted proxy the
+//!   right-most `X-Forwarded-For` address that is not a trusted proxy.
+//! - API tokens (see [`tokens`]): `Authorization: Bearer pgt_…` authenticates the `/api/v1/…`
+//!   routes as the token's user with the user's groups of now; such requests need no CSRF token
+//!   (no cookie is involved). Pages ignore the header (a browser's cookie is their only
+//!   credential), and a token cannot make or revoke tokens. Unknown, revoked and expired tokens
+//!   get `401` with a JSON error.
+//! - Admin page (`/admin`, [`Need::Admin`]): users with their groups (add, change groups,
+//!   delete), every user's API tokens (revoke), and the audit log (newest first, `?before=SEQ`,
+//!   `?user=NAME`); JSON twins under `/api/v1/admin/…`. Every change is audited with the client's
+//!   address.
+//!
 //! The routes are the [`ROUTES`] table; [`router`] builds the service from it and [`serve`] runs it.
 
+mod admin;
 mod app;
 pub mod auth;
 pub mod catalog;
+mod credentials;
 mod error;
 pub mod grid;
 pub mod html;
 pub mod launch;
+pub mod proxy;
 mod publish;
 mod runner;
 pub mod status;
+pub mod tokens;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,
@@ -35,4 +59,5 @@ pub use app::{
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
 pub use launch::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
+pub use proxy::{AuthConfig, AuthMode, Cidr};
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};

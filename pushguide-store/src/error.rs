@@ -123,6 +123,14 @@ pub enum Error {
         /// The user name.
         name: String,
     },
+    /// A user named by an action (a group change, a deletion, a new API token) does not exist.
+    #[error("{}: no user `{name}`", path.display())]
+    NoSuchUser {
+        /// The database file.
+        path: PathBuf,
+        /// The user name.
+        name: String,
+    },
     /// A stored value the store wrote itself does not read back (a damaged or foreign row).
     #[error("{}: {what} `{key}` is damaged: {reason}", path.display())]
     Damaged {

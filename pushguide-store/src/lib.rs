@@ -22,7 +22,10 @@
 //! For the web service (`pushguide-server`): accounts ([`SqliteStore::put_user`],
 //! [`SqliteStore::user`]; argon2id hashes made by the caller) and sessions
 //! ([`SqliteStore::create_session`], [`SqliteStore::session`] with idle and absolute expiry; only
-//! a hash of each token is kept).
+//! a hash of each token is kept); managing accounts ([`SqliteStore::users`],
+//! [`SqliteStore::set_user_groups`], [`SqliteStore::delete_user`], [`SqliteStore::external_user`]
+//! for a reverse proxy's users) and CI's API tokens ([`SqliteStore::create_api_token`],
+//! [`SqliteStore::api_token_user`]; only a hash of each token is kept).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -56,6 +59,8 @@ mod recover;
 mod schema;
 mod stats;
 mod store;
+mod tokens;
+mod users;
 
 pub use audit::AuditEntry;
 pub use auth::{Session, SessionLimits, User};
@@ -68,3 +73,5 @@ pub use recover::{HostProgress, InterruptedDeployment};
 pub use schema::SCHEMA_VERSION;
 pub use stats::{Rate, Recovery, Stats, Summary, Window};
 pub use store::{SqliteStore, StoreOptions};
+pub use tokens::{ApiToken, TokenUser};
+pub use users::NO_PASSWORD;

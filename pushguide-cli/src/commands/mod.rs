@@ -15,7 +15,7 @@
 //! | `recover.rs` | `recover` |
 //! | `monitor.rs` | one `monitor` check |
 //! | `module.rs` | `install-module` |
-//! | `serve.rs` | `user add`, `serve` (the web service) |
+//! | `serve.rs` | `user add`, `token add`, `serve` (the web service) |
 //!
 //! [`Progress`]: crate::progress::Progress
 
@@ -48,7 +48,7 @@ pub use monitor::{monitor_check, monitor_setup};
 pub use plan::plan;
 pub use recover::recover;
 pub use rollback::{rollback, undo_request};
-pub use serve::{serve, user_add, PasswordInput};
+pub use serve::{serve, token_add, user_add, PasswordInput};
 pub use stats::stats;
 pub use templates::{kinds, templates, versions};
 

@@ -10,7 +10,7 @@ use pushguide_store::SessionLimits;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::CliError;
-use crate::results::UserAdded;
+use crate::results::{TokenAdded, UserAdded};
 use crate::signals::StopSignals;
 
 /// Where `user add` reads the password.
@@ -111,6 +111,55 @@ fn exists(name: &str, store: &pushguide_store::SqliteStore) -> CliError {
     ))
 }
 
+/// `token add USER --label L [--expires-days N]`: an API token acting as USER, printed once; the
+/// store keeps its SHA-256.
+pub fn token_add(
+    app: &mut App,
+    user: &str,
+    label: &str,
+    expires_days: Option<u32>,
+) -> Result<TokenAdded, CliError> {
+    use pushguide_server::tokens;
+    tokens::check_label(label).map_err(|e| CliError::Usage(format!("--label: {e}")))?;
+    let lifetime = expires_days
+        .map(tokens::check_expires_days)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--expires-days: {e}")))?;
+    let store = app.store()?;
+    if store.user(user)?.is_none() {
+        return Err(CliError::Usage(format!(
+            "no user {} in {}; add it with `pushguide user add`",
+            pushguide_core::validate::quote(user),
+            store.path().display()
+        )));
+    }
+    let new = tokens::new_api_token().map_err(|e| CliError::Internal(e.to_string()))?;
+    let now = SystemTime::now();
+    let row = store.create_api_token(
+        &new.id,
+        &tokens::token_sha256(&new.token),
+        user,
+        label.trim(),
+        now,
+        lifetime.map(|l| now + l),
+    )?;
+    // the actor is the command line's user (`[user] name`), the target the new token
+    store.append_audit(&pushguide_store::AuditEntry::new(
+        &app.config.principal.user,
+        None,
+        "token.create",
+        &row.id,
+        &format!("{} of {} (pushguide token add)", row.label, row.user),
+    ))?;
+    Ok(TokenAdded {
+        id: row.id,
+        user: row.user,
+        label: row.label,
+        expires: row.expires.map(pushguide_server::rfc3339),
+        token: new.token,
+    })
+}
+
 /// The templates directory of a configuration, read again on every request.
 #[derive(Debug)]
 struct TemplateDir {
@@ -146,6 +195,7 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
         max: settings.session_max,
     };
     config.admin_groups = settings.admin_groups.clone();
+    config.auth = settings.auth.clone();
     let catalog = Arc::new(TemplateDir {
         config: app.config.clone(),
     });
