@@ -595,3 +595,242 @@ async fn the_demo_publishes_pauses_on_web_07_and_rolls_back() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A service SIGKILLed while its deployment runs: the restarted service marks the deployment and
+/// its request interrupted (once the dead process's heartbeat is older than the lease TTL, 30 s),
+/// shows each host's last stage, and the next request deploys again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
+    use pushguide_core::sim::SimFleet;
+    use pushguide_core::Outcome;
+    use sha2::Digest as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let war = b"kill test 1.0.0\n";
+    let sha: String = sha2::Sha256::digest(war)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::create_dir_all(root.join("artifacts/shop/1.0.0")).unwrap();
+    std::fs::write(root.join("artifacts/shop/1.0.0/shop.war"), war).unwrap();
+    std::fs::write(
+        root.join("artifacts/shop/1.0.0/manifest.json"),
+        r#"[{"path": "WEB-INF/web.xml", "size": 1}]"#,
+    )
+    .unwrap();
+    let hosts = ["web-01", "web-02", "web-03"];
+    let fleet = std::sync::Arc::new(
+        SimFleet::new(hosts)
+            .unwrap()
+            .with_latency(Duration::from_millis(400))
+            .on("*", "file.directory_exists", Outcome::ok(false))
+            .on(
+                "*",
+                "cp.get_url",
+                Outcome::ok("/srv/shop/archives/1.0.0.war"),
+            )
+            .on("*", "file.get_hash", Outcome::ok(sha))
+            .on(
+                "*",
+                "http.query",
+                Outcome::ok(serde_json::json!({"status": 200})),
+            ),
+    );
+    let api = pushguide_salt::fake::FakeSaltApi::builder(fleet)
+        .credentials("pushguide", "kill-test-pw")
+        .start()
+        .await
+        .unwrap();
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::write(
+        root.join("templates/shop.toml"),
+        format!(
+            "name = \"shop\"\n[acl.deployers]\ngroups = [\"ops\"]\n[targets]\nminions = {hosts:?}\n\
+             [rollout]\nbatch = 1\n[project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\n\
+             root = \"/srv/shop\"\ncatalina_base = \"/var/lib/tomcat10\"\nservice = \"tomcat10\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let config = root.join("pushguide.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n[user]\nname = \"cli\"\n\
+             [salt]\nendpoints = [\"{}\"]\neauth = \"pam\"\nuser = \"pushguide\"\n\
+             password_env = \"PG_KILL_TEST_PW\"\nstep_jobs = false\n\
+             [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"salt://artifacts/\"\n\
+             [server]\nlisten = \"127.0.0.1:{port}\"\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let out = pushguide(
+        &config,
+        &["user", "add", "dora", "--groups", "ops"],
+        "pw\n",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_pushguide"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("PG_KILL_TEST_PW", "kill-test-pw")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let listening = || async {
+        let begun = Instant::now();
+        while client.get(format!("{base}/login")).send().await.is_err() {
+            assert!(begun.elapsed() < Duration::from_secs(30), "never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let login = || async {
+        let form = client.get(format!("{base}/login")).send().await.unwrap();
+        let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
+        let res = client
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("pushguide_login_csrf={csrf}"))
+            .body(format!("user=dora&password=pw&csrf={csrf}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let session = format!(
+            "pushguide_session={}",
+            cookie(&res, "pushguide_session").unwrap()
+        );
+        let v: Value = client
+            .get(format!("{base}/api/v1/session"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (session, v["csrf"].as_str().unwrap().to_owned())
+    };
+    let get = |session: String, path: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let publish = |session: String, csrf: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let res = client
+                .post(format!("{base}/api/v1/templates/shop/publish"))
+                .header("cookie", session)
+                .header("x-csrf-token", csrf)
+                .header("content-type", "application/json")
+                .body(r#"{"mode": {"kind": "deploy", "version": "1.0.0"}}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 202);
+            res.json::<Value>().await.unwrap()["request"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+
+    let mut first = spawn();
+    listening().await;
+    let (session, csrf) = login().await;
+    let request = publish(session.clone(), csrf.clone()).await;
+    // wait until its second batch runs: web-01 is done, web-02 under way
+    let begun = Instant::now();
+    let deployment = loop {
+        let r = get(session.clone(), format!("/api/v1/requests/{request}")).await;
+        if let Some(d) = r["deployment"].as_str() {
+            let g = get(session.clone(), format!("/api/v1/deployments/{d}")).await;
+            if g["batches"].as_array().is_some_and(|b| b.len() == 3)
+                && g["hosts"][1]["stages"][0] != "pending"
+            {
+                break d.to_owned();
+            }
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = spawn();
+    listening().await;
+    let restarted = Instant::now();
+    let (session, csrf) = login().await;
+    let r = loop {
+        let r = get(session.clone(), format!("/api/v1/requests/{request}")).await;
+        if r["state"] != "running" {
+            break r;
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(90), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("recovered {:?} after the restart", restarted.elapsed());
+    assert_eq!(r["state"], "interrupted", "{r}");
+    let g = get(session.clone(), format!("/api/v1/deployments/{deployment}")).await;
+    assert_eq!(g["outcome"], "interrupted", "{g}");
+    let statuses: Vec<(&str, &str)> = g["interrupted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap(), h["status"].as_str().unwrap()))
+        .collect();
+    assert!(statuses.contains(&("web-01", "succeeded")), "{g}");
+    assert!(statuses.contains(&("web-02", "interrupted")), "{g}");
+    assert!(
+        !statuses.iter().any(|(h, _)| *h == "web-03"),
+        "never reached: {g}"
+    );
+    // the next request deploys again, and every host ends on 1.0.0
+    let again = publish(session.clone(), csrf).await;
+    let begun = Instant::now();
+    loop {
+        let r = get(session.clone(), format!("/api/v1/requests/{again}")).await;
+        if r["state"] == "done" {
+            break;
+        }
+        assert!(r["state"] == "queued" || r["state"] == "running", "{r}");
+        assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = get(session, "/api/v1/templates/shop".into()).await;
+    let on: Vec<&str> = t["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["version"].as_str().unwrap_or("unknown"))
+        .collect();
+    assert_eq!(on, ["1.0.0"; 3], "{t}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

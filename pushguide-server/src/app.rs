@@ -544,9 +544,9 @@ impl Server {
         self
     }
 
-    /// The router and the workers that run the queue (started now). Requests left running by a
-    /// service that died are marked interrupted first (with their deployments: see
-    /// [`SqliteStore::recover`]).
+    /// The router and the workers that run the queue (started now). Deployments and requests of a
+    /// process that died are marked interrupted, at the start and every few seconds after (see
+    /// [`SqliteStore::recover`]: once the dead process's heartbeat is older than the lease TTL).
     pub fn start(self) -> (Router, Workers) {
         let store = self.store.clone();
         let launcher = self.launcher.clone();
@@ -556,25 +556,6 @@ impl Server {
         let task = launcher.map(|launcher| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                let s = store.clone();
-                match tokio::task::spawn_blocking(move || {
-                    let deployments = s.recover()?;
-                    let requests = s.interrupt_dead_publishes()?;
-                    Ok::<_, pushguide_store::Error>((deployments, requests))
-                })
-                .await
-                {
-                    Ok(Ok((deployments, requests))) => {
-                        for d in &deployments {
-                            tracing::warn!(deployment = d.id, template = d.template, "a deployment of a service that stopped is interrupted");
-                        }
-                        for q in &requests {
-                            tracing::warn!(request = q.id, template = q.template, error = ?q.error, "a publish request of a service that stopped is interrupted");
-                        }
-                    }
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
-                    Err(e) => tracing::error!(error = %e, "the recovery task failed"),
-                }
                 run_workers(store, launcher, live, workers, stop).await;
             })
         });

@@ -91,10 +91,44 @@ pub struct Grid {
     pub decisions: Vec<String>,
     /// The journal sequence: how many events were folded in.
     pub seq: u64,
+    /// For a deployment whose process died (`interrupted`): each host the journal names, with
+    /// its last stage and status (`interrupted` for a host of the batch under way).
+    pub interrupted: Vec<InterruptedHost>,
     #[serde(skip)]
     index: HashMap<String, usize>,
     #[serde(skip)]
     batch_hosts: Vec<Vec<usize>>,
+}
+
+/// A host of an interrupted deployment, as the journal left it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InterruptedHost {
+    /// The host.
+    pub host: String,
+    /// Its batch (`None`: prepare).
+    pub batch: Option<usize>,
+    /// The last stage recorded for it.
+    pub stage: String,
+    /// `succeeded`, `failed`, `rolled-back`, `rollback-failed`, or `interrupted`.
+    pub status: String,
+    /// The salt calls of the stage under way that returned before the process died.
+    pub calls_done: Vec<String>,
+}
+
+impl InterruptedHost {
+    /// The rows of `d`.
+    pub fn of(d: &pushguide_store::InterruptedDeployment) -> Vec<Self> {
+        d.hosts
+            .iter()
+            .map(|h| InterruptedHost {
+                host: h.host.clone(),
+                batch: h.batch,
+                stage: h.stage.to_string(),
+                status: h.status.clone(),
+                calls_done: h.calls_done.clone(),
+            })
+            .collect()
+    }
 }
 
 /// What an event changed, for the live view.

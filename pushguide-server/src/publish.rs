@@ -17,7 +17,8 @@ use serde::Deserialize;
 use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
 use crate::catalog::CatalogEntry;
 use crate::grid::{
-    batch_cells, batches_body, decision_name, host_cells, hosts_body, Change, Grid, COLUMNS,
+    batch_cells, batches_body, decision_name, host_cells, hosts_body, Change, Grid,
+    InterruptedHost, COLUMNS,
 };
 use crate::html::{escape, layout};
 use crate::launch::{PublishMode, PublishRequest, VersionInfo};
@@ -638,13 +639,18 @@ async fn grid_for(
         };
         let hosts = inner.store.host_results(&key)?;
         let stages = inner.store.host_stage_results(&key)?;
-        Ok(Some((d, hosts, stages)))
+        let interrupted = if d.outcome.as_deref() == Some("interrupted") {
+            inner.store.interrupted_deployment(&key)?
+        } else {
+            None
+        };
+        Ok(Some((d, hosts, stages, interrupted)))
     })
     .await
     .map_err(|e| internal(access, &e))?;
     let running = app.0.live.get(id);
     let template = match (&found, &running) {
-        (Some((d, _, _)), _) => d.template.clone(),
+        (Some((d, ..)), _) => d.template.clone(),
         (None, Some(r)) => r.template.clone(),
         (None, None) => return Err(none()),
     };
@@ -664,7 +670,13 @@ async fn grid_for(
     });
     let grid = match (live, found) {
         (Some(g), _) => g,
-        (None, Some((d, hosts, stages))) => Grid::from_store(&d, &hosts, &stages),
+        (None, Some((d, hosts, stages, interrupted))) => {
+            let mut g = Grid::from_store(&d, &hosts, &stages);
+            if let Some(i) = interrupted {
+                g.interrupted = InterruptedHost::of(&i);
+            }
+            g
+        }
         (None, None) => return Err(none()),
     };
     Ok((grid, running, may_deploy))
@@ -780,6 +792,27 @@ pub(crate) async fn deployment_page(
         batches_body(&g, false),
         hosts_body(&g, false)
     );
+    if !g.interrupted.is_empty() {
+        body.push_str(
+            "<h2>Interrupted</h2><p role=\"alert\">The process running this deployment stopped \
+             before it finished. Each host as the journal left it:</p><table id=\"interrupted\">\
+             <thead><tr><th>Host</th><th>Batch</th><th>Last stage</th><th>Status</th>\
+             <th>Calls that returned</th></tr></thead><tbody>",
+        );
+        for h in &g.interrupted {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"state-{}\">{}</td><td>{}</td></tr>",
+                escape(&h.host),
+                h.batch.map_or_else(|| "–".to_owned(), |b| (b + 1).to_string()),
+                escape(&h.stage),
+                escape(&h.status),
+                escape(&h.status),
+                escape(&h.calls_done.join(", "))
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
     let mut page = layout(&format!("Deployment {}", g.id), Some(&s.viewer()), &body);
     if live {
         page = page.replacen(

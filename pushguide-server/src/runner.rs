@@ -83,6 +83,10 @@ pub(crate) async fn run_workers(
     stop: Arc<Notify>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let (store, live, stop) = (store.clone(), live.clone(), stop.clone());
+        tasks.spawn(async move { recover_dead(store, live, stop).await });
+    }
     for n in 0..workers.max(1) {
         let (store, launcher, live, stop) =
             (store.clone(), launcher.clone(), live.clone(), stop.clone());
@@ -137,6 +141,47 @@ async fn worker(
         tokio::select! {
             () = live.wake.notified() => {}
             () = tokio::time::sleep(POLL) => {}
+            () = &mut stopping => return,
+        }
+    }
+}
+
+/// How often the service looks for deployments and requests of a process that died (its
+/// deployments are interrupted once its heartbeat is older than the store's lease TTL).
+const RECOVER_EVERY: Duration = Duration::from_secs(5);
+
+/// Marks the deployments and publish requests of dead processes interrupted, every
+/// [`RECOVER_EVERY`] until `stop`.
+async fn recover_dead(store: Arc<SqliteStore>, live: Arc<Live>, stop: Arc<Notify>) {
+    let stopping = stop.notified();
+    tokio::pin!(stopping);
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || {
+            Ok::<_, pushguide_store::Error>((s.recover()?, s.interrupt_dead_publishes()?))
+        })
+        .await
+        {
+            Ok(Ok((deployments, requests))) => {
+                for d in &deployments {
+                    tracing::warn!(
+                        deployment = d.id,
+                        template = d.template,
+                        "a deployment of a process that stopped is interrupted"
+                    );
+                }
+                for q in &requests {
+                    tracing::warn!(request = q.id, template = q.template, error = ?q.error, "a publish request of a process that stopped is interrupted");
+                }
+                if !requests.is_empty() {
+                    live.wake.notify_waiters();
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
+            Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RECOVER_EVERY) => {}
             () = &mut stopping => return,
         }
     }

@@ -183,6 +183,11 @@ impl SqliteStore {
             .collect()
     }
 
+    /// The deployment `id` if it is recorded as `interrupted`, with each host's last stage.
+    pub fn interrupted_deployment(&self, id: &str) -> Result<Option<InterruptedDeployment>, Error> {
+        self.interrupted_one(id)
+    }
+
     fn interrupted_one(&self, id: &str) -> Result<Option<InterruptedDeployment>, Error> {
         let conn = self.conn();
         let err = |e| Error::sqlite(self.path(), "reading an interrupted deployment", e);
