@@ -20,8 +20,13 @@
 mod app;
 pub mod auth;
 pub mod catalog;
+pub mod diff;
+pub mod editor;
 mod error;
+pub mod health;
 pub mod html;
+pub mod metrics;
+pub mod monitor;
 pub mod status;
 
 pub use app::{
@@ -30,4 +35,7 @@ pub use app::{
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
+pub use health::{EndpointCheck, SaltHealth};
+pub use metrics::Metrics;
+pub use monitor::MonitorTask;
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};
