@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub session_max: Duration,
     /// `admin_groups`: members see template files that do not load, with the error.
     pub admin_groups: Vec<String>,
+    /// `monitor_interval_secs`: how often the service's minion monitor checks every template's
+    /// minions (default 30; `0` turns the monitor off).
+    pub monitor_interval: Duration,
 }
 
 impl Default for ServerSettings {
@@ -124,6 +127,7 @@ impl Default for ServerSettings {
             session_idle: Duration::from_secs(1800),
             session_max: Duration::from_secs(43_200),
             admin_groups: Vec::new(),
+            monitor_interval: Duration::from_secs(30),
         }
     }
 }
@@ -641,7 +645,25 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         ));
     }
     settings.admin_groups = r.strings("admin_groups")?.unwrap_or_default();
-    r.finish("listen, public_url, session_idle_secs, session_max_secs, admin_groups")?;
+    if let Some(v) = r.get("monitor_interval_secs") {
+        let n = match v {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => return Err(r.err("monitor_interval_secs", v, "must be a number of seconds")),
+        };
+        if n.is_nan() || !(0.0..=86_400.0).contains(&n) {
+            return Err(r.err(
+                "monitor_interval_secs",
+                v,
+                "must be between 0 (no monitor) and 86400 seconds",
+            ));
+        }
+        settings.monitor_interval = Duration::from_secs_f64(n);
+    }
+    r.finish(
+        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, \
+         monitor_interval_secs",
+    )?;
     Ok(settings)
 }
 
@@ -911,7 +933,16 @@ url_base = "salt://artifacts"
             (
                 format!("{GOOD}[server]\nworkers = 2\n"),
                 "key `server.workers` = \"2\": unknown key; known keys here: listen, public_url, \
-                 session_idle_secs, session_max_secs, admin_groups",
+                 session_idle_secs, session_max_secs, admin_groups, monitor_interval_secs",
+            ),
+            (
+                format!("{GOOD}[server]\nmonitor_interval_secs = -1\n"),
+                "key `server.monitor_interval_secs` = \"-1\": must be between 0 (no monitor) and \
+                 86400 seconds",
+            ),
+            (
+                format!("{GOOD}[server]\nmonitor_interval_secs = \"30\"\n"),
+                "key `server.monitor_interval_secs` = \"30\": must be a number of seconds",
             ),
         ];
         for (text, want) in cases {
@@ -939,8 +970,21 @@ url_base = "salt://artifacts"
                 session_idle: Duration::from_secs(60),
                 session_max: Duration::from_secs(120),
                 admin_groups: vec!["admins".into(), "ops".into()],
+                monitor_interval: Duration::from_secs(30),
             }
         );
+        let c = Config::parse(
+            &format!("{GOOD}[server]\nmonitor_interval_secs = 0\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.monitor_interval, Duration::ZERO, "0: no monitor");
+        let c = Config::parse(
+            &format!("{GOOD}[server]\nmonitor_interval_secs = 5\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.monitor_interval, Duration::from_secs(5));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::Error;
 pub const SALT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One salt-api endpoint's answer to a health probe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EndpointCheck {
     /// The endpoint (its base URL).
     pub endpoint: String,
@@ -32,6 +32,8 @@ pub struct EndpointCheck {
     pub ok: bool,
     /// Why not.
     pub error: Option<String>,
+    /// How long the probe took, in seconds (fed to the salt request latency metric).
+    pub secs: f64,
 }
 
 /// Probes each salt-api endpoint (the CLI's implementation asks every configured endpoint on its
@@ -53,7 +55,7 @@ pub struct StoreCheck {
 }
 
 /// The answer of `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     /// `ok` or `failing`.
     pub status: &'static str,
@@ -68,11 +70,13 @@ async fn transport_check(t: Arc<dyn Transport>) -> Vec<EndpointCheck> {
         expression: "*".into(),
         tgt_type: TargetType::Glob,
     };
+    let begun = Instant::now();
     let r = t.resolve(&all).await;
     vec![EndpointCheck {
         endpoint: "salt-api".into(),
         ok: r.is_ok(),
         error: r.err().map(|e| e.to_string()),
+        secs: begun.elapsed().as_secs_f64(),
     }]
 }
 
@@ -92,7 +96,6 @@ pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
             }
         }
     };
-    let begun = Instant::now();
     let probe = async {
         match (&app.0.salt_health, &app.0.transport) {
             (Some(h), _) => h.check().await,
@@ -109,11 +112,11 @@ pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
                 "no answer within {} s",
                 SALT_CHECK_TIMEOUT.as_secs()
             )),
+            secs: SALT_CHECK_TIMEOUT.as_secs_f64(),
         }],
     };
-    let secs = begun.elapsed().as_secs_f64();
     for c in &salt {
-        app.0.metrics.salt_request(&c.endpoint, secs);
+        app.0.metrics.salt_request(&c.endpoint, c.secs);
         if !c.ok {
             tracing::warn!(endpoint = c.endpoint, error = ?c.error, "health check: a salt-api endpoint does not answer");
         }

@@ -270,6 +270,7 @@ async fn healthz_names_each_endpoint_and_the_store() {
         endpoint: endpoint.into(),
         ok,
         error: (!ok).then(|| "connection refused".into()),
+        secs: 0.02,
     };
     let env = Env::with_store(|db| {
         SqliteStore::open_with(
@@ -288,7 +289,7 @@ async fn healthz_names_each_endpoint_and_the_store() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         v["salt"][0],
-        serde_json::json!({"endpoint": "https://salt-1:8000", "ok": true, "error": null})
+        serde_json::json!({"endpoint": "https://salt-1:8000", "ok": true, "error": null, "secs": 0.02})
     );
     assert_eq!(v["salt"][1]["ok"], false);
     assert_eq!(v["salt"][1]["error"], "connection refused");
