@@ -497,3 +497,78 @@ async fn a_read_only_catalog_refuses_to_save() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(json(res).await["error"]["kind"], "read-only");
 }
+
+#[tokio::test]
+async fn two_admins_saving_at_once_one_wins_the_other_gets_409() {
+    let (env, app, root) = setup().await;
+    let other = login(&app, "root", "root-pw").await;
+    for round in 0..5i64 {
+        let a = shop().replace(
+            "description = \"d\"",
+            &format!("description = \"a{round}\""),
+        );
+        let b = shop().replace(
+            "description = \"d\"",
+            &format!("description = \"b{round}\""),
+        );
+        let ((sa, va), (sb, vb)) = tokio::join!(
+            save(&app, &root, "shop", &a, round),
+            save(&app, &other, "shop", &b, round)
+        );
+        let mut statuses = [sa, sb];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{va} {vb}"
+        );
+        let winner = if sa == StatusCode::OK { &a } else { &b };
+        assert_eq!(&env.read("shop.toml"), winner);
+        assert_eq!(source(&app, &root, "shop").await["revision"], round + 1);
+    }
+    assert_eq!(env.listing(), ["shop.toml"]);
+}
+
+#[tokio::test]
+async fn a_viewer_is_refused_every_admin_route_and_a_template_may_be_called_new() {
+    let (env, app, root) = setup().await;
+    let bob = login(&app, "bob", "bob-pw").await;
+    let admin_routes: Vec<_> = pushguide_server::ROUTES
+        .iter()
+        .filter(|r| r.need == pushguide_server::Need::Admin)
+        .collect();
+    assert!(admin_routes.len() >= 14, "{admin_routes:?}");
+    for r in admin_routes {
+        let path = r
+            .path
+            .replace("{template}", "shop")
+            .replace("{revision}", "1");
+        let req = axum::http::Request::builder()
+            .method(r.method.clone())
+            .uri(&path)
+            .header(header::COOKIE, &bob.cookie)
+            .header("x-csrf-token", &bob.csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        assert_eq!(
+            send(&app, req).await.status(),
+            StatusCode::FORBIDDEN,
+            "{} {path}",
+            r.method
+        );
+    }
+    assert_eq!(env.read("shop.toml"), shop());
+    // `new` is a template name like another
+    let new = template("new", ACL, "minions = [\"web-01\"]");
+    let res = send(
+        &app,
+        root.post_json("/api/v1/templates/new", &json!({"text": new})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(source(&app, &root, "new").await["file"], "new.toml");
+    let res = send(&app, root.get("/templates/new/edit")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(text(res).await.contains("Edit new (new.toml)"));
+}
