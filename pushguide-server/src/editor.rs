@@ -110,6 +110,15 @@ pub enum EditError {
         #[source]
         source: std::io::Error,
     },
+    /// The template file could not be read (`500`).
+    #[error("cannot read template file {file}: {source}")]
+    Read {
+        /// The file name inside the templates directory.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store or the catalog failed (`500`).
     #[error(transparent)]
     Server(#[from] crate::Error),
@@ -128,7 +137,9 @@ impl EditError {
             EditError::NotFound(_) | EditError::NoRevision { .. } => StatusCode::NOT_FOUND,
             EditError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EditError::Stale { .. } | EditError::ReadOnly => StatusCode::CONFLICT,
-            EditError::Write { .. } | EditError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EditError::Write { .. } | EditError::Read { .. } | EditError::Server(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -140,6 +151,7 @@ impl EditError {
             EditError::Stale { .. } => "stale",
             EditError::ReadOnly => "read-only",
             EditError::Write { .. } => "write",
+            EditError::Read { .. } => "read",
             EditError::Server(_) => "internal",
         }
     }
@@ -148,8 +160,8 @@ impl EditError {
         if let EditError::Server(e) = self {
             return internal(Access::Api, e);
         }
-        if let EditError::Write { .. } = self {
-            tracing::error!(error = %self, "template write failed");
+        if let EditError::Write { .. } | EditError::Read { .. } = self {
+            tracing::error!(error = %self, "template file access failed");
         }
         let mut body =
             serde_json::json!({"error": {"kind": self.kind(), "message": self.to_string()}});
@@ -167,8 +179,8 @@ impl EditError {
         if let EditError::Server(e) = self {
             return internal(Access::Page, e);
         }
-        if let EditError::Write { .. } = self {
-            tracing::error!(error = %self, "template write failed");
+        if let EditError::Write { .. } | EditError::Read { .. } = self {
+            tracing::error!(error = %self, "template file access failed");
         }
         let body = format!(
             "<h1>Template editor</h1><p role=\"alert\">{}</p><p><a href=\"/\">Templates</a></p>",
@@ -375,7 +387,7 @@ fn read_text(path: &Path) -> Result<String, EditError> {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let io = |source| EditError::Write {
+    let io = |source| EditError::Read {
         file: file_name.clone(),
         source,
     };

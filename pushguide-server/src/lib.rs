@@ -15,6 +15,11 @@
 //! - Every answer carries a restrictive `Content-Security-Policy`, `X-Frame-Options: DENY`,
 //!   `X-Content-Type-Options: nosniff` and `Referrer-Policy: same-origin`; pages escape every value.
 //!
+//! - Admins edit templates ([`editor`]: validation at field paths, atomic writes, revisions with
+//!   diff and restore, an optimistic lock); a background task watches the minions ([`monitor`],
+//!   started by [`Server::spawn_monitor`]); `/healthz` and `/metrics` watch the service itself
+//!   ([`health`], [`Metrics`]).
+//!
 //! The routes are the [`ROUTES`] table; [`router`] builds the service from it and [`serve`] runs it.
 
 mod app;
