@@ -4,10 +4,10 @@ use std::io::BufRead;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use pushguide_core::Transport;
+use pushguide_core::{MinionId, Returns, SaltCall, TargetExpr, Transport, TransportError};
 use pushguide_salt::{SaltApi, SaltApiSettings};
 use pushguide_server::{
-    Catalog, CatalogEntry, CatalogError, EndpointCheck, SaltHealth, Server, ServerConfig,
+    Catalog, CatalogEntry, CatalogError, EndpointCheck, Metrics, SaltHealth, Server, ServerConfig,
 };
 use pushguide_store::SessionLimits;
 
@@ -142,6 +142,44 @@ impl Catalog for TemplateDir {
     }
 }
 
+/// The service's salt-api client, timing each request into the salt request latency metric under
+/// the endpoint it goes to first (the first one not cooling down after a failure).
+struct TimedSalt {
+    salt: Arc<SaltApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedSalt {
+    fn endpoint(&self) -> String {
+        let health = self.salt.endpoint_health();
+        health
+            .iter()
+            .find(|e| e.available)
+            .or(health.first())
+            .map(|e| e.url.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[pushguide_core::async_trait]
+impl Transport for TimedSalt {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        let (endpoint, begun) = (self.endpoint(), Instant::now());
+        let r = self.salt.call(targets, call).await;
+        self.metrics
+            .salt_request(&endpoint, begun.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        let (endpoint, begun) = (self.endpoint(), Instant::now());
+        let r = self.salt.resolve(target).await;
+        self.metrics
+            .salt_request(&endpoint, begun.elapsed().as_secs_f64());
+        r
+    }
+}
+
 /// How long `/healthz` reuses its last probe of the salt-api endpoints (a load balancer asking
 /// every second does not log in to salt every second).
 const HEALTH_REUSE: Duration = Duration::from_secs(5);
@@ -237,7 +275,10 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
     // salt-api: the monitor pings through it, /healthz logs in to each endpoint
     match app.config.salt_settings() {
         Ok(salt_settings) => {
-            let salt: Arc<dyn Transport> = app.salt()?;
+            let salt: Arc<dyn Transport> = Arc::new(TimedSalt {
+                salt: app.salt()?,
+                metrics: server.metrics(),
+            });
             server = server.transport(salt).salt_health(Arc::new(EndpointLogins {
                 settings: salt_settings,
                 last: Mutex::new(None),
