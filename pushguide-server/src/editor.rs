@@ -637,16 +637,24 @@ pub(crate) struct KindQuery {
 /// The editor form's fields.
 #[derive(Deserialize)]
 pub(crate) struct SaveForm {
-    #[serde(default)]
-    text: String,
+    /// The text as the browser sends a textarea: CRLF line ends (see [`SaveForm::text`]).
+    #[serde(default, rename = "text")]
+    raw_text: String,
     #[serde(default)]
     base: Option<String>,
+}
+
+impl SaveForm {
+    /// The text with the line ends of the templates directory (LF).
+    fn text(&self) -> String {
+        self.raw_text.replace("\r\n", "\n")
+    }
 }
 
 impl std::fmt::Debug for SaveForm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SaveForm")
-            .field("bytes", &self.text.len())
+            .field("bytes", &self.raw_text.len())
             .field("base", &self.base)
             .finish()
     }
@@ -809,7 +817,7 @@ pub(crate) async fn create_page(
     };
     let req = Save {
         editing: None,
-        text: form.text.clone(),
+        text: form.text(),
         base: None,
         action: "template.create",
         detail: String::new(),
@@ -821,7 +829,7 @@ pub(crate) async fn create_page(
             e,
             "New template",
             "/templates/new".into(),
-            &form.text,
+            &form.text(),
             None,
             None,
         ),
@@ -901,7 +909,7 @@ pub(crate) async fn save_page(
     let base = base_of(&form.base);
     let req = Save {
         editing: Some(&name),
-        text: form.text.clone(),
+        text: form.text(),
         base: Some(base),
         action: "template.save",
         detail: String::new(),
@@ -913,7 +921,7 @@ pub(crate) async fn save_page(
             e,
             &format!("Edit {name}"),
             format!("/templates/{name}/edit"),
-            &form.text,
+            &form.text(),
             Some(base),
             Some(&name),
         ),

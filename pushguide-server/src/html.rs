@@ -37,6 +37,7 @@ const NAV: &[(&str, &str, bool)] = &[
     ("/history", "History", false),
     ("/stats", "Statistics", false),
     ("/monitor", "Monitor", false),
+    ("/templates/new", "New template", true),
     ("/admin", "Admin", true),
 ];
 

@@ -70,9 +70,9 @@ impl MonitorStatus {
     }
 }
 
-/// A running monitor task; [`MonitorTask::stop`] ends it (dropping it does too, at the next
-/// round).
+/// A running monitor task; [`MonitorTask::stop`] ends it (dropping it does too).
 #[derive(Debug)]
+#[must_use = "dropping the task stops the monitor"]
 pub struct MonitorTask {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,

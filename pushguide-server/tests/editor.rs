@@ -572,3 +572,25 @@ async fn a_viewer_is_refused_every_admin_route_and_a_template_may_be_called_new(
     assert_eq!(res.status(), StatusCode::OK);
     assert!(text(res).await.contains("Edit new (new.toml)"));
 }
+
+#[tokio::test]
+async fn the_form_saves_a_browsers_crlf_text_with_lf_line_ends() {
+    let (env, app, root) = setup().await;
+    let edited = shop().replace("description = \"d\"", "description = \"crlf\"");
+    let res = send(
+        &app,
+        root.form(
+            "/templates/shop/edit",
+            &[("text", &edited.replace('\n', "\r\n")), ("base", "0")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(env.read("shop.toml"), edited);
+    // and the header links the editor for admins only
+    let page = text(send(&app, root.get("/")).await).await;
+    assert!(page.contains("href=\"/templates/new\""), "{page}");
+    let bob = login(&app, "bob", "bob-pw").await;
+    let page = text(send(&app, bob.get("/")).await).await;
+    assert!(!page.contains("href=\"/templates/new\""), "{page}");
+}
