@@ -124,7 +124,15 @@ pub enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Run the web service (`[server]` in the configuration) until Ctrl-C, SIGTERM or SIGHUP.
-    Serve,
+    Serve {
+        /// Run on an embedded demo instead of the configuration: 20 simulated minions behind a fake
+        /// salt-api, a fresh store in a temporary directory, demo users (passwords printed).
+        #[arg(long)]
+        demo: bool,
+        /// With `--demo`: the address to listen on (default 127.0.0.1:8080).
+        #[arg(long, requires = "demo")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// `user` commands.

@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub session_max: Duration,
     /// `admin_groups`: members see template files that do not load, with the error.
     pub admin_groups: Vec<String>,
+    /// `workers`: how many deployments (of different templates) the service runs at once
+    /// (default 2, 1 to 64).
+    pub workers: usize,
     /// `monitor_interval_secs`: how often the service's minion monitor checks every template's
     /// minions (default 30; `0` turns the monitor off).
     pub monitor_interval: Duration,
@@ -127,6 +130,7 @@ impl Default for ServerSettings {
             session_idle: Duration::from_secs(1800),
             session_max: Duration::from_secs(43_200),
             admin_groups: Vec::new(),
+            workers: 2,
             monitor_interval: Duration::from_secs(30),
         }
     }
@@ -645,6 +649,12 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         ));
     }
     settings.admin_groups = r.strings("admin_groups")?.unwrap_or_default();
+    if let Some(v) = r.get("workers") {
+        settings.workers = match v.as_integer() {
+            Some(n @ 1..=64) => n as usize,
+            _ => return Err(r.err("workers", v, "must be a whole number from 1 to 64")),
+        };
+    }
     if let Some(v) = r.get("monitor_interval_secs") {
         let n = match v {
             toml::Value::Integer(i) => *i as f64,
@@ -661,7 +671,7 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         settings.monitor_interval = Duration::from_secs_f64(n);
     }
     r.finish(
-        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, \
+        "listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers, \
          monitor_interval_secs",
     )?;
     Ok(settings)
@@ -931,9 +941,13 @@ url_base = "salt://artifacts"
                 "key `server.admin_groups` = \"admins\": must be an array of strings",
             ),
             (
-                format!("{GOOD}[server]\nworkers = 2\n"),
-                "key `server.workers` = \"2\": unknown key; known keys here: listen, public_url, \
-                 session_idle_secs, session_max_secs, admin_groups, monitor_interval_secs",
+                format!("{GOOD}[server]\nworker = 2\n"),
+                "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
+                 session_idle_secs, session_max_secs, admin_groups, workers, monitor_interval_secs",
+            ),
+            (
+                format!("{GOOD}[server]\nworkers = 0\n"),
+                "key `server.workers` = \"0\": must be a whole number from 1 to 64",
             ),
             (
                 format!("{GOOD}[server]\nmonitor_interval_secs = -1\n"),
@@ -959,7 +973,7 @@ url_base = "salt://artifacts"
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         let text = format!(
             "{GOOD}[server]\nlisten = \"0.0.0.0:9443\"\npublic_url = \"https://d.example.com/\"\n\
-             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\n"
+             session_idle_secs = 60\nsession_max_secs = 120\nadmin_groups = [\"admins\", \"ops\"]\nworkers = 4\n"
         );
         let c = Config::parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(
@@ -970,6 +984,7 @@ url_base = "salt://artifacts"
                 session_idle: Duration::from_secs(60),
                 session_max: Duration::from_secs(120),
                 admin_groups: vec!["admins".into(), "ops".into()],
+                workers: 4,
                 monitor_interval: Duration::from_secs(30),
             }
         );

@@ -195,6 +195,10 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         output::stdout_text(pushguide_salt::module::SOURCE);
         return Ok(exit::OK);
     }
+    if let Command::Serve { demo: true, listen } = cli.command {
+        commands::demo(listen).await?;
+        return Ok(exit::OK);
+    }
     let mut app = App::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Deploy(args) => deploy(&mut app, &args, json).await,
@@ -238,7 +242,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             print(json, &r, output::user_added);
             Ok(exit::OK)
         }
-        Command::Serve => {
+        Command::Serve { .. } => {
             commands::serve(&mut app).await?;
             Ok(exit::OK)
         }
@@ -294,7 +298,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         | Command::Monitor { .. }
         | Command::InstallModule { .. }
         | Command::User(_)
-        | Command::Serve => {}
+        | Command::Serve { .. } => {}
     }
     Ok(())
 }

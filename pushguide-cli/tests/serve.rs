@@ -266,3 +266,200 @@ async fn serve_logs_in_over_http_lists_templates_and_stops_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `serve --demo` as a user meets it: the printed passwords log in, a deployer publishes 1.0.0 to
+/// the 20 minions, 2.0.0 pauses on web-07, "exclude" lets it finish, a rollback follows, and the
+/// viewer can watch but not act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_publishes_pauses_on_web_07_and_rolls_back() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut passwords = std::collections::HashMap::new();
+    let mut line = String::new();
+    while passwords.len() < 3 {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [user @ ("dora" | "victor" | "ada"), pw, ..] = words.as_slice() {
+            passwords.insert(user.to_string(), pw.to_string());
+        }
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let begun = Instant::now();
+    while client.get(format!("{base}/login")).send().await.is_err() {
+        assert!(begun.elapsed() < Duration::from_secs(30), "never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let login = |user: &'static str| {
+        let (client, base, pw) = (client.clone(), base.clone(), passwords[user].clone());
+        async move {
+            let form = client.get(format!("{base}/login")).send().await.unwrap();
+            let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
+            let res = client
+                .post(format!("{base}/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("cookie", format!("pushguide_login_csrf={csrf}"))
+                .body(format!("user={user}&password={pw}&csrf={csrf}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 303, "{user}");
+            let session = format!(
+                "pushguide_session={}",
+                cookie(&res, "pushguide_session").unwrap()
+            );
+            let v: Value = client
+                .get(format!("{base}/api/v1/session"))
+                .header("cookie", &session)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (session, v["csrf"].as_str().unwrap().to_owned())
+        }
+    };
+    let (dora, dora_csrf) = login("dora").await;
+    let (victor, victor_csrf) = login("victor").await;
+    let get = |session: String, path: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let res = client
+                .get(format!("{base}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let post = |session: String, csrf: String, path: String, body: Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .post(format!("{base}{path}"))
+                .header("cookie", session)
+                .header("x-csrf-token", csrf)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let run = |body: Value| {
+        let (dora, csrf) = (dora.clone(), dora_csrf.clone());
+        let (get, post) = (&get, &post);
+        async move {
+            let res = post(
+                dora.clone(),
+                csrf,
+                "/api/v1/templates/shop/publish".into(),
+                body,
+            )
+            .await;
+            assert_eq!(res.status(), 202);
+            let id = res.json::<Value>().await.unwrap()["request"]
+                .as_i64()
+                .unwrap();
+            let begun = Instant::now();
+            loop {
+                let r = get(dora.clone(), format!("/api/v1/requests/{id}")).await;
+                if let Some(d) = r["deployment"].as_str() {
+                    return d.to_owned();
+                }
+                assert!(r["state"] == "queued" || r["state"] == "running", "{r}");
+                assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let wait = |id: String, done: fn(&Value) -> bool| {
+        let (dora, get) = (dora.clone(), &get);
+        async move {
+            let begun = Instant::now();
+            loop {
+                let v = get(dora.clone(), format!("/api/v1/deployments/{id}")).await;
+                if done(&v) {
+                    return v;
+                }
+                assert!(begun.elapsed() < Duration::from_secs(120), "{v}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let ended: fn(&Value) -> bool = |v| v["outcome"].is_string() && v["live"] == false;
+    let d1 = run(serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}})).await;
+    assert_eq!(wait(d1, ended).await["outcome"], "succeeded");
+    let d2 = run(serde_json::json!({"mode": {"kind": "deploy", "version": "2.0.0"}})).await;
+    let paused = wait(d2.clone(), |v| v["state"] == "paused").await;
+    assert_eq!(paused["pause"]["failed"], serde_json::json!(["web-07"]));
+    // the viewer sees it and may not act
+    let res = post(
+        victor,
+        victor_csrf,
+        format!("/api/v1/deployments/{d2}/decide"),
+        serde_json::json!({"decision": "rollback"}),
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let res = post(
+        dora.clone(),
+        dora_csrf.clone(),
+        format!("/api/v1/deployments/{d2}/decide"),
+        serde_json::json!({"decision": "exclude"}),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let done = wait(d2, ended).await;
+    assert_eq!(done["outcome"], "partially-applied", "{done}");
+    let fleet = get(dora.clone(), "/api/v1/templates/shop".into()).await;
+    let on_2: usize = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["version"] == "2.0.0")
+        .count();
+    assert_eq!(on_2, 19, "{fleet}");
+    // the next request: every host back to its previous version
+    let d3 = run(serde_json::json!({"mode": {"kind": "rollback"}})).await;
+    let done = wait(d3, ended).await;
+    assert!(
+        done["rollback"] == true && done["outcome"].is_string(),
+        "{done}"
+    );
+    let fleet = get(dora, "/api/v1/templates/shop".into()).await;
+    assert!(
+        fleet["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["version"] == "1.0.0"),
+        "{fleet}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let begun = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "serve --demo did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

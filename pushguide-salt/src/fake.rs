@@ -51,7 +51,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pushguide_core::sim::SimFleet;
 use pushguide_core::{Effect, MinionId, Outcome, SaltCall, TargetExpr, TargetType, Transport};
 use serde_json::{json, Map, Value};
-use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 
@@ -368,12 +367,15 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 async fn accept_loop(state: Arc<State>, listener: TcpListener) {
     let shutdown = state.shutdown.clone();
+    let app = axum::Router::new()
+        .fallback(serve_request)
+        .with_state(Arc::clone(&state));
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(Arc::clone(&state), stream));
+                    tokio::spawn(serve_connection(app.clone(), stream, shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "fake salt-api: accept failed");
@@ -385,44 +387,41 @@ async fn accept_loop(state: Arc<State>, listener: TcpListener) {
     }
 }
 
-async fn serve_connection(state: Arc<State>, stream: TcpStream) {
-    let shutdown = state.shutdown.clone();
+/// Serves one connection (HTTP/1.1, keep-alive) until the client closes it or the server stops; a
+/// stop closes it at once, even in the middle of an answer.
+async fn serve_connection(app: axum::Router, stream: TcpStream, shutdown: watch::Receiver<bool>) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::select! {
-        () = connection(Arc::clone(&state), stream) => {}
-        () = stopped(shutdown.clone()) => {}
+        r = conn => if let Err(e) = r {
+            tracing::debug!(error = %e, "fake salt-api: connection ended with an error");
+        },
+        () = stopped(shutdown) => {}
     }
 }
 
-async fn connection(state: Arc<State>, stream: TcpStream) {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    loop {
-        let mut req = match http::read_request(&mut rd).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "fake salt-api: unreadable request");
-                let resp = Response::html_error(400, "Malformed request");
-                let _ = http::write_response(&mut wr, &resp, true).await;
-                return;
-            }
-        };
-        state.count(&req);
-        let latency = state.faults.latency();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        req.received = std::time::Instant::now();
-        if req.method == "GET" && req.path == "/events" {
-            serve_events(&state, &req, wr).await;
-            return;
-        }
-        let resp = handle(&state, &req).await;
-        let close = req.wants_close();
-        if http::write_response(&mut wr, &resp, close).await.is_err() || close {
-            return;
-        }
+/// Every request, whatever its method and path: counted, delayed by the injected latency, then
+/// answered.
+async fn serve_request(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut req = match Request::read(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp.into_response(),
+    };
+    state.count(&req);
+    let latency = state.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
+    req.received = std::time::Instant::now();
+    if req.method == "GET" && req.path == "/events" {
+        return serve_events(&state, &req);
+    }
+    handle(&state, &req).await.into_response()
 }
 
 /// Answers one (non-streaming) request, with the injected faults applied.
@@ -889,55 +888,76 @@ fn minions(state: &State, one: Option<&str>) -> Response {
     Response::json(200, &json!({ "return": [map] }))
 }
 
-async fn serve_events(state: &State, req: &Request, mut wr: tokio::net::tcp::OwnedWriteHalf) {
-    let resp = if let Err(resp) = state.check_token(req) {
-        Some(resp)
-    } else if state.faults.refuses_events() {
-        Some(Response::html_error(
-            503,
-            "Event stream refused (fault injected)",
-        ))
-    } else {
-        None
-    };
-    if let Some(resp) = resp {
-        let _ = http::write_response(&mut wr, &resp, true).await;
-        return;
+/// `GET /events`: the shared stream, from the moment of the request on.
+fn serve_events(state: &State, req: &Request) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if let Err(resp) = state.check_token(req) {
+        return resp.into_response();
+    }
+    if state.faults.refuses_events() {
+        return Response::html_error(503, "Event stream refused (fault injected)").into_response();
     }
     // subscribe before the client can see the stream, so no return published after is missed
-    let mut rx = state.events.subscribe();
+    let rx = state.events.subscribe();
     let mut drops = state.faults.stream_drops();
     drops.borrow_and_update();
-    if http::write_sse_head(&mut wr).await.is_err()
-        || http::write_chunk(&mut wr, b"retry: 400\n\n").await.is_err()
-    {
-        return;
-    }
-    let mut buf = String::new();
-    loop {
-        tokio::select! {
-            r = rx.recv() => match r {
-                Ok(rec) => {
-                    buf.clear();
-                    buf.push_str(&rec);
-                    while buf.len() < SSE_CHUNK {
-                        match rx.try_recv() {
-                            Ok(more) => buf.push_str(&more),
-                            Err(_) => break,
+    let feed = EventFeed {
+        rx,
+        drops,
+        started: false,
+        ended: false,
+    };
+    let chunks = futures_util::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next_chunk().await?;
+        Some((chunk, feed))
+    });
+    http::event_stream(axum::body::Body::from_stream(chunks))
+}
+
+/// One `/events` reader's side of the broadcast.
+struct EventFeed {
+    rx: broadcast::Receiver<Arc<str>>,
+    drops: watch::Receiver<u64>,
+    /// Whether the `retry:` record went out.
+    started: bool,
+    /// Whether the stream was dropped (nothing follows the error).
+    ended: bool,
+}
+
+impl EventFeed {
+    /// The next chunk of the body: the `retry:` record first, then the records queued so far (up to
+    /// [`SSE_CHUNK`] bytes) as one chunk; an error when a fault drops the stream; `None` at its end.
+    async fn next_chunk(&mut self) -> Option<std::io::Result<String>> {
+        if self.ended {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            return Some(Ok("retry: 400\n\n".to_owned()));
+        }
+        loop {
+            tokio::select! {
+                r = self.rx.recv() => match r {
+                    Ok(rec) => {
+                        let mut buf = String::from(&*rec);
+                        while buf.len() < SSE_CHUNK {
+                            match self.rx.try_recv() {
+                                Ok(more) => buf.push_str(&more),
+                                Err(_) => break,
+                            }
                         }
+                        return Some(Ok(buf));
                     }
-                    if http::write_chunk(&mut wr, buf.as_bytes()).await.is_err() {
-                        return;
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(lost = n, "fake salt-api: a slow /events reader lost records");
                     }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.drops.changed() => {
+                    tracing::debug!("fake salt-api: dropping an /events stream (fault)");
+                    self.ended = true;
+                    return Some(Err(http::stream_dropped()));
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(lost = n, "fake salt-api: a slow /events reader lost records");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = drops.changed() => {
-                tracing::debug!("fake salt-api: dropping an /events stream (fault)");
-                return;
             }
         }
     }

@@ -21,8 +21,10 @@ use serde::Deserialize;
 use crate::auth::{dummy_hash, new_token, same, token_hash, verify_password, Throttle};
 use crate::catalog::Catalog;
 use crate::health::SaltHealth;
+use crate::launch::Launcher;
 use crate::metrics::Metrics;
 use crate::monitor::{MonitorStatus, MonitorTask, Rounds};
+use crate::runner::{run_workers, Live};
 use crate::status::template_statuses;
 use crate::{editor, health, monitor};
 use crate::{html, Error};
@@ -157,6 +159,119 @@ pub const ROUTES: &[Route] = &[
         access: Access::Api,
         need: Need::Login,
         handler: || get(api_templates),
+    },
+    Route {
+        method: Method::GET,
+        path: "/static/htmx.min.js",
+        access: Access::Public,
+        need: Need::Login,
+        handler: || get(crate::publish::htmx),
+    },
+    Route {
+        method: Method::GET,
+        path: "/static/sse.min.js",
+        access: Access::Public,
+        need: Need::Login,
+        handler: || get(crate::publish::htmx_sse),
+    },
+    // publishing and the deployment page (publish.rs)
+    Route {
+        method: Method::GET,
+        path: "/t/{template}",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::publish::publish_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/templates/{template}",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::publish::publish_page_api),
+    },
+    Route {
+        method: Method::POST,
+        path: "/t/{template}/publish",
+        access: Access::Page,
+        need: Need::Deploy,
+        handler: || post(crate::publish::publish_form),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/templates/{template}/publish",
+        access: Access::Api,
+        need: Need::Deploy,
+        handler: || post(crate::publish::publish_api),
+    },
+    Route {
+        method: Method::GET,
+        path: "/requests/{id}",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::publish::request_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/requests/{id}",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::publish::request_api),
+    },
+    Route {
+        method: Method::POST,
+        path: "/requests/{id}/cancel",
+        access: Access::Page,
+        need: Need::Deploy,
+        handler: || post(crate::publish::request_cancel),
+    },
+    Route {
+        method: Method::GET,
+        path: "/deployments/{id}",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::publish::deployment_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/deployments/{id}",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::publish::deployment_api),
+    },
+    Route {
+        method: Method::GET,
+        path: "/deployments/{id}/events",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::publish::deployment_events),
+    },
+    Route {
+        method: Method::POST,
+        path: "/deployments/{id}/decide",
+        access: Access::Page,
+        need: Need::Deploy,
+        handler: || post(crate::publish::decide_form),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/deployments/{id}/decide",
+        access: Access::Api,
+        need: Need::Deploy,
+        handler: || post(crate::publish::decide_api),
+    },
+    Route {
+        method: Method::POST,
+        path: "/deployments/{id}/stop",
+        access: Access::Page,
+        need: Need::Deploy,
+        handler: || post(crate::publish::stop_form),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/deployments/{id}/stop",
+        access: Access::Api,
+        need: Need::Deploy,
+        handler: || post(crate::publish::stop_api),
     },
     Route {
         method: Method::GET,
@@ -331,6 +446,10 @@ pub(crate) struct Inner {
     pub(crate) monitor: Arc<MonitorStatus>,
     /// Probes each salt-api endpoint for `/healthz`.
     pub(crate) salt_health: Option<Arc<dyn SaltHealth>>,
+    /// What starts deployments, when the service has it.
+    pub(crate) launcher: Option<Arc<dyn Launcher>>,
+    /// The deployments this service runs.
+    pub(crate) live: Arc<Live>,
 }
 
 /// The router's state.
@@ -419,6 +538,8 @@ pub struct Server {
     metrics: Arc<Metrics>,
     monitor: Arc<MonitorStatus>,
     salt_health: Option<Arc<dyn SaltHealth>>,
+    launcher: Option<Arc<dyn Launcher>>,
+    workers: usize,
 }
 
 impl fmt::Debug for Server {
@@ -441,6 +562,8 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             monitor: Arc::new(MonitorStatus::default()),
             salt_health: None,
+            launcher: None,
+            workers: 2,
         }
     }
 
@@ -478,19 +601,88 @@ impl Server {
         )
     }
 
+    /// Runs publish requests through `launcher` (without one, publishing is refused).
+    pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
+        self.launcher = Some(launcher);
+        self
+    }
+
+    /// How many deployments of different templates may run at once (default 2; at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The router and the workers that run the queue (started now). Requests left running by a
+    /// service that died are marked interrupted first (with their deployments: see
+    /// [`SqliteStore::recover`]).
+    pub fn start(self) -> (Router, Workers) {
+        let store = self.store.clone();
+        let launcher = self.launcher.clone();
+        let workers = self.workers;
+        let (router, live) = build(self);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = launcher.map(|launcher| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || {
+                    let deployments = s.recover()?;
+                    let requests = s.interrupt_dead_publishes()?;
+                    Ok::<_, pushguide_store::Error>((deployments, requests))
+                })
+                .await
+                {
+                    Ok(Ok((deployments, requests))) => {
+                        for d in &deployments {
+                            tracing::warn!(deployment = d.id, template = d.template, "a deployment of a service that stopped is interrupted");
+                        }
+                        for q in &requests {
+                            tracing::warn!(request = q.id, template = q.template, error = ?q.error, "a publish request of a service that stopped is interrupted");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
+                    Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+                }
+                run_workers(store, launcher, live, workers, stop).await;
+            })
+        });
+        (router, Workers { stop, task })
+    }
+
     /// Reaches salt through `transport` (read-only uses: health checks, target resolution).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = Some(transport);
         self
     }
 
-    /// The router.
+    /// The router alone (no workers: queued requests wait; see [`Server::start`]).
     pub fn router(self) -> Router {
-        build(self)
+        build(self).0
     }
 }
 
-fn build(server: Server) -> Router {
+/// The workers of a started [`Server`].
+#[derive(Debug)]
+pub struct Workers {
+    stop: Arc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops the workers: running deployments are cancelled (their running call finishes, then
+    /// their template's rollback policy applies) and waited for.
+    pub async fn stop(self) {
+        self.stop.notify_waiters();
+        if let Some(t) = self.task {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a worker task failed");
+            }
+        }
+    }
+}
+
+fn build(server: Server) -> (Router, Arc<Live>) {
     let Server {
         store,
         catalog,
@@ -499,7 +691,10 @@ fn build(server: Server) -> Router {
         metrics,
         monitor,
         salt_health,
+        launcher,
+        workers: _,
     } = server;
+    let live = Arc::new(Live::default());
     let throttle = Throttle::new(
         config.login_throttle_capacity,
         config.login_delay,
@@ -514,6 +709,8 @@ fn build(server: Server) -> Router {
         metrics,
         monitor,
         salt_health,
+        launcher,
+        live: live.clone(),
     }));
     let mut r = Router::new();
     for route in ROUTES {
@@ -527,9 +724,11 @@ fn build(server: Server) -> Router {
         };
         r = r.route(route.path, h);
     }
-    r.fallback(not_found)
+    let router = r
+        .fallback(not_found)
         .layer(middleware::map_response(security_headers))
-        .with_state(state)
+        .with_state(state);
+    (router, live)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests under way.

@@ -49,7 +49,7 @@ pub(crate) fn dummy_hash() -> &'static str {
 }
 
 /// 256 random bits as 64 hex digits.
-pub(crate) fn new_token() -> Result<String, Error> {
+pub fn new_token() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
     Ok(hex(&bytes))

@@ -20,6 +20,19 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// `text` as one URL path segment: everything but unreserved characters percent-encoded.
+pub(crate) fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// The logged-in user, as every page's header shows them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Viewer<'a> {

@@ -28,19 +28,24 @@ pub mod catalog;
 pub mod diff;
 pub mod editor;
 mod error;
+pub mod grid;
 pub mod health;
 pub mod html;
+pub mod launch;
 pub mod metrics;
 pub mod monitor;
+mod publish;
+mod runner;
 pub mod status;
 
 pub use app::{
-    router, serve, Access, Need, Route, Server, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE,
-    ROUTES, SESSION_COOKIE,
+    router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,
+    LOGIN_CSRF_COOKIE, ROUTES, SESSION_COOKIE,
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
 pub use health::{EndpointCheck, SaltHealth};
+pub use launch::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
 pub use metrics::Metrics;
 pub use monitor::MonitorTask;
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};

@@ -21,34 +21,56 @@ pub async fn deploy(
     args: &DeployArgs,
     progress: &mut Progress,
 ) -> Result<DeploymentSummary, CliError> {
-    let t = app.template(&args.template)?;
+    let req = deploy_request(
+        app,
+        &args.template,
+        &args.version,
+        args.dry_run,
+        args.batch.as_deref(),
+        args.hosts.as_deref(),
+    )
+    .await?;
+    run(app, req, args.id_file.as_deref(), args.on_pause, progress).await
+}
+
+/// The engine request of a release of `version` of template `name` by the app's principal, after
+/// every check (permission, busy template, version, hosts, artifact from CI, CMDB settings).
+pub(crate) async fn deploy_request(
+    app: &mut App,
+    name: &str,
+    version: &str,
+    dry_run: bool,
+    batch: Option<&str>,
+    hosts: Option<&[String]>,
+) -> Result<Request, CliError> {
+    let t = app.template(name)?;
     app.check_deploy(&t)?;
-    if !args.dry_run {
-        app.check_not_busy(&args.template)?;
+    if !dry_run {
+        app.check_not_busy(name)?;
     }
-    pushguide_core::validate::version("version", &args.version)?;
-    let hosts = match &args.hosts {
+    pushguide_core::validate::version("version", version)?;
+    let hosts = match hosts {
         Some(h) => Some(check_hosts(app, &t.template, h).await?),
         None => None,
     };
-    let artifact = artifact(app, &args.template, &args.version).await?;
+    let artifact = artifact(app, name, version).await?;
     let mut t = app.with_cmdb(t).await?;
-    if let Some(b) = &args.batch {
+    if let Some(b) = batch {
         t.template.rollout.batch = parse_batch(b)?;
     }
     let mut req = Request::new(
         Arc::new(t.template),
-        args.version.clone(),
+        version.to_owned(),
         app.principal().clone(),
     )
-    .dry_run(args.dry_run);
+    .dry_run(dry_run);
     if let Some(a) = artifact {
         req = req.artifact(a);
     }
     if let Some(h) = hosts {
         req = req.hosts(h);
     }
-    run(app, req, args.id_file.as_deref(), args.on_pause, progress).await
+    Ok(req)
 }
 
 /// Checks `--hosts` against the template's targets before the deployment starts, so that a host

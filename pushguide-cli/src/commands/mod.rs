@@ -23,10 +23,12 @@ use pushguide_store::{DeploymentRecord, SqliteStore};
 
 use crate::error::CliError;
 
+mod demo;
 mod deploy;
 mod detach;
 mod glob;
 mod history;
+mod launch;
 mod module;
 mod monitor;
 mod plan;
@@ -37,6 +39,7 @@ mod serve;
 mod stats;
 mod templates;
 
+pub use demo::demo;
 pub use deploy::deploy;
 pub use detach::detach;
 pub use history::{history, log, show, watch};

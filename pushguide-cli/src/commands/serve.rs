@@ -271,7 +271,12 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
             reason: format!("cannot listen there: {e}"),
         })?;
     tracing::info!(listen = %settings.listen, "pushguide serve: listening");
-    let mut server = Server::new(store, catalog, config);
+    let launcher = Arc::new(super::launch::ConfigLauncher {
+        config: app.config.clone(),
+    });
+    let mut server = Server::new(store, catalog, config)
+        .launcher(launcher)
+        .workers(settings.workers);
     // salt-api: the monitor pings through it, /healthz logs in to each endpoint
     match app.config.salt_settings() {
         Ok(salt_settings) => {
@@ -290,9 +295,11 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
         }
     }
     let monitor = server.spawn_monitor(settings.monitor_interval, app.config.monitor_timeout);
-    let router = server.router();
+    let (router, workers) = server.start();
     let served =
         pushguide_server::serve(listener, router, async move { signals.recv().await }).await;
+    tracing::info!("pushguide serve: stopping the workers");
+    workers.stop().await;
     if let Some(m) = monitor {
         m.stop().await;
     }

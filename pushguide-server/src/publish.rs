@@ -1,0 +1,1182 @@
+//! Publishing: the template's publish page, the queue, the deployment page with its live grid
+//! (server-sent events), decisions and stop.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Form, Json};
+use pushguide_core::{Action, Decision, Template};
+use serde::Deserialize;
+
+use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
+use crate::catalog::CatalogEntry;
+use crate::grid::{batch_cells, decision_name, host_cells, Change, Grid, COLUMNS};
+use crate::html::{escape, layout};
+use crate::launch::{PublishMode, PublishRequest, VersionInfo};
+use crate::runner::Running;
+use crate::status::rfc3339;
+use crate::Error;
+
+/// The longest field of a publish form (a version, a batch size, the hosts list).
+const FIELD_MAX: usize = 4096;
+
+/// A refusal in the page or API form.
+fn refuse(access: Access, status: StatusCode, kind: &str, message: &str) -> Response {
+    match access {
+        Access::Api => api_error(status, kind, message),
+        _ => with_cookies(
+            (
+                status,
+                Html(layout(
+                    "Refused",
+                    None,
+                    &format!("<p role=\"alert\">{}</p>", escape(message)),
+                )),
+            )
+                .into_response(),
+            &[],
+        ),
+    }
+}
+
+/// The template `name` if `s` may do `action` on it: else the refusal (404 when it may not even
+/// view it, so that names do not leak; 403 when it may view but not deploy).
+async fn template_for(
+    app: &AppState,
+    s: &AuthSession,
+    name: &str,
+    action: Action,
+    access: Access,
+) -> Result<Arc<Template>, Response> {
+    let inner = app.0.clone();
+    let scanned = blocking(move || inner.catalog.scan().map_err(Error::Catalog)).await;
+    let entries = scanned.map_err(|e| internal(access, &e))?;
+    let who = s.principal();
+    let found = entries.into_iter().find_map(|e| match e {
+        CatalogEntry::Loaded { template, .. } if template.name == name => Some(template),
+        _ => None,
+    });
+    let not_found = || {
+        refuse(
+            access,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("no template {}", pushguide_core::validate::quote(name)),
+        )
+    };
+    let Some(t) = found else {
+        return Err(not_found());
+    };
+    if !t.acl.allows(&who, Action::View) {
+        return Err(not_found());
+    }
+    if !t.acl.allows(&who, action) {
+        return Err(refuse(
+            access,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "{} may not deploy template {}",
+                pushguide_core::validate::quote(&s.user),
+                pushguide_core::validate::quote(name)
+            ),
+        ));
+    }
+    Ok(Arc::from(*t))
+}
+
+/// The form of a publish or rollback.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PublishForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    dry_run: Option<String>,
+    #[serde(default)]
+    batch: String,
+    #[serde(default)]
+    hosts: String,
+}
+
+/// Checks a form into a request: every value bounded, the version and hosts validated as the CLI
+/// does, before anything is queued.
+fn check_form(f: &PublishForm) -> Result<PublishRequest, String> {
+    for (name, v) in [
+        ("version", &f.version),
+        ("batch", &f.batch),
+        ("hosts", &f.hosts),
+    ] {
+        if v.len() > FIELD_MAX {
+            return Err(format!("{name}: longer than {FIELD_MAX} bytes"));
+        }
+    }
+    let version = f.version.trim();
+    let mode = match f.kind.as_str() {
+        "deploy" | "" => {
+            pushguide_core::validate::version("version", version).map_err(|e| e.to_string())?;
+            PublishMode::Deploy {
+                version: version.to_owned(),
+            }
+        }
+        "rollback" if version.is_empty() || version == "previous" => {
+            PublishMode::Rollback { to: None }
+        }
+        "rollback" => {
+            pushguide_core::validate::version("version", version).map_err(|e| e.to_string())?;
+            PublishMode::Rollback {
+                to: Some(version.to_owned()),
+            }
+        }
+        other => {
+            return Err(format!(
+                "kind {}: expected deploy or rollback",
+                pushguide_core::validate::quote(other)
+            ))
+        }
+    };
+    let batch = match f.batch.trim() {
+        "" => None,
+        b => {
+            let ok = b.strip_suffix('%').unwrap_or(b);
+            if ok.is_empty() || !ok.bytes().all(|c| c.is_ascii_digit()) || ok.len() > 6 {
+                return Err(format!(
+                    "batch {}: expected a number of hosts or a percentage (3, 25%)",
+                    pushguide_core::validate::quote(b)
+                ));
+            }
+            Some(b.to_owned())
+        }
+    };
+    let hosts: Vec<String> = f
+        .hosts
+        .split([',', ' ', '\n', '\r', '\t'])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for h in &hosts {
+        pushguide_core::validate::minion_id("hosts", h).map_err(|e| e.to_string())?;
+    }
+    Ok(PublishRequest {
+        mode,
+        dry_run: f
+            .dry_run
+            .as_deref()
+            .is_some_and(|v| !v.is_empty() && v != "false"),
+        batch,
+        hosts: (!hosts.is_empty()).then_some(hosts),
+    })
+}
+
+async fn queue(
+    app: &AppState,
+    s: &AuthSession,
+    template: &str,
+    request: &PublishRequest,
+) -> Result<i64, Error> {
+    let json = serde_json::to_string(request).map_err(|e| Error::Task(e.to_string()))?;
+    let inner = app.0.clone();
+    let (t, u, g) = (template.to_owned(), s.user.clone(), s.groups.clone());
+    let id = blocking(move || {
+        inner
+            .store
+            .enqueue_publish(&t, &u, &g, &json)
+            .map_err(Error::from)
+    })
+    .await?;
+    app.0.live.wake.notify_waiters();
+    app.audit(
+        s,
+        "publish",
+        template,
+        &format!("request {id}: {}", request.summary()),
+    )
+    .await;
+    Ok(id)
+}
+
+/// `POST /t/{template}/publish`: queues the form's request, then the request's page.
+pub(crate) async fn publish_form(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+    form: Result<Form<PublishForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let access = Access::Page;
+    if let Err(r) = template_for(&app, &s, &name, Action::Deploy, access).await {
+        return r;
+    }
+    let Ok(Form(form)) = form else {
+        return refuse(
+            access,
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "expected a publish form",
+        );
+    };
+    let req = match check_form(&form) {
+        Ok(r) => r,
+        Err(e) => return refuse(access, StatusCode::BAD_REQUEST, "invalid", &e),
+    };
+    match queue(&app, &s, &name, &req).await {
+        Ok(id) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/requests/{id}"))],
+        )
+            .into_response(),
+        Err(e) => internal(access, &e),
+    }
+}
+
+/// `POST /api/v1/templates/{template}/publish`: queues a JSON [`PublishRequest`]; `202` with the
+/// request's id and URL.
+pub(crate) async fn publish_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+    body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let access = Access::Api;
+    if let Err(r) = template_for(&app, &s, &name, Action::Deploy, access).await {
+        return r;
+    }
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "invalid", &e.body_text()),
+    };
+    // the same checks as the form
+    let form = PublishForm {
+        kind: match &req.mode {
+            PublishMode::Deploy { .. } => "deploy".into(),
+            PublishMode::Rollback { .. } => "rollback".into(),
+            PublishMode::Undo { .. } => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "mode undo is queued by the service itself (stop and roll back)",
+                )
+            }
+        },
+        version: match &req.mode {
+            PublishMode::Deploy { version } => version.clone(),
+            PublishMode::Rollback { to } => to.clone().unwrap_or_default(),
+            PublishMode::Undo { version } => version.clone(),
+        },
+        dry_run: req.dry_run.then(|| "on".into()),
+        batch: req.batch.clone().unwrap_or_default(),
+        hosts: req.hosts.clone().unwrap_or_default().join(","),
+    };
+    let checked = match check_form(&form) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "invalid", &e),
+    };
+    match queue(&app, &s, &name, &checked).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"request": id, "url": format!("/requests/{id}")})),
+        )
+            .into_response(),
+        Err(e) => internal(access, &e),
+    }
+}
+
+/// The request `id` if `s` may view its template.
+async fn request_for(
+    app: &AppState,
+    s: &AuthSession,
+    id: i64,
+    access: Access,
+) -> Result<pushguide_store::QueuedPublish, Response> {
+    let inner = app.0.clone();
+    let found = blocking(move || inner.store.publish_request(id).map_err(Error::from))
+        .await
+        .map_err(|e| internal(access, &e))?;
+    let none = || {
+        refuse(
+            access,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("no request {id}"),
+        )
+    };
+    let q = found.ok_or_else(none)?;
+    template_for(app, s, &q.template, Action::View, access)
+        .await
+        .map_err(|_| none())?;
+    Ok(q)
+}
+
+fn request_json(q: &pushguide_store::QueuedPublish) -> serde_json::Value {
+    let req: Option<PublishRequest> = serde_json::from_str(&q.request).ok();
+    serde_json::json!({
+        "id": q.id,
+        "template": q.template,
+        "user": q.user,
+        "request": req,
+        "state": q.state,
+        "queued": rfc3339(q.queued),
+        "started": q.started.map(rfc3339),
+        "ended": q.ended.map(rfc3339),
+        "deployment": q.deployment,
+        "error": q.error,
+    })
+}
+
+/// `GET /requests/{id}`: the deployment's page once it started; else where the request stands.
+pub(crate) async fn request_page(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    let q = match request_for(&app, &s, id, Access::Page).await {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Some(d) = &q.deployment {
+        return (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/deployments/{d}"))],
+        )
+            .into_response();
+    }
+    let req: Option<PublishRequest> = serde_json::from_str(&q.request).ok();
+    let mut body = format!(
+        "<h1>Request {} · {}</h1><p>{}</p><p>State: <strong class=\"state-{}\">{}</strong></p>",
+        q.id,
+        escape(&q.template),
+        escape(&req.map(|r| r.summary()).unwrap_or_default()),
+        escape(&q.state),
+        escape(&q.state)
+    );
+    if let Some(e) = &q.error {
+        let _ = write!(body, "<p role=\"alert\">{}</p>", escape(e));
+    }
+    let mut head = String::new();
+    if q.state == "queued" || q.state == "running" {
+        head = "<meta http-equiv=\"refresh\" content=\"1\">".into();
+        body.push_str("<p class=\"muted\">This page reloads until the deployment starts.</p>");
+        if q.state == "queued" {
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/requests/{}/cancel\"><input type=\"hidden\" \
+                 name=\"csrf\" value=\"{}\"><button type=\"submit\">Withdraw</button></form>",
+                q.id,
+                escape(&s.csrf)
+            );
+        }
+    }
+    let _ = write!(
+        body,
+        "<p><a href=\"/t/{}\">Back to {}</a></p>",
+        crate::html::path_segment(&q.template),
+        escape(&q.template)
+    );
+    let page = layout(&format!("Request {}", q.id), Some(&s.viewer()), &body).replacen(
+        "<title>",
+        &format!("{head}<title>"),
+        1,
+    );
+    with_cookies(Html(page).into_response(), &[])
+}
+
+/// `GET /api/v1/requests/{id}`.
+pub(crate) async fn request_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    match request_for(&app, &s, id, Access::Api).await {
+        Ok(q) => with_cookies(Json(request_json(&q)).into_response(), &[]),
+        Err(r) => r,
+    }
+}
+
+/// `POST /requests/{id}/cancel`: withdraws a queued request.
+pub(crate) async fn request_cancel(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<i64>,
+) -> Response {
+    let q = match request_for(&app, &s, id, Access::Page).await {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Err(r) = template_for(&app, &s, &q.template, Action::Deploy, Access::Page).await {
+        return r;
+    }
+    let inner = app.0.clone();
+    match blocking(move || inner.store.cancel_publish(id).map_err(Error::from)).await {
+        Ok(true) => {
+            app.audit(&s, "withdraw", &q.template, &format!("request {id}"))
+                .await;
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("/requests/{id}"))],
+            )
+                .into_response()
+        }
+        Ok(false) => refuse(
+            Access::Page,
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!("request {id} is not queued any more (it started or ended)"),
+        ),
+        Err(e) => internal(Access::Page, &e),
+    }
+}
+
+/// The publish page's data.
+async fn publish_data(
+    app: &AppState,
+    t: &Template,
+) -> Result<(Vec<VersionInfo>, Option<String>, serde_json::Value), Error> {
+    let (versions, versions_error) = match &app.0.launcher {
+        Some(l) => match l.versions(&t.name).await {
+            Ok(v) => (v, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        },
+        None => (Vec::new(), Some("this service has no CI source".into())),
+    };
+    let inner = app.0.clone();
+    let name = t.name.clone();
+    let data = blocking(move || {
+        let fleet = inner.store.fleet(&name)?;
+        let last = inner.store.last_deployment(&name)?;
+        let queue = inner.store.publish_queue(Some(&name))?;
+        Ok(serde_json::json!({
+            "hosts": fleet.iter().map(|h| serde_json::json!({
+                "host": h.host, "version": h.version, "healthy": h.healthy,
+                "since": rfc3339(h.since), "previous": h.previous,
+            })).collect::<Vec<_>>(),
+            "last_deployment": last.map(|d| serde_json::json!({
+                "id": d.id, "version": d.version, "user": d.principal,
+                "started": rfc3339(d.started), "outcome": d.outcome, "rollback": d.rollback,
+            })),
+            "queue": queue.iter().map(request_json).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    Ok((versions, versions_error, data))
+}
+
+/// `GET /t/{template}`: the publish page.
+pub(crate) async fn publish_page(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+) -> Response {
+    let t = match template_for(&app, &s, &name, Action::View, Access::Page).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
+    let (versions, versions_error, data) = match publish_data(&app, &t).await {
+        Ok(d) => d,
+        Err(e) => return internal(Access::Page, &e),
+    };
+    let mut body = format!(
+        "<h1>{}</h1><p>{}</p>",
+        escape(&t.name),
+        escape(&t.description)
+    );
+    if may_deploy {
+        let mut options = String::new();
+        for v in &versions {
+            let _ = write!(
+                options,
+                "<option value=\"{}\">{}{}</option>",
+                escape(&v.version),
+                escape(&v.version),
+                v.size
+                    .map(|s| format!(" · {} KiB", s / 1024))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = write!(
+            body,
+            "<section><h2>Publish</h2><form method=\"post\" action=\"/t/{seg}/publish\" \
+             id=\"publish\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"kind\" value=\"deploy\">\
+             <label>Version <input name=\"version\" list=\"versions\" required \
+             value=\"{first}\"></label><datalist id=\"versions\">{options}</datalist>\
+             <label><input type=\"checkbox\" name=\"dry_run\" value=\"on\"> Dry run</label>\
+             <label>Batch size (this run only) <input name=\"batch\" placeholder=\"3 or 25%\">\
+             </label><label>Only these hosts <input name=\"hosts\" placeholder=\"web-01, web-02\">\
+             </label><button type=\"submit\">Publish</button></form>\
+             <h2>Roll back</h2><form method=\"post\" action=\"/t/{seg}/publish\" id=\"rollback\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"kind\" value=\"rollback\">\
+             <label>To version (empty: each host's previous) <input name=\"version\"></label>\
+             <button type=\"submit\">Roll back</button></form></section>",
+            seg = crate::html::path_segment(&t.name),
+            csrf = escape(&s.csrf),
+            first = escape(versions.first().map(|v| v.version.as_str()).unwrap_or("")),
+        );
+    } else {
+        body.push_str("<p class=\"muted\">You may view this template but not publish it.</p>");
+    }
+    body.push_str("<h2>Versions from CI</h2>");
+    if let Some(e) = &versions_error {
+        let _ = write!(body, "<p role=\"alert\">{}</p>", escape(e));
+    }
+    body.push_str(
+        "<table><thead><tr><th>Version</th><th>Size</th><th>SHA-256</th></tr></thead><tbody>",
+    );
+    for v in &versions {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td><small>{}</small></td></tr>",
+            escape(&v.version),
+            v.size.map(|s| s.to_string()).unwrap_or_default(),
+            escape(v.sha256.as_deref().unwrap_or(""))
+        );
+    }
+    body.push_str(
+        "</tbody></table><h2>Hosts</h2><table><thead><tr><th>Host</th><th>Version</th>\
+                   <th>Since</th><th>Previous</th></tr></thead><tbody>",
+    );
+    for h in data["hosts"].as_array().into_iter().flatten() {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            escape(h["host"].as_str().unwrap_or("")),
+            if h["healthy"].as_bool() == Some(false) {
+                "state-failed"
+            } else {
+                ""
+            },
+            escape(h["version"].as_str().unwrap_or("unknown")),
+            escape(h["since"].as_str().unwrap_or("")),
+            escape(h["previous"].as_str().unwrap_or(""))
+        );
+    }
+    body.push_str("</tbody></table><h2>Queue</h2><ul>");
+    for q in data["queue"].as_array().into_iter().flatten() {
+        let _ = write!(
+            body,
+            "<li><a href=\"/requests/{}\">request {}</a> by {}: {}</li>",
+            q["id"],
+            q["id"],
+            escape(q["user"].as_str().unwrap_or("")),
+            escape(q["state"].as_str().unwrap_or(""))
+        );
+    }
+    body.push_str("</ul>");
+    if let Some(d) = data["last_deployment"].as_object() {
+        let id = d["id"].as_str().unwrap_or("");
+        let _ = write!(
+            body,
+            "<h2>Last deployment</h2><p><a href=\"/deployments/{}\">{}</a> · {} by {} · {}</p>",
+            crate::html::path_segment(id),
+            escape(id),
+            escape(d["version"].as_str().unwrap_or("")),
+            escape(d["user"].as_str().unwrap_or("")),
+            escape(d["outcome"].as_str().unwrap_or("running"))
+        );
+    }
+    with_cookies(
+        Html(layout(&t.name, Some(&s.viewer()), &body)).into_response(),
+        &[],
+    )
+}
+
+/// `GET /api/v1/templates/{template}`: the publish page's data.
+pub(crate) async fn publish_page_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+) -> Response {
+    let t = match template_for(&app, &s, &name, Action::View, Access::Api).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match publish_data(&app, &t).await {
+        Ok((versions, versions_error, mut data)) => {
+            data["template"] = serde_json::json!(t.name);
+            data["may_deploy"] = serde_json::json!(t.acl.allows(&s.principal(), Action::Deploy));
+            data["versions"] = serde_json::json!(versions);
+            data["versions_error"] = serde_json::json!(versions_error);
+            with_cookies(Json(data).into_response(), &[])
+        }
+        Err(e) => internal(Access::Api, &e),
+    }
+}
+
+/// A deployment's grid, if `s` may view its template: live when this service runs it.
+async fn grid_for(
+    app: &AppState,
+    s: &AuthSession,
+    id: &str,
+    access: Access,
+) -> Result<(Grid, Option<Arc<Running>>, bool), Response> {
+    let none = || {
+        refuse(
+            access,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("no deployment {}", pushguide_core::validate::quote(id)),
+        )
+    };
+    if id.len() > 200 {
+        return Err(none());
+    }
+    let inner = app.0.clone();
+    let key = id.to_owned();
+    let found = blocking(move || {
+        let Some(d) = inner.store.deployment(&key)? else {
+            return Ok(None);
+        };
+        let hosts = inner.store.host_results(&key)?;
+        let stages = inner.store.host_stage_results(&key)?;
+        Ok(Some((d, hosts, stages)))
+    })
+    .await
+    .map_err(|e| internal(access, &e))?;
+    let running = app.0.live.get(id);
+    let template = match (&found, &running) {
+        (Some((d, _, _)), _) => d.template.clone(),
+        (None, Some(r)) => r.template.clone(),
+        (None, None) => return Err(none()),
+    };
+    let t = template_for(app, s, &template, Action::View, access)
+        .await
+        .map_err(|_| none())?;
+    let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
+    let live = running.as_ref().and_then(|r| {
+        r.with_handle(|h| {
+            let mut g = Grid::new(id);
+            let mut events = h.events();
+            while let Some(e) = events.try_next() {
+                g.apply(&e);
+            }
+            g
+        })
+    });
+    let grid = match (live, found) {
+        (Some(g), _) => g,
+        (None, Some((d, hosts, stages))) => Grid::from_store(&d, &hosts, &stages),
+        (None, None) => return Err(none()),
+    };
+    Ok((grid, running, may_deploy))
+}
+
+/// The status panel: state, pause with its decisions, stop buttons.
+fn status_panel(g: &Grid, running: Option<&Running>, may_deploy: bool, csrf: &str) -> String {
+    let mut out = format!(
+        "<p>State: <strong class=\"state-{}\">{}</strong></p>",
+        escape(&g.state.replace(' ', "-")),
+        escape(&g.state)
+    );
+    let decided = running.and_then(|r| {
+        r.decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    });
+    if let Some((who, d, at)) = decided {
+        let _ = write!(
+            out,
+            "<p>Decided by {}: {} at {}</p>",
+            escape(&who),
+            decision_name(d),
+            rfc3339(at)
+        );
+    }
+    let url = format!("/deployments/{}", crate::html::path_segment(&g.id));
+    if let Some(p) = &g.pause {
+        let _ = write!(
+            out,
+            "<div role=\"alert\">{} host(s) failed {} in batch {}: {}. Over the failure budget.</div>",
+            p.failed.len(),
+            escape(&p.stage),
+            p.batch + 1,
+            escape(&p.failed.join(", "))
+        );
+        if may_deploy && running.is_some() {
+            for d in ["retry", "exclude", "rollback", "abort"] {
+                let _ = write!(
+                    out,
+                    "<form method=\"post\" action=\"{url}/decide\" class=\"decide\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                     <input type=\"hidden\" name=\"decision\" value=\"{d}\">\
+                     <button type=\"submit\" id=\"decide-{d}\">{}</button></form>",
+                    escape(csrf),
+                    match d {
+                        "retry" => "Retry",
+                        "exclude" => "Exclude failed hosts",
+                        "rollback" => "Roll back",
+                        _ => "Abort",
+                    }
+                );
+            }
+        }
+    }
+    if may_deploy && running.is_some() && g.outcome.is_none() {
+        for (mode, label) in [("stop", "Stop"), ("rollback", "Stop and roll back")] {
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"{url}/stop\" class=\"stop\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"mode\" value=\"{mode}\">\
+                 <button type=\"submit\" id=\"stop-{mode}\">{label}</button></form>",
+                escape(csrf)
+            );
+        }
+    }
+    out
+}
+
+/// `GET /deployments/{id}`: the visual flow.
+pub(crate) async fn deployment_page(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+) -> Response {
+    let (g, running, may_deploy) = match grid_for(&app, &s, &id, Access::Page).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let live = running.is_some() && g.outcome.is_none();
+    let mut body = format!(
+        "<h1>{} {} · <a href=\"/t/{}\">{}</a></h1><p>by {}{}{} · <a href=\"/deployments/{}/log\">log</a></p>",
+        if g.rollback { "Rollback to" } else { "Release" },
+        escape(&g.version),
+        crate::html::path_segment(&g.template),
+        escape(&g.template),
+        escape(&g.user),
+        if g.dry_run { " · dry run" } else { "" },
+        if live { " · live" } else { "" },
+        crate::html::path_segment(&g.id),
+    );
+    if live {
+        let _ = write!(
+            body,
+            "<div hx-ext=\"sse\" sse-connect=\"/deployments/{}/events\" sse-swap=\"update\" \
+             hx-swap=\"none\" id=\"live\"></div>",
+            crate::html::path_segment(&g.id)
+        );
+    }
+    let _ = write!(
+        body,
+        "<div id=\"status\">{}</div>",
+        status_panel(&g, running.as_deref(), may_deploy, &s.csrf)
+    );
+    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
+    let _ = write!(
+        body,
+        "<h2>Batches</h2><table id=\"batches\"><thead><tr><th>Batch</th><th>Hosts</th>{heads}</tr>\
+         </thead><tbody>"
+    );
+    for (i, b) in g.batches.iter().enumerate() {
+        let _ = write!(body, "<tr id=\"b-{i}\">{}</tr>", batch_cells(b));
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><h2>Hosts</h2><table id=\"hosts\"><thead><tr><th>Host</th><th>Batch</th>\
+         {heads}<th>Detail</th></tr></thead><tbody>"
+    );
+    for (i, h) in g.hosts.iter().enumerate() {
+        let _ = write!(body, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
+    }
+    body.push_str("</tbody></table>");
+    let mut page = layout(&format!("Deployment {}", g.id), Some(&s.viewer()), &body);
+    if live {
+        page = page.replacen(
+            "</head>",
+            "<meta name=\"htmx-config\" content='{\"includeIndicatorStyles\":false}'>\
+             <script src=\"/static/htmx.min.js\"></script><script src=\"/static/sse.min.js\"></script></head>",
+            1,
+        );
+    }
+    with_cookies(Html(page).into_response(), &[])
+}
+
+/// `GET /api/v1/deployments/{id}`: the grid as JSON.
+pub(crate) async fn deployment_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+) -> Response {
+    match grid_for(&app, &s, &id, Access::Api).await {
+        Ok((g, running, _)) => {
+            let mut v = serde_json::json!(g);
+            v["live"] = serde_json::json!(running.is_some());
+            v["request"] = serde_json::json!(running.map(|r| r.request));
+            with_cookies(Json(v).into_response(), &[])
+        }
+        Err(r) => r,
+    }
+}
+
+/// `GET /deployments/{id}/events`: the live grid as server-sent events, one per journal event
+/// (its id is the journal sequence); `Last-Event-ID` replays what a reconnecting client missed.
+/// `204` once the deployment no longer runs here (the browser stops reconnecting; the page
+/// reloads from the store).
+pub(crate) async fn deployment_events(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, running, may_deploy) = match grid_for(&app, &s, &id, Access::Api).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(running) = running else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let Some(events) = running.with_handle(|h| h.events()) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let last: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let csrf = s.csrf.clone();
+    let state = (events, Grid::new(&id), running, last);
+    let stream = futures_util::stream::unfold(state, move |(mut events, mut g, running, last)| {
+        let csrf = csrf.clone();
+        async move {
+            loop {
+                let e = events.next().await?;
+                let changes = g.apply(&e);
+                if g.seq <= last || changes.is_empty() {
+                    continue;
+                }
+                let mut data = String::new();
+                let mut status = false;
+                for c in changes {
+                    match c {
+                        Change::Host(i) => {
+                            let _ = write!(
+                                data,
+                                "<tr id=\"h-{i}\" hx-swap-oob=\"true\">{}</tr>",
+                                host_cells(&g.hosts[i])
+                            );
+                        }
+                        Change::Batch(b) => {
+                            let _ = write!(
+                                data,
+                                "<tr id=\"b-{b}\" hx-swap-oob=\"true\">{}</tr>",
+                                batch_cells(&g.batches[b])
+                            );
+                        }
+                        Change::Status => status = true,
+                    }
+                }
+                if status {
+                    let _ = write!(
+                        data,
+                        "<div id=\"status\" hx-swap-oob=\"true\">{}</div>",
+                        status_panel(&g, Some(&running), may_deploy, &csrf)
+                    );
+                }
+                let ev = SseEvent::default()
+                    .event("update")
+                    .id(g.seq.to_string())
+                    .data(data);
+                return Some((Ok::<_, Infallible>(ev), (events, g, running, last)));
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DecideForm {
+    #[serde(default)]
+    decision: String,
+}
+
+fn parse_decision(s: &str) -> Option<Decision> {
+    match s {
+        "retry" => Some(Decision::Retry),
+        "exclude" => Some(Decision::Exclude),
+        "rollback" => Some(Decision::Rollback),
+        "abort" => Some(Decision::Abort),
+        _ => None,
+    }
+}
+
+async fn decide(
+    app: &AppState,
+    s: &AuthSession,
+    id: &str,
+    decision: &str,
+    access: Access,
+) -> Response {
+    let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !may_deploy {
+        return refuse(
+            access,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you may not deploy this template",
+        );
+    }
+    let Some(d) = parse_decision(decision) else {
+        return refuse(
+            access,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!(
+                "decision {}: expected retry, exclude, rollback or abort",
+                pushguide_core::validate::quote(decision)
+            ),
+        );
+    };
+    let Some(running) = running else {
+        return refuse(
+            access,
+            StatusCode::CONFLICT,
+            "conflict",
+            "this deployment does not run here (any more)",
+        );
+    };
+    // one decision wins: the handle takes one answer per pause
+    let answered = {
+        let mut decided = running
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.with_handle(|h| h.decide(d)) {
+            Some(Ok(())) => {
+                *decided = Some((s.user.clone(), d, std::time::SystemTime::now()));
+                Ok(())
+            }
+            _ => Err(decided.clone()),
+        }
+    };
+    match answered {
+        Ok(()) => {
+            app.audit(s, "decide", &g.id, decision_name(d)).await;
+            done(access, &g.id)
+        }
+        Err(prev) => {
+            let msg = match prev {
+                Some((who, d, at)) => format!(
+                    "no decision is pending: {} decided {} at {}",
+                    who,
+                    decision_name(d),
+                    rfc3339(at)
+                ),
+                None => "no decision is pending".into(),
+            };
+            refuse(access, StatusCode::CONFLICT, "conflict", &msg)
+        }
+    }
+}
+
+fn done(access: Access, id: &str) -> Response {
+    match access {
+        Access::Api => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response()
+        }
+        _ => (
+            StatusCode::SEE_OTHER,
+            [(
+                header::LOCATION,
+                format!("/deployments/{}", crate::html::path_segment(id)),
+            )],
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /deployments/{id}/decide`.
+pub(crate) async fn decide_form(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+    form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let decision = form.map(|f| f.0.decision).unwrap_or_default();
+    decide(&app, &s, &id, &decision, Access::Page).await
+}
+
+/// `POST /api/v1/deployments/{id}/decide` with `{"decision": "exclude"}`.
+pub(crate) async fn decide_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let decision = body
+        .ok()
+        .and_then(|Json(v)| {
+            v.get("decision")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    decide(&app, &s, &id, &decision, Access::Api).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StopForm {
+    #[serde(default)]
+    mode: String,
+}
+
+async fn stop(app: &AppState, s: &AuthSession, id: &str, mode: &str, access: Access) -> Response {
+    let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !may_deploy {
+        return refuse(
+            access,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you may not deploy this template",
+        );
+    }
+    let rollback = match mode {
+        "stop" | "" => false,
+        "rollback" => true,
+        other => {
+            return refuse(
+                access,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                &format!(
+                    "mode {}: expected stop or rollback",
+                    pushguide_core::validate::quote(other)
+                ),
+            )
+        }
+    };
+    let Some(running) = running else {
+        return refuse(
+            access,
+            StatusCode::CONFLICT,
+            "conflict",
+            "this deployment does not run here (any more)",
+        );
+    };
+    {
+        let mut stopped = running
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rollback = rollback || stopped.as_ref().is_some_and(|(_, r)| *r);
+        *stopped = Some((s.user.clone(), rollback));
+    }
+    if running.with_handle(|h| h.cancel()).is_none() {
+        return refuse(
+            access,
+            StatusCode::CONFLICT,
+            "conflict",
+            "this deployment has ended",
+        );
+    }
+    app.audit(
+        s,
+        "stop",
+        &g.id,
+        if rollback {
+            "stop and roll back"
+        } else {
+            "stop"
+        },
+    )
+    .await;
+    done(access, &g.id)
+}
+
+/// `POST /deployments/{id}/stop` (`mode=stop` or `mode=rollback`).
+pub(crate) async fn stop_form(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+    form: Result<Form<StopForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let mode = form.map(|f| f.0.mode).unwrap_or_default();
+    stop(&app, &s, &id, &mode, Access::Page).await
+}
+
+/// `POST /api/v1/deployments/{id}/stop` with `{"mode": "rollback"}`.
+pub(crate) async fn stop_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let mode = body
+        .ok()
+        .and_then(|Json(v)| v.get("mode").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    stop(&app, &s, &id, &mode, Access::Api).await
+}
+
+/// A vendored script (compiled in; cached for a week: the file name carries the version).
+pub(crate) async fn htmx() -> Response {
+    script(include_str!("../assets/vendor/htmx-2.0.11.min.js"))
+}
+
+/// The htmx SSE extension.
+pub(crate) async fn htmx_sse() -> Response {
+    script(include_str!("../assets/vendor/htmx-ext-sse-2.2.4.min.js"))
+}
+
+fn script(body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=604800"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(kind: &str, version: &str, batch: &str, hosts: &str) -> PublishForm {
+        PublishForm {
+            kind: kind.into(),
+            version: version.into(),
+            dry_run: None,
+            batch: batch.into(),
+            hosts: hosts.into(),
+        }
+    }
+
+    #[test]
+    fn forms_are_checked_before_anything_is_queued() {
+        assert!(check_form(&form("deploy", "2.0", "25%", "web-01, web-02")).is_ok());
+        assert_eq!(
+            check_form(&form("rollback", "", "", ""))
+                .map(|r| r.mode)
+                .ok(),
+            Some(PublishMode::Rollback { to: None })
+        );
+        for bad in [
+            form("deploy", "", "", ""),
+            form("deploy", "1.0; rm -rf /", "", ""),
+            form("deploy", "../../etc", "", ""),
+            form("deploy", "2.0", "ten", ""),
+            form("deploy", "2.0", "", "web 01$(id)"),
+            form("shell", "2.0", "", ""),
+            form("deploy", &"9".repeat(5000), "", ""),
+        ] {
+            assert!(check_form(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

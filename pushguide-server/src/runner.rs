@@ -1,0 +1,288 @@
+//! The service's workers: they claim queued publish requests from the store, one template at a
+//! time, start them through the [`Launcher`], keep each running deployment's handle for the pages
+//! (live events, decisions, stop), and record how each request ended.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use pushguide_core::{Decision, DeploymentHandle, EventKind, Principal};
+use pushguide_store::{QueuedPublish, SqliteStore};
+use tokio::sync::Notify;
+
+use crate::launch::{Launcher, PublishMode, PublishRequest};
+
+/// A deployment a worker of this service runs.
+pub(crate) struct Running {
+    /// The template.
+    pub(crate) template: String,
+    /// The request it runs.
+    pub(crate) request: i64,
+    handle: Mutex<Option<DeploymentHandle>>,
+    /// The last decision taken through the service: who, what, when.
+    pub(crate) decided: Mutex<Option<(String, Decision, SystemTime)>>,
+    /// Who asked for a stop, and whether the touched hosts are to be rolled back after it.
+    pub(crate) stopped: Mutex<Option<(String, bool)>>,
+}
+
+impl Running {
+    /// Runs `f` on the handle while the deployment runs; `None` once it has ended.
+    pub(crate) fn with_handle<T>(&self, f: impl FnOnce(&DeploymentHandle) -> T) -> Option<T> {
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(f)
+    }
+}
+
+/// The deployments this service runs, by id, and the workers' wake-up call.
+#[derive(Default)]
+pub(crate) struct Live {
+    running: Mutex<HashMap<String, Arc<Running>>>,
+    /// Woken when a request is queued or a deployment ends.
+    pub(crate) wake: Notify,
+}
+
+impl Live {
+    /// The running deployment `id`, if this service runs it.
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn insert(&self, id: &str, r: Arc<Running>) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), r);
+    }
+
+    fn remove(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+}
+
+/// How often an idle worker looks at the queue without being woken (a request queued by another
+/// process sharing the store is found this way).
+const POLL: Duration = Duration::from_secs(2);
+
+/// Runs `workers` workers until `stop` is notified (running deployments are cancelled then, and
+/// waited for).
+pub(crate) async fn run_workers(
+    store: Arc<SqliteStore>,
+    launcher: Arc<dyn Launcher>,
+    live: Arc<Live>,
+    workers: usize,
+    stop: Arc<Notify>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..workers.max(1) {
+        let (store, launcher, live, stop) =
+            (store.clone(), launcher.clone(), live.clone(), stop.clone());
+        tasks.spawn(async move { worker(n, store, launcher, live, stop).await });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn worker(
+    n: usize,
+    store: Arc<SqliteStore>,
+    launcher: Arc<dyn Launcher>,
+    live: Arc<Live>,
+    stop: Arc<Notify>,
+) {
+    let stopping = stop.notified();
+    tokio::pin!(stopping);
+    loop {
+        let claimed = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.claim_publish()).await
+        };
+        match claimed {
+            Ok(Ok(Some(q))) => {
+                tracing::info!(
+                    worker = n,
+                    request = q.id,
+                    template = q.template,
+                    "claimed a publish request"
+                );
+                let finished = run_one(&store, &*launcher, &live, q);
+                tokio::pin!(finished);
+                tokio::select! {
+                    () = &mut finished => {}
+                    () = &mut stopping => {
+                        // cancel every deployment of this service, then let this one end
+                        for id in live.running.lock().unwrap_or_else(PoisonError::into_inner).keys() {
+                            tracing::info!(deployment = id, "the service stops: cancelling");
+                        }
+                        cancel_all(&live);
+                        finished.await;
+                        return;
+                    }
+                }
+                live.wake.notify_waiters();
+                continue;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the publish queue"),
+            Err(e) => tracing::error!(error = %e, "the queue task failed"),
+        }
+        tokio::select! {
+            () = live.wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = &mut stopping => return,
+        }
+    }
+}
+
+fn cancel_all(live: &Live) {
+    let all: Vec<Arc<Running>> = live
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
+    for r in all {
+        r.with_handle(DeploymentHandle::cancel);
+    }
+}
+
+async fn blocking_store<T: Send + 'static>(
+    store: &Arc<SqliteStore>,
+    during: &str,
+    f: impl FnOnce(&SqliteStore) -> Result<T, pushguide_store::Error> + Send + 'static,
+) -> Option<T> {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || f(&s)).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, during, "store write failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, during, "store task failed");
+            None
+        }
+    }
+}
+
+/// Runs one claimed request to its end.
+async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live, q: QueuedPublish) {
+    let id = q.id;
+    let request: PublishRequest = match serde_json::from_str(&q.request) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("the queued request does not read: {e}");
+            blocking_store(store, "ending a publish request", move |s| {
+                s.finish_publish(id, Some(&why))
+            })
+            .await;
+            return;
+        }
+    };
+    let who = Principal {
+        user: q.user.clone(),
+        groups: q.groups.clone(),
+    };
+    let handle = match launcher.start(&q.template, &request, &who).await {
+        Ok(h) => h,
+        Err(e) => {
+            let why = pushguide_core::validate::quote(&e.to_string());
+            tracing::warn!(request = id, template = q.template, error = %e, "a publish request did not start");
+            blocking_store(store, "ending a publish request", move |s| {
+                s.finish_publish(id, Some(&why))
+            })
+            .await;
+            return;
+        }
+    };
+    let dep = handle.id().to_owned();
+    let d = dep.clone();
+    blocking_store(
+        store,
+        "recording a publish request's deployment",
+        move |s| s.publish_started(id, &d),
+    )
+    .await;
+    let mut events = handle.events();
+    let running = Arc::new(Running {
+        template: q.template.clone(),
+        request: id,
+        handle: Mutex::new(Some(handle)),
+        decided: Mutex::new(None),
+        stopped: Mutex::new(None),
+    });
+    live.insert(&dep, running.clone());
+    let mut touched = Vec::new();
+    let mut version = String::new();
+    while let Some(e) = events.next().await {
+        match &e.kind {
+            EventKind::DeploymentStarted { version: v, .. } => version = v.clone(),
+            EventKind::BatchStarted { minions, .. } => {
+                touched.extend(minions.iter().map(|m| m.to_string()));
+            }
+            _ => {}
+        }
+    }
+    let handle = running
+        .handle
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let report = match handle {
+        Some(h) => h.wait().await,
+        None => Err(pushguide_core::Error::Lost(dep.clone(), "no handle".into())),
+    };
+    live.remove(&dep);
+    let ended = match &report {
+        Ok(r) => {
+            tracing::info!(deployment = dep, outcome = ?r.outcome, "deployment ended");
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    blocking_store(store, "ending a publish request", move |s| {
+        s.finish_publish(id, ended.as_deref())
+    })
+    .await;
+    // Stop and roll back: the touched hosts go back to what they ran before this release, unless
+    // the template's own policy already rolled them back.
+    let stop = running
+        .stopped
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let rolled_back = report
+        .as_ref()
+        .is_ok_and(|r| r.outcome == pushguide_core::DeploymentOutcome::RolledBack);
+    if let Some((user, true)) = stop {
+        if !rolled_back && !touched.is_empty() && matches!(request.mode, PublishMode::Deploy { .. })
+        {
+            let undo = PublishRequest {
+                mode: PublishMode::Undo { version },
+                dry_run: request.dry_run,
+                batch: None,
+                hosts: Some(touched),
+            };
+            let groups = q.groups.clone();
+            let template = q.template.clone();
+            if let Ok(json) = serde_json::to_string(&undo) {
+                let queued = blocking_store(
+                    store,
+                    "queueing the rollback of a stopped deployment",
+                    move |s| s.enqueue_publish(&template, &user, &groups, &json),
+                )
+                .await;
+                tracing::info!(deployment = dep, request = ?queued, "stopped: its touched hosts are queued for rollback");
+            }
+        }
+    }
+}
