@@ -694,7 +694,7 @@ fn build(server: Server) -> (Router, Arc<Live>) {
         launcher,
         workers: _,
     } = server;
-    let live = Arc::new(Live::default());
+    let live = Arc::new(Live::new(metrics.clone()));
     let throttle = Throttle::new(
         config.login_throttle_capacity,
         config.login_delay,

@@ -5,7 +5,8 @@
 //!
 //! - `/healthz`: `200` when the store takes writes and every salt-api endpoint answers, else
 //!   `503`; JSON naming each part (`{"status": "ok"|"failing", "store": {…}, "salt": […]}`).
-//! - `/metrics`: the Prometheus text format ([`crate::Metrics`]).
+//! - `/metrics`: the Prometheus text format ([`crate::Metrics`]); the queue depth is counted in the
+//!   store and the running deployments in the service when the page is asked for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,12 +139,23 @@ pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
     let inner = app.0.clone();
-    let outcomes = match blocking(move || {
-        inner.store.deployment_outcome_counts().map_err(Error::from)
+    let counted = blocking(move || {
+        let outcomes = inner.store.deployment_outcome_counts()?;
+        let queued = inner
+            .store
+            .publish_queue(None)?
+            .iter()
+            .filter(|q| q.state == "queued")
+            .count();
+        Ok((outcomes, queued))
     })
-    .await
-    {
-        Ok(o) => o,
+    .await;
+    let outcomes = match counted {
+        Ok((outcomes, queued)) => {
+            app.0.metrics.queue_depth_set(queued as u64);
+            app.0.metrics.running_set(app.0.live.len() as u64);
+            outcomes
+        }
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot count deployments");
             return (
