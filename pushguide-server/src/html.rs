@@ -117,10 +117,16 @@ pub(crate) fn templates(viewer: &Viewer<'_>, rows: &[TemplateStatus]) -> String 
     }
     for r in rows {
         let t = &r.template;
+        // admins edit a template (or fix a broken file) from its row
+        let edit = if viewer.admin && crate::editor::check_name(&t.name).is_ok() {
+            format!(" <a href=\"/templates/{}/edit\">edit</a>", escape(&t.name))
+        } else {
+            String::new()
+        };
         if let Some(error) = &t.error {
             let _ = write!(
                 body,
-                "<tr class=\"broken\"><td>{}<br><small>{}</small></td>\
+                "<tr class=\"broken\"><td>{}{edit}<br><small>{}</small></td>\
                  <td colspan=\"5\">does not load: {}</td></tr>",
                 escape(&t.name),
                 escape(&t.file),
@@ -151,8 +157,8 @@ pub(crate) fn templates(viewer: &Viewer<'_>, rows: &[TemplateStatus]) -> String 
             .join("; ");
         let _ = write!(
             body,
-            "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td></tr>",
+            "<tr><td>{}{edit}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
             escape(&t.name),
             escape(&t.description),
             escape(&t.kind),

@@ -587,10 +587,15 @@ async fn the_form_saves_a_browsers_crlf_text_with_lf_line_ends() {
     .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(env.read("shop.toml"), edited);
-    // and the header links the editor for admins only
+    // and the pages link the editor for admins only: the header, and each row (a broken file too)
+    env.write("broken.toml", "name = ");
     let page = text(send(&app, root.get("/")).await).await;
     assert!(page.contains("href=\"/templates/new\""), "{page}");
+    assert!(page.contains("href=\"/templates/broken/edit\""), "{page}");
+    let res = send(&app, root.get("/templates/broken/edit")).await;
+    assert_eq!(res.status(), StatusCode::OK);
     let bob = login(&app, "bob", "bob-pw").await;
     let page = text(send(&app, bob.get("/")).await).await;
-    assert!(!page.contains("href=\"/templates/new\""), "{page}");
+    assert!(page.contains("shop"), "{page}");
+    assert!(!page.contains("href=\"/templates/"), "{page}");
 }
