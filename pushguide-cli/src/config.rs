@@ -120,6 +120,9 @@ pub struct ServerSettings {
     /// `workers`: how many deployments (of different templates) the service runs at once
     /// (default 2, 1 to 64).
     pub workers: usize,
+    /// `monitor_interval_secs`: how often the service's minion monitor checks every template's
+    /// minions (default 30; `0` turns the monitor off).
+    pub monitor_interval: Duration,
 }
 
 impl Default for ServerSettings {
@@ -132,6 +135,7 @@ impl Default for ServerSettings {
             admin_groups: Vec::new(),
             auth: pushguide_server::AuthConfig::default(),
             workers: 2,
+            monitor_interval: Duration::from_secs(30),
         }
     }
 }
@@ -656,9 +660,24 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         };
     }
     settings.auth = read_server_auth(&mut r)?;
+    if let Some(v) = r.get("monitor_interval_secs") {
+        let n = match v {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => return Err(r.err("monitor_interval_secs", v, "must be a number of seconds")),
+        };
+        if n.is_nan() || !(0.0..=86_400.0).contains(&n) {
+            return Err(r.err(
+                "monitor_interval_secs",
+                v,
+                "must be between 0 (no monitor) and 86400 seconds",
+            ));
+        }
+        settings.monitor_interval = Duration::from_secs_f64(n);
+    }
     r.finish(
         "listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers, auth, \
-         trusted_proxies, proxy_user_header, proxy_groups_header",
+         trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs",
     )?;
     Ok(settings)
 }
@@ -977,7 +996,7 @@ url_base = "salt://artifacts"
                 format!("{GOOD}[server]\nworker = 2\n"),
                 "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
                  session_idle_secs, session_max_secs, admin_groups, workers, auth, \
-                 trusted_proxies, proxy_user_header, proxy_groups_header",
+                 trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs",
             ),
             (
                 format!("{GOOD}[server]\nworkers = 0\n"),
@@ -1008,6 +1027,15 @@ url_base = "salt://artifacts"
                 "key `server.proxy_user_header` = \"X User\": must be an HTTP header name such as \
                  \"X-Forwarded-User\"",
             ),
+            (
+                format!("{GOOD}[server]\nmonitor_interval_secs = -1\n"),
+                "key `server.monitor_interval_secs` = \"-1\": must be between 0 (no monitor) and \
+                 86400 seconds",
+            ),
+            (
+                format!("{GOOD}[server]\nmonitor_interval_secs = \"30\"\n"),
+                "key `server.monitor_interval_secs` = \"30\": must be a number of seconds",
+            ),
         ];
         for (text, want) in cases {
             let e = Config::parse(&text, Path::new("p.toml")).unwrap_err();
@@ -1036,8 +1064,21 @@ url_base = "salt://artifacts"
                 admin_groups: vec!["admins".into(), "ops".into()],
                 auth: pushguide_server::AuthConfig::default(),
                 workers: 4,
+                monitor_interval: Duration::from_secs(30),
             }
         );
+        let c = Config::parse(
+            &format!("{GOOD}[server]\nmonitor_interval_secs = 0\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.monitor_interval, Duration::ZERO, "0: no monitor");
+        let c = Config::parse(
+            &format!("{GOOD}[server]\nmonitor_interval_secs = 5\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.monitor_interval, Duration::from_secs(5));
     }
 
     /// Every `[server]` key the reader knows is in the README's example, which parses.

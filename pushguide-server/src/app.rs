@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Extension, FromRequest, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, FromRequest, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -20,9 +20,13 @@ use serde::Deserialize;
 
 use crate::auth::{dummy_hash, new_token, same, token_hash, verify_password, Throttle};
 use crate::catalog::Catalog;
+use crate::health::SaltHealth;
 use crate::launch::Launcher;
+use crate::metrics::Metrics;
+use crate::monitor::{MonitorStatus, MonitorTask, Rounds};
 use crate::runner::{run_workers, Live};
 use crate::status::template_statuses;
+use crate::{editor, health, monitor};
 use crate::{html, Error};
 
 /// The session cookie.
@@ -32,8 +36,9 @@ pub const LOGIN_CSRF_COOKIE: &str = "pushguide_login_csrf";
 /// The header an API client sends its session's CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The largest form body read (login, logout).
-const FORM_LIMIT: usize = 16 * 1024;
+/// The largest form body read for its CSRF field (the template editor's form holds a whole
+/// template).
+const FORM_LIMIT: usize = crate::editor::BODY_LIMIT;
 /// Longer user names or passwords are refused without hashing.
 const FIELD_LIMIT: usize = 1024;
 
@@ -404,6 +409,149 @@ pub const ROUTES: &[Route] = &[
         need: Need::Admin,
         handler: || get(crate::admin::api_audit),
     },
+    // the template editor (admins)
+    Route {
+        method: Method::GET,
+        path: "/templates/new",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(editor::new_page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/templates/new",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(editor::create_page).layer(DefaultBodyLimit::max(editor::BODY_LIMIT)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/templates/{template}/edit",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(editor::edit_page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/templates/{template}/edit",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(editor::save_page).layer(DefaultBodyLimit::max(editor::BODY_LIMIT)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/templates/{template}/delete",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(editor::delete_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/templates/{template}/revisions",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(editor::revisions_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/templates/{template}/revisions/{revision}",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || get(editor::revision_page),
+    },
+    Route {
+        method: Method::POST,
+        path: "/templates/{template}/revisions/{revision}/restore",
+        access: Access::Page,
+        need: Need::Admin,
+        handler: || post(editor::restore_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/kinds",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(editor::api_kinds),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/templates/new",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(editor::api_create).layer(DefaultBodyLimit::max(editor::BODY_LIMIT)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/templates/{template}/source",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(editor::api_source),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/templates/{template}/source",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(editor::api_save).layer(DefaultBodyLimit::max(editor::BODY_LIMIT)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/templates/{template}/delete",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(editor::api_delete),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/templates/{template}/revisions",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(editor::api_revisions),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/templates/{template}/revisions/{revision}",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(editor::api_revision),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/templates/{template}/revisions/{revision}/restore",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || post(editor::api_restore),
+    },
+    // the minion monitor
+    Route {
+        method: Method::GET,
+        path: "/monitor",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(monitor::monitor_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/monitor",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(monitor::api_monitor),
+    },
+    // the service itself (public: see the `health` module)
+    Route {
+        method: Method::GET,
+        path: "/healthz",
+        access: Access::Public,
+        need: Need::Login,
+        handler: || get(health::healthz),
+    },
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        access: Access::Public,
+        need: Need::Login,
+        handler: || get(health::metrics),
+    },
 ];
 
 /// What every handler shares.
@@ -413,8 +561,13 @@ pub(crate) struct Inner {
     pub(crate) config: ServerConfig,
     pub(crate) throttle: Mutex<Throttle>,
     /// What reaches salt, when the service has it.
-    #[allow(dead_code)] // read by the health check (coming in this issue)
     pub(crate) transport: Option<Arc<dyn Transport>>,
+    /// The service's measurements (`/metrics`).
+    pub(crate) metrics: Arc<Metrics>,
+    /// What the minion monitor learned (`/monitor`).
+    pub(crate) monitor: Arc<MonitorStatus>,
+    /// Probes each salt-api endpoint for `/healthz`.
+    pub(crate) salt_health: Option<Arc<dyn SaltHealth>>,
     /// What starts deployments, when the service has it.
     pub(crate) launcher: Option<Arc<dyn Launcher>>,
     /// The deployments this service runs.
@@ -506,6 +659,9 @@ pub struct Server {
     catalog: Arc<dyn Catalog>,
     config: ServerConfig,
     transport: Option<Arc<dyn Transport>>,
+    metrics: Arc<Metrics>,
+    monitor: Arc<MonitorStatus>,
+    salt_health: Option<Arc<dyn SaltHealth>>,
     launcher: Option<Arc<dyn Launcher>>,
     workers: usize,
 }
@@ -527,9 +683,46 @@ impl Server {
             catalog,
             config,
             transport: None,
+            metrics: Arc::new(Metrics::new()),
+            monitor: Arc::new(MonitorStatus::default()),
+            salt_health: None,
             launcher: None,
             workers: 2,
         }
+    }
+
+    /// Probes the salt-api endpoints with `probe` for `/healthz` (without one, `/healthz` asks the
+    /// transport; see [`crate::health`]).
+    pub fn salt_health(mut self, probe: Arc<dyn SaltHealth>) -> Self {
+        self.salt_health = Some(probe);
+        self
+    }
+
+    /// The service's measurements, for the parts that feed them (workers, the live view).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Starts the minion monitor: a round every `interval` (the first at once), pinging with
+    /// `timeout`, until [`MonitorTask::stop`]. `None` (and nothing started) when the service has no
+    /// transport or `interval` is zero. Call it inside the Tokio runtime.
+    pub fn spawn_monitor(&self, interval: Duration, timeout: Duration) -> Option<MonitorTask> {
+        let transport = self.transport.clone()?;
+        if interval.is_zero() {
+            tracing::info!("minion monitor disabled (interval 0)");
+            return None;
+        }
+        Some(
+            Rounds {
+                store: self.store.clone(),
+                catalog: self.catalog.clone(),
+                transport,
+                status: self.monitor.clone(),
+                metrics: self.metrics.clone(),
+                timeout,
+            }
+            .spawn(interval),
+        )
     }
 
     /// Runs publish requests through `launcher` (without one, publishing is refused).
@@ -600,10 +793,13 @@ fn build(server: Server) -> (Router, Arc<Live>) {
         catalog,
         config,
         transport,
+        metrics,
+        monitor,
+        salt_health,
         launcher,
         workers: _,
     } = server;
-    let live = Arc::new(Live::default());
+    let live = Arc::new(Live::new(metrics.clone()));
     let throttle = Throttle::new(
         config.login_throttle_capacity,
         config.login_delay,
@@ -615,6 +811,9 @@ fn build(server: Server) -> (Router, Arc<Live>) {
         config,
         throttle: Mutex::new(throttle),
         transport,
+        metrics,
+        monitor,
+        salt_health,
         launcher,
         live: live.clone(),
     }));
@@ -992,6 +1191,7 @@ async fn login(
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .failed(&user, addr, Instant::now());
+            app.0.metrics.login_failed();
             tracing::warn!(user, addr = ?addr, "login failed");
             login_page(
                 &app,

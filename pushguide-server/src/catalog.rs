@@ -107,4 +107,11 @@ pub type CatalogError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Catalog: Send + Sync + 'static {
     /// Every template file, loaded or broken, sorted by name (broken files last).
     fn scan(&self) -> Result<Vec<CatalogEntry>, CatalogError>;
+
+    /// The directory the templates are files in, for the template editor: it writes
+    /// `<dir>/<name>.toml` (atomically) and removes such files. `None` (the default): the catalog
+    /// is read-only and the editor refuses to save.
+    fn dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }

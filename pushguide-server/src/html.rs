@@ -51,6 +51,7 @@ const NAV: &[(&str, &str, bool)] = &[
     ("/stats", "Statistics", false),
     ("/monitor", "Monitor", false),
     ("/account/tokens", "API tokens", false),
+    ("/templates/new", "New template", true),
     ("/admin", "Admin", true),
 ];
 
@@ -117,10 +118,16 @@ pub(crate) fn templates(viewer: &Viewer<'_>, rows: &[TemplateStatus]) -> String 
     }
     for r in rows {
         let t = &r.template;
+        // admins edit a template (or fix a broken file) from its row
+        let edit = if viewer.admin && crate::editor::check_name(&t.name).is_ok() {
+            format!(" <a href=\"/templates/{}/edit\">edit</a>", escape(&t.name))
+        } else {
+            String::new()
+        };
         if let Some(error) = &t.error {
             let _ = write!(
                 body,
-                "<tr class=\"broken\"><td>{}<br><small>{}</small></td>\
+                "<tr class=\"broken\"><td>{}{edit}<br><small>{}</small></td>\
                  <td colspan=\"5\">does not load: {}</td></tr>",
                 escape(&t.name),
                 escape(&t.file),
@@ -151,8 +158,8 @@ pub(crate) fn templates(viewer: &Viewer<'_>, rows: &[TemplateStatus]) -> String 
             .join("; ");
         let _ = write!(
             body,
-            "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td></tr>",
+            "<tr><td>{}{edit}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
             escape(&t.name),
             escape(&t.description),
             escape(&t.kind),

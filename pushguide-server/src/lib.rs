@@ -34,6 +34,10 @@
 //!   delete), every user's API tokens (revoke), and the audit log (newest first, `?before=SEQ`,
 //!   `?user=NAME`); JSON twins under `/api/v1/admin/…`. Every change is audited with the client's
 //!   address.
+//! - Admins edit templates ([`editor`]: validation at field paths, atomic writes, revisions with
+//!   diff and restore, an optimistic lock); a background task watches the minions ([`monitor`],
+//!   started by [`Server::spawn_monitor`]); `/healthz` and `/metrics` watch the service itself
+//!   ([`health`], [`Metrics`]).
 //!
 //! The routes are the [`ROUTES`] table; [`router`] builds the service from it and [`serve`] runs it.
 
@@ -42,11 +46,16 @@ mod app;
 pub mod auth;
 pub mod catalog;
 mod credentials;
+pub mod diff;
+pub mod editor;
 mod error;
 pub mod grid;
+pub mod health;
 pub mod html;
 pub mod launch;
 pub mod proxy;
+pub mod metrics;
+pub mod monitor;
 mod publish;
 mod runner;
 pub mod status;
@@ -58,6 +67,9 @@ pub use app::{
 };
 pub use catalog::{Catalog, CatalogEntry, CatalogError, TemplateRow};
 pub use error::Error;
+pub use health::{EndpointCheck, SaltHealth};
 pub use launch::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
 pub use proxy::{AuthConfig, AuthMode, Cidr};
+pub use metrics::Metrics;
+pub use monitor::MonitorTask;
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};

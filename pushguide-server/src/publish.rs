@@ -842,6 +842,22 @@ pub(crate) async fn deployment_api(
     }
 }
 
+/// A connected live view client, counted in the metrics while it lives.
+struct SseClient(Arc<crate::Metrics>);
+
+impl SseClient {
+    fn new(metrics: Arc<crate::Metrics>) -> Self {
+        metrics.sse_clients_inc();
+        SseClient(metrics)
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.sse_clients_dec();
+    }
+}
+
 /// `GET /deployments/{id}/events`: the live grid as server-sent events, one per journal event
 /// (its id is the journal sequence); `Last-Event-ID` replays what a reconnecting client missed.
 /// `204` once the deployment no longer runs here (the browser stops reconnecting; the page
@@ -868,9 +884,12 @@ pub(crate) async fn deployment_events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let csrf = s.csrf.clone();
+    let client = SseClient::new(app.0.metrics.clone());
     let state = (events, Grid::new(&id), running, last);
     let stream = futures_util::stream::unfold(state, move |(mut events, mut g, running, last)| {
         let csrf = csrf.clone();
+        // counted as a connected client until the stream is dropped
+        let _client = &client;
         async move {
             loop {
                 let e = events.next().await?;

@@ -42,9 +42,27 @@ pub(crate) struct Live {
     running: Mutex<HashMap<String, Arc<Running>>>,
     /// Woken when a request is queued or a deployment ends.
     pub(crate) wake: Notify,
+    /// Where deployment and stage durations are counted.
+    pub(crate) metrics: Arc<crate::Metrics>,
 }
 
 impl Live {
+    /// No deployment yet; durations counted into `metrics`.
+    pub(crate) fn new(metrics: Arc<crate::Metrics>) -> Self {
+        Live {
+            metrics,
+            ..Live::default()
+        }
+    }
+
+    /// How many deployments this service runs now.
+    pub(crate) fn len(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// The running deployment `id`, if this service runs it.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Running>> {
         self.running
@@ -268,11 +286,21 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
     live.insert(&dep, running.clone());
     let mut touched = Vec::new();
     let mut version = String::new();
+    let mut stages = HashMap::new();
     while let Some(e) = events.next().await {
         match &e.kind {
             EventKind::DeploymentStarted { version: v, .. } => version = v.clone(),
             EventKind::BatchStarted { minions, .. } => {
                 touched.extend(minions.iter().map(|m| m.to_string()));
+            }
+            EventKind::StageStarted { batch, stage, .. } => {
+                stages.insert((*batch, *stage), std::time::Instant::now());
+            }
+            EventKind::StageFinished { batch, stage, .. } => {
+                if let Some(begun) = stages.remove(&(*batch, *stage)) {
+                    live.metrics
+                        .stage_finished(stage.as_str(), begun.elapsed().as_secs_f64());
+                }
             }
             _ => {}
         }
@@ -290,6 +318,8 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
     let ended = match &report {
         Ok(r) => {
             tracing::info!(deployment = dep, outcome = ?r.outcome, "deployment ended");
+            live.metrics
+                .deployment_finished(r.outcome.as_str(), r.duration.as_secs_f64());
             None
         }
         Err(e) => Some(e.to_string()),

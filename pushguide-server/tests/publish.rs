@@ -345,6 +345,12 @@ async fn a_pause_is_answered_once_by_a_deployer_and_the_next_release_and_rollbac
     })
     .await;
     assert_eq!(v["pause"]["failed"], json!(["web-02"]));
+    // paused, it still runs; a request for the same template waits in the queue behind it
+    let waiting = publish(&e.app, &alice, "kind=deploy&version=1.0").await;
+    let m = metrics(&e.app).await;
+    assert!(m.contains("pushguide_running_deployments 1\n"), "{m}");
+    assert!(m.contains("pushguide_queue_depth 1\n"), "{m}");
+    assert!(e.store.cancel_publish(waiting).unwrap());
     let page = text(send(&e.app, alice.get(&format!("/deployments/{d2}"))).await).await;
     assert!(page.contains("id=\"decide-exclude\""), "{page}");
     assert!(
@@ -472,7 +478,9 @@ async fn the_live_view_streams_the_journal_and_a_reconnect_replays_what_was_miss
     let res = send(&e.app, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert!(metrics(&e.app).await.contains("pushguide_sse_clients 1\n"));
     let body = text(res).await; // ends with the deployment
+    assert!(metrics(&e.app).await.contains("pushguide_sse_clients 0\n"));
     let ids: Vec<u64> = body
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
@@ -492,7 +500,29 @@ async fn the_live_view_streams_the_journal_and_a_reconnect_replays_what_was_miss
     let page = text(send(&e.app, alice.get(&format!("/deployments/{d}"))).await).await;
     assert!(!page.contains("sse-connect"), "{page}");
     assert!(page.contains("state-ok"), "{page}");
+    // the deployment and its stages were timed
+    let begun = std::time::Instant::now();
+    let m = loop {
+        let m = metrics(&e.app).await;
+        if m.contains("pushguide_deployment_duration_seconds_count 1\n") {
+            break m;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(5), "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for want in [
+        "pushguide_deployments_total{outcome=\"succeeded\"} 1\n",
+        "pushguide_running_deployments 0\n",
+        "pushguide_queue_depth 0\n",
+        "pushguide_stage_duration_seconds_count{stage=\"deploy\"} ",
+    ] {
+        assert!(m.contains(want), "{want}\n---\n{m}");
+    }
     e.stop().await;
+}
+
+async fn metrics(app: &Router) -> String {
+    text(send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

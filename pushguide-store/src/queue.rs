@@ -250,6 +250,8 @@ impl SqliteStore {
         }
         tx.commit()
             .map_err(|e| self.err("marking interrupted publish requests", e))?;
+        // `publish_request` takes the connection again
+        drop(conn);
         ids.into_iter()
             .filter_map(|id| self.publish_request(id).transpose())
             .collect()

@@ -1,10 +1,14 @@
 //! `user add` and `serve`: the web service's accounts, and the service itself.
 
 use std::io::BufRead;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
-use pushguide_server::{Catalog, CatalogEntry, CatalogError, ServerConfig};
+use pushguide_core::{MinionId, Returns, SaltCall, TargetExpr, Transport, TransportError};
+use pushguide_salt::{SaltApi, SaltApiSettings};
+use pushguide_server::{
+    Catalog, CatalogEntry, CatalogError, EndpointCheck, Metrics, SaltHealth, Server, ServerConfig,
+};
 use pushguide_store::SessionLimits;
 
 use crate::app::App;
@@ -181,6 +185,114 @@ impl Catalog for TemplateDir {
             }))
             .collect())
     }
+
+    fn dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.config.templates.clone())
+    }
+}
+
+/// The service's salt-api client, timing each request into the salt request latency metric under
+/// the endpoint it goes to first (the first one not cooling down after a failure).
+struct TimedSalt {
+    salt: Arc<SaltApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedSalt {
+    fn endpoint(&self) -> String {
+        let health = self.salt.endpoint_health();
+        health
+            .iter()
+            .find(|e| e.available)
+            .or(health.first())
+            .map(|e| e.url.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[pushguide_core::async_trait]
+impl Transport for TimedSalt {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        let (endpoint, begun) = (self.endpoint(), Instant::now());
+        let r = self.salt.call(targets, call).await;
+        self.metrics
+            .salt_request(&endpoint, begun.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        let (endpoint, begun) = (self.endpoint(), Instant::now());
+        let r = self.salt.resolve(target).await;
+        self.metrics
+            .salt_request(&endpoint, begun.elapsed().as_secs_f64());
+        r
+    }
+}
+
+/// How long `/healthz` reuses its last probe of the salt-api endpoints (a load balancer asking
+/// every second does not log in to salt every second).
+const HEALTH_REUSE: Duration = Duration::from_secs(5);
+
+/// The health probe of `/healthz`: each configured salt-api endpoint on its own, with a new client
+/// (no held token), logs in.
+struct EndpointLogins {
+    settings: SaltApiSettings,
+    last: Mutex<Option<(Instant, Vec<EndpointCheck>)>>,
+}
+
+impl EndpointLogins {
+    async fn probe(settings: SaltApiSettings) -> EndpointCheck {
+        let endpoint = settings.endpoints.first().cloned().unwrap_or_default();
+        let begun = Instant::now();
+        let result = match SaltApi::new(settings) {
+            Ok(client) => client.login().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        EndpointCheck {
+            endpoint,
+            ok: result.is_ok(),
+            error: result.err(),
+            secs: begun.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+#[pushguide_core::async_trait]
+impl SaltHealth for EndpointLogins {
+    async fn check(&self) -> Vec<EndpointCheck> {
+        if let Some((at, checks)) = &*self.last.lock().unwrap_or_else(PoisonError::into_inner) {
+            if at.elapsed() < HEALTH_REUSE {
+                return checks.clone();
+            }
+        }
+        let probes = self.settings.endpoints.iter().map(|e| {
+            let mut one = self.settings.clone();
+            one.endpoints = vec![e.clone()];
+            Self::probe(one)
+        });
+        let mut checks = Vec::new();
+        for p in probes {
+            checks.push(p.await);
+        }
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), checks.clone()));
+        checks
+    }
+}
+
+/// The health probe when the salt-api settings are unusable: one failing check saying why.
+struct Unconfigured(String);
+
+#[pushguide_core::async_trait]
+impl SaltHealth for Unconfigured {
+    async fn check(&self) -> Vec<EndpointCheck> {
+        vec![EndpointCheck {
+            endpoint: "salt-api".into(),
+            ok: false,
+            error: Some(self.0.clone()),
+            secs: 0.0,
+        }]
+    }
 }
 
 /// `serve`: the web service on `[server] listen` until Ctrl-C, SIGTERM or SIGHUP; requests under
@@ -212,17 +324,35 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
     let launcher = Arc::new(super::launch::ConfigLauncher {
         config: app.config.clone(),
     });
-    let mut server = pushguide_server::Server::new(store, catalog, config)
+    let mut server = Server::new(store, catalog, config)
         .launcher(launcher)
         .workers(settings.workers);
-    if let Ok(salt) = app.salt() {
-        server = server.transport(salt);
+    // salt-api: the monitor pings through it, /healthz logs in to each endpoint
+    match app.config.salt_settings() {
+        Ok(salt_settings) => {
+            let salt: Arc<dyn Transport> = Arc::new(TimedSalt {
+                salt: app.salt()?,
+                metrics: server.metrics(),
+            });
+            server = server.transport(salt).salt_health(Arc::new(EndpointLogins {
+                settings: salt_settings,
+                last: Mutex::new(None),
+            }));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no salt-api: the minion monitor is off and /healthz fails");
+            server = server.salt_health(Arc::new(Unconfigured(e.to_string())));
+        }
     }
+    let monitor = server.spawn_monitor(settings.monitor_interval, app.config.monitor_timeout);
     let (router, workers) = server.start();
     let served =
         pushguide_server::serve(listener, router, async move { signals.recv().await }).await;
     tracing::info!("pushguide serve: stopping the workers");
     workers.stop().await;
+    if let Some(m) = monitor {
+        m.stop().await;
+    }
     served.map_err(|e| match e {
         pushguide_server::Error::Store(e) => CliError::Store(e),
         other => CliError::Internal(other.to_string()),
