@@ -22,6 +22,8 @@ pub mod auth;
 pub mod catalog;
 mod error;
 pub mod html;
+pub mod outcome;
+pub mod records;
 pub mod status;
 
 pub use app::{
