@@ -20,11 +20,16 @@
 mod app;
 pub mod auth;
 pub mod catalog;
+mod deployment_log;
 mod error;
+mod history;
 pub mod html;
 pub mod outcome;
+mod params;
 pub mod records;
+pub mod stats_page;
 pub mod status;
+pub mod svg;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, CSRF_HEADER, LOGIN_CSRF_COOKIE,
