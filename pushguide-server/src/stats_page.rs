@@ -6,6 +6,7 @@
 //! The twin is `pushguide stats --json`'s shape (hours and weekdays in UTC) plus `by_day`,
 //! `by_hour_of_week` and `max_time_to_recover_ms`.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
@@ -83,10 +84,11 @@ fn days(from: SystemTime, to: SystemTime, stored: &[DayStats]) -> Vec<DayRow> {
     };
     let first = secs(from) / 86_400;
     let last = secs(to).saturating_sub(1) / 86_400;
+    let by_day: HashMap<SystemTime, &DayStats> = stored.iter().map(|s| (s.day, s)).collect();
     (first..=last.max(first))
         .map(|d| {
             let day = SystemTime::UNIX_EPOCH + DAY * u32::try_from(d).unwrap_or(u32::MAX);
-            let s = stored.iter().find(|s| s.day == day);
+            let s = by_day.get(&day).copied();
             DayRow {
                 day: rfc3339(day)[..10].to_owned(),
                 count: s.map_or(0, |s| s.count),
