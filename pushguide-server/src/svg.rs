@@ -102,9 +102,7 @@ pub fn tick_label(v: f64) -> String {
     } else {
         (v, "")
     };
-    let text = if scaled.fract().abs() < 1e-9 {
-        format!("{scaled:.0}")
-    } else if scaled.abs() >= 10.0 {
+    let text = if scaled.fract().abs() < 1e-9 || scaled.abs() >= 10.0 {
         format!("{scaled:.0}")
     } else if scaled.abs() >= 1.0 {
         format!("{scaled:.1}")
