@@ -79,7 +79,13 @@ fn generate(path: &std::path::Path) {
                  VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, 'bench', ?6)",
             )
             .unwrap();
-        let outcomes = ["succeeded", "succeeded", "succeeded", "failed", "partially-applied"];
+        let outcomes = [
+            "succeeded",
+            "succeeded",
+            "succeeded",
+            "failed",
+            "partially-applied",
+        ];
         for i in 0..DEPLOYMENTS {
             let started = now - year + (i as i64 / 3) * step;
             let duration = 20_000 + (i as i64 * 7919) % 100_000;
@@ -254,8 +260,7 @@ fn main() {
             ] {
                 let q = format!("{filter}{extra}");
                 let (h50, h99, hb) = measure(&app, session, &format!("/history?{q}")).await;
-                let (j50, j99, jb) =
-                    measure(&app, session, &format!("/api/v1/history?{q}")).await;
+                let (j50, j99, jb) = measure(&app, session, &format!("/api/v1/history?{q}")).await;
                 eprintln!(
                     "| {who} | {page} | {:.2} / {:.2} ms ({} KiB) | {:.2} / {:.2} ms ({} KiB) |",
                     h50.as_secs_f64() * 1e3,

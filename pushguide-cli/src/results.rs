@@ -2,7 +2,6 @@
 //! [`crate::output`] prints (human text or `--json`). Both [`crate::commands`] and
 //! [`crate::output`] import them from here; nothing here runs a command or prints.
 
-
 use pushguide_core::{DeploymentOutcome, HostFailure, HostStatus, Report};
 use serde::Serialize;
 
