@@ -5,19 +5,19 @@ use serde::Serialize;
 /// Exit codes (see the crate documentation for the table).
 pub mod exit {
     /// The command succeeded (a deployment succeeded; a rollback rolled every host back).
-    pub const OK: u8 = 0;
+    pub const OK: u8 = pushguide_server::outcome::exit::OK;
     /// A deployment was partially applied (failures within the budget, or excluded hosts).
-    pub const PARTIALLY_APPLIED: u8 = 2;
+    pub const PARTIALLY_APPLIED: u8 = pushguide_server::outcome::exit::PARTIALLY_APPLIED;
     /// A deployment failed (stopped early, not rolled back).
-    pub const FAILED: u8 = 3;
+    pub const FAILED: u8 = pushguide_server::outcome::exit::FAILED;
     /// A deployment failed and was rolled back.
-    pub const ROLLED_BACK: u8 = 4;
+    pub const ROLLED_BACK: u8 = pushguide_server::outcome::exit::ROLLED_BACK;
     /// A rollback failed on at least one host.
-    pub const ROLLBACK_FAILED: u8 = 5;
+    pub const ROLLBACK_FAILED: u8 = pushguide_server::outcome::exit::ROLLBACK_FAILED;
     /// The deployment was cancelled (Ctrl-C, SIGTERM).
-    pub const CANCELLED: u8 = 6;
+    pub const CANCELLED: u8 = pushguide_server::outcome::exit::CANCELLED;
     /// The deployment's process died (`watch` of a deployment marked interrupted by `recover`).
-    pub const INTERRUPTED: u8 = 7;
+    pub const INTERRUPTED: u8 = pushguide_server::outcome::exit::INTERRUPTED;
     /// `install-module`: a targeted minion did not install the pushguide salt module (or no minion
     /// matched the target).
     pub const MODULE_NOT_INSTALLED: u8 = 8;
@@ -32,7 +32,7 @@ pub mod exit {
     /// salt-api, the CI source or the CMDB could not be reached or answered badly.
     pub const UNAVAILABLE: u8 = 69;
     /// Internal error (store, unexpected failure).
-    pub const INTERNAL: u8 = 70;
+    pub const INTERNAL: u8 = pushguide_server::outcome::exit::INTERNAL;
 }
 
 /// A value from the command line or a file as an error message shows it: control and invisible

@@ -2,8 +2,6 @@
 //! [`crate::output`] prints (human text or `--json`). Both [`crate::commands`] and
 //! [`crate::output`] import them from here; nothing here runs a command or prints.
 
-use std::time::Duration;
-
 use pushguide_core::{DeploymentOutcome, HostFailure, HostStatus, Report};
 use serde::Serialize;
 
@@ -11,10 +9,13 @@ use crate::outcome;
 
 pub use pushguide_server::rfc3339;
 
-/// A duration in whole milliseconds (`u64::MAX` beyond).
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+pub(crate) use pushguide_server::records::millis;
+
+/// The shapes of recorded deployments (`history`, `show`, `log`, `watch`, `stats`), shared with the
+/// web service's JSON API.
+pub use pushguide_server::records::{
+    CallLine, DeploymentRow, HostLog, LogResult, RateRow, SeriesRow, StageLine, StatsResult,
+};
 
 /// One project type (`kinds`).
 #[derive(Debug, Serialize)]
@@ -66,51 +67,6 @@ impl std::fmt::Debug for TokenAdded {
             .field("label", &self.label)
             .field("expires", &self.expires)
             .finish_non_exhaustive()
-    }
-}
-
-/// A recorded deployment (`history`, `show`, `log`).
-#[derive(Debug, Serialize)]
-pub struct DeploymentRow {
-    /// Id.
-    pub id: String,
-    /// Template.
-    pub template: String,
-    /// `deploy` or `rollback`.
-    pub mode: &'static str,
-    /// Version (`previous` or the target for rollbacks).
-    pub version: String,
-    /// Acting user.
-    pub user: String,
-    /// Dry run.
-    pub dry_run: bool,
-    /// Start, RFC 3339.
-    pub started: String,
-    /// End, RFC 3339 (`null` while running).
-    pub ended: Option<String>,
-    /// Duration in ms (`null` while running).
-    pub duration_ms: Option<u64>,
-    /// Outcome (`null` while running).
-    pub outcome: Option<String>,
-    /// Why it stopped early.
-    pub reason: Option<String>,
-}
-
-impl From<pushguide_store::DeploymentRecord> for DeploymentRow {
-    fn from(r: pushguide_store::DeploymentRecord) -> Self {
-        DeploymentRow {
-            id: r.id,
-            template: r.template,
-            mode: if r.rollback { "rollback" } else { "deploy" },
-            version: r.version,
-            user: r.principal,
-            dry_run: r.dry_run,
-            started: rfc3339(r.started),
-            ended: r.ended.map(rfc3339),
-            duration_ms: r.duration.map(millis),
-            outcome: r.outcome,
-            reason: r.reason,
-        }
     }
 }
 
@@ -290,164 +246,6 @@ pub struct Detached {
     pub pid: u32,
     /// Its output.
     pub log: String,
-}
-
-/// One salt request of a deployment (`log`).
-#[derive(Debug, Serialize)]
-pub struct CallLine {
-    /// Batch (`null`: prepare).
-    pub batch: Option<usize>,
-    /// Stage.
-    pub stage: String,
-    /// Salt function.
-    pub fun: String,
-    /// Job id.
-    pub jid: Option<String>,
-    /// Hosts ok.
-    pub ok: u64,
-    /// Hosts failed.
-    pub failed: u64,
-    /// Elapsed ms.
-    pub millis: u64,
-}
-
-impl From<&pushguide_store::CallRow> for CallLine {
-    fn from(c: &pushguide_store::CallRow) -> Self {
-        CallLine {
-            batch: c.batch,
-            stage: c.stage.clone(),
-            fun: c.fun.clone(),
-            jid: c.jid.clone(),
-            ok: c.ok,
-            failed: c.failed,
-            millis: c.millis,
-        }
-    }
-}
-
-/// One stage of one host (`log`).
-#[derive(Debug, Serialize)]
-pub struct StageLine {
-    /// Batch.
-    pub batch: Option<usize>,
-    /// Stage.
-    pub stage: String,
-    /// `ok` or `failed`.
-    pub status: String,
-    /// ms.
-    pub duration_ms: Option<u64>,
-    /// Failing salt function.
-    pub fun: Option<String>,
-    /// Failure reason, or the version rolled back to.
-    pub detail: Option<String>,
-}
-
-/// One host of a deployment (`log`).
-#[derive(Debug, Serialize)]
-pub struct HostLog {
-    /// Host.
-    pub host: String,
-    /// Status from the journal (`succeeded`, `failed`, `rolled-back`, …), final once the
-    /// deployment has an outcome.
-    pub status: Option<String>,
-    /// Per stage.
-    pub stages: Vec<StageLine>,
-    /// The report's log lines.
-    pub log: Vec<String>,
-}
-
-/// `log ID` and the final result of `watch ID`.
-#[derive(Debug, Serialize)]
-pub struct LogResult {
-    /// The deployment.
-    pub deployment: DeploymentRow,
-    /// Exit code of its outcome (`null` while running; 70 for an outcome this pushguide does not
-    /// know).
-    pub exit_code: Option<u8>,
-    /// Why the recorded outcome is not understood (a name this pushguide does not know); left out
-    /// of the JSON when the outcome is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome_error: Option<String>,
-    /// Its salt requests.
-    pub calls: Vec<CallLine>,
-    /// Per host.
-    pub hosts: Vec<HostLog>,
-}
-
-/// Deployments per hour/weekday.
-#[derive(Debug, Serialize)]
-pub struct RateRow {
-    /// Hour (0–23) or weekday (0 = Monday), at the offset `tz`.
-    pub at: usize,
-    /// Deployments.
-    pub count: u64,
-    /// Of which succeeded.
-    pub succeeded: u64,
-}
-
-/// Count, success rate and durations of one series (`stats`: releases, rollbacks).
-#[derive(Debug, Serialize)]
-pub struct SeriesRow {
-    /// Counted (dry runs excluded).
-    pub count: u64,
-    /// Of which succeeded (for rollbacks: every host rolled back).
-    pub succeeded: u64,
-    /// succeeded / count.
-    pub success_rate: Option<f64>,
-    /// Mean duration ms.
-    pub mean_ms: Option<u64>,
-    /// Median duration ms.
-    pub p50_ms: Option<u64>,
-    /// 95th percentile ms.
-    pub p95_ms: Option<u64>,
-}
-
-impl From<&pushguide_store::Summary> for SeriesRow {
-    fn from(s: &pushguide_store::Summary) -> Self {
-        SeriesRow {
-            count: s.count,
-            succeeded: s.succeeded,
-            success_rate: s.success_rate,
-            mean_ms: s.mean.map(millis),
-            p50_ms: s.p50.map(millis),
-            p95_ms: s.p95.map(millis),
-        }
-    }
-}
-
-/// `stats`.
-#[derive(Debug, Serialize)]
-pub struct StatsResult {
-    /// Template (`null`: every template the user may view).
-    pub template: Option<String>,
-    /// The templates counted (those the user may view).
-    pub templates: Vec<String>,
-    /// Window start.
-    pub from: String,
-    /// Window end.
-    pub to: String,
-    /// The offset from UTC of `by_hour` and `by_weekday` (`UTC`, `+02:00`).
-    pub tz: String,
-    /// Releases (dry runs and rollbacks excluded): count, success rate and durations, as fields
-    /// of the result itself in JSON (`count`, `succeeded`, `success_rate`, `mean_ms`, …).
-    #[serde(flatten)]
-    pub releases: SeriesRow,
-    /// Rollback requests (`pushguide rollback`): their own count, success rate and durations.
-    pub rollbacks: SeriesRow,
-    /// Releases per hour of the start at `tz` (only hours with releases).
-    pub by_hour: Vec<RateRow>,
-    /// Releases per weekday at `tz` (only days with releases).
-    pub by_weekday: Vec<RateRow>,
-    /// Hosts by failed stages, most first.
-    pub failing_hosts: Vec<(String, u64)>,
-    /// Stages by failures, most first.
-    pub failing_stages: Vec<(String, u64)>,
-    /// Incidents in the window.
-    pub incidents: u64,
-    /// Of which recovered.
-    pub recovered: u64,
-    /// Mean time to recover, ms.
-    pub mttr_ms: Option<u64>,
 }
 
 /// A host of an interrupted deployment and what was done to it.

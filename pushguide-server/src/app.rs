@@ -552,6 +552,48 @@ pub const ROUTES: &[Route] = &[
         need: Need::Login,
         handler: || get(health::metrics),
     },
+    Route {
+        method: Method::GET,
+        path: "/history",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::history::page_html),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/history",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::history::api),
+    },
+    Route {
+        method: Method::GET,
+        path: "/deployments/{id}/log",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::deployment_log::page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/deployments/{id}/log",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::deployment_log::api),
+    },
+    Route {
+        method: Method::GET,
+        path: "/stats",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::stats_page::page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/stats",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::stats_page::api),
+    },
 ];
 
 /// What every handler shares.

@@ -48,6 +48,7 @@
 
 mod audit;
 mod auth;
+mod browse;
 mod error;
 mod fleet;
 mod history;
@@ -65,6 +66,7 @@ mod users;
 
 pub use audit::AuditEntry;
 pub use auth::{Session, SessionLimits, User};
+pub use browse::{DayStats, HistoryKey, HistoryPage, HistoryQuery, OutcomeFilter, PageAt};
 pub use error::Error;
 pub use fleet::HostVersion;
 pub use lease::Lease;

@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -380,6 +380,15 @@ CREATE TABLE publish_requests (
 );
 CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
 CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
+"#;
+
+// The history page (`pushguide-server`): newest first, paged by key (start, id), filtered by
+// template, user and outcome. Both indexes carry the filtered columns, so a page is found from the
+// index without reading the rows it skips.
+const V11: &str = r#"
+CREATE INDEX deployments_history ON deployments (started_ms, id, template, principal, outcome);
+CREATE INDEX deployments_history_by_template
+    ON deployments (template, started_ms, id, principal, outcome);
 "#;
 
 /// A database file at `path` as a build with schema `version` left it (for migration tests).

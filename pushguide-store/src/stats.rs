@@ -58,7 +58,7 @@ impl Window {
     }
 
     /// The offset in milliseconds.
-    fn offset_ms(&self) -> i64 {
+    pub(crate) fn offset_ms(&self) -> i64 {
         i64::from(self.utc_offset_secs.clamp(-18 * 3600, 18 * 3600)) * 1000
     }
 
@@ -77,7 +77,7 @@ impl Window {
 
     /// The SQL condition and its parameters (`?1` from, `?2` to, `?3` template, `?4` the template
     /// list as a JSON array).
-    fn filter(&self) -> (String, Vec<Value>) {
+    pub(crate) fn filter(&self) -> (String, Vec<Value>) {
         let mut p = vec![
             Value::Integer(to_ms(self.from)),
             Value::Integer(to_ms(self.to)),
@@ -173,7 +173,7 @@ pub struct Stats {
 }
 
 /// Finished, non-dry-run releases.
-const COUNTED: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 0";
+pub(crate) const COUNTED: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 0";
 /// Finished, non-dry-run rollback requests.
 const ROLLBACKS: &str = "dry_run = 0 AND duration_ms IS NOT NULL AND rollback = 1";
 
@@ -199,7 +199,7 @@ fn failed_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Appends `name` to the parameters `p` and returns its placeholder.
-fn bind(p: &mut Vec<Value>, name: &str) -> String {
+pub(crate) fn bind(p: &mut Vec<Value>, name: &str) -> String {
     p.push(Value::Text(name.to_owned()));
     format!("?{}", p.len())
 }
@@ -208,7 +208,7 @@ fn ms(d: i64) -> Duration {
     Duration::from_millis(d.max(0) as u64)
 }
 
-fn nearest_rank(sorted: &[i64], q: f64) -> Option<Duration> {
+pub(crate) fn nearest_rank(sorted: &[i64], q: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
     }
@@ -263,7 +263,7 @@ impl SqliteStore {
         })
     }
 
-    fn buckets(&self, w: &Window, bucket: &str, n: usize) -> Result<Vec<Rate>, Error> {
+    pub(crate) fn buckets(&self, w: &Window, bucket: &str, n: usize) -> Result<Vec<Rate>, Error> {
         let (filter, mut p) = w.filter();
         let succeeded = bind(&mut p, DeploymentOutcome::Succeeded.as_str());
         let conn = self.conn();

@@ -7,12 +7,8 @@ use pushguide_store::SqliteStore;
 
 use crate::app::{App, BrokenTemplate};
 use crate::error::CliError;
-use crate::outcome::recorded_exit_code;
 use crate::progress::Progress;
-use crate::results::{
-    millis, rfc3339, CallLine, DeploymentRow, HostLog, HostState, HostVersionRow, LogResult,
-    ShowResult, StageLine,
-};
+use crate::results::{rfc3339, DeploymentRow, HostState, HostVersionRow, LogResult, ShowResult};
 
 use super::kind_of;
 use super::{recorded, unknown_deployment};
@@ -109,58 +105,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
 
 fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
     let rec = recorded(store, id)?;
-    let rollback = rec.rollback;
-    let calls = store.calls(id)?.iter().map(CallLine::from).collect();
-    let mut by_host: BTreeMap<String, Vec<StageLine>> = BTreeMap::new();
-    // hosts that failed before any batch (prepare, staging) have no batch stage rows
-    for r in store.host_results(id)? {
-        if r.batch.is_none() && r.status == "failed" {
-            by_host.entry(r.host).or_default().push(StageLine {
-                batch: None,
-                stage: r.failed_stage.unwrap_or_default(),
-                status: r.status,
-                duration_ms: None,
-                fun: r.fun,
-                detail: r.failure,
-            });
-        }
-    }
-    for r in store.host_stage_results(id)? {
-        by_host.entry(r.host).or_default().push(StageLine {
-            batch: r.batch,
-            stage: r.stage,
-            status: r.status,
-            duration_ms: r.duration.map(millis),
-            fun: r.fun,
-            detail: r.detail,
-        });
-    }
-    let mut hosts = Vec::new();
-    for (host, stages) in by_host {
-        hosts.push(HostLog {
-            status: store.host_status(id, &host)?,
-            log: store.host_log(id, &host)?,
-            host,
-            stages,
-        });
-    }
-    let (exit_code, outcome_error) = match rec.outcome.as_deref() {
-        None => (None, None),
-        Some(o) => {
-            let (code, unknown) = recorded_exit_code(o, rollback);
-            if let Some(e) = &unknown {
-                tracing::warn!(deployment = %id, error = %e, "unknown recorded outcome");
-            }
-            (Some(code), unknown.map(|e| e.to_string()))
-        }
-    };
-    Ok(LogResult {
-        deployment: rec.into(),
-        exit_code,
-        outcome_error,
-        calls,
-        hosts,
-    })
+    Ok(LogResult::read(store, rec)?)
 }
 
 /// `log ID`.

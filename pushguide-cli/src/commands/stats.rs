@@ -7,7 +7,7 @@ use pushguide_store::Window;
 use crate::app::App;
 use crate::config::UtcOffset;
 use crate::error::CliError;
-use crate::results::{millis, rfc3339, RateRow, SeriesRow, StatsResult};
+use crate::results::StatsResult;
 
 /// `stats [TEMPLATE] [--since DAYS] [--tz OFFSET]`: over one template, or every template the user
 /// may view.
@@ -42,35 +42,11 @@ pub fn stats(
         .templates(visible.iter().cloned())
         .utc_offset(tz.seconds);
     let s = app.store()?.stats(&w)?;
-    let rates = |v: &[pushguide_store::Rate]| -> Vec<RateRow> {
-        v.iter()
-            .enumerate()
-            .filter(|(_, r)| r.count > 0)
-            .map(|(at, r)| RateRow {
-                at,
-                count: r.count,
-                succeeded: r.succeeded,
-            })
-            .collect()
-    };
-    Ok(StatsResult {
-        template: template.map(str::to_owned),
-        templates: visible,
-        from: rfc3339(from),
-        to: rfc3339(to),
-        tz: tz.to_string(),
-        releases: SeriesRow::from(&s.summary),
-        rollbacks: SeriesRow::from(&s.rollbacks),
-        by_hour: rates(&s.by_hour),
-        by_weekday: rates(&s.by_weekday),
-        failing_hosts: s.hosts,
-        failing_stages: s
-            .stages
-            .into_iter()
-            .map(|(st, n)| (st.as_str().to_owned(), n))
-            .collect(),
-        incidents: s.recovery.incidents,
-        recovered: s.recovery.recovered,
-        mttr_ms: s.recovery.mean.map(millis),
-    })
+    Ok(StatsResult::new(
+        template.map(str::to_owned),
+        visible,
+        &w,
+        tz.to_string(),
+        s,
+    ))
 }
