@@ -66,6 +66,18 @@ async fn a_deployer_publishes_watches_it_live_excludes_a_failed_host_and_rolls_b
         .await;
     assert_eq!(versions.len(), 20, "{versions:?}");
     assert!(versions.iter().all(|v| v == "1.0.0"), "{versions:?}");
+    // the statistics page draws its charts from these three deployments
+    b.goto("/stats?template=shop").await;
+    let charts = b
+        .client()
+        .find_all(fantoccini::Locator::Css("main svg"))
+        .await
+        .unwrap();
+    assert!(charts.len() >= 3, "{} charts", charts.len());
+    assert!(b.text("main").await.contains("shop"));
+    b.screenshot("statistics").await;
+    b.goto("/history").await;
+    assert_eq!(b.texts("main table tbody tr").await.len(), 3);
     b.close().await;
 
     // the viewer sees the template and its deployments, and no button that acts
@@ -84,4 +96,41 @@ async fn a_deployer_publishes_watches_it_live_excludes_a_failed_host_and_rolls_b
     );
     v.screenshot("viewer-deployment").await;
     v.close().await;
+}
+
+/// The admin makes a template in the editor: a mistake is shown at its field and nothing is
+/// saved; the fixed text is saved and listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_fixes_a_validation_error_in_the_editor_and_saves() {
+    let demo = Demo::start().await;
+    let Some(b) = Browser::start_at("editor", &demo.base).await else {
+        return;
+    };
+    b.login("ada", demo.password("ada")).await;
+    b.goto("/templates/new").await;
+    b.goto("/templates/new?kind=java-tomcat").await;
+    // (admins manage template files; like anyone, they see the templates whose ACL names them)
+    let good = "name = \"newapp\"\n[acl.viewers]\ngroups = [\"admins\"]\n\
+                [acl.deployers]\ngroups = [\"ops\"]\n[targets]\n\
+                minions = [\"web-01\"]\n[project]\nkind = \"java-tomcat\"\ncontext = \"newapp\"\n\
+                root = \"/srv/newapp\"\ncatalina_base = \"/var/lib/tomcat10\"\n\
+                service = \"tomcat10\"\n";
+    b.fill("textarea[name=text]", &format!("{good}colour = \"blue\"\n"))
+        .await;
+    b.click_button("Save").await;
+    let errors = b.text("main table").await;
+    assert!(errors.contains("colour"), "{errors}");
+    b.screenshot("validation-error").await;
+    b.goto("/").await;
+    assert!(
+        !b.text("main").await.contains("newapp"),
+        "nothing was saved"
+    );
+    b.goto("/templates/new?kind=java-tomcat").await;
+    b.fill("textarea[name=text]", good).await;
+    b.click_button("Save").await;
+    b.goto("/").await;
+    assert!(b.text("main").await.contains("newapp"));
+    b.screenshot("saved").await;
+    b.close().await;
 }
