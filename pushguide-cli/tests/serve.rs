@@ -1,6 +1,6 @@
 //! `pushguide user add` and `pushguide serve` as processes: a user added through stdin logs in over
 //! HTTP, reads `/api/v1/templates`, and SIGTERM stops the service with exit 0.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::io::Write;
 use std::path::Path;
