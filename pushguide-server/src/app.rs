@@ -193,6 +193,20 @@ pub const ROUTES: &[Route] = &[
         handler: || get(crate::publish::publish_page_api),
     },
     Route {
+        method: Method::GET,
+        path: "/t/{template}/plan",
+        access: Access::Page,
+        need: Need::Login,
+        handler: || get(crate::publish::plan_page),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/templates/{template}/plan",
+        access: Access::Api,
+        need: Need::Login,
+        handler: || get(crate::publish::plan_api),
+    },
+    Route {
         method: Method::POST,
         path: "/t/{template}/publish",
         access: Access::Page,

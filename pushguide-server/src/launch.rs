@@ -5,7 +5,7 @@
 //! template, its CMDB settings, the artifact from CI) and starts it. `pushguide serve` implements it
 //! over the configuration's salt-api, CI source and CMDB.
 
-use pushguide_core::{async_trait, DeploymentHandle, Principal};
+use pushguide_core::{async_trait, DeploymentHandle, Plan, Principal};
 use serde::{Deserialize, Serialize};
 
 /// Why a launcher could not do what was asked (shown to the user as is: one line, no secret).
@@ -112,6 +112,19 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// The versions the CI source offers for `template`, newest first; empty without a source.
     async fn versions(&self, template: &str) -> Result<Vec<VersionInfo>, LaunchError>;
+
+    /// What `request` would do (batches, the salt calls of each stage, each host's rollback
+    /// target), computed read-only for `who` (who needs the view permission only). A launcher
+    /// that cannot compute plans answers an error saying so.
+    async fn plan(
+        &self,
+        template: &str,
+        request: &PublishRequest,
+        who: &Principal,
+    ) -> Result<Plan, LaunchError> {
+        let _ = (request, who);
+        Err(format!("no plan preview for template `{template}` on this service").into())
+    }
 }
 
 #[cfg(test)]

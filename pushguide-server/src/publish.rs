@@ -514,6 +514,10 @@ pub(crate) async fn publish_page(
              <label>Batch size (this run only) <input name=\"batch\" placeholder=\"3 or 25%\">\
              </label><label>Only these hosts <input name=\"hosts\" placeholder=\"web-01, web-02\">\
              </label><button type=\"submit\">Publish</button></form>\
+             <h2>Preview the plan</h2><form method=\"get\" action=\"/t/{seg}/plan\" id=\"plan\">\
+             <label>Version <input name=\"version\" list=\"versions\" required value=\"{first}\">\
+             </label><label>Batch size <input name=\"batch\" placeholder=\"3 or 25%\"></label>\
+             <button type=\"submit\">Preview</button></form>\
              <h2>Roll back</h2><form method=\"post\" action=\"/t/{seg}/publish\" id=\"rollback\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"kind\" value=\"rollback\">\
@@ -1227,5 +1231,93 @@ mod tests {
         ] {
             assert!(check_form(&bad).is_err(), "{bad:?}");
         }
+    }
+}
+
+/// The plan of the query's request, for `s`: a clear refusal when it cannot be computed.
+async fn plan_of(
+    app: &AppState,
+    s: &AuthSession,
+    name: &str,
+    form: &PublishForm,
+    access: Access,
+) -> Result<(Arc<Template>, PublishRequest, pushguide_core::Plan), Response> {
+    let t = template_for(app, s, name, Action::View, access).await?;
+    let req =
+        check_form(form).map_err(|e| refuse(access, StatusCode::BAD_REQUEST, "invalid", &e))?;
+    let Some(launcher) = &app.0.launcher else {
+        return Err(refuse(
+            access,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this service cannot compute plans (no salt)",
+        ));
+    };
+    match launcher.plan(name, &req, &s.principal()).await {
+        Ok(p) => Ok((t, req, p)),
+        Err(e) => Err(refuse(
+            access,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plan",
+            &pushguide_core::validate::clean(&e.to_string(), 600),
+        )),
+    }
+}
+
+/// `GET /t/{template}/plan?version=…&batch=…`: what a release would do, changing nothing.
+pub(crate) async fn plan_page(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<PublishForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(form)) = query else {
+        return refuse(
+            Access::Page,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "expected version, batch",
+        );
+    };
+    let (t, req, plan) = match plan_of(&app, &s, &name, &form, Access::Page).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = format!(
+        "<h1>Plan · <a href=\"/t/{}\">{}</a></h1><p>{}: nothing is changed by this page.</p>\
+         <pre id=\"plan-text\">{}</pre>",
+        crate::html::path_segment(&t.name),
+        escape(&t.name),
+        escape(&req.summary()),
+        escape(&plan.to_string())
+    );
+    with_cookies(
+        Html(layout(
+            &format!("Plan of {}", t.name),
+            Some(&s.viewer()),
+            &body,
+        ))
+        .into_response(),
+        &[],
+    )
+}
+
+/// `GET /api/v1/templates/{template}/plan?version=…`: the plan as `plan --json` shows it.
+pub(crate) async fn plan_api(
+    State(app): State<AppState>,
+    Extension(s): Extension<AuthSession>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<PublishForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(form)) = query else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "expected version, batch",
+        );
+    };
+    match plan_of(&app, &s, &name, &form, Access::Api).await {
+        Ok((_, _, plan)) => with_cookies(Json(plan).into_response(), &[]),
+        Err(r) => r,
     }
 }

@@ -88,6 +88,24 @@ impl Launcher for SimLauncher {
         Ok(self.engine.start(req.dry_run(request.dry_run)).await?)
     }
 
+    async fn plan(
+        &self,
+        _template: &str,
+        request: &PublishRequest,
+        who: &Principal,
+    ) -> Result<pushguide_core::Plan, LaunchError> {
+        let PublishMode::Deploy { version } = &request.mode else {
+            return Err("only releases are previewed here".into());
+        };
+        let a = Artifact::new(
+            format!("https://ci.example.com/{version}.war"),
+            Some(SHA.into()),
+        );
+        let req =
+            EngineRequest::new(self.template.clone(), version.clone(), who.clone()).artifact(a);
+        Ok(self.engine.plan(&req).await?)
+    }
+
     async fn versions(&self, _template: &str) -> Result<Vec<VersionInfo>, LaunchError> {
         Ok(["2.0", "1.0"]
             .iter()
@@ -560,5 +578,32 @@ async fn stop_and_roll_back_returns_the_touched_hosts() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_previews_the_plan_and_nothing_changes() {
+    let e = env(Duration::from_millis(1));
+    let bob = login(&e.app, "bob").await;
+    let res = send(&e.app, bob.get("/t/shop/plan?version=2.0&batch=2")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = text(res).await;
+    assert!(
+        page.contains("id=\"plan-text\"") && page.contains("web-03"),
+        "{page}"
+    );
+    let res = send(&e.app, bob.get("/api/v1/templates/shop/plan?version=2.0")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let plan: Value = serde_json::from_str(&text(res).await).unwrap();
+    assert!(plan.is_object(), "{plan}");
+    for bad in ["version=1.0%3Bid", "version=", "version=2.0&batch=many"] {
+        let res = send(&e.app, bob.get(&format!("/t/shop/plan?{bad}"))).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert!(
+        e.fleet.requests().iter().all(|r| !r.call.is_mutating()),
+        "a plan changes nothing"
+    );
+    assert!(e.store.publish_queue(None).unwrap().is_empty());
     e.stop().await;
 }

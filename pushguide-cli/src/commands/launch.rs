@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use pushguide_core::{async_trait, DeploymentHandle, Principal, Request};
+use pushguide_core::{async_trait, DeploymentHandle, Plan, Principal, Request};
 use pushguide_server::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
 
 use crate::app::App;
 use crate::config::Config;
 
 use super::deploy::deploy_request;
+use super::plan::{artifact, parse_batch};
 use super::rollback::undo_request;
 
 /// How many of the newest versions get their size and checksum looked up for the publish page.
@@ -86,6 +87,51 @@ impl Launcher for ConfigLauncher {
         };
         let engine = app.engine()?;
         Ok(engine.start(req).await?)
+    }
+
+    async fn plan(
+        &self,
+        template: &str,
+        request: &PublishRequest,
+        who: &Principal,
+    ) -> Result<Plan, LaunchError> {
+        let mut app = self.app_for(who);
+        let t = app.template(template)?;
+        app.check_view(&t)?;
+        let req = match &request.mode {
+            PublishMode::Deploy { version } => {
+                pushguide_core::validate::version("version", version)?;
+                let artifact = artifact(&app, template, version).await?;
+                let mut t = app.with_cmdb(t).await?;
+                if let Some(b) = &request.batch {
+                    t.template.rollout.batch = parse_batch(b)?;
+                }
+                let mut req = Request::new(Arc::new(t.template), version.clone(), who.clone());
+                if let Some(a) = artifact {
+                    req = req.artifact(a);
+                }
+                req
+            }
+            PublishMode::Rollback { to } => {
+                let t = app.with_cmdb(t).await?;
+                Request::rollback(Arc::new(t.template), to.clone(), who.clone())
+            }
+            PublishMode::Undo { version } => {
+                let t = app.with_cmdb(t).await?;
+                undo_request(
+                    Arc::new(t.template),
+                    version,
+                    who.clone(),
+                    request.hosts.clone().unwrap_or_default(),
+                )
+            }
+        };
+        let req = match &request.hosts {
+            Some(h) => req.hosts(h.clone()),
+            None => req,
+        };
+        let engine = app.engine()?;
+        Ok(engine.plan(&req.dry_run(request.dry_run)).await?)
     }
 
     async fn versions(&self, template: &str) -> Result<Vec<VersionInfo>, LaunchError> {

@@ -10,7 +10,7 @@ use crate::error::CliError;
 
 /// Resolves `version` from the CI source (when configured) into an artifact; an unknown version is
 /// [`CliError::UnknownVersion`].
-pub(super) async fn artifact(
+pub(crate) async fn artifact(
     app: &App,
     template: &str,
     version: &str,
@@ -40,7 +40,7 @@ pub(super) async fn artifact(
     }
 }
 
-pub(super) fn parse_batch(s: &str) -> Result<Threshold, CliError> {
+pub(crate) fn parse_batch(s: &str) -> Result<Threshold, CliError> {
     let v = match s.trim().parse::<i64>() {
         Ok(n) => toml::Value::Integer(n),
         Err(_) => toml::Value::String(s.trim().to_owned()),
