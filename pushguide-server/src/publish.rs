@@ -1197,43 +1197,6 @@ fn script(body: &'static str) -> Response {
         .into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(kind: &str, version: &str, batch: &str, hosts: &str) -> PublishForm {
-        PublishForm {
-            kind: kind.into(),
-            version: version.into(),
-            dry_run: None,
-            batch: batch.into(),
-            hosts: hosts.into(),
-        }
-    }
-
-    #[test]
-    fn forms_are_checked_before_anything_is_queued() {
-        assert!(check_form(&form("deploy", "2.0", "25%", "web-01, web-02")).is_ok());
-        assert_eq!(
-            check_form(&form("rollback", "", "", ""))
-                .map(|r| r.mode)
-                .ok(),
-            Some(PublishMode::Rollback { to: None })
-        );
-        for bad in [
-            form("deploy", "", "", ""),
-            form("deploy", "1.0; rm -rf /", "", ""),
-            form("deploy", "../../etc", "", ""),
-            form("deploy", "2.0", "ten", ""),
-            form("deploy", "2.0", "", "web 01$(id)"),
-            form("shell", "2.0", "", ""),
-            form("deploy", &"9".repeat(5000), "", ""),
-        ] {
-            assert!(check_form(&bad).is_err(), "{bad:?}");
-        }
-    }
-}
-
 /// The plan of the query's request, for `s`: a clear refusal when it cannot be computed.
 async fn plan_of(
     app: &AppState,
@@ -1319,5 +1282,42 @@ pub(crate) async fn plan_api(
     match plan_of(&app, &s, &name, &form, Access::Api).await {
         Ok((_, _, plan)) => with_cookies(Json(plan).into_response(), &[]),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(kind: &str, version: &str, batch: &str, hosts: &str) -> PublishForm {
+        PublishForm {
+            kind: kind.into(),
+            version: version.into(),
+            dry_run: None,
+            batch: batch.into(),
+            hosts: hosts.into(),
+        }
+    }
+
+    #[test]
+    fn forms_are_checked_before_anything_is_queued() {
+        assert!(check_form(&form("deploy", "2.0", "25%", "web-01, web-02")).is_ok());
+        assert_eq!(
+            check_form(&form("rollback", "", "", ""))
+                .map(|r| r.mode)
+                .ok(),
+            Some(PublishMode::Rollback { to: None })
+        );
+        for bad in [
+            form("deploy", "", "", ""),
+            form("deploy", "1.0; rm -rf /", "", ""),
+            form("deploy", "../../etc", "", ""),
+            form("deploy", "2.0", "ten", ""),
+            form("deploy", "2.0", "", "web 01$(id)"),
+            form("shell", "2.0", "", ""),
+            form("deploy", &"9".repeat(5000), "", ""),
+        ] {
+            assert!(check_form(&bad).is_err(), "{bad:?}");
+        }
     }
 }
