@@ -399,6 +399,149 @@ async fn token_add_prints_a_token_once_that_the_service_accepts_as_bearer() {
     assert_eq!(forged, 401);
 }
 
+/// A logged-in user of a running `pushguide serve`, over HTTP.
+struct Web {
+    client: reqwest::Client,
+    base: String,
+    session: String,
+    csrf: String,
+}
+
+impl Web {
+    /// Waits until the service at `base` answers.
+    async fn listening(base: &str) {
+        let begun = Instant::now();
+        while reqwest::get(format!("{base}/login")).await.is_err() {
+            assert!(begun.elapsed() < Duration::from_secs(30), "never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Logs in through the form as `user`.
+    async fn login(base: &str, user: &str, password: &str) -> Web {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = client.get(format!("{base}/login")).send().await.unwrap();
+        let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
+        let res = client
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("pushguide_login_csrf={csrf}"))
+            .body(format!("user={user}&password={password}&csrf={csrf}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{user}");
+        let session = format!(
+            "pushguide_session={}",
+            cookie(&res, "pushguide_session").unwrap()
+        );
+        let mut web = Web {
+            client,
+            base: base.to_owned(),
+            session,
+            csrf: String::new(),
+        };
+        web.csrf = web.get("/api/v1/session").await["csrf"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        web
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.session)
+            .header("x-csrf-token", &self.csrf)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Queues `body` on shop; the request id.
+    async fn publish(&self, body: Value) -> i64 {
+        let res = self.post("/api/v1/templates/shop/publish", body).await;
+        assert_eq!(res.status(), 202);
+        res.json::<Value>().await.unwrap()["request"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Waits until request `id` leaves the queue or ends; its JSON.
+    async fn request(&self, id: i64, done: fn(&Value) -> bool, limit: Duration) -> Value {
+        let begun = Instant::now();
+        loop {
+            let r = self.get(&format!("/api/v1/requests/{id}")).await;
+            if done(&r) {
+                return r;
+            }
+            assert!(begun.elapsed() < limit, "{r}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes `body` and waits for its deployment's id.
+    async fn run(&self, body: Value) -> String {
+        let id = self.publish(body).await;
+        let r = self
+            .request(
+                id,
+                |r| r["deployment"].is_string() || r["state"] == "failed",
+                Duration::from_secs(60),
+            )
+            .await;
+        r["deployment"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_owned()
+    }
+
+    /// Waits until deployment `id` satisfies `done`; its JSON.
+    async fn deployment(&self, id: &str, done: fn(&Value) -> bool) -> Value {
+        let begun = Instant::now();
+        loop {
+            let v = self.get(&format!("/api/v1/deployments/{id}")).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(begun.elapsed() < Duration::from_secs(120), "{v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The version each host of shop runs.
+    async fn versions(&self) -> Vec<String> {
+        let t = self.get("/api/v1/templates/shop").await;
+        t["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["version"].as_str().unwrap_or("unknown").to_owned())
+            .collect()
+    }
+}
+
+fn ended(v: &Value) -> bool {
+    v["outcome"].is_string() && v["live"] == false
+}
+
 /// `serve --demo` as a user meets it: the printed passwords log in, a deployer publishes 1.0.0 to
 /// the 20 minions, 2.0.0 pauses on web-07, "exclude" lets it finish, a rollback follows, and the
 /// viewer can watch but not act.
@@ -424,164 +567,47 @@ async fn the_demo_publishes_pauses_on_web_07_and_rolls_back() {
         }
     }
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let begun = Instant::now();
-    while client.get(format!("{base}/login")).send().await.is_err() {
-        assert!(begun.elapsed() < Duration::from_secs(30), "never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let login = |user: &'static str| {
-        let (client, base, pw) = (client.clone(), base.clone(), passwords[user].clone());
-        async move {
-            let form = client.get(format!("{base}/login")).send().await.unwrap();
-            let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
-            let res = client
-                .post(format!("{base}/login"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("cookie", format!("pushguide_login_csrf={csrf}"))
-                .body(format!("user={user}&password={pw}&csrf={csrf}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 303, "{user}");
-            let session = format!(
-                "pushguide_session={}",
-                cookie(&res, "pushguide_session").unwrap()
-            );
-            let v: Value = client
-                .get(format!("{base}/api/v1/session"))
-                .header("cookie", &session)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (session, v["csrf"].as_str().unwrap().to_owned())
-        }
-    };
-    let (dora, dora_csrf) = login("dora").await;
-    let (victor, victor_csrf) = login("victor").await;
-    let get = |session: String, path: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let res = client
-                .get(format!("{base}{path}"))
-                .header("cookie", session)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200, "{path}");
-            res.json::<Value>().await.unwrap()
-        }
-    };
-    let post = |session: String, csrf: String, path: String, body: Value| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            client
-                .post(format!("{base}{path}"))
-                .header("cookie", session)
-                .header("x-csrf-token", csrf)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let run = |body: Value| {
-        let (dora, csrf) = (dora.clone(), dora_csrf.clone());
-        let (get, post) = (&get, &post);
-        async move {
-            let res = post(
-                dora.clone(),
-                csrf,
-                "/api/v1/templates/shop/publish".into(),
-                body,
-            )
-            .await;
-            assert_eq!(res.status(), 202);
-            let id = res.json::<Value>().await.unwrap()["request"]
-                .as_i64()
-                .unwrap();
-            let begun = Instant::now();
-            loop {
-                let r = get(dora.clone(), format!("/api/v1/requests/{id}")).await;
-                if let Some(d) = r["deployment"].as_str() {
-                    return d.to_owned();
-                }
-                assert!(r["state"] == "queued" || r["state"] == "running", "{r}");
-                assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let wait = |id: String, done: fn(&Value) -> bool| {
-        let (dora, get) = (dora.clone(), &get);
-        async move {
-            let begun = Instant::now();
-            loop {
-                let v = get(dora.clone(), format!("/api/v1/deployments/{id}")).await;
-                if done(&v) {
-                    return v;
-                }
-                assert!(begun.elapsed() < Duration::from_secs(120), "{v}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let ended: fn(&Value) -> bool = |v| v["outcome"].is_string() && v["live"] == false;
-    let d1 = run(serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}})).await;
-    assert_eq!(wait(d1, ended).await["outcome"], "succeeded");
-    let d2 = run(serde_json::json!({"mode": {"kind": "deploy", "version": "2.0.0"}})).await;
-    let paused = wait(d2.clone(), |v| v["state"] == "paused").await;
+    Web::listening(&base).await;
+    let dora = Web::login(&base, "dora", &passwords["dora"]).await;
+    let victor = Web::login(&base, "victor", &passwords["victor"]).await;
+    let d1 = dora
+        .run(serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}}))
+        .await;
+    assert_eq!(dora.deployment(&d1, ended).await["outcome"], "succeeded");
+    let d2 = dora
+        .run(serde_json::json!({"mode": {"kind": "deploy", "version": "2.0.0"}}))
+        .await;
+    let paused = dora.deployment(&d2, |v| v["state"] == "paused").await;
     assert_eq!(paused["pause"]["failed"], serde_json::json!(["web-07"]));
     // the viewer sees it and may not act
-    let res = post(
-        victor,
-        victor_csrf,
-        format!("/api/v1/deployments/{d2}/decide"),
-        serde_json::json!({"decision": "rollback"}),
-    )
-    .await;
+    let decide = format!("/api/v1/deployments/{d2}/decide");
+    let res = victor
+        .post(&decide, serde_json::json!({"decision": "rollback"}))
+        .await;
     assert_eq!(res.status(), 403);
-    let res = post(
-        dora.clone(),
-        dora_csrf.clone(),
-        format!("/api/v1/deployments/{d2}/decide"),
-        serde_json::json!({"decision": "exclude"}),
-    )
-    .await;
+    let res = dora
+        .post(&decide, serde_json::json!({"decision": "exclude"}))
+        .await;
     assert_eq!(res.status(), 202);
-    let done = wait(d2, ended).await;
+    let done = dora.deployment(&d2, ended).await;
     assert_eq!(done["outcome"], "partially-applied", "{done}");
-    let fleet = get(dora.clone(), "/api/v1/templates/shop".into()).await;
-    let on_2: usize = fleet["hosts"]
-        .as_array()
-        .unwrap()
+    let on_2 = dora
+        .versions()
+        .await
         .iter()
-        .filter(|h| h["version"] == "2.0.0")
+        .filter(|v| *v == "2.0.0")
         .count();
-    assert_eq!(on_2, 19, "{fleet}");
+    assert_eq!(on_2, 19);
     // the next request: every host back to its previous version
-    let d3 = run(serde_json::json!({"mode": {"kind": "rollback"}})).await;
-    let done = wait(d3, ended).await;
+    let d3 = dora
+        .run(serde_json::json!({"mode": {"kind": "rollback"}}))
+        .await;
+    let done = dora.deployment(&d3, ended).await;
     assert!(
         done["rollback"] == true && done["outcome"].is_string(),
         "{done}"
     );
-    let fleet = get(dora, "/api/v1/templates/shop".into()).await;
-    assert!(
-        fleet["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["version"] == "1.0.0"),
-        "{fleet}"
-    );
+    assert_eq!(dora.versions().await, vec!["1.0.0"; 20]);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -690,87 +716,17 @@ async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
             .unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let listening = || async {
-        let begun = Instant::now();
-        while client.get(format!("{base}/login")).send().await.is_err() {
-            assert!(begun.elapsed() < Duration::from_secs(30), "never listened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let login = || async {
-        let form = client.get(format!("{base}/login")).send().await.unwrap();
-        let csrf = cookie(&form, "pushguide_login_csrf").unwrap();
-        let res = client
-            .post(format!("{base}/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", format!("pushguide_login_csrf={csrf}"))
-            .body(format!("user=dora&password=pw&csrf={csrf}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303);
-        let session = format!(
-            "pushguide_session={}",
-            cookie(&res, "pushguide_session").unwrap()
-        );
-        let v: Value = client
-            .get(format!("{base}/api/v1/session"))
-            .header("cookie", &session)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (session, v["csrf"].as_str().unwrap().to_owned())
-    };
-    let get = |session: String, path: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            client
-                .get(format!("{base}{path}"))
-                .header("cookie", session)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let publish = |session: String, csrf: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let res = client
-                .post(format!("{base}/api/v1/templates/shop/publish"))
-                .header("cookie", session)
-                .header("x-csrf-token", csrf)
-                .header("content-type", "application/json")
-                .body(r#"{"mode": {"kind": "deploy", "version": "1.0.0"}}"#)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 202);
-            res.json::<Value>().await.unwrap()["request"]
-                .as_i64()
-                .unwrap()
-        }
-    };
-
     let mut first = spawn();
-    listening().await;
-    let (session, csrf) = login().await;
-    let request = publish(session.clone(), csrf.clone()).await;
+    Web::listening(&base).await;
+    let dora = Web::login(&base, "dora", "pw").await;
+    let release = serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}});
+    let request = dora.publish(release.clone()).await;
     // wait until its second batch runs: web-01 is done, web-02 under way
     let begun = Instant::now();
     let deployment = loop {
-        let r = get(session.clone(), format!("/api/v1/requests/{request}")).await;
+        let r = dora.get(&format!("/api/v1/requests/{request}")).await;
         if let Some(d) = r["deployment"].as_str() {
-            let g = get(session.clone(), format!("/api/v1/deployments/{d}")).await;
+            let g = dora.get(&format!("/api/v1/deployments/{d}")).await;
             if g["batches"].as_array().is_some_and(|b| b.len() == 3)
                 && g["hosts"][1]["stages"][0] != "pending"
             {
@@ -784,20 +740,19 @@ async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
     first.wait().unwrap();
 
     let mut second = spawn();
-    listening().await;
+    Web::listening(&base).await;
     let restarted = Instant::now();
-    let (session, csrf) = login().await;
-    let r = loop {
-        let r = get(session.clone(), format!("/api/v1/requests/{request}")).await;
-        if r["state"] != "running" {
-            break r;
-        }
-        assert!(restarted.elapsed() < Duration::from_secs(90), "{r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dora = Web::login(&base, "dora", "pw").await;
+    let r = dora
+        .request(
+            request,
+            |r| r["state"] != "running",
+            Duration::from_secs(90),
+        )
+        .await;
     eprintln!("recovered {:?} after the restart", restarted.elapsed());
     assert_eq!(r["state"], "interrupted", "{r}");
-    let g = get(session.clone(), format!("/api/v1/deployments/{deployment}")).await;
+    let g = dora.get(&format!("/api/v1/deployments/{deployment}")).await;
     assert_eq!(g["outcome"], "interrupted", "{g}");
     let statuses: Vec<(&str, &str)> = g["interrupted"]
         .as_array()
@@ -812,25 +767,16 @@ async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
         "never reached: {g}"
     );
     // the next request deploys again, and every host ends on 1.0.0
-    let again = publish(session.clone(), csrf).await;
-    let begun = Instant::now();
-    loop {
-        let r = get(session.clone(), format!("/api/v1/requests/{again}")).await;
-        if r["state"] == "done" {
-            break;
-        }
-        assert!(r["state"] == "queued" || r["state"] == "running", "{r}");
-        assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let t = get(session, "/api/v1/templates/shop".into()).await;
-    let on: Vec<&str> = t["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["version"].as_str().unwrap_or("unknown"))
-        .collect();
-    assert_eq!(on, ["1.0.0"; 3], "{t}");
+    let again = dora.publish(release).await;
+    let r = dora
+        .request(
+            again,
+            |r| r["state"] != "queued" && r["state"] != "running",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(dora.versions().await, ["1.0.0"; 3]);
     second.kill().unwrap();
     second.wait().unwrap();
 }
