@@ -67,6 +67,7 @@ pub mod stats_page;
 pub mod status;
 pub mod svg;
 pub mod tokens;
+pub mod webhooks;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,
@@ -80,3 +81,7 @@ pub use metrics::Metrics;
 pub use monitor::MonitorTask;
 pub use proxy::{AuthConfig, AuthMode, Cidr};
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};
+pub use webhooks::{
+    Delivery, HttpSender, Notification, WebhookConfig, WebhookEvent, WebhookFormat, WebhookSender,
+    Webhooks,
+};
