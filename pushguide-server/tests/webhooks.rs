@@ -14,8 +14,8 @@ use axum::response::Response;
 use axum::Router;
 use pushguide_core::sim::SimFleet;
 use pushguide_core::{
-    async_trait, Artifact, DeploymentHandle, Engine, Outcome, Principal, Request as EngineRequest,
-    Template,
+    async_trait, Artifact, DeploymentHandle, Engine, MinionId, Outcome, Principal,
+    Request as EngineRequest, Returns, SaltCall, TargetExpr, Template, Transport, TransportError,
 };
 use pushguide_server::webhooks::SendFuture;
 use pushguide_server::{
@@ -608,4 +608,86 @@ async fn a_full_queue_drops_events_instead_of_blocking() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     hooks.notify(Notification::new(WebhookEvent::MinionUp));
     assert_eq!(hooks.dropped(), 96);
+}
+
+/// A salt-api whose minions answer `test.ping` unless silent.
+#[derive(Default)]
+struct Pings {
+    silent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Transport for Pings {
+    async fn call(&self, targets: &[MinionId], call: &SaltCall) -> Result<Returns, TransportError> {
+        assert_eq!(call.fun, "test.ping");
+        let silent = self.silent.lock().unwrap().clone();
+        let mut r = Returns::default();
+        for m in targets {
+            if !silent.iter().any(|s| s == m.as_str()) {
+                r = r.with(m, Outcome::ok(true));
+            }
+        }
+        Ok(r)
+    }
+
+    async fn resolve(&self, target: &TargetExpr) -> Result<Vec<MinionId>, TransportError> {
+        panic!("the template lists its minions: no resolve expected ({target:?})")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minion_going_down_and_up_is_announced_once_each() {
+    let (base, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("store.db")).unwrap());
+    let salt = Arc::new(Pings::default());
+    let hooks = Webhooks::start(
+        vec![
+            hook(
+                format!("{base}/minions"),
+                WebhookFormat::Json,
+                &[WebhookEvent::MinionDown, WebhookEvent::MinionUp],
+            ),
+            hook(
+                format!("{base}/slack"),
+                WebhookFormat::Slack,
+                &WebhookEvent::ALL,
+            ),
+        ],
+        None,
+        fast(Duration::from_secs(5)),
+        Arc::new(HttpSender::default()),
+    );
+    let server = Server::new(
+        store,
+        Arc::new(One(template_text())),
+        ServerConfig::default(),
+    )
+    .transport(salt.clone())
+    .webhooks(hooks);
+    let task = server
+        .spawn_monitor(Duration::from_millis(20), Duration::from_secs(1))
+        .unwrap();
+    // first seen up: nothing to announce; then web-02 goes silent, then answers again
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(bodies(&got, "minions", |_| true).await.is_empty());
+    salt.silent.lock().unwrap().push("web-02".into());
+    let b = bodies(&got, "minions", |b| !b.is_empty()).await;
+    assert_eq!(b[0]["event"], "minion-down");
+    assert_eq!(b[0]["hosts"], json!(["web-02"]));
+    assert_eq!(b[0]["url"], Value::Null);
+    salt.silent.lock().unwrap().clear();
+    let b = bodies(&got, "minions", |b| b.len() >= 2).await;
+    assert_eq!(b[1]["event"], "minion-up");
+    assert_eq!(b[1]["hosts"], json!(["web-02"]));
+    let s = bodies(&got, "slack", |b| b.len() >= 2).await;
+    let text = s[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("minion-down") && text.contains("hosts web-02"),
+        "{text}"
+    );
+    // several more rounds: no change, no more events
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(bodies(&got, "minions", |_| true).await.len(), 2);
+    task.stop().await;
 }
