@@ -447,7 +447,8 @@ impl Webhooks {
     }
 
     /// Starts the delivery task for `hooks` (none: nothing started), posting through `sender`;
-    /// `public_url` makes the deployment page links. Call it inside the Tokio runtime.
+    /// `public_url` makes the deployment page links. Outside the Tokio runtime the hooks are off
+    /// (logged as an error).
     pub fn start(
         hooks: Vec<WebhookConfig>,
         public_url: Option<String>,
@@ -457,6 +458,10 @@ impl Webhooks {
         if hooks.is_empty() {
             return Arc::new(Webhooks::disabled());
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("webhooks need the Tokio runtime: they are off");
+            return Arc::new(Webhooks::disabled());
+        };
         let (tx, mut rx) = mpsc::channel::<Notification>(delivery.queue.max(1));
         let hooks = Arc::new(hooks);
         let failures = Arc::new(Mutex::new(VecDeque::new()));
@@ -466,7 +471,7 @@ impl Webhooks {
             dropped: AtomicU64::new(0),
             failures: failures.clone(),
         });
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Some(n) = rx.recv().await {
                 for hook in hooks.iter().filter(|h| h.events.contains(&n.event)) {
                     let body = payload(hook.format, &n, public_url.as_deref());
@@ -626,6 +631,23 @@ pub(crate) async fn api(State(app): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_the_runtime_hooks_are_off_without_a_panic() {
+        let hooks = Webhooks::start(
+            vec![WebhookConfig {
+                url: "http://127.0.0.1:9/".into(),
+                format: WebhookFormat::Json,
+                events: WebhookEvent::ALL.to_vec(),
+            }],
+            None,
+            Delivery::default(),
+            Arc::new(HttpSender::default()),
+        );
+        assert!(hooks.is_empty());
+        hooks.notify(Notification::new(WebhookEvent::MinionUp));
+        assert_eq!(hooks.dropped(), 0);
+    }
 
     #[test]
     fn urls_are_checked() {
