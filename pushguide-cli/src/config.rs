@@ -123,6 +123,9 @@ pub struct ServerSettings {
     /// `monitor_interval_secs`: how often the service's minion monitor checks every template's
     /// minions (default 30; `0` turns the monitor off).
     pub monitor_interval: Duration,
+    /// `[[server.webhooks]]`: where deployment and minion events are posted (`url`, `format`,
+    /// `events`; see `pushguide_server::webhooks`).
+    pub webhooks: Vec<pushguide_server::WebhookConfig>,
 }
 
 impl Default for ServerSettings {
@@ -136,6 +139,7 @@ impl Default for ServerSettings {
             auth: pushguide_server::AuthConfig::default(),
             workers: 2,
             monitor_interval: Duration::from_secs(30),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -675,11 +679,90 @@ fn read_server(top: &mut Reader<'_>) -> Result<ServerSettings, CliError> {
         }
         settings.monitor_interval = Duration::from_secs_f64(n);
     }
+    settings.webhooks = read_webhooks(&mut r)?;
     r.finish(
         "listen, public_url, session_idle_secs, session_max_secs, admin_groups, workers, auth, \
-         trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs",
+         trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs, webhooks",
     )?;
     Ok(settings)
+}
+
+/// `[[server.webhooks]]` (optional): each with `url` (http or https), `format` (`"json"`, the
+/// default, or `"slack"`) and `events` (default: every event).
+fn read_webhooks(r: &mut Reader<'_>) -> Result<Vec<pushguide_server::WebhookConfig>, CliError> {
+    use pushguide_server::{webhooks, WebhookConfig, WebhookEvent, WebhookFormat};
+    let Some(v) = r.get("webhooks") else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(items) = v else {
+        return Err(r.err(
+            "webhooks",
+            v,
+            "must be an array of tables ([[server.webhooks]])",
+        ));
+    };
+    let mut hooks = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let toml::Value::Table(t) = item else {
+            return Err(r.err(
+                &format!("webhooks[{i}]"),
+                item,
+                "must be a table with url, format and events",
+            ));
+        };
+        let mut h = Reader::new(r.file, &r.path(&format!("webhooks[{i}]")), t);
+        let url = h.required_string("url", "the URL events are posted to")?;
+        if let Err(why) = webhooks::check_url(&url) {
+            // the URL may carry a secret: the error shows it without its query string
+            return Err(h.err("url", &toml::Value::String(webhooks::redact(&url)), why));
+        }
+        let format = match h.string("format")? {
+            None => WebhookFormat::Json,
+            Some(f) => WebhookFormat::parse(&f).ok_or_else(|| {
+                h.err(
+                    "format",
+                    &toml::Value::String(f.clone()),
+                    "must be \"json\" or \"slack\"",
+                )
+            })?,
+        };
+        let events = match h.strings("events")? {
+            None => WebhookEvent::ALL.to_vec(),
+            Some(names) => {
+                let mut events = Vec::new();
+                for (j, name) in names.iter().enumerate() {
+                    let e = WebhookEvent::parse(name).ok_or_else(|| {
+                        h.err(
+                            &format!("events[{j}]"),
+                            &toml::Value::String(name.clone()),
+                            format!(
+                                "unknown event; known events: {}",
+                                WebhookEvent::ALL.map(WebhookEvent::as_str).join(", ")
+                            ),
+                        )
+                    })?;
+                    if !events.contains(&e) {
+                        events.push(e);
+                    }
+                }
+                if events.is_empty() {
+                    return Err(h.err(
+                        "events",
+                        &toml::Value::Array(Vec::new()),
+                        "must name at least one event (leave it out for every event)",
+                    ));
+                }
+                events
+            }
+        };
+        h.finish("url, format, events")?;
+        hooks.push(WebhookConfig {
+            url,
+            format,
+            events,
+        });
+    }
+    Ok(hooks)
 }
 
 /// `[server]` `auth` (`"local"` or `"proxy"`), `trusted_proxies` (addresses or networks; proxy
@@ -996,7 +1079,8 @@ url_base = "salt://artifacts"
                 format!("{GOOD}[server]\nworker = 2\n"),
                 "key `server.worker` = \"2\": unknown key; known keys here: listen, public_url, \
                  session_idle_secs, session_max_secs, admin_groups, workers, auth, \
-                 trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs",
+                 trusted_proxies, proxy_user_header, proxy_groups_header, monitor_interval_secs, \
+                 webhooks",
             ),
             (
                 format!("{GOOD}[server]\nworkers = 0\n"),
@@ -1065,6 +1149,7 @@ url_base = "salt://artifacts"
                 auth: pushguide_server::AuthConfig::default(),
                 workers: 4,
                 monitor_interval: Duration::from_secs(30),
+                webhooks: Vec::new(),
             }
         );
         let c = Config::parse(
@@ -1079,6 +1164,74 @@ url_base = "salt://artifacts"
         )
         .unwrap();
         assert_eq!(c.server.monitor_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn webhooks_are_read_with_their_defaults() {
+        use pushguide_server::{WebhookEvent, WebhookFormat};
+        let c = Config::parse(
+            &format!(
+                "{GOOD}[server]\n[[server.webhooks]]\nurl = \"https://hooks.example.com/x\"\n\
+                 [[server.webhooks]]\nurl = \"http://10.0.0.5:9000/hook\"\nformat = \"slack\"\n\
+                 events = [\"deployment-paused\", \"minion-down\"]\n"
+            ),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let h = &c.server.webhooks;
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].format, WebhookFormat::Json);
+        assert_eq!(h[0].events, WebhookEvent::ALL.to_vec());
+        assert_eq!(h[1].url, "http://10.0.0.5:9000/hook");
+        assert_eq!(h[1].format, WebhookFormat::Slack);
+        assert_eq!(
+            h[1].events,
+            vec![WebhookEvent::DeploymentPaused, WebhookEvent::MinionDown]
+        );
+    }
+
+    #[test]
+    fn bad_webhooks_are_refused_naming_key_and_file() {
+        for (text, want) in [
+            (
+                "[[server.webhooks]]\nurl = \"ftp://x/y?token=s3cret\"\n",
+                "key `server.webhooks[0].url` = \"ftp://x/y?…\": must start with http:// or https://",
+            ),
+            (
+                "[[server.webhooks]]\nformat = \"json\"\n",
+                "key `server.webhooks[0].url` = \"\": missing",
+            ),
+            (
+                "[[server.webhooks]]\nurl = \"http://h/\"\nformat = \"teams\"\n",
+                "key `server.webhooks[0].format` = \"teams\": must be \"json\" or \"slack\"",
+            ),
+            (
+                "[[server.webhooks]]\nurl = \"http://h/\"\n[[server.webhooks]]\nurl = \"http://h/\"\n\
+                 events = [\"deployment-started\", \"deployment-exploded\"]\n",
+                "key `server.webhooks[1].events[1]` = \"deployment-exploded\": unknown event; \
+                 known events: deployment-started, deployment-paused",
+            ),
+            (
+                "[[server.webhooks]]\nurl = \"http://h/\"\nevents = []\n",
+                "key `server.webhooks[0].events`",
+            ),
+            (
+                "[[server.webhooks]]\nurl = \"http://h/\"\nsecret = \"x\"\n",
+                "key `server.webhooks[0].secret` = \"x\": unknown key; known keys here: url, format, \
+                 events",
+            ),
+            (
+                "[server]\nwebhooks = \"http://h/\"\n",
+                "key `server.webhooks` = \"http://h/\": must be an array of tables",
+            ),
+        ] {
+            let e = Config::parse(&format!("{GOOD}{text}"), Path::new("/etc/p.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.contains("/etc/p.toml"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 
     /// Every `[server]` key the reader knows is in the README's example, which parses.

@@ -144,7 +144,7 @@ async fn overview(app: &AppState, q: &AuditQuery, limit: usize) -> Result<Overvi
 }
 
 /// `text` for a URL's query (RFC 3986 unreserved characters kept).
-fn query_escape(text: &str) -> String {
+pub(crate) fn query_escape(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -163,7 +163,7 @@ fn hidden_csrf(s: &AuthSession) -> String {
     )
 }
 
-fn admin_page(s: &AuthSession, o: &Overview, q: &AuditQuery, note: &str) -> String {
+fn admin_page(s: &AuthSession, o: &Overview, q: &AuditQuery, note: &str, hooks: &str) -> String {
     let csrf = hidden_csrf(s);
     let mut body = String::from("<h1>Admin</h1>");
     body.push_str(note);
@@ -200,6 +200,7 @@ fn admin_page(s: &AuthSession, o: &Overview, q: &AuditQuery, note: &str) -> Stri
     );
     body.push_str("<h2>API tokens</h2>");
     body.push_str(&tokens_table(&o.tokens, &s.csrf, "/admin/tokens", true));
+    body.push_str(hooks);
     let filter = q.user().unwrap_or_default();
     let _ = write!(
         body,
@@ -259,7 +260,17 @@ async fn render(
 ) -> Response {
     match overview(app, q, AUDIT_PAGE).await {
         Ok(o) => with_cookies(
-            (status, Html(admin_page(s, &o, q, note))).into_response(),
+            (
+                status,
+                Html(admin_page(
+                    s,
+                    &o,
+                    q,
+                    note,
+                    &crate::webhooks::failures_html(&app.0.webhooks),
+                )),
+            )
+                .into_response(),
             &[],
         ),
         Err(e) => internal(Access::Page, &e),

@@ -423,6 +423,13 @@ pub const ROUTES: &[Route] = &[
         need: Need::Admin,
         handler: || get(crate::admin::api_audit),
     },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/admin/webhooks",
+        access: Access::Api,
+        need: Need::Admin,
+        handler: || get(crate::webhooks::api),
+    },
     // the template editor (admins)
     Route {
         method: Method::GET,
@@ -628,6 +635,8 @@ pub(crate) struct Inner {
     pub(crate) launcher: Option<Arc<dyn Launcher>>,
     /// The deployments this service runs.
     pub(crate) live: Arc<Live>,
+    /// Where events are announced.
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The router's state.
@@ -720,6 +729,7 @@ pub struct Server {
     salt_health: Option<Arc<dyn SaltHealth>>,
     launcher: Option<Arc<dyn Launcher>>,
     workers: usize,
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl fmt::Debug for Server {
@@ -744,6 +754,7 @@ impl Server {
             salt_health: None,
             launcher: None,
             workers: 2,
+            webhooks: Arc::new(crate::webhooks::Webhooks::disabled()),
         }
     }
 
@@ -775,6 +786,7 @@ impl Server {
                 transport,
                 status: self.monitor.clone(),
                 metrics: self.metrics.clone(),
+                webhooks: self.webhooks.clone(),
                 timeout,
             }
             .spawn(interval),
@@ -784,6 +796,13 @@ impl Server {
     /// Runs publish requests through `launcher` (without one, publishing is refused).
     pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
         self.launcher = Some(launcher);
+        self
+    }
+
+    /// Announces deployment and minion events through `webhooks` (see [`crate::webhooks`];
+    /// without, nothing is announced).
+    pub fn webhooks(mut self, webhooks: Arc<crate::webhooks::Webhooks>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -854,8 +873,9 @@ fn build(server: Server) -> (Router, Arc<Live>) {
         salt_health,
         launcher,
         workers: _,
+        webhooks,
     } = server;
-    let live = Arc::new(Live::new(metrics.clone()));
+    let live = Arc::new(Live::new(metrics.clone(), webhooks.clone()));
     let throttle = Throttle::new(
         config.login_throttle_capacity,
         config.login_delay,
@@ -872,6 +892,7 @@ fn build(server: Server) -> (Router, Arc<Live>) {
         salt_health,
         launcher,
         live: live.clone(),
+        webhooks,
     }));
     let mut r = Router::new();
     for route in ROUTES {

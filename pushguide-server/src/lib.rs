@@ -38,6 +38,10 @@
 //!   diff and restore, an optimistic lock); a background task watches the minions ([`monitor`],
 //!   started by [`Server::spawn_monitor`]); `/healthz` and `/metrics` watch the service itself
 //!   ([`health`], [`Metrics`]).
+//! - Webhooks ([`webhooks`], [`Server::webhooks`]): deployment started, paused, succeeded,
+//!   failed, rolled back and minions going down or up are posted (generic JSON or Slack) from a
+//!   bounded queue that never blocks a deployment, retried with backoff; the last failures are on
+//!   `/admin` and `GET /api/v1/admin/webhooks`.
 //!
 //! The routes are the [`ROUTES`] table; [`router`] builds the service from it and [`serve`] runs it.
 
@@ -67,6 +71,7 @@ pub mod stats_page;
 pub mod status;
 pub mod svg;
 pub mod tokens;
+pub mod webhooks;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,
@@ -80,3 +85,7 @@ pub use metrics::Metrics;
 pub use monitor::MonitorTask;
 pub use proxy::{AuthConfig, AuthMode, Cidr};
 pub use status::{rfc3339, template_statuses, LastDeployment, RunningVersion, TemplateStatus};
+pub use webhooks::{
+    Delivery, HttpSender, Notification, WebhookConfig, WebhookEvent, WebhookFormat, WebhookSender,
+    Webhooks,
+};

@@ -94,6 +94,8 @@ pub(crate) struct Rounds {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) status: Arc<MonitorStatus>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where minions going down or up are announced.
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
     pub(crate) timeout: Duration,
 }
 
@@ -173,6 +175,20 @@ impl Rounds {
             .into_iter()
             .collect();
         let checked = monitor.check_once(&all).await;
+        if let Ok(changes) = &checked {
+            // a minion seen for the first time is no change worth announcing
+            for c in changes.iter().filter(|c| c.was_up == Some(!c.up)) {
+                let event = if c.up {
+                    crate::webhooks::WebhookEvent::MinionUp
+                } else {
+                    crate::webhooks::WebhookEvent::MinionDown
+                };
+                let mut n = crate::webhooks::Notification::new(event);
+                n.hosts = vec![c.minion.to_string()];
+                n.at = c.at;
+                self.webhooks.notify(n);
+            }
+        }
         // a template whose expression could not be resolved keeps its minions of the last round
         self.status.with(|s| {
             for (name, r) in &mut resolved {

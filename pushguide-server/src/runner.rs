@@ -11,6 +11,7 @@ use pushguide_store::{QueuedPublish, SqliteStore};
 use tokio::sync::Notify;
 
 use crate::launch::{Launcher, PublishMode, PublishRequest};
+use crate::webhooks::{Notification, WebhookEvent};
 
 /// A deployment a worker of this service runs.
 pub(crate) struct Running {
@@ -44,13 +45,19 @@ pub(crate) struct Live {
     pub(crate) wake: Notify,
     /// Where deployment and stage durations are counted.
     pub(crate) metrics: Arc<crate::Metrics>,
+    /// Where deployment events are announced.
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Live {
     /// No deployment yet; durations counted into `metrics`.
-    pub(crate) fn new(metrics: Arc<crate::Metrics>) -> Self {
+    pub(crate) fn new(
+        metrics: Arc<crate::Metrics>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
+    ) -> Self {
         Live {
             metrics,
+            webhooks,
             ..Live::default()
         }
     }
@@ -287,9 +294,37 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
     let mut touched = Vec::new();
     let mut version = String::new();
     let mut stages = HashMap::new();
+    let mut user = q.user.clone();
+    let announce = |event: WebhookEvent, version: &str, user: &str| {
+        let mut n = Notification::new(event);
+        n.template = Some(q.template.clone());
+        n.deployment = Some(dep.clone());
+        n.version = (!version.is_empty()).then(|| version.to_owned());
+        n.user = Some(user.to_owned());
+        n
+    };
     while let Some(e) = events.next().await {
         match &e.kind {
-            EventKind::DeploymentStarted { version: v, .. } => version = v.clone(),
+            EventKind::DeploymentStarted {
+                version: v,
+                user: u,
+                ..
+            } => {
+                version = v.clone();
+                user = u.clone();
+                live.webhooks
+                    .notify(announce(WebhookEvent::DeploymentStarted, &version, &user));
+            }
+            EventKind::DecisionNeeded { failed, .. } => {
+                let mut n = announce(WebhookEvent::DeploymentPaused, &version, &user);
+                n.hosts = failed.iter().map(|m| m.to_string()).collect();
+                live.webhooks.notify(n);
+            }
+            EventKind::DeploymentFinished { outcome } => {
+                let mut n = announce(WebhookEvent::for_outcome(*outcome), &version, &user);
+                n.outcome = Some(outcome.as_str().to_owned());
+                live.webhooks.notify(n);
+            }
             EventKind::BatchStarted { minions, .. } => {
                 touched.extend(minions.iter().map(|m| m.to_string()));
             }

@@ -38,6 +38,7 @@ mod run;
 mod serve;
 mod stats;
 mod templates;
+mod webhook_sender;
 
 pub use demo::demo;
 pub use deploy::deploy;

@@ -324,9 +324,19 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
     let launcher = Arc::new(super::launch::ConfigLauncher {
         config: app.config.clone(),
     });
+    let hooks = pushguide_server::Webhooks::start(
+        settings.webhooks.clone(),
+        settings.public_url.clone(),
+        pushguide_server::Delivery::default(),
+        Arc::new(super::webhook_sender::ReqwestSender::default()),
+    );
+    if !hooks.is_empty() {
+        tracing::info!(hooks = hooks.len(), "webhooks on");
+    }
     let mut server = Server::new(store, catalog, config)
         .launcher(launcher)
-        .workers(settings.workers);
+        .workers(settings.workers)
+        .webhooks(hooks);
     // salt-api: the monitor pings through it, /healthz logs in to each endpoint
     match app.config.salt_settings() {
         Ok(salt_settings) => {
