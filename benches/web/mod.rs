@@ -29,7 +29,7 @@ use pushguide_java as _;
 const SHA: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 
 /// The template: every `web-*` minion, batches of 10 %, pause on the first failure.
-pub fn template_text() -> String {
+pub(crate) fn template_text() -> String {
     "name = \"big\"\n[acl.viewers]\ngroups = [\"devs\"]\n[acl.deployers]\ngroups = [\"ops\"]\n\
      [targets]\nexpression = \"web-*\"\ntype = \"glob\"\n[rollout]\nbatch = \"10%\"\n\
      [failure]\nmax_failed = 0\non_failure = \"pause\"\n[rollback]\npolicy = \"previous\"\n\
@@ -51,7 +51,7 @@ impl Catalog for One {
 }
 
 /// Holds salt call number `at` (counted from 1) and every later one until opened.
-pub struct Gate {
+pub(crate) struct Gate {
     fleet: Arc<SimFleet>,
     calls: AtomicUsize,
     at: AtomicUsize,
@@ -60,13 +60,13 @@ pub struct Gate {
 
 impl Gate {
     /// Lets the deployment go on; the instant it did.
-    pub fn open(&self) -> Instant {
+    pub(crate) fn open(&self) -> Instant {
         self.open.send_replace(true);
         Instant::now()
     }
 
     /// Salt calls started so far.
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -89,13 +89,13 @@ impl Transport for Gate {
 
 /// What the launcher saw of the deployment it started.
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The deployment's id.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// When its `DeploymentFinished` event was delivered.
-    pub finished: Option<Instant>,
+    pub(crate) finished: Option<Instant>,
     /// Its outcome.
-    pub outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
 }
 
 struct SimLauncher {
@@ -146,25 +146,25 @@ impl Launcher for SimLauncher {
 }
 
 /// A service over a fleet of `hosts` minions (no latency).
-pub struct Env {
+pub(crate) struct Env {
     _dir: tempfile::TempDir,
     /// The store.
-    pub store: Arc<SqliteStore>,
+    pub(crate) store: Arc<SqliteStore>,
     /// The transport (holds the deployment at its gate).
-    pub gate: Arc<Gate>,
+    pub(crate) gate: Arc<Gate>,
     /// The router.
-    pub app: Router,
+    pub(crate) app: Router,
     /// What the launcher saw.
-    pub seen: Arc<Mutex<Seen>>,
+    pub(crate) seen: Arc<Mutex<Seen>>,
     workers: Option<Workers>,
 }
 
 /// Whether the engine sends each host's steps as one job (`pushguide serve`'s default).
-pub const STEP_JOBS: bool = true;
+pub(crate) const STEP_JOBS: bool = true;
 
 impl Env {
     /// A fresh store, fleet and service; the deployment will be held at salt call `hold_at`.
-    pub fn new(hosts: usize, hold_at: usize) -> Env {
+    pub(crate) fn new(hosts: usize, hold_at: usize) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path().join("store.db")).unwrap());
         let hash = pushguide_server::auth::hash_password("pw").unwrap();
@@ -216,7 +216,7 @@ impl Env {
     }
 
     /// Stops the workers.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(w) = self.workers.take() {
             w.stop().await;
         }
@@ -224,16 +224,20 @@ impl Env {
 
     /// Queues a release of 1.0 as alice; waits until its deployment started (and is held at
     /// the gate) and this service lists it as running; its id.
-    pub async fn publish(&self, alice: &User) -> String {
+    pub(crate) async fn publish(&self, alice: &User) -> String {
         let res = send(&self.app, alice.form("/t/big/publish", "kind=deploy&version=1.0")).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         let begun = Instant::now();
         loop {
             let id = self.seen.lock().unwrap().id.clone();
             if let Some(id) = id {
-                let v = api(&self.app, alice, &format!("/api/v1/deployments/{id}")).await;
-                if v["live"] == true {
-                    return id;
+                // 404 until the journal or this service knows it
+                let res = send(&self.app, alice.get(&format!("/api/v1/deployments/{id}"))).await;
+                if res.status() == StatusCode::OK {
+                    let v: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+                    if v["live"] == true {
+                        return id;
+                    }
                 }
             }
             assert!(begun.elapsed() < Duration::from_secs(60), "no deployment");
@@ -242,7 +246,7 @@ impl Env {
     }
 
     /// Waits until the deployment's end was delivered; when, and its outcome.
-    pub async fn finished(&self) -> (Instant, String) {
+    pub(crate) async fn finished(&self) -> (Instant, String) {
         loop {
             {
                 let s = self.seen.lock().unwrap();
@@ -255,7 +259,7 @@ impl Env {
     }
 
     /// Waits until this service no longer lists `id` as running.
-    pub async fn ended(&self, alice: &User, id: &str) {
+    pub(crate) async fn ended(&self, alice: &User, id: &str) {
         loop {
             let v = api(&self.app, alice, &format!("/api/v1/deployments/{id}")).await;
             if v["live"] == false && v["outcome"].is_string() {
@@ -267,12 +271,12 @@ impl Env {
 }
 
 /// One request through the router.
-pub async fn send(app: &Router, req: Request<Body>) -> Response {
+pub(crate) async fn send(app: &Router, req: Request<Body>) -> Response {
     app.clone().oneshot(req).await.unwrap()
 }
 
 /// A whole body.
-pub async fn text(res: Response) -> String {
+pub(crate) async fn text(res: Response) -> String {
     let b = axum::body::to_bytes(res.into_body(), 256 << 20)
         .await
         .unwrap();
@@ -280,7 +284,7 @@ pub async fn text(res: Response) -> String {
 }
 
 /// A JSON answer (200 expected).
-pub async fn api(app: &Router, u: &User, path: &str) -> serde_json::Value {
+pub(crate) async fn api(app: &Router, u: &User, path: &str) -> serde_json::Value {
     let res = send(app, u.get(path)).await;
     assert_eq!(res.status(), StatusCode::OK, "{path}");
     serde_json::from_str(&text(res).await).unwrap()
@@ -298,13 +302,13 @@ fn cookie(res: &Response, name: &str) -> String {
 }
 
 /// A logged-in user: session cookie and CSRF token.
-pub struct User {
+pub(crate) struct User {
     cookie: String,
     csrf: String,
 }
 
 /// Logs `user` in (password `pw`).
-pub async fn login(app: &Router, user: &str) -> User {
+pub(crate) async fn login(app: &Router, user: &str) -> User {
     let res = send(app, Request::get("/login").body(Body::empty()).unwrap()).await;
     let lc = cookie(&res, LOGIN_CSRF_COOKIE);
     let res = send(
@@ -336,7 +340,7 @@ pub async fn login(app: &Router, user: &str) -> User {
 
 impl User {
     /// `GET path` with the session.
-    pub fn get(&self, path: &str) -> Request<Body> {
+    pub(crate) fn get(&self, path: &str) -> Request<Body> {
         Request::get(path)
             .header(header::COOKIE, &self.cookie)
             .body(Body::empty())
@@ -344,7 +348,7 @@ impl User {
     }
 
     /// `POST path` with a form and the CSRF token.
-    pub fn form(&self, path: &str, body: &str) -> Request<Body> {
+    pub(crate) fn form(&self, path: &str, body: &str) -> Request<Body> {
         Request::post(path)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::COOKIE, &self.cookie)
@@ -355,7 +359,7 @@ impl User {
 
 /// The process's CPU time so far (user + system, every thread), from `/proc/self/stat`
 /// (clock ticks of 10 ms: `CLK_TCK` is 100 on Linux x86_64).
-pub fn cpu() -> Duration {
+pub(crate) fn cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     // the fields after the command name, which is in parentheses
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -366,7 +370,7 @@ pub fn cpu() -> Duration {
 }
 
 /// The process's resident memory now, in bytes (`VmRSS`).
-pub fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
@@ -377,7 +381,7 @@ pub fn rss() -> u64 {
 }
 
 /// The `q` quantile of sorted durations.
-pub fn pct(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], q: f64) -> Duration {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
