@@ -49,9 +49,7 @@ enum Kind {
 /// Reads `body` to its end; counts the content when `inspect`.
 async fn read(mut body: Body, kind: Kind, inspect: bool) -> (Read, Instant) {
     let mut r = Read::default();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-    {
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let Ok(data) = frame.unwrap().into_data() else {
             continue;
         };

@@ -119,7 +119,8 @@ impl Launcher for SimLauncher {
             format!("https://ci.example.com/{version}.war"),
             Some(SHA.into()),
         );
-        let req = EngineRequest::new(self.template.clone(), version.clone(), who.clone()).artifact(a);
+        let req =
+            EngineRequest::new(self.template.clone(), version.clone(), who.clone()).artifact(a);
         let h = self.engine.start(req).await?;
         let mut events = h.events();
         let seen = self.seen.clone();
@@ -178,7 +179,11 @@ impl Env {
                 .on("*", "file.directory_exists", Outcome::ok(false))
                 .on("*", "cp.get_url", Outcome::ok("/srv/shop/archives/x.war"))
                 .on("*", "file.get_hash", Outcome::ok(SHA))
-                .on("*", "http.query", Outcome::ok(serde_json::json!({"status": 200}))),
+                .on(
+                    "*",
+                    "http.query",
+                    Outcome::ok(serde_json::json!({"status": 200})),
+                ),
         );
         let gate = Arc::new(Gate {
             fleet,
@@ -225,7 +230,11 @@ impl Env {
     /// Queues a release of 1.0 as alice; waits until its deployment started (and is held at
     /// the gate) and this service lists it as running; its id.
     pub(crate) async fn publish(&self, alice: &User) -> String {
-        let res = send(&self.app, alice.form("/t/big/publish", "kind=deploy&version=1.0")).await;
+        let res = send(
+            &self.app,
+            alice.form("/t/big/publish", "kind=deploy&version=1.0"),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         let begun = Instant::now();
         loop {
