@@ -42,8 +42,6 @@ enum Kind {
     Normal,
     /// Sleeps 20 ms after each event it reads.
     Slow,
-    /// Never reads its body (held until the deployment ended).
-    Never,
 }
 
 /// Reads `body` to its end; counts the content when `inspect`.
@@ -126,7 +124,7 @@ async fn run(normal: usize, slow: usize, never: usize) -> Run {
         wall: finished - opened,
         cpu: used,
         read: first,
-        bytes_per_client: if normal > 0 { total / normal } else { 0 },
+        bytes_per_client: total.checked_div(normal).unwrap_or(0),
         normal_done_after_end: last_normal - finished,
         slow_done_after_end: last_slow.map(|s| s - finished),
         rss_never,
@@ -167,11 +165,7 @@ fn main() {
                     r.bytes_per_client,
                     r.read.events,
                     r.read.host_rows,
-                    if r.read.events > 0 {
-                        r.bytes_per_client / r.read.events
-                    } else {
-                        0
-                    },
+                    r.bytes_per_client.checked_div(r.read.events).unwrap_or(0),
                     if n > 0 {
                         format!("{:.0} ms", r.normal_done_after_end.as_secs_f64() * 1e3)
                     } else {
