@@ -635,6 +635,26 @@ async fn grid_for(
     if id.len() > 200 {
         return Err(none());
     }
+    // a deployment this service runs: its page is folded from the engine's events (the store is
+    // not read: its rows would be thrown away)
+    let running = app.0.live.get(id);
+    if let Some(r) = &running {
+        let live = r.with_handle(|h| {
+            let mut g = Grid::new(id);
+            let mut events = h.events();
+            while let Some(e) = events.try_next() {
+                g.apply(&e);
+            }
+            g
+        });
+        if let Some(g) = live {
+            let t = template_for(app, s, &r.template, Action::View, access)
+                .await
+                .map_err(|_| none())?;
+            let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
+            return Ok((g, running, may_deploy));
+        }
+    }
     let inner = app.0.clone();
     let key = id.to_owned();
     let found = blocking(move || {
@@ -652,37 +672,18 @@ async fn grid_for(
     })
     .await
     .map_err(|e| internal(access, &e))?;
-    let running = app.0.live.get(id);
-    let template = match (&found, &running) {
-        (Some((d, ..)), _) => d.template.clone(),
-        (None, Some(r)) => r.template.clone(),
-        (None, None) => return Err(none()),
+    let Some((d, hosts, stages, interrupted)) = found else {
+        return Err(none());
     };
-    let t = template_for(app, s, &template, Action::View, access)
+    let t = template_for(app, s, &d.template, Action::View, access)
         .await
         .map_err(|_| none())?;
     let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
-    let live = running.as_ref().and_then(|r| {
-        r.with_handle(|h| {
-            let mut g = Grid::new(id);
-            let mut events = h.events();
-            while let Some(e) = events.try_next() {
-                g.apply(&e);
-            }
-            g
-        })
-    });
-    let grid = match (live, found) {
-        (Some(g), _) => g,
-        (None, Some((d, hosts, stages, interrupted))) => {
-            let mut g = Grid::from_store(&d, &hosts, &stages);
-            if let Some(i) = interrupted {
-                g.interrupted = InterruptedHost::of(&i);
-            }
-            g
-        }
-        (None, None) => return Err(none()),
-    };
+    let mut grid = Grid::from_store(&d, &hosts, &stages);
+    if let Some(i) = interrupted {
+        grid.interrupted = InterruptedHost::of(&i);
+    }
+    // the handle ended while the store was read: the page shows the store's state
     Ok((grid, running, may_deploy))
 }
 
