@@ -622,91 +622,107 @@ async fn the_demo_publishes_pauses_on_web_07_and_rolls_back() {
     }
 }
 
-/// A service SIGKILLed while its deployment runs: the restarted service marks the deployment and
-/// its request interrupted (once the dead process's heartbeat is older than the lease TTL, 30 s),
-/// shows each host's last stage, and the next request deploys again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
-    use pushguide_core::sim::SimFleet;
-    use pushguide_core::Outcome;
-    use sha2::Digest as _;
+/// A configuration of 3 minions behind a fake salt-api answering each call in 400 ms, a CI
+/// directory with shop 1.0.0, and the deployer `dora` (password `pw`).
+struct SlowSite {
+    _dir: tempfile::TempDir,
+    _api: pushguide_salt::fake::FakeSaltApi,
+    config: std::path::PathBuf,
+    base: String,
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let war = b"kill test 1.0.0\n";
-    let sha: String = sha2::Sha256::digest(war)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::create_dir_all(root.join("artifacts/shop/1.0.0")).unwrap();
-    std::fs::write(root.join("artifacts/shop/1.0.0/shop.war"), war).unwrap();
-    std::fs::write(
-        root.join("artifacts/shop/1.0.0/manifest.json"),
-        r#"[{"path": "WEB-INF/web.xml", "size": 1}]"#,
-    )
-    .unwrap();
-    let hosts = ["web-01", "web-02", "web-03"];
-    let fleet = std::sync::Arc::new(
-        SimFleet::new(hosts)
-            .unwrap()
-            .with_latency(Duration::from_millis(400))
-            .on("*", "file.directory_exists", Outcome::ok(false))
-            .on(
-                "*",
-                "cp.get_url",
-                Outcome::ok("/srv/shop/archives/1.0.0.war"),
-            )
-            .on("*", "file.get_hash", Outcome::ok(sha))
-            .on(
-                "*",
-                "http.query",
-                Outcome::ok(serde_json::json!({"status": 200})),
-            ),
-    );
-    let api = pushguide_salt::fake::FakeSaltApi::builder(fleet)
-        .credentials("pushguide", "kill-test-pw")
-        .start()
-        .await
+impl SlowSite {
+    async fn new() -> SlowSite {
+        use pushguide_core::sim::SimFleet;
+        use pushguide_core::Outcome;
+        use sha2::Digest as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let war = b"kill test 1.0.0\n";
+        let sha: String = sha2::Sha256::digest(war)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::create_dir_all(root.join("artifacts/shop/1.0.0")).unwrap();
+        std::fs::write(root.join("artifacts/shop/1.0.0/shop.war"), war).unwrap();
+        std::fs::write(
+            root.join("artifacts/shop/1.0.0/manifest.json"),
+            r#"[{"path": "WEB-INF/web.xml", "size": 1}]"#,
+        )
         .unwrap();
-    std::fs::create_dir_all(root.join("templates")).unwrap();
-    std::fs::write(
-        root.join("templates/shop.toml"),
-        format!(
-            "name = \"shop\"\n[acl.deployers]\ngroups = [\"ops\"]\n[targets]\nminions = {hosts:?}\n\
-             [rollout]\nbatch = 1\n[project]\nkind = \"java-tomcat\"\ncontext = \"shop\"\n\
-             root = \"/srv/shop\"\ncatalina_base = \"/var/lib/tomcat10\"\nservice = \"tomcat10\"\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let config = root.join("pushguide.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n[user]\nname = \"cli\"\n\
-             [salt]\nendpoints = [\"{}\"]\neauth = \"pam\"\nuser = \"pushguide\"\n\
-             password_env = \"PG_KILL_TEST_PW\"\nstep_jobs = false\n\
-             [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"salt://artifacts/\"\n\
-             [server]\nlisten = \"127.0.0.1:{port}\"\n",
-            api.url()
-        ),
-    )
-    .unwrap();
-    let out = pushguide(
-        &config,
-        &["user", "add", "dora", "--groups", "ops"],
-        "pw\n",
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let spawn = || {
+        let hosts = ["web-01", "web-02", "web-03"];
+        let fleet = std::sync::Arc::new(
+            SimFleet::new(hosts)
+                .unwrap()
+                .with_latency(Duration::from_millis(400))
+                .on("*", "file.directory_exists", Outcome::ok(false))
+                .on(
+                    "*",
+                    "cp.get_url",
+                    Outcome::ok("/srv/shop/archives/1.0.0.war"),
+                )
+                .on("*", "file.get_hash", Outcome::ok(sha))
+                .on(
+                    "*",
+                    "http.query",
+                    Outcome::ok(serde_json::json!({"status": 200})),
+                ),
+        );
+        let api = pushguide_salt::fake::FakeSaltApi::builder(fleet)
+            .credentials("pushguide", "kill-test-pw")
+            .start()
+            .await
+            .unwrap();
+        std::fs::create_dir_all(root.join("templates")).unwrap();
+        std::fs::write(
+            root.join("templates/shop.toml"),
+            format!(
+                "name = \"shop\"\n[acl.deployers]\ngroups = [\"ops\"]\n[targets]\n\
+                 minions = {hosts:?}\n[rollout]\nbatch = 1\n[project]\nkind = \"java-tomcat\"\n\
+                 context = \"shop\"\nroot = \"/srv/shop\"\ncatalina_base = \"/var/lib/tomcat10\"\n\
+                 service = \"tomcat10\"\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let config = root.join("pushguide.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n[user]\nname = \"cli\"\n\
+                 [salt]\nendpoints = [\"{}\"]\neauth = \"pam\"\nuser = \"pushguide\"\n\
+                 password_env = \"PG_KILL_TEST_PW\"\nstep_jobs = false\n\
+                 [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"salt://artifacts/\"\n\
+                 [server]\nlisten = \"127.0.0.1:{port}\"\n",
+                api.url()
+            ),
+        )
+        .unwrap();
+        let out = pushguide(
+            &config,
+            &["user", "add", "dora", "--groups", "ops"],
+            "pw\n",
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SlowSite {
+            _dir: dir,
+            _api: api,
+            config,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Starts `pushguide serve` on it.
+    fn spawn(&self) -> std::process::Child {
         Command::new(env!("CARGO_BIN_EXE_pushguide"))
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .arg("serve")
             .env("PG_KILL_TEST_PW", "kill-test-pw")
             .stdin(Stdio::null())
@@ -714,32 +730,87 @@ async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
+    }
+
+    /// Publishes shop 1.0.0 as dora and waits until its second batch (of 3) runs; the request and
+    /// deployment ids.
+    async fn release_into_batch_two(&self, dora: &Web) -> (i64, String) {
+        let release = serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}});
+        let request = dora.publish(release).await;
+        let begun = Instant::now();
+        loop {
+            let r = dora.get(&format!("/api/v1/requests/{request}")).await;
+            if let Some(d) = r["deployment"].as_str() {
+                let g = dora.get(&format!("/api/v1/deployments/{d}")).await;
+                if g["batches"].as_array().is_some_and(|b| b.len() == 3)
+                    && g["hosts"][1]["stages"][0] != "pending"
+                {
+                    return (request, d.to_owned());
+                }
+            }
+            assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// SIGTERM while a deployment runs: the service cancels it (the running call finishes, nothing
+/// further starts), records its end, and exits 0; the next service shows it cancelled, not
+/// interrupted, and web-03 was never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_the_running_deployment_records_it_and_exits_0() {
+    let site = SlowSite::new().await;
+    let mut first = site.spawn();
+    Web::listening(&site.base).await;
+    let dora = Web::login(&site.base, "dora", "pw").await;
+    let (request, deployment) = site.release_into_batch_two(&dora).await;
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let begun = Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "serve did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let base = format!("http://127.0.0.1:{port}");
-    let mut first = spawn();
+    assert!(status.success(), "{status}");
+    let mut second = site.spawn();
+    Web::listening(&site.base).await;
+    let dora = Web::login(&site.base, "dora", "pw").await;
+    let r = dora.get(&format!("/api/v1/requests/{request}")).await;
+    assert_eq!(r["state"], "done", "{r}");
+    let g = dora.get(&format!("/api/v1/deployments/{deployment}")).await;
+    assert_eq!(g["outcome"], "cancelled", "{g}");
+    assert_eq!(
+        g["hosts"][2]["stages"][0], "pending",
+        "web-03 never touched: {g}"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+/// A service SIGKILLed while its deployment runs: the restarted service marks the deployment and
+/// its request interrupted (once the dead process's heartbeat is older than the lease TTL, 30 s),
+/// shows each host's last stage, and the next request deploys again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
+    let site = SlowSite::new().await;
+    let base = site.base.clone();
+    let mut first = site.spawn();
     Web::listening(&base).await;
     let dora = Web::login(&base, "dora", "pw").await;
     let release = serde_json::json!({"mode": {"kind": "deploy", "version": "1.0.0"}});
-    let request = dora.publish(release.clone()).await;
-    // wait until its second batch runs: web-01 is done, web-02 under way
-    let begun = Instant::now();
-    let deployment = loop {
-        let r = dora.get(&format!("/api/v1/requests/{request}")).await;
-        if let Some(d) = r["deployment"].as_str() {
-            let g = dora.get(&format!("/api/v1/deployments/{d}")).await;
-            if g["batches"].as_array().is_some_and(|b| b.len() == 3)
-                && g["hosts"][1]["stages"][0] != "pending"
-            {
-                break d.to_owned();
-            }
-        }
-        assert!(begun.elapsed() < Duration::from_secs(60), "{r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (request, deployment) = site.release_into_batch_two(&dora).await;
     first.kill().unwrap();
     first.wait().unwrap();
 
-    let mut second = spawn();
+    let mut second = site.spawn();
     Web::listening(&base).await;
     let restarted = Instant::now();
     let dora = Web::login(&base, "dora", "pw").await;
