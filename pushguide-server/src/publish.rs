@@ -967,7 +967,7 @@ async fn decide(
     app: &AppState,
     s: &AuthSession,
     id: &str,
-    decision: &str,
+    decision: Result<DecideForm, String>,
     access: Access,
 ) -> Response {
     let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
@@ -982,6 +982,11 @@ async fn decide(
             "you may not deploy this template",
         );
     }
+    let decision = match decision {
+        Ok(f) => f.decision,
+        Err(why) => return refuse(access, StatusCode::BAD_REQUEST, "invalid", &why),
+    };
+    let decision = decision.as_str();
     let Some(d) = parse_decision(decision) else {
         return refuse(
             access,
@@ -1051,15 +1056,20 @@ fn done(access: Access, id: &str) -> Response {
     }
 }
 
-/// `POST /deployments/{id}/decide`.
+/// The body of a form or JSON action: its fields, or why it does not read (checked after the
+/// permission, so that a viewer learns nothing from a bad body).
+fn body<T>(read: Result<T, impl std::fmt::Display>) -> Result<T, String> {
+    read.map_err(|e| pushguide_core::validate::clean(&e.to_string(), 300))
+}
+
+/// `POST /deployments/{id}/decide` (`decision=exclude`).
 pub(crate) async fn decide_form(
     State(app): State<AppState>,
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
     form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let decision = form.map(|f| f.0.decision).unwrap_or_default();
-    decide(&app, &s, &id, &decision, Access::Page).await
+    decide(&app, &s, &id, body(form.map(|f| f.0)), Access::Page).await
 }
 
 /// `POST /api/v1/deployments/{id}/decide` with `{"decision": "exclude"}`.
@@ -1067,17 +1077,9 @@ pub(crate) async fn decide_api(
     State(app): State<AppState>,
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
-    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+    json: Result<Json<DecideForm>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let decision = body
-        .ok()
-        .and_then(|Json(v)| {
-            v.get("decision")
-                .and_then(|d| d.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    decide(&app, &s, &id, &decision, Access::Api).await
+    decide(&app, &s, &id, body(json.map(|j| j.0)), Access::Api).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -1086,7 +1088,13 @@ pub(crate) struct StopForm {
     mode: String,
 }
 
-async fn stop(app: &AppState, s: &AuthSession, id: &str, mode: &str, access: Access) -> Response {
+async fn stop(
+    app: &AppState,
+    s: &AuthSession,
+    id: &str,
+    body: Result<StopForm, String>,
+    access: Access,
+) -> Response {
     let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -1099,8 +1107,13 @@ async fn stop(app: &AppState, s: &AuthSession, id: &str, mode: &str, access: Acc
             "you may not deploy this template",
         );
     }
-    let rollback = match mode {
-        "stop" | "" => false,
+    let mode = match body {
+        Ok(f) => f.mode,
+        Err(why) => return refuse(access, StatusCode::BAD_REQUEST, "invalid", &why),
+    };
+    // an explicit mode only: a request that lost its body must not stop a deployment
+    let rollback = match mode.as_str() {
+        "stop" => false,
         "rollback" => true,
         other => {
             return refuse(
@@ -1159,22 +1172,17 @@ pub(crate) async fn stop_form(
     Path(id): Path<String>,
     form: Result<Form<StopForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let mode = form.map(|f| f.0.mode).unwrap_or_default();
-    stop(&app, &s, &id, &mode, Access::Page).await
+    stop(&app, &s, &id, body(form.map(|f| f.0)), Access::Page).await
 }
 
-/// `POST /api/v1/deployments/{id}/stop` with `{"mode": "rollback"}`.
+/// `POST /api/v1/deployments/{id}/stop` with `{"mode": "stop"}` or `{"mode": "rollback"}`.
 pub(crate) async fn stop_api(
     State(app): State<AppState>,
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
-    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+    json: Result<Json<StopForm>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let mode = body
-        .ok()
-        .and_then(|Json(v)| v.get("mode").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_default();
-    stop(&app, &s, &id, &mode, Access::Api).await
+    stop(&app, &s, &id, body(json.map(|j| j.0)), Access::Api).await
 }
 
 /// A vendored script (compiled in; cached for a week: the file name carries the version).

@@ -557,6 +557,19 @@ async fn stop_and_roll_back_returns_the_touched_hosts() {
         v["batches"].as_array().is_some_and(|b| !b.is_empty())
     })
     .await;
+    // a body that does not read, or names no mode, stops nothing
+    let path = format!("/api/v1/deployments/{d2}/stop");
+    let mut broken = alice.json(&path, json!({}));
+    *broken.body_mut() = Body::from("{\"mode\": ");
+    assert_eq!(send(&e.app, broken).await.status(), StatusCode::BAD_REQUEST);
+    let res = send(&e.app, alice.json(&path, json!({"mod": "rollback"}))).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(text(res).await.contains("expected stop or rollback"));
+    let v = api(&e.app, &alice, &format!("/api/v1/deployments/{d2}")).await;
+    assert!(
+        v["state"] != "stopping" && v["outcome"] != "cancelled",
+        "nothing stopped it: {v}"
+    );
     let res = send(
         &e.app,
         alice.form(&format!("/deployments/{d2}/stop"), "mode=rollback"),
