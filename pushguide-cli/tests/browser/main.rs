@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod publish;
+mod real_lab;
 mod support;
 
 use support::{template, Browser, Site};

@@ -39,7 +39,8 @@ pub fn screenshot_dir() -> PathBuf {
         .join("screenshots")
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
