@@ -1,6 +1,8 @@
 //! `pushguide serve` in a real browser (headless Chromium through chromedriver): logging in through
-//! the form, what a viewer sees, a wrong password, logging out. Screenshots of every page visited
-//! go to `target/screenshots/`. See `support.rs` for the harness and for when these tests skip.
+//! the form, what a viewer sees, a wrong password, logging out; publishing on `serve --demo`
+//! (`publish.rs`) and on the real salt lab and Tomcat (`real_lab.rs`). Screenshots of every page
+//! visited go to `target/screenshots/`. See `support.rs` for the harness and for when these tests
+//! skip.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod publish;

@@ -82,6 +82,12 @@ fn lab() -> Option<Lab> {
         minions,
         "one Tomcat per minion, in the same order"
     );
+    // the grid is watched with one batch done and the next not yet
+    assert!(
+        minions.len() >= 2,
+        "the lab has {} minion(s); this test needs two",
+        minions.len()
+    );
     // both masters when the lab has two: the service fails over between them
     let endpoints = ["PUSHGUIDE_SALT_URL", "PUSHGUIDE_SALT_URL_2"]
         .into_iter()
@@ -186,7 +192,7 @@ fn page(port: &str) -> String {
 
 /// Every Tomcat serves `version` of the app (waiting up to [`SERVED`] for one that another test
 /// is restarting).
-fn assert_served(lab: &Lab, version: &str) {
+async fn assert_served(lab: &Lab, version: &str) {
     let want = format!("{APP} version {version}");
     for port in &lab.ports {
         let begun = Instant::now();
@@ -199,7 +205,7 @@ fn assert_served(lab: &Lab, version: &str) {
                 begun.elapsed() < SERVED,
                 "Tomcat on port {port} should serve {version}:\n{p}"
             );
-            std::thread::sleep(Duration::from_millis(250));
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
@@ -288,6 +294,7 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
     b.screenshot(&format!("{version}-running")).await;
     // the state shown (`#status strong`), updated in place until the deployment ends
     let begun = Instant::now();
+    let mut midway = None;
     let state = loop {
         let state = match b.client().find(Locator::Css("#status strong")).await {
             Ok(e) => e.text().await.unwrap_or_default(),
@@ -296,6 +303,14 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
         // `paused` waits for a decision: for this test, an end too
         if !["", "preparing", "running", "stopping", "rolling back"].contains(&state.as_str()) {
             break state;
+        }
+        // part of the fleet done, the rest not yet: the grid caught mid-way
+        if state == "running" && midway.is_none() {
+            let rows = b.texts("#hosts-body tr").await;
+            if rows.iter().any(|r| r.contains(" ok")) && rows.iter().any(|r| !r.contains(" ok")) {
+                b.screenshot(&format!("{version}-midway")).await;
+                midway = Some(rows);
+            }
         }
         if begun.elapsed() > LIVE {
             let shot = b.screenshot("timeout").await;
@@ -321,6 +336,10 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
         .await
         .unwrap();
     assert_eq!(mark, "kept", "the deployment page was reloaded");
+    assert!(
+        midway.is_some(),
+        "{version}: the grid never showed one batch done and the other not"
+    );
     // pre-deploy, deploy and post-deploy of each host (the rollback column never ran)
     for (column, stage) in [(3, "pre-deploy"), (4, "deploy"), (5, "post-deploy")] {
         let cells = b
@@ -438,6 +457,7 @@ async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_ea
             .arg("--config")
             .arg(&config)
             .arg("serve")
+            .env("PUSHGUIDE_LOG", "info")
             .env_remove("PUSHGUIDE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -480,9 +500,9 @@ async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_ea
 
     let n = lab.minions.len();
     publish_and_watch(&b, &service, "1.0.0", n).await;
-    assert_served(&lab, "1.0.0");
+    assert_served(&lab, "1.0.0").await;
     publish_and_watch(&b, &service, "1.1.0", n).await;
-    assert_served(&lab, "1.1.0");
+    assert_served(&lab, "1.1.0").await;
 
     // the publish page: each host runs 1.1.0; its rollback form (empty: each host's previous)
     b.goto(&format!("/t/{APP}")).await;
@@ -496,7 +516,7 @@ async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_ea
         "{details:?}"
     );
     b.screenshot("rolled-back").await;
-    assert_served(&lab, "1.0.0");
+    assert_served(&lab, "1.0.0").await;
     b.goto(&format!("/t/{APP}")).await;
     assert_eq!(running_versions(&b).await, vec!["1.0.0"; n]);
 
