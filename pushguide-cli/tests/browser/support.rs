@@ -25,6 +25,8 @@ use serde_json::json;
 pub const BIN: &str = env!("CARGO_BIN_EXE_pushguide");
 /// How long [`Browser::wait_for`] waits by default.
 pub const WAIT: Duration = Duration::from_secs(20);
+/// How often [`Browser::texts`] reads again elements a live update replaced under it.
+const STALE_RETRIES: u32 = 50;
 /// The size of the page in the browser window (and of the screenshots).
 pub const WINDOW: (u32, u32) = (1280, 900);
 /// The variable holding the salt-api password for the service.
@@ -542,24 +544,40 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.is_ok()
     }
 
-    /// The text of every element matching `css`, in page order (trimmed).
+    /// The text of every element matching `css`, in page order (trimmed). A live page may replace
+    /// the elements between finding and reading them (a server-sent update): then they are found
+    /// again.
     pub async fn texts(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
-            out.push(e.text().await.unwrap().trim().to_owned());
+        let mut stale = 0;
+        'read: loop {
+            let mut out = Vec::new();
+            for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                match e.text().await {
+                    Ok(t) => out.push(t.trim().to_owned()),
+                    Err(err) if err.is_stale_element_reference() && stale < STALE_RETRIES => {
+                        stale += 1;
+                        continue 'read;
+                    }
+                    Err(err) => panic!("the text of {css}: {err}"),
+                }
+            }
+            return out;
         }
-        out
     }
 
-    /// The text of the first element matching `css`, waiting for it.
+    /// The text of the first element matching `css`, waiting for it (found again when a live
+    /// update replaced it, like [`Browser::texts`]).
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css)
-            .await
-            .text()
-            .await
-            .unwrap()
-            .trim()
-            .to_owned()
+        let mut stale = 0;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(t) => return t.trim().to_owned(),
+                Err(err) if err.is_stale_element_reference() && stale < STALE_RETRIES => {
+                    stale += 1;
+                }
+                Err(err) => panic!("the text of {css}: {err}"),
+            }
+        }
     }
 
     /// Saves a PNG of the window as `target/screenshots/<test>-<nn>-<label>.png` and returns its
