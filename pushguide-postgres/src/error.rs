@@ -105,6 +105,21 @@ pub enum Error {
         /// The deployment id.
         deployment: String,
     },
+    /// A write about a publish request that this instance does not run (another instance claimed
+    /// it, or it is no longer running).
+    #[error("publish request {id} is not running under this instance{}", match (state, worker) {
+        (None, _) => " (no such request)".to_owned(),
+        (Some(s), Some(w)) => format!(" (it is {s}, claimed by {w})"),
+        (Some(s), None) => format!(" (it is {s})"),
+    })]
+    NotClaimed {
+        /// The request.
+        id: i64,
+        /// Its state, if it exists.
+        state: Option<String>,
+        /// The instance that claimed it, if any.
+        worker: Option<String>,
+    },
     /// A stored value could not be read back.
     #[error("stored {what} cannot be read: {reason}")]
     Corrupt {

@@ -15,6 +15,11 @@
 //!   database clock (`now()`), renewal by a heartbeat task, takeover with the next fencing token;
 //! - [`pushguide_core::MinionStatusStore`] — each minion's last seen / up / down state.
 //!
+//! Besides: the service's publish queue ([`PgStore::enqueue_publish`], [`PgStore::claim_publish`], …;
+//! the API of `pushguide-store`'s queue) claimed by every instance's workers with
+//! `FOR UPDATE SKIP LOCKED`, a template's requests strictly one at a time in order, idle workers
+//! woken by `LISTEN/NOTIFY` ([`PgStore::listen_publishes`]) with their poll as the backstop.
+//!
 //! Migrations run at [`PgStore::connect`] under a row lock of the migrations table (no advisory
 //! locks, which break behind PgBouncer in transaction mode); a database migrated by a newer
 //! pushguide is refused with [`Error::NewerSchema`]. TLS goes through rustls (`sslmode` in the URL).
@@ -41,6 +46,7 @@ mod error;
 mod fleet;
 mod history;
 mod lease;
+mod queue;
 mod schema;
 mod status;
 mod store;
@@ -50,6 +56,7 @@ pub use error::Error;
 pub use fleet::HostVersion;
 pub use history::DeploymentRecord;
 pub use lease::Lease;
+pub use queue::{PublishWaiter, QueuedPublish, PUBLISH_CHANNEL};
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use store::PgStore;
 

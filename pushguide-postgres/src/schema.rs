@@ -12,14 +12,17 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The migrations, in order: (version, what it adds, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "journal, reports, fleet state, leases, store instances, minion status",
-    V1,
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "journal, reports, fleet state, leases, store instances, minion status",
+        V1,
+    ),
+    (2, "publish queue", V2),
+];
 
 // Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
 // instance's clock. `events` keeps every event of the journal as JSON in append order (`seq`), so the
@@ -103,6 +106,31 @@ CREATE TABLE minion_status (
     checked   timestamptz NOT NULL,
     since     timestamptz NOT NULL
 );
+"#;
+
+// The queue of publish and rollback requests run by the service's workers (the same states as the
+// SQLite store's `publish_requests`). At most one request per template runs: the partial unique
+// index holds even if two claims raced past the claim query's own checks.
+const V2: &str = r#"
+CREATE TABLE publish_requests (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    template     text NOT NULL,
+    requested_by text NOT NULL,
+    groups       text[] NOT NULL,
+    request      text NOT NULL,
+    state        text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled',
+                                                'interrupted')),
+    queued_at    timestamptz NOT NULL,
+    started_at   timestamptz,
+    ended_at     timestamptz,
+    deployment   text,
+    error        text,
+    worker       text
+);
+CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
+CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
+CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
+    WHERE state = 'running';
 "#;
 
 /// What [`migrate`] did.

@@ -30,8 +30,33 @@ pub(crate) struct Inner {
     pub(crate) endpoint: String,
     pub(crate) owner: String,
     pub(crate) ttl: Duration,
+    pub(crate) listen: Listen,
     migration: Migration,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a connection outside the pool needs (the queue listener): the settings with the password,
+/// hidden from `Debug`.
+pub(crate) struct Listen {
+    pg: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Listen {
+    pub(crate) fn parts(
+        &self,
+    ) -> (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ) {
+        (self.pg.clone(), self.tls.clone())
+    }
+}
+
+impl std::fmt::Debug for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listen { .. }")
+    }
 }
 
 impl Drop for Inner {
@@ -109,9 +134,14 @@ impl PgStore {
     pub async fn connect(config: &PgConfig) -> Result<PgStore, Error> {
         let endpoint = config.endpoint();
         let pg = config.resolved()?;
+        let tls = tls(config)?;
+        let listen = Listen {
+            pg: pg.clone(),
+            tls: tls.clone(),
+        };
         let manager = Manager::from_config(
             pg,
-            tls(config)?,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -166,6 +196,7 @@ impl PgStore {
                 endpoint: endpoint.clone(),
                 owner: owner.clone(),
                 ttl,
+                listen,
                 migration,
                 heartbeat: Mutex::new(None),
             }),

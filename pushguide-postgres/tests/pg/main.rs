@@ -2,6 +2,7 @@
 //! conformance suite, migrations, heartbeat, and what never leaks.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod queue;
 mod support;
 
 use std::time::Duration;
@@ -12,7 +13,7 @@ use pushguide_postgres::{Error, PgStore, SCHEMA_VERSION};
 
 use support::{config, raw, store, View};
 
-const TTL: Duration = Duration::from_secs(30);
+pub(crate) const TTL: Duration = Duration::from_secs(30);
 const SHORT_TTL: Duration = Duration::from_millis(400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
