@@ -11,7 +11,7 @@ use pushguide_core::store_conformance as suite;
 use pushguide_core::LeaseManager;
 use pushguide_postgres::{Error, PgStore, SCHEMA_VERSION};
 
-use support::{config, raw, store, View};
+use support::{config, raw, store, url_with, View};
 
 pub(crate) const TTL: Duration = Duration::from_secs(30);
 const SHORT_TTL: Duration = Duration::from_millis(400);
@@ -270,4 +270,75 @@ async fn a_wrong_password_is_a_typed_error_without_the_password() {
     let text = format!("{e} / {e:?} / {c:?}");
     assert!(!text.contains("definitely-not-the-password"), "{text}");
     assert!(text.contains(&c.endpoint()), "{text}");
+}
+
+/// With `sslmode=require` the store talks TLS (rustls), verifying the server against the CA file;
+/// a server certificate no trusted root signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_ca_file_and_refused_without() {
+    let Some(base) = config("tls") else { return };
+    let Ok(ca) = std::env::var("PUSHGUIDE_PG_CA_FILE") else {
+        if std::env::var("PUSHGUIDE_REQUIRE_PG").as_deref() == Ok("1") {
+            panic!("PUSHGUIDE_REQUIRE_PG=1 but PUSHGUIDE_PG_CA_FILE is not set (the lab's server has no TLS)");
+        }
+        eprintln!("SKIPPED tls: PUSHGUIDE_PG_CA_FILE is not set (scripts/pg-lab up makes one with openssl)");
+        return;
+    };
+    let app = format!("pg_tls_test_{}", std::process::id());
+    let url = url_with(&format!("sslmode=require&application_name={app}"));
+    let with_password = |c: pushguide_postgres::PgConfig| match &base.password {
+        pushguide_postgres::PasswordSource::File(f) => c.password_file(f),
+        pushguide_postgres::PasswordSource::Env(v) => c.password_env(v),
+        _ => c,
+    };
+    let schema = base.schema.clone().unwrap();
+    let c = with_password(pushguide_postgres::PgConfig::from_url(&url).unwrap())
+        .schema(schema.clone())
+        .unwrap()
+        .ca_file(&ca);
+    let s = PgStore::connect(&c).await.unwrap();
+    s.acquire("shop", "d1").await.unwrap();
+    let ssl: Vec<bool> = raw(&base)
+        .await
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !ssl.is_empty() && ssl.iter().all(|s| *s),
+        "the store's sessions: {ssl:?}"
+    );
+    // only the public webpki roots: the lab's certificate is refused
+    let untrusted = with_password(pushguide_postgres::PgConfig::from_url(&url).unwrap())
+        .schema(schema)
+        .unwrap();
+    let e = PgStore::connect(&untrusted).await.unwrap_err();
+    assert!(matches!(e, Error::Pool { .. } | Error::Db { .. }), "{e:?}");
+    // a CA file that is not PEM is a setting error naming the file
+    let bad = tempfile_path("not-a-cert");
+    std::fs::write(&bad, "hello").unwrap();
+    let e = PgStore::connect(&c.clone().ca_file(&bad))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Config {
+                setting: "ca_file",
+                ..
+            }
+        ) && e.to_string().contains("not-a-cert"),
+        "{e}"
+    );
+    std::fs::remove_file(bad).unwrap();
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}", std::process::id()))
 }

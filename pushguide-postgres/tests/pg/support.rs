@@ -11,6 +11,13 @@ use pushguide_core::store_conformance::{JournalView, Recorded};
 use pushguide_core::{Event, EventKind, HistoryStore, Report};
 use pushguide_postgres::{PgConfig, PgStore};
 
+/// `PUSHGUIDE_PG_URL` with `extra` query parameters (call after [`config`] returned settings).
+pub(crate) fn url_with(extra: &str) -> String {
+    let url = std::env::var("PUSHGUIDE_PG_URL").expect("PUSHGUIDE_PG_URL");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{extra}")
+}
+
 /// The settings for a fresh schema named after `test`, or `None` (skip) when no database is set.
 pub(crate) fn config(test: &str) -> Option<PgConfig> {
     let Ok(url) = std::env::var("PUSHGUIDE_PG_URL") else {
@@ -28,6 +35,10 @@ pub(crate) fn config(test: &str) -> Option<PgConfig> {
         c = c.password_file(file);
     } else if std::env::var_os("PUSHGUIDE_PG_PASSWORD").is_some() {
         c = c.password_env("PUSHGUIDE_PG_PASSWORD");
+    }
+    // the lab's server offers TLS: trust its CA (a `prefer` connection then runs over verified TLS)
+    if let Ok(ca) = std::env::var("PUSHGUIDE_PG_CA_FILE") {
+        c = c.ca_file(ca);
     }
     Some(
         c.schema(unique_schema(test))
