@@ -204,8 +204,12 @@ impl PgConfig {
             }
         }
         if let Some(schema) = &self.schema {
-            // validated by `schema()`: a plain identifier
-            pg.options(format!("-c search_path={schema}"));
+            // validated by `schema()`: a plain identifier; options from the URL are kept
+            let options = match pg.get_options() {
+                Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={schema}"),
+                _ => format!("-c search_path={schema}"),
+            };
+            pg.options(options);
         }
         if pg.get_application_name().is_none() {
             pg.application_name("pushguide");
@@ -288,5 +292,14 @@ mod tests {
             assert!(c.clone().schema(bad).is_err(), "{bad}");
         }
         assert_eq!(c.endpoint(), "127.0.0.1:5432/db");
+        // the schema is added to the URL's own options
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db?options=-c%20work_mem%3D8MB")
+            .unwrap()
+            .schema("tenant_a")
+            .unwrap();
+        assert_eq!(
+            c.resolved().unwrap().get_options(),
+            Some("-c work_mem=8MB -c search_path=tenant_a")
+        );
     }
 }

@@ -343,3 +343,31 @@ async fn tls_with_a_ca_file_and_refused_without() {
 fn tempfile_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("{name}-{}", std::process::id()))
 }
+
+/// A connected store's `Debug` (pool, connection settings, listener settings) never shows the
+/// password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_store_does_not_debug_print_the_password() {
+    let Some(c) = config("debug_password") else {
+        return;
+    };
+    let password = match &c.password {
+        pushguide_postgres::PasswordSource::File(f) => std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned(),
+        pushguide_postgres::PasswordSource::Env(v) => std::env::var(v).unwrap(),
+        _ => {
+            eprintln!("SKIPPED debug_password: the test database has no password");
+            return;
+        }
+    };
+    let s = store(&c, TTL).await;
+    s.acquire("shop", "d1").await.unwrap();
+    let _waiter = s.listen_publishes().await.unwrap();
+    let text = format!("{s:?} {s:#?} {c:?}");
+    assert!(text.contains("PgStore"), "{text}");
+    assert!(!text.contains(&password), "the password shows in {text}");
+}
