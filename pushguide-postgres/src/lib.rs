@@ -23,6 +23,8 @@
 //! Migrations run at [`PgStore::connect`] under a row lock of the migrations table (no advisory
 //! locks, which break behind PgBouncer in transaction mode); a database migrated by a newer
 //! pushguide is refused with [`Error::NewerSchema`]. TLS goes through rustls (`sslmode` in the URL).
+//! Connect directly or through PgBouncer in session mode: tokio-postgres prepares named statements,
+//! which PgBouncer's transaction mode (before 1.21) does not keep between transactions.
 //!
 //! ```no_run
 //! use std::sync::Arc;

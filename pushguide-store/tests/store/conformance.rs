@@ -1,6 +1,7 @@
 //! The store conformance suite (`pushguide_core::store_conformance`), run unchanged against SQLite;
 //! pushguide-postgres runs the same checks against PostgreSQL. "Two instances" are two stores opened
-//! on one database file.
+//! on one database file. `journal_fencing` is not run here: the SQLite journal is not fenced (as
+//! `HistoryStore` documents); only its fleet state writes are, which `takeover_fences` checks.
 
 use std::time::Duration;
 
