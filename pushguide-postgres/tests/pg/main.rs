@@ -375,3 +375,36 @@ async fn a_connected_store_does_not_debug_print_the_password() {
     assert!(text.contains("PgStore"), "{text}");
     assert!(!text.contains(&password), "the password shows in {text}");
 }
+
+/// Lease times are the database's: `acquired` is its `now()`, `expires` exactly the TTL later, and
+/// expiry is decided by the row against the database clock, whatever the instance believes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_is_decided_on_the_database_clock() {
+    let Some(c) = config("db_clock") else { return };
+    let (a, b) = (store(&c, TTL).await, store(&c, TTL).await);
+    let lease = a.acquire_lease("shop", "d1", "deployment").await.unwrap();
+    assert_eq!(lease.expires.duration_since(lease.acquired).unwrap(), TTL);
+    let db = raw(&c).await;
+    let now: std::time::SystemTime = db.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let skew = now
+        .duration_since(lease.acquired)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        skew < Duration::from_secs(5),
+        "acquired {skew:?} away from the database's now()"
+    );
+    // the instance still thinks it has 30 s; the database says the lease is over
+    db.execute(
+        "UPDATE leases SET expires_at = now() - interval '1 millisecond' WHERE template = 'shop'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let core = pushguide_core::Lease::new("shop", "d1", lease.token);
+    assert!(matches!(
+        a.check(&core).await,
+        Err(pushguide_core::Error::LeaseLost { .. })
+    ));
+    let taken = b.acquire("shop", "d2").await.unwrap();
+    assert_eq!(taken.token, lease.token + 1);
+}
