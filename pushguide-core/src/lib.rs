@@ -56,6 +56,9 @@ pub mod sim;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+#[cfg(feature = "store-conformance")]
+pub mod store_conformance;
+
 pub use hook::steps;
 pub use vocab::validate;
 

@@ -11,8 +11,11 @@ use crate::vocab::error::Error;
 /// record of what happened up to that point), then the final [`Report`] with every host's log.
 ///
 /// The engine waits for the events of a batch to be appended before the next batch touches a host,
-/// so `append` must return only once the events are durable. The journal is not fenced: what a
-/// deployment did is recorded even after it lost its lease (fleet state writes are fenced instead).
+/// so `append` must return only once the events are durable. A lease that merely expired does not
+/// stop the journal: what a deployment did is recorded even after it lost its lease (fleet state
+/// writes are fenced instead). A store shared by several instances may refuse a deployment's
+/// `append` and `finish` with [`Error::Fenced`] once another deployment took the template's lease
+/// over (the PostgreSQL store does); the engine then stops that deployment.
 ///
 /// Implementations must be idempotent per event batch order: `append` is called with consecutive,
 /// non-overlapping batches of one deployment.

@@ -2,6 +2,7 @@
 //! statistics, and two real processes sharing one database.
 #![allow(clippy::unwrap_used)]
 
+mod conformance;
 mod host_results;
 mod processes;
 mod recovery;

@@ -1,0 +1,305 @@
+//! Where the database is and how to log in.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Where the password comes from. It is read when the store connects and kept only in the
+/// connection settings; it never appears in `Debug` output, logs or errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordSource {
+    /// No password (trust, peer or certificate authentication).
+    None,
+    /// The value of this environment variable.
+    Env(String),
+    /// The first line of this file.
+    File(PathBuf),
+}
+
+/// How to reach the PostgreSQL store.
+///
+/// ```
+/// use pushguide_postgres::PgConfig;
+///
+/// let c = PgConfig::from_url("postgres://pushguide@db.internal:5432/pushguide?sslmode=require")?
+///     .password_env("PUSHGUIDE_PG_PASSWORD");
+/// assert_eq!(c.endpoint(), "db.internal:5432/pushguide");
+/// // a password in the URL is refused: it would end up in config files and process lists
+/// assert!(PgConfig::from_url("postgres://u:secret@db/pushguide").is_err());
+/// # Ok::<(), pushguide_postgres::Error>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PgConfig {
+    /// The parsed URL (no password in it).
+    pub(crate) pg: tokio_postgres::Config,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// The schema pushguide's tables live in (created when missing); `None`: the server's default
+    /// `search_path` (usually `public`). One database can hold several pushguide installations, one
+    /// per schema (the tests use one schema each).
+    pub schema: Option<String>,
+    /// Connections in the pool (default 16).
+    pub pool_size: usize,
+    /// How long a lease lives unless its instance renews it (default 30 s; renewed every third).
+    pub lease_ttl: Duration,
+    /// Extra trusted CA certificates (PEM) for TLS, besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PgConfig {
+    /// Parses a `postgres://user@host:port/database?sslmode=...` URL (or a `key=value` connection
+    /// string). TLS follows `sslmode` (`disable`, `prefer` — the default — or `require`) through rustls.
+    /// A password in the URL is refused: give it with [`PgConfig::password_env`] or
+    /// [`PgConfig::password_file`].
+    pub fn from_url(url: &str) -> Result<PgConfig, Error> {
+        // the driver's parse error may quote the string, and the string may hold a password
+        let pg = tokio_postgres::Config::from_str(url).map_err(|_| Error::Config {
+            setting: "url",
+            reason:
+                "not a PostgreSQL URL (postgres://user@host:port/database) or connection string"
+                    .to_owned(),
+        })?;
+        if pg.get_password().is_some() {
+            return Err(Error::Config {
+                setting: "url",
+                reason: "it carries a password: give the password through an environment variable \
+                         or a file instead"
+                    .to_owned(),
+            });
+        }
+        if pg.get_hosts().is_empty() {
+            return Err(Error::Config {
+                setting: "url",
+                reason: "no host".to_owned(),
+            });
+        }
+        if pg.get_user().is_none() {
+            return Err(Error::Config {
+                setting: "url",
+                reason: "no user name (postgres://USER@host/database)".to_owned(),
+            });
+        }
+        Ok(PgConfig {
+            pg,
+            password: PasswordSource::None,
+            schema: None,
+            pool_size: 16,
+            lease_ttl: Duration::from_secs(30),
+            ca_file: None,
+        })
+    }
+
+    /// Takes the password from environment variable `name` when connecting.
+    pub fn password_env(mut self, name: impl Into<String>) -> Self {
+        self.password = PasswordSource::Env(name.into());
+        self
+    }
+
+    /// Takes the password from the first line of `path` when connecting.
+    pub fn password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.password = PasswordSource::File(path.into());
+        self
+    }
+
+    /// Sets [`PgConfig::schema`]: a lowercase SQL identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub fn schema(mut self, schema: impl Into<String>) -> Result<Self, Error> {
+        let schema = schema.into();
+        let ok = schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(Error::Config {
+                setting: "schema",
+                reason: format!(
+                    "`{schema}` is not a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+                ),
+            });
+        }
+        self.schema = Some(schema);
+        Ok(self)
+    }
+
+    /// Sets [`PgConfig::pool_size`] (at least 1).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// Sets [`PgConfig::lease_ttl`] (at least 100 ms).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Sets [`PgConfig::ca_file`].
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// `host:port/database`, for messages (no user, no password).
+    pub fn endpoint(&self) -> String {
+        let host = match self.pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => String::from("?"),
+        };
+        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        let db = self
+            .pg
+            .get_dbname()
+            .or(self.pg.get_user())
+            .unwrap_or_default();
+        format!("{host}:{port}/{db}")
+    }
+
+    /// The driver's settings with the password read from its source.
+    pub(crate) fn resolved(&self) -> Result<tokio_postgres::Config, Error> {
+        let mut pg = self.pg.clone();
+        match &self.password {
+            PasswordSource::None => {}
+            PasswordSource::Env(name) => {
+                let from = || format!("environment variable {name}");
+                let v = std::env::var(name).map_err(|e| Error::Password {
+                    from: from(),
+                    reason: match e {
+                        std::env::VarError::NotPresent => "it is not set".to_owned(),
+                        std::env::VarError::NotUnicode(_) => "it is not valid UTF-8".to_owned(),
+                    },
+                })?;
+                if v.is_empty() {
+                    return Err(Error::Password {
+                        from: from(),
+                        reason: "it is empty".to_owned(),
+                    });
+                }
+                pg.password(v);
+            }
+            PasswordSource::File(path) => {
+                let from = || format!("file {}", path.display());
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Password {
+                    from: from(),
+                    reason: e.to_string(),
+                })?;
+                let line = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('\r');
+                if line.is_empty() {
+                    return Err(Error::Password {
+                        from: from(),
+                        reason: "its first line is empty".to_owned(),
+                    });
+                }
+                pg.password(line);
+            }
+        }
+        if let Some(schema) = &self.schema {
+            // validated by `schema()`: a plain identifier; options from the URL are kept
+            let options = match pg.get_options() {
+                Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={schema}"),
+                _ => format!("-c search_path={schema}"),
+            };
+            pg.options(options);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("pushguide");
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        Ok(pg)
+    }
+}
+
+impl fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("endpoint", &self.endpoint())
+            .field("user", &self.pg.get_user())
+            .field("ssl_mode", &self.pg.get_ssl_mode())
+            .field("password", &self.password)
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_password_never_shows() {
+        let dir = std::env::temp_dir().join(format!("pg-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "s3cret-from-file\nignored\n").unwrap();
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1:5/db")
+            .unwrap()
+            .password_file(&file);
+        let pg = c.resolved().unwrap();
+        assert_eq!(pg.get_password(), Some(&b"s3cret-from-file"[..]));
+        for text in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        // a URL with a password is refused, and the error does not repeat it
+        let e = PgConfig::from_url("postgres://u:hunter2@db:5432/x").unwrap_err();
+        assert!(matches!(e, Error::Config { setting: "url", .. }));
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!format!("{e:?}").contains("hunter2"));
+        // an unparsable URL does not quote itself either
+        let e = PgConfig::from_url("postgres://u:hunter2@db:notaport/x").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_password_source_is_named() {
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db")
+            .unwrap()
+            .password_env("PUSHGUIDE_TEST_SURELY_UNSET_VARIABLE");
+        let e = c.resolved().unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "environment variable PUSHGUIDE_TEST_SURELY_UNSET_VARIABLE: it is not set"
+            ),
+            "{e}"
+        );
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db")
+            .unwrap()
+            .password_file("/nonexistent/pushguide/pw");
+        assert!(matches!(c.resolved(), Err(Error::Password { .. })));
+    }
+
+    #[test]
+    fn schema_names_are_identifiers() {
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db").unwrap();
+        assert!(c.clone().schema("t_1").is_ok());
+        for bad in ["", "1a", "A", "a;drop table x", "a b", &"x".repeat(64)] {
+            assert!(c.clone().schema(bad).is_err(), "{bad}");
+        }
+        assert_eq!(c.endpoint(), "127.0.0.1:5432/db");
+        // the schema is added to the URL's own options
+        let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db?options=-c%20work_mem%3D8MB")
+            .unwrap()
+            .schema("tenant_a")
+            .unwrap();
+        assert_eq!(
+            c.resolved().unwrap().get_options(),
+            Some("-c work_mem=8MB -c search_path=tenant_a")
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! # pushguide-postgres
+//!
+//! The PostgreSQL store of pushguide, for several instances (CI runners, web servers behind a load
+//! balancer, an ops box) sharing one database. SQLite (`pushguide-store`) stays the embedded
+//! default; this crate is separate so that a SQLite-only build compiles no PostgreSQL client.
+//!
+//! [`PgStore`] implements core's store ports, so one value serves them all:
+//!
+//! - [`pushguide_core::HistoryStore`] — the journal: every event batch in one transaction, kept in
+//!   append order; then the final report. Fenced: once another deployment took the template's lease
+//!   over, the old deployment's journal writes are refused;
+//! - [`pushguide_core::FleetState`] — which version each host runs and its rollback target; every
+//!   write checks the deployment's fencing token in its own transaction;
+//! - [`pushguide_core::LeaseManager`] — one deployment per template across instances, expiry on the
+//!   database clock (`now()`), renewal by a heartbeat task, takeover with the next fencing token;
+//! - [`pushguide_core::MinionStatusStore`] — each minion's last seen / up / down state.
+//!
+//! Besides: the service's publish queue ([`PgStore::enqueue_publish`], [`PgStore::claim_publish`], …;
+//! the API of `pushguide-store`'s queue) claimed by every instance's workers with
+//! `FOR UPDATE SKIP LOCKED`, a template's requests strictly one at a time in order, idle workers
+//! woken by `LISTEN/NOTIFY` ([`PgStore::listen_publishes`]) with their poll as the backstop.
+//!
+//! Migrations run at [`PgStore::connect`] under a row lock of the migrations table (no advisory
+//! locks, which break behind PgBouncer in transaction mode); a database migrated by a newer
+//! pushguide is refused with [`Error::NewerSchema`]. TLS goes through rustls (`sslmode` in the URL).
+//! Connect directly or through PgBouncer in session mode: tokio-postgres prepares named statements,
+//! which PgBouncer's transaction mode (before 1.21) does not keep between transactions.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pushguide_core::{Engine, Transport};
+//! use pushguide_postgres::{PgConfig, PgStore};
+//!
+//! # async fn f(transport: Arc<dyn Transport>) -> Result<(), pushguide_postgres::Error> {
+//! let config = PgConfig::from_url("postgres://pushguide@db.internal/pushguide?sslmode=require")?
+//!     .password_file("/etc/pushguide/pg-password");
+//! let store = Arc::new(PgStore::connect(&config).await?);
+//! let engine = Engine::builder(transport)
+//!     .history(store.clone())
+//!     .fleet_state(store.clone())
+//!     .leases(store)
+//!     .build();
+//! # let _ = engine; Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod fleet;
+mod history;
+mod lease;
+mod queue;
+mod schema;
+mod status;
+mod store;
+
+pub use config::{PasswordSource, PgConfig};
+pub use error::Error;
+pub use fleet::HostVersion;
+pub use history::DeploymentRecord;
+pub use lease::Lease;
+pub use queue::{PublishWaiter, QueuedPublish, PUBLISH_CHANNEL};
+pub use schema::{Migration, SCHEMA_VERSION};
+pub use store::PgStore;
+
+/// The store kind this crate provides (as named in configuration URLs).
+pub const KIND: &str = "postgres";

@@ -1,0 +1,262 @@
+//! Versioned migrations, applied on start under a row lock of the migrations table.
+//!
+//! No advisory lock: session-level advisory locks break behind PgBouncer in transaction mode (the
+//! lock and its unlock may land on different server connections). A row lock lives exactly as long
+//! as its transaction, which every pooler keeps on one server connection.
+
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+
+use crate::error::Error;
+
+/// The schema version this binary writes. A database with a newer version is refused
+/// ([`Error::NewerSchema`]).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The migrations, in order: (version, what it adds, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "journal, reports, fleet state, leases, store instances, minion status",
+        V1,
+    ),
+    (2, "publish queue", V2),
+];
+
+// Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
+// instance's clock. `events` keeps every event of the journal as JSON in append order (`seq`), so the
+// journal reads back exactly as it was written. `deployments.lease_token` is the fencing token of the
+// lease the deployment held when it started (NULL for dry runs, which hold none).
+const V1: &str = r#"
+CREATE TABLE deployments (
+    id               text PRIMARY KEY,
+    template         text NOT NULL,
+    version          text NOT NULL,
+    principal        text NOT NULL,
+    dry_run          boolean NOT NULL,
+    rollback         boolean NOT NULL DEFAULT false,
+    started_at       timestamptz NOT NULL,
+    ended_at         timestamptz,
+    duration_ms      bigint,
+    outcome          text,
+    reason           text,
+    owner            text NOT NULL,
+    lease_token      bigint,
+    hosts            bigint,
+    batches          bigint,
+    events           bigint NOT NULL DEFAULT 0,
+    last_event_at    timestamptz NOT NULL,
+    finished_at      timestamptz,
+    finished_outcome text
+);
+CREATE INDEX deployments_by_template ON deployments (template, started_at DESC);
+CREATE INDEX deployments_by_start ON deployments (started_at DESC);
+CREATE INDEX deployments_open ON deployments (owner) WHERE ended_at IS NULL;
+
+CREATE TABLE events (
+    deployment text NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    seq        bigint NOT NULL,
+    at         timestamptz NOT NULL,
+    kind       text NOT NULL,
+    event      jsonb NOT NULL,
+    PRIMARY KEY (deployment, seq)
+);
+
+CREATE TABLE reports (
+    deployment text PRIMARY KEY REFERENCES deployments (id) ON DELETE CASCADE,
+    report     jsonb NOT NULL
+);
+
+CREATE TABLE fleet (
+    template text NOT NULL,
+    host     text NOT NULL,
+    version  text,
+    healthy  boolean NOT NULL,
+    since    timestamptz NOT NULL,
+    good     jsonb NOT NULL,
+    previous text,
+    PRIMARY KEY (template, host)
+);
+
+-- A released lease keeps its row (holder NULL) so fencing tokens only grow.
+CREATE TABLE leases (
+    template    text PRIMARY KEY,
+    holder      text,
+    owner       text,
+    reason      text,
+    acquired_at timestamptz,
+    expires_at  timestamptz NOT NULL DEFAULT '-infinity',
+    token       bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX leases_by_owner ON leases (owner) WHERE holder IS NOT NULL;
+
+CREATE TABLE owners (
+    owner        text PRIMARY KEY,
+    pid          bigint NOT NULL,
+    started_at   timestamptz NOT NULL,
+    heartbeat_at timestamptz NOT NULL,
+    ttl_ms       bigint NOT NULL
+);
+
+CREATE TABLE minion_status (
+    minion    text PRIMARY KEY,
+    up        boolean NOT NULL,
+    last_seen timestamptz,
+    checked   timestamptz NOT NULL,
+    since     timestamptz NOT NULL
+);
+"#;
+
+// The queue of publish and rollback requests run by the service's workers (the same states as the
+// SQLite store's `publish_requests`). At most one request per template runs: the partial unique
+// index holds even if two claims raced past the claim query's own checks.
+const V2: &str = r#"
+CREATE TABLE publish_requests (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    template     text NOT NULL,
+    requested_by text NOT NULL,
+    groups       text[] NOT NULL,
+    request      text NOT NULL,
+    state        text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled',
+                                                'interrupted')),
+    queued_at    timestamptz NOT NULL,
+    started_at   timestamptz,
+    ended_at     timestamptz,
+    deployment   text,
+    error        text,
+    worker       text
+);
+CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
+CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
+CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
+    WHERE state = 'running';
+"#;
+
+/// What [`migrate`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// The version found once the lock was held (0: an empty database).
+    pub from: i64,
+    /// The version now.
+    pub to: i64,
+    /// The versions this process applied (empty when another process had applied them).
+    pub applied: Vec<i64>,
+}
+
+// Creating the migrations table is the only step outside the row lock: two processes may run it at
+// once, and `CREATE TABLE IF NOT EXISTS` can then still fail on the catalog's unique index; it is
+// retried.
+const BOOTSTRAP: &str = "
+CREATE TABLE IF NOT EXISTS pushguide_schema (
+    id         integer PRIMARY KEY CHECK (id = 1),
+    version    bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pushguide_schema_log (
+    version     bigint PRIMARY KEY,
+    description text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO pushguide_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+";
+
+/// Whether `e` is the catalog race of two concurrent `CREATE ... IF NOT EXISTS`.
+fn is_create_race(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::DUPLICATE_TABLE
+            || *c == SqlState::DUPLICATE_SCHEMA
+            || *c == SqlState::DUPLICATE_OBJECT
+    })
+}
+
+/// Runs `sql` (idempotent DDL), retrying the catalog race of concurrent creators.
+pub(crate) async fn create_idempotent(
+    client: &Client,
+    sql: &str,
+    endpoint: &str,
+    during: &'static str,
+) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        match client.batch_execute(sql).await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_create_race(&e) && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            Err(source) => {
+                return Err(Error::Db {
+                    endpoint: endpoint.to_owned(),
+                    during,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]: takes the migrations row's lock (`SELECT … FOR UPDATE`),
+/// applies the missing migrations and records them in the same transaction. A second process
+/// migrating at the same moment waits on the lock, then finds the work done. A database newer than
+/// this binary is refused before anything is changed.
+pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migration, Error> {
+    create_idempotent(client, BOOTSTRAP, endpoint, "creating the migrations table").await?;
+    let db = |during: &'static str| {
+        move |source| Error::Db {
+            endpoint: endpoint.to_owned(),
+            during,
+            source,
+        }
+    };
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting the migration"))?;
+    let from: i64 = tx
+        .query_one(
+            "SELECT version FROM pushguide_schema WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(db("locking the migrations table"))?
+        .get(0);
+    if from > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            endpoint: endpoint.to_owned(),
+            found: from,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mut applied = Vec::new();
+    for (version, what, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
+        tracing::info!(endpoint, version, what, "applying a schema migration");
+        tx.batch_execute(sql)
+            .await
+            .map_err(db("applying a schema migration"))?;
+        tx.execute(
+            "INSERT INTO pushguide_schema_log (version, description) VALUES ($1, $2)",
+            &[version, what],
+        )
+        .await
+        .map_err(db("recording a schema migration"))?;
+        applied.push(*version);
+    }
+    if !applied.is_empty() {
+        tx.execute(
+            "UPDATE pushguide_schema SET version = $1, updated_at = now() WHERE id = 1",
+            &[&SCHEMA_VERSION],
+        )
+        .await
+        .map_err(db("recording the schema version"))?;
+    }
+    tx.commit().await.map_err(db("committing the migration"))?;
+    Ok(Migration {
+        from,
+        to: SCHEMA_VERSION.max(from),
+        applied,
+    })
+}
