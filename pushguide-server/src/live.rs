@@ -623,6 +623,8 @@ async fn poll(remote: Arc<Remote>, store: Arc<SqliteStore>, id: String, feed: Ar
             .unwrap_or_else(PoisonError::into_inner);
         if feed.clients() == 0 && idle.is_some_and(|t| t.elapsed() >= IDLE) {
             tracing::debug!(deployment = id, "nobody watches a deployment run elsewhere");
+            // a client that took this feed just now sees its end and reconnects to a new one
+            feed.end();
             break;
         }
         loop {
@@ -965,5 +967,60 @@ mod tests {
             !last.contains("stop-"),
             "no buttons for a deployment run elsewhere"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deployment_of_another_process_is_followed_in_the_store_until_it_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        let store = Arc::new(SqliteStore::open(&db).unwrap());
+        let all = events(4);
+        store.append_events(&all[..3]).unwrap();
+        let remote = Arc::new(Remote::default());
+        let feed = remote.feed(&store, "d1").await.unwrap().unwrap();
+        // one poller per deployment: a second page gets the same feed
+        let same = remote.feed(&store, "d1").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&feed, &same));
+        assert_eq!(feed.seq(), 3, "folded from the journal so far");
+        assert_eq!(feed.snapshot().hosts.len(), 4);
+        let mut sub = feed.subscribe(3, true);
+        // the other process goes on: the stage starts (4), a host succeeds (5, not journaled),
+        // another fails (6)
+        store.append_events(&all[3..6]).unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.seq, 4);
+        let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.seq, 6);
+        assert!(std::str::from_utf8(f.bytes(true))
+            .unwrap()
+            .contains("state-failed"));
+        // the process died and the store marks it interrupted: the status shows it, the end
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE deployments SET outcome = 'interrupted', ended_ms = 1 WHERE id = 'd1'",
+                [],
+            )
+            .unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(std::str::from_utf8(f.bytes(true))
+            .unwrap()
+            .contains("state-interrupted"));
+        assert!(tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .is_none());
+        assert!(feed.ended());
+        // an ended deployment has no feed
+        assert!(remote.feed(&store, "d1").await.unwrap().is_none());
     }
 }
