@@ -452,8 +452,12 @@ pub(crate) fn host_cells(h: &HostRow) -> String {
     );
     for (c, s) in h.stages.iter().enumerate() {
         if h.inherit[c] {
-            // the batch's marker row (`bm-{batch}`) gives its state through the stylesheet
-            let _ = write!(out, "<td class=\"s{c} inh\"></td>");
+            // every state the batch's flow can give it; the batch's marker row (`bm-{batch}`)
+            // decides through the stylesheet which one shows
+            let _ = write!(
+                out,
+                "<td class=\"s{c} inh\"><i>pending</i><i>running</i><i>ok</i></td>"
+            );
         } else {
             let _ = write!(out, "<td class=\"state-{s}\">{s}</td>");
         }
@@ -466,27 +470,30 @@ pub(crate) fn host_cells(h: &HostRow) -> String {
     out
 }
 
-/// The batches table's body (`<tbody id="batches-body">`), every row.
-pub(crate) fn batches_body(g: &Grid, oob: bool) -> String {
+/// The batches table (`<table id="batches">` in `<div id="batches-wrap">`, which a live update
+/// swaps whole: a table's parts cannot be parsed out of their table in every mix of swaps).
+pub(crate) fn batches_table(g: &Grid, oob: bool) -> String {
+    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let mut out = format!(
-        "<tbody id=\"batches-body\"{}>",
+        "<div id=\"batches-wrap\"{}><table id=\"batches\"><thead><tr><th>Batch</th>\
+         <th>Hosts</th>{heads}</tr></thead><tbody id=\"batches-body\">",
         if oob { " hx-swap-oob=\"true\"" } else { "" }
     );
     for (i, b) in g.batches.iter().enumerate() {
         let _ = write!(out, "<tr id=\"b-{i}\">{}</tr>", batch_cells(b));
     }
-    out.push_str("</tbody>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
-/// The hosts table (`<table id="hosts">`): one body per batch (`hb-{batch}`) led by the batch's
+/// The hosts table (`<table id="hosts">` in `<div id="hosts-wrap">`): one body per batch (`hb-{batch}`) led by the batch's
 /// hidden marker row (`bm-{batch}`, see [`batch_marker`]), then the hosts in no batch
 /// (`hb-none`).
 pub(crate) fn hosts_table(g: &Grid, oob: bool) -> String {
     let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let mut out = format!(
-        "<table id=\"hosts\"{}><thead><tr><th>Host</th><th>Batch</th>{heads}<th>Detail</th></tr>\
-         </thead>",
+        "<div id=\"hosts-wrap\"{}><table id=\"hosts\"><thead><tr><th>Host</th><th>Batch</th>\
+         {heads}<th>Detail</th></tr></thead>",
         if oob { " hx-swap-oob=\"true\"" } else { "" }
     );
     for (b, row) in g.batches.iter().enumerate() {
@@ -504,7 +511,7 @@ pub(crate) fn hosts_table(g: &Grid, oob: bool) -> String {
             let _ = write!(out, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
         }
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
@@ -589,7 +596,7 @@ mod tests {
         }));
         assert!(ch.contains(&Change::Host(1)) && ch.contains(&Change::Batch(0)));
         assert!(hosts_table(&g, true).contains("hx-swap-oob"));
-        assert_eq!(batches_body(&g, false).matches("<tr").count(), 2);
+        assert_eq!(batches_table(&g, false).matches("<tr id=\"b-").count(), 2);
         assert!(g.hosts[1].detail.as_ref().unwrap().chars().count() <= REASON_MAX + 1);
         assert!(host_cells(&g.hosts[1]).contains("&lt;script&gt;"));
         g.apply(&ev(EventKind::StageFinished {

@@ -29,7 +29,7 @@ use pushguide_store::SqliteStore;
 use tokio::sync::broadcast;
 
 use crate::grid::{
-    batch_cells, batch_marker, batches_body, decision_name, host_cells, hosts_table, Change, Grid,
+    batch_cells, batch_marker, batches_table, decision_name, host_cells, hosts_table, Change, Grid,
 };
 use crate::html::escape;
 use crate::status::rfc3339;
@@ -193,7 +193,9 @@ fn render(g: &Grid, changes: &[Change], panel: &Panel) -> (String, Option<String
         }
     }
     if all {
-        data.push_str(&batches_body(g, true));
+        // whole tables in their wrappers first: a fragment that starts with a row would be
+        // parsed in table context, where a nested table is dropped
+        data.push_str(&batches_table(g, true));
         data.push_str(&hosts_table(g, true));
     } else {
         let mut seen = std::collections::HashSet::new();
@@ -853,7 +855,7 @@ mod tests {
         assert_eq!(g.hosts[0].stages[1], "failed");
         // the full page: hosts that follow the flow show it through the marker
         let page = hosts_table(&g, false);
-        assert!(page.contains("<tr id=\"h-1\"><td>web-0001</td><td>1</td><td class=\"s0 inh\"></td><td class=\"s1 inh\"></td>"), "{}", &page[..600]);
+        assert!(page.contains("<tr id=\"h-1\"><td>web-0001</td><td>1</td><td class=\"s0 inh\"><i>pending</i><i>running</i><i>ok</i></td><td class=\"s1 inh\">"), "{}", &page[..600]);
     }
 
     #[tokio::test]
@@ -879,7 +881,7 @@ mod tests {
         assert_eq!(first.seq, at, "a full-state frame at the current sequence");
         let body = std::str::from_utf8(first.bytes(false)).unwrap();
         assert!(
-            body.contains("<table id=\"hosts\" hx-swap-oob=\"true\">"),
+            body.contains("<div id=\"hosts-wrap\" hx-swap-oob=\"true\"><table id=\"hosts\">"),
             "{body}"
         );
         assert!(
@@ -939,7 +941,7 @@ mod tests {
         assert_eq!(f.seq, feed.seq());
         assert!(std::str::from_utf8(f.bytes(true))
             .unwrap()
-            .contains("<table id=\"hosts\" hx-swap-oob=\"true\">"));
+            .contains("<div id=\"hosts-wrap\" hx-swap-oob=\"true\"><table id=\"hosts\">"));
         // but one after the ring's start is replayed exactly
         let floor = feed.lock().floor;
         let mut near = feed.subscribe(floor, true);

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
 use crate::catalog::CatalogEntry;
-use crate::grid::{batches_body, decision_name, hosts_table, Grid, InterruptedHost, COLUMNS};
+use crate::grid::{batches_table, decision_name, hosts_table, Grid, InterruptedHost};
 use crate::html::{escape, layout};
 use crate::launch::{PublishMode, PublishRequest, VersionInfo};
 use crate::live::{act_form, sse_response, status_panel, Feed, Panel};
@@ -774,12 +774,10 @@ pub(crate) async fn deployment_page(
         "<div id=\"status\">{}</div>",
         status_panel(&g, &panel, may_deploy)
     );
-    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let _ = write!(
         body,
-        "<h2>Batches</h2><table id=\"batches\"><thead><tr><th>Batch</th><th>Hosts</th>{heads}</tr>\
-         </thead>{}</table><h2>Hosts</h2>{}",
-        batches_body(&g, false),
+        "<h2>Batches</h2>{}<h2>Hosts</h2>{}",
+        batches_table(&g, false),
         hosts_table(&g, false)
     );
     if !g.interrupted.is_empty() {
