@@ -1,7 +1,7 @@
 //! The deployment page of a 10,000-host deployment: server time through the router (tower
 //! `oneshot`), p50 and p99, for `GET /deployments/{id}` and its JSON twin
 //! `GET /api/v1/deployments/{id}`, once the deployment finished (rebuilt from the store) and while
-//! it runs (folded from the running deployment's events).
+//! it runs (the grid the live view folded from the running deployment's events, copied).
 //!
 //! `cargo bench --bench deployment_page`
 //!

@@ -12,8 +12,10 @@
 //! call is held until every client has connected (`GET /deployments/{id}/events` through the
 //! router with tower `oneshot`; each body read as a stream by its own task), so that every
 //! client sees the whole deployment live. CPU is the process's (every thread: engine, store,
-//! SSE rendering, and the clients' reading, which only counts bytes), from the clients' connect
-//! to the last normal client's end of stream.
+//! SSE rendering — once per update for the deployment, the frame shared by every client — and the
+//! clients' reading, which only counts bytes), from the clients' connect to the last normal
+//! client's end of stream. A stage of a whole batch is one swap of its rows (`host rows` counts
+//! only hosts whose own state changed, and the first full table).
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod web;

@@ -851,3 +851,167 @@ async fn a_service_killed_mid_deployment_is_recovered_by_the_next_one() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+/// One server-sent event as read: its id, its data lines joined, and whether the `pushguide
+/// deploy` process was still running when it arrived.
+struct Seen {
+    id: u64,
+    data: String,
+    deploy_running: bool,
+}
+
+/// A deployment run by `pushguide deploy` in another process, watched on the page of a
+/// `pushguide serve` on the same store file: the page is live, the service follows the store's
+/// journal, the batches' stage updates arrive over SSE while the other process runs, and the
+/// stream ends once it has finished (a reconnect then gets 204).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_run_by_another_process_is_live_on_the_page() {
+    let site = SlowSite::new().await;
+    // the CLI acts as a deployer of shop
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        text.replace("name = \"cli\"\n", "name = \"cli\"\ngroups = [\"ops\"]\n"),
+    )
+    .unwrap();
+    let mut serve = site.spawn();
+    Web::listening(&site.base).await;
+    let dora = Web::login(&site.base, "dora", "pw").await;
+
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut deploy = Command::new(env!("CARGO_BIN_EXE_pushguide"))
+        .arg("--config")
+        .arg(&site.config)
+        .args(["deploy", "shop", "1.0.0", "--on-pause", "abort"])
+        .env("PG_KILL_TEST_PW", "kill-test-pw")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    // the service sees it in the store
+    let begun = Instant::now();
+    let id = loop {
+        let t = dora.get("/api/v1/templates/shop").await;
+        if let Some(id) = t["last_deployment"]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "deploy ended early: {}",
+            std::fs::read_to_string(log.path()).unwrap()
+        );
+        assert!(begun.elapsed() < Duration::from_secs(30), "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let page = dora
+        .client
+        .get(format!("{}/deployments/{id}", site.base))
+        .header("cookie", &dora.session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("run by another process"), "{page}");
+    let at = page.find("sse-connect=\"").unwrap() + "sse-connect=\"".len();
+    let url = &page[at..at + page[at..].find('"').unwrap()];
+    assert!(
+        url.starts_with(&format!("/deployments/{id}/events?after=")),
+        "{url}"
+    );
+
+    let mut res = dora
+        .client
+        .get(format!("{}{url}", site.base))
+        .header("cookie", &dora.session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut buf = String::new();
+    let begun = Instant::now();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(60), res.chunk())
+            .await
+            .expect("a frame or the end within 60 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        let deploy_running = deploy.try_wait().unwrap().is_none();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in event.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse().unwrap());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if let Some(id) = id {
+                seen.push(Seen {
+                    id,
+                    data,
+                    deploy_running,
+                });
+            }
+        }
+        assert!(begun.elapsed() < Duration::from_secs(120), "no end");
+    }
+    let ended_at = Instant::now();
+    let status = loop {
+        if let Some(s) = deploy.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            ended_at.elapsed() < Duration::from_secs(20),
+            "the stream ended long before the deployment process"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(log.path()).unwrap()
+    );
+    let ids: Vec<u64> = seen.iter().map(|s| s.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // stage updates of each batch (its row and the marker its hosts follow) while it ran
+    for b in 0..3 {
+        let live = seen.iter().filter(|s| s.deploy_running).any(|s| {
+            s.data.contains(&format!(
+                "<tr id=\"bm-{b}\" class=\"bm\" hidden data-s0=\"ok\" data-s1=\"running\""
+            )) && s
+                .data
+                .contains(&format!("<tr id=\"b-{b}\" hx-swap-oob=\"true\">"))
+        });
+        assert!(
+            live,
+            "batch {b}'s deploy stage, live: {:?}",
+            seen.iter()
+                .map(|s| (s.id, s.deploy_running, &s.data))
+                .collect::<Vec<_>>()
+        );
+    }
+    let last = seen.last().unwrap();
+    assert!(last.data.contains("state-succeeded"), "{}", last.data);
+    // the store has the outcome the stream ended with; a reconnect is told there is no more
+    let g = dora.get(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(g["outcome"], "succeeded", "{g}");
+    let again = dora
+        .client
+        .get(format!("{}/deployments/{id}/events", site.base))
+        .header("cookie", &dora.session)
+        .header("last-event-id", last.id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

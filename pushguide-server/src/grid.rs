@@ -38,6 +38,11 @@ pub struct HostRow {
     pub detail: Option<String>,
     #[serde(skip)]
     live: bool,
+    /// Which cells show their batch's stage flow (the batch's marker row in the hosts table
+    /// decides their colour and text), so that a stage starting or ending for the whole batch is
+    /// one swap, not one per host.
+    #[serde(skip)]
+    inherit: [bool; 4],
 }
 
 /// One batch's row: each stage's state over its hosts.
@@ -49,6 +54,9 @@ pub struct BatchRow {
     pub hosts: usize,
     /// Each column's state: `pending`, `running`, `ok` or `failed` (some host failed it).
     pub stages: [&'static str; 4],
+    /// Each column's flow for the batch's hosts that are still in it: `pending`, `running`, `ok`.
+    #[serde(skip)]
+    flow: [&'static str; 4],
 }
 
 /// A pause waiting for a decision.
@@ -132,7 +140,7 @@ impl InterruptedHost {
 }
 
 /// What an event changed, for the live view.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Change {
     /// A host's row.
     Host(usize),
@@ -175,6 +183,7 @@ impl Grid {
                 batch: n,
                 hosts: 0,
                 stages: ["pending"; 4],
+                flow: ["pending"; 4],
             });
             self.batch_hosts.push(Vec::new());
         }
@@ -206,6 +215,7 @@ impl Grid {
                     for h in hosts {
                         let i = self.host(h.as_str());
                         self.hosts[i].batch = Some(b);
+                        self.hosts[i].inherit = [true; 4];
                         self.batch_hosts[b].push(i);
                     }
                 }
@@ -215,13 +225,28 @@ impl Grid {
             }
             EventKind::BatchStarted { batch, minions, .. } => {
                 self.batch(*batch).hosts = minions.len();
+                let known = self.hosts.len();
+                let mut started = vec![false; known];
                 for h in minions {
                     let i = self.host(h.as_str());
                     if self.hosts[i].batch.is_none() {
+                        // not in the plan as this page knows it: a new row, shown explicitly
                         self.hosts[i].batch = Some(*batch);
                         self.batch_hosts[*batch].push(i);
+                        changes.push(Change::All);
                     }
                     self.hosts[i].live = true;
+                    if let Some(s) = started.get_mut(i) {
+                        *s = true;
+                    }
+                }
+                // a planned host left out of the batch does not follow its flow
+                for k in 0..self.batch_hosts[*batch].len() {
+                    let i = self.batch_hosts[*batch][k];
+                    if i < known && !started[i] && self.hosts[i].inherit != [false; 4] {
+                        self.hosts[i].inherit = [false; 4];
+                        changes.push(Change::Host(i));
+                    }
                 }
                 changes.push(Change::Batch(*batch));
             }
@@ -231,12 +256,16 @@ impl Grid {
                 ..
             } => {
                 if let Some(c) = column(*stage) {
-                    self.batch(*b).stages[c] = "running";
-                    let hosts = self.batch_hosts[*b].clone();
-                    for i in hosts {
-                        if self.hosts[i].live {
-                            self.hosts[i].stages[c] = "running";
-                            changes.push(Change::Host(i));
+                    let row = self.batch(*b);
+                    row.stages[c] = "running";
+                    row.flow[c] = "running";
+                    for k in 0..self.batch_hosts[*b].len() {
+                        let h = &mut self.hosts[self.batch_hosts[*b][k]];
+                        if h.live {
+                            h.stages[c] = "running";
+                            if !h.inherit[c] {
+                                changes.push(Change::Host(self.batch_hosts[*b][k]));
+                            }
                         }
                     }
                     changes.push(Change::Batch(*b));
@@ -249,12 +278,16 @@ impl Grid {
                 ..
             } => {
                 if let Some(c) = column(*stage) {
-                    self.batch(*b).stages[c] = if *failed > 0 { "failed" } else { "ok" };
-                    let hosts = self.batch_hosts[*b].clone();
-                    for i in hosts {
-                        if self.hosts[i].live && self.hosts[i].stages[c] == "running" {
-                            self.hosts[i].stages[c] = "ok";
-                            changes.push(Change::Host(i));
+                    let row = self.batch(*b);
+                    row.stages[c] = if *failed > 0 { "failed" } else { "ok" };
+                    row.flow[c] = "ok";
+                    for k in 0..self.batch_hosts[*b].len() {
+                        let h = &mut self.hosts[self.batch_hosts[*b][k]];
+                        if h.live && h.stages[c] == "running" {
+                            h.stages[c] = "ok";
+                            if !h.inherit[c] {
+                                changes.push(Change::Host(self.batch_hosts[*b][k]));
+                            }
                         }
                     }
                     changes.push(Change::Batch(*b));
@@ -269,6 +302,7 @@ impl Grid {
                 let i = self.host(host.as_str());
                 let row = &mut self.hosts[i];
                 row.live = false;
+                row.inherit = [false; 4];
                 if let Some(c) = column(*stage) {
                     row.stages[c] = "failed";
                 }
@@ -282,12 +316,14 @@ impl Grid {
             EventKind::HostRolledBack { host, to } => {
                 let i = self.host(host.as_str());
                 self.hosts[i].stages[3] = "rolled-back";
+                self.hosts[i].inherit[3] = false;
                 self.hosts[i].detail = Some(rolled_back(self.hosts[i].detail.take(), to));
                 changes.push(Change::Host(i));
             }
             EventKind::HostRollbackFailed { host, reason } => {
                 let i = self.host(host.as_str());
                 self.hosts[i].stages[3] = "failed";
+                self.hosts[i].inherit[3] = false;
                 self.hosts[i].detail = Some(tail(reason));
                 changes.push(Change::Host(i));
             }
@@ -414,8 +450,17 @@ pub(crate) fn host_cells(h: &HostRow) -> String {
         h.batch
             .map_or_else(|| "–".to_owned(), |b| (b + 1).to_string())
     );
-    for s in h.stages {
-        let _ = write!(out, "<td class=\"state-{s}\">{s}</td>");
+    for (c, s) in h.stages.iter().enumerate() {
+        if h.inherit[c] {
+            // every state the batch's flow can give it; the batch's marker row (`bm-{batch}`)
+            // decides through the stylesheet which one shows
+            let _ = write!(
+                out,
+                "<td class=\"s{c} inh\"><i>pending</i><i>running</i><i>ok</i></td>"
+            );
+        } else {
+            let _ = write!(out, "<td class=\"state-{s}\">{s}</td>");
+        }
     }
     let _ = write!(
         out,
@@ -425,29 +470,62 @@ pub(crate) fn host_cells(h: &HostRow) -> String {
     out
 }
 
-/// The batches table's body (`<tbody id="batches-body">`), every row.
-pub(crate) fn batches_body(g: &Grid, oob: bool) -> String {
+/// The batches table (`<table id="batches">` in `<div id="batches-wrap">`, which a live update
+/// swaps whole: a table's parts cannot be parsed out of their table in every mix of swaps).
+pub(crate) fn batches_table(g: &Grid, oob: bool) -> String {
+    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let mut out = format!(
-        "<tbody id=\"batches-body\"{}>",
+        "<div id=\"batches-wrap\"{}><table id=\"batches\"><thead><tr><th>Batch</th>\
+         <th>Hosts</th>{heads}</tr></thead><tbody id=\"batches-body\">",
         if oob { " hx-swap-oob=\"true\"" } else { "" }
     );
     for (i, b) in g.batches.iter().enumerate() {
         let _ = write!(out, "<tr id=\"b-{i}\">{}</tr>", batch_cells(b));
     }
-    out.push_str("</tbody>");
+    out.push_str("</tbody></table></div>");
     out
 }
 
-/// The hosts table's body (`<tbody id="hosts-body">`), every row.
-pub(crate) fn hosts_body(g: &Grid, oob: bool) -> String {
+/// The hosts table (`<table id="hosts">` in `<div id="hosts-wrap">`): one body per batch (`hb-{batch}`) led by the batch's
+/// hidden marker row (`bm-{batch}`, see [`batch_marker`]), then the hosts in no batch
+/// (`hb-none`).
+pub(crate) fn hosts_table(g: &Grid, oob: bool) -> String {
+    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let mut out = format!(
-        "<tbody id=\"hosts-body\"{}>",
+        "<div id=\"hosts-wrap\"{}><table id=\"hosts\"><thead><tr><th>Host</th><th>Batch</th>\
+         {heads}<th>Detail</th></tr></thead>",
         if oob { " hx-swap-oob=\"true\"" } else { "" }
     );
-    for (i, h) in g.hosts.iter().enumerate() {
-        let _ = write!(out, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
+    for (b, row) in g.batches.iter().enumerate() {
+        let _ = write!(out, "<tbody id=\"hb-{b}\">{}", batch_marker(row, false));
+        for &i in g.batch_hosts.get(b).into_iter().flatten() {
+            if g.hosts[i].batch == Some(b) {
+                let _ = write!(out, "<tr id=\"h-{i}\">{}</tr>", host_cells(&g.hosts[i]));
+            }
+        }
+        out.push_str("</tbody>");
     }
-    out.push_str("</tbody>");
+    out.push_str("<tbody id=\"hb-none\">");
+    for (i, h) in g.hosts.iter().enumerate() {
+        if h.batch.is_none_or(|b| b >= g.batches.len()) {
+            let _ = write!(out, "<tr id=\"h-{i}\">{}</tr>", host_cells(h));
+        }
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// A batch's hidden marker row in the hosts table: each stage's flow as `data-s{column}`, which
+/// the stylesheet shows in the cells of the batch's hosts that follow it.
+pub(crate) fn batch_marker(b: &BatchRow, oob: bool) -> String {
+    let mut out = format!("<tr id=\"bm-{}\" class=\"bm\" hidden", b.batch);
+    for (c, s) in b.flow.iter().enumerate() {
+        let _ = write!(out, " data-s{c}=\"{s}\"");
+    }
+    if oob {
+        out.push_str(" hx-swap-oob=\"true\"");
+    }
+    out.push_str("></tr>");
     out
 }
 
@@ -517,8 +595,8 @@ mod tests {
             reason: format!("exit 1: {}<script>", "x".repeat(2000)),
         }));
         assert!(ch.contains(&Change::Host(1)) && ch.contains(&Change::Batch(0)));
-        assert!(hosts_body(&g, true).contains("hx-swap-oob"));
-        assert_eq!(batches_body(&g, false).matches("<tr").count(), 2);
+        assert!(hosts_table(&g, true).contains("hx-swap-oob"));
+        assert_eq!(batches_table(&g, false).matches("<tr id=\"b-").count(), 2);
         assert!(g.hosts[1].detail.as_ref().unwrap().chars().count() <= REASON_MAX + 1);
         assert!(host_cells(&g.hosts[1]).contains("&lt;script&gt;"));
         g.apply(&ev(EventKind::StageFinished {

@@ -59,6 +59,7 @@ pub mod health;
 mod history;
 pub mod html;
 pub mod launch;
+mod live;
 pub mod metrics;
 pub mod monitor;
 pub mod outcome;

@@ -1,14 +1,11 @@
 //! Publishing: the template's publish page, the queue, the deployment page with its live grid
 //! (server-sent events), decisions and stop.
 
-use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use pushguide_core::{Action, Decision, Template};
@@ -16,12 +13,10 @@ use serde::Deserialize;
 
 use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
 use crate::catalog::CatalogEntry;
-use crate::grid::{
-    batch_cells, batches_body, decision_name, host_cells, hosts_body, Change, Grid,
-    InterruptedHost, COLUMNS,
-};
+use crate::grid::{batches_table, decision_name, hosts_table, Grid, InterruptedHost};
 use crate::html::{escape, layout};
 use crate::launch::{PublishMode, PublishRequest, VersionInfo};
+use crate::live::{act_form, sse_response, status_panel, Feed, Panel};
 use crate::runner::Running;
 use crate::status::rfc3339;
 use crate::Error;
@@ -617,13 +612,26 @@ pub(crate) async fn publish_page_api(
     }
 }
 
-/// A deployment's grid, if `s` may view its template: live when this service runs it.
+/// A deployment as its page shows it.
+struct View {
+    grid: Grid,
+    /// This service runs it.
+    running: Option<Arc<Running>>,
+    /// The session may deploy its template.
+    may_deploy: bool,
+    /// Its live view, while it runs (here, or followed in the store's journal).
+    feed: Option<Arc<Feed>>,
+}
+
+/// A deployment's grid, if `s` may view its template: live when this service runs it, or when
+/// another process runs it and `follow` (then its journal is followed by a shared poller).
 async fn grid_for(
     app: &AppState,
     s: &AuthSession,
     id: &str,
     access: Access,
-) -> Result<(Grid, Option<Arc<Running>>, bool), Response> {
+    follow: bool,
+) -> Result<View, Response> {
     let none = || {
         refuse(
             access,
@@ -635,122 +643,84 @@ async fn grid_for(
     if id.len() > 200 {
         return Err(none());
     }
-    // a deployment this service runs: its page is folded from the engine's events (the store is
-    // not read: its rows would be thrown away)
+    // a deployment this service runs: its page is the live view's grid (the store is not read:
+    // its rows would be thrown away)
     let running = app.0.live.get(id);
     if let Some(r) = &running {
-        let live = r.with_handle(|h| {
-            let mut g = Grid::new(id);
-            let mut events = h.events();
-            while let Some(e) = events.try_next() {
-                g.apply(&e);
-            }
-            g
-        });
-        if let Some(g) = live {
+        if r.with_handle(|_| ()).is_some() {
             let t = template_for(app, s, &r.template, Action::View, access)
                 .await
                 .map_err(|_| none())?;
-            let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
-            return Ok((g, running, may_deploy));
+            return Ok(View {
+                grid: r.feed.snapshot(),
+                may_deploy: t.acl.allows(&s.principal(), Action::Deploy),
+                feed: Some(r.feed.clone()),
+                running,
+            });
         }
     }
     let inner = app.0.clone();
     let key = id.to_owned();
-    let found = blocking(move || {
-        let Some(d) = inner.store.deployment(&key)? else {
-            return Ok(None);
-        };
-        let hosts = inner.store.host_results(&key)?;
-        let stages = inner.store.host_stage_results(&key)?;
-        let interrupted = if d.outcome.as_deref() == Some("interrupted") {
-            inner.store.interrupted_deployment(&key)?
-        } else {
-            None
-        };
-        Ok(Some((d, hosts, stages, interrupted)))
-    })
-    .await
-    .map_err(|e| internal(access, &e))?;
-    let Some((d, hosts, stages, interrupted)) = found else {
+    let found = blocking(move || inner.store.deployment(&key).map_err(Error::from))
+        .await
+        .map_err(|e| internal(access, &e))?;
+    let Some(d) = found else {
         return Err(none());
     };
     let t = template_for(app, s, &d.template, Action::View, access)
         .await
         .map_err(|_| none())?;
     let may_deploy = t.acl.allows(&s.principal(), Action::Deploy);
+    if follow && d.outcome.is_none() && running.is_none() {
+        // another process runs it: the grid of its journal, followed live
+        let feed = app
+            .0
+            .live
+            .remote
+            .feed(&app.0.store, id)
+            .await
+            .map_err(|e| internal(access, &e))?;
+        if let Some(feed) = feed {
+            return Ok(View {
+                grid: feed.snapshot(),
+                running,
+                may_deploy,
+                feed: Some(feed),
+            });
+        }
+    }
+    let inner = app.0.clone();
+    let key = id.to_owned();
+    let outcome = d.outcome.clone();
+    let rows = blocking(move || {
+        let hosts = inner.store.host_results(&key)?;
+        let stages = inner.store.host_stage_results(&key)?;
+        let interrupted = if outcome.as_deref() == Some("interrupted") {
+            inner.store.interrupted_deployment(&key)?
+        } else {
+            None
+        };
+        Ok((hosts, stages, interrupted))
+    })
+    .await
+    .map_err(|e| internal(access, &e))?;
+    let (hosts, stages, interrupted) = rows;
     let mut grid = Grid::from_store(&d, &hosts, &stages);
+    grid.seq = d.events;
     if let Some(i) = interrupted {
         grid.interrupted = InterruptedHost::of(&i);
     }
     // the handle ended while the store was read: the page shows the store's state
-    Ok((grid, running, may_deploy))
+    Ok(View {
+        grid,
+        running,
+        may_deploy,
+        feed: None,
+    })
 }
 
-/// The status panel: state, pause with its decisions, stop buttons.
-fn status_panel(g: &Grid, running: Option<&Running>, may_deploy: bool, csrf: &str) -> String {
-    let mut out = format!(
-        "<p>State: <strong class=\"state-{}\">{}</strong></p>",
-        escape(&g.state.replace(' ', "-")),
-        escape(&g.state)
-    );
-    let decided = running.and_then(|r| {
-        r.decided
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    });
-    if let Some((who, d, at)) = decided {
-        let _ = write!(
-            out,
-            "<p>Decided by {}: {} at {}</p>",
-            escape(&who),
-            decision_name(d),
-            rfc3339(at)
-        );
-    }
-    let url = format!("/deployments/{}", crate::html::path_segment(&g.id));
-    if let Some(p) = &g.pause {
-        let _ = write!(
-            out,
-            "<div role=\"alert\">{} host(s) failed {} in batch {}: {}. Over the failure budget.</div>",
-            p.failed.len(),
-            escape(&p.stage),
-            p.batch + 1,
-            escape(&p.failed.join(", "))
-        );
-        if may_deploy && running.is_some() {
-            for d in ["retry", "exclude", "rollback", "abort"] {
-                let _ = write!(
-                    out,
-                    "<form method=\"post\" action=\"{url}/decide\" class=\"decide\">\
-                     <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                     <input type=\"hidden\" name=\"decision\" value=\"{d}\">\
-                     <button type=\"submit\" id=\"decide-{d}\">{}</button></form>",
-                    escape(csrf),
-                    match d {
-                        "retry" => "Retry",
-                        "exclude" => "Exclude failed hosts",
-                        "rollback" => "Roll back",
-                        _ => "Abort",
-                    }
-                );
-            }
-        }
-    }
-    if may_deploy && running.is_some() && g.outcome.is_none() {
-        for (mode, label) in [("stop", "Stop"), ("rollback", "Stop and roll back")] {
-            let _ = write!(
-                out,
-                "<form method=\"post\" action=\"{url}/stop\" class=\"stop\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <input type=\"hidden\" name=\"mode\" value=\"{mode}\">\
-                 <button type=\"submit\" id=\"stop-{mode}\">{label}</button></form>",
-                escape(csrf)
-            );
-        }
-    }
-    out
+fn panel_of(running: Option<&Running>) -> Panel {
+    running.map(Running::panel).unwrap_or_default()
 }
 
 /// `GET /deployments/{id}`: the visual flow.
@@ -759,13 +729,18 @@ pub(crate) async fn deployment_page(
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
 ) -> Response {
-    let (g, running, may_deploy) = match grid_for(&app, &s, &id, Access::Page).await {
+    let View {
+        grid: g,
+        running,
+        may_deploy,
+        feed,
+    } = match grid_for(&app, &s, &id, Access::Page, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let live = running.is_some() && g.outcome.is_none();
+    let live = feed.is_some() && g.outcome.is_none();
     let mut body = format!(
-        "<h1>{} {} · <a href=\"/t/{}\">{}</a></h1><p>by {}{}{} · <a href=\"/deployments/{}/log\">log</a></p>",
+        "<h1>{} {} · <a href=\"/t/{}\">{}</a></h1><p>by {}{}{}{} · <a href=\"/deployments/{}/log\">log</a></p>",
         if g.rollback { "Rollback to" } else { "Release" },
         escape(&g.version),
         crate::html::path_segment(&g.template),
@@ -773,29 +748,37 @@ pub(crate) async fn deployment_page(
         escape(&g.user),
         if g.dry_run { " · dry run" } else { "" },
         if live { " · live" } else { "" },
+        if live && running.is_none() {
+            " · run by another process"
+        } else {
+            ""
+        },
         crate::html::path_segment(&g.id),
     );
     if live {
+        // the stream goes on from this page's state
         let _ = write!(
             body,
-            "<div hx-ext=\"sse\" sse-connect=\"/deployments/{}/events\" sse-swap=\"update\" \
-             hx-swap=\"none\" id=\"live\"></div>",
-            crate::html::path_segment(&g.id)
+            "<div hx-ext=\"sse\" sse-connect=\"/deployments/{}/events?after={}\" \
+             sse-swap=\"update\" hx-swap=\"none\" id=\"live\"></div>",
+            crate::html::path_segment(&g.id),
+            g.seq
         );
+    }
+    let panel = panel_of(running.as_deref());
+    if may_deploy && panel.here {
+        body.push_str(&act_form(&g, &s.csrf));
     }
     let _ = write!(
         body,
         "<div id=\"status\">{}</div>",
-        status_panel(&g, running.as_deref(), may_deploy, &s.csrf)
+        status_panel(&g, &panel, may_deploy)
     );
-    let heads: String = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
     let _ = write!(
         body,
-        "<h2>Batches</h2><table id=\"batches\"><thead><tr><th>Batch</th><th>Hosts</th>{heads}</tr>\
-         </thead>{}</table><h2>Hosts</h2><table id=\"hosts\"><thead><tr><th>Host</th>\
-         <th>Batch</th>{heads}<th>Detail</th></tr></thead>{}</table>",
-        batches_body(&g, false),
-        hosts_body(&g, false)
+        "<h2>Batches</h2>{}<h2>Hosts</h2>{}",
+        batches_table(&g, false),
+        hosts_table(&g, false)
     );
     if !g.interrupted.is_empty() {
         body.push_str(
@@ -836,8 +819,10 @@ pub(crate) async fn deployment_api(
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
 ) -> Response {
-    match grid_for(&app, &s, &id, Access::Api).await {
-        Ok((g, running, _)) => {
+    match grid_for(&app, &s, &id, Access::Api, true).await {
+        Ok(View {
+            grid: g, running, ..
+        }) => {
             let mut v = serde_json::json!(g);
             v["live"] = serde_json::json!(running.is_some());
             v["request"] = serde_json::json!(running.map(|r| r.request));
@@ -847,104 +832,96 @@ pub(crate) async fn deployment_api(
     }
 }
 
-/// A connected live view client, counted in the metrics while it lives.
-struct SseClient(Arc<crate::Metrics>);
-
-impl SseClient {
-    fn new(metrics: Arc<crate::Metrics>) -> Self {
-        metrics.sse_clients_inc();
-        SseClient(metrics)
-    }
-}
-
-impl Drop for SseClient {
-    fn drop(&mut self) {
-        self.0.sse_clients_dec();
-    }
+/// Where a live view client starts: `?after=SEQ` (the page's state).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventsQuery {
+    #[serde(default)]
+    after: Option<u64>,
 }
 
 /// `GET /deployments/{id}/events`: the live grid as server-sent events, one per journal event
-/// (its id is the journal sequence); `Last-Event-ID` replays what a reconnecting client missed.
-/// `204` once the deployment no longer runs here (the browser stops reconnecting; the page
-/// reloads from the store).
+/// that changes the page (its id is the journal sequence), each rendered once and shared by
+/// every client (see [`crate::live`]); `Last-Event-ID` (or `?after=`, the page's sequence)
+/// replays what a reconnecting client missed. Deployments another process runs are followed in
+/// the store's journal. `204` once the deployment no longer runs (the browser stops
+/// reconnecting; the page reloads from the store).
 pub(crate) async fn deployment_events(
     State(app): State<AppState>,
     Extension(s): Extension<AuthSession>,
     Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, running, may_deploy) = match grid_for(&app, &s, &id, Access::Api).await {
-        Ok(x) => x,
+    let feed = match feed_for(&app, &s, &id).await {
+        Ok(f) => f,
         Err(r) => return r,
     };
-    let Some(running) = running else {
+    let Some((feed, may_deploy)) = feed else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let Some(events) = running.with_handle(|h| h.events()) else {
-        return StatusCode::NO_CONTENT.into_response();
-    };
+    let after = query.ok().and_then(|q| q.0.after).unwrap_or(0);
     let last: u64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let csrf = s.csrf.clone();
-    let client = SseClient::new(app.0.metrics.clone());
-    let state = (events, Grid::new(&id), running, last);
-    let stream = futures_util::stream::unfold(state, move |(mut events, mut g, running, last)| {
-        let csrf = csrf.clone();
-        // counted as a connected client until the stream is dropped
-        let _client = &client;
-        async move {
-            loop {
-                let e = events.next().await?;
-                let changes = g.apply(&e);
-                if g.seq <= last || changes.is_empty() {
-                    continue;
-                }
-                let mut data = String::new();
-                let mut status = false;
-                for c in changes {
-                    match c {
-                        Change::Host(i) => {
-                            let _ = write!(
-                                data,
-                                "<tr id=\"h-{i}\" hx-swap-oob=\"true\">{}</tr>",
-                                host_cells(&g.hosts[i])
-                            );
-                        }
-                        Change::Batch(b) => {
-                            let _ = write!(
-                                data,
-                                "<tr id=\"b-{b}\" hx-swap-oob=\"true\">{}</tr>",
-                                batch_cells(&g.batches[b])
-                            );
-                        }
-                        Change::Status => status = true,
-                        Change::All => {
-                            data.push_str(&batches_body(&g, true));
-                            data.push_str(&hosts_body(&g, true));
-                        }
-                    }
-                }
-                if status {
-                    let _ = write!(
-                        data,
-                        "<div id=\"status\" hx-swap-oob=\"true\">{}</div>",
-                        status_panel(&g, Some(&running), may_deploy, &csrf)
-                    );
-                }
-                let ev = SseEvent::default()
-                    .event("update")
-                    .id(g.seq.to_string())
-                    .data(data);
-                return Some((Ok::<_, Infallible>(ev), (events, g, running, last)));
-            }
+        .unwrap_or(after);
+    if feed.ended() && last >= feed.seq() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    sse_response(feed.subscribe(last, may_deploy), app.0.metrics.clone())
+}
+
+/// The live view of deployment `id` and whether `s` may deploy it; `None` once it ended.
+async fn feed_for(
+    app: &AppState,
+    s: &AuthSession,
+    id: &str,
+) -> Result<Option<(Arc<Feed>, bool)>, Response> {
+    let access = Access::Api;
+    let none = || {
+        refuse(
+            access,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("no deployment {}", pushguide_core::validate::quote(id)),
+        )
+    };
+    if id.len() > 200 {
+        return Err(none());
+    }
+    if let Some(r) = app.0.live.get(id) {
+        if r.with_handle(|_| ()).is_some() {
+            let t = template_for(app, s, &r.template, Action::View, access)
+                .await
+                .map_err(|_| none())?;
+            return Ok(Some((
+                r.feed.clone(),
+                t.acl.allows(&s.principal(), Action::Deploy),
+            )));
         }
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    }
+    let inner = app.0.clone();
+    let key = id.to_owned();
+    let found = blocking(move || inner.store.deployment(&key).map_err(Error::from))
+        .await
+        .map_err(|e| internal(access, &e))?;
+    let Some(d) = found else {
+        return Err(none());
+    };
+    let t = template_for(app, s, &d.template, Action::View, access)
+        .await
+        .map_err(|_| none())?;
+    if d.outcome.is_some() || app.0.live.get(id).is_some() {
+        return Ok(None);
+    }
+    let feed = app
+        .0
+        .live
+        .remote
+        .feed(&app.0.store, id)
+        .await
+        .map_err(|e| internal(access, &e))?;
+    Ok(feed.map(|f| (f, t.acl.allows(&s.principal(), Action::Deploy))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -970,7 +947,12 @@ async fn decide(
     decision: Result<DecideForm, String>,
     access: Access,
 ) -> Response {
-    let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
+    let View {
+        grid: g,
+        running,
+        may_deploy,
+        ..
+    } = match grid_for(app, s, id, access, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1095,7 +1077,12 @@ async fn stop(
     body: Result<StopForm, String>,
     access: Access,
 ) -> Response {
-    let (g, running, may_deploy) = match grid_for(app, s, id, access).await {
+    let View {
+        grid: g,
+        running,
+        may_deploy,
+        ..
+    } = match grid_for(app, s, id, access, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -10,7 +10,9 @@ use pushguide_core::{Decision, DeploymentHandle, EventKind, Principal};
 use pushguide_store::{QueuedPublish, SqliteStore};
 use tokio::sync::Notify;
 
+use crate::grid::Grid;
 use crate::launch::{Launcher, PublishMode, PublishRequest};
+use crate::live::{Feed, Panel, Remote};
 use crate::webhooks::{Notification, WebhookEvent};
 
 /// A deployment a worker of this service runs.
@@ -24,6 +26,8 @@ pub(crate) struct Running {
     pub(crate) decided: Mutex<Option<(String, Decision, SystemTime)>>,
     /// Who asked for a stop, and whether the touched hosts are to be rolled back after it.
     pub(crate) stopped: Mutex<Option<(String, bool)>>,
+    /// Its live view: the grid folded from its events and the frames its clients share.
+    pub(crate) feed: Arc<Feed>,
 }
 
 impl Running {
@@ -34,6 +38,18 @@ impl Running {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(f)
+    }
+
+    /// What its status panel shows besides the grid.
+    pub(crate) fn panel(&self) -> Panel {
+        Panel {
+            here: true,
+            decided: self
+                .decided
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
     }
 }
 
@@ -47,6 +63,8 @@ pub(crate) struct Live {
     pub(crate) metrics: Arc<crate::Metrics>,
     /// Where deployment events are announced.
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The live views of deployments other processes run.
+    pub(crate) remote: Arc<Remote>,
 }
 
 impl Live {
@@ -289,6 +307,7 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         handle: Mutex::new(Some(handle)),
         decided: Mutex::new(None),
         stopped: Mutex::new(None),
+        feed: Feed::new(Grid::new(&dep)),
     });
     live.insert(&dep, running.clone());
     let mut touched = Vec::new();
@@ -304,6 +323,8 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         n
     };
     while let Some(e) = events.next().await {
+        // rendered here once for every client of the page
+        running.feed.push(&e, || running.panel());
         match &e.kind {
             EventKind::DeploymentStarted {
                 version: v,
@@ -345,6 +366,7 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
+    running.feed.end();
     let report = match handle {
         Some(h) => h.wait().await,
         None => Err(pushguide_core::Error::Lost(dep.clone(), "no handle".into())),

@@ -620,3 +620,73 @@ async fn a_viewer_previews_the_plan_and_nothing_changes() {
     assert!(e.store.publish_queue(None).unwrap().is_empty());
     e.stop().await;
 }
+
+/// The server-sent events of `body` (`id`, whole text of each) as they come; `stop_after`: stop
+/// reading after that many events.
+async fn events_of(body: &mut Body, stop_after: Option<usize>) -> Vec<(u64, String)> {
+    use axum::body::HttpBody;
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.unwrap().into_data() else {
+            continue;
+        };
+        buf.push_str(std::str::from_utf8(&data).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(id) = event.lines().find_map(|l| l.strip_prefix("id: ")) {
+                out.push((id.parse().unwrap(), event));
+            }
+        }
+        if stop_after.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_share_identical_frames_and_a_reconnect_replays_exactly_what_it_missed() {
+    let e = env(Duration::from_millis(60));
+    // two sessions of deployers, one viewer
+    let alice = login(&e.app, "alice").await;
+    let again = login(&e.app, "alice").await;
+    let bob = login(&e.app, "bob").await;
+    let r = publish(&e.app, &alice, "kind=deploy&version=1.0").await;
+    let d = deployment_of(&e.app, &alice, r).await;
+    let url = format!("/deployments/{d}/events?after=0");
+    let mut first = send(&e.app, alice.get(&url)).await.into_body();
+    let mut second = send(&e.app, again.get(&url)).await.into_body();
+    let mut viewer = send(&e.app, bob.get(&url)).await.into_body();
+    // the first client drops after three events and reconnects after the second
+    let head = events_of(&mut first, Some(3)).await;
+    drop(first);
+    let mut req = alice.get(&format!("/deployments/{d}/events"));
+    req.headers_mut()
+        .insert("last-event-id", head[1].0.to_string().parse().unwrap());
+    let res = send(&e.app, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut back = res.into_body();
+    let (back, second, viewer) = tokio::join!(
+        events_of(&mut back, None),
+        events_of(&mut second, None),
+        events_of(&mut viewer, None)
+    );
+    // both deployers' sessions got the same bytes (no session's token in a frame)
+    assert_eq!(head[..], second[..3]);
+    assert!(second.len() > 3, "{second:?}");
+    assert!(
+        second.iter().any(|(_, t)| t.contains("id=\"stop-stop\"")),
+        "deployers get the stop buttons: {second:?}"
+    );
+    assert!(!second.iter().any(|(_, t)| t.contains("csrf")));
+    // the viewer the same rows, without buttons
+    assert_eq!(viewer.len(), second.len());
+    assert!(!viewer.iter().any(|(_, t)| t.contains("stop-stop")));
+    // the reconnect: exactly the events after the second, the same bytes, to the end
+    assert_eq!(back[..], second[2..]);
+    assert!(second.last().unwrap().1.contains("state-succeeded"));
+    e.stop().await;
+}

@@ -151,6 +151,7 @@ impl SqliteStore {
         let at = to_ms(e.at);
         c.events += 1;
         c.last_ms = c.last_ms.max(at);
+        crate::journal::record(tx, &c.id, c.events, e)?;
         let grouped = match &e.kind {
             // a host's success is recorded when its batch is done: after post-deploy
             EventKind::HostSucceeded { host } => Some((Stage::PostDeploy, "succeeded", None, host)),

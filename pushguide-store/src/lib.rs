@@ -52,6 +52,7 @@ mod browse;
 mod error;
 mod fleet;
 mod history;
+mod journal;
 mod lease;
 mod monitor;
 mod query;

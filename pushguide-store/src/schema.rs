@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -389,6 +389,19 @@ const V11: &str = r#"
 CREATE INDEX deployments_history ON deployments (started_ms, id, template, principal, outcome);
 CREATE INDEX deployments_history_by_template
     ON deployments (template, started_ms, id, principal, outcome);
+"#;
+
+// The live view of a deployment run by another process (`pushguide-server`): the events its
+// page folds, by (deployment, journal sequence), followed while the deployment runs. Host
+// successes and salt calls are left out (the page shows neither; their effects are in the stage
+// events), so the sequence has gaps.
+const V12: &str = r#"
+CREATE TABLE journal (
+    deployment TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    event      TEXT NOT NULL,
+    PRIMARY KEY (deployment, seq)
+) WITHOUT ROWID;
 "#;
 
 /// A database file at `path` as a build with schema `version` left it (for migration tests).
