@@ -32,7 +32,8 @@ pub struct HostRow {
     pub host: String,
     /// Its batch (`None`: never in one).
     pub batch: Option<usize>,
-    /// Each column's state: `pending`, `running`, `ok`, `failed`, `rolled-back`.
+    /// Each column's state: `pending`, `running`, `ok`, `failed`, `rolled-back`, or `skipped` (the
+    /// deployment ended without running it).
     pub stages: [&'static str; 4],
     /// Why it failed (the tail of the failing call's output), or the version it was rolled back to.
     pub detail: Option<String>,
@@ -52,7 +53,8 @@ pub struct BatchRow {
     pub batch: usize,
     /// Hosts.
     pub hosts: usize,
-    /// Each column's state: `pending`, `running`, `ok` or `failed` (some host failed it).
+    /// Each column's state: `pending`, `running`, `ok`, `failed` (some host failed it), or
+    /// `skipped` (the deployment ended without running it).
     pub stages: [&'static str; 4],
     /// Each column's flow for the batch's hosts that are still in it: `pending`, `running`, `ok`.
     #[serde(skip)]
@@ -409,7 +411,25 @@ impl Grid {
                 }
             }
         }
+        if g.outcome.is_some() {
+            g.mark_not_run();
+        }
         g
+    }
+
+    /// Once the deployment ended, a stage nobody ran is `skipped`, not `pending` (a successful
+    /// release never runs its rollback column; a cancelled one never reached its later hosts).
+    fn mark_not_run(&mut self) {
+        let cells = self
+            .hosts
+            .iter_mut()
+            .flat_map(|h| h.stages.iter_mut())
+            .chain(self.batches.iter_mut().flat_map(|b| b.stages.iter_mut()));
+        for c in cells {
+            if *c == "pending" {
+                *c = "skipped";
+            }
+        }
     }
 }
 

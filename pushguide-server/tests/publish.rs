@@ -327,7 +327,16 @@ async fn a_pause_is_answered_once_by_a_deployer_and_the_next_release_and_rollbac
     // the first release succeeds
     let r1 = publish(&e.app, &alice, "kind=deploy&version=1.0").await;
     let d1 = deployment_of(&e.app, &alice, r1).await;
-    assert_eq!(outcome(&e.app, &alice, &d1).await["outcome"], "succeeded");
+    let first = outcome(&e.app, &alice, &d1).await;
+    assert_eq!(first["outcome"], "succeeded");
+    // a release that succeeded never ran its rollback column: skipped, not pending
+    for h in first["hosts"].as_array().unwrap() {
+        assert_eq!(
+            h["stages"],
+            serde_json::json!(["ok", "ok", "ok", "skipped"]),
+            "{first}"
+        );
+    }
     assert_eq!(versions(&e.store), vec![Some("1.0".to_owned()); 3]);
     // the viewer sees the page, without buttons, and may not publish
     let page = text(send(&e.app, bob.get("/t/shop")).await).await;
