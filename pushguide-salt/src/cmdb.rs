@@ -168,7 +168,10 @@ impl SaltCmdb {
                 other => Err(self.malformed(
                     minion,
                     fun,
-                    format!("expected a table, got {}", kind_of(other.unwrap_or(&Value::Null))),
+                    format!(
+                        "expected a table, got {}",
+                        kind_of(other.unwrap_or(&Value::Null))
+                    ),
                 )),
             }
         };
@@ -351,7 +354,11 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// `text` escaped and cut after `max` characters, for messages.
 fn shown(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().take(max).flat_map(char::escape_debug).collect();
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
     if text.chars().count() > max {
         out.push('…');
     }
@@ -373,14 +380,19 @@ mod tests {
     #[test]
     fn the_pillar_key_takes_the_template_name_and_refuses_odd_names() {
         let c = cmdb();
-        assert_eq!(c.key_for("shop-web").ok().as_deref(), Some("pushguide:shop-web"));
+        assert_eq!(
+            c.key_for("shop-web").ok().as_deref(),
+            Some("pushguide:shop-web")
+        );
         assert!(c.key_for("../x").is_err());
         for bad in ["", "a b", "a;b", "x$(id)", "pillar\n", &"k".repeat(300)] {
             let e = cmdb().pillar_key(bad).err().map(|e| e.to_string());
             assert!(e.is_some_and(|e| e.contains("pillar_key")), "{bad:?}");
             assert!(cmdb().grain("root", bad).is_err(), "{bad:?}");
         }
-        let c = cmdb().pillar_key("apps:<template>:hosts").unwrap_or_else(|e| panic!("{e}"));
+        let c = cmdb()
+            .pillar_key("apps:<template>:hosts")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.key_for("shop").ok().as_deref(), Some("apps:shop:hosts"));
         assert!(c.name().contains("apps:<template>:hosts"));
     }
@@ -405,12 +417,28 @@ mod tests {
         assert_eq!(s.get("root"), Some(&Value::from("/srv/a")));
         assert!(!s.contains_key("health_url"));
         let none = serde_json::json!({"pillar.item": {"pushguide:shop": ""}, "grains.item": {}});
-        assert!(matches!(c.settings_of(&m, "pushguide:shop", &none), Ok(None)));
+        assert!(matches!(
+            c.settings_of(&m, "pushguide:shop", &none),
+            Ok(None)
+        ));
         let failed = serde_json::json!({"pillar.item": "'pillar.item' is not available.", "grains.item": {}});
-        let e = c.settings_of(&m, "pushguide:shop", &failed).err().map(|e| e.to_string());
-        assert!(e.as_deref().is_some_and(|e| e.contains("web-01") && e.contains("not available")), "{e:?}");
+        let e = c
+            .settings_of(&m, "pushguide:shop", &failed)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("web-01") && e.contains("not available")),
+            "{e:?}"
+        );
         let list = serde_json::json!({"pillar.item": {"pushguide:shop": ["a"]}, "grains.item": {}});
-        let e = c.settings_of(&m, "pushguide:shop", &list).err().map(|e| e.to_string());
-        assert!(e.as_deref().is_some_and(|e| e.contains("must be a table")), "{e:?}");
+        let e = c
+            .settings_of(&m, "pushguide:shop", &list)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("must be a table")),
+            "{e:?}"
+        );
     }
 }

@@ -10,8 +10,8 @@ use pushguide_core::{MinionId, Outcome, SaltCall};
 use serde_json::{json, Map, Value};
 
 use super::http::{Request, Response};
-use super::{lock, return_records, salt_call, salt_time, stopped, targets, Job, JobReturn, State};
 use super::JOBS_KEPT;
+use super::{lock, return_records, salt_call, salt_time, stopped, targets, Job, JobReturn, State};
 
 /// Starts a compound job: `{"jid","minions"}` at once, the functions run in the background.
 pub(super) async fn local_async(
