@@ -179,6 +179,7 @@ impl App {
                 endpoints,
                 batch,
                 timeout,
+                unmask,
             }) => {
                 let mut settings = self.config.salt_settings()?;
                 if let Some(e) = endpoints {
@@ -187,7 +188,8 @@ impl App {
                 let api = SaltApi::new(settings).map_err(|e| CliError::Salt(e.to_string()))?;
                 let mut c = pushguide_salt::SaltCmdb::new(api)
                     .pillar_key(pillar_key)?
-                    .batch(*batch);
+                    .batch(*batch)
+                    .unmask(*unmask);
                 for (setting, grain) in grains {
                     c = c.grain(setting, grain)?;
                 }

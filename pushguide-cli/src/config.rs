@@ -78,6 +78,9 @@ pub enum CmdbConfig {
         batch: usize,
         /// `timeout_secs`: how long one job waits for the minions (default `[salt] job_timeout`).
         timeout: Option<Duration>,
+        /// `unmask`: ask `pillar.item` for unmasked values (default true; salt before 3008 has no
+        /// such argument: false).
+        unmask: bool,
     },
 }
 
@@ -607,7 +610,7 @@ fn read_cmdb(top: &mut Reader<'_>, base: &Path) -> Result<Option<CmdbConfig>, Cl
     };
     c.finish(
         "type, url, token_env (http); type, path (static); \
-         type, pillar_key, grains, endpoints, batch, timeout_secs (salt)",
+         type, pillar_key, grains, endpoints, batch, timeout_secs, unmask (salt)",
     )?;
     Ok(Some(cmdb))
 }
@@ -668,12 +671,14 @@ fn read_salt_cmdb(c: &mut Reader<'_>) -> Result<CmdbConfig, CliError> {
         },
     };
     let timeout = c.secs("timeout_secs")?;
+    let unmask = c.bool("unmask")?.unwrap_or(true);
     Ok(CmdbConfig::Salt {
         pillar_key,
         grains,
         endpoints,
         batch,
         timeout,
+        unmask,
     })
 }
 
@@ -1118,7 +1123,7 @@ url_base = "salt://artifacts"
             (
                 format!("{GOOD}[cmdb]\ntype = \"static\"\npath = \"c.toml\"\nurl = \"x\"\n"),
                 "key `cmdb.url` = \"x\": unknown key; known keys here: type, url, token_env (http); \
-                 type, path (static); type, pillar_key, grains, endpoints, batch, timeout_secs (salt)",
+                 type, path (static); type, pillar_key, grains, endpoints, batch, timeout_secs, unmask (salt)",
             ),
             (
                 format!("{GOOD}[cmdb]\ntype = \"salt\"\npillar_key = \"a b\"\n"),
@@ -1473,12 +1478,13 @@ url_base = "salt://artifacts"
                 endpoints: None,
                 batch: 100,
                 timeout: None,
+                unmask: true,
             })
         );
         let c = Config::parse(
             &format!(
                 "{GOOD}[cmdb]\ntype = \"salt\"\npillar_key = \"apps:<template>\"\n\
-                 endpoints = [\"http://salt-b:8000\"]\nbatch = 20\ntimeout_secs = 15\n\
+                 endpoints = [\"http://salt-b:8000\"]\nbatch = 20\ntimeout_secs = 15\nunmask = false\n\
                  [cmdb.grains]\nroot = \"deploy_root\"\n"
             ),
             file,
@@ -1490,6 +1496,7 @@ url_base = "salt://artifacts"
             endpoints,
             batch,
             timeout,
+            unmask,
         }) = c.cmdb
         else {
             panic!("{:?}", c.cmdb)
@@ -1498,5 +1505,6 @@ url_base = "salt://artifacts"
         assert_eq!(grains.get("root").map(String::as_str), Some("deploy_root"));
         assert_eq!(endpoints, Some(vec!["http://salt-b:8000".to_owned()]));
         assert_eq!((batch, timeout), (20, Some(Duration::from_secs(15))));
+        assert!(!unmask);
     }
 }

@@ -30,7 +30,7 @@ const MAX_NAME_BYTES: usize = 256;
 /// * **One salt job per batch of hosts**: both functions run as salt's compound command in one
 ///   `local_async` job with list targeting ([`SaltApi::run_compound`]); hosts are asked
 ///   [`batch`](SaltCmdb::batch) at a time (default [`DEFAULT_BATCH`]).
-/// * **Pillar**: `pillar.item <key>` where the key is [`pillar_key`](SaltCmdb::pillar_key) with
+/// * **Pillar**: `pillar.item <key> unmask=True` (see [`unmask`](SaltCmdb::unmask)) where the key is [`pillar_key`](SaltCmdb::pillar_key) with
 ///   `<template>` replaced by the template's name (default `pushguide:<template>`, i.e. the table
 ///   `shop` below the pillar key `pushguide`). The value must be a table of the kind's per-host keys;
 ///   a minion without it (salt answers `""`) has no settings from the pillar.
@@ -63,6 +63,7 @@ pub struct SaltCmdb {
     grains: BTreeMap<String, String>,
     batch: usize,
     timeout: Option<Duration>,
+    unmask: bool,
 }
 
 impl SaltCmdb {
@@ -75,6 +76,7 @@ impl SaltCmdb {
             grains: BTreeMap::new(),
             batch: DEFAULT_BATCH,
             timeout: None,
+            unmask: true,
         };
         cmdb.rename();
         cmdb
@@ -113,6 +115,14 @@ impl SaltCmdb {
         self
     }
 
+    /// Whether `pillar.item` is asked for the values themselves (`unmask=True`, the default): salt
+    /// 3008 masks pillar values in returns (`**********`) unless asked. Salt before 3008 has no
+    /// `unmask` argument and refuses it: turn this off there.
+    pub fn unmask(mut self, unmask: bool) -> Self {
+        self.unmask = unmask;
+        self
+    }
+
     /// How long one job waits for the minions (default: the client's `job_timeout`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -133,7 +143,11 @@ impl SaltCmdb {
     /// The compound call's functions: `pillar.item <key>`, then `grains.item <grains…>` when grains
     /// are read.
     fn calls(&self, key: &str) -> Vec<SaltCall> {
-        let mut calls = vec![self.read_call(SaltCall::read("pillar.item").arg(key))];
+        let mut pillar = SaltCall::read("pillar.item").arg(key);
+        if self.unmask {
+            pillar = pillar.kwarg("unmask", true);
+        }
+        let mut calls = vec![self.read_call(pillar)];
         if !self.grains.is_empty() {
             let mut grains = SaltCall::read("grains.item");
             let mut names: Vec<&str> = self.grains.values().map(String::as_str).collect();

@@ -109,6 +109,8 @@ async fn pillar_and_grains_come_in_one_job_per_batch_and_merge_with_the_cmdb_pre
     assert_eq!(pillar_reqs[0].targets, hosts[..2]);
     assert_eq!(pillar_reqs[2].targets, hosts[4..]);
     assert_eq!(pillar_reqs[0].call.arg, [json!("pushguide:shop")]);
+    // salt 3008 masks pillar values unless asked for them
+    assert_eq!(pillar_reqs[0].call.kwarg.get("unmask"), Some(&json!(true)));
     assert_eq!(grain_reqs[0].call.arg, [json!("deploy_root"), json!("svc")]);
 
     // pillar wins over a grain key by key; an empty grain is unset; a minion without pillar still
@@ -144,11 +146,14 @@ async fn pillar_and_grains_come_in_one_job_per_batch_and_merge_with_the_cmdb_pre
 async fn without_grains_only_the_pillar_is_read_and_a_missing_pillar_means_no_settings() {
     let (fake, api) = lab(2).await;
     pillar(&fake, "web-02", json!({"service": "tomcat-b"}));
-    let cmdb = SaltCmdb::new(api);
+    let cmdb = SaltCmdb::new(api).unmask(false);
     fake.fleet().clear_requests();
     let got = cmdb.host_settings("shop", &ids(2)).await.unwrap();
-    let funs: Vec<String> = fake.fleet().requests().into_iter().map(|r| r.fun).collect();
+    let reqs = fake.fleet().requests();
+    let funs: Vec<&str> = reqs.iter().map(|r| r.fun.as_str()).collect();
     assert_eq!(funs, ["pillar.item"]);
+    // salt before 3008 refuses `unmask`: off, it is not sent
+    assert!(reqs[0].call.kwarg.is_empty(), "{:?}", reqs[0].call);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[&id("web-02")]["service"], "tomcat-b");
 }
