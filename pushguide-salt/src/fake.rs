@@ -610,9 +610,10 @@ async fn targets(state: &State, low: &Map<String, Value>) -> Result<Vec<MinionId
 /// The execution call a lowstate chunk describes. The effect is a guess from the function name (the
 /// fleet only records it).
 fn salt_call(low: &Map<String, Value>, fun: &str) -> SaltCall {
-    const READ_ONLY: [&str; 7] = [
+    const READ_ONLY: [&str; 8] = [
         "test.",
         "grains.",
+        "pillar.item",
         "http.query",
         "file.file_exists",
         "file.directory_exists",
