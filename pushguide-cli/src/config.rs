@@ -1507,4 +1507,35 @@ url_base = "salt://artifacts"
         assert_eq!((batch, timeout), (20, Some(Duration::from_secs(15))));
         assert!(!unmask);
     }
+
+    /// Every `[cmdb] type = "salt"` key the reader knows is in the top-level README's example,
+    /// which parses.
+    #[test]
+    fn the_readme_documents_every_salt_cmdb_key() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## CMDB from salt").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + 8;
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let file = Path::new("/etc/pushguide/pushguide.toml");
+        let parsed = Config::parse(example, file).unwrap();
+        assert!(matches!(parsed.cmdb, Some(CmdbConfig::Salt { .. })));
+        let table: toml::Table = toml::from_str(example).unwrap();
+        let documented = table["cmdb"].as_table().unwrap();
+        let e = Config::parse(
+            &format!("{GOOD}[cmdb]\ntype = \"salt\"\nno_such_key = 1\n"),
+            file,
+        )
+        .unwrap_err()
+        .to_string();
+        let known = e.split("; type, pillar_key").nth(1).unwrap();
+        let known = format!("type, pillar_key{}", known.trim_end_matches(" (salt)"));
+        let known: Vec<&str> = known.split(", ").collect();
+        assert!(known.len() >= 7, "{known:?}");
+        for key in known {
+            assert!(
+                documented.contains_key(key),
+                "[cmdb] {key} is not in the README"
+            );
+        }
+    }
 }
