@@ -173,6 +173,31 @@ impl App {
                 Some(Box::new(c))
             }
             Some(CmdbConfig::Static { path }) => Some(Box::new(StaticCmdb::load(path)?)),
+            Some(CmdbConfig::Salt {
+                pillar_key,
+                grains,
+                endpoints,
+                batch,
+                timeout,
+                unmask,
+            }) => {
+                let mut settings = self.config.salt_settings()?;
+                if let Some(e) = endpoints {
+                    settings.endpoints.clone_from(e);
+                }
+                let api = SaltApi::new(settings).map_err(|e| CliError::Salt(e.to_string()))?;
+                let mut c = pushguide_salt::SaltCmdb::new(api)
+                    .pillar_key(pillar_key)?
+                    .batch(*batch)
+                    .unmask(*unmask);
+                for (setting, grain) in grains {
+                    c = c.grain(setting, grain)?;
+                }
+                if let Some(t) = timeout {
+                    c = c.timeout(*t);
+                }
+                Some(Box::new(c))
+            }
         })
     }
 

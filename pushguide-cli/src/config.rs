@@ -64,6 +64,24 @@ pub enum CmdbConfig {
         /// The file.
         path: PathBuf,
     },
+    /// Salt pillar and grains, read through salt-api (`pushguide_salt::SaltCmdb`).
+    Salt {
+        /// `pillar_key`: the pillar key read with `pillar.item`, `<template>` replaced by the
+        /// template's name (default `pushguide:<template>`).
+        pillar_key: String,
+        /// `[cmdb.grains]`: per-host key → grain name (read with `grains.item`; the pillar wins).
+        grains: std::collections::BTreeMap<String, String>,
+        /// `endpoints`: the salt-api(s) to ask, with `[salt]`'s credentials (default: `[salt]
+        /// endpoints`).
+        endpoints: Option<Vec<String>>,
+        /// `batch`: hosts asked in one salt job (default 100).
+        batch: usize,
+        /// `timeout_secs`: how long one job waits for the minions (default `[salt] job_timeout`).
+        timeout: Option<Duration>,
+        /// `unmask`: ask `pillar.item` for unmasked values (default true; salt before 3008 has no
+        /// such argument: false).
+        unmask: bool,
+    },
 }
 
 /// The whole configuration.
@@ -574,7 +592,7 @@ fn read_cmdb(top: &mut Reader<'_>, base: &Path) -> Result<Option<CmdbConfig>, Cl
     let Some(mut c) = top.section("cmdb")? else {
         return Ok(None);
     };
-    let ty = c.required_string("type", "type = \"http\" or \"static\"")?;
+    let ty = c.required_string("type", "type = \"http\", \"static\" or \"salt\"")?;
     let cmdb = match ty.as_str() {
         "http" => {
             let url = c.required_string("url", "the CMDB base URL")?;
@@ -587,10 +605,81 @@ fn read_cmdb(top: &mut Reader<'_>, base: &Path) -> Result<Option<CmdbConfig>, Cl
         "static" => CmdbConfig::Static {
             path: resolve(base, &c.required_string("path", "the CMDB TOML file")?),
         },
-        _ => return Err(c.bad_type(ty, "must be \"http\" or \"static\"")),
+        "salt" => read_salt_cmdb(&mut c)?,
+        _ => return Err(c.bad_type(ty, "must be \"http\", \"static\" or \"salt\"")),
     };
-    c.finish("type, url, token_env (http); type, path (static)")?;
+    c.finish(
+        "type, url, token_env (http); type, path (static); \
+         type, pillar_key, grains, endpoints, batch, timeout_secs, unmask (salt)",
+    )?;
     Ok(Some(cmdb))
+}
+
+/// `[cmdb] type = "salt"`: pillar key, grains, salt-api endpoints, batch and timeout.
+fn read_salt_cmdb(c: &mut Reader<'_>) -> Result<CmdbConfig, CliError> {
+    let name_ok = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 256
+            && v.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-.:<>".contains(ch))
+    };
+    let pillar_key = match c.get("pillar_key") {
+        None => "pushguide:<template>".to_owned(),
+        Some(toml::Value::String(k)) if name_ok(k) => k.clone(),
+        Some(v) => return Err(c.err(
+            "pillar_key",
+            v,
+            "must be 1 to 256 letters, digits or `_ - . : < >` (`<template>`: the template's name)",
+        )),
+    };
+    let mut grains = std::collections::BTreeMap::new();
+    for (setting, grain) in c.table("grains")?.into_iter().flatten() {
+        match grain {
+            toml::Value::String(g) if name_ok(g) && !setting.is_empty() => {
+                grains.insert(setting.clone(), g.clone());
+            }
+            other => {
+                return Err(c.err(
+                    &format!("grains.{}", short(&toml::Value::String(setting.clone()))),
+                    other,
+                    "must be a grain name: 1 to 256 letters, digits or `_ - . :`",
+                ))
+            }
+        }
+    }
+    let endpoints = match c.strings("endpoints")? {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return Err(c.err(
+                    "endpoints",
+                    &toml::Value::Array(Vec::new()),
+                    "must name at least one salt-api (or leave it out: [salt] endpoints)",
+                ));
+            }
+            for e in &list {
+                check_url(c, "endpoints", e, &["http://", "https://"])?;
+            }
+            Some(list)
+        }
+    };
+    let batch = match c.get("batch") {
+        None => 100,
+        Some(v) => match v.as_integer() {
+            Some(n @ 1..=10_000) => n as usize,
+            _ => return Err(c.err("batch", v, "must be a whole number from 1 to 10000")),
+        },
+    };
+    let timeout = c.secs("timeout_secs")?;
+    let unmask = c.bool("unmask")?.unwrap_or(true);
+    Ok(CmdbConfig::Salt {
+        pillar_key,
+        grains,
+        endpoints,
+        batch,
+        timeout,
+        unmask,
+    })
 }
 
 /// `[monitor]` (optional): seconds between checks (default 30) and per ping (default 10).
@@ -1029,12 +1118,39 @@ url_base = "salt://artifacts"
             ),
             (
                 format!("{GOOD}[cmdb]\ntype = \"ldap\"\n"),
-                "key `cmdb.type` = \"ldap\": must be \"http\" or \"static\"",
+                "key `cmdb.type` = \"ldap\": must be \"http\", \"static\" or \"salt\"",
             ),
             (
                 format!("{GOOD}[cmdb]\ntype = \"static\"\npath = \"c.toml\"\nurl = \"x\"\n"),
                 "key `cmdb.url` = \"x\": unknown key; known keys here: type, url, token_env (http); \
-                 type, path (static)",
+                 type, path (static); type, pillar_key, grains, endpoints, batch, timeout_secs, unmask (salt)",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\npillar_key = \"a b\"\n"),
+                "key `cmdb.pillar_key` = \"a b\": must be 1 to 256 letters, digits or `_ - . : < >` \
+                 (`<template>`: the template's name)",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\n[cmdb.grains]\nroot = \"$(id)\"\n"),
+                "key `cmdb.grains.root` = \"$(id)\": must be a grain name: 1 to 256 letters, digits \
+                 or `_ - . :`",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\nendpoints = []\n"),
+                "key `cmdb.endpoints` = \"[]\": must name at least one salt-api (or leave it out: \
+                 [salt] endpoints)",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\nendpoints = [\"salt-a:8000\"]\n"),
+                "key `cmdb.endpoints` = \"salt-a:8000\": must start with http:// or https://",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\nbatch = 0\n"),
+                "key `cmdb.batch` = \"0\": must be a whole number from 1 to 10000",
+            ),
+            (
+                format!("{GOOD}[cmdb]\ntype = \"salt\"\ntimeout_secs = -1\n"),
+                "key `cmdb.timeout_secs` = \"-1\": must be between 0 and 604800 seconds (excluded 0)",
             ),
             (
                 format!("{GOOD}[monitor]\ninterval_secs = -1\n"),
@@ -1348,5 +1464,78 @@ url_base = "salt://artifacts"
             e.contains("stats.tz") && e.contains("CET") && e.contains("p.toml"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_salt_cmdb_is_read_with_its_defaults() {
+        let file = Path::new("/etc/p.toml");
+        let c = Config::parse(&format!("{GOOD}[cmdb]\ntype = \"salt\"\n"), file).unwrap();
+        assert_eq!(
+            c.cmdb,
+            Some(CmdbConfig::Salt {
+                pillar_key: "pushguide:<template>".into(),
+                grains: Default::default(),
+                endpoints: None,
+                batch: 100,
+                timeout: None,
+                unmask: true,
+            })
+        );
+        let c = Config::parse(
+            &format!(
+                "{GOOD}[cmdb]\ntype = \"salt\"\npillar_key = \"apps:<template>\"\n\
+                 endpoints = [\"http://salt-b:8000\"]\nbatch = 20\ntimeout_secs = 15\nunmask = false\n\
+                 [cmdb.grains]\nroot = \"deploy_root\"\n"
+            ),
+            file,
+        )
+        .unwrap();
+        let Some(CmdbConfig::Salt {
+            pillar_key,
+            grains,
+            endpoints,
+            batch,
+            timeout,
+            unmask,
+        }) = c.cmdb
+        else {
+            panic!("{:?}", c.cmdb)
+        };
+        assert_eq!(pillar_key, "apps:<template>");
+        assert_eq!(grains.get("root").map(String::as_str), Some("deploy_root"));
+        assert_eq!(endpoints, Some(vec!["http://salt-b:8000".to_owned()]));
+        assert_eq!((batch, timeout), (20, Some(Duration::from_secs(15))));
+        assert!(!unmask);
+    }
+
+    /// Every `[cmdb] type = "salt"` key the reader knows is in the top-level README's example,
+    /// which parses.
+    #[test]
+    fn the_readme_documents_every_salt_cmdb_key() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## CMDB from salt").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + 8;
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let file = Path::new("/etc/pushguide/pushguide.toml");
+        let parsed = Config::parse(example, file).unwrap();
+        assert!(matches!(parsed.cmdb, Some(CmdbConfig::Salt { .. })));
+        let table: toml::Table = toml::from_str(example).unwrap();
+        let documented = table["cmdb"].as_table().unwrap();
+        let e = Config::parse(
+            &format!("{GOOD}[cmdb]\ntype = \"salt\"\nno_such_key = 1\n"),
+            file,
+        )
+        .unwrap_err()
+        .to_string();
+        let known = e.split("; type, pillar_key").nth(1).unwrap();
+        let known = format!("type, pillar_key{}", known.trim_end_matches(" (salt)"));
+        let known: Vec<&str> = known.split(", ").collect();
+        assert!(known.len() >= 7, "{known:?}");
+        for key in known {
+            assert!(
+                documented.contains_key(key),
+                "[cmdb] {key} is not in the README"
+            );
+        }
     }
 }

@@ -38,6 +38,7 @@
 //! # });
 //! ```
 
+mod compound;
 mod faults;
 mod http;
 
@@ -248,7 +249,8 @@ struct TokenInfo {
 }
 
 struct Job {
-    fun: String,
+    /// The function, or the list of a compound job's functions.
+    fun: Value,
     args: Vec<Value>,
     tgt: Value,
     tgt_type: String,
@@ -258,8 +260,9 @@ struct Job {
     result: Vec<JobReturn>,
 }
 
-/// One minion's return: `(minion, return, retcode, success)`.
-type JobReturn = (MinionId, Value, Option<i64>, bool);
+/// One minion's return: `(minion, return, retcode, success)`; `retcode` and `success` are numbers
+/// and booleans, or objects keyed by function for a compound job (`retcode` `null`: none).
+type JobReturn = (MinionId, Value, Value, Value);
 
 #[derive(Default)]
 struct Jobs {
@@ -537,7 +540,11 @@ async fn lowstate(state: &Arc<State>, req: &Request) -> Response {
         };
         let client = low.get("client").and_then(Value::as_str).unwrap_or("");
         let fun = low.get("fun").and_then(Value::as_str);
+        let compound = low.get("fun").and_then(Value::as_array);
         let answer = match (client, fun) {
+            ("local_async", None) if compound.is_some() => {
+                compound::local_async(state, req, low).await
+            }
             (_, None) => Err(server_error()),
             ("local", Some(fun)) => local(state, req, low, fun).await,
             ("local_async", Some(fun)) => local_async(state, req, low, fun).await,
@@ -603,9 +610,10 @@ async fn targets(state: &State, low: &Map<String, Value>) -> Result<Vec<MinionId
 /// The execution call a lowstate chunk describes. The effect is a guess from the function name (the
 /// fleet only records it).
 fn salt_call(low: &Map<String, Value>, fun: &str) -> SaltCall {
-    const READ_ONLY: [&str; 7] = [
+    const READ_ONLY: [&str; 8] = [
         "test.",
         "grains.",
+        "pillar.item",
         "http.query",
         "file.file_exists",
         "file.directory_exists",
@@ -695,7 +703,7 @@ async fn local_async(
         jobs.by_jid.insert(
             jid.clone(),
             Job {
-                fun: fun.to_owned(),
+                fun: fun.into(),
                 args: call.arg.clone(),
                 tgt: tgt.clone(),
                 tgt_type: tgt_type.clone(),
@@ -744,9 +752,12 @@ async fn run_job(
     for m in &minions {
         match returns.minions.get(m) {
             None | Some(Outcome::NoReturn) => {}
-            Some(Outcome::Ok { value }) => entries.push((m.clone(), value.clone(), Some(0), true)),
+            Some(Outcome::Ok { value }) => {
+                entries.push((m.clone(), value.clone(), 0.into(), true.into()));
+            }
             Some(Outcome::Failed { retcode, message }) => {
-                entries.push((m.clone(), Value::String(message.clone()), *retcode, false));
+                let rc = retcode.map_or(Value::Null, Value::from);
+                entries.push((m.clone(), Value::String(message.clone()), rc, false.into()));
             }
         }
     }
@@ -756,7 +767,9 @@ async fn run_job(
     let lost = !entries.is_empty() && state.faults.take_lost_returns();
     if state.events.receiver_count() > 0 && !entries.is_empty() && !lost {
         let stamp = salt_time(SystemTime::now(), true);
-        let records = return_records(jid, &call, &state.user, &stamp, &entries);
+        let fun = Value::String(call.fun.clone());
+        let fun_args = Value::Array(call.arg.clone());
+        let records = return_records(jid, (&fun, &fun_args), &state.user, &stamp, &entries);
         let _ = state.events.send(Arc::from(records));
     }
     if let Some(job) = lock(&state.jobs).by_jid.get_mut(jid) {
@@ -769,13 +782,13 @@ async fn run_job(
 /// return of the job shares are encoded once; only the minion's own fields are encoded per record.
 fn return_records(
     jid: &str,
-    call: &SaltCall,
+    (fun, fun_args): (&Value, &Value),
     user: &str,
     stamp: &str,
     entries: &[JobReturn],
 ) -> String {
     let shared = json!({
-        "_stamp": stamp, "cmd": "_return", "fun": call.fun, "fun_args": call.arg, "jid": jid,
+        "_stamp": stamp, "cmd": "_return", "fun": fun, "fun_args": fun_args, "jid": jid,
         "user": user,
     })
     .to_string();
@@ -790,16 +803,15 @@ fn return_records(
         out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(b",\"id\":");
         json_into(&mut out, m.as_str());
-        if let Some(rc) = retcode {
-            out.extend_from_slice(format!(",\"retcode\":{rc}").as_bytes());
+        if !retcode.is_null() {
+            out.extend_from_slice(b",\"retcode\":");
+            json_into(&mut out, retcode);
         }
         out.extend_from_slice(b",\"return\":");
         json_into(&mut out, ret);
-        out.extend_from_slice(if *success {
-            b",\"success\":true}, \"tag\": ".as_slice()
-        } else {
-            b",\"success\":false}, \"tag\": ".as_slice()
-        });
+        out.extend_from_slice(b",\"success\":");
+        json_into(&mut out, success);
+        out.extend_from_slice(b"}, \"tag\": ");
         json_into(&mut out, &tag);
         out.extend_from_slice(b"}\n\n");
     }
@@ -850,10 +862,10 @@ fn job_info(state: &State, jid: &str) -> Response {
     for (m, ret, retcode, success) in &job.result {
         let mut e = Map::new();
         e.insert("return".into(), ret.clone());
-        if let Some(rc) = retcode {
-            e.insert("retcode".into(), (*rc).into());
+        if !retcode.is_null() {
+            e.insert("retcode".into(), retcode.clone());
         }
-        e.insert("success".into(), (*success).into());
+        e.insert("success".into(), success.clone());
         result.insert(m.to_string(), Value::Object(e));
         bare.insert(m.to_string(), ret.clone());
     }
@@ -1052,14 +1064,20 @@ mod tests {
             (
                 a,
                 json!({"pid": 7, "retcode": 0, "stdout": "hi\n"}),
-                Some(0),
-                true,
+                json!(0),
+                json!(true),
             ),
-            (b, Value::String("ERROR: \u{e9}chec".into()), None, false),
+            (
+                b,
+                Value::String("ERROR: \u{e9}chec".into()),
+                Value::Null,
+                json!(false),
+            ),
         ];
+        let (fun, fun_args) = (json!(call.fun), json!(call.arg));
         let text = return_records(
             "20261127071735747785",
-            &call,
+            (&fun, &fun_args),
             "pg",
             "2026-11-27T07:17:35+00:00",
             &entries,
@@ -1074,8 +1092,8 @@ mod tests {
                 "fun_args": ["echo \"hi\"\n", 3], "id": m.as_str(), "jid": "20261127071735747785",
                 "return": ret, "success": ok, "user": "pg",
             });
-            if let Some(rc) = rc {
-                data["retcode"] = json!(rc);
+            if !rc.is_null() {
+                data["retcode"] = rc.clone();
             }
             let got: Value = serde_json::from_str(&rec.data).unwrap();
             assert_eq!(got, json!({"data": data, "tag": tag}));

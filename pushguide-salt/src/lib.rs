@@ -9,6 +9,10 @@
 //! [`module`] is the salt execution module `pushguide` that runs a host's steps in one job, and
 //! [`SaltApi::install_module`] installs it on the masters and minions.
 //!
+//! With the feature `cmdb`, [`SaltCmdb`] reads per-host settings from pillar and grains (one
+//! compound salt job per batch of hosts, [`SaltApi::run_compound`]) as a
+//! [`pushguide_sources::Cmdb`].
+//!
 //! [`decode`] holds the pure decoders of salt-api's answers (tested on captured real exchanges).
 //! With the feature `fake`, `fake::FakeSaltApi` is an in-process salt-api in front of a simulated
 //! fleet, for tests and benchmarks.
@@ -32,6 +36,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod client;
+#[cfg(feature = "cmdb")]
+pub mod cmdb;
 pub mod decode;
 mod error;
 #[cfg(feature = "fake")]
@@ -42,6 +48,8 @@ pub use client::{
     EndpointHealth, EndpointWrite, MinionInstall, ModuleInstall, SaltApi, MAX_CALL_TIMEOUT,
     MAX_SETTING_DURATION,
 };
+#[cfg(feature = "cmdb")]
+pub use cmdb::SaltCmdb;
 pub use decode::ManageStatus;
 pub use error::{snippet, SaltError, SNIPPET_MAX};
 

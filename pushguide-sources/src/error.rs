@@ -165,15 +165,29 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Hosts a CMDB asked about did not answer (a salt minion that is down, or unknown to the
+    /// master): their settings are unknown, so the template is not merged rather than deploying them
+    /// with the template's defaults.
+    #[error(
+        "CMDB {source_name}: no answer from {} (settings unknown; bring them up or leave them out \
+         of the deployment)",
+        .hosts.join(", ")
+    )]
+    Unanswered {
+        /// The CMDB.
+        source_name: String,
+        /// The hosts without an answer, sorted.
+        hosts: Vec<String>,
+    },
 }
 
 impl Error {
     /// Whether trying the same request again (later) may succeed: the source was unreachable, slow,
-    /// or answered with a server error (5xx) or 429. Bad data, unknown versions and rejected settings
+    /// answered with a server error (5xx) or 429, or some of its hosts did not answer. Bad data, unknown versions and rejected settings
     /// are permanent. The same question as [`pushguide_core::TransportError::is_retryable`].
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::Timeout { .. } => true,
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::Unanswered { .. } => true,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -195,7 +209,8 @@ impl Error {
             | Error::InvalidHost { source_name, .. }
             | Error::Setting { source_name, .. }
             | Error::NoHostSettings { source_name, .. }
-            | Error::Config { source_name, .. } => Some(source_name),
+            | Error::Config { source_name, .. }
+            | Error::Unanswered { source_name, .. } => Some(source_name),
             Error::Template(_) => None,
         }
     }

@@ -7,7 +7,8 @@
 //!   layout-conventions gate reads. Implementations: [`HttpIndexSource`] (a CI system's JSON index)
 //!   and [`DirectorySource`] (a directory tree the minions reach over HTTP or `salt://`).
 //! - [`Cmdb`]: per-host settings for a template. Implementations: [`HttpCmdb`] (JSON API) and
-//!   [`StaticCmdb`] (a TOML file). [`apply_cmdb`] / [`apply_cmdb_to`] merge them into a template's
+//!   [`StaticCmdb`] (a TOML file); `pushguide_salt::SaltCmdb` (feature `cmdb` of `pushguide-salt`,
+//!   which depends on this crate, not the other way round) reads salt pillar and grains. [`apply_cmdb`] / [`apply_cmdb_to`] merge them into a template's
 //!   `[project.hosts.<id>]` tables (on the typed template) and validate the result.
 //!
 //! Every value from a source is untrusted: versions pass

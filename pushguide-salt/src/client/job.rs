@@ -83,6 +83,15 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// One job to run: its lowstate without `tgt`, how long it waits for returns, whether it only reads
+/// (then its start may be resent to another endpoint), and the function(s) for logs.
+pub(super) struct Job<'a> {
+    pub(super) low: Map<String, Value>,
+    pub(super) wait: Duration,
+    pub(super) read_only: bool,
+    pub(super) label: &'a str,
+}
+
 /// The lowstate of `call` for a `local_async` job with list targeting, without its `tgt`.
 fn job_lowstate(call: &SaltCall) -> Map<String, Value> {
     let mut low = Map::new();
@@ -129,12 +138,28 @@ impl Inner {
         targets: &[MinionId],
         call: &SaltCall,
     ) -> Result<Returns, SaltError> {
+        let job = Job {
+            low: job_lowstate(call),
+            wait: self.call_wait(call)?,
+            read_only: !call.is_mutating(),
+            label: &call.fun,
+        };
+        self.run_job(targets, &job).await
+    }
+
+    /// Runs the lowstate of `job` on `targets` as ONE `local_async` job (list targeting) and collects
+    /// the returns; a plain call ([`Inner::run`]) or a compound one.
+    pub(super) async fn run_job(
+        self: &Arc<Self>,
+        targets: &[MinionId],
+        job: &Job<'_>,
+    ) -> Result<Returns, SaltError> {
         if targets.is_empty() {
             return Ok(Returns::default());
         }
-        let deadline = from_now(self.call_wait(call)?);
+        let deadline = from_now(job.wait);
         let tgt: Vec<&str> = targets.iter().map(MinionId::as_str).collect();
-        let low = job_lowstate(call);
+        let low = &job.low;
         let mut returned: HashMap<String, Outcome> = HashMap::new();
         let mut last_jid = None;
         // Each round starts the job on the first available endpoint. When that endpoint dies before
@@ -153,7 +178,7 @@ impl Inner {
             low.insert("tgt".into(), pending.join(",").into());
             let body = Value::Array(vec![Value::Object(low)]);
             match self
-                .run_round(&body, call, &pending, deadline, &mut returned)
+                .run_round(&body, job, &pending, deadline, &mut returned)
                 .await?
             {
                 Round::Done(jid) => {
@@ -181,7 +206,7 @@ impl Inner {
 
     /// How long `call` waits for returns: its own timeout or the settings' `job_timeout`, at most
     /// [`MAX_CALL_TIMEOUT`].
-    fn call_wait(&self, call: &SaltCall) -> Result<Duration, SaltError> {
+    pub(super) fn call_wait(&self, call: &SaltCall) -> Result<Duration, SaltError> {
         let wait = call.timeout.unwrap_or(self.settings.job_timeout);
         if wait > MAX_CALL_TIMEOUT {
             return Err(SaltError::Protocol {
@@ -203,7 +228,7 @@ impl Inner {
     async fn run_round(
         self: &Arc<Self>,
         body: &Value,
-        call: &SaltCall,
+        spec: &Job<'_>,
         pending: &[&str],
         deadline: Instant,
         returned: &mut HashMap<String, Outcome>,
@@ -218,7 +243,7 @@ impl Inner {
         let streams: Vec<Option<u64>> = (0..self.endpoints.len())
             .map(|i| self.stream_connects(i))
             .collect();
-        let Some((idx, job)) = self.start_job(body, call).await? else {
+        let Some((idx, job)) = self.start_job(body, spec).await? else {
             return Ok(Round::Done(None));
         };
         let stream = if self.settings.use_events {
@@ -248,20 +273,20 @@ impl Inner {
     async fn start_job(
         self: &Arc<Self>,
         body: &Value,
-        call: &SaltCall,
+        spec: &Job<'_>,
     ) -> Result<Option<(usize, AsyncJob)>, SaltError> {
         let (idx, bytes) = self
             .request_any(
                 Req::Post("/", body),
                 self.settings.request_timeout,
-                !call.is_mutating(),
+                spec.read_only,
             )
             .await?;
         let Some(job) = decode::local_async(&bytes)? else {
-            tracing::debug!(fun = %call.fun, "salt matched none of the targets: no job started");
+            tracing::debug!(fun = %spec.label, "salt matched none of the targets: no job started");
             return Ok(None);
         };
-        tracing::debug!(jid = %job.jid, fun = %call.fun, minions = job.minions.len(), "job started");
+        tracing::debug!(jid = %job.jid, fun = %spec.label, minions = job.minions.len(), "job started");
         Ok(Some((idx, job)))
     }
 

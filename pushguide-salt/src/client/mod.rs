@@ -8,6 +8,7 @@
 //! * `events.rs`: the `/events` server-sent-event stream of each master, shared by every job;
 //! * `job.rs`: one call as a `local_async` job — starting it, collecting the batch's returns (events,
 //!   polling `/jobs/<jid>`, re-issuing on another master) — and the `Transport` impl;
+//! * `compound.rs`: several functions in one job (salt's compound command);
 //! * `queries.rs`: one-request calls — runners, wheel, target resolution, ping;
 //! * `install.rs`: installing the pushguide salt module on every master and its minions;
 //! * `failure.rs`: the errors a request and an event stream both build (unreachable, API status).
@@ -20,6 +21,7 @@ use pushguide_core::{MinionId, Returns, SaltCall};
 use crate::error::SaltError;
 use crate::{SaltApiSettings, SettingsError};
 
+mod compound;
 mod endpoint;
 mod events;
 mod failure;

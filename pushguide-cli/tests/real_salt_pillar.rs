@@ -1,0 +1,502 @@
+//! `[cmdb] type = "salt"` against the REAL salt lab (`scripts/salt-lab up`) and one real Tomcat 10 per
+//! minion (`scripts/tomcat-lab up`): the test writes per-minion pillar data into the lab's pillar
+//! roots (its own files, its own entries in `top.sls`; other entries are kept), refreshes the
+//! minions' pillar, reads it back per minion through `SaltCmdb` (with grains, and a minion that does
+//! not exist), then deploys through the `pushguide` binary a template whose per-host Tomcat settings
+//! come only from the pillar. Its pillar entries are removed at the end, also when it fails.
+//!
+//! Needs `PUSHGUIDE_SALT_*` (with `PUSHGUIDE_SALT_LAB_DIR`) and `PUSHGUIDE_TOMCAT_*`; without them it
+//! skips with a message, unless `PUSHGUIDE_REQUIRE_SALT=1`, where it fails naming what is missing.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pushguide_core::{MinionId, Outcome, SaltCall};
+use pushguide_salt::{SaltApi, SaltApiSettings, SaltCmdb};
+use pushguide_sources::{Cmdb, Error as SourceError};
+use serde_json::{json, Value};
+use support::{run, write};
+
+/// The Tomcat context this test deploys (the other real tests use `shop`).
+const CONTEXT: &str = "pillarshop";
+
+struct Lab {
+    dir: PathBuf,
+    url: String,
+    user: String,
+    eauth: String,
+    minions: Vec<String>,
+    tomcat_dir: String,
+    ports: Vec<String>,
+}
+
+fn lab() -> Option<Lab> {
+    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
+    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let missing: Vec<&str> = [
+        "PUSHGUIDE_SALT_LAB_DIR",
+        "PUSHGUIDE_SALT_URL",
+        "PUSHGUIDE_SALT_USER",
+        "PUSHGUIDE_SALT_PASSWORD",
+        "PUSHGUIDE_SALT_EAUTH",
+        "PUSHGUIDE_SALT_MINIONS",
+        "PUSHGUIDE_TOMCAT_DIR",
+        "PUSHGUIDE_TOMCAT_IDS",
+        "PUSHGUIDE_TOMCAT_PORTS",
+    ]
+    .into_iter()
+    .filter(|v| get(v).is_none())
+    .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required,
+            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
+            missing.join(", ")
+        );
+        eprintln!(
+            "skipping the salt pillar CMDB real-salt test: {} not set (scripts/salt-lab up, \
+             scripts/tomcat-lab up)",
+            missing.join(", ")
+        );
+        return None;
+    }
+    let list = |v: &str| -> Vec<String> {
+        get(v)
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let minions = list("PUSHGUIDE_SALT_MINIONS");
+    assert_eq!(
+        list("PUSHGUIDE_TOMCAT_IDS"),
+        minions,
+        "one Tomcat per minion, in the same order"
+    );
+    Some(Lab {
+        dir: PathBuf::from(get("PUSHGUIDE_SALT_LAB_DIR").unwrap()),
+        url: get("PUSHGUIDE_SALT_URL").unwrap(),
+        user: get("PUSHGUIDE_SALT_USER").unwrap(),
+        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
+        minions,
+        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
+        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
+    })
+}
+
+// ------------------------------------------------------------------------------- pillar roots
+
+/// This test's pillar files and `top.sls` entries; removed on drop (also after a failure).
+struct Pillar {
+    root: PathBuf,
+    tag: String,
+    files: Vec<PathBuf>,
+}
+
+/// `top.sls` is shared by everyone using the lab: it is edited under an exclusive lock, only inside
+/// this test's marked block, and every other line is kept.
+fn edit_top(root: &Path, edit: impl FnOnce(&str) -> String) {
+    // a lock directory: creating it is atomic; whoever holds it removes it
+    let lock = root.join(".top.sls.lock.d");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::create_dir(&lock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} is held for more than 30 s",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let top = root.join("top.sls");
+    let old = std::fs::read_to_string(&top).unwrap_or_default();
+    let new = edit(&old);
+    let mut rest = new
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    if rest.next() == Some("base:") && rest.next().is_none() {
+        // nothing but `base:` left (this test created the file): no top file, as before
+        let _ = std::fs::remove_file(&top);
+    } else {
+        let tmp = root.join(format!(".top.sls.{}", std::process::id()));
+        std::fs::write(&tmp, new).unwrap();
+        std::fs::rename(&tmp, &top).unwrap();
+    }
+    std::fs::remove_dir(&lock).unwrap();
+}
+
+impl Pillar {
+    /// Writes one SLS file per minion with `data[minion]` and targets it at that minion only.
+    fn write(root: &Path, tag: &str, data: &[(String, Value)]) -> Pillar {
+        let mut p = Pillar {
+            root: root.to_owned(),
+            tag: tag.to_owned(),
+            files: Vec::new(),
+        };
+        let mut block = vec![format!("  # begin {tag}")];
+        for (minion, value) in data {
+            let sls = format!("{tag}_{}", minion.replace(['-', '.'], "_"));
+            let file = root.join(format!("{sls}.sls"));
+            // JSON is YAML: every value is quoted by serde_json, nothing is rendered from it
+            std::fs::write(&file, serde_json::to_string_pretty(value).unwrap()).unwrap();
+            p.files.push(file);
+            // a list target of its own (a key no other entry uses), for this one minion
+            block.push(format!("  '{minion},{tag}':"));
+            block.push("    - match: list".to_owned());
+            block.push(format!("    - {sls}"));
+        }
+        block.push(format!("  # end {tag}"));
+        let block = block.join("\n");
+        edit_top(root, |old| {
+            let mut lines: Vec<&str> = old.lines().collect();
+            match lines.iter().position(|l| l.trim_end() == "base:") {
+                Some(i) => {
+                    lines.insert(i + 1, &block);
+                    lines.join("\n") + "\n"
+                }
+                None => format!(
+                    "{old}{}base:\n{block}\n",
+                    if old.ends_with('\n') || old.is_empty() {
+                        ""
+                    } else {
+                        "\n"
+                    }
+                ),
+            }
+        });
+        p
+    }
+
+    fn remove(&mut self) {
+        if self.files.is_empty() {
+            return; // removed already
+        }
+        for f in self.files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        let (begin, end) = (
+            format!("# begin {}", self.tag),
+            format!("# end {}", self.tag),
+        );
+        edit_top(&self.root, |old| {
+            let mut out = Vec::new();
+            let mut inside = false;
+            for l in old.lines() {
+                if l.trim() == begin {
+                    inside = true;
+                } else if l.trim() == end {
+                    inside = false;
+                } else if !inside {
+                    out.push(l);
+                }
+            }
+            out.join("\n") + "\n"
+        });
+    }
+}
+
+impl Drop for Pillar {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Refreshes the minions' pillar and waits until `pillar.item key` shows `want` on each minion (or
+/// nothing, with `want` `None`).
+async fn refresh(api: &SaltApi, minions: &[MinionId], key: &str, want: Option<&[(String, Value)]>) {
+    let call = SaltCall::mutate("saltutil.refresh_pillar")
+        .kwarg("wait", true)
+        .timeout(Duration::from_secs(60));
+    let r = api.run(minions, &call).await.unwrap();
+    for m in minions {
+        assert!(matches!(r.minions[m], Outcome::Ok { .. }), "{m}: {r:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = api
+            .run(
+                minions,
+                &SaltCall::read("pillar.item")
+                    .arg(key)
+                    .kwarg("unmask", true)
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        let seen = minions.iter().all(|m| {
+            let got = match &r.minions[m] {
+                Outcome::Ok { value } => value.get(key).cloned(),
+                _ => None,
+            };
+            let expected = match want {
+                Some(data) => data
+                    .iter()
+                    .find(|(id, _)| id == m.as_str())
+                    .map(|(_, v)| v["pushguide"].as_object().unwrap().values().next().cloned()),
+                None => Some(Some(json!(""))),
+            };
+            expected.is_some_and(|e| got == e)
+        });
+        if seen {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the minions' pillar did not show the test's data: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+// ------------------------------------------------------------------------------- artifacts, pages
+
+/// Builds `<root>/<template>/<version>/pillarshop.war` with the JDK's `jar`.
+fn build_war(work: &Path, root: &Path, template: &str, version: &str) {
+    let src = work.join(format!("src-{version}"));
+    write(
+        &src.join("WEB-INF/web.xml"),
+        "<?xml version=\"1.0\"?>\n<web-app xmlns=\"https://jakarta.ee/xml/ns/jakartaee\" version=\"6.0\"/>\n",
+    );
+    write(
+        &src.join("index.jsp"),
+        &format!("<%@ page contentType=\"text/plain\" %>pillarshop version {version}\n"),
+    );
+    write(&src.join("health.html"), "OK\n");
+    let dir = root.join(template).join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("jar")
+        .arg("--create")
+        .arg("--file")
+        .arg(dir.join(format!("{CONTEXT}.war")))
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .expect("the JDK's jar tool");
+    assert!(status.success(), "jar failed");
+}
+
+/// Serves the files below `root` (paths without `..`) until the process ends.
+fn serve(root: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let name = req
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/')
+                    .to_owned();
+                let resp = match (name.contains(".."), std::fs::read(root.join(&name))) {
+                    (false, Ok(body)) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&resp);
+            });
+        }
+    });
+    port
+}
+
+fn page(port: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+        return "connection refused".into();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "GET /{CONTEXT}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+// ------------------------------------------------------------------------------------- the test
+
+#[test]
+fn pillar_settings_are_read_per_minion_and_drive_a_real_tomcat_deployment() {
+    let Some(lab) = lab() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let tag = format!("pg_pillar_{pid}_{nanos}");
+    let template = format!("pillarshop-{pid}");
+    let key = format!("pushguide:{template}");
+    let t = &lab.tomcat_dir;
+    // each minion's whole Tomcat setup, from the pillar only
+    let data: Vec<(String, Value)> = lab
+        .minions
+        .iter()
+        .zip(&lab.ports)
+        .map(|(m, p)| {
+            let settings = json!({
+                "root": format!("{t}/{m}/pillar-app"),
+                "catalina_base": format!("{t}/{m}/base"),
+                "start_command": [format!("{t}/{m}/bin/start")],
+                "stop_command": [format!("{t}/{m}/bin/stop")],
+                "health_url": format!("http://127.0.0.1:{p}/{CONTEXT}/health.html"),
+            });
+            (
+                m.clone(),
+                json!({ "pushguide": { template.clone(): settings } }),
+            )
+        })
+        .collect();
+    let pillar_root = lab.dir.join("srv/pillar");
+    std::fs::create_dir_all(&pillar_root).unwrap();
+    let mut pillar = Pillar::write(&pillar_root, &tag, &data);
+
+    let settings = SaltApiSettings::from_env().unwrap();
+    let api = SaltApi::new(settings.clone()).unwrap();
+    let minions: Vec<MinionId> = lab
+        .minions
+        .iter()
+        .map(|m| MinionId::new(m).unwrap())
+        .collect();
+    rt.block_on(refresh(&api, &minions, &key, Some(&data)));
+
+    // read back per minion through the CMDB: pillar and grains in one job; the pillar wins over
+    // a grain that names the same key
+    let cmdb = SaltCmdb::new(SaltApi::new(settings.clone()).unwrap())
+        .grain("lab_root", "lab_root")
+        .unwrap()
+        .grain("minion_id", "id")
+        .unwrap()
+        .grain("root", "id")
+        .unwrap()
+        .timeout(Duration::from_secs(30));
+    let got = rt
+        .block_on(cmdb.host_settings(&template, &minions))
+        .unwrap();
+    assert_eq!(got.len(), minions.len(), "{got:?}");
+    for (m, (_, want)) in minions.iter().zip(&data) {
+        let mut want = want["pushguide"][&template].as_object().unwrap().clone();
+        want.insert(
+            "lab_root".into(),
+            json!(lab.dir.join("minions").join(m.as_str()).join("root")),
+        );
+        want.insert("minion_id".into(), json!(m.as_str()));
+        assert_eq!(got[m], want, "{m}");
+    }
+    // a minion salt does not know is reported, not given the defaults
+    let ghost = MinionId::new(&format!("ghost-{pid}")).unwrap();
+    let e = rt
+        .block_on(cmdb.host_settings(&template, &[minions[0].clone(), ghost.clone()]))
+        .unwrap_err();
+    match &e {
+        SourceError::Unanswered { hosts, .. } => assert_eq!(hosts, &[ghost.to_string()]),
+        other => panic!("{other}"),
+    }
+
+    // a deployment through the binary whose Tomcat settings come from the pillar: the template's
+    // [project] defaults point nowhere, so a deployment without the pillar's values fails
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let artifacts = dir.join("artifacts");
+    build_war(dir, &artifacts, &template, "1.0.0");
+    let port = serve(artifacts.clone());
+    let list: Vec<String> = lab.minions.iter().map(|m| format!("\"{m}\"")).collect();
+    write(
+        &dir.join(format!("templates/{template}.toml")),
+        &format!(
+            "name = \"{template}\"\n[acl.deployers]\nusers = [\"ops\"]\n[targets]\nminions = [{}]\n\
+             [rollout]\nbatch = 1\n[health]\nretries = 3\ninterval_secs = 1\ntimeout_secs = 60\n\
+             [project]\nkind = \"java-tomcat\"\ncontext = \"{CONTEXT}\"\n\
+             root = \"/nonexistent/pillar-default\"\ncatalina_base = \"/nonexistent/pillar-default\"\n\
+             service = \"pillar-default\"\n",
+            list.join(", ")
+        ),
+    );
+    let endpoints: Vec<String> = settings
+        .endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let config = dir.join("pushguide.toml");
+    write(
+        &config,
+        &format!(
+            "store = \"state/pushguide.db\"\ntemplates = \"templates\"\n\
+             [user]\nname = \"ops\"\n\
+             [salt]\nendpoints = [\"{}\"]\neauth = \"{}\"\nuser = \"{}\"\n\
+             password_env = \"PUSHGUIDE_SALT_PASSWORD\"\njob_timeout = 120\nstep_jobs = false\n\
+             [ci]\ntype = \"directory\"\npath = \"artifacts\"\nurl_base = \"http://127.0.0.1:{port}/\"\n\
+             [cmdb]\ntype = \"salt\"\npillar_key = \"pushguide:<template>\"\n\
+             endpoints = [{}]\nbatch = 1\ntimeout_secs = 30\n",
+            lab.url,
+            lab.eauth,
+            lab.user,
+            endpoints.join(", ")
+        ),
+    );
+    let r = run(&config, &["plan", &template, "1.0.0", "--json"], &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let plan = r.stdout.clone();
+    for m in &lab.minions {
+        assert!(plan.contains(&format!("{t}/{m}/pillar-app")), "{plan}");
+    }
+    assert!(!plan.contains("/nonexistent/pillar-default"), "{plan}");
+
+    let r = run(&config, &["deploy", &template, "1.0.0", "--json"], &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["outcome"], "succeeded", "{}", r.stdout);
+    for (m, port) in lab.minions.iter().zip(&lab.ports) {
+        let p = page(port);
+        assert!(
+            p.contains("pillarshop version 1.0.0"),
+            "{m} (port {port}):\n{p}"
+        );
+        let current =
+            std::fs::read_link(Path::new(t).join(m).join("base/webapps").join(CONTEXT)).unwrap();
+        assert!(
+            current.starts_with(Path::new(t).join(m).join("pillar-app/releases")),
+            "{m}: {}",
+            current.display()
+        );
+    }
+
+    // the pillar is gone again: the CMDB has nothing for the template, and the other entries of
+    // top.sls are intact
+    pillar.remove();
+    rt.block_on(refresh(&api, &minions, &key, None));
+    let got = rt
+        .block_on(cmdb.host_settings(&template, &minions))
+        .unwrap();
+    for m in &minions {
+        assert!(!got[m].contains_key("catalina_base"), "{m}: {:?}", got[m]);
+    }
+    let top = std::fs::read_to_string(pillar_root.join("top.sls")).unwrap_or_default();
+    assert!(!top.contains(&tag), "{top}");
+    for m in &lab.minions {
+        let _ = std::fs::remove_file(Path::new(t).join(m).join("base/webapps").join(CONTEXT));
+        let _ = std::fs::remove_dir_all(Path::new(t).join(m).join("pillar-app"));
+    }
+}
