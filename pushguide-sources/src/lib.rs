@@ -117,6 +117,7 @@ mod directory;
 mod error;
 mod http;
 mod http_index;
+mod maven;
 mod merge;
 
 pub use artifact::ArtifactSource;
@@ -124,4 +125,5 @@ pub use cmdb::{Cmdb, HostSettings, HttpCmdb, StaticCmdb};
 pub use directory::{DirectorySource, MANIFEST_FILE};
 pub use error::Error;
 pub use http_index::HttpIndexSource;
+pub use maven::maven_version_cmp;
 pub use merge::{apply_cmdb, apply_cmdb_to, apply_from};
