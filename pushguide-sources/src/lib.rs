@@ -125,5 +125,8 @@ pub use cmdb::{Cmdb, HostSettings, HttpCmdb, StaticCmdb};
 pub use directory::{DirectorySource, MANIFEST_FILE};
 pub use error::Error;
 pub use http_index::HttpIndexSource;
-pub use maven::maven_version_cmp;
+pub use maven::{
+    maven_version_cmp, MavenArtifact, MavenAuth, MavenSource, Packaging, DEFAULT_MAX_DOWNLOAD,
+    DEFAULT_MAX_METADATA,
+};
 pub use merge::{apply_cmdb, apply_cmdb_to, apply_from};
