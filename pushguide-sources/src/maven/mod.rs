@@ -281,16 +281,27 @@ impl MavenSource {
     /// it), for templates whose artifact is `default` (its `artifact` left `None`: the template's
     /// name).
     pub fn new(url: &str, default: MavenArtifact) -> Result<Self, Error> {
-        let name = format!("maven repository {}", shown(url));
-        let config = |message: String| Error::Config {
-            source_name: name.clone(),
-            message,
-        };
         let mut text = url.to_owned();
         if !text.ends_with('/') {
             text.push('/');
         }
-        let base = Url::parse(&text).map_err(|e| config(format!("not a URL: {e}")))?;
+        let parsed = Url::parse(&text);
+        // the name is in every message: never with the credentials a URL may carry
+        let name = match &parsed {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                let mut u = u.clone();
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                format!("maven repository {}", shown(u.as_str()))
+            }
+            Ok(u) => format!("maven repository {}", shown(u.as_str())),
+            Err(_) => "maven repository (bad URL)".to_owned(),
+        };
+        let config = |message: String| Error::Config {
+            source_name: name.clone(),
+            message,
+        };
+        let base = parsed.map_err(|e| config(format!("not a URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(config("the URL must be http:// or https://".into()));
         }
