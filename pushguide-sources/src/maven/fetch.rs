@@ -284,14 +284,28 @@ impl MavenSource {
     }
 
     /// `len` bytes at `offset` with a `Range` request.
-    async fn range(&self, url: &Url, offset: u64, len: u64) -> Result<Ranged, Error> {
+    ///
+    /// `whole_ok`: the answer may be the whole file (the first read of an archive, where a server
+    /// without `Range` support sends everything): it gets the download timeout.
+    async fn range(
+        &self,
+        url: &Url,
+        offset: u64,
+        len: u64,
+        whole_ok: bool,
+    ) -> Result<Ranged, Error> {
+        let timeout = if whole_ok {
+            self.download_timeout
+        } else {
+            self.timeout
+        };
         let req = self
-            .request(Method::GET, url, self.timeout)
+            .request(Method::GET, url, timeout)
             .header(RANGE, format!("bytes={offset}-{}", offset + len - 1));
-        let resp = self.send(req, url, self.timeout).await?;
+        let resp = self.send(req, url, timeout).await?;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
-                let body = self.body(url, resp, len, self.timeout).await?;
+                let body = self.body(url, resp, len, timeout).await?;
                 if body.len() as u64 != len {
                     return Err(self.malformed(
                         url,
@@ -300,13 +314,18 @@ impl MavenSource {
                 }
                 Ok(Ranged::Part(body))
             }
-            StatusCode::OK => {
+            StatusCode::OK if whole_ok => {
                 tracing::debug!(source = %self.name, %url, "no Range support: reading the whole archive");
                 let t = self.download_timeout;
                 Ok(Ranged::Whole(
                     self.body(url, resp, self.max_download, t).await?,
                 ))
             }
+            StatusCode::OK => Err(self.malformed(
+                url,
+                "the server answered a Range request with the whole file after answering \
+                 others with parts",
+            )),
             s => Err(self.status(url, s)),
         }
     }
@@ -329,7 +348,7 @@ impl MavenSource {
             )));
         }
         let tail_start = len - zip_tail_len(len);
-        let tail = match self.range(url, tail_start, len - tail_start).await? {
+        let tail = match self.range(url, tail_start, len - tail_start, true).await? {
             Ranged::Part(tail) => tail,
             Ranged::Whole(all) => return self.list_whole(&all).map_err(archive),
         };
@@ -367,7 +386,7 @@ impl MavenSource {
             let at = (offset - tail_start) as usize;
             return Ok(tail[at..at + n as usize].to_vec());
         }
-        match self.range(url, offset, n).await? {
+        match self.range(url, offset, n, false).await? {
             Ranged::Part(b) => Ok(b),
             Ranged::Whole(_) => {
                 Err(self.malformed(url, "the server stopped answering Range requests"))

@@ -261,11 +261,23 @@ async fn checksums_sha512_then_sha1_md5_alone_is_refused() {
     }
     let repo = serve_repo(&root, true, Auth::None).await;
     let s = source(&repo);
-    // no .sha256: the download is checked against .sha512 (or .sha1) and its SHA-256 computed
+    // no .sha256: the download is checked against .sha512 (or .sha1) and its SHA-256 computed;
+    // only the SHA-1 one is warned about
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     for (i, v) in ["1.0", "1.1"].iter().enumerate() {
         let a = s.resolve("shop", v).await.unwrap();
         assert_eq!(a.sha256.as_deref(), Some(sha256(&wars[i]).as_str()), "{v}");
+        let text = logs.text();
+        let warned = text.contains("WARN") && text.contains("SHA-1");
+        assert_eq!(warned, *v == "1.1", "{v}: {text}");
     }
+    drop(guard);
     let e = s.resolve("shop", "1.2").await.unwrap_err();
     assert!(e.to_string().contains("only an MD5 checksum"), "{e}");
     let e = s.resolve("shop", "1.3").await.unwrap_err();
@@ -500,4 +512,31 @@ async fn bad_configuration_is_refused_naming_the_field() {
     }
     let e = Packaging::parse("ear").unwrap_err().to_string();
     assert!(e.contains("packaging") && e.contains("ear"), "{e}");
+}
+
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
