@@ -243,3 +243,110 @@ fn deploy_from_a_maven_repository_with_credentials_through_a_staged_copy() {
     assert!(lab.fleet.requests().is_empty());
     drop(rt);
 }
+
+#[test]
+fn the_publish_page_lists_the_repository_versions_with_size_and_checksum() {
+    let lab = Lab::builder()
+        .template("shop", &shop_template(&["web-01"], false, false))
+        .hosts(&["web-01"])
+        .start();
+    let root = lab.dir.join("repo");
+    write_repo(&lab, &root);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = Repo {
+        root: root.clone(),
+        log: Arc::new(Mutex::new(Vec::new())),
+    };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/maven/", listener.local_addr().unwrap());
+    rt.spawn(async move {
+        let app = axum::Router::new().fallback(serve).with_state(repo);
+        let _ = axum::serve(listener, app).await;
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = maven_config(&lab, &url);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+    write(&config, &text);
+
+    // an API token for alice (in ops, a deployer of shop)
+    let mut add = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "add", "alice", "--groups", "ops"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"alice-pw\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let r = run(
+        &config,
+        &["--json", "token", "add", "alice", "--label", "t"],
+        ENV,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+
+    let mut server = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .envs(ENV.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let page = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let begun = std::time::Instant::now();
+        loop {
+            let res = client
+                .get(format!("http://127.0.0.1:{port}/api/v1/templates/shop"))
+                .bearer_auth(&token)
+                .send()
+                .await;
+            if let Ok(res) = res {
+                assert_eq!(res.status(), 200);
+                break res.json::<serde_json::Value>().await.unwrap();
+            }
+            assert!(
+                begun.elapsed() < std::time::Duration::from_secs(30),
+                "never listened"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(page["versions_error"], serde_json::Value::Null, "{page}");
+    let versions = page["versions"].as_array().unwrap();
+    let names: Vec<&str> = versions
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["2.0.0", "1.0.0"]);
+    for v in versions {
+        let war = root.join(format!(
+            "{DIR}/{0}/shop-{0}.war",
+            v["version"].as_str().unwrap()
+        ));
+        assert_eq!(v["sha256"], serde_json::json!(sha256(&war)), "{page}");
+        assert_eq!(
+            v["size"],
+            serde_json::json!(std::fs::metadata(&war).unwrap().len())
+        );
+    }
+    drop(rt);
+}
