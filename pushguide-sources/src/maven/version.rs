@@ -127,35 +127,35 @@ fn normalize(list: &mut Vec<Item>) {
     }
 }
 
-/// A path of indices from the root list to the list items are currently added to.
+/// The list items are added to, and the lists it is nested in: the Java original only ever moves
+/// to a new sub-list of the current one (the last item of its parent), so the parents are
+/// complete once a sub-list is opened and the tree is folded together at the end.
 struct Builder {
-    root: Vec<Item>,
-    path: Vec<usize>,
+    current: Vec<Item>,
+    parents: Vec<Vec<Item>>,
 }
 
 impl Builder {
     fn current(&mut self) -> &mut Vec<Item> {
-        let mut list = &mut self.root;
-        for &i in &self.path {
-            list = match &mut list[i] {
-                Item::List(l) => l,
-                // `path` only ever records indices of lists
-                _ => unreachable!("a path index names a list"),
-            };
-        }
-        list
+        &mut self.current
     }
 
     fn add(&mut self, item: Item) {
-        self.current().push(item);
+        self.current.push(item);
     }
 
-    /// Adds a new sub-list and makes it current.
+    /// Starts a new sub-list of the current list and makes it current.
     fn open(&mut self) {
-        let list = self.current();
-        list.push(Item::List(Vec::new()));
-        let i = list.len() - 1;
-        self.path.push(i);
+        self.parents.push(std::mem::take(&mut self.current));
+    }
+
+    /// The root list.
+    fn finish(mut self) -> Vec<Item> {
+        while let Some(mut parent) = self.parents.pop() {
+            parent.push(Item::List(self.current));
+            self.current = parent;
+        }
+        self.current
     }
 }
 
@@ -163,8 +163,8 @@ fn parse(version: &str) -> Vec<Item> {
     let v = version.to_ascii_lowercase();
     let b = v.as_bytes();
     let mut out = Builder {
-        root: Vec::new(),
-        path: Vec::new(),
+        current: Vec::new(),
+        parents: Vec::new(),
     };
     let mut is_digit = false;
     let mut start = 0;
@@ -209,7 +209,7 @@ fn parse(version: &str) -> Vec<Item> {
         }
         out.add(parse_item(is_digit, &v[start..]));
     }
-    let mut root = out.root;
+    let mut root = out.finish();
     normalize(&mut root);
     root
 }
