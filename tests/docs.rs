@@ -107,6 +107,8 @@ fn every_toml_example_in_the_docs_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut failures = Vec::new();
     let mut kinds = Vec::new();
+    // the complete `[ci] type = "maven"` example is one of the configs parsed
+    let mut maven = Vec::new();
     for file in doc_files(root) {
         for b in toml_blocks(&file) {
             let at = format!(
@@ -115,6 +117,10 @@ fn every_toml_example_in_the_docs_parses() {
                 b.line
             );
             match check(&b) {
+                Ok(Kind::Config) if b.text.contains("type = \"maven\"") => {
+                    maven.push(at.clone());
+                    kinds.push((at, Kind::Config));
+                }
                 Ok(k) => kinds.push((at, k)),
                 Err(e) => failures.push(format!("{at}: {e}")),
             }
@@ -133,6 +139,10 @@ fn every_toml_example_in_the_docs_parses() {
     };
     assert!(found("README.md", Kind::Template), "{kinds:?}");
     assert!(found("pushguide-cli/README.md", Kind::Config), "{kinds:?}");
+    assert!(
+        maven.iter().any(|at| at.starts_with("README.md:")),
+        "no config example with [ci] type = \"maven\" in README.md: {kinds:?}"
+    );
     for f in [
         "pushguide-java/docs.md",
         "pushguide-dotnet/docs.md",

@@ -158,6 +158,7 @@ impl App {
             Some(CiConfig::Directory { path, url_base }) => {
                 Some(Box::new(DirectorySource::new(path.clone(), url_base)?))
             }
+            Some(CiConfig::Maven(m)) => Some(Box::new(m.source(&self.config.file)?)),
         })
     }
 

@@ -12,6 +12,9 @@ use pushguide_salt::SaltApiSettings;
 
 use crate::error::CliError;
 
+mod maven;
+pub use maven::{MavenCi, MavenCredentials};
+
 /// Where the salt-api password comes from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum PasswordSource {
@@ -47,6 +50,8 @@ pub enum CiConfig {
         /// The URL base the minions fetch from (`http://`, `https://`, `salt://`).
         url_base: String,
     },
+    /// A Maven repository layout (`[ci] type = "maven"`).
+    Maven(Box<MavenCi>),
 }
 
 /// Where per-host settings come from.
@@ -557,7 +562,10 @@ fn read_ci(top: &mut Reader<'_>, base: &Path) -> Result<Option<CiConfig>, CliErr
     let Some(mut c) = top.section("ci")? else {
         return Ok(None);
     };
-    let ty = c.required_string("type", "type = \"http\" or \"directory\"")?;
+    let ty = c.required_string("type", "type = \"http\", \"directory\" or \"maven\"")?;
+    if ty == "maven" {
+        return maven::read(c, base).map(Some);
+    }
     let ci = match ty.as_str() {
         "http" => {
             let url = c.required_string("url", "the CI index base URL")?;
@@ -581,7 +589,7 @@ fn read_ci(top: &mut Reader<'_>, base: &Path) -> Result<Option<CiConfig>, CliErr
             )?;
             CiConfig::Directory { path, url_base }
         }
-        _ => return Err(c.bad_type(ty, "must be \"http\" or \"directory\"")),
+        _ => return Err(c.bad_type(ty, "must be \"http\", \"directory\" or \"maven\"")),
     };
     c.finish("type, url, token_env (http); type, path, url_base (directory)")?;
     Ok(Some(ci))

@@ -72,60 +72,101 @@ fn check_entry(path: &str) -> Result<(), ListError> {
     Ok(())
 }
 
-/// The entries of a zip archive, from its central directory (ZIP64 included).
-pub(crate) fn list_zip(path: &Path) -> Result<Vec<ManifestEntry>, ListError> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    if len < 22 {
+/// How many bytes at the end of a zip archive of `len` bytes hold its end-of-central-directory
+/// record: 22 bytes plus a comment of up to 65535 bytes.
+pub(crate) fn zip_tail_len(len: u64) -> u64 {
+    len.min(22 + 65_535)
+}
+
+/// Where the central directory is, as read from the end of the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CentralDir {
+    pub(crate) count: u64,
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
+}
+
+/// What the end-of-central-directory record says: the central directory, or (ZIP64) the offset of
+/// the 20-byte ZIP64 locator to read next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZipEnd {
+    Found(CentralDir),
+    Zip64Locator(u64),
+}
+
+/// Finds the end-of-central-directory record in `tail`, the last [`zip_tail_len`] bytes of an
+/// archive of `len` bytes.
+pub(crate) fn zip_end(tail: &[u8], len: u64) -> Result<ZipEnd, ListError> {
+    if len < 22 || tail.len() < 22 {
         return bad("too short to be a zip archive");
     }
-    // End of central directory: 22 bytes plus a comment of up to 65535 bytes, at the very end.
-    let tail_len = len.min(22 + 65_535);
-    let tail = read_at(&mut f, len - tail_len, tail_len as usize)?;
     let Some(eocd) = (0..=tail.len() - 22).rev().find(|&i| {
-        u32_at(&tail, i) == 0x0605_4b50 && i + 22 + u16_at(&tail, i + 20) as usize == tail.len()
+        u32_at(tail, i) == 0x0605_4b50 && i + 22 + u16_at(tail, i + 20) as usize == tail.len()
     }) else {
         return bad("no end-of-central-directory record: not a zip archive");
     };
-    let eocd_pos = len - tail_len + eocd as u64;
-    let mut count = u64::from(u16_at(&tail, eocd + 10));
-    let mut cd_size = u64::from(u32_at(&tail, eocd + 12));
-    let mut cd_offset = u64::from(u32_at(&tail, eocd + 16));
-    if count == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
+    let eocd_pos = len - tail.len() as u64 + eocd as u64;
+    let count = u64::from(u16_at(tail, eocd + 10));
+    let size = u64::from(u32_at(tail, eocd + 12));
+    let offset = u64::from(u32_at(tail, eocd + 16));
+    if count == 0xFFFF || size == 0xFFFF_FFFF || offset == 0xFFFF_FFFF {
         if eocd_pos < 20 {
             return bad("ZIP64 values without a ZIP64 locator");
         }
-        let loc = read_at(&mut f, eocd_pos - 20, 20)?;
-        if u32_at(&loc, 0) != 0x0706_4b50 {
-            return bad("ZIP64 values without a ZIP64 locator");
-        }
-        let z = read_at(&mut f, u64_at(&loc, 8), 56)?;
-        if u32_at(&z, 0) != 0x0606_4b50 {
-            return bad("the ZIP64 locator points to no ZIP64 end record");
-        }
-        count = u64_at(&z, 32);
-        cd_size = u64_at(&z, 40);
-        cd_offset = u64_at(&z, 48);
+        return Ok(ZipEnd::Zip64Locator(eocd_pos - 20));
     }
-    if cd_size > MAX_CENTRAL_DIR || cd_offset.checked_add(cd_size).is_none_or(|e| e > len) {
+    Ok(ZipEnd::Found(CentralDir {
+        count,
+        size,
+        offset,
+    }))
+}
+
+/// Reads the 20-byte ZIP64 locator: the offset of the 56-byte ZIP64 end record.
+pub(crate) fn zip64_locator(loc: &[u8]) -> Result<u64, ListError> {
+    if loc.len() < 20 || u32_at(loc, 0) != 0x0706_4b50 {
+        return bad("ZIP64 values without a ZIP64 locator");
+    }
+    Ok(u64_at(loc, 8))
+}
+
+/// Reads the 56-byte ZIP64 end record.
+pub(crate) fn zip64_end(z: &[u8]) -> Result<CentralDir, ListError> {
+    if z.len() < 56 || u32_at(z, 0) != 0x0606_4b50 {
+        return bad("the ZIP64 locator points to no ZIP64 end record");
+    }
+    Ok(CentralDir {
+        count: u64_at(z, 32),
+        size: u64_at(z, 40),
+        offset: u64_at(z, 48),
+    })
+}
+
+/// Checks that the central directory lies inside an archive of `len` bytes and is not huge.
+pub(crate) fn check_central_dir(cd: &CentralDir, len: u64) -> Result<(), ListError> {
+    if cd.size > MAX_CENTRAL_DIR || cd.offset.checked_add(cd.size).is_none_or(|e| e > len) {
         return bad("the central directory lies outside the file");
     }
-    let cd = read_at(&mut f, cd_offset, cd_size as usize)?;
+    Ok(())
+}
+
+/// The entries of the central directory `cd` holding `count` entries.
+pub(crate) fn central_dir_entries(cd: &[u8], count: u64) -> Result<Vec<ManifestEntry>, ListError> {
     let mut out = Vec::with_capacity(count.min(100_000) as usize);
     let mut i = 0;
     for n in 0..count {
-        if i + 46 > cd.len() || u32_at(&cd, i) != 0x0201_4b50 {
+        if i + 46 > cd.len() || u32_at(cd, i) != 0x0201_4b50 {
             return bad(format!("central directory entry {n} is damaged"));
         }
-        let name_len = u16_at(&cd, i + 28) as usize;
-        let extra_len = u16_at(&cd, i + 30) as usize;
-        let comment_len = u16_at(&cd, i + 32) as usize;
+        let name_len = u16_at(cd, i + 28) as usize;
+        let extra_len = u16_at(cd, i + 30) as usize;
+        let comment_len = u16_at(cd, i + 32) as usize;
         let end = i + 46 + name_len + extra_len + comment_len;
         if end > cd.len() {
             return bad(format!("central directory entry {n} is truncated"));
         }
         let name = String::from_utf8_lossy(&cd[i + 46..i + 46 + name_len]).into_owned();
-        let mut size = u64::from(u32_at(&cd, i + 24));
+        let mut size = u64::from(u32_at(cd, i + 24));
         if size == 0xFFFF_FFFF {
             // ZIP64 extended information: the uncompressed size comes first.
             let extra = &cd[i + 46 + name_len..i + 46 + name_len + extra_len];
@@ -145,6 +186,39 @@ pub(crate) fn list_zip(path: &Path) -> Result<Vec<ManifestEntry>, ListError> {
         i = end;
     }
     Ok(out)
+}
+
+/// The entries of a zip archive of `len` bytes, read through `read_at(offset, len)` (a file, a
+/// buffer): the end record, the ZIP64 records when needed, then the central directory only.
+pub(crate) fn list_zip_with(
+    len: u64,
+    mut read_at: impl FnMut(u64, usize) -> Result<Vec<u8>, ListError>,
+) -> Result<Vec<ManifestEntry>, ListError> {
+    if len < 22 {
+        return bad("too short to be a zip archive");
+    }
+    let tail_len = zip_tail_len(len);
+    let tail = read_at(len - tail_len, tail_len as usize)?;
+    let cd = match zip_end(&tail, len)? {
+        ZipEnd::Found(cd) => cd,
+        ZipEnd::Zip64Locator(at) => {
+            let record = zip64_locator(&read_at(at, 20)?)?;
+            if record.checked_add(56).is_none_or(|e| e > len) {
+                return bad("the ZIP64 locator points outside the file");
+            }
+            zip64_end(&read_at(record, 56)?)?
+        }
+    };
+    check_central_dir(&cd, len)?;
+    let bytes = read_at(cd.offset, cd.size as usize)?;
+    central_dir_entries(&bytes, cd.count)
+}
+
+/// The entries of a zip archive, from its central directory (ZIP64 included).
+pub(crate) fn list_zip(path: &Path) -> Result<Vec<ManifestEntry>, ListError> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    list_zip_with(len, |offset, n| read_at(&mut f, offset, n))
 }
 
 fn octal(field: &[u8]) -> Option<u64> {

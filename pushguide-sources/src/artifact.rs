@@ -35,6 +35,15 @@ pub trait ArtifactSource: Send + Sync + std::fmt::Debug {
 
     /// The artifact of one version: URL, SHA-256, size and manifest where the source knows them.
     async fn resolve(&self, template: &str, version: &str) -> Result<Artifact, Error>;
+
+    /// Makes `artifact` (as [`resolve`](ArtifactSource::resolve) returned it) fetchable at its
+    /// URL by the minions. Called once before a deployment sends anything to salt (not for a plan
+    /// or a dry run). The default does nothing: the minions fetch from the source itself.
+    /// [`MavenSource`](crate::MavenSource) with a staging directory copies the file there.
+    async fn stage(&self, template: &str, version: &str, artifact: &Artifact) -> Result<(), Error> {
+        let _ = (template, version, artifact);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -48,6 +57,9 @@ impl<T: ArtifactSource + ?Sized> ArtifactSource for Box<T> {
     async fn resolve(&self, template: &str, version: &str) -> Result<Artifact, Error> {
         (**self).resolve(template, version).await
     }
+    async fn stage(&self, template: &str, version: &str, artifact: &Artifact) -> Result<(), Error> {
+        (**self).stage(template, version, artifact).await
+    }
 }
 
 #[async_trait]
@@ -60,6 +72,9 @@ impl<T: ArtifactSource + ?Sized> ArtifactSource for Arc<T> {
     }
     async fn resolve(&self, template: &str, version: &str) -> Result<Artifact, Error> {
         (**self).resolve(template, version).await
+    }
+    async fn stage(&self, template: &str, version: &str, artifact: &Artifact) -> Result<(), Error> {
+        (**self).stage(template, version, artifact).await
     }
 }
 

@@ -67,6 +67,30 @@
 //!   `.tar.gz`/`.tgz` without `manifest.json` has no manifest. Entries with absolute paths or `..`
 //!   components are refused (they would unpack outside the release directory).
 //!
+//! ## Maven repository ([`MavenSource`])
+//!
+//! For template `shop` with coordinates `com.example` / `shop` / `war` (see [`MavenArtifact`]):
+//!
+//! ```text
+//! <url>/com/example/shop/maven-metadata.xml                      <versioning><versions><version>…
+//! <url>/com/example/shop/1.4.2/shop-1.4.2[-<classifier>].war     + .sha256 (else .sha512, else .sha1)
+//! <url>/com/example/shop/2.0-SNAPSHOT/maven-metadata.xml         <snapshotVersions> / <snapshot>
+//! <url>/com/example/shop/2.0-SNAPSHOT/shop-2.0-20250302.093000-2.war
+//! ```
+//!
+//! - Versions are newest first in Maven's order ([`maven_version_cmp`]), restricted to the
+//!   coordinates' `versions` pattern; each must pass the version grammar (else the whole list fails
+//!   with [`Error::InvalidVersion`] quoting it). The XML reader refuses a DOCTYPE (no entity
+//!   expansion) and documents above [`DEFAULT_MAX_METADATA`] bytes.
+//! - [`ArtifactSource::resolve`]: the file URL, its SHA-256 (from `.sha256`; else the file is
+//!   downloaded and checked against `.sha512` or, with a warning, `.sha1`; `.md5` alone is refused),
+//!   its size from `HEAD`, and the zip central directory read with `Range` requests (a server
+//!   without `Range` support: the whole file, up to [`DEFAULT_MAX_DOWNLOAD`] bytes).
+//! - Credentials ([`MavenAuth`], basic or bearer) are never shown. The minions do not have them: a
+//!   source with credentials needs [`MavenSource::stage_into`], and
+//!   [`ArtifactSource::stage`] copies the file into that directory (checked against the SHA-256)
+//!   before a deployment; the artifact's URL is then the staging URL (`salt://…`).
+//!
 //! ## HTTP CMDB format ([`HttpCmdb`])
 //!
 //! `GET <base>/hosts?template=<template>` (HTTP 200, `application/json`):
@@ -118,6 +142,7 @@ mod directory;
 mod error;
 mod http;
 mod http_index;
+mod maven;
 mod merge;
 
 pub use artifact::ArtifactSource;
@@ -125,4 +150,8 @@ pub use cmdb::{Cmdb, HostSettings, HttpCmdb, StaticCmdb};
 pub use directory::{DirectorySource, MANIFEST_FILE};
 pub use error::Error;
 pub use http_index::HttpIndexSource;
+pub use maven::{
+    maven_version_cmp, MavenArtifact, MavenAuth, MavenSource, Packaging, DEFAULT_MAX_DOWNLOAD,
+    DEFAULT_MAX_METADATA,
+};
 pub use merge::{apply_cmdb, apply_cmdb_to, apply_from};

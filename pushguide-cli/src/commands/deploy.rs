@@ -54,6 +54,13 @@ pub(crate) async fn deploy_request(
         None => None,
     };
     let artifact = artifact(app, name, version).await?;
+    if let (false, Some(a)) = (dry_run, &artifact) {
+        // make the artifact fetchable by the minions (a copy from a repository that needs
+        // credentials) before anything is sent to salt
+        if let Some(source) = app.artifact_source()? {
+            source.stage(name, version, a).await?;
+        }
+    }
     let mut t = app.with_cmdb(t).await?;
     if let Some(b) = batch {
         t.template.rollout.batch = parse_batch(b)?;

@@ -6,5 +6,7 @@ use pushguide_java as _;
 mod cmdb;
 mod directory;
 mod http_index;
+mod maven;
+mod maven_repo;
 mod merge;
 mod support;
