@@ -9,12 +9,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
+use support::tomcat::{build_war, page, serve_files};
 use support::{run, write};
 
 struct Lab {
@@ -78,89 +73,9 @@ fn lab() -> Option<Lab> {
     })
 }
 
-/// Builds `<root>/shop/<version>/shop.war` with the JDK's `jar`.
-fn build_war(work: &Path, root: &Path, version: &str) {
-    let src = work.join(format!("src-{version}"));
-    write(
-        &src.join("WEB-INF/web.xml"),
-        "<?xml version=\"1.0\"?>\n<web-app xmlns=\"https://jakarta.ee/xml/ns/jakartaee\" version=\"6.0\"/>\n",
-    );
-    write(
-        &src.join("index.jsp"),
-        &format!("<%@ page contentType=\"text/plain\" %>shop version {version}\n"),
-    );
-    write(&src.join("health.html"), "OK\n");
-    let dir = root.join("shop").join(version);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new("jar")
-        .arg("--create")
-        .arg("--file")
-        .arg(dir.join("shop.war"))
-        .arg("-C")
-        .arg(&src)
-        .arg(".")
-        .status()
-        .expect("the JDK's jar tool");
-    assert!(status.success(), "jar failed");
-}
-
-/// Serves the files below `root` (paths without `..`) until the process ends.
-fn serve(root: PathBuf) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let name = req
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_owned();
-                let resp = match (name.contains(".."), std::fs::read(root.join(&name))) {
-                    (false, Ok(body)) => {
-                        let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .into_bytes();
-                        r.extend(body);
-                        r
-                    }
-                    _ => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                };
-                let _ = s.write_all(&resp);
-            });
-        }
-    });
-    port
-}
-
-fn page(port: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
-        return "connection refused".into();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "GET /shop/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 fn assert_pages(lab: &Lab, version: &str) {
     for port in &lab.ports {
-        let p = page(port);
+        let p = page(port, "shop");
         assert!(
             p.contains(&format!("shop version {version}")),
             "port {port} should serve {version}:\n{p}"
@@ -175,9 +90,9 @@ fn deploy_rollback_and_history_on_real_salt_and_tomcat() {
     let dir = tmp.path();
     let artifacts = dir.join("artifacts");
     for v in ["1.0.0", "2.0.0"] {
-        build_war(dir, &artifacts, v);
+        build_war(dir, &artifacts, "shop", "shop", v);
     }
-    let port = serve(artifacts.clone());
+    let port = serve_files(artifacts.clone());
 
     let t = &lab.tomcat_dir;
     let mut hosts = String::new();

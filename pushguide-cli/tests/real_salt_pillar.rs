@@ -11,16 +11,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pushguide_core::{MinionId, Outcome, SaltCall};
 use pushguide_salt::{SaltApi, SaltApiSettings, SaltCmdb};
 use pushguide_sources::{Cmdb, Error as SourceError};
 use serde_json::{json, Value};
+use support::tomcat::{build_war, page, serve_files};
 use support::{run, write};
 
 /// The Tomcat context this test deploys (the other real tests use `shop`).
@@ -256,86 +254,6 @@ async fn refresh(api: &SaltApi, minions: &[MinionId], key: &str, want: Option<&[
 
 // ------------------------------------------------------------------------------- artifacts, pages
 
-/// Builds `<root>/<template>/<version>/pillarshop.war` with the JDK's `jar`.
-fn build_war(work: &Path, root: &Path, template: &str, version: &str) {
-    let src = work.join(format!("src-{version}"));
-    write(
-        &src.join("WEB-INF/web.xml"),
-        "<?xml version=\"1.0\"?>\n<web-app xmlns=\"https://jakarta.ee/xml/ns/jakartaee\" version=\"6.0\"/>\n",
-    );
-    write(
-        &src.join("index.jsp"),
-        &format!("<%@ page contentType=\"text/plain\" %>pillarshop version {version}\n"),
-    );
-    write(&src.join("health.html"), "OK\n");
-    let dir = root.join(template).join(version);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new("jar")
-        .arg("--create")
-        .arg("--file")
-        .arg(dir.join(format!("{CONTEXT}.war")))
-        .arg("-C")
-        .arg(&src)
-        .arg(".")
-        .status()
-        .expect("the JDK's jar tool");
-    assert!(status.success(), "jar failed");
-}
-
-/// Serves the files below `root` (paths without `..`) until the process ends.
-fn serve(root: PathBuf) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let name = req
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_owned();
-                let resp = match (name.contains(".."), std::fs::read(root.join(&name))) {
-                    (false, Ok(body)) => {
-                        let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .into_bytes();
-                        r.extend(body);
-                        r
-                    }
-                    _ => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                };
-                let _ = s.write_all(&resp);
-            });
-        }
-    });
-    port
-}
-
-fn page(port: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
-        return "connection refused".into();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "GET /{CONTEXT}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 // ------------------------------------------------------------------------------------- the test
 
 #[test]
@@ -421,8 +339,8 @@ fn pillar_settings_are_read_per_minion_and_drive_a_real_tomcat_deployment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let artifacts = dir.join("artifacts");
-    build_war(dir, &artifacts, &template, "1.0.0");
-    let port = serve(artifacts.clone());
+    build_war(dir, &artifacts, &template, CONTEXT, "1.0.0");
+    let port = serve_files(artifacts.clone());
     let list: Vec<String> = lab.minions.iter().map(|m| format!("\"{m}\"")).collect();
     write(
         &dir.join(format!("templates/{template}.toml")),
@@ -469,7 +387,7 @@ fn pillar_settings_are_read_per_minion_and_drive_a_real_tomcat_deployment() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.json()["outcome"], "succeeded", "{}", r.stdout);
     for (m, port) in lab.minions.iter().zip(&lab.ports) {
-        let p = page(port);
+        let p = page(port, CONTEXT);
         assert!(
             p.contains("pillarshop version 1.0.0"),
             "{m} (port {port}):\n{p}"

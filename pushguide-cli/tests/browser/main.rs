@@ -8,6 +8,8 @@
 mod publish;
 mod real_lab;
 mod support;
+#[path = "../support/tomcat.rs"]
+mod tomcat;
 
 use support::{template, Browser, Site};
 

@@ -13,8 +13,6 @@
 //! `PUSHGUIDE_REQUIRE_SALT=1`, where it fails naming what is missing. Without a browser it skips,
 //! unless `PUSHGUIDE_REQUIRE_BROWSER=1` (see `support.rs`).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +20,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 
 use crate::support::{free_port, Browser, BIN};
+use crate::tomcat::{build_war, page, serve_files, write};
 
 /// The template, its Tomcat context and its WAR's name.
 const APP: &str = "browserlab";
@@ -103,101 +102,12 @@ fn lab() -> Option<Lab> {
     })
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// Builds `<root>/browserlab/<version>/browserlab.war` with the JDK's `jar`: a page naming its
-/// version and a health page.
-fn build_war(work: &Path, root: &Path, version: &str) {
-    let src = work.join(format!("src-{version}"));
-    write(
-        &src.join("WEB-INF/web.xml"),
-        "<?xml version=\"1.0\"?>\n<web-app xmlns=\"https://jakarta.ee/xml/ns/jakartaee\" version=\"6.0\"/>\n",
-    );
-    write(
-        &src.join("index.jsp"),
-        &format!("<%@ page contentType=\"text/plain\" %>{APP} version {version}\n"),
-    );
-    write(&src.join("health.html"), "OK\n");
-    let dir = root.join(APP).join(version);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new("jar")
-        .arg("--create")
-        .arg("--file")
-        .arg(dir.join(format!("{APP}.war")))
-        .arg("-C")
-        .arg(&src)
-        .arg(".")
-        .status()
-        .expect("the JDK's jar tool");
-    assert!(status.success(), "jar failed");
-}
-
-/// Serves the files below `root` (paths without `..`) until the process ends.
-fn serve_files(root: PathBuf) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let name = req
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_owned();
-                let resp = match (name.contains(".."), std::fs::read(root.join(&name))) {
-                    (false, Ok(body)) => {
-                        let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .into_bytes();
-                        r.extend(body);
-                        r
-                    }
-                    _ => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                };
-                let _ = s.write_all(&resp);
-            });
-        }
-    });
-    port
-}
-
-/// What the Tomcat on `port` answers for the app's page.
-fn page(port: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
-        return "connection refused".into();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "GET /{APP}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// Every Tomcat serves `version` of the app (waiting up to [`SERVED`] for one that another test
-/// is restarting).
 async fn assert_served(lab: &Lab, version: &str) {
     let want = format!("{APP} version {version}");
     for port in &lab.ports {
         let begun = Instant::now();
         loop {
-            let p = page(port);
+            let p = page(port, APP);
             if p.starts_with("HTTP/1.1 200") && p.contains(&want) {
                 break;
             }
@@ -306,7 +216,7 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
         }
         // part of the fleet done, the rest not yet: the grid caught mid-way
         if state == "running" && midway.is_none() {
-            let rows = b.texts("#hosts-body tr").await;
+            let rows = b.texts("#hosts tr[id^='h-']").await;
             if rows.iter().any(|r| r.contains(" ok")) && rows.iter().any(|r| !r.contains(" ok")) {
                 b.screenshot(&format!("{version}-midway")).await;
                 midway = Some(rows);
@@ -343,7 +253,7 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
     // pre-deploy, deploy and post-deploy of each host (the rollback column never ran)
     for (column, stage) in [(3, "pre-deploy"), (4, "deploy"), (5, "post-deploy")] {
         let cells = b
-            .texts(&format!("#hosts-body tr td:nth-child({column})"))
+            .texts(&format!("#hosts tr[id^='h-'] td:nth-child({column})"))
             .await;
         assert!(
             cells.len() == hosts && cells.iter().all(|c| c == "ok"),
@@ -351,7 +261,7 @@ async fn publish_and_watch(b: &Browser, service: &Service, version: &str, hosts:
             b.text("#hosts").await
         );
     }
-    assert_eq!(b.texts("#hosts-body tr").await.len(), hosts);
+    assert_eq!(b.texts("#hosts tr[id^='h-']").await.len(), hosts);
     b.screenshot(&format!("{version}-succeeded")).await;
 }
 
@@ -374,7 +284,7 @@ async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_ea
     let dir = tmp.path();
     let artifacts = dir.join("artifacts");
     for v in ["1.0.0", "1.1.0"] {
-        build_war(dir, &artifacts, v);
+        build_war(dir, &artifacts, APP, APP, v);
     }
     let artifact_port = serve_files(artifacts.clone());
 
@@ -510,7 +420,7 @@ async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_ea
     b.click_button("Roll back").await;
     b.wait_for_within("#hosts", LIVE).await;
     b.wait_for_within("#status .state-rolled-back", LIVE).await;
-    let details = b.texts("#hosts-body tr td:last-child").await;
+    let details = b.texts("#hosts tr[id^='h-'] td:last-child").await;
     assert!(
         details.len() == n && details.iter().all(|d| d.ends_with("rolled back to 1.0.0")),
         "{details:?}"

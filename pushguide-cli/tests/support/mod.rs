@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub mod lab;
+pub mod tomcat;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_pushguide");
