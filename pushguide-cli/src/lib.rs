@@ -154,6 +154,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod outcome;
 pub mod output;
 pub mod progress;
@@ -204,6 +205,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     let mut app = App::new(Config::load(&cli.config)?);
+    app.command = command_name(&cli.command);
     match cli.command {
         Command::Deploy(args) => deploy(&mut app, &args, json).await,
         Command::Rollback {
@@ -263,6 +265,29 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             report(&mut app, other, json).await?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// The command's name, as errors name it.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Kinds => "kinds",
+        Command::Templates => "templates",
+        Command::Show { .. } => "show",
+        Command::Versions { .. } => "versions",
+        Command::Plan { .. } => "plan",
+        Command::Deploy(_) => "deploy",
+        Command::Rollback { .. } => "rollback",
+        Command::History { .. } => "history",
+        Command::Log { .. } => "log",
+        Command::Watch { .. } => "watch",
+        Command::Stats { .. } => "stats",
+        Command::Recover => "recover",
+        Command::Monitor { .. } => "monitor",
+        Command::InstallModule { .. } => "install-module",
+        Command::User(_) => "user add",
+        Command::Token(_) => "token add",
+        Command::Serve { .. } => "serve",
     }
 }
 
