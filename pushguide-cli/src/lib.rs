@@ -71,9 +71,9 @@
 //! | 6 | cancelled (Ctrl-C / SIGTERM / SIGHUP: the running call finishes, then the template's rollback policy) |
 //! | 7 | `watch`: the deployment's process died (marked `interrupted` by `recover`) |
 //! | 8 | `install-module`: a targeted minion did not install the pushguide salt module (or none matched) |
-//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for) |
+//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for; `sqlite-only`: a command needing the SQLite store on a PostgreSQL store) |
 //! | 65 | forbidden (the user is not in the template's ACL) |
-//! | 66 | busy (another deployment of the template holds its lease) |
+//! | 66 | busy (another deployment of the template holds its lease); `lease-lost`: on PostgreSQL, the deployment lost its lease to another one |
 //! | 67 | unknown template, version or deployment id |
 //! | 69 | salt-api, the CI source or the CMDB unreachable or answering badly |
 //! | 70 | internal error (store, unexpected) |
@@ -83,7 +83,7 @@
 //! - error (any command): `{"error": {"kind": "unknown-template", "code": 67, "message": "…"}}`;
 //!   kinds: `usage`, `config`, `template-file`, `unknown-template`, `unknown-version`,
 //!   `unknown-deployment`, `forbidden`, `busy`, `invalid`, `prepare-failed`, `unavailable`,
-//!   `engine`, `source`, `store`, `internal`.
+//!   `engine`, `source`, `store`, `internal`, `lease-lost`, `sqlite-only`.
 //! - `kinds`: `[{"kind", "summary", "platforms": ["linux"], "example"}]`
 //! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file", "error"}]`
 //!   (`error` is `null`, or why the file does not load: a broken file is listed after the others)
