@@ -12,7 +12,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pushguide_core::EventKind;
@@ -38,17 +38,24 @@ fn database() -> Option<(String, Option<String>)> {
     }
 }
 
+/// The tests of this file run one at a time: one of them restarts the database, and the timings of
+/// the others (lease TTLs) should not depend on what runs beside them.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// A lab whose config uses a schema of its own on the test database, with `ttl` as lease TTL.
 struct PgLab {
     lab: Lab,
-    rt: tokio::runtime::Runtime,
     /// The test's view of the store (its own instance).
     store: PgStore,
+    rt: tokio::runtime::Runtime,
+    /// Released last.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl PgLab {
     fn start(test: &str, latency: Duration, ttl: f64) -> Option<PgLab> {
         let (url, password_file) = database()?;
+        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         let lab = Lab::builder()
             .latency(latency)
             .template(
@@ -76,7 +83,12 @@ impl PgLab {
             cfg = cfg.password_file(f);
         }
         let store = rt.block_on(PgStore::connect(&cfg)).unwrap();
-        Some(PgLab { lab, rt, store })
+        Some(PgLab {
+            lab,
+            store,
+            rt,
+            _serial: serial,
+        })
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -134,7 +146,10 @@ impl PgLab {
                     return l;
                 }
             }
-            assert!(begun.elapsed() < Duration::from_secs(30), "no batch started");
+            assert!(
+                begun.elapsed() < Duration::from_secs(30),
+                "no batch started"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -231,9 +246,7 @@ fn deploy_deploy_and_rollback_keep_fleet_state_and_rollback_targets() {
     let fleet = pg.fleet();
     all_on(&fleet, "2.0.0");
     assert!(
-        fleet
-            .iter()
-            .all(|(_, _, p)| p.as_deref() == Some("1.0.0")),
+        fleet.iter().all(|(_, _, p)| p.as_deref() == Some("1.0.0")),
         "{fleet:?}"
     );
     // the plan of the next release reads the fleet state from PostgreSQL: if 3.0.0 fails, each
@@ -293,9 +306,15 @@ fn a_paused_deploy_loses_its_lease_to_the_next_and_writes_nothing_more() {
         }
         if second.try_wait().unwrap().is_some() {
             let b = finish(second);
-            panic!("the second deploy ended before taking the lease: {}", b.code);
+            panic!(
+                "the second deploy ended before taking the lease: {}",
+                b.code
+            );
         }
-        assert!(stopped.elapsed() < Duration::from_secs(30), "not taken over");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "not taken over"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let taken_over = stopped.elapsed();
@@ -305,7 +324,11 @@ fn a_paused_deploy_loses_its_lease_to_the_next_and_writes_nothing_more() {
         expired.as_millis(),
         taken_over.as_millis()
     );
-    assert_eq!(lease_b.token, lease_a.token + 1, "fencing token incremented");
+    assert_eq!(
+        lease_b.token,
+        lease_a.token + 1,
+        "fencing token incremented"
+    );
     assert!(expired <= Duration::from_secs_f64(ttl + 1.5), "{expired:?}");
     // the second finishes while the first is still paused
     let b = finish(second);
@@ -335,7 +358,10 @@ fn a_paused_deploy_loses_its_lease_to_the_next_and_writes_nothing_more() {
     let rec_b = ds.iter().find(|d| d.id == lease_b.holder).unwrap();
     assert_eq!(rec_b.outcome.as_deref(), Some("succeeded"));
     assert_eq!(rec_b.lease_token, Some(lease_b.token));
-    assert_eq!(rec_a.ended, None, "the fenced deploy could not record its end");
+    assert_eq!(
+        rec_a.ended, None,
+        "the fenced deploy could not record its end"
+    );
     eprintln!("paused deploy's record after the takeover: {rec_a:?}");
 }
 
@@ -395,10 +421,7 @@ fn a_killed_deploy_frees_the_template_after_its_lease_ttl() {
 fn restart_database(lab_dir: &Path) {
     let data = lab_dir.join("data");
     let version = std::fs::read_to_string(data.join("PG_VERSION")).unwrap();
-    let pg_ctl = PathBuf::from(format!(
-        "/usr/lib/postgresql/{}/bin/pg_ctl",
-        version.trim()
-    ));
+    let pg_ctl = PathBuf::from(format!("/usr/lib/postgresql/{}/bin/pg_ctl", version.trim()));
     let owner = Command::new("stat")
         .args(["-c", "%U"])
         .arg(&data)
@@ -457,7 +480,11 @@ fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
     let rec = &ds[0];
     assert_eq!(rec.id, lease.holder);
     let events = pg.events(&rec.id);
-    assert_eq!(rec.events as usize, events.len(), "every event row is whole");
+    assert_eq!(
+        rec.events as usize,
+        events.len(),
+        "every event row is whole"
+    );
     assert!(matches!(
         events[0].kind,
         EventKind::DeploymentStarted { .. }
@@ -487,7 +514,10 @@ fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
                 "unexpected exit {code}"
             );
             let v: Value = serde_json::from_str(&a.stdout).expect("one JSON document");
-            assert!(v.get("error").is_some() || v.get("outcome").is_some(), "{v}");
+            assert!(
+                v.get("error").is_some() || v.get("outcome").is_some(),
+                "{v}"
+            );
             assert!(finished <= 1);
             assert_eq!(rec.ended.is_some(), rec.outcome.is_some());
         }
@@ -495,7 +525,10 @@ fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
     // the template is free again (released, or expired after the TTL)
     let free = Instant::now();
     while pg.lease().is_some() {
-        assert!(free.elapsed() < Duration::from_secs(15), "lease never freed");
+        assert!(
+            free.elapsed() < Duration::from_secs(15),
+            "lease never freed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
