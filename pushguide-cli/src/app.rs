@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use pushguide_core::{
     Engine, MinionId, Principal, Returns, SaltCall, TargetExpr, Template, Transport, TransportError,
@@ -208,7 +208,12 @@ impl App {
             let pg = self.pg.clone().ok_or_else(|| {
                 CliError::Internal("the PostgreSQL store is not connected".into())
             })?;
-            let watch = Arc::new(LeaseWatch::new(pg));
+            let ttl = self
+                .config
+                .postgres
+                .as_ref()
+                .map_or(Duration::from_secs(30), |c| c.lease_ttl);
+            let watch = Arc::new(LeaseWatch::new(pg, ttl));
             self.watch = Some(watch.clone());
             let transport = Arc::new(FencedTransport::new(salt, watch.clone()));
             return Ok(Engine::builder(transport)

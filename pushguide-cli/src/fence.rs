@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use pushguide_core::{
     Error, Event, FleetState, HistoryStore, HostChange, HostHistory, Lease, LeaseManager, MinionId,
@@ -24,15 +24,17 @@ use pushguide_postgres::PgStore;
 #[derive(Debug)]
 pub struct LeaseWatch {
     store: PgStore,
+    ttl: Duration,
     held: Mutex<Option<Lease>>,
     lost: Mutex<Option<String>>,
 }
 
 impl LeaseWatch {
-    /// Watches the leases taken through `store`.
-    pub fn new(store: PgStore) -> Self {
+    /// Watches the leases taken through `store`, whose lease TTL is `ttl`.
+    pub fn new(store: PgStore, ttl: Duration) -> Self {
         LeaseWatch {
             store,
+            ttl,
             held: Mutex::new(None),
             lost: Mutex::new(None),
         }
@@ -72,11 +74,29 @@ impl LeaseWatch {
         let Some(lease) = self.held() else {
             return Ok(());
         };
-        let r = LeaseManager::check(self, &lease).await;
+        // A check answered long after it was asked proves nothing: the process may have been
+        // paused while the answer waited in the socket, and the lease taken over meanwhile. Only
+        // an answer within a quarter of the TTL counts; otherwise ask again.
+        let mut r = Ok(());
+        for _ in 0..3 {
+            let asked = Instant::now();
+            r = LeaseManager::check(self, &lease).await;
+            if r.is_err() || asked.elapsed() < self.ttl / 4 {
+                break;
+            }
+            r = Err(Error::LeaseLost {
+                template: lease.template.clone(),
+                holder: lease.holder.clone(),
+                reason: format!(
+                    "its check took {} ms, more than a quarter of the lease TTL",
+                    asked.elapsed().as_millis()
+                ),
+            });
+        }
         match r {
             Ok(()) => Ok(()),
-            Err(Error::LeaseLost { .. } | Error::Fenced { .. }) => {
-                Err(refused(&self.lost().unwrap_or_default()))
+            Err(e @ (Error::LeaseLost { .. } | Error::Fenced { .. })) => {
+                Err(refused(&self.lost().unwrap_or_else(|| e.to_string())))
             }
             // the database cannot say: do not touch a host without knowing the lease is held
             Err(e) => Err(TransportError::new(
