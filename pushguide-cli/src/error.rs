@@ -155,7 +155,7 @@ pub enum CliError {
     /// The command needs tables only the SQLite store has, and the configured store is PostgreSQL.
     #[error(
         "`pushguide {command}` needs a SQLite store in this version; the configured store is \
-         PostgreSQL {store} (on PostgreSQL: deploy, rollback, plan, history, show, log)"
+         PostgreSQL {store} (on PostgreSQL: deploy, rollback, plan, history)"
     )]
     SqliteOnly {
         /// The command (`serve`, `stats`, `user add`, …).

@@ -311,7 +311,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
             );
         }
         Command::History { template, limit } => {
-            let (rows, broken) = commands::history(app, template.as_deref(), limit)?;
+            let (rows, broken) = commands::history(app, template.as_deref(), limit).await?;
             output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }

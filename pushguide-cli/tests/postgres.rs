@@ -275,6 +275,19 @@ fn deploy_deploy_and_rollback_keep_fleet_state_and_rollback_targets() {
     assert_eq!(ds.len(), 3);
     assert!(ds[0].rollback && ds[0].outcome.as_deref() == Some("rolled-back"));
     assert!(ds.iter().all(|d| d.ended.is_some()));
+    // `history` reads the same journal
+    let r = pg.run(&["history", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = r.json();
+    let rows = h.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{h}");
+    for (row, rec) in rows.iter().zip(&ds) {
+        assert_eq!(row["id"], rec.id.as_str(), "{h}");
+    }
+    assert_eq!(rows[0]["mode"], "rollback");
+    assert_eq!(rows[0]["outcome"], "rolled-back");
+    assert_eq!(rows[2]["version"], "1.0.0");
+    assert_eq!(rows[2]["user"], "alice");
     // three leases taken, one after the other: tokens 1, 2, 3
     let tokens: Vec<Option<u64>> = ds.iter().rev().map(|d| d.lease_token).collect();
     assert_eq!(tokens, [Some(1), Some(2), Some(3)]);
@@ -550,6 +563,7 @@ fn sqlite_only_commands_fail_on_a_postgres_store_without_a_local_file() {
         (&["stats", "--json"][..], "stats"),
         (&["serve", "--json"][..], "serve"),
         (&["recover", "--json"][..], "recover"),
+        (&["show", "shop", "--json"][..], "show"),
         (
             &["token", "add", "alice", "--label", "ci", "--json"][..],
             "token add",

@@ -17,7 +17,9 @@ use super::{recorded, unknown_deployment};
 ///
 /// Without a template: the deployments of every template the user may view, and the template files
 /// that do not load (skipped: whether the user may view them is unknown).
-pub fn history(
+///
+/// On a PostgreSQL store the rows come from its journal the same way.
+pub async fn history(
     app: &mut App,
     template: Option<&str>,
     limit: usize,
@@ -38,6 +40,12 @@ pub fn history(
             (names, broken)
         }
     };
+    if let Some(pg) = app.postgres().await? {
+        return Ok((
+            super::pg_history::history(&pg, &names, limit).await?,
+            broken,
+        ));
+    }
     let store = app.store()?;
     let mut rows = Vec::new();
     for n in names {
