@@ -295,7 +295,9 @@ fn command_name(command: &Command) -> &'static str {
 async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliError> {
     match command {
         Command::Templates => print(json, &commands::templates(app)?, |t| output::templates(t)),
-        Command::Show { template } => print(json, &commands::show(app, &template)?, output::show),
+        Command::Show { template } => {
+            print(json, &commands::show(app, &template).await?, output::show);
+        }
         Command::Versions { template } => {
             print(
                 json,

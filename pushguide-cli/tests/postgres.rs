@@ -275,6 +275,15 @@ fn deploy_deploy_and_rollback_keep_fleet_state_and_rollback_targets() {
     assert_eq!(ds.len(), 3);
     assert!(ds[0].rollback && ds[0].outcome.as_deref() == Some("rolled-back"));
     assert!(ds.iter().all(|d| d.ended.is_some()));
+    // `show` reads the fleet state and the newest deployment from PostgreSQL
+    let r = pg.run(&["show", "shop", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = r.json();
+    assert_eq!(s["last_deployment"]["id"], ds[0].id.as_str(), "{s}");
+    for h in s["hosts"].as_array().unwrap() {
+        assert_eq!(h["version"], "1.0.0", "{s}");
+        assert_eq!(h["state"], "running", "{s}");
+    }
     // `history` reads the same journal
     let r = pg.run(&["history", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -563,7 +572,6 @@ fn sqlite_only_commands_fail_on_a_postgres_store_without_a_local_file() {
         (&["stats", "--json"][..], "stats"),
         (&["serve", "--json"][..], "serve"),
         (&["recover", "--json"][..], "recover"),
-        (&["show", "shop", "--json"][..], "show"),
         (
             &["token", "add", "alice", "--label", "ci", "--json"][..],
             "token add",

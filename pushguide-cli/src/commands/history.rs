@@ -59,12 +59,28 @@ pub async fn history(
     Ok((rows.into_iter().map(|(_, r)| r).collect(), broken))
 }
 
-/// `show TEMPLATE`.
-pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
+/// `show TEMPLATE` (on SQLite or PostgreSQL).
+pub async fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
     let t = app.template(name)?;
     app.check_view(&t)?;
-    let store = app.store()?;
-    let last = store.last_deployment(name)?.map(Into::into);
+    let (last, fleet) = match app.postgres().await? {
+        Some(pg) => super::pg_history::show_parts(&pg, name).await?,
+        None => {
+            let store = app.store()?;
+            let fleet = store
+                .fleet(name)?
+                .into_iter()
+                .map(|v| super::pg_history::FleetRow {
+                    host: v.host,
+                    version: v.version,
+                    healthy: v.healthy,
+                    since: v.since,
+                    previous: v.previous,
+                })
+                .collect();
+            (store.last_deployment(name)?.map(Into::into), fleet)
+        }
+    };
     let mut hosts: BTreeMap<String, HostVersionRow> = t
         .template
         .targets
@@ -83,7 +99,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
             )
         })
         .collect();
-    for v in store.fleet(name)? {
+    for v in fleet {
         hosts.insert(
             v.host.clone(),
             HostVersionRow {

@@ -1,4 +1,6 @@
-//! `history` on a PostgreSQL store: the same rows, read from its journal.
+//! `history` and `show` on a PostgreSQL store: the same rows, read from its journal and fleet state.
+
+use std::time::SystemTime;
 
 use pushguide_postgres::{DeploymentRecord, PgStore};
 
@@ -39,4 +41,37 @@ fn row(r: DeploymentRecord) -> DeploymentRow {
         outcome: r.outcome,
         reason: r.reason,
     }
+}
+
+/// One host's recorded version, from either store.
+pub(super) struct FleetRow {
+    pub(super) host: String,
+    pub(super) version: Option<String>,
+    pub(super) healthy: bool,
+    pub(super) since: SystemTime,
+    pub(super) previous: Option<String>,
+}
+
+/// What `show` reads from the store: the template's newest deployment and its hosts' versions.
+pub(super) async fn show_parts(
+    pg: &PgStore,
+    template: &str,
+) -> Result<(Option<DeploymentRow>, Vec<FleetRow>), CliError> {
+    let last = match pg.deployments(template, 1).await?.first() {
+        Some(id) => pg.deployment(id).await?.map(row),
+        None => None,
+    };
+    let fleet = pg
+        .fleet(template)
+        .await?
+        .into_iter()
+        .map(|v| FleetRow {
+            host: v.host,
+            version: v.version,
+            healthy: v.healthy,
+            since: v.since,
+            previous: v.previous,
+        })
+        .collect();
+    Ok((last, fleet))
 }
