@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use pushguide_core::{
     Engine, MinionId, Principal, Returns, SaltCall, TargetExpr, Template, Transport, TransportError,
 };
+use pushguide_postgres::PgStore;
 use pushguide_salt::SaltApi;
 use pushguide_sources::{
     ArtifactSource, Cmdb, DirectorySource, HttpCmdb, HttpIndexSource, StaticCmdb,
@@ -20,6 +21,7 @@ use pushguide_wintask as _;
 
 use crate::config::{CiConfig, CmdbConfig, Config};
 use crate::error::CliError;
+use crate::fence::{FencedTransport, LeaseWatch};
 
 /// A loaded template and the file it came from.
 #[derive(Debug)]
@@ -77,6 +79,12 @@ pub struct App {
     /// The configuration.
     pub config: Config,
     store: Option<Arc<SqliteStore>>,
+    /// The PostgreSQL store, once connected ([`App::connect`]).
+    pg: Option<PgStore>,
+    /// The lease watch of the last engine built on PostgreSQL ([`App::lease_lost`]).
+    watch: Option<Arc<LeaseWatch>>,
+    /// The command being run (named by [`CliError::SqliteOnly`]).
+    pub command: &'static str,
     /// Target expressions resolved for the CMDB merge and what they resolved to.
     resolved: ResolvedTargets,
 }
@@ -87,6 +95,9 @@ impl App {
         App {
             config,
             store: None,
+            pg: None,
+            watch: None,
+            command: "",
             resolved: Arc::default(),
         }
     }
@@ -96,10 +107,23 @@ impl App {
         &self.config.principal
     }
 
-    /// The store (opened on first use; the directory is created).
+    /// The SQLite store (opened on first use; the directory is created). With a PostgreSQL store
+    /// configured: [`CliError::SqliteOnly`] naming [`App::command`] — commands that need the
+    /// SQLite-only tables (users, tokens, statistics, the web service) never fall back to a local
+    /// file.
     pub fn store(&mut self) -> Result<Arc<SqliteStore>, CliError> {
         if let Some(s) = &self.store {
             return Ok(s.clone());
+        }
+        if let Some(pg) = &self.config.postgres {
+            return Err(CliError::SqliteOnly {
+                command: if self.command.is_empty() {
+                    "this command"
+                } else {
+                    self.command
+                },
+                store: pg.endpoint(),
+            });
         }
         if let Some(dir) = self
             .config
@@ -119,6 +143,49 @@ impl App {
         Ok(store)
     }
 
+    /// Whether the configured store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.config.postgres.is_some()
+    }
+
+    /// Opens the configured store: connects to PostgreSQL (migrating it, see
+    /// [`PgStore::connect`]) or opens the SQLite file. Commands that run on either call this before
+    /// [`App::engine`].
+    pub async fn connect(&mut self) -> Result<(), CliError> {
+        match &self.config.postgres {
+            None => self.store().map(drop),
+            Some(_) if self.pg.is_some() => Ok(()),
+            Some(cfg) => {
+                self.pg = Some(PgStore::connect(cfg).await?);
+                Ok(())
+            }
+        }
+    }
+
+    /// The PostgreSQL store, connected ([`App::connect`]); `None` with SQLite.
+    pub async fn postgres(&mut self) -> Result<Option<PgStore>, CliError> {
+        if self.config.postgres.is_none() {
+            return Ok(None);
+        }
+        self.connect().await?;
+        Ok(self.pg.clone())
+    }
+
+    /// Why the deployment of the last engine built on PostgreSQL lost its lease, if it did.
+    pub fn lease_lost(&self) -> Option<String> {
+        self.watch.as_ref().and_then(|w| w.lost())
+    }
+
+    /// Gives back the PostgreSQL store's leases and removes this instance's record (at the end of
+    /// a command; a process that dies instead leaves them to expire).
+    pub async fn close(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            if let Err(e) = pg.close().await {
+                tracing::warn!(error = %e, "closing the PostgreSQL store");
+            }
+        }
+    }
+
     /// The salt-api client.
     pub fn salt(&self) -> Result<Arc<SaltApi>, CliError> {
         let settings = self.config.salt_settings()?;
@@ -129,12 +196,35 @@ impl App {
 
     /// An engine over salt-api and the store (history, fleet state, leases, minion status). A target
     /// expression that [`App::with_cmdb`] resolved resolves to the same hosts for the engine.
+    ///
+    /// On PostgreSQL ([`App::connect`] first) every salt call of the engine's deployment first
+    /// checks its lease ([`crate::fence`]).
     pub fn engine(&mut self) -> Result<Engine, CliError> {
-        let store = self.store()?;
         let salt = Arc::new(Resolved {
             salt: self.salt()?,
             resolved: self.resolved.clone(),
         });
+        if self.config.postgres.is_some() {
+            let pg = self.pg.clone().ok_or_else(|| {
+                CliError::Internal("the PostgreSQL store is not connected".into())
+            })?;
+            let ttl = self
+                .config
+                .postgres
+                .as_ref()
+                .map_or(Duration::from_secs(30), |c| c.lease_ttl);
+            let watch = Arc::new(LeaseWatch::new(pg, ttl));
+            self.watch = Some(watch.clone());
+            let transport = Arc::new(FencedTransport::new(salt, watch.clone()));
+            return Ok(Engine::builder(transport)
+                .history(watch.clone())
+                .fleet_state(watch.clone())
+                .leases(watch.clone())
+                .minion_status(watch)
+                .step_jobs(self.config.step_jobs)
+                .build());
+        }
+        let store = self.store()?;
         Ok(Engine::builder(salt)
             .history(store.clone())
             .fleet_state(store.clone())
@@ -311,6 +401,22 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Fails with [`CliError::Busy`] when a live lease is held on the template, in the configured
+    /// store (SQLite or PostgreSQL).
+    pub async fn check_free(&mut self, template: &str) -> Result<(), CliError> {
+        let Some(pg) = self.postgres().await? else {
+            return self.check_not_busy(template);
+        };
+        match pg.lease(template).await? {
+            Some(lease) => Err(CliError::Busy {
+                template: template.to_owned(),
+                holder: lease.holder,
+                owner: lease.owner,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The template with the CMDB settings of its targets merged in (unchanged without a CMDB). A

@@ -101,8 +101,12 @@ pub struct Config {
     /// `salt.step_jobs`: whether each host's steps go as one salt job run by the pushguide salt
     /// module (`pushguide install-module`); default on. Off: one salt job per step.
     pub step_jobs: bool,
-    /// The SQLite store.
+    /// The SQLite store (`store = "path"` or `[store] path`); empty when [`Config::postgres`] is set.
     pub store: PathBuf,
+    /// The PostgreSQL store (`store = "postgres://…"` or `[store] url`), shared by several
+    /// instances; `None`: SQLite, the default. Holds where the password comes from, never the
+    /// password.
+    pub postgres: Option<pushguide_postgres::PgConfig>,
     /// The templates directory.
     pub templates: PathBuf,
     /// Where detached deployments write their output (default `<store dir>/logs`).
@@ -427,12 +431,16 @@ fn check_url(r: &Reader<'_>, key: &str, url: &str, schemes: &[&str]) -> Result<(
 }
 
 /// The top-level paths: the store, the templates directory and the log directory (default:
-/// `pushguide-logs` beside the store).
-fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<(PathBuf, PathBuf, PathBuf), CliError> {
-    let store = resolve(
-        base,
-        &top.required_string("store", "the SQLite file, e.g. store = \"pushguide.db\"")?,
-    );
+/// `pushguide-logs` beside the SQLite store, or beside the config file with PostgreSQL).
+type Paths = (
+    PathBuf,
+    Option<pushguide_postgres::PgConfig>,
+    PathBuf,
+    PathBuf,
+);
+
+fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<Paths, CliError> {
+    let (store, postgres) = read_store(top, base)?;
     let templates = resolve(
         base,
         &top.required_string(
@@ -442,12 +450,167 @@ fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<(PathBuf, PathBuf, Pa
     );
     let log_dir = match top.string("log_dir")? {
         Some(p) => resolve(base, &p),
+        None if postgres.is_some() => base.join("pushguide-logs"),
         None => store
             .parent()
             .unwrap_or(Path::new("."))
             .join("pushguide-logs"),
     };
-    Ok((store, templates, log_dir))
+    Ok((store, postgres, templates, log_dir))
+}
+
+/// Whether `store` names a PostgreSQL database rather than a SQLite file.
+fn is_postgres_url(s: &str) -> bool {
+    let l = s.trim_start().to_ascii_lowercase();
+    l.starts_with("postgres://") || l.starts_with("postgresql://")
+}
+
+/// `url` as an error message may show it: a password in its user part replaced by `***`.
+fn redacted_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// `store` (required): a SQLite file path, a `postgres://` URL, or a `[store]` table (`path`, or
+/// `url` with `password_env` / `password_file`, `schema`, `pool_size`, `lease_ttl_secs`,
+/// `ca_file`).
+fn read_store(
+    top: &mut Reader<'_>,
+    base: &Path,
+) -> Result<(PathBuf, Option<pushguide_postgres::PgConfig>), CliError> {
+    const WHAT: &str = "the SQLite file, e.g. store = \"pushguide.db\", a PostgreSQL URL \
+                        (store = \"postgres://user@host:5432/db\") or a [store] table";
+    if let Some(toml::Value::Table(_)) = top.table.get("store") {
+        let mut r = top
+            .section("store")?
+            .ok_or_else(|| top.missing("store", WHAT))?;
+        let path = r.string("path")?;
+        let url = r.string("url")?;
+        let pg_keys = [
+            "password_env",
+            "password_file",
+            "schema",
+            "pool_size",
+            "lease_ttl_secs",
+            "ca_file",
+        ];
+        return match (path, url) {
+            (Some(p), None) => {
+                if let Some(k) = pg_keys.iter().find(|k| r.table.contains_key(**k)) {
+                    let v = r
+                        .table
+                        .get(*k)
+                        .cloned()
+                        .unwrap_or(toml::Value::Boolean(true));
+                    return Err(r.err(
+                        k,
+                        &v,
+                        "only for a PostgreSQL store (`url`), not with `path`",
+                    ));
+                }
+                r.finish("path, url")?;
+                Ok((resolve(base, &p), None))
+            }
+            (None, Some(u)) => {
+                let pg = read_postgres(&mut r, base, "url", &u)?;
+                r.finish(
+                    "path, url, password_env, password_file, schema, pool_size, lease_ttl_secs, ca_file",
+                )?;
+                Ok((PathBuf::new(), Some(pg)))
+            }
+            (Some(_), Some(u)) => Err(r.err(
+                "url",
+                &toml::Value::String(redacted_url(&u)),
+                "give either `path` (SQLite) or `url` (PostgreSQL), not both",
+            )),
+            (None, None) => Err(r.missing(
+                "path",
+                "`path` (a SQLite file) or `url` (postgres://user@host:5432/db)",
+            )),
+        };
+    }
+    let s = top.required_string("store", WHAT)?;
+    if is_postgres_url(&s) {
+        // the string form has no password source: trust, peer or certificate authentication
+        let pg = pg_from_url(top, "store", &s)?;
+        return Ok((PathBuf::new(), Some(pg)));
+    }
+    Ok((resolve(base, &s), None))
+}
+
+fn pg_from_url(
+    r: &Reader<'_>,
+    key: &'static str,
+    url: &str,
+) -> Result<pushguide_postgres::PgConfig, CliError> {
+    let shown = toml::Value::String(redacted_url(url));
+    if !is_postgres_url(url) {
+        return Err(r.err(key, &shown, "must start with postgres:// or postgresql://"));
+    }
+    pushguide_postgres::PgConfig::from_url(url).map_err(|e| r.err(key, &shown, e.to_string()))
+}
+
+/// The PostgreSQL settings of a `[store]` table with `url`.
+fn read_postgres(
+    r: &mut Reader<'_>,
+    base: &Path,
+    key: &'static str,
+    url: &str,
+) -> Result<pushguide_postgres::PgConfig, CliError> {
+    let mut pg = pg_from_url(r, key, url)?;
+    match (r.string("password_env")?, r.string("password_file")?) {
+        (Some(_), Some(f)) => {
+            return Err(r.err(
+                "password_file",
+                &toml::Value::String(f),
+                "give either password_env or password_file, not both",
+            ))
+        }
+        (Some(v), None) => pg = pg.password_env(v),
+        (None, Some(f)) => pg = pg.password_file(resolve(base, &f)),
+        (None, None) => {}
+    }
+    if let Some(schema) = r.string("schema")? {
+        pg = pg
+            .schema(schema.clone())
+            .map_err(|e| r.err("schema", &toml::Value::String(schema), e.to_string()))?;
+    }
+    match r.get("pool_size") {
+        None => {}
+        Some(toml::Value::Integer(n)) if (1..=1024).contains(n) => {
+            pg = pg.pool_size(*n as usize);
+        }
+        Some(v) => return Err(r.err("pool_size", v, "must be a whole number from 1 to 1024")),
+    }
+    if let Some(ttl) = r.secs("lease_ttl_secs")? {
+        if !(0.5..=3600.0).contains(&ttl.as_secs_f64()) {
+            return Err(r.err(
+                "lease_ttl_secs",
+                &toml::Value::Float(ttl.as_secs_f64()),
+                "must be between 0.5 and 3600 seconds",
+            ));
+        }
+        pg = pg.lease_ttl(ttl);
+    }
+    if let Some(ca) = r.string("ca_file")? {
+        pg = pg.ca_file(resolve(base, &ca));
+    }
+    Ok(pg)
 }
 
 /// `[user]` (required): the acting user and groups.
@@ -934,7 +1097,7 @@ impl Config {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let mut top = Reader::new(file, "", &table);
-        let (store, templates, log_dir) = read_paths(&mut top, &base)?;
+        let (store, postgres, templates, log_dir) = read_paths(&mut top, &base)?;
         let principal = read_user(&mut top)?;
         let (salt, password, step_jobs) = read_salt(&mut top, &base)?;
         let ci = read_ci(&mut top, &base)?;
@@ -949,6 +1112,7 @@ impl Config {
             password,
             step_jobs,
             store,
+            postgres,
             templates,
             log_dir,
             ci,

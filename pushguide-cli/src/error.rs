@@ -152,6 +152,37 @@ pub enum CliError {
     /// Anything else.
     #[error("{0}")]
     Internal(String),
+    /// The command needs tables only the SQLite store has, and the configured store is PostgreSQL.
+    #[error(
+        "`pushguide {command}` needs a SQLite store in this version; the configured store is \
+         PostgreSQL {store} (on PostgreSQL: deploy, rollback, plan, history, show)"
+    )]
+    SqliteOnly {
+        /// The command (`serve`, `stats`, `user add`, …).
+        command: &'static str,
+        /// The PostgreSQL endpoint (`host:port/database`, no user or password).
+        store: String,
+    },
+    /// An error of the PostgreSQL store (never shows the password).
+    #[error("store: {0}")]
+    Postgres(pushguide_postgres::Error),
+    /// A deployment on the PostgreSQL store lost its template's lease (it expired while the
+    /// process was paused or cut off, and another deployment took it over): it stopped touching
+    /// hosts and its writes were refused.
+    #[error(
+        "deployment {id} of template `{template}` lost its lease: {reason}; it touched no host and \
+         wrote nothing after that (the engine ended it as {outcome})"
+    )]
+    LeaseLost {
+        /// The deployment.
+        id: String,
+        /// The template.
+        template: String,
+        /// What the store said.
+        reason: String,
+        /// The outcome the engine reached (not recorded: its writes are fenced).
+        outcome: String,
+    },
 }
 
 impl CliError {
@@ -191,6 +222,17 @@ impl CliError {
             },
             CliError::Salt(_) => exit::UNAVAILABLE,
             CliError::Store(_) | CliError::Internal(_) => exit::INTERNAL,
+            CliError::SqliteOnly { .. } => exit::USAGE,
+            CliError::LeaseLost { .. } => exit::BUSY,
+            CliError::Postgres(e) => match e {
+                pushguide_postgres::Error::Config { .. }
+                | pushguide_postgres::Error::Password { .. } => exit::USAGE,
+                pushguide_postgres::Error::Busy { .. } => exit::BUSY,
+                pushguide_postgres::Error::LeaseLost { .. }
+                | pushguide_postgres::Error::Fenced { .. } => exit::BUSY,
+                e if e.is_retryable() => exit::UNAVAILABLE,
+                _ => exit::INTERNAL,
+            },
         }
     }
 
@@ -232,6 +274,19 @@ impl CliError {
             CliError::Store(_) => "store",
             CliError::Salt(_) => "unavailable",
             CliError::Internal(_) => "internal",
+            CliError::SqliteOnly { .. } => "sqlite-only",
+            CliError::LeaseLost { .. } => "lease-lost",
+            CliError::Postgres(
+                pushguide_postgres::Error::Config { .. }
+                | pushguide_postgres::Error::Password { .. },
+            ) => "config",
+            CliError::Postgres(pushguide_postgres::Error::Busy { .. }) => "busy",
+            CliError::Postgres(
+                pushguide_postgres::Error::LeaseLost { .. }
+                | pushguide_postgres::Error::Fenced { .. },
+            ) => "lease-lost",
+            CliError::Postgres(e) if e.is_retryable() => "unavailable",
+            CliError::Postgres(_) => "store",
         }
     }
 
@@ -268,6 +323,12 @@ pub struct ErrorBody {
 impl From<pushguide_store::Error> for CliError {
     fn from(e: pushguide_store::Error) -> Self {
         CliError::Store(e)
+    }
+}
+
+impl From<pushguide_postgres::Error> for CliError {
+    fn from(e: pushguide_postgres::Error) -> Self {
+        CliError::Postgres(e)
     }
 }
 

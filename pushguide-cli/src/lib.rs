@@ -71,9 +71,9 @@
 //! | 6 | cancelled (Ctrl-C / SIGTERM / SIGHUP: the running call finishes, then the template's rollback policy) |
 //! | 7 | `watch`: the deployment's process died (marked `interrupted` by `recover`) |
 //! | 8 | `install-module`: a targeted minion did not install the pushguide salt module (or none matched) |
-//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for) |
+//! | 64 | usage or configuration error (a command line that does not parse, a bad value, a `--hosts` host that is not a target, bad config key or value, the broken template file asked for; `sqlite-only`: a command needing the SQLite store on a PostgreSQL store) |
 //! | 65 | forbidden (the user is not in the template's ACL) |
-//! | 66 | busy (another deployment of the template holds its lease) |
+//! | 66 | busy (another deployment of the template holds its lease); `lease-lost`: on PostgreSQL, the deployment lost its lease to another one |
 //! | 67 | unknown template, version or deployment id |
 //! | 69 | salt-api, the CI source or the CMDB unreachable or answering badly |
 //! | 70 | internal error (store, unexpected) |
@@ -83,7 +83,7 @@
 //! - error (any command): `{"error": {"kind": "unknown-template", "code": 67, "message": "…"}}`;
 //!   kinds: `usage`, `config`, `template-file`, `unknown-template`, `unknown-version`,
 //!   `unknown-deployment`, `forbidden`, `busy`, `invalid`, `prepare-failed`, `unavailable`,
-//!   `engine`, `source`, `store`, `internal`.
+//!   `engine`, `source`, `store`, `internal`, `lease-lost`, `sqlite-only`.
 //! - `kinds`: `[{"kind", "summary", "platforms": ["linux"], "example"}]`
 //! - `templates`: `[{"name", "description", "kind", "targets", "may_deploy", "file", "error"}]`
 //!   (`error` is `null`, or why the file does not load: a broken file is listed after the others)
@@ -154,6 +154,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod outcome;
 pub mod output;
 pub mod progress;
@@ -204,6 +205,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     let mut app = App::new(Config::load(&cli.config)?);
+    app.command = command_name(&cli.command);
     match cli.command {
         Command::Deploy(args) => deploy(&mut app, &args, json).await,
         Command::Rollback {
@@ -266,11 +268,36 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
+/// The command's name, as errors name it.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Kinds => "kinds",
+        Command::Templates => "templates",
+        Command::Show { .. } => "show",
+        Command::Versions { .. } => "versions",
+        Command::Plan { .. } => "plan",
+        Command::Deploy(_) => "deploy",
+        Command::Rollback { .. } => "rollback",
+        Command::History { .. } => "history",
+        Command::Log { .. } => "log",
+        Command::Watch { .. } => "watch",
+        Command::Stats { .. } => "stats",
+        Command::Recover => "recover",
+        Command::Monitor { .. } => "monitor",
+        Command::InstallModule { .. } => "install-module",
+        Command::User(_) => "user add",
+        Command::Token(_) => "token add",
+        Command::Serve { .. } => "serve",
+    }
+}
+
 /// The commands that only read and print (exit 0 unless they fail).
 async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliError> {
     match command {
         Command::Templates => print(json, &commands::templates(app)?, |t| output::templates(t)),
-        Command::Show { template } => print(json, &commands::show(app, &template)?, output::show),
+        Command::Show { template } => {
+            print(json, &commands::show(app, &template).await?, output::show);
+        }
         Command::Versions { template } => {
             print(
                 json,
@@ -286,7 +313,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
             );
         }
         Command::History { template, limit } => {
-            let (rows, broken) = commands::history(app, template.as_deref(), limit)?;
+            let (rows, broken) = commands::history(app, template.as_deref(), limit).await?;
             output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }

@@ -203,14 +203,22 @@ impl PgConfig {
                 pg.password(line);
             }
         }
+        // A transaction left open by a paused or cut-off instance (SIGSTOP, a frozen VM) would hold
+        // its row locks — the lease row taken FOR SHARE by a fenced write — and block the takeover
+        // of the template forever: the server ends such a session after the lease TTL.
+        let mut options = match pg.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} "),
+            _ => String::new(),
+        };
+        options.push_str(&format!(
+            "-c idle_in_transaction_session_timeout={}",
+            self.lease_ttl.as_millis().max(1)
+        ));
         if let Some(schema) = &self.schema {
-            // validated by `schema()`: a plain identifier; options from the URL are kept
-            let options = match pg.get_options() {
-                Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={schema}"),
-                _ => format!("-c search_path={schema}"),
-            };
-            pg.options(options);
+            // validated by `schema()`: a plain identifier
+            options.push_str(&format!(" -c search_path={schema}"));
         }
+        pg.options(options);
         if pg.get_application_name().is_none() {
             pg.application_name("pushguide");
         }

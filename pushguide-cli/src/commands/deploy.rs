@@ -46,7 +46,7 @@ pub(crate) async fn deploy_request(
     let t = app.template(name)?;
     app.check_deploy(&t)?;
     if !dry_run {
-        app.check_not_busy(name)?;
+        app.check_free(name).await?;
     }
     pushguide_core::validate::version("version", version)?;
     let hosts = match hosts {

@@ -17,7 +17,9 @@ use super::{recorded, unknown_deployment};
 ///
 /// Without a template: the deployments of every template the user may view, and the template files
 /// that do not load (skipped: whether the user may view them is unknown).
-pub fn history(
+///
+/// On a PostgreSQL store the rows come from its journal the same way.
+pub async fn history(
     app: &mut App,
     template: Option<&str>,
     limit: usize,
@@ -38,6 +40,12 @@ pub fn history(
             (names, broken)
         }
     };
+    if let Some(pg) = app.postgres().await? {
+        return Ok((
+            super::pg_history::history(&pg, &names, limit).await?,
+            broken,
+        ));
+    }
     let store = app.store()?;
     let mut rows = Vec::new();
     for n in names {
@@ -51,12 +59,28 @@ pub fn history(
     Ok((rows.into_iter().map(|(_, r)| r).collect(), broken))
 }
 
-/// `show TEMPLATE`.
-pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
+/// `show TEMPLATE` (on SQLite or PostgreSQL).
+pub async fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
     let t = app.template(name)?;
     app.check_view(&t)?;
-    let store = app.store()?;
-    let last = store.last_deployment(name)?.map(Into::into);
+    let (last, fleet) = match app.postgres().await? {
+        Some(pg) => super::pg_history::show_parts(&pg, name).await?,
+        None => {
+            let store = app.store()?;
+            let fleet = store
+                .fleet(name)?
+                .into_iter()
+                .map(|v| super::pg_history::FleetRow {
+                    host: v.host,
+                    version: v.version,
+                    healthy: v.healthy,
+                    since: v.since,
+                    previous: v.previous,
+                })
+                .collect();
+            (store.last_deployment(name)?.map(Into::into), fleet)
+        }
+    };
     let mut hosts: BTreeMap<String, HostVersionRow> = t
         .template
         .targets
@@ -75,7 +99,7 @@ pub fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
             )
         })
         .collect();
-    for v in store.fleet(name)? {
+    for v in fleet {
         hosts.insert(
             v.host.clone(),
             HostVersionRow {

@@ -31,6 +31,7 @@ mod history;
 mod launch;
 mod module;
 mod monitor;
+mod pg_history;
 mod plan;
 mod recover;
 mod rollback;

@@ -61,6 +61,7 @@ pub async fn plan(app: &mut App, name: &str, version: &str) -> Result<Plan, CliE
     app.check_view(&t)?;
     let artifact = artifact(app, name, version).await?;
     let t = app.with_cmdb(t).await?;
+    app.connect().await?;
     let engine = app.engine()?;
     let mut req = Request::new(Arc::new(t.template), version, app.principal().clone());
     if let Some(a) = artifact {

@@ -37,11 +37,14 @@ pub async fn rollback(
         ));
     }
     let undo = match deployment {
-        Some(id) => Some(undo_target(app, name, id)?),
+        Some(id) => {
+            app.command = "rollback --deployment";
+            Some(undo_target(app, name, id)?)
+        }
         None => None,
     };
     if !dry_run {
-        app.check_not_busy(name)?;
+        app.check_free(name).await?;
     }
     if let Some(v) = &to {
         pushguide_core::validate::version("--to", v)?;

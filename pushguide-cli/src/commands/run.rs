@@ -29,6 +29,7 @@ pub(super) async fn run(
 ) -> Result<DeploymentSummary, CliError> {
     let rollback = matches!(req.mode, Mode::Rollback { .. });
     let mut pauses = Pauses::new(&req.template.rollback, on_pause);
+    app.connect().await?;
     let engine = app.engine()?;
     // from here on Ctrl-C, SIGTERM and SIGHUP cancel the deployment instead of killing the process
     let mut signals = StopSignals::new();
@@ -43,7 +44,19 @@ pub(super) async fn run(
     progress.started(handle.id());
     follow(&handle, &mut signals, &mut pauses, progress).await;
     progress.finish();
-    let report = handle.wait().await?;
+    let report = handle.wait().await;
+    let lost = app.lease_lost();
+    app.close().await;
+    let report = report?;
+    if let Some(reason) = lost {
+        // taken over on the shared store: what the engine concluded was not recorded (fenced)
+        return Err(CliError::LeaseLost {
+            id: report.id.clone(),
+            template: report.template.clone(),
+            reason,
+            outcome: report.outcome.to_string(),
+        });
+    }
     Ok(DeploymentSummary::new(&report, rollback))
 }
 
