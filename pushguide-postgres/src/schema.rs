@@ -133,7 +133,7 @@ CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
     WHERE state = 'running';
 "#;
 
-/// What [`migrate`] did.
+/// What the migrations did when a store connected (`PgStore::connect`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Migration {
