@@ -300,14 +300,15 @@ mod tests {
             assert!(c.clone().schema(bad).is_err(), "{bad}");
         }
         assert_eq!(c.endpoint(), "127.0.0.1:5432/db");
-        // the schema is added to the URL's own options
+        // the URL's own options are kept; the idle-in-transaction limit (the lease TTL, 30 s by
+        // default) and the schema are added
         let c = PgConfig::from_url("postgres://pushguide@127.0.0.1/db?options=-c%20work_mem%3D8MB")
             .unwrap()
             .schema("tenant_a")
             .unwrap();
         assert_eq!(
             c.resolved().unwrap().get_options(),
-            Some("-c work_mem=8MB -c search_path=tenant_a")
+            Some("-c work_mem=8MB -c idle_in_transaction_session_timeout=30000 -c search_path=tenant_a")
         );
     }
 }
