@@ -49,6 +49,7 @@ mod fleet;
 mod history;
 mod lease;
 mod queue;
+mod retry;
 mod schema;
 mod status;
 mod store;
