@@ -72,6 +72,11 @@ impl PgLab {
         if let Some(f) = &password_file {
             text.push_str(&format!("password_file = \"{f}\"\n"));
         }
+        // the lab's server may offer TLS: trust its CA (`scripts/pg-lab env`)
+        let ca = std::env::var("PUSHGUIDE_PG_CA_FILE").ok();
+        if let Some(ca) = &ca {
+            text.push_str(&format!("ca_file = \"{ca}\"\n"));
+        }
         std::fs::write(&lab.ops, text).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -81,6 +86,9 @@ impl PgLab {
         let mut cfg = PgConfig::from_url(&url).unwrap().schema(schema).unwrap();
         if let Some(f) = password_file {
             cfg = cfg.password_file(f);
+        }
+        if let Some(ca) = ca {
+            cfg = cfg.ca_file(ca);
         }
         let store = rt.block_on(PgStore::connect(&cfg)).unwrap();
         Some(PgLab {
@@ -541,7 +549,12 @@ fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
                 "{v}"
             );
             assert!(finished <= 1);
-            assert_eq!(rec.ended.is_some(), rec.outcome.is_some());
+            // the end is recorded: the writes that met the broken connection were retried
+            assert!(
+                rec.ended.is_some() && rec.outcome.is_some(),
+                "the deployment record was left without an end: {rec:?}"
+            );
+            assert_ne!(rec.outcome.as_deref(), Some("succeeded"), "{rec:?}");
         }
     }
     // the template is free again (released, or expired after the TTL)
