@@ -60,8 +60,8 @@ pub use error::Error;
 pub use fleet::HostVersion;
 pub use history::DeploymentRecord;
 pub use lease::Lease;
-pub use recover::INTERRUPTED;
 pub use queue::{PublishWaiter, QueuedPublish, PUBLISH_CHANNEL};
+pub use recover::INTERRUPTED;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use store::PgStore;
 

@@ -145,7 +145,10 @@ async fn a_write_after_the_backend_was_killed_is_retried_and_recorded_once() {
     }
     // a retry after a commit whose answer was lost: the same events are not recorded twice
     let last = batch(&id, 3, 1);
-    store.append_once(std::slice::from_ref(&last), true).await.unwrap();
+    store
+        .append_once(std::slice::from_ref(&last), true)
+        .await
+        .unwrap();
     assert_eq!(store.deployment("d1").await.unwrap().unwrap().events, 3);
     assert_eq!(store.events("d1").await.unwrap().last(), Some(&last));
     // ... while new events on a retry are
