@@ -117,6 +117,17 @@ fn refused(why: &str) -> TransportError {
 #[pushguide_core::async_trait]
 impl LeaseManager for LeaseWatch {
     async fn acquire(&self, template: &str, holder: &str) -> Result<Lease, Error> {
+        // deployments of this template whose instance died (lease expired or taken over) are
+        // marked interrupted first, as `pushguide recover` would; a live one is never touched
+        match self.store.recover(Some(template)).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(template, interrupted = ?ids,
+                    "earlier deployments of this template were marked interrupted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(template, error = %e,
+                "could not mark dead deployments of this template interrupted"),
+        }
         let lease = self.store.acquire(template, holder).await?;
         *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(lease.clone());
         Ok(lease)

@@ -329,7 +329,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
                 output::stats,
             );
         }
-        Command::Recover => print(json, &commands::recover(app)?, |r| output::recover(r)),
+        Command::Recover => print(json, &commands::recover(app).await?, |r| output::recover(r)),
         // handled by `dispatch`
         Command::Kinds
         | Command::Deploy(_)

@@ -72,6 +72,11 @@ impl PgLab {
         if let Some(f) = &password_file {
             text.push_str(&format!("password_file = \"{f}\"\n"));
         }
+        // the lab's server may offer TLS: trust its CA (`scripts/pg-lab env`)
+        let ca = std::env::var("PUSHGUIDE_PG_CA_FILE").ok();
+        if let Some(ca) = &ca {
+            text.push_str(&format!("ca_file = \"{ca}\"\n"));
+        }
         std::fs::write(&lab.ops, text).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -81,6 +86,9 @@ impl PgLab {
         let mut cfg = PgConfig::from_url(&url).unwrap().schema(schema).unwrap();
         if let Some(f) = password_file {
             cfg = cfg.password_file(f);
+        }
+        if let Some(ca) = ca {
+            cfg = cfg.ca_file(ca);
         }
         let store = rt.block_on(PgStore::connect(&cfg)).unwrap();
         Some(PgLab {
@@ -380,10 +388,10 @@ fn a_paused_deploy_loses_its_lease_to_the_next_and_writes_nothing_more() {
     let rec_b = ds.iter().find(|d| d.id == lease_b.holder).unwrap();
     assert_eq!(rec_b.outcome.as_deref(), Some("succeeded"));
     assert_eq!(rec_b.lease_token, Some(lease_b.token));
-    assert_eq!(
-        rec_a.ended, None,
-        "the fenced deploy could not record its end"
-    );
+    // the second deploy marked it interrupted when it took the expired lease; the fenced deploy
+    // could not record an end of its own over that
+    assert_eq!(rec_a.outcome.as_deref(), Some("interrupted"), "{rec_a:?}");
+    assert!(rec_a.ended.is_some(), "{rec_a:?}");
     eprintln!("paused deploy's record after the takeover: {rec_a:?}");
 }
 
@@ -408,18 +416,73 @@ fn a_killed_deploy_frees_the_template_after_its_lease_ttl() {
         assert!(killed.elapsed() < Duration::from_secs(20), "never expired");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // the busy deploy found the killed one's lease live: it marked nothing
+    let rec = pg
+        .deployments()
+        .into_iter()
+        .find(|d| d.id == lease_a.holder)
+        .unwrap();
+    assert_eq!((rec.ended, rec.outcome.as_deref()), (None, None), "{rec:?}");
     eprintln!(
         "killed deploy's lease expired {} ms after SIGKILL (TTL {ttl} s)",
         killed.elapsed().as_millis()
     );
-    let r = pg.run(&["deploy", "shop", "3.0.0", "--json"]);
+    let second = pg.spawn(&["deploy", "shop", "3.0.0", "--json"]);
+    let lease_b = pg.wait_for_batch();
+    assert_ne!(lease_b.holder, lease_a.holder);
+    // taking the lease, the second deploy marked the killed one interrupted
+    let rec = pg
+        .deployments()
+        .into_iter()
+        .find(|d| d.id == lease_a.holder)
+        .unwrap();
+    let events = pg.events(&rec.id);
+    assert_eq!(rec.outcome.as_deref(), Some("interrupted"), "{rec:?}");
+    let (ended, last) = (rec.ended.unwrap(), events.last().unwrap().at);
+    // ended at its last event (the database keeps microseconds)
+    let gap = ended.duration_since(last).unwrap_or_else(|e| e.duration());
+    assert!(gap < Duration::from_millis(1), "{ended:?} vs {last:?}");
+    assert!(
+        rec.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ended before it finished"),
+        "{rec:?}"
+    );
+    // `recover` while the second runs: lists the killed one (marked earlier), never the live one
+    let r = pg.run(&["recover", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows = r.json();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], lease_a.holder.as_str());
+    assert_eq!(rows[0]["newly_marked"], false);
+    assert!(
+        rows[0]["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["status"] == "interrupted" && h["touched"] == true),
+        "{rows:?}"
+    );
+    let live = pg
+        .deployments()
+        .into_iter()
+        .find(|d| d.id == lease_b.holder)
+        .unwrap();
+    assert_eq!(
+        (live.ended, live.outcome.as_deref()),
+        (None, None),
+        "{live:?}"
+    );
+    let b = finish(second);
+    assert_eq!(b.code, 0, "{}", b.stderr);
     all_on(&pg.fleet(), "3.0.0");
     let ds = pg.deployments();
     assert_eq!(ds.len(), 2);
     let rec = ds.iter().find(|d| d.id == lease_a.holder).unwrap();
     let events = pg.events(&rec.id);
-    // consistent: its start and first batch recorded, in order, no end
+    // consistent: its start and first batch recorded, in order
     assert!(matches!(
         events[0].kind,
         EventKind::DeploymentStarted { .. }
@@ -428,8 +491,19 @@ fn a_killed_deploy_frees_the_template_after_its_lease_ttl() {
         .iter()
         .any(|e| matches!(e.kind, EventKind::BatchStarted { .. })));
     assert_eq!(rec.events as usize, events.len());
-    assert_eq!(rec.ended, None);
-    assert_eq!(rec.outcome, None);
+    assert_eq!(rec.outcome.as_deref(), Some("interrupted"));
+    // `history` shows it interrupted
+    let r = pg.run(&["history", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = r.json();
+    let row = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["id"] == lease_a.holder.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["outcome"], "interrupted", "{h}");
     eprintln!(
         "killed deploy's record: {} events, last {:?}; outcome {:?}",
         events.len(),
@@ -541,7 +615,12 @@ fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
                 "{v}"
             );
             assert!(finished <= 1);
-            assert_eq!(rec.ended.is_some(), rec.outcome.is_some());
+            // the end is recorded: the writes that met the broken connection were retried
+            assert!(
+                rec.ended.is_some() && rec.outcome.is_some(),
+                "the deployment record was left without an end: {rec:?}"
+            );
+            assert_ne!(rec.outcome.as_deref(), Some("succeeded"), "{rec:?}");
         }
     }
     // the template is free again (released, or expired after the TTL)
@@ -571,7 +650,6 @@ fn sqlite_only_commands_fail_on_a_postgres_store_without_a_local_file() {
     for (args, name) in [
         (&["stats", "--json"][..], "stats"),
         (&["serve", "--json"][..], "serve"),
-        (&["recover", "--json"][..], "recover"),
         (
             &["token", "add", "alice", "--label", "ci", "--json"][..],
             "token add",

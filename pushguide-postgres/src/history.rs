@@ -64,11 +64,21 @@ fn kind_name(e: &Event) -> Result<(String, String), Error> {
 }
 
 impl PgStore {
-    /// Appends `events` in one transaction (see [`HistoryStore::append`]).
+    /// Appends `events` in one transaction (see [`HistoryStore::append`]). A write that fails
+    /// because the connection broke is retried on a fresh connection for a few seconds; a retry
+    /// first checks whether the events are already the journal's last ones (a commit whose answer
+    /// was lost) and then records nothing twice.
     pub async fn append_events(&self, events: &[Event]) -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
         }
+        crate::retry::on_fresh_connection("appending events", |attempt| {
+            self.append_once(events, attempt > 0)
+        })
+        .await
+    }
+
+    pub(crate) async fn append_once(&self, events: &[Event], retried: bool) -> Result<(), Error> {
         let mut client = self.client("appending events").await?;
         let tx = client
             .transaction()
@@ -81,7 +91,7 @@ impl PgStore {
                 .iter()
                 .position(|e| e.deployment != *id)
                 .map_or(events.len(), |n| start + n);
-            self.append_run(&tx, &events[start..end]).await?;
+            self.append_run(&tx, &events[start..end], retried).await?;
             start = end;
         }
         tx.commit()
@@ -90,7 +100,12 @@ impl PgStore {
     }
 
     /// Consecutive events of one deployment.
-    async fn append_run(&self, tx: &impl GenericClient, events: &[Event]) -> Result<(), Error> {
+    async fn append_run(
+        &self,
+        tx: &impl GenericClient,
+        events: &[Event],
+        retried: bool,
+    ) -> Result<(), Error> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -150,6 +165,14 @@ impl PgStore {
             kinds.push(kind);
             jsons.push(json);
         }
+        if retried && self.already_appended(tx, id, seen, &jsons).await? {
+            tracing::info!(
+                deployment = id,
+                events = events.len(),
+                "events already recorded by the attempt whose commit answer was lost"
+            );
+            return Ok(());
+        }
         tx.execute(
             "INSERT INTO events (deployment, seq, at, kind, event)
              SELECT $1, s, a, k, e::jsonb
@@ -191,6 +214,31 @@ impl PgStore {
         Ok(())
     }
 
+    /// Whether the last `jsons.len()` events of deployment `id` (of `seen`) are `jsons`, in order:
+    /// a retried append whose first attempt committed.
+    async fn already_appended(
+        &self,
+        tx: &impl GenericClient,
+        id: &str,
+        seen: i64,
+        jsons: &[String],
+    ) -> Result<bool, Error> {
+        let n = jsons.len() as i64;
+        if seen < n {
+            return Ok(false);
+        }
+        let seqs: Vec<i64> = (seen - n + 1..=seen).collect();
+        let row = tx
+            .query_one(
+                "SELECT count(*) FROM unnest($2::bigint[], $3::text[]) AS t(s, j)
+                 JOIN events e ON e.deployment = $1 AND e.seq = t.s AND e.event = t.j::jsonb",
+                &[&id, &seqs, &jsons],
+            )
+            .await
+            .map_err(|e| self.db("checking for events already recorded", e))?;
+        Ok(row.get::<_, i64>(0) == n)
+    }
+
     /// Refuses the journal of a deployment whose template's lease was taken with a newer token.
     async fn check_journal_fence(
         &self,
@@ -221,8 +269,14 @@ impl PgStore {
         })
     }
 
-    /// Records the end of a deployment (see [`HistoryStore::finish`]), fenced like the journal.
+    /// Records the end of a deployment (see [`HistoryStore::finish`]), fenced like the journal;
+    /// retried like [`PgStore::append_events`] when the connection breaks (recording the same
+    /// report again changes nothing).
     pub async fn finish_report(&self, report: &Report) -> Result<(), Error> {
+        crate::retry::on_fresh_connection("recording a report", |_| self.finish_once(report)).await
+    }
+
+    async fn finish_once(&self, report: &Report) -> Result<(), Error> {
         let json = serde_json::to_string(report).map_err(|e| Error::Corrupt {
             what: "a report to record",
             reason: e.to_string(),

@@ -49,6 +49,8 @@ mod fleet;
 mod history;
 mod lease;
 mod queue;
+mod recover;
+mod retry;
 mod schema;
 mod status;
 mod store;
@@ -59,6 +61,7 @@ pub use fleet::HostVersion;
 pub use history::DeploymentRecord;
 pub use lease::Lease;
 pub use queue::{PublishWaiter, QueuedPublish, PUBLISH_CHANNEL};
+pub use recover::INTERRUPTED;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use store::PgStore;
 

@@ -32,6 +32,7 @@ mod launch;
 mod module;
 mod monitor;
 mod pg_history;
+mod pg_recover;
 mod plan;
 mod recover;
 mod rollback;

@@ -84,7 +84,18 @@ fn host_done(h: &HostProgress, version: &str) -> String {
 
 /// `recover`: marks deployments of dead processes interrupted, then lists every interrupted
 /// deployment of the templates the user may view, each target host with what was done to it.
-pub fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
+///
+/// On a PostgreSQL store: the same, from its journal ([`super::pg_recover`]).
+pub async fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
+    if let Some(pg) = app.postgres().await? {
+        let viewable: Vec<String> = app
+            .templates()?
+            .into_iter()
+            .filter(|t| t.template.acl.may_view(app.principal()))
+            .map(|t| t.template.name)
+            .collect();
+        return super::pg_recover::recover(&pg, &viewable).await;
+    }
     let store = app.store()?;
     let marked: BTreeSet<String> = store.recover()?.into_iter().map(|d| d.id).collect();
     let templates: BTreeMap<String, LoadedTemplate> = app

@@ -4,6 +4,7 @@
 
 mod engine;
 mod queue;
+mod recover;
 mod support;
 
 use std::time::Duration;
@@ -16,7 +17,7 @@ use support::{config, raw, store, url_with, View};
 
 pub(crate) const TTL: Duration = Duration::from_secs(30);
 // short, yet long against a loaded machine's scheduling delays between two steps of a check
-const SHORT_TTL: Duration = Duration::from_secs(1);
+pub(crate) const SHORT_TTL: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_journal_order() {
