@@ -557,6 +557,10 @@ fn unsafe_is_root() -> bool {
 fn a_database_restart_mid_deployment_leaves_a_consistent_journal() {
     let Some(lab_dir) = std::env::var_os("PUSHGUIDE_PG_LAB_DIR") else {
         if database().is_some() {
+            assert!(
+                std::env::var("PUSHGUIDE_REQUIRE_PG").as_deref() != Ok("1"),
+                "PUSHGUIDE_REQUIRE_PG=1 but PUSHGUIDE_PG_LAB_DIR is not set (scripts/pg-lab env prints it)"
+            );
             eprintln!("skipped: PUSHGUIDE_PG_LAB_DIR is not set (the lab's server is restarted)");
         }
         return;
