@@ -35,14 +35,18 @@ async fn queue_runs_a_templates_requests_one_at_a_time_in_order() {
     assert_eq!(s.claim_publish().await.unwrap().unwrap().id, b1);
     assert!(s.claim_publish().await.unwrap().is_none());
     // the database itself refuses a second running request of a template
-    let e = raw(&c)
-        .await
+    let other = raw(&c).await;
+    let e = other
         .execute(
             "UPDATE publish_requests SET state = 'running' WHERE id = $1",
             &[&a2],
         )
         .await
         .unwrap_err();
+    // the server sends the error before it aborts the transaction and releases a2's row lock: a
+    // claim in between would skip a2 (SKIP LOCKED). The next statement on the same connection
+    // runs after the abort.
+    other.simple_query("SELECT 1").await.unwrap();
     assert_eq!(
         e.code(),
         Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
