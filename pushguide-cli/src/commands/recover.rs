@@ -85,7 +85,7 @@ fn host_done(h: &HostProgress, version: &str) -> String {
 /// `recover`: marks deployments of dead processes interrupted, then lists every interrupted
 /// deployment of the templates the user may view, each target host with what was done to it.
 ///
-/// On a PostgreSQL store: the same, from its journal ([`super::pg_recover`]).
+/// On a PostgreSQL store: the same, from its journal (the `pg_recover` module).
 pub async fn recover(app: &mut App) -> Result<Vec<InterruptedRow>, CliError> {
     if let Some(pg) = app.postgres().await? {
         let viewable: Vec<String> = app
