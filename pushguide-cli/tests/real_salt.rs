@@ -9,69 +9,8 @@
 
 mod support;
 
-use support::tomcat::{build_war, page, serve_files};
+use support::tomcat::{build_war, lab, page, serve_files, Lab};
 use support::{run, write};
-
-struct Lab {
-    url: String,
-    user: String,
-    eauth: String,
-    minions: Vec<String>,
-    tomcat_dir: String,
-    ports: Vec<String>,
-}
-
-fn lab() -> Option<Lab> {
-    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
-    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-    let missing: Vec<&str> = [
-        "PUSHGUIDE_SALT_URL",
-        "PUSHGUIDE_SALT_USER",
-        "PUSHGUIDE_SALT_PASSWORD",
-        "PUSHGUIDE_SALT_EAUTH",
-        "PUSHGUIDE_SALT_MINIONS",
-        "PUSHGUIDE_TOMCAT_DIR",
-        "PUSHGUIDE_TOMCAT_IDS",
-        "PUSHGUIDE_TOMCAT_PORTS",
-    ]
-    .into_iter()
-    .filter(|v| get(v).is_none())
-    .collect();
-    if !missing.is_empty() {
-        assert!(
-            !required,
-            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
-            missing.join(", ")
-        );
-        eprintln!(
-            "skipping the pushguide CLI real-salt test: {} not set (scripts/salt-lab up, \
-             scripts/tomcat-lab up)",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let list = |v: &str| -> Vec<String> {
-        get(v)
-            .unwrap()
-            .split_whitespace()
-            .map(String::from)
-            .collect()
-    };
-    let minions = list("PUSHGUIDE_SALT_MINIONS");
-    assert_eq!(
-        list("PUSHGUIDE_TOMCAT_IDS"),
-        minions,
-        "one Tomcat per minion, in the same order"
-    );
-    Some(Lab {
-        url: get("PUSHGUIDE_SALT_URL").unwrap(),
-        user: get("PUSHGUIDE_SALT_USER").unwrap(),
-        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
-        minions,
-        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
-        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
-    })
-}
 
 fn assert_pages(lab: &Lab, version: &str) {
     for port in &lab.ports {
@@ -85,7 +24,7 @@ fn assert_pages(lab: &Lab, version: &str) {
 
 #[test]
 fn deploy_rollback_and_history_on_real_salt_and_tomcat() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab("real-salt") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let artifacts = dir.join("artifacts");

@@ -18,75 +18,11 @@ use pushguide_core::{MinionId, Outcome, SaltCall};
 use pushguide_salt::{SaltApi, SaltApiSettings, SaltCmdb};
 use pushguide_sources::{Cmdb, Error as SourceError};
 use serde_json::{json, Value};
-use support::tomcat::{build_war, page, serve_files};
+use support::tomcat::{build_war, lab, page, serve_files};
 use support::{run, write};
 
 /// The Tomcat context this test deploys (the other real tests use `shop`).
 const CONTEXT: &str = "pillarshop";
-
-struct Lab {
-    dir: PathBuf,
-    url: String,
-    user: String,
-    eauth: String,
-    minions: Vec<String>,
-    tomcat_dir: String,
-    ports: Vec<String>,
-}
-
-fn lab() -> Option<Lab> {
-    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
-    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-    let missing: Vec<&str> = [
-        "PUSHGUIDE_SALT_LAB_DIR",
-        "PUSHGUIDE_SALT_URL",
-        "PUSHGUIDE_SALT_USER",
-        "PUSHGUIDE_SALT_PASSWORD",
-        "PUSHGUIDE_SALT_EAUTH",
-        "PUSHGUIDE_SALT_MINIONS",
-        "PUSHGUIDE_TOMCAT_DIR",
-        "PUSHGUIDE_TOMCAT_IDS",
-        "PUSHGUIDE_TOMCAT_PORTS",
-    ]
-    .into_iter()
-    .filter(|v| get(v).is_none())
-    .collect();
-    if !missing.is_empty() {
-        assert!(
-            !required,
-            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
-            missing.join(", ")
-        );
-        eprintln!(
-            "skipping the salt pillar CMDB real-salt test: {} not set (scripts/salt-lab up, \
-             scripts/tomcat-lab up)",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let list = |v: &str| -> Vec<String> {
-        get(v)
-            .unwrap()
-            .split_whitespace()
-            .map(String::from)
-            .collect()
-    };
-    let minions = list("PUSHGUIDE_SALT_MINIONS");
-    assert_eq!(
-        list("PUSHGUIDE_TOMCAT_IDS"),
-        minions,
-        "one Tomcat per minion, in the same order"
-    );
-    Some(Lab {
-        dir: PathBuf::from(get("PUSHGUIDE_SALT_LAB_DIR").unwrap()),
-        url: get("PUSHGUIDE_SALT_URL").unwrap(),
-        user: get("PUSHGUIDE_SALT_USER").unwrap(),
-        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
-        minions,
-        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
-        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
-    })
-}
 
 // ------------------------------------------------------------------------------- pillar roots
 
@@ -258,7 +194,9 @@ async fn refresh(api: &SaltApi, minions: &[MinionId], key: &str, want: Option<&[
 
 #[test]
 fn pillar_settings_are_read_per_minion_and_drive_a_real_tomcat_deployment() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab("salt-pillar-cmdb") else {
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pid = std::process::id();
     let nanos = std::time::SystemTime::now()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 
 use crate::support::{free_port, Browser, BIN};
-use crate::tomcat::{build_war, page, serve_files, write};
+use crate::tomcat::{build_war, lab, page, serve_files, write, Lab};
 
 /// The template, its Tomcat context and its WAR's name.
 const APP: &str = "browserlab";
@@ -30,77 +30,6 @@ const LIVE: Duration = Duration::from_secs(300);
 /// same lab restart the same Tomcats).
 const SERVED: Duration = Duration::from_secs(90);
 const DEPLOYER_PW: &str = "dora-pw-real-lab";
-
-struct Lab {
-    endpoints: Vec<String>,
-    user: String,
-    eauth: String,
-    minions: Vec<String>,
-    tomcat_dir: String,
-    ports: Vec<String>,
-}
-
-fn lab() -> Option<Lab> {
-    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
-    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-    let missing: Vec<&str> = [
-        "PUSHGUIDE_SALT_URL",
-        "PUSHGUIDE_SALT_USER",
-        "PUSHGUIDE_SALT_PASSWORD",
-        "PUSHGUIDE_SALT_EAUTH",
-        "PUSHGUIDE_SALT_MINIONS",
-        "PUSHGUIDE_TOMCAT_DIR",
-        "PUSHGUIDE_TOMCAT_IDS",
-        "PUSHGUIDE_TOMCAT_PORTS",
-    ]
-    .into_iter()
-    .filter(|v| get(v).is_none())
-    .collect();
-    if !missing.is_empty() {
-        assert!(
-            !required,
-            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
-            missing.join(", ")
-        );
-        eprintln!(
-            "SKIPPED real-lab: {} not set (scripts/salt-lab up, scripts/tomcat-lab up)",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let list = |v: &str| -> Vec<String> {
-        get(v)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect()
-    };
-    let minions = list("PUSHGUIDE_SALT_MINIONS");
-    assert_eq!(
-        list("PUSHGUIDE_TOMCAT_IDS"),
-        minions,
-        "one Tomcat per minion, in the same order"
-    );
-    // the grid is watched with one batch done and the next not yet
-    assert!(
-        minions.len() >= 2,
-        "the lab has {} minion(s); this test needs two",
-        minions.len()
-    );
-    // both masters when the lab has two: the service fails over between them
-    let endpoints = ["PUSHGUIDE_SALT_URL", "PUSHGUIDE_SALT_URL_2"]
-        .into_iter()
-        .filter_map(get)
-        .collect();
-    Some(Lab {
-        endpoints,
-        user: get("PUSHGUIDE_SALT_USER").unwrap(),
-        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
-        minions,
-        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
-        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
-    })
-}
 
 async fn assert_served(lab: &Lab, version: &str) {
     let want = format!("{APP} version {version}");
@@ -274,7 +203,13 @@ async fn running_versions(b: &Browser) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployer_publishes_and_rolls_back_in_the_browser_and_tomcat_serves_each_version() {
     let begun = Instant::now();
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab("real-lab") else { return };
+    // the grid is watched with one batch done and the next not yet
+    assert!(
+        lab.minions.len() >= 2,
+        "the lab has {} minion(s); this test needs two",
+        lab.minions.len()
+    );
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let Some(b) = Browser::start_at("real-lab", &base).await else {

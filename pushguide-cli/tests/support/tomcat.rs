@@ -1,6 +1,6 @@
 //! What the real-lab tests share around Tomcat: a WAR built with the JDK's `jar`, a file server the
 //! minions fetch artifacts from, and the page a Tomcat serves.
-#![allow(unreachable_pub, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -94,4 +94,80 @@ pub fn page(port: &str, context: &str) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
+}
+
+/// The real salt lab and its Tomcats (`scripts/salt-lab env`, `scripts/tomcat-lab env`).
+pub struct Lab {
+    /// The lab's directory (pillar roots, minion roots).
+    pub dir: PathBuf,
+    /// The first salt-api.
+    pub url: String,
+    /// Every salt-api of the lab (a second one when it runs two masters).
+    pub endpoints: Vec<String>,
+    /// The salt-api user and its eauth.
+    pub user: String,
+    pub eauth: String,
+    /// The minions, one Tomcat each, in the same order as `ports`.
+    pub minions: Vec<String>,
+    pub tomcat_dir: String,
+    pub ports: Vec<String>,
+}
+
+/// The lab from the environment; `None` (the test `test` skips, saying so) when a setting is
+/// missing, unless `PUSHGUIDE_REQUIRE_SALT=1` makes that a failure.
+pub fn lab(test: &str) -> Option<Lab> {
+    let required = std::env::var("PUSHGUIDE_REQUIRE_SALT").as_deref() == Ok("1");
+    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let missing: Vec<&str> = [
+        "PUSHGUIDE_SALT_LAB_DIR",
+        "PUSHGUIDE_SALT_URL",
+        "PUSHGUIDE_SALT_USER",
+        "PUSHGUIDE_SALT_PASSWORD",
+        "PUSHGUIDE_SALT_EAUTH",
+        "PUSHGUIDE_SALT_MINIONS",
+        "PUSHGUIDE_TOMCAT_DIR",
+        "PUSHGUIDE_TOMCAT_IDS",
+        "PUSHGUIDE_TOMCAT_PORTS",
+    ]
+    .into_iter()
+    .filter(|v| get(v).is_none())
+    .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required,
+            "PUSHGUIDE_REQUIRE_SALT=1 but {} not set",
+            missing.join(", ")
+        );
+        eprintln!(
+            "SKIPPED {test}: {} not set (scripts/salt-lab up, scripts/tomcat-lab up)",
+            missing.join(", ")
+        );
+        return None;
+    }
+    let list = |v: &str| -> Vec<String> {
+        get(v)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let minions = list("PUSHGUIDE_SALT_MINIONS");
+    assert_eq!(
+        list("PUSHGUIDE_TOMCAT_IDS"),
+        minions,
+        "one Tomcat per minion, in the same order"
+    );
+    Some(Lab {
+        dir: PathBuf::from(get("PUSHGUIDE_SALT_LAB_DIR").unwrap()),
+        url: get("PUSHGUIDE_SALT_URL").unwrap(),
+        endpoints: ["PUSHGUIDE_SALT_URL", "PUSHGUIDE_SALT_URL_2"]
+            .into_iter()
+            .filter_map(get)
+            .collect(),
+        user: get("PUSHGUIDE_SALT_USER").unwrap(),
+        eauth: get("PUSHGUIDE_SALT_EAUTH").unwrap(),
+        minions,
+        tomcat_dir: get("PUSHGUIDE_TOMCAT_DIR").unwrap(),
+        ports: list("PUSHGUIDE_TOMCAT_PORTS"),
+    })
 }
