@@ -173,3 +173,16 @@ impl Error {
         }
     }
 }
+
+/// The web service's store error ([`pushguide_store::ServerStore`]) for this one: a failure of
+/// PostgreSQL comes back as [`pushguide_store::Error::Backend`] with this error (which names the
+/// endpoint, never a password) as its source, retryable when [`Error::is_retryable`] says so.
+impl From<Error> for pushguide_store::Error {
+    fn from(e: Error) -> Self {
+        pushguide_store::Error::Backend {
+            backend: "postgres",
+            retryable: e.is_retryable(),
+            source: Box::new(e),
+        }
+    }
+}

@@ -143,6 +143,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Another backend behind [`crate::ServerStore`] failed (PostgreSQL: a refused query, a lost
+    /// connection), or a task running a store call died.
+    #[error("{backend} store: {source}")]
+    Backend {
+        /// Which backend (`sqlite`, `postgres`).
+        backend: &'static str,
+        /// Whether the same call may succeed later (a lost connection, a busy pool).
+        retryable: bool,
+        /// The backend's own error; it never carries a password.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -150,7 +162,15 @@ impl Error {
     /// another connection, or another deployment holds the template's lease. The same question as
     /// [`pushguide_core::TransportError::is_retryable`].
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Locked { .. } | Error::Busy { .. })
+        matches!(
+            self,
+            Error::Locked { .. }
+                | Error::Busy { .. }
+                | Error::Backend {
+                    retryable: true,
+                    ..
+                }
+        )
     }
 
     /// Classifies a SQLite error by its code.

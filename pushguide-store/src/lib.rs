@@ -49,6 +49,8 @@
 mod audit;
 mod auth;
 mod browse;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod fleet;
 mod history;
@@ -60,6 +62,7 @@ mod queue;
 mod recover;
 mod revisions;
 mod schema;
+mod server_store;
 mod stats;
 mod store;
 mod tokens;
@@ -76,6 +79,7 @@ pub use queue::QueuedPublish;
 pub use recover::{HostProgress, InterruptedDeployment};
 pub use revisions::{RevisionWrite, TemplateRevision};
 pub use schema::SCHEMA_VERSION;
+pub use server_store::{AccountStore, PublishQueue, RecordStore, ServerStore};
 pub use stats::{Rate, Recovery, Stats, Summary, Window};
 pub use store::{SqliteStore, StoreOptions};
 pub use tokens::{ApiToken, TokenUser};

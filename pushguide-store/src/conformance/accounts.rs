@@ -1,0 +1,1 @@
+//! Conformance checks of the accounts part of [`crate::ServerStore`].

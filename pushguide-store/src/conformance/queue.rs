@@ -1,0 +1,1 @@
+//! Conformance checks of the queue part of [`crate::ServerStore`].

@@ -1,0 +1,1 @@
+//! Conformance checks of the records part of [`crate::ServerStore`].
