@@ -52,6 +52,7 @@ mod queue;
 mod recover;
 mod retry;
 mod schema;
+mod sql;
 mod status;
 mod store;
 
