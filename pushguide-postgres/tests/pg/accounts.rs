@@ -94,6 +94,14 @@ async fn accounts_sessions_are_shared() {
     suite::sessions_are_shared(&a, &b).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_token_creation_race() {
+    let Some((a, b)) = two_instances("acc_token_race").await else {
+        return;
+    };
+    suite::token_creation_race(&a, &b, 40).await;
+}
+
 /// `NoSuchUser`/`UserExists` name the endpoint (`host:port/database`), never the password; a
 /// failing statement comes back as `Backend` naming PostgreSQL; the tables hold only what the
 /// caller passed as hashes.

@@ -20,9 +20,10 @@
 //! - [`audit_log`] — increasing sequence numbers, newest first, keyset paging, a user's entries;
 //! - [`template_revisions`] — numbering per template, a stale base refused, removal, and
 //!   [`AccountStore::check_writable`] leaving nothing behind;
-//! - [`user_creation_race`], [`revision_race`], [`sessions_are_shared`] — two instances on one
-//!   database: of two creations of one user exactly one succeeds, of two saves on one base exactly
-//!   one is stored, and what one instance deletes is gone for the other.
+//! - [`user_creation_race`], [`revision_race`], [`token_creation_race`], [`sessions_are_shared`] —
+//!   two instances on one database: of two creations of one user exactly one succeeds, of two saves
+//!   on one base exactly one is stored, two tokens created at once are both stored, and what one
+//!   instance deletes is gone for the other.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -916,5 +917,29 @@ pub async fn sessions_are_shared(a: &dyn AccountStore, b: &dyn AccountStore) {
         b.audit_log(None, None, 10).await.expect("log on b").len(),
         2,
         "one audit log for both"
+    );
+}
+
+/// Two instances create API tokens for one user at the same moment, `rounds` times: both are
+/// stored (neither fails because the other was writing).
+pub async fn token_creation_race(a: &dyn AccountStore, b: &dyn AccountStore, rounds: usize) {
+    a.put_user("alice", HASH, &[], false, t(0))
+        .await
+        .expect("alice");
+    for round in 0..rounds {
+        let (ia, ib) = (format!("a{round}"), format!("b{round}"));
+        let (ha, hb) = (format!("hash-a{round}"), format!("hash-b{round}"));
+        let (ra, rb) = tokio::join!(
+            a.create_api_token(&ia, &ha, "alice", "ci", t(1), None),
+            b.create_api_token(&ib, &hb, "alice", "ci", t(1), None),
+        );
+        if let Err(e) = ra.as_ref().and(rb.as_ref()) {
+            panic!("round {round}: two instances creating tokens at once: {e:?}");
+        }
+    }
+    assert_eq!(
+        b.api_tokens(Some("alice")).await.expect("listing").len(),
+        2 * rounds,
+        "every token created"
     );
 }

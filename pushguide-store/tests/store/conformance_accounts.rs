@@ -68,3 +68,10 @@ async fn accounts_sessions_are_shared() {
     let (a, b) = two_instances(&dir);
     suite::sessions_are_shared(&a, &b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_token_creation_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_instances(&dir);
+    suite::token_creation_race(&a, &b, 40).await;
+}
