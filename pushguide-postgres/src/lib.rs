@@ -49,6 +49,7 @@ mod fleet;
 mod history;
 mod lease;
 mod queue;
+mod records;
 mod recover;
 mod retry;
 mod schema;

@@ -4,6 +4,7 @@
 
 mod engine;
 mod queue;
+mod records;
 mod recover;
 mod support;
 
