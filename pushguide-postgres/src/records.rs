@@ -261,8 +261,7 @@ impl Fold {
 
     fn track_host_state(&mut self, e: &Event) {
         let batch = (self.batch >= 0).then_some(self.batch);
-        let rolling_back =
-            self.rolling_back || matches!(e.kind, EventKind::RollbackStarted { .. });
+        let rolling_back = self.rolling_back || matches!(e.kind, EventKind::RollbackStarted { .. });
         match &e.kind {
             EventKind::DeploymentStarted { rollback, .. } => self.rollback = *rollback,
             EventKind::Prepared { plan, left_out, .. } => {
@@ -985,7 +984,8 @@ impl PgStore {
             s.count = count;
             s.succeeded = ok;
             s.success_rate = (count > 0).then(|| ok as f64 / count as f64);
-            s.mean = (count > 0).then(|| Duration::from_micros((total.max(0) as u64 * 1000) / count));
+            s.mean =
+                (count > 0).then(|| Duration::from_micros((total.max(0) as u64 * 1000) / count));
             s.p50 = r.get::<_, Option<i64>>(at + 3).map(millis);
             s.p95 = r.get::<_, Option<i64>>(at + 4).map(millis);
             s
@@ -1065,7 +1065,8 @@ impl PgStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let name: String = r.get(0);
-            let stage = stage_named(&name).ok_or_else(|| corrupt("a failed host's stage", &name))?;
+            let stage =
+                stage_named(&name).ok_or_else(|| corrupt("a failed host's stage", &name))?;
             out.push((stage, r.get::<_, i64>(1).max(0) as u64));
         }
         out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -1216,7 +1217,10 @@ impl RecordStore for PgStore {
         Ok(self.record(id).await?)
     }
 
-    async fn last_deployment(&self, template: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+    async fn last_deployment(
+        &self,
+        template: &str,
+    ) -> Result<Option<DeploymentRecord>, StoreError> {
         Ok(self.newest_release(template).await?)
     }
 

@@ -272,7 +272,10 @@ pub async fn journal_and_results<S: HistoryStore + RecordStore>(store: &S, prefi
         .await
         .unwrap_or_else(|e| panic!("journal_after: {e}"));
     let got: Vec<(u64, &Event)> = all.iter().map(|(n, e)| (*n, e)).collect();
-    assert_eq!(got, kept, "journal_after(0): events and their sequence numbers");
+    assert_eq!(
+        got, kept,
+        "journal_after(0): events and their sequence numbers"
+    );
     // paging by the last sequence seen, two at a time
     let mut paged = Vec::new();
     let mut after = 0;
@@ -281,13 +284,19 @@ pub async fn journal_and_results<S: HistoryStore + RecordStore>(store: &S, prefi
             .journal_after(&id, after, 2)
             .await
             .unwrap_or_else(|e| panic!("journal_after({after}, 2): {e}"));
-        assert!(page.len() <= 2, "journal_after returned more than its limit");
+        assert!(
+            page.len() <= 2,
+            "journal_after returned more than its limit"
+        );
         let Some((last, _)) = page.last() else { break };
         after = *last;
         paged.extend(page);
     }
     assert_eq!(paged, all, "journal_after paged two at a time");
-    let other_journal = store.journal_after(&other, 0, 100).await.unwrap_or_default();
+    let other_journal = store
+        .journal_after(&other, 0, 100)
+        .await
+        .unwrap_or_default();
     assert_eq!(
         other_journal.len(),
         1,
@@ -349,8 +358,16 @@ pub async fn journal_and_results<S: HistoryStore + RecordStore>(store: &S, prefi
     );
     assert_eq!(ms_of(r.started), t, "record: start");
     assert_eq!(r.ended.map(ms_of), Some(t + 1234), "record: end");
-    assert_eq!(r.duration, Some(Duration::from_millis(1234)), "record: duration");
-    assert_eq!(r.outcome.as_deref(), Some("partially-applied"), "record: outcome");
+    assert_eq!(
+        r.duration,
+        Some(Duration::from_millis(1234)),
+        "record: duration"
+    );
+    assert_eq!(
+        r.outcome.as_deref(),
+        Some("partially-applied"),
+        "record: outcome"
+    );
     assert_eq!(r.events, events.len() as u64, "record: events");
     assert_eq!(
         store
@@ -367,8 +384,8 @@ pub async fn journal_and_results<S: HistoryStore + RecordStore>(store: &S, prefi
     );
 
     // host results, from the journal
-    let hr = |host: &str, batch: usize, status: &str, failed: Option<(&str, &str, &str)>| {
-        HostResult {
+    let hr =
+        |host: &str, batch: usize, status: &str, failed: Option<(&str, &str, &str)>| HostResult {
             host: host.to_owned(),
             batch: Some(batch),
             status: status.to_owned(),
@@ -376,8 +393,7 @@ pub async fn journal_and_results<S: HistoryStore + RecordStore>(store: &S, prefi
             fun: failed.map(|f| f.1.to_owned()),
             failure: failed.map(|f| f.2.to_owned()),
             rolled_back_to: None,
-        }
-    };
+        };
     let expected = vec![
         hr("web-01", 0, "succeeded", None),
         hr(
@@ -576,11 +592,18 @@ async fn walk_all<S: RecordStore>(store: &S, q: &HistoryQuery, what: &str) -> Ve
             !forward.is_empty(),
             "{what}: `newer` of a page reached going older"
         );
-        assert!(p.rows.len() <= q.limit.max(1), "{what}: page over its limit");
+        assert!(
+            p.rows.len() <= q.limit.max(1),
+            "{what}: page over its limit"
+        );
         forward.extend(ids(&p));
         let older = p.older;
         if older {
-            let key = HistoryKey::of(p.rows.last().unwrap_or_else(|| panic!("{what}: empty page with `older`")));
+            let key = HistoryKey::of(
+                p.rows
+                    .last()
+                    .unwrap_or_else(|| panic!("{what}: empty page with `older`")),
+            );
             q.page = PageAt::Older(key);
         }
         last = Some(p);
@@ -611,7 +634,10 @@ async fn walk_all<S: RecordStore>(store: &S, q: &HistoryQuery, what: &str) -> Ve
             }
         }
     }
-    assert_eq!(backward, forward, "{what}: pages going newer give the same rows");
+    assert_eq!(
+        backward, forward,
+        "{what}: pages going newer give the same rows"
+    );
     forward
 }
 
@@ -1186,7 +1212,11 @@ pub async fn recover_interrupted<S: HistoryStore + RecordStore>(
     for s in Stage::BATCH {
         stage(&mut events, 0, s, true);
     }
-    events.push(ev(&id, t + 50, EventKind::HostSucceeded { host: w1.clone() }));
+    events.push(ev(
+        &id,
+        t + 50,
+        EventKind::HostSucceeded { host: w1.clone() },
+    ));
     events.push(ev(
         &id,
         t + 51,
@@ -1264,7 +1294,11 @@ pub async fn recover_interrupted<S: HistoryStore + RecordStore>(
         .await
         .unwrap_or_else(|e| panic!("recover: {e}"));
     let mine: Vec<&InterruptedDeployment> = found.iter().filter(|d| d.id == id).collect();
-    assert_eq!(mine, [&expected], "recover: the dead deployment and its hosts");
+    assert_eq!(
+        mine,
+        [&expected],
+        "recover: the dead deployment and its hosts"
+    );
     let again = live
         .interrupted_deployment(&id)
         .await
@@ -1276,7 +1310,11 @@ pub async fn recover_interrupted<S: HistoryStore + RecordStore>(
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("{id} is recorded"));
-    assert_eq!(r.outcome.as_deref(), Some("interrupted"), "outcome after recover");
+    assert_eq!(
+        r.outcome.as_deref(),
+        Some("interrupted"),
+        "outcome after recover"
+    );
     assert_eq!(r.ended.map(ms_of), Some(last), "end: the last event");
     let statuses: Vec<(String, String)> = live
         .host_results(&id)
