@@ -401,14 +401,12 @@ impl Fold {
             EventKind::HostRolledBack { host, to } => {
                 self.host_event(host, Stage::Rollback, "rolled-back", None, Some(to.clone()));
             }
-            EventKind::Prepared { plan, .. } => {
-                if !plan.is_empty() {
-                    self.planned = plan
-                        .iter()
-                        .flatten()
-                        .map(|m| m.as_str().to_owned())
-                        .collect();
-                }
+            EventKind::Prepared { plan, .. } if !plan.is_empty() => {
+                self.planned = plan
+                    .iter()
+                    .flatten()
+                    .map(|m| m.as_str().to_owned())
+                    .collect();
             }
             EventKind::BatchStarted { batch, minions, .. } => {
                 self.batch = *batch as i64;

@@ -1,6 +1,10 @@
 //! Empty values of the record types, so that another backend (the `pushguide-postgres` crate) can
 //! build them field by field: the types are `#[non_exhaustive]`, which forbids struct literals
 //! outside this crate. Times default to the Unix epoch, stages to prepare.
+//!
+//! Kept here rather than as derives on the types, so the empty values of every record type are in one
+//! place.
+#![allow(clippy::derivable_impls)]
 
 use std::time::UNIX_EPOCH;
 

@@ -1078,7 +1078,14 @@ pub async fn fleet_and_minions<S: FleetState + LeaseManager + MinionStatusStore 
         .fleet(&template)
         .await
         .unwrap_or_else(|e| panic!("fleet: {e}"));
-    let got: Vec<(&str, Option<&str>, bool, Option<&str>, Vec<&str>)> = fleet
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        bool,
+        Option<&'a str>,
+        Vec<&'a str>,
+    );
+    let got: Vec<Row<'_>> = fleet
         .iter()
         .map(|h| {
             (
