@@ -16,11 +16,7 @@
 //! [`Error::NotClaimed`].
 
 use crate::sql::Sql;
-use std::time::{Duration, SystemTime};
-
-use futures_util::StreamExt;
-use tokio::sync::watch;
-use tokio_postgres::AsyncMessage;
+use std::time::SystemTime;
 
 use crate::error::Error;
 use crate::store::PgStore;
@@ -28,54 +24,25 @@ use crate::store::PgStore;
 /// The channel of queue notifications (the payload is the template).
 pub const PUBLISH_CHANNEL: &str = "pushguide_publish";
 
-/// A queued (or claimed, or ended) publish request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueuedPublish {
-    /// Its id (increasing).
-    pub id: i64,
-    /// The template.
-    pub template: String,
-    /// Who asked.
-    pub user: String,
-    /// The user's groups when they asked.
-    pub groups: Vec<String>,
-    /// The request, as JSON written by the service.
-    pub request: String,
-    /// `queued`, `running`, `done`, `failed`, `cancelled` or `interrupted`.
-    pub state: String,
-    /// When it was queued (database clock).
-    pub queued: SystemTime,
-    /// When a worker claimed it.
-    pub started: Option<SystemTime>,
-    /// When it ended.
-    pub ended: Option<SystemTime>,
-    /// The deployment it started.
-    pub deployment: Option<String>,
-    /// Why it failed or was interrupted.
-    pub error: Option<String>,
-    /// The instance ([`PgStore::owner`]) that claimed it.
-    pub worker: Option<String>,
-}
+/// A queued (or claimed, or ended) publish request: the type of the web service's store
+/// (`pushguide_store`), so that the same value comes back from either backend.
+pub use pushguide_store::QueuedPublish;
 
 const COLUMNS: &str = "id, template, requested_by, groups, request, state, queued_at, started_at, \
                        ended_at, deployment, error, worker";
 
-fn row(r: &tokio_postgres::Row) -> QueuedPublish {
-    QueuedPublish {
-        id: r.get(0),
-        template: r.get(1),
-        user: r.get(2),
-        groups: r.get(3),
-        request: r.get(4),
-        state: r.get(5),
-        queued: r.get(6),
-        started: r.get(7),
-        ended: r.get(8),
-        deployment: r.get(9),
-        error: r.get(10),
-        worker: r.get(11),
-    }
+pub(crate) fn row(r: &tokio_postgres::Row) -> QueuedPublish {
+    let mut q = QueuedPublish::new(r.get(0), r.get::<_, String>(1), r.get(6));
+    q.user = r.get(2);
+    q.groups = r.get(3);
+    q.request = r.get(4);
+    q.state = r.get(5);
+    q.started = r.get(7);
+    q.ended = r.get(8);
+    q.deployment = r.get(9);
+    q.error = r.get(10);
+    q.worker = r.get(11);
+    q
 }
 
 impl PgStore {
@@ -295,109 +262,5 @@ impl PgStore {
             .await
             .map_err(|e| self.db("reading failed publish requests", e))?;
         Ok(rows.iter().map(row).collect())
-    }
-
-    /// Starts listening for queue notifications on a connection of its own (outside the pool: `LISTEN`
-    /// is session state, so behind PgBouncer this connection must go to a session-mode pool or to
-    /// the server directly). The listener reconnects by itself and ends when every
-    /// [`PublishWaiter`] clone is dropped.
-    pub async fn listen_publishes(&self) -> Result<PublishWaiter, Error> {
-        let (pg, tls) = self.inner.listen.parts();
-        // the first connection is made here, so a caller learns at once when it cannot listen
-        let (client, conn) = pg
-            .connect(tls.clone())
-            .await
-            .map_err(|e| self.db("connecting the queue listener", e))?;
-        let (tx, rx) = watch::channel(0u64);
-        let endpoint = self.inner.endpoint.clone();
-        tokio::spawn(async move {
-            let mut first = Some((client, conn));
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let (client, conn) = match first.take() {
-                    Some(c) => c,
-                    None => match pg.connect(tls.clone()).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(%endpoint, error = %e, "queue listener cannot connect; retrying");
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = tx.closed() => return,
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                            continue;
-                        }
-                    },
-                };
-                match listen(client, conn, &tx).await {
-                    Ok(true) => return,
-                    Ok(false) => {
-                        tracing::warn!(%endpoint, "queue listener connection closed; reconnecting");
-                    }
-                    Err(e) => {
-                        tracing::warn!(%endpoint, error = %e, "queue listener connection lost; reconnecting");
-                        backoff = Duration::from_millis(100);
-                    }
-                }
-            }
-        });
-        Ok(PublishWaiter { rx })
-    }
-}
-
-/// Runs `LISTEN` and counts notifications until every waiter is gone (`Ok(true)`) or the connection
-/// ends (`Ok(false)`) or fails. After (re)connecting it counts once: notifications may have been
-/// missed meanwhile.
-async fn listen<S, T>(
-    client: tokio_postgres::Client,
-    mut conn: tokio_postgres::Connection<S, T>,
-    tx: &watch::Sender<u64>,
-) -> Result<bool, tokio_postgres::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-    let sql = format!("LISTEN {PUBLISH_CHANNEL}");
-    let subscribe = client.batch_execute(&sql);
-    tokio::pin!(subscribe);
-    let mut subscribed = false;
-    loop {
-        tokio::select! {
-            r = &mut subscribe, if !subscribed => {
-                r?;
-                subscribed = true;
-                tx.send_modify(|n| *n += 1);
-            }
-            m = messages.next() => match m {
-                Some(Ok(AsyncMessage::Notification(_))) => tx.send_modify(|n| *n += 1),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(false),
-            },
-            _ = tx.closed() => return Ok(true),
-        }
-    }
-}
-
-/// Wakes an idle worker when the queue may have a request for it. Clone one per worker.
-#[derive(Clone, Debug)]
-pub struct PublishWaiter {
-    rx: watch::Receiver<u64>,
-}
-
-impl PublishWaiter {
-    /// Waits until a notification arrived since this waiter's last wait, or `poll` passed (the
-    /// backstop for a missed notification). `true` when woken by a notification.
-    pub async fn wait(&mut self, poll: Duration) -> bool {
-        match tokio::time::timeout(poll, self.rx.changed()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => {
-                // the listener ended: polling is all that is left
-                tokio::time::sleep(poll).await;
-                false
-            }
-            Err(_) => false,
-        }
     }
 }
