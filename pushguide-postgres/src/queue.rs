@@ -16,6 +16,7 @@
 //! [`Error::NotClaimed`].
 
 use crate::sql::Sql;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::error::Error;
@@ -47,7 +48,8 @@ pub(crate) fn row(r: &tokio_postgres::Row) -> QueuedPublish {
 
 impl PgStore {
     /// Queues a request of `user` (with `groups`) for `template`; returns its id. Notifies idle
-    /// workers at commit.
+    /// workers at commit. Retried on a fresh connection when the connection breaks; the request is
+    /// queued once (its key, generated here, finds the row of an attempt whose answer was lost).
     pub async fn enqueue_publish(
         &self,
         template: &str,
@@ -55,26 +57,88 @@ impl PgStore {
         groups: &[String],
         request: &str,
     ) -> Result<i64, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("queueing a publish request", |_| {
+            self.enqueue_once(template, user, groups, request, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::enqueue_publish`] under `key`.
+    pub(crate) async fn enqueue_once(
+        &self,
+        template: &str,
+        user: &str,
+        groups: &[String],
+        request: &str,
+        key: &str,
+    ) -> Result<i64, Error> {
         let client = self.client("queueing a publish request").await?;
         let row = client
-            .one(
+            .opt(
                 "WITH q AS (
                    INSERT INTO publish_requests (template, requested_by, groups, request, state,
-                                                 queued_at)
-                   VALUES ($1, $2, $3, $4, 'queued', now()) RETURNING id)
+                                                 queued_at, enqueue_key)
+                   VALUES ($1, $2, $3, $4, 'queued', now(), $6)
+                   ON CONFLICT (enqueue_key) DO NOTHING RETURNING id)
                  SELECT id, pg_notify($5, $1) FROM q",
-                &[&template, &user, &groups, &request, &PUBLISH_CHANNEL],
+                &[&template, &user, &groups, &request, &PUBLISH_CHANNEL, &key],
             )
             .await
             .map_err(|e| self.db("queueing a publish request", e))?;
+        if let Some(row) = row {
+            return Ok(row.get(0));
+        }
+        // queued by an attempt whose answer was lost
+        let row = client
+            .one(
+                "SELECT id FROM publish_requests WHERE enqueue_key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(|e| self.db("queueing a publish request", e))?;
+        tracing::info!(
+            request = row.get::<_, i64>(0),
+            "publish request already queued by the attempt whose answer was lost"
+        );
         Ok(row.get(0))
     }
 
     /// Claims the oldest request that may run now (its template's oldest queued one, while none of
     /// that template's requests runs) for this instance: it becomes `running`. `None` when nothing
-    /// may run now.
+    /// may run now. Retried on a fresh connection when the connection breaks, under one claim key
+    /// generated here: a retry returns the request an attempt whose answer was lost claimed (and
+    /// waits for an attempt still in flight), so it never claims two nor loses one.
     pub async fn claim_publish(&self) -> Result<Option<QueuedPublish>, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("claiming a publish request", |attempt| {
+            self.claim_once(&key, attempt > 0)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::claim_publish`] under `key`; `retried`: look for the claim of an
+    /// earlier attempt first.
+    pub(crate) async fn claim_once(
+        &self,
+        key: &str,
+        retried: bool,
+    ) -> Result<Option<QueuedPublish>, Error> {
         let client = self.client("claiming a publish request").await?;
+        let claimed = format!("SELECT {COLUMNS} FROM publish_requests WHERE claim_key = $1");
+        if retried {
+            if let Some(found) = client
+                .opt(&claimed, &[&key])
+                .await
+                .map_err(|e| self.db("claiming a publish request", e))?
+            {
+                tracing::info!(
+                    request = found.get::<_, i64>(0),
+                    "publish request already claimed by the attempt whose answer was lost"
+                );
+                return Ok(Some(row(&found)));
+            }
+        }
         let sql = format!(
             "WITH next AS (
                SELECT q.id FROM publish_requests q
@@ -87,7 +151,8 @@ impl PgStore {
                ORDER BY q.id
                LIMIT 1
                FOR UPDATE SKIP LOCKED)
-             UPDATE publish_requests p SET state = 'running', started_at = now(), worker = $1
+             UPDATE publish_requests p SET state = 'running', started_at = now(), worker = $1,
+               claim_key = $2
              FROM next WHERE p.id = next.id AND p.state = 'queued'
              RETURNING {}",
             COLUMNS
@@ -99,8 +164,19 @@ impl PgStore {
         // a claim racing another one for the same template trips the one-running index: nothing
         // may run for that template now, so ask again (other templates may be free)
         for _ in 0..5 {
-            match client.opt(&sql, &[&self.inner.owner]).await {
+            match client.opt(&sql, &[&self.inner.owner, &key]).await {
                 Ok(found) => return Ok(found.as_ref().map(row)),
+                Err(e)
+                    if e.as_db_error().and_then(|d| d.constraint())
+                        == Some("publish_requests_by_claim_key") =>
+                {
+                    // an earlier attempt under this key committed meanwhile: that is the claim
+                    let found = client
+                        .opt(&claimed, &[&key])
+                        .await
+                        .map_err(|e| self.db("claiming a publish request", e))?;
+                    return Ok(found.as_ref().map(row));
+                }
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
                     tracing::debug!("a publish claim raced another for the same template");
                 }
@@ -111,8 +187,16 @@ impl PgStore {
     }
 
     /// Records the deployment a running request started; [`Error::NotClaimed`] unless this
-    /// instance runs it.
+    /// instance runs it. Retried on a fresh connection when the connection breaks (writing the
+    /// same deployment again changes nothing).
     pub async fn publish_started(&self, id: i64, deployment: &str) -> Result<(), Error> {
+        crate::retry::on_fresh_connection("recording a publish request's deployment", |_| {
+            self.started_once(id, deployment)
+        })
+        .await
+    }
+
+    async fn started_once(&self, id: i64, deployment: &str) -> Result<(), Error> {
         let client = self
             .client("recording a publish request's deployment")
             .await?;
@@ -132,24 +216,71 @@ impl PgStore {
 
     /// Ends a running request of this instance: `done`, or `failed` with `error`;
     /// [`Error::NotClaimed`] unless this instance runs it. Notifies idle workers (the template's
-    /// next request may run).
+    /// next request may run). Retried on a fresh connection when the connection breaks; an attempt
+    /// whose answer was lost is recognised by its key (the retry then succeeds, not
+    /// `NotClaimed`).
     pub async fn finish_publish(&self, id: i64, error: Option<&str>) -> Result<(), Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("ending a publish request", |_| {
+            self.finish_publish_once(id, error, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::finish_publish`] under `key`.
+    pub(crate) async fn finish_publish_once(
+        &self,
+        id: i64,
+        error: Option<&str>,
+        key: &str,
+    ) -> Result<(), Error> {
         let state = if error.is_some() { "failed" } else { "done" };
         let client = self.client("ending a publish request").await?;
         let rows = client
             .rows(
                 "WITH d AS (
-                   UPDATE publish_requests SET state = $2, ended_at = now(), error = $3
+                   UPDATE publish_requests SET state = $2, ended_at = now(), error = $3,
+                     end_key = $6
                    WHERE id = $1 AND state = 'running' AND worker = $5 RETURNING template)
                  SELECT pg_notify($4, template) FROM d",
-                &[&id, &state, &error, &PUBLISH_CHANNEL, &self.inner.owner],
+                &[
+                    &id,
+                    &state,
+                    &error,
+                    &PUBLISH_CHANNEL,
+                    &self.inner.owner,
+                    &key,
+                ],
             )
             .await
             .map_err(|e| self.db("ending a publish request", e))?;
-        if rows.is_empty() {
+        if rows.is_empty() && !self.ended_by(&client, id, key).await? {
             return Err(self.not_claimed(id).await);
         }
         Ok(())
+    }
+
+    /// Whether request `id` was ended (finished or withdrawn) by the write under `key`.
+    async fn ended_by(
+        &self,
+        client: &deadpool_postgres::Client,
+        id: i64,
+        key: &str,
+    ) -> Result<bool, Error> {
+        let found = client
+            .opt(
+                "SELECT 1 FROM publish_requests WHERE id = $1 AND end_key = $2",
+                &[&id, &key],
+            )
+            .await
+            .map_err(|e| self.db("reading a publish request", e))?;
+        if found.is_some() {
+            tracing::info!(
+                request = id,
+                "publish request already ended by the attempt whose answer was lost"
+            );
+        }
+        Ok(found.is_some())
     }
 
     async fn not_claimed(&self, id: i64) -> Error {
@@ -161,20 +292,41 @@ impl PgStore {
         }
     }
 
-    /// Withdraws a request that is still queued; `false` when it is not (any more).
+    /// Withdraws a request that is still queued; `false` when it is not (any more). Retried on a
+    /// fresh connection when the connection breaks; an attempt whose answer was lost is recognised
+    /// by its key (the retry answers `true`).
     pub async fn cancel_publish(&self, id: i64) -> Result<bool, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("withdrawing a publish request", |_| {
+            self.cancel_once(id, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::cancel_publish`] under `key`.
+    pub(crate) async fn cancel_once(&self, id: i64, key: &str) -> Result<bool, Error> {
         let client = self.client("withdrawing a publish request").await?;
         let rows = client
             .rows(
                 "WITH c AS (
-                   UPDATE publish_requests SET state = 'cancelled', ended_at = now()
+                   UPDATE publish_requests SET state = 'cancelled', ended_at = now(), end_key = $3
                    WHERE id = $1 AND state = 'queued' RETURNING template)
                  SELECT pg_notify($2, template) FROM c",
-                &[&id, &PUBLISH_CHANNEL],
+                &[&id, &PUBLISH_CHANNEL, &key],
             )
             .await
             .map_err(|e| self.db("withdrawing a publish request", e))?;
-        Ok(!rows.is_empty())
+        Ok(!rows.is_empty() || self.ended_by(&client, id, key).await?)
+    }
+
+    /// A key no other write of any instance uses: this instance's id and a counter.
+    pub(crate) fn write_key(&self) -> String {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{}#{}",
+            self.inner.owner,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// The request `id`.

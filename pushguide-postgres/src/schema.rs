@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         V1,
     ),
     (2, "publish queue", V2),
+    (
+        3,
+        "publish queue write keys (writes retried after a lost connection)",
+        V3,
+    ),
 ];
 
 // Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
@@ -131,6 +136,17 @@ CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
 CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
 CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
     WHERE state = 'running';
+"#;
+
+// Keys the writing instance generates for its queue writes, so that a write retried after a lost
+// connection is applied once: the enqueue (a request queued twice would run twice), the claim (a
+// retried claim must neither take a second request nor lose the first; the unique index also makes a
+// retry wait for an attempt still in flight) and the end (finish or withdraw).
+const V3: &str = r#"
+ALTER TABLE publish_requests ADD COLUMN enqueue_key text, ADD COLUMN claim_key text,
+    ADD COLUMN end_key text;
+CREATE UNIQUE INDEX publish_requests_by_enqueue_key ON publish_requests (enqueue_key);
+CREATE UNIQUE INDEX publish_requests_by_claim_key ON publish_requests (claim_key);
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

@@ -69,3 +69,7 @@ impl PublishQueue for PgStore {
         self.wait_publishes(poll).await;
     }
 }
+
+#[cfg(test)]
+#[path = "write_retry_tests.rs"]
+mod write_retry_tests;
