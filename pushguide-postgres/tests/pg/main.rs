@@ -5,6 +5,7 @@
 mod engine;
 mod queue;
 mod recover;
+mod server_queue;
 mod support;
 
 use std::time::Duration;
