@@ -5,6 +5,9 @@
 //! has been taken with a newer token — the deployment was taken over and may no longer speak for
 //! itself. A lease that merely expired, with nobody taking it, does not refuse the journal: the
 //! deployment then records its own end (`lease lost`), which nobody else would.
+//!
+//! Every append sends `NOTIFY pushguide_journal` with the deployment's id (delivered at commit), so
+//! that every instance's live views of it read the new events ([`PgStore::wait_journal`]).
 
 use std::time::{Duration, SystemTime};
 

@@ -9,11 +9,14 @@
 //! each other's candidates; and a partial unique index (one `running` row per template) refuses
 //! any claim that would still overlap.
 //!
-//! Queueing, finishing and withdrawing a request send `NOTIFY pushguide_publish` (delivered at
-//! commit); [`PgStore::listen_publishes`] wakes idle workers with it, and their poll interval is the
-//! backstop for a missed notification. Writes about a running request (its deployment, its end) are
-//! fenced by the claiming instance: another instance's write is refused with
-//! [`Error::NotClaimed`].
+//! Queueing, finishing, withdrawing and interrupting a request send `NOTIFY pushguide_publish`
+//! (delivered at commit); the store's one listening connection ([`PgStore::listen_publishes`],
+//! `PublishQueue::wait_for_publishes`) wakes idle workers with it, and their poll interval is the
+//! backstop for a missed notification. Every write (queue, claim, deployment, end, withdrawal) is
+//! retried on a fresh connection when the connection breaks, and applied once: the instance
+//! generates a key per write, which finds the result of an attempt whose answer was lost. Writes
+//! about a running request (its deployment, its end) are fenced by the claiming instance: another
+//! instance's write is refused with [`Error::NotClaimed`].
 
 use crate::sql::Sql;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -392,6 +395,17 @@ impl PgStore {
             .map_err(|e| self.db("marking interrupted publish requests", e))?;
         let mut out: Vec<QueuedPublish> = rows.iter().map(row).collect();
         out.sort_by_key(|q| q.id);
+        if !out.is_empty() {
+            // their templates' next requests may run now: wake every instance's idle workers
+            let templates: Vec<&str> = out.iter().map(|q| q.template.as_str()).collect();
+            client
+                .exec(
+                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
+                    &[&PUBLISH_CHANNEL, &templates],
+                )
+                .await
+                .map_err(|e| self.db("notifying idle workers", e))?;
+        }
         Ok(out)
     }
 

@@ -246,3 +246,54 @@ async fn a_live_view_is_woken_by_another_instances_append_to_its_deployment_only
         t0.elapsed()
     );
 }
+
+/// Interrupting a dead instance's running request wakes every instance's idle workers: its
+/// template's next request may run now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_a_dead_instances_request_wakes_idle_workers() {
+    let Some(c) = config("sq_interrupt_wake") else {
+        return;
+    };
+    let ttl = SHORT_TTL;
+    let (live, dead, idle) = (
+        store(&c, ttl).await,
+        store(&c, ttl).await,
+        Arc::new(store(&c, ttl).await),
+    );
+    // the first wait starts the idle instance's listener and returns once it listens
+    PublishQueue::wait_for_publishes(&*idle, Duration::from_secs(15)).await;
+    let r1 = PublishQueue::enqueue_publish(&dead, "a", "alice", &[], "{}")
+        .await
+        .unwrap();
+    let a2 = PublishQueue::enqueue_publish(&live, "a", "bob", &[], "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        PublishQueue::claim_publish(&dead)
+            .await
+            .unwrap()
+            .map(|q| q.id),
+        Some(r1)
+    );
+    dead.stop_heartbeat();
+    tokio::time::sleep(ttl * 2 + Duration::from_millis(300)).await;
+    let i = idle.clone();
+    let wait = tokio::spawn(async move {
+        let t0 = Instant::now();
+        PublishQueue::wait_for_publishes(&*i, Duration::from_secs(30)).await;
+        t0.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wait.is_finished(), "woken with nothing new");
+    let found = PublishQueue::interrupt_dead_publishes(&live).await.unwrap();
+    assert_eq!(found.iter().map(|q| q.id).collect::<Vec<_>>(), [r1]);
+    let after = wait.await.unwrap();
+    assert!(after < Duration::from_secs(10), "woken after {after:?}");
+    assert_eq!(
+        PublishQueue::claim_publish(&*idle)
+            .await
+            .unwrap()
+            .map(|q| q.id),
+        Some(a2)
+    );
+}
