@@ -16,7 +16,6 @@ use deadpool_postgres::GenericClient;
 use pushguide_core::{Event, EventKind, HistoryStore, Report};
 
 use crate::error::Error;
-use crate::notify::JOURNAL_CHANNEL;
 use crate::sql::Sql;
 use crate::store::PgStore;
 
@@ -105,7 +104,7 @@ impl PgStore {
         ids.dedup();
         tx.exec(
             "SELECT pg_notify($1, d) FROM unnest($2::text[]) AS d",
-            &[&JOURNAL_CHANNEL, &ids],
+            &[&self.inner.channels.journal, &ids],
         )
         .await
         .map_err(|e| self.db("notifying the journal's readers", e))?;

@@ -27,6 +27,54 @@ use crate::store::PgStore;
 /// deployment's id as the payload (the events themselves are read from the tables).
 pub const JOURNAL_CHANNEL: &str = "pushguide_journal";
 
+/// The `NOTIFY` channels of one installation. Channels are global to a database, while several
+/// installations may share it, one schema each ([`crate::PgConfig::schema`]): an installation with a
+/// schema of its own uses [`PUBLISH_CHANNEL`] and [`JOURNAL_CHANNEL`] followed by `.` and the schema
+/// (or a hash of it where that would pass PostgreSQL's 63-byte limit on names), so it never wakes
+/// another installation's workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Channels {
+    pub(crate) publish: String,
+    pub(crate) journal: String,
+}
+
+impl Channels {
+    pub(crate) fn of(schema: Option<&str>) -> Channels {
+        let name = |base: &str| match schema {
+            None => base.to_owned(),
+            Some(s) if base.len() + 1 + s.len() <= 63 => format!("{base}.{s}"),
+            Some(s) => {
+                // FNV-1a: stable across builds and platforms
+                let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                format!("{base}.{h:016x}")
+            }
+        };
+        Channels {
+            publish: name(PUBLISH_CHANNEL),
+            journal: name(JOURNAL_CHANNEL),
+        }
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+
+    #[test]
+    fn each_schema_has_its_own_channels_within_postgres_name_limit() {
+        assert_eq!(Channels::of(None).publish, "pushguide_publish");
+        let a = Channels::of(Some("tenant_a"));
+        assert_eq!(a.publish, "pushguide_publish.tenant_a");
+        assert_eq!(a.journal, "pushguide_journal.tenant_a");
+        let long = "s".repeat(63);
+        let l = Channels::of(Some(&long));
+        assert!(l.publish.len() <= 63 && l.journal.len() <= 63, "{l:?}");
+        assert_ne!(l, Channels::of(Some(&"s".repeat(62))));
+    }
+}
+
 /// How many journal notifications a slow live view may fall behind before it is simply woken.
 const JOURNAL_BACKLOG: usize = 1024;
 
@@ -47,6 +95,7 @@ struct Running {
 
 /// What the hub's task sends.
 struct Senders {
+    channels: Channels,
     publishes: watch::Sender<u64>,
     journal: broadcast::Sender<Option<Arc<str>>>,
     listening: watch::Sender<bool>,
@@ -90,6 +139,7 @@ impl Hub {
             let (journal, _) = broadcast::channel(JOURNAL_BACKLOG);
             let (listening_tx, listening) = watch::channel(false);
             let senders = Senders {
+                channels: store.inner.channels.clone(),
                 publishes: publishes.clone(),
                 journal: journal.clone(),
                 listening: listening_tx,
@@ -149,7 +199,11 @@ where
 {
     let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
     // the simple-query protocol: LISTEN takes no parameters, and this connection is never pooled
-    let sql = format!("LISTEN {PUBLISH_CHANNEL}; LISTEN {JOURNAL_CHANNEL}");
+    // channel names are built from a validated schema identifier (`Channels::of`)
+    let sql = format!(
+        "LISTEN \"{}\"; LISTEN \"{}\"",
+        to.channels.publish, to.channels.journal
+    );
     let subscribe = client.batch_execute(&sql);
     tokio::pin!(subscribe);
     let mut subscribed = false;
@@ -166,7 +220,7 @@ where
             }
             m = messages.next() => match m {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    if n.channel() == JOURNAL_CHANNEL {
+                    if n.channel() == to.channels.journal {
                         let _ = to.journal.send(Some(Arc::from(n.payload())));
                     } else {
                         to.publishes.send_modify(|n| *n += 1);

@@ -85,7 +85,14 @@ impl PgStore {
                    VALUES ($1, $2, $3, $4, 'queued', now(), $6)
                    ON CONFLICT (enqueue_key) DO NOTHING RETURNING id)
                  SELECT id, pg_notify($5, $1) FROM q",
-                &[&template, &user, &groups, &request, &PUBLISH_CHANNEL, &key],
+                &[
+                    &template,
+                    &user,
+                    &groups,
+                    &request,
+                    &self.inner.channels.publish,
+                    &key,
+                ],
             )
             .await
             .map_err(|e| self.db("queueing a publish request", e))?;
@@ -250,7 +257,7 @@ impl PgStore {
                     &id,
                     &state,
                     &error,
-                    &PUBLISH_CHANNEL,
+                    &self.inner.channels.publish,
                     &self.inner.owner,
                     &key,
                 ],
@@ -315,7 +322,7 @@ impl PgStore {
                    UPDATE publish_requests SET state = 'cancelled', ended_at = now(), end_key = $3
                    WHERE id = $1 AND state = 'queued' RETURNING template)
                  SELECT pg_notify($2, template) FROM c",
-                &[&id, &PUBLISH_CHANNEL, &key],
+                &[&id, &self.inner.channels.publish, &key],
             )
             .await
             .map_err(|e| self.db("withdrawing a publish request", e))?;
@@ -401,7 +408,7 @@ impl PgStore {
             client
                 .exec(
                     "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
-                    &[&PUBLISH_CHANNEL, &templates],
+                    &[&self.inner.channels.publish, &templates],
                 )
                 .await
                 .map_err(|e| self.db("notifying idle workers", e))?;

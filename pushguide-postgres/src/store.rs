@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) listen: Listen,
     /// The one `LISTEN` connection's fan-out (crate::notify).
     pub(crate) hub: crate::notify::Hub,
+    /// This installation's `NOTIFY` channels.
+    pub(crate) channels: crate::notify::Channels,
     migration: Migration,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -200,6 +202,7 @@ impl PgStore {
                 ttl,
                 listen,
                 hub: crate::notify::Hub::default(),
+                channels: crate::notify::Channels::of(config.schema.as_deref()),
                 migration,
                 heartbeat: Mutex::new(None),
             }),
