@@ -4,6 +4,7 @@
 //! lock and its unlock may land on different server connections). A row lock lives exactly as long
 //! as its transaction, which every pooler keeps on one server connection.
 
+use crate::sql::Sql;
 use std::time::Duration;
 
 use deadpool_postgres::Client;
@@ -217,7 +218,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         .await
         .map_err(db("starting the migration"))?;
     let from: i64 = tx
-        .query_one(
+        .one(
             "SELECT version FROM pushguide_schema WHERE id = 1 FOR UPDATE",
             &[],
         )
@@ -237,7 +238,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         tx.batch_execute(sql)
             .await
             .map_err(db("applying a schema migration"))?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO pushguide_schema_log (version, description) VALUES ($1, $2)",
             &[version, what],
         )
@@ -246,7 +247,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         applied.push(*version);
     }
     if !applied.is_empty() {
-        tx.execute(
+        tx.exec(
             "UPDATE pushguide_schema SET version = $1, updated_at = now() WHERE id = 1",
             &[&SCHEMA_VERSION],
         )

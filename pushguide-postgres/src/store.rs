@@ -1,5 +1,6 @@
 //! Connecting: the pool, TLS, migrations, the instance record and its lease heartbeat.
 
+use crate::sql::Sql;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -172,7 +173,7 @@ impl PgStore {
         let owner = new_owner();
         let ttl = config.lease_ttl;
         client
-            .execute(
+            .exec(
                 "INSERT INTO owners (owner, pid, started_at, heartbeat_at, ttl_ms)
                  VALUES ($1, $2, now(), now(), $3)",
                 &[
@@ -254,14 +255,14 @@ impl PgStore {
             .transaction()
             .await
             .map_err(|e| self.db("closing", e))?;
-        tx.execute(
+        tx.exec(
             "UPDATE leases SET holder = NULL, owner = NULL, expires_at = '-infinity'
              WHERE owner = $1",
             &[&self.inner.owner],
         )
         .await
         .map_err(|e| self.db("releasing this instance's leases", e))?;
-        tx.execute("DELETE FROM owners WHERE owner = $1", &[&self.inner.owner])
+        tx.exec("DELETE FROM owners WHERE owner = $1", &[&self.inner.owner])
             .await
             .map_err(|e| self.db("removing this instance's record", e))?;
         tx.commit().await.map_err(|e| self.db("closing", e))
@@ -299,7 +300,7 @@ async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> R
     })?;
     let ttl_ms = ttl.as_millis() as f64;
     client
-        .execute(
+        .exec(
             "UPDATE owners SET heartbeat_at = now() WHERE owner = $1",
             &[&owner],
         )
@@ -307,7 +308,7 @@ async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> R
         .map_err(|e| db("renewing this instance's heartbeat", e))?;
     // an expired lease is not revived: another instance may be taking it over
     client
-        .execute(
+        .exec(
             "UPDATE leases SET expires_at = now() + $2 * interval '1 millisecond'
              WHERE owner = $1 AND holder IS NOT NULL AND expires_at > now()",
             &[&owner, &ttl_ms],
