@@ -83,7 +83,7 @@ impl PgStore {
                     token,
                 });
             }
-            if let Some(live) = self.lease_on(&**client, template).await? {
+            if let Some(live) = self.lease_on(&client, template).await? {
                 return Err(Error::Busy {
                     template: template.to_owned(),
                     holder: live.holder,
@@ -136,7 +136,7 @@ impl PgStore {
                 token,
             }),
             None => {
-                let reason = match self.lease_on(&**client, template).await? {
+                let reason = match self.lease_on(&client, template).await? {
                     Some(now) => format!(
                         "deployment {} holds it now (token {}, instance {})",
                         now.holder, now.token, now.owner
@@ -175,7 +175,7 @@ impl PgStore {
     /// The live lease on `template`, if any (an expired one reads as none).
     pub async fn lease(&self, template: &str) -> Result<Option<Lease>, Error> {
         let client = self.client("reading a lease").await?;
-        self.lease_on(&**client, template).await
+        self.lease_on(&client, template).await
     }
 
     async fn lease_on(

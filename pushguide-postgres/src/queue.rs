@@ -301,8 +301,20 @@ impl PgStore {
     /// is session state, so behind PgBouncer this connection must go to a session-mode pool or to
     /// the server directly). The listener reconnects by itself and ends when every
     /// [`PublishWaiter`] clone is dropped.
+    ///
+    /// Behind a transaction-pooling proxy ([`crate::PgConfig::transaction_pooling`]) the listener
+    /// connects to [`crate::PgConfig::listen_url`]; without one nothing listens, and a waiter only
+    /// waits out its poll.
     pub async fn listen_publishes(&self) -> Result<PublishWaiter, Error> {
-        let (pg, tls) = self.inner.listen.parts();
+        let Some(listener) = &self.inner.listen else {
+            tracing::info!(endpoint = %self.inner.endpoint,
+                "no queue listener behind a transaction-pooling proxy without listen_url: \
+                 idle workers wake by their poll");
+            // the sender is gone at once: `wait` waits out its poll
+            let (_, rx) = watch::channel(0u64);
+            return Ok(PublishWaiter { rx });
+        };
+        let (pg, tls) = listener.parts();
         // the first connection is made here, so a caller learns at once when it cannot listen
         let (client, conn) = pg
             .connect(tls.clone())

@@ -7,7 +7,7 @@
 use crate::sql::Sql;
 use std::time::Duration;
 
-use deadpool_postgres::Client;
+use crate::conn::Conn;
 
 use crate::error::Error;
 
@@ -176,14 +176,14 @@ fn is_create_race(e: &tokio_postgres::Error) -> bool {
 
 /// Runs `sql` (idempotent DDL), retrying the catalog race of concurrent creators.
 pub(crate) async fn create_idempotent(
-    client: &Client,
+    client: &Conn,
     sql: &str,
     endpoint: &str,
     during: &'static str,
 ) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
-        match client.batch_execute(sql).await {
+        match client.batch(sql).await {
             Ok(()) => return Ok(()),
             Err(e) if is_create_race(&e) && attempt < 10 => {
                 attempt += 1;
@@ -204,7 +204,7 @@ pub(crate) async fn create_idempotent(
 /// applies the missing migrations and records them in the same transaction. A second process
 /// migrating at the same moment waits on the lock, then finds the work done. A database newer than
 /// this binary is refused before anything is changed.
-pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migration, Error> {
+pub(crate) async fn migrate(client: &mut Conn, endpoint: &str) -> Result<Migration, Error> {
     create_idempotent(client, BOOTSTRAP, endpoint, "creating the migrations table").await?;
     let db = |during: &'static str| {
         move |source| Error::Db {

@@ -79,7 +79,7 @@ impl<T: Param + ?Sized> Param for &T {
     }
 }
 
-fn typed<'a>(params: &'a [&'a dyn Param]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+pub(crate) fn typed<'a>(params: &'a [&'a dyn Param]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params.iter().map(|p| (p.value(), p.pg_type())).collect()
 }
 

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::task::JoinHandle;
 
 use crate::config::PgConfig;
+use crate::conn::Conn;
 use crate::error::Error;
 use crate::schema::{create_idempotent, migrate, Migration};
 
@@ -31,7 +32,10 @@ pub(crate) struct Inner {
     pub(crate) endpoint: String,
     pub(crate) owner: String,
     pub(crate) ttl: Duration,
-    pub(crate) listen: Listen,
+    /// `None`: behind a transaction-pooling proxy without a listen URL (no `LISTEN`).
+    pub(crate) listen: Option<Listen>,
+    /// The session settings set per transaction (transaction pooling; see [`Conn`]).
+    pub(crate) session: Option<Arc<str>>,
     migration: Migration,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -136,10 +140,11 @@ impl PgStore {
         let endpoint = config.endpoint();
         let pg = config.resolved()?;
         let tls = tls(config)?;
-        let listen = Listen {
-            pg: pg.clone(),
+        let listen = config.resolved_listen()?.map(|pg| Listen {
+            pg,
             tls: tls.clone(),
-        };
+        });
+        let session: Option<Arc<str>> = config.session_sql().map(Into::into);
         let manager = Manager::from_config(
             pg,
             tls,
@@ -154,11 +159,14 @@ impl PgStore {
                 setting: "pool_size",
                 reason: e.to_string(),
             })?;
-        let mut client = pool.get().await.map_err(|source| Error::Pool {
-            endpoint: endpoint.clone(),
-            during: "connecting",
-            source,
-        })?;
+        let mut client = Conn::new(
+            pool.get().await.map_err(|source| Error::Pool {
+                endpoint: endpoint.clone(),
+                during: "connecting",
+                source,
+            })?,
+            session.clone(),
+        );
         if let Some(schema) = &config.schema {
             // validated identifier (PgConfig::schema)
             create_idempotent(
@@ -190,7 +198,7 @@ impl PgStore {
             })?;
         drop(client);
         tracing::info!(%endpoint, %owner, schema = ?config.schema, version = migration.to,
-            "PostgreSQL store connected");
+            transaction_pooling = config.transaction_pooling, "PostgreSQL store connected");
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
@@ -198,11 +206,12 @@ impl PgStore {
                 owner: owner.clone(),
                 ttl,
                 listen,
+                session: session.clone(),
                 migration,
                 heartbeat: Mutex::new(None),
             }),
         };
-        let task = tokio::spawn(heartbeat(pool, endpoint, owner, ttl));
+        let task = tokio::spawn(heartbeat(pool, session, endpoint, owner, ttl));
         *store
             .inner
             .heartbeat
@@ -240,6 +249,7 @@ impl PgStore {
     pub async fn heartbeat(&self) -> Result<(), Error> {
         renew_all(
             &self.inner.pool,
+            self.inner.session.clone(),
             &self.inner.endpoint,
             &self.inner.owner,
             self.inner.ttl,
@@ -269,12 +279,13 @@ impl PgStore {
     }
 
     /// A pooled connection.
-    pub(crate) async fn client(&self, during: &'static str) -> Result<Client, Error> {
-        self.inner.pool.get().await.map_err(|source| Error::Pool {
+    pub(crate) async fn client(&self, during: &'static str) -> Result<Conn, Error> {
+        let client = self.inner.pool.get().await.map_err(|source| Error::Pool {
             endpoint: self.inner.endpoint.clone(),
             during,
             source,
-        })
+        })?;
+        Ok(Conn::new(client, self.inner.session.clone()))
     }
 
     /// Wraps a driver error.
@@ -287,17 +298,26 @@ impl PgStore {
     }
 }
 
-async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> Result<(), Error> {
+async fn renew_all(
+    pool: &Pool,
+    session: Option<Arc<str>>,
+    endpoint: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<(), Error> {
     let db = |during, source| Error::Db {
         endpoint: endpoint.to_owned(),
         during,
         source,
     };
-    let client = pool.get().await.map_err(|source| Error::Pool {
-        endpoint: endpoint.to_owned(),
-        during: "renewing leases",
-        source,
-    })?;
+    let client = Conn::new(
+        pool.get().await.map_err(|source| Error::Pool {
+            endpoint: endpoint.to_owned(),
+            during: "renewing leases",
+            source,
+        })?,
+        session,
+    );
     let ttl_ms = ttl.as_millis() as f64;
     client
         .exec(
@@ -318,13 +338,19 @@ async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> R
     Ok(())
 }
 
-async fn heartbeat(pool: Pool, endpoint: String, owner: String, ttl: Duration) {
+async fn heartbeat(
+    pool: Pool,
+    session: Option<Arc<str>>,
+    endpoint: String,
+    owner: String,
+    ttl: Duration,
+) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = renew_all(&pool, &endpoint, &owner, ttl).await {
+        if let Err(e) = renew_all(&pool, session.clone(), &endpoint, &owner, ttl).await {
             tracing::warn!(error = %e, "lease heartbeat failed; retrying");
         }
     }
