@@ -146,3 +146,7 @@ impl Sql for Conn {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
