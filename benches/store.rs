@@ -3,9 +3,13 @@
 //!
 //! `cargo bench --bench store`
 //!
-//! (a) `store_engine/{memory,sqlite}/10000`: one deployment of 10,000 hosts (batch 10 %) with an instant
-//!     transport, with the in-memory default vs `SqliteStore` as history, fleet state and leases
-//!     (a file in a temp dir, WAL). Target: SQLite ≤ 2× memory.
+//! (a) `store_engine/{memory,sqlite,postgres}/10000`: one deployment of 10,000 hosts (batch 10 %) with
+//!     an instant transport, with the in-memory default vs `SqliteStore` (a file in a temp dir, WAL)
+//!     vs `PgStore` as history, fleet state and leases. Target: SQLite ≤ 2× memory. The PostgreSQL
+//!     arm runs when `PUSHGUIDE_PG_URL` is set (`eval "$(scripts/pg-lab env)"`; password from
+//!     `PUSHGUIDE_PG_PASSWORD_FILE` or `PUSHGUIDE_PG_PASSWORD`, CA from `PUSHGUIDE_PG_CA_FILE`), in a
+//!     fresh schema `bench_<pid>_<time>` per run (left in the database: use a throw-away one);
+//!     otherwise it is skipped with a message.
 //! (b) `store_stats/<query>/{all,template}`: each statistics query over one year of 500 templates,
 //!     ~200,000 deployments, generated once through `append` into a temp file (generation time printed).
 //!     Target: ≤ 200 ms per query.
@@ -21,6 +25,7 @@ use criterion::{BenchmarkId, Criterion};
 use pushguide::{
     DeploymentOutcome, Engine, Event, EventKind, MinionId, Principal, Request, Stage, Template,
 };
+use pushguide_postgres::{PgConfig, PgStore};
 use pushguide_store::{SqliteStore, Window};
 
 const HOSTS: usize = 10_000;
@@ -35,6 +40,43 @@ fn template(n: usize) -> Arc<Template> {
 }
 
 fn sqlite_engine(store: &SqliteStore) -> Engine {
+    let store = Arc::new(store.clone());
+    Engine::builder(Arc::new(common::InstantTransport))
+        .history(store.clone())
+        .fleet_state(store.clone())
+        .leases(store)
+        .build()
+}
+
+/// The PostgreSQL store in a fresh schema, or `None` (with a message) without `PUSHGUIDE_PG_URL`.
+fn postgres_store(rt: &tokio::runtime::Runtime) -> Option<PgStore> {
+    let Ok(url) = std::env::var("PUSHGUIDE_PG_URL") else {
+        eprintln!(
+            "store_engine/postgres SKIPPED: PUSHGUIDE_PG_URL is not set \
+             (scripts/pg-lab up; eval \"$(scripts/pg-lab env)\")"
+        );
+        return None;
+    };
+    let mut c = PgConfig::from_url(&url).expect("PUSHGUIDE_PG_URL");
+    if let Ok(file) = std::env::var("PUSHGUIDE_PG_PASSWORD_FILE") {
+        c = c.password_file(file);
+    } else if std::env::var_os("PUSHGUIDE_PG_PASSWORD").is_some() {
+        c = c.password_env("PUSHGUIDE_PG_PASSWORD");
+    }
+    if let Ok(ca) = std::env::var("PUSHGUIDE_PG_CA_FILE") {
+        c = c.ca_file(ca);
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let schema = format!("bench_{}_{}", std::process::id(), now.as_secs());
+    let c = c.schema(schema.clone()).unwrap();
+    let store = rt
+        .block_on(PgStore::connect(&c))
+        .unwrap_or_else(|e| panic!("PostgreSQL store at {}: {e}", c.endpoint()));
+    eprintln!("store_engine/postgres: {} schema {schema}", c.endpoint());
+    Some(store)
+}
+
+fn postgres_engine(store: &PgStore) -> Engine {
     let store = Arc::new(store.clone());
     Engine::builder(Arc::new(common::InstantTransport))
         .history(store.clone())
@@ -72,15 +114,29 @@ fn bench_engine(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let t = template(HOSTS);
     let memory = Engine::builder(Arc::new(common::InstantTransport)).build();
     let sqlite = sqlite_engine(&store);
-    // Warm up both, then a direct comparison of medians before criterion's own figures.
+    let pg_store = postgres_store(rt);
+    let postgres = pg_store.as_ref().map(postgres_engine);
+    // Warm up each, then a direct comparison of medians before criterion's own figures.
     deploy_once(rt, &memory, &t);
     deploy_once(rt, &sqlite, &t);
+    if let Some(p) = &postgres {
+        deploy_once(rt, p, &t);
+    }
     let m = median_of(rt, &memory, &t);
     let s = median_of(rt, &sqlite, &t);
     eprintln!(
         "engine at {HOSTS} hosts (median of 9): in-memory {m:.1?}, SQLite store {s:.1?} = {:.2}x",
         s.as_secs_f64() / m.as_secs_f64()
     );
+    if let Some(p) = &postgres {
+        let pm = median_of(rt, p, &t);
+        eprintln!(
+            "engine at {HOSTS} hosts (median of 9): PostgreSQL store {pm:.1?} = {:.2}x in-memory, \
+             {:.2}x SQLite",
+            pm.as_secs_f64() / m.as_secs_f64(),
+            pm.as_secs_f64() / s.as_secs_f64()
+        );
+    }
     let mut group = c.benchmark_group("store_engine");
     group.sample_size(10);
     group.bench_with_input(BenchmarkId::new("memory", HOSTS), &HOSTS, |b, _| {
@@ -89,7 +145,15 @@ fn bench_engine(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_with_input(BenchmarkId::new("sqlite", HOSTS), &HOSTS, |b, _| {
         b.iter(|| deploy_once(rt, &sqlite, &t))
     });
+    if let Some(p) = &postgres {
+        group.bench_with_input(BenchmarkId::new("postgres", HOSTS), &HOSTS, |b, _| {
+            b.iter(|| deploy_once(rt, p, &t))
+        });
+    }
     group.finish();
+    if let Some(p) = pg_store {
+        rt.block_on(p.close()).unwrap();
+    }
 }
 
 const TEMPLATES: usize = 500;

@@ -488,7 +488,7 @@ fn redacted_url(url: &str) -> String {
 
 /// `store` (required): a SQLite file path, a `postgres://` URL, or a `[store]` table (`path`, or
 /// `url` with `password_env` / `password_file`, `schema`, `pool_size`, `lease_ttl_secs`,
-/// `ca_file`).
+/// `ca_file`, `transaction_pooling`, `listen_url`).
 fn read_store(
     top: &mut Reader<'_>,
     base: &Path,
@@ -508,6 +508,8 @@ fn read_store(
             "pool_size",
             "lease_ttl_secs",
             "ca_file",
+            "transaction_pooling",
+            "listen_url",
         ];
         return match (path, url) {
             (Some(p), None) => {
@@ -529,7 +531,8 @@ fn read_store(
             (None, Some(u)) => {
                 let pg = read_postgres(&mut r, base, "url", &u)?;
                 r.finish(
-                    "path, url, password_env, password_file, schema, pool_size, lease_ttl_secs, ca_file",
+                    "path, url, password_env, password_file, schema, pool_size, lease_ttl_secs, ca_file, \
+                     transaction_pooling, listen_url",
                 )?;
                 Ok((PathBuf::new(), Some(pg)))
             }
@@ -609,6 +612,23 @@ fn read_postgres(
     }
     if let Some(ca) = r.string("ca_file")? {
         pg = pg.ca_file(resolve(base, &ca));
+    }
+    // behind PgBouncer in transaction mode; LISTEN then goes to `listen_url` (or waking polls)
+    if let Some(on) = r.bool("transaction_pooling")? {
+        pg = pg.transaction_pooling(on);
+    }
+    if let Some(listen) = r.string("listen_url")? {
+        let shown = toml::Value::String(redacted_url(&listen));
+        if !is_postgres_url(&listen) {
+            return Err(r.err(
+                "listen_url",
+                &shown,
+                "must start with postgres:// or postgresql://",
+            ));
+        }
+        pg = pg
+            .listen_url(&listen)
+            .map_err(|e| r.err("listen_url", &shown, e.to_string()))?;
     }
     Ok(pg)
 }

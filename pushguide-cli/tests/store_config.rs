@@ -122,3 +122,24 @@ fn the_password_is_never_in_debug_output() {
         assert!(text.contains("PG_PW_DEBUG_TEST"), "{text}");
     }
 }
+
+#[test]
+fn the_store_table_reads_the_transaction_pooling_keys() {
+    let c = parse(
+        "[store]\nurl = \"postgres://pushguide@pgbouncer.internal:6432/pg\"\n\
+         transaction_pooling = true\nlisten_url = \"postgres://pushguide@db.internal:5432/pg\"",
+    )
+    .unwrap();
+    let pg = c.postgres.unwrap();
+    assert!(pg.transaction_pooling);
+    assert_eq!(pg.listen_endpoint().as_deref(), Some("db.internal:5432/pg"));
+    let c = parse("[store]\nurl = \"postgres://u@h/d\"").unwrap();
+    assert!(!c.postgres.unwrap().transaction_pooling, "off by default");
+    let e = error("[store]\nurl = \"postgres://u@h/d\"\nlisten_url = \"postgres://u:hunter2@h/d\"");
+    assert!(e.contains("`store.listen_url`"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = error("[store]\nurl = \"postgres://u@h/d\"\ntransaction_pooling = \"yes\"");
+    assert!(e.contains("`store.transaction_pooling`"), "{e}");
+    let e = error("[store]\npath = \"x.db\"\ntransaction_pooling = true");
+    assert!(e.contains("only for a PostgreSQL store"), "{e}");
+}

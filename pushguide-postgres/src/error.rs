@@ -22,7 +22,10 @@ pub enum Error {
         reason: String,
     },
     /// The database answered with an error, or the connection broke.
-    #[error("PostgreSQL {endpoint} failed while {during}: {source}")]
+    #[error(
+        "PostgreSQL {endpoint} failed while {during}: {source}{}",
+        db_detail(source)
+    )]
     Db {
         /// `host:port/database`.
         endpoint: String,
@@ -33,7 +36,10 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
     /// No connection could be taken from the pool.
-    #[error("no PostgreSQL connection to {endpoint} while {during}: {source}")]
+    #[error(
+        "no PostgreSQL connection to {endpoint} while {during}: {source}{}",
+        pool_detail(source)
+    )]
     Pool {
         /// `host:port/database`.
         endpoint: String,
@@ -188,5 +194,21 @@ impl From<Error> for pushguide_store::Error {
             retryable: e.is_retryable(),
             source: Box::new(e),
         }
+    }
+}
+
+/// The server's own message of a database error (the driver's `Display` says only "db error"):
+/// ` (code: message)`, or nothing.
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| format!(" ({}: {})", d.code().code(), d.message()))
+        .unwrap_or_default()
+}
+
+/// [`db_detail`] of the driver error behind a pool error.
+fn pool_detail(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_detail(e),
+        _ => String::new(),
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use crate::sql::Sql;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 use pushguide_core::{FleetState, HostChange, HostHistory, Lease, MinionId, VersionLog};
 
 use crate::error::Error;
@@ -49,7 +49,7 @@ impl PgStore {
     pub async fn fleet(&self, template: &str) -> Result<Vec<HostVersion>, Error> {
         let client = self.client("reading fleet state").await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT host, version, healthy, since, good FROM fleet
                  WHERE template = $1 ORDER BY host",
                 &[&template],
@@ -82,7 +82,7 @@ impl PgStore {
         let names: Vec<&str> = by_name.keys().copied().collect();
         let client = self.client("reading fleet state").await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT host, version, healthy, good FROM fleet
                  WHERE template = $1 AND host = ANY($2)",
                 &[&template, &names],
@@ -158,9 +158,9 @@ impl PgStore {
             .await
             .map_err(|e| self.db("recording fleet state", e))?;
         if let Some(lease) = fence {
-            check_fence(self, &tx, lease).await?;
+            check_fence(self, &*tx, lease).await?;
         }
-        self.apply(&tx, template, hosts, change).await?;
+        self.apply(&*tx, template, hosts, change).await?;
         tx.commit()
             .await
             .map_err(|e| self.db("committing fleet state", e))
@@ -168,7 +168,7 @@ impl PgStore {
 
     async fn apply(
         &self,
-        tx: &impl GenericClient,
+        tx: &(impl Sql + Sync),
         template: &str,
         hosts: &[MinionId],
         change: &HostChange,
@@ -178,7 +178,7 @@ impl PgStore {
         names.dedup();
         // rows locked in host order: concurrent writers never deadlock
         let rows = tx
-            .query(
+            .rows(
                 "SELECT host, version, healthy, good, since FROM fleet
                  WHERE template = $1 AND host = ANY($2) ORDER BY host FOR UPDATE",
                 &[&template, &names],
@@ -212,7 +212,7 @@ impl PgStore {
             good.push(serde_json::Value::from(log.good.clone()).to_string());
             previous.push(log.history().previous);
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO fleet AS f (template, host, version, healthy, since, good, previous)
              SELECT $1, h, v, ok, coalesce(s, now()), g::jsonb, p
              FROM unnest($2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::text[],

@@ -11,12 +11,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::sql::Sql;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 use pushguide_core::{Event, EventKind, HistoryStore, Report};
 
 use crate::error::Error;
-use crate::sql::Sql;
 use crate::store::PgStore;
 
 /// A recorded deployment.
@@ -95,7 +94,7 @@ impl PgStore {
                 .iter()
                 .position(|e| e.deployment != *id)
                 .map_or(events.len(), |n| start + n);
-            self.append_run(&tx, &events[start..end], retried).await?;
+            self.append_run(&*tx, &events[start..end], retried).await?;
             start = end;
         }
         // every instance's live views of these deployments wake at commit (payload: the id only)
@@ -116,7 +115,7 @@ impl PgStore {
     /// Consecutive events of one deployment.
     async fn append_run(
         &self,
-        tx: &impl GenericClient,
+        tx: &(impl Sql + Sync),
         events: &[Event],
         retried: bool,
     ) -> Result<(), Error> {
@@ -132,7 +131,7 @@ impl PgStore {
             rollback,
         } = &first.kind
         {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO deployments (id, template, version, principal, dry_run, rollback,
                    started_at, owner, last_event_at, lease_token)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7,
@@ -153,7 +152,7 @@ impl PgStore {
             .map_err(|e| self.db("recording a deployment start", e))?;
         }
         let row = tx
-            .query_opt(
+            .opt(
                 "SELECT template, events, lease_token FROM deployments WHERE id = $1 FOR UPDATE",
                 &[&id],
             )
@@ -187,7 +186,7 @@ impl PgStore {
             );
             return Ok(());
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO events (deployment, seq, at, kind, event)
              SELECT $1, s, a, k, e::jsonb
              FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) AS t(s, a, k, e)",
@@ -196,7 +195,7 @@ impl PgStore {
         .await
         .map_err(|e| self.db("appending events", e))?;
         let last = events.iter().map(|e| e.at).max().unwrap_or(first.at);
-        tx.execute(
+        tx.exec(
             "UPDATE deployments SET events = events + $2,
                last_event_at = greatest(last_event_at, $3) WHERE id = $1",
             &[&id, &(events.len() as i64), &last],
@@ -206,7 +205,7 @@ impl PgStore {
         for e in events {
             match &e.kind {
                 EventKind::Prepared { hosts, batches, .. } => {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE deployments SET hosts = $2, batches = $3 WHERE id = $1",
                         &[&id, &(*hosts as i64), &(*batches as i64)],
                     )
@@ -214,7 +213,7 @@ impl PgStore {
                     .map_err(|e| self.db("updating a deployment", e))?;
                 }
                 EventKind::DeploymentFinished { outcome } => {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE deployments SET finished_at = $2, finished_outcome = $3
                          WHERE id = $1",
                         &[&id, &e.at, &outcome.as_str()],
@@ -232,7 +231,7 @@ impl PgStore {
     /// a retried append whose first attempt committed.
     async fn already_appended(
         &self,
-        tx: &impl GenericClient,
+        tx: &(impl Sql + Sync),
         id: &str,
         seen: i64,
         jsons: &[String],
@@ -243,7 +242,7 @@ impl PgStore {
         }
         let seqs: Vec<i64> = (seen - n + 1..=seen).collect();
         let row = tx
-            .query_one(
+            .one(
                 "SELECT count(*) FROM unnest($2::bigint[], $3::text[]) AS t(s, j)
                  JOIN events e ON e.deployment = $1 AND e.seq = t.s AND e.event = t.j::jsonb",
                 &[&id, &seqs, &jsons],
@@ -256,13 +255,13 @@ impl PgStore {
     /// Refuses the journal of a deployment whose template's lease was taken with a newer token.
     async fn check_journal_fence(
         &self,
-        tx: &impl GenericClient,
+        tx: &(impl Sql + Sync),
         id: &str,
         template: &str,
         token: u64,
     ) -> Result<(), Error> {
         let row = tx
-            .query_opt(
+            .opt(
                 "SELECT holder, token, expires_at > now() FROM leases WHERE template = $1 FOR SHARE",
                 &[&template],
             )
@@ -301,7 +300,7 @@ impl PgStore {
             .await
             .map_err(|e| self.db("recording a report", e))?;
         let ended = report.started + report.duration;
-        tx.execute(
+        tx.exec(
             "INSERT INTO deployments (id, template, version, principal, dry_run, started_at,
                owner, last_event_at, hosts, batches)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -322,17 +321,17 @@ impl PgStore {
         .await
         .map_err(|e| self.db("recording a report", e))?;
         let row = tx
-            .query_one(
+            .one(
                 "SELECT template, lease_token FROM deployments WHERE id = $1 FOR UPDATE",
                 &[&report.id],
             )
             .await
             .map_err(|e| self.db("recording a report", e))?;
         if let Some(token) = row.get::<_, Option<i64>>(1) {
-            self.check_journal_fence(&tx, &report.id, &row.get::<_, String>(0), token as u64)
+            self.check_journal_fence(&*tx, &report.id, &row.get::<_, String>(0), token as u64)
                 .await?;
         }
-        tx.execute(
+        tx.exec(
             "UPDATE deployments SET ended_at = $2, duration_ms = $3, outcome = $4, reason = $5,
                started_at = $6 WHERE id = $1",
             &[
@@ -346,7 +345,7 @@ impl PgStore {
         )
         .await
         .map_err(|e| self.db("recording a report", e))?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO reports (deployment, report) VALUES ($1, $2::text::jsonb)
              ON CONFLICT (deployment) DO UPDATE SET report = excluded.report",
             &[&report.id, &json],
@@ -362,7 +361,7 @@ impl PgStore {
     pub async fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, Error> {
         let client = self.client("reading a deployment").await?;
         let row = client
-            .query_opt(
+            .opt(
                 "SELECT id, template, version, principal, dry_run, rollback, started_at, ended_at,
                         duration_ms, outcome, reason, events, owner, lease_token
                  FROM deployments WHERE id = $1",
@@ -394,7 +393,7 @@ impl PgStore {
     pub async fn events(&self, id: &str) -> Result<Vec<Event>, Error> {
         let client = self.client("reading a journal").await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT event FROM events WHERE deployment = $1 ORDER BY seq",
                 &[&id],
             )
@@ -414,7 +413,7 @@ impl PgStore {
     pub async fn report(&self, id: &str) -> Result<Option<Report>, Error> {
         let client = self.client("reading a report").await?;
         let row = client
-            .query_opt("SELECT report FROM reports WHERE deployment = $1", &[&id])
+            .opt("SELECT report FROM reports WHERE deployment = $1", &[&id])
             .await
             .map_err(|e| self.db("reading a report", e))?;
         row.map(|r| {
@@ -430,7 +429,7 @@ impl PgStore {
     pub async fn deployments(&self, template: &str, limit: usize) -> Result<Vec<String>, Error> {
         let client = self.client("listing deployments").await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT id FROM deployments WHERE template = $1
                  ORDER BY started_at DESC, id DESC LIMIT $2",
                 &[&template, &(limit as i64)],

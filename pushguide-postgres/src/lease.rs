@@ -8,8 +8,8 @@
 
 use std::time::SystemTime;
 
+use crate::sql::Sql;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 use pushguide_core::LeaseManager;
 
 use crate::error::Error;
@@ -50,7 +50,7 @@ impl PgStore {
         // a lease freed between our two statements: ask again (bounded)
         for _ in 0..5 {
             let taken = client
-                .query_opt(
+                .opt(
                     "INSERT INTO leases AS l (template, holder, owner, reason, acquired_at, expires_at, token)
                      VALUES ($1, $2, $3, $4, now(), now() + $5 * interval '1 millisecond', 1)
                      ON CONFLICT (template) DO UPDATE SET holder = excluded.holder,
@@ -110,7 +110,7 @@ impl PgStore {
     ) -> Result<Lease, Error> {
         let client = self.client("renewing a lease").await?;
         let row = client
-            .query_opt(
+            .opt(
                 "UPDATE leases SET expires_at = now() + $5 * interval '1 millisecond'
                  WHERE template = $1 AND holder = $2 AND owner = $3 AND token = $4
                    AND expires_at > now()
@@ -162,7 +162,7 @@ impl PgStore {
     ) -> Result<(), Error> {
         let client = self.client("releasing a lease").await?;
         client
-            .execute(
+            .exec(
                 "UPDATE leases SET holder = NULL, owner = NULL, expires_at = '-infinity'
                  WHERE template = $1 AND holder = $2 AND owner = $3 AND token = $4",
                 &[&template, &holder, &self.inner.owner, &(token as i64)],
@@ -180,11 +180,11 @@ impl PgStore {
 
     async fn lease_on(
         &self,
-        client: &impl GenericClient,
+        client: &(impl Sql + Sync),
         template: &str,
     ) -> Result<Option<Lease>, Error> {
         let row = client
-            .query_opt(
+            .opt(
                 "SELECT holder, owner, reason, acquired_at, expires_at, token FROM leases
                  WHERE template = $1 AND holder IS NOT NULL AND expires_at > now()",
                 &[&template],
@@ -210,11 +210,11 @@ impl PgStore {
 /// before this transaction ends. [`Error::Fenced`] otherwise.
 pub(crate) async fn check_fence(
     store: &PgStore,
-    tx: &impl GenericClient,
+    tx: &(impl Sql + Sync),
     lease: &pushguide_core::Lease,
 ) -> Result<(), Error> {
     let row = tx
-        .query_opt(
+        .opt(
             "SELECT holder, token, expires_at > now() FROM leases WHERE template = $1 FOR SHARE",
             &[&lease.template],
         )

@@ -29,8 +29,14 @@
 //! Migrations run at [`PgStore::connect`] under a row lock of the migrations table (no advisory
 //! locks, which break behind PgBouncer in transaction mode); a database migrated by a newer
 //! pushguide is refused with [`Error::NewerSchema`]. TLS goes through rustls (`sslmode` in the URL).
-//! Connect directly or through PgBouncer in session mode: tokio-postgres prepares named statements,
-//! which PgBouncer's transaction mode (before 1.21) does not keep between transactions.
+//!
+//! Connect directly, through PgBouncer in session mode, or through PgBouncer (any version) in
+//! *transaction* mode with [`PgConfig::transaction_pooling`]: every statement is sent unnamed (no
+//! named prepared statement to lose between server connections), no advisory lock and no other
+//! session state is used; the schema and the idle-in-transaction limit are set with `SET LOCAL` in
+//! every transaction instead of the startup `options` the proxy refuses; the queue listener
+//! (`LISTEN`, session state) connects to [`PgConfig::listen_url`] — the server or a session-mode
+//! pool — or, without one, idle workers wake by their poll.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -51,6 +57,7 @@
 
 mod accounts;
 mod config;
+mod conn;
 mod error;
 mod fleet;
 mod history;

@@ -21,7 +21,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::error::Error;
 use crate::queue::PUBLISH_CHANNEL;
-use crate::store::PgStore;
+use crate::store::{Listen, PgStore};
 
 /// The channel of journal notifications: sent in the transaction of every journal append, with the
 /// deployment's id as the payload (the events themselves are read from the tables).
@@ -144,9 +144,16 @@ impl Hub {
                 journal: journal.clone(),
                 listening: listening_tx,
             };
-            let (pg, tls) = store.inner.listen.parts();
+            let settings = store.inner.listen.as_ref().map(Listen::parts);
             let endpoint = store.inner.endpoint.clone();
             let task = tokio::spawn(async move {
+                let Some((pg, tls)) = settings else {
+                    // behind a transaction-pooling proxy without a listen URL nothing listens: the
+                    // senders live on (a waiter's `changed` never fails) and waiters wait out their poll
+                    let _senders = senders;
+                    std::future::pending::<()>().await;
+                    return;
+                };
                 if let Some((client, conn)) = first {
                     if let Err(e) = listen(client, conn, &senders).await {
                         tracing::warn!(%endpoint, error = %e, "notification listener connection lost; reconnecting");
@@ -263,7 +270,10 @@ impl PublishWaiter {
 impl PgStore {
     /// A waiter for queue notifications ([`PUBLISH_CHANNEL`]), served by the store's one listening
     /// connection (made here when it is not there yet, so that a caller learns at once when it
-    /// cannot listen; later losses are made good by the listener itself). The waiter's first wait
+    /// cannot listen; later losses are made good by the listener itself). `LISTEN` is session
+    /// state: behind a transaction-pooling proxy ([`crate::PgConfig::transaction_pooling`]) the
+    /// listener connects to [`crate::PgConfig::listen_url`]; without one nothing listens, and a
+    /// waiter only waits out its poll. The waiter's first wait
     /// returns at once when the listener already listens: requests may have been queued before.
     pub async fn listen_publishes(&self) -> Result<PublishWaiter, Error> {
         let started = self
@@ -275,13 +285,18 @@ impl PgStore {
             .is_some();
         let first = if started {
             None
-        } else {
-            let (pg, tls) = self.inner.listen.parts();
+        } else if let Some(listen) = &self.inner.listen {
+            let (pg, tls) = listen.parts();
             Some(
                 pg.connect(tls)
                     .await
                     .map_err(|e| self.db("connecting the notification listener", e))?,
             )
+        } else {
+            tracing::info!(endpoint = %self.inner.endpoint,
+                "no notification listener behind a transaction-pooling proxy without listen_url: \
+                 idle workers and live views wake by their poll");
+            None
         };
         // a hub started meanwhile by another waiter keeps its own connection; this one is dropped
         let sub = self.inner.hub.subscribe(self, first);

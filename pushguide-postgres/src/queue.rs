@@ -273,7 +273,7 @@ impl PgStore {
     /// Whether request `id` was ended (finished or withdrawn) by the write under `key`.
     async fn ended_by(
         &self,
-        client: &deadpool_postgres::Client,
+        client: &crate::conn::Conn,
         id: i64,
         key: &str,
     ) -> Result<bool, Error> {

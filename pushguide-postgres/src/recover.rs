@@ -10,6 +10,7 @@
 //! never marked.
 
 use crate::error::Error;
+use crate::sql::Sql;
 use crate::store::PgStore;
 
 /// The outcome recorded for a deployment whose instance ended before it did.
@@ -22,7 +23,7 @@ impl PgStore {
         let during = "recovering interrupted deployments";
         let mut client = self.client(during).await?;
         let tx = client.transaction().await.map_err(|e| self.db(during, e))?;
-        tx.execute(
+        tx.exec(
             "SELECT 1 FROM leases WHERE $1::text IS NULL OR template = $1
              ORDER BY template FOR UPDATE",
             &[&template],
@@ -30,7 +31,7 @@ impl PgStore {
         .await
         .map_err(|e| self.db(during, e))?;
         let rows = tx
-            .query(
+            .rows(
                 "UPDATE deployments d SET outcome = $2, ended_at = d.last_event_at,
                    duration_ms = greatest(0, (extract(epoch FROM d.last_event_at - d.started_at)
                                                * 1000)::bigint),
@@ -59,7 +60,7 @@ impl PgStore {
             let tmpl: String = r.get(1);
             if let Some(token) = r.get::<_, Option<i64>>(2) {
                 // its expired lease, if nobody took it since: free the template at once
-                tx.execute(
+                tx.exec(
                     "UPDATE leases SET holder = NULL, owner = NULL, expires_at = '-infinity'
                      WHERE template = $1 AND holder = $2 AND token = $3",
                     &[&tmpl, &id, &token],
@@ -82,7 +83,7 @@ impl PgStore {
         let during = "listing interrupted deployments";
         let client = self.client(during).await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT id FROM deployments WHERE outcome = $1 AND template = ANY($2)
                  ORDER BY started_at DESC, id DESC",
                 &[&INTERRUPTED, &templates],

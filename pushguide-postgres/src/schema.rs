@@ -4,9 +4,10 @@
 //! lock and its unlock may land on different server connections). A row lock lives exactly as long
 //! as its transaction, which every pooler keeps on one server connection.
 
+use crate::sql::Sql;
 use std::time::Duration;
 
-use deadpool_postgres::Client;
+use crate::conn::Conn;
 
 use crate::error::Error;
 
@@ -305,14 +306,14 @@ fn is_create_race(e: &tokio_postgres::Error) -> bool {
 
 /// Runs `sql` (idempotent DDL), retrying the catalog race of concurrent creators.
 pub(crate) async fn create_idempotent(
-    client: &Client,
+    client: &Conn,
     sql: &str,
     endpoint: &str,
     during: &'static str,
 ) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
-        match client.batch_execute(sql).await {
+        match client.batch(sql).await {
             Ok(()) => return Ok(()),
             Err(e) if is_create_race(&e) && attempt < 10 => {
                 attempt += 1;
@@ -333,7 +334,7 @@ pub(crate) async fn create_idempotent(
 /// applies the missing migrations and records them in the same transaction. A second process
 /// migrating at the same moment waits on the lock, then finds the work done. A database newer than
 /// this binary is refused before anything is changed.
-pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migration, Error> {
+pub(crate) async fn migrate(client: &mut Conn, endpoint: &str) -> Result<Migration, Error> {
     create_idempotent(client, BOOTSTRAP, endpoint, "creating the migrations table").await?;
     let db = |during: &'static str| {
         move |source| Error::Db {
@@ -347,7 +348,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         .await
         .map_err(db("starting the migration"))?;
     let from: i64 = tx
-        .query_one(
+        .one(
             "SELECT version FROM pushguide_schema WHERE id = 1 FOR UPDATE",
             &[],
         )
@@ -367,7 +368,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         tx.batch_execute(sql)
             .await
             .map_err(db("applying a schema migration"))?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO pushguide_schema_log (version, description) VALUES ($1, $2)",
             &[version, what],
         )
@@ -376,7 +377,7 @@ pub(crate) async fn migrate(client: &mut Client, endpoint: &str) -> Result<Migra
         applied.push(*version);
     }
     if !applied.is_empty() {
-        tx.execute(
+        tx.exec(
             "UPDATE pushguide_schema SET version = $1, updated_at = now() WHERE id = 1",
             &[&SCHEMA_VERSION],
         )

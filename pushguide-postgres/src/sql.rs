@@ -62,6 +62,10 @@ param! {
     Vec<i64> => Type::INT8_ARRAY,
     &[i64] => Type::INT8_ARRAY,
     Vec<i32> => Type::INT4_ARRAY,
+    Vec<bool> => Type::BOOL_ARRAY,
+    Vec<Option<String>> => Type::TEXT_ARRAY,
+    Vec<SystemTime> => Type::TIMESTAMPTZ_ARRAY,
+    Vec<Option<SystemTime>> => Type::TIMESTAMPTZ_ARRAY,
     Vec<u8> => Type::BYTEA,
     &[u8] => Type::BYTEA,
 }
@@ -75,7 +79,7 @@ impl<T: Param + ?Sized> Param for &T {
     }
 }
 
-fn typed<'a>(params: &'a [&'a dyn Param]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+pub(crate) fn typed<'a>(params: &'a [&'a dyn Param]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params.iter().map(|p| (p.value(), p.pg_type())).collect()
 }
 

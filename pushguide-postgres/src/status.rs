@@ -1,5 +1,6 @@
 //! Each minion's last seen / up / down state, shared by every instance.
 
+use crate::sql::Sql;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
@@ -29,7 +30,7 @@ impl PgStore {
             .await
             .map_err(|e| self.db("recording minion status", e))?;
         let rows = tx
-            .query(
+            .rows(
                 "SELECT minion, up, last_seen, checked, since FROM minion_status
                  WHERE minion = ANY($1) ORDER BY minion FOR UPDATE",
                 &[&names],
@@ -82,7 +83,7 @@ impl PgStore {
                 since.push(s.3);
             }
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO minion_status (minion, up, last_seen, checked, since)
              SELECT * FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::timestamptz[],
                                   $5::timestamptz[])
@@ -103,7 +104,7 @@ impl PgStore {
         let names: Vec<&str> = minions.iter().map(MinionId::as_str).collect();
         let client = self.client("reading minion status").await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT minion, up, last_seen, checked, since FROM minion_status
                  WHERE minion = ANY($1)",
                 &[&names],

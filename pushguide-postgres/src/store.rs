@@ -1,13 +1,15 @@
 //! Connecting: the pool, TLS, migrations, the instance record and its lease heartbeat.
 
+use crate::sql::Sql;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::task::JoinHandle;
 
 use crate::config::PgConfig;
+use crate::conn::Conn;
 use crate::error::Error;
 use crate::schema::{create_idempotent, migrate, Migration};
 
@@ -30,11 +32,14 @@ pub(crate) struct Inner {
     pub(crate) endpoint: String,
     pub(crate) owner: String,
     pub(crate) ttl: Duration,
-    pub(crate) listen: Listen,
+    /// `None`: behind a transaction-pooling proxy without a listen URL (no `LISTEN`).
+    pub(crate) listen: Option<Listen>,
     /// The one `LISTEN` connection's fan-out (crate::notify).
     pub(crate) hub: crate::notify::Hub,
     /// This installation's `NOTIFY` channels.
     pub(crate) channels: crate::notify::Channels,
+    /// The session settings set per transaction (transaction pooling; see [`Conn`]).
+    pub(crate) session: Option<Arc<str>>,
     migration: Migration,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -139,10 +144,11 @@ impl PgStore {
         let endpoint = config.endpoint();
         let pg = config.resolved()?;
         let tls = tls(config)?;
-        let listen = Listen {
-            pg: pg.clone(),
+        let listen = config.resolved_listen()?.map(|pg| Listen {
+            pg,
             tls: tls.clone(),
-        };
+        });
+        let session: Option<Arc<str>> = config.session_sql().map(Into::into);
         let manager = Manager::from_config(
             pg,
             tls,
@@ -157,11 +163,14 @@ impl PgStore {
                 setting: "pool_size",
                 reason: e.to_string(),
             })?;
-        let mut client = pool.get().await.map_err(|source| Error::Pool {
-            endpoint: endpoint.clone(),
-            during: "connecting",
-            source,
-        })?;
+        let mut client = Conn::new(
+            pool.get().await.map_err(|source| Error::Pool {
+                endpoint: endpoint.clone(),
+                during: "connecting",
+                source,
+            })?,
+            session.clone(),
+        );
         if let Some(schema) = &config.schema {
             // validated identifier (PgConfig::schema)
             create_idempotent(
@@ -176,7 +185,7 @@ impl PgStore {
         let owner = new_owner();
         let ttl = config.lease_ttl;
         client
-            .execute(
+            .exec(
                 "INSERT INTO owners (owner, pid, started_at, heartbeat_at, ttl_ms)
                  VALUES ($1, $2, now(), now(), $3)",
                 &[
@@ -193,7 +202,7 @@ impl PgStore {
             })?;
         drop(client);
         tracing::info!(%endpoint, %owner, schema = ?config.schema, version = migration.to,
-            "PostgreSQL store connected");
+            transaction_pooling = config.transaction_pooling, "PostgreSQL store connected");
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
@@ -203,11 +212,12 @@ impl PgStore {
                 listen,
                 hub: crate::notify::Hub::default(),
                 channels: crate::notify::Channels::of(config.schema.as_deref()),
+                session: session.clone(),
                 migration,
                 heartbeat: Mutex::new(None),
             }),
         };
-        let task = tokio::spawn(heartbeat(pool, endpoint, owner, ttl));
+        let task = tokio::spawn(heartbeat(pool, session, endpoint, owner, ttl));
         *store
             .inner
             .heartbeat
@@ -245,6 +255,7 @@ impl PgStore {
     pub async fn heartbeat(&self) -> Result<(), Error> {
         renew_all(
             &self.inner.pool,
+            self.inner.session.clone(),
             &self.inner.endpoint,
             &self.inner.owner,
             self.inner.ttl,
@@ -260,26 +271,27 @@ impl PgStore {
             .transaction()
             .await
             .map_err(|e| self.db("closing", e))?;
-        tx.execute(
+        tx.exec(
             "UPDATE leases SET holder = NULL, owner = NULL, expires_at = '-infinity'
              WHERE owner = $1",
             &[&self.inner.owner],
         )
         .await
         .map_err(|e| self.db("releasing this instance's leases", e))?;
-        tx.execute("DELETE FROM owners WHERE owner = $1", &[&self.inner.owner])
+        tx.exec("DELETE FROM owners WHERE owner = $1", &[&self.inner.owner])
             .await
             .map_err(|e| self.db("removing this instance's record", e))?;
         tx.commit().await.map_err(|e| self.db("closing", e))
     }
 
     /// A pooled connection.
-    pub(crate) async fn client(&self, during: &'static str) -> Result<Client, Error> {
-        self.inner.pool.get().await.map_err(|source| Error::Pool {
+    pub(crate) async fn client(&self, during: &'static str) -> Result<Conn, Error> {
+        let client = self.inner.pool.get().await.map_err(|source| Error::Pool {
             endpoint: self.inner.endpoint.clone(),
             during,
             source,
-        })
+        })?;
+        Ok(Conn::new(client, self.inner.session.clone()))
     }
 
     /// Wraps a driver error.
@@ -292,20 +304,29 @@ impl PgStore {
     }
 }
 
-async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> Result<(), Error> {
+async fn renew_all(
+    pool: &Pool,
+    session: Option<Arc<str>>,
+    endpoint: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<(), Error> {
     let db = |during, source| Error::Db {
         endpoint: endpoint.to_owned(),
         during,
         source,
     };
-    let client = pool.get().await.map_err(|source| Error::Pool {
-        endpoint: endpoint.to_owned(),
-        during: "renewing leases",
-        source,
-    })?;
+    let client = Conn::new(
+        pool.get().await.map_err(|source| Error::Pool {
+            endpoint: endpoint.to_owned(),
+            during: "renewing leases",
+            source,
+        })?,
+        session,
+    );
     let ttl_ms = ttl.as_millis() as f64;
     client
-        .execute(
+        .exec(
             "UPDATE owners SET heartbeat_at = now() WHERE owner = $1",
             &[&owner],
         )
@@ -313,7 +334,7 @@ async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> R
         .map_err(|e| db("renewing this instance's heartbeat", e))?;
     // an expired lease is not revived: another instance may be taking it over
     client
-        .execute(
+        .exec(
             "UPDATE leases SET expires_at = now() + $2 * interval '1 millisecond'
              WHERE owner = $1 AND holder IS NOT NULL AND expires_at > now()",
             &[&owner, &ttl_ms],
@@ -323,13 +344,19 @@ async fn renew_all(pool: &Pool, endpoint: &str, owner: &str, ttl: Duration) -> R
     Ok(())
 }
 
-async fn heartbeat(pool: Pool, endpoint: String, owner: String, ttl: Duration) {
+async fn heartbeat(
+    pool: Pool,
+    session: Option<Arc<str>>,
+    endpoint: String,
+    owner: String,
+    ttl: Duration,
+) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = renew_all(&pool, &endpoint, &owner, ttl).await {
+        if let Err(e) = renew_all(&pool, session.clone(), &endpoint, &owner, ttl).await {
             tracing::warn!(error = %e, "lease heartbeat failed; retrying");
         }
     }

@@ -10,7 +10,7 @@ use pushguide_core::{
     Outcome, Principal, Request, Returns, SaltCall, StageContext, StageError, Template, Transport,
     TransportError,
 };
-use pushguide_postgres::PgStore;
+use pushguide_postgres::{PgConfig, PgStore};
 use tokio::sync::Notify;
 
 use crate::support::{config, store};
@@ -115,9 +115,13 @@ fn version_of(fleet: &[pushguide_postgres::HostVersion], host: &str) -> Option<S
 /// the versions and rollback targets, and the lease is given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_releases_are_journaled_with_fleet_state_and_lease() {
-    let Some(c) = config("engine_release") else {
-        return;
-    };
+    if let Some(c) = config("engine_release") {
+        engine_releases_are_journaled_with_fleet_state_and_lease_on(c).await;
+    }
+}
+
+/// [`engine_releases_are_journaled_with_fleet_state_and_lease`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn engine_releases_are_journaled_with_fleet_state_and_lease_on(c: PgConfig) {
     let s = store(&c, TTL).await;
     let e = engine(&s, Arc::default());
     let t = template();
@@ -157,9 +161,13 @@ async fn engine_releases_are_journaled_with_fleet_state_and_lease() {
 /// stops, and nothing more of it lands in the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_whose_lease_is_taken_over_writes_nothing_more() {
-    let Some(c) = config("engine_takeover") else {
-        return;
-    };
+    if let Some(c) = config("engine_takeover") {
+        a_deployment_whose_lease_is_taken_over_writes_nothing_more_on(c).await;
+    }
+}
+
+/// [`a_deployment_whose_lease_is_taken_over_writes_nothing_more`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn a_deployment_whose_lease_is_taken_over_writes_nothing_more_on(c: PgConfig) {
     // long enough that a starved heartbeat on a loaded machine does not lose the first deployment
     let short = Duration::from_secs(2);
     let (a, b) = (store(&c, short).await, store(&c, TTL).await);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod accounts;
+mod bouncer;
 mod engine;
 mod queue;
 mod records;

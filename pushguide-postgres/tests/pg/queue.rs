@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use pushguide_postgres::Error;
+use pushguide_postgres::{Error, PgConfig};
 
 use crate::support::{config, raw, store};
 use crate::TTL;
@@ -20,9 +20,13 @@ fn g() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_runs_a_templates_requests_one_at_a_time_in_order() {
-    let Some(c) = config("queue_order") else {
-        return;
-    };
+    if let Some(c) = config("queue_order") {
+        queue_runs_a_templates_requests_one_at_a_time_in_order_on(c).await;
+    }
+}
+
+/// [`queue_runs_a_templates_requests_one_at_a_time_in_order`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn queue_runs_a_templates_requests_one_at_a_time_in_order_on(c: PgConfig) {
     let s = store(&c, TTL).await;
     let a1 = s.enqueue_publish("a", "alice", &g(), "{}").await.unwrap();
     let a2 = s.enqueue_publish("a", "bob", &g(), "{}").await.unwrap();
@@ -98,9 +102,13 @@ async fn queue_withdrawn_requests_block_nothing() {
 /// Only the instance that claimed a request writes about it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_writes_are_fenced_by_the_claiming_instance() {
-    let Some(c) = config("queue_fence") else {
-        return;
-    };
+    if let Some(c) = config("queue_fence") {
+        queue_writes_are_fenced_by_the_claiming_instance_on(c).await;
+    }
+}
+
+/// [`queue_writes_are_fenced_by_the_claiming_instance`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn queue_writes_are_fenced_by_the_claiming_instance_on(c: PgConfig) {
     let (a, b) = (store(&c, TTL).await, store(&c, TTL).await);
     let id = a.enqueue_publish("a", "alice", &g(), "{}").await.unwrap();
     assert_eq!(a.claim_publish().await.unwrap().unwrap().id, id);
@@ -183,9 +191,15 @@ async fn queue_requests_of_a_dead_instance_are_interrupted_and_live_ones_are_not
 /// and start in the order queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queue_concurrent_claimers_run_each_request_once_without_overlap() {
-    let Some(c) = config("queue_claimers") else {
-        return;
-    };
+    if let Some(c) = config("queue_claimers") {
+        queue_concurrent_claimers_run_each_request_once_without_overlap_on(c).await;
+    }
+}
+
+/// [`queue_concurrent_claimers_run_each_request_once_without_overlap`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn queue_concurrent_claimers_run_each_request_once_without_overlap_on(
+    c: PgConfig,
+) {
     let stores = [
         store(&c, TTL).await,
         store(&c, TTL).await,
@@ -270,9 +284,13 @@ async fn queue_concurrent_claimers_run_each_request_once_without_overlap() {
 /// An idle worker waiting with a long poll is woken by a request queued through another instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_notify_wakes_an_idle_worker_of_another_instance() {
-    let Some(c) = config("queue_notify") else {
-        return;
-    };
+    if let Some(c) = config("queue_notify") {
+        queue_notify_wakes_an_idle_worker_of_another_instance_on(c).await;
+    }
+}
+
+/// [`queue_notify_wakes_an_idle_worker_of_another_instance`] on the store `c` reaches (directly or through PgBouncer).
+pub(crate) async fn queue_notify_wakes_an_idle_worker_of_another_instance_on(c: PgConfig) {
     let (a, b) = (store(&c, TTL).await, store(&c, TTL).await);
     let mut waiter = a.listen_publishes().await.unwrap();
     // the listener counts once when subscribed
