@@ -337,6 +337,31 @@ mod tests {
         assert!(t.note.contains(&format!("request {first}")), "{}", t.note);
     }
 
+    /// Deployments interrupted before takeovers were recorded are recorded as marked by the
+    /// migration: no instance acts on them after an upgrade.
+    #[test]
+    fn the_migration_records_older_interrupted_deployments_as_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v12.db");
+        {
+            let conn = crate::schema::database_at_version(&path, 12);
+            conn.execute_batch(
+                "INSERT INTO deployments (id, template, version, principal, dry_run, started_ms,
+                    owner, last_event_ms, outcome, ended_ms)
+                 VALUES ('old', 'shop', '2.0', 'alice', 0, 1000, 'gone', 2000, 'interrupted', 2000)",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(s.untaken_interrupted().unwrap().is_empty());
+        let t = s.takeover("old").unwrap().unwrap();
+        assert_eq!(
+            (t.policy.as_str(), t.request, t.by.as_str()),
+            ("mark", None, "migration")
+        );
+        assert_eq!(s.take_over(&req("old")).unwrap(), None);
+    }
+
     #[test]
     fn two_stores_taking_over_at_once_queue_one_request() {
         let dir = tempfile::tempdir().unwrap();
