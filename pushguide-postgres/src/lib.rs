@@ -43,6 +43,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod accounts;
 mod config;
 mod error;
 mod fleet;
@@ -52,6 +53,7 @@ mod queue;
 mod recover;
 mod retry;
 mod schema;
+mod sql;
 mod status;
 mod store;
 

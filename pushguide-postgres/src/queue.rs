@@ -15,6 +15,7 @@
 //! fenced by the claiming instance: another instance's write is refused with
 //! [`Error::NotClaimed`].
 
+use crate::sql::Sql;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -89,7 +90,7 @@ impl PgStore {
     ) -> Result<i64, Error> {
         let client = self.client("queueing a publish request").await?;
         let row = client
-            .query_one(
+            .one(
                 "WITH q AS (
                    INSERT INTO publish_requests (template, requested_by, groups, request, state,
                                                  queued_at)
@@ -131,7 +132,7 @@ impl PgStore {
         // a claim racing another one for the same template trips the one-running index: nothing
         // may run for that template now, so ask again (other templates may be free)
         for _ in 0..5 {
-            match client.query_opt(&sql, &[&self.inner.owner]).await {
+            match client.opt(&sql, &[&self.inner.owner]).await {
                 Ok(found) => return Ok(found.as_ref().map(row)),
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
                     tracing::debug!("a publish claim raced another for the same template");
@@ -149,7 +150,7 @@ impl PgStore {
             .client("recording a publish request's deployment")
             .await?;
         let n = client
-            .execute(
+            .exec(
                 "UPDATE publish_requests SET deployment = $2
                  WHERE id = $1 AND state = 'running' AND worker = $3",
                 &[&id, &deployment, &self.inner.owner],
@@ -169,7 +170,7 @@ impl PgStore {
         let state = if error.is_some() { "failed" } else { "done" };
         let client = self.client("ending a publish request").await?;
         let rows = client
-            .query(
+            .rows(
                 "WITH d AS (
                    UPDATE publish_requests SET state = $2, ended_at = now(), error = $3
                    WHERE id = $1 AND state = 'running' AND worker = $5 RETURNING template)
@@ -197,7 +198,7 @@ impl PgStore {
     pub async fn cancel_publish(&self, id: i64) -> Result<bool, Error> {
         let client = self.client("withdrawing a publish request").await?;
         let rows = client
-            .query(
+            .rows(
                 "WITH c AS (
                    UPDATE publish_requests SET state = 'cancelled', ended_at = now()
                    WHERE id = $1 AND state = 'queued' RETURNING template)
@@ -213,7 +214,7 @@ impl PgStore {
     pub async fn publish_request(&self, id: i64) -> Result<Option<QueuedPublish>, Error> {
         let client = self.client("reading a publish request").await?;
         let found = client
-            .query_opt(
+            .opt(
                 &format!("SELECT {COLUMNS} FROM publish_requests WHERE id = $1"),
                 &[&id],
             )
@@ -226,7 +227,7 @@ impl PgStore {
     pub async fn publish_queue(&self, template: Option<&str>) -> Result<Vec<QueuedPublish>, Error> {
         let client = self.client("reading the publish queue").await?;
         let rows = client
-            .query(
+            .rows(
                 &format!(
                     "SELECT {COLUMNS} FROM publish_requests
                      WHERE state IN ('queued', 'running') AND ($1::text IS NULL OR template = $1)
@@ -245,7 +246,7 @@ impl PgStore {
     pub async fn interrupt_dead_publishes(&self) -> Result<Vec<QueuedPublish>, Error> {
         let client = self.client("finding interrupted publish requests").await?;
         let rows = client
-            .query(
+            .rows(
                 &format!(
                     "WITH dead AS (
                        SELECT q.id FROM publish_requests q
@@ -283,7 +284,7 @@ impl PgStore {
     ) -> Result<Vec<QueuedPublish>, Error> {
         let client = self.client("reading failed publish requests").await?;
         let rows = client
-            .query(
+            .rows(
                 &format!(
                     "SELECT {COLUMNS} FROM publish_requests
                      WHERE state IN ('failed', 'interrupted') AND ended_at >= $1
