@@ -5,7 +5,9 @@
 mod accounts;
 mod engine;
 mod queue;
+mod records;
 mod recover;
+mod server_queue;
 mod support;
 
 use std::time::Duration;
