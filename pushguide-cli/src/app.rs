@@ -138,7 +138,11 @@ impl App {
                 reason: format!("cannot create its directory: {e}"),
             })?;
         }
-        let store = Arc::new(SqliteStore::open(&self.config.store)?);
+        let mut options = pushguide_store::StoreOptions::default();
+        if let Some(ttl) = self.config.store_lease_ttl {
+            options = options.lease_ttl(ttl);
+        }
+        let store = Arc::new(SqliteStore::open_with(&self.config.store, options)?);
         self.store = Some(store.clone());
         Ok(store)
     }

@@ -107,6 +107,10 @@ pub struct Config {
     /// instances; `None`: SQLite, the default. Holds where the password comes from, never the
     /// password.
     pub postgres: Option<pushguide_postgres::PgConfig>,
+    /// `[store] lease_ttl_secs` with `path`: the SQLite store's lease TTL (how long after a
+    /// process died its deployments count as live, default 30 s); `None` with PostgreSQL (its
+    /// TTL is in [`Config::postgres`]).
+    pub store_lease_ttl: Option<Duration>,
     /// The templates directory.
     pub templates: PathBuf,
     /// Where detached deployments write their output (default `<store dir>/logs`).
@@ -433,14 +437,14 @@ fn check_url(r: &Reader<'_>, key: &str, url: &str, schemes: &[&str]) -> Result<(
 /// The top-level paths: the store, the templates directory and the log directory (default:
 /// `pushguide-logs` beside the SQLite store, or beside the config file with PostgreSQL).
 type Paths = (
-    PathBuf,
+    (PathBuf, Option<Duration>),
     Option<pushguide_postgres::PgConfig>,
     PathBuf,
     PathBuf,
 );
 
 fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<Paths, CliError> {
-    let (store, postgres) = read_store(top, base)?;
+    let (store, postgres, ttl) = read_store(top, base)?;
     let templates = resolve(
         base,
         &top.required_string(
@@ -456,7 +460,7 @@ fn read_paths(top: &mut Reader<'_>, base: &Path) -> Result<Paths, CliError> {
             .unwrap_or(Path::new("."))
             .join("pushguide-logs"),
     };
-    Ok((store, postgres, templates, log_dir))
+    Ok(((store, ttl), postgres, templates, log_dir))
 }
 
 /// Whether `store` names a PostgreSQL database rather than a SQLite file.
@@ -486,13 +490,20 @@ fn redacted_url(url: &str) -> String {
     }
 }
 
-/// `store` (required): a SQLite file path, a `postgres://` URL, or a `[store]` table (`path`, or
-/// `url` with `password_env` / `password_file`, `schema`, `pool_size`, `lease_ttl_secs`,
-/// `ca_file`, `transaction_pooling`, `listen_url`).
+/// `store` (required): a SQLite file path, a `postgres://` URL, or a `[store]` table (`path` with
+/// an optional `lease_ttl_secs`, or `url` with `password_env` / `password_file`, `schema`,
+/// `pool_size`, `lease_ttl_secs`, `ca_file`, `transaction_pooling`, `listen_url`).
 fn read_store(
     top: &mut Reader<'_>,
     base: &Path,
-) -> Result<(PathBuf, Option<pushguide_postgres::PgConfig>), CliError> {
+) -> Result<
+    (
+        PathBuf,
+        Option<pushguide_postgres::PgConfig>,
+        Option<Duration>,
+    ),
+    CliError,
+> {
     const WHAT: &str = "the SQLite file, e.g. store = \"pushguide.db\", a PostgreSQL URL \
                         (store = \"postgres://user@host:5432/db\") or a [store] table";
     if let Some(toml::Value::Table(_)) = top.table.get("store") {
@@ -506,7 +517,6 @@ fn read_store(
             "password_file",
             "schema",
             "pool_size",
-            "lease_ttl_secs",
             "ca_file",
             "transaction_pooling",
             "listen_url",
@@ -525,8 +535,9 @@ fn read_store(
                         "only for a PostgreSQL store (`url`), not with `path`",
                     ));
                 }
-                r.finish("path, url")?;
-                Ok((resolve(base, &p), None))
+                let ttl = lease_ttl(&mut r)?;
+                r.finish("path, url, lease_ttl_secs")?;
+                Ok((resolve(base, &p), None, ttl))
             }
             (None, Some(u)) => {
                 let pg = read_postgres(&mut r, base, "url", &u)?;
@@ -534,7 +545,7 @@ fn read_store(
                     "path, url, password_env, password_file, schema, pool_size, lease_ttl_secs, ca_file, \
                      transaction_pooling, listen_url",
                 )?;
-                Ok((PathBuf::new(), Some(pg)))
+                Ok((PathBuf::new(), Some(pg), None))
             }
             (Some(_), Some(u)) => Err(r.err(
                 "url",
@@ -551,9 +562,24 @@ fn read_store(
     if is_postgres_url(&s) {
         // the string form has no password source: trust, peer or certificate authentication
         let pg = pg_from_url(top, "store", &s)?;
-        return Ok((PathBuf::new(), Some(pg)));
+        return Ok((PathBuf::new(), Some(pg), None));
     }
-    Ok((resolve(base, &s), None))
+    Ok((resolve(base, &s), None, None))
+}
+
+/// `[store] lease_ttl_secs`: 0.5 to 3600 seconds.
+fn lease_ttl(r: &mut Reader<'_>) -> Result<Option<Duration>, CliError> {
+    let Some(ttl) = r.secs("lease_ttl_secs")? else {
+        return Ok(None);
+    };
+    if !(0.5..=3600.0).contains(&ttl.as_secs_f64()) {
+        return Err(r.err(
+            "lease_ttl_secs",
+            &toml::Value::Float(ttl.as_secs_f64()),
+            "must be between 0.5 and 3600 seconds",
+        ));
+    }
+    Ok(Some(ttl))
 }
 
 fn pg_from_url(
@@ -600,14 +626,7 @@ fn read_postgres(
         }
         Some(v) => return Err(r.err("pool_size", v, "must be a whole number from 1 to 1024")),
     }
-    if let Some(ttl) = r.secs("lease_ttl_secs")? {
-        if !(0.5..=3600.0).contains(&ttl.as_secs_f64()) {
-            return Err(r.err(
-                "lease_ttl_secs",
-                &toml::Value::Float(ttl.as_secs_f64()),
-                "must be between 0.5 and 3600 seconds",
-            ));
-        }
+    if let Some(ttl) = lease_ttl(r)? {
         pg = pg.lease_ttl(ttl);
     }
     if let Some(ca) = r.string("ca_file")? {
@@ -1117,7 +1136,7 @@ impl Config {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let mut top = Reader::new(file, "", &table);
-        let (store, postgres, templates, log_dir) = read_paths(&mut top, &base)?;
+        let ((store, store_lease_ttl), postgres, templates, log_dir) = read_paths(&mut top, &base)?;
         let principal = read_user(&mut top)?;
         let (salt, password, step_jobs) = read_salt(&mut top, &base)?;
         let ci = read_ci(&mut top, &base)?;
@@ -1133,6 +1152,7 @@ impl Config {
             step_jobs,
             store,
             postgres,
+            store_lease_ttl,
             templates,
             log_dir,
             ci,

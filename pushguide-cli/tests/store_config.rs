@@ -143,3 +143,19 @@ fn the_store_table_reads_the_transaction_pooling_keys() {
     let e = error("[store]\npath = \"x.db\"\ntransaction_pooling = true");
     assert!(e.contains("only for a PostgreSQL store"), "{e}");
 }
+
+#[test]
+fn a_sqlite_store_takes_a_lease_ttl_bounded_like_postgres() {
+    let c = parse("[store]\npath = \"x.db\"\nlease_ttl_secs = 2.5").unwrap();
+    assert_eq!(c.store_lease_ttl, Some(Duration::from_millis(2500)));
+    assert!(c.postgres.is_none());
+    assert_eq!(parse("store = \"x.db\"").unwrap().store_lease_ttl, None);
+    let c = parse("[store]\nurl = \"postgres://u@h/d\"\nlease_ttl_secs = 2").unwrap();
+    assert_eq!(c.store_lease_ttl, None);
+    for bad in ["0.1", "4000", "\"10\""] {
+        let e = parse(&format!("[store]\npath = \"x.db\"\nlease_ttl_secs = {bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`store.lease_ttl_secs`"), "{e}");
+    }
+}

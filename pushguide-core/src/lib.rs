@@ -91,7 +91,7 @@ pub use hook::registry::{
 };
 pub use hook::template::{
     Acl, FailedHosts, FailureBudget, HealthCheck, Members, OnFailure, Principal, RollbackPolicy,
-    Rollout, Targets, Template, Threshold,
+    Rollout, TakeoverPolicy, Targets, Template, Threshold,
 };
 
 pub use engine::{DeploymentHandle, Engine, EngineBuilder, Mode, Request, RollbackTo};

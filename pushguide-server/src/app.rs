@@ -819,12 +819,13 @@ impl Server {
         let store = self.store.clone();
         let launcher = self.launcher.clone();
         let workers = self.workers;
+        let catalog = self.catalog.clone();
         let (router, live) = build(self);
         let stop = Arc::new(tokio::sync::Notify::new());
         let task = launcher.map(|launcher| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                run_workers(store, launcher, live, workers, stop).await;
+                run_workers(store, launcher, live, workers, stop, catalog).await;
             })
         });
         (router, Workers { stop, task })

@@ -71,6 +71,7 @@ mod runner;
 pub mod stats_page;
 pub mod status;
 pub mod svg;
+mod takeover;
 pub mod tokens;
 pub mod webhooks;
 

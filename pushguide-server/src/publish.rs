@@ -800,6 +800,7 @@ pub(crate) async fn deployment_page(
             );
         }
         body.push_str("</tbody></table>");
+        body.push_str(&crate::takeover::takeover_html(&*app.0.store, &g.id).await);
     }
     let mut page = layout(&format!("Deployment {}", g.id), Some(&s.viewer()), &body);
     if live {
@@ -826,6 +827,9 @@ pub(crate) async fn deployment_api(
             let mut v = serde_json::json!(g);
             v["live"] = serde_json::json!(running.is_some());
             v["request"] = serde_json::json!(running.map(|r| r.request));
+            if g.outcome.as_deref() == Some("interrupted") {
+                v["takeover"] = crate::takeover::takeover_json(&*app.0.store, &g.id).await;
+            }
             with_cookies(Json(v).into_response(), &[])
         }
         Err(r) => r,

@@ -124,11 +124,12 @@ pub(crate) async fn run_workers(
     live: Arc<Live>,
     workers: usize,
     stop: Arc<Notify>,
+    catalog: Arc<dyn crate::Catalog>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     {
         let (store, live, stop) = (store.clone(), live.clone(), stop.clone());
-        tasks.spawn(async move { recover_dead(store, live, stop).await });
+        tasks.spawn(async move { recover_dead(store, live, stop, catalog).await });
     }
     for n in 0..workers.max(1) {
         let (store, launcher, live, stop) =
@@ -193,9 +194,15 @@ async fn worker(
 /// deployments are interrupted once its heartbeat is older than the store's lease TTL).
 const RECOVER_EVERY: Duration = Duration::from_secs(5);
 
-/// Marks the deployments and publish requests of dead processes interrupted, every
-/// [`RECOVER_EVERY`] until `stop`.
-async fn recover_dead(store: Arc<SqliteStore>, live: Arc<Live>, stop: Arc<Notify>) {
+/// Marks the deployments and publish requests of dead processes interrupted, and takes the
+/// deployments over by their templates' policies ([`crate::takeover`]), every [`RECOVER_EVERY`]
+/// until `stop`.
+async fn recover_dead(
+    store: Arc<SqliteStore>,
+    live: Arc<Live>,
+    stop: Arc<Notify>,
+    catalog: Arc<dyn crate::Catalog>,
+) {
     let stopping = stop.notified();
     tokio::pin!(stopping);
     loop {
@@ -222,6 +229,11 @@ async fn recover_dead(store: Arc<SqliteStore>, live: Arc<Live>, stop: Arc<Notify
             }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
             Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+        }
+        match crate::takeover::take_over_interrupted(&*store, &*catalog).await {
+            Ok(t) if t.iter().any(|t| t.request.is_some()) => live.wake.notify_waiters(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot take over interrupted deployments"),
         }
         tokio::select! {
             () = tokio::time::sleep(RECOVER_EVERY) => {}

@@ -67,6 +67,7 @@ mod schema;
 mod server_store;
 mod stats;
 mod store;
+mod takeover;
 mod tokens;
 mod users;
 
@@ -84,5 +85,6 @@ pub use schema::SCHEMA_VERSION;
 pub use server_store::{AccountStore, PublishQueue, RecordStore, ServerStore};
 pub use stats::{Rate, Recovery, Stats, Summary, Window};
 pub use store::{SqliteStore, StoreOptions};
+pub use takeover::{Takeover, TakeoverRequest, TAKEOVER_USER};
 pub use tokens::{ApiToken, TokenUser};
 pub use users::NO_PASSWORD;

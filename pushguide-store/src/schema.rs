@@ -1,7 +1,7 @@
 //! The schema, versioned through `PRAGMA user_version`: migration `i` brings version `i` to `i + 1`.
 
 /// Migrations in order; the schema version of a database is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -402,6 +402,26 @@ CREATE TABLE journal (
     event      TEXT NOT NULL,
     PRIMARY KEY (deployment, seq)
 ) WITHOUT ROWID;
+"#;
+
+// Takeovers (`pushguide-server`): what an instance did with a deployment interrupted by the death
+// of the instance that ran it (its template's `takeover` policy). The primary key makes it exactly
+// once per deployment; the queued request is written in the same transaction. Deployments
+// interrupted before this schema are recorded as marked, so that no instance acts on old ones.
+const V13: &str = r#"
+CREATE TABLE takeovers (
+    deployment TEXT PRIMARY KEY,
+    policy     TEXT NOT NULL,
+    request    INTEGER,
+    note       TEXT NOT NULL,
+    by_owner   TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX takeovers_by_request ON takeovers (request);
+INSERT INTO takeovers (deployment, policy, request, note, by_owner, at_ms)
+    SELECT id, 'mark', NULL, 'interrupted before takeovers were recorded', 'migration',
+           COALESCE(ended_ms, last_event_ms)
+    FROM deployments WHERE outcome = 'interrupted';
 "#;
 
 /// A database file at `path` as a build with schema `version` left it (for migration tests).

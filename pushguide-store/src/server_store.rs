@@ -14,8 +14,8 @@ use pushguide_core::{Event, MinionId, MinionStatus};
 use crate::{
     ApiToken, AuditEntry, CallRow, DayStats, DeploymentRecord, Error, HistoryPage, HistoryQuery,
     HostResult, HostStageResult, HostVersion, InterruptedDeployment, QueuedPublish, Rate,
-    RevisionWrite, Session, SessionLimits, SqliteStore, Stats, TemplateRevision, TokenUser, User,
-    Window,
+    RevisionWrite, Session, SessionLimits, SqliteStore, Stats, Takeover, TakeoverRequest,
+    TemplateRevision, TokenUser, User, Window,
 };
 
 /// The web service's store: [`AccountStore`] (accounts, sessions, API tokens, the audit log,
@@ -242,6 +242,37 @@ pub trait PublishQueue: Send + Sync + 'static {
     /// a shared database wakes every instance's workers at once (PostgreSQL: `LISTEN`).
     async fn wait_for_publishes(&self, poll: Duration) {
         tokio::time::sleep(poll).await;
+    }
+
+    // Takeovers of interrupted deployments. The defaults answer that the backend records no
+    // takeovers (an error, logged by the service): exactly-once needs the backend's transaction.
+    /// See [`SqliteStore::untaken_interrupted`].
+    async fn untaken_interrupted(&self) -> Result<Vec<InterruptedDeployment>, Error> {
+        Err(no_takeovers())
+    }
+    /// See [`SqliteStore::take_over`].
+    async fn take_over(&self, t: &TakeoverRequest) -> Result<Option<Takeover>, Error> {
+        let _ = t;
+        Err(no_takeovers())
+    }
+    /// See [`SqliteStore::takeover`].
+    async fn takeover(&self, deployment: &str) -> Result<Option<Takeover>, Error> {
+        let _ = deployment;
+        Err(no_takeovers())
+    }
+    /// See [`SqliteStore::takeover_by_request`].
+    async fn takeover_by_request(&self, request: i64) -> Result<Option<Takeover>, Error> {
+        let _ = request;
+        Err(no_takeovers())
+    }
+}
+
+/// The error of a backend that does not record takeovers.
+fn no_takeovers() -> Error {
+    Error::Backend {
+        backend: "store",
+        retryable: false,
+        source: "this store does not record takeovers of interrupted deployments".into(),
     }
 }
 
@@ -600,5 +631,23 @@ impl PublishQueue for SqliteStore {
 
     async fn interrupt_dead_publishes(&self) -> Result<Vec<QueuedPublish>, Error> {
         run(self, move |s| s.interrupt_dead_publishes()).await
+    }
+
+    async fn untaken_interrupted(&self) -> Result<Vec<InterruptedDeployment>, Error> {
+        run(self, move |s| s.untaken_interrupted()).await
+    }
+
+    async fn take_over(&self, t: &TakeoverRequest) -> Result<Option<Takeover>, Error> {
+        let t = t.clone();
+        run(self, move |s| s.take_over(&t)).await
+    }
+
+    async fn takeover(&self, deployment: &str) -> Result<Option<Takeover>, Error> {
+        let deployment = deployment.to_owned();
+        run(self, move |s| s.takeover(&deployment)).await
+    }
+
+    async fn takeover_by_request(&self, request: i64) -> Result<Option<Takeover>, Error> {
+        run(self, move |s| s.takeover_by_request(request)).await
     }
 }

@@ -351,6 +351,43 @@ pub enum RollbackPolicy {
     },
 }
 
+/// What another instance does with a deployment whose instance died (its lease expired before it
+/// finished): the template's `takeover` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TakeoverPolicy {
+    /// Only mark it `interrupted`, each host listed with its last stage.
+    Mark,
+    /// Roll the hosts it touched back to their rollback targets (one queued request).
+    Rollback,
+    /// Continue the same version on the hosts of the batches it had not completed (one queued
+    /// request; the steps of every bundled kind are idempotent).
+    Resume,
+}
+
+impl TakeoverPolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [TakeoverPolicy; 3] = [
+        TakeoverPolicy::Mark,
+        TakeoverPolicy::Rollback,
+        TakeoverPolicy::Resume,
+    ];
+
+    /// Its name in templates (`mark`, `rollback`, `resume`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TakeoverPolicy::Mark => "mark",
+            TakeoverPolicy::Rollback => "rollback",
+            TakeoverPolicy::Resume => "resume",
+        }
+    }
+
+    /// The policy named `name`, if any.
+    pub fn parse(name: &str) -> Option<TakeoverPolicy> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 /// A deploy template: which project type, which minions, how to roll out, who may deploy.
 ///
 /// ```
@@ -411,6 +448,10 @@ pub struct Template {
     /// Pre-flight connectivity policy.
     #[serde(default)]
     pub preflight: Preflight,
+    /// What another instance does with a deployment of this template whose instance died
+    /// (`takeover = "mark" | "rollback" | "resume"`); `None`: see [`Template::takeover`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<TakeoverPolicy>,
     /// The project type's configuration (`kind` selects the type).
     pub project: Box<dyn DeployerConfig>,
 }
@@ -444,6 +485,24 @@ impl Template {
                 }
             }
             Some(other) => return Err(Error::invalid("project.kind", other, "must be a string")),
+        }
+        match raw.get("takeover") {
+            None => {}
+            Some(toml::Value::String(p)) if TakeoverPolicy::parse(p).is_some() => {}
+            Some(toml::Value::String(p)) => {
+                return Err(Error::invalid(
+                    "takeover",
+                    p,
+                    "must be one of \"mark\", \"rollback\", \"resume\"",
+                ))
+            }
+            Some(other) => {
+                return Err(Error::invalid(
+                    "takeover",
+                    other,
+                    "must be one of \"mark\", \"rollback\", \"resume\"",
+                ))
+            }
         }
         let template: Template = toml::from_str(text).map_err(parse_err)?;
         template.validate()?;
@@ -528,8 +587,19 @@ impl Template {
             health: self.health.clone(),
             rollback: self.rollback.clone(),
             preflight: self.preflight.clone(),
+            takeover: self.takeover,
             project,
         })
+    }
+
+    /// The takeover policy in effect: the `takeover` key, else `rollback` when the template has a
+    /// rollback policy (`[rollback] policy` other than `none`), else `mark`.
+    pub fn takeover(&self) -> TakeoverPolicy {
+        match (self.takeover, &self.rollback) {
+            (Some(p), _) => p,
+            (None, RollbackPolicy::None) => TakeoverPolicy::Mark,
+            (None, _) => TakeoverPolicy::Rollback,
+        }
     }
 
     /// Serializes to TOML.

@@ -357,3 +357,42 @@ fn hundreds_of_thousands_of_host_tables_are_refused_quickly() {
         "{err}"
     );
 }
+
+#[test]
+fn takeover_defaults_to_rollback_with_a_rollback_policy_else_mark_and_bad_values_are_named() {
+    use pushguide_core::TakeoverPolicy;
+    // FULL has a rollback policy and no takeover key
+    let t = parse(FULL).unwrap();
+    assert_eq!(t.takeover, None);
+    assert_eq!(t.takeover(), TakeoverPolicy::Rollback);
+    let none = FULL.replace("[rollback]\npolicy = \"version\"\nto = \"1.2.3\"\n", "");
+    assert_eq!(parse(&none).unwrap().takeover(), TakeoverPolicy::Mark);
+    for p in ["mark", "rollback", "resume"] {
+        let text = FULL.replace(
+            "description = \"The shop\"\n",
+            &format!("description = \"The shop\"\ntakeover = \"{p}\"\n"),
+        );
+        let t = parse(&text).unwrap();
+        assert_eq!(t.takeover().as_str(), p);
+        // round trip keeps it
+        let again = parse(&t.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again.takeover, t.takeover);
+    }
+    for (bad, shown) in [
+        ("\"later\"", "(got \"later\")"),
+        ("3", "(got \"3\")"),
+        ("\"Mark\"", "(got \"Mark\")"),
+    ] {
+        let text = FULL.replace(
+            "description = \"The shop\"\n",
+            &format!("description = \"The shop\"\ntakeover = {bad}\n"),
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("takeover") && msg.contains(shown) && msg.contains("resume"),
+            "{msg}"
+        );
+    }
+}
