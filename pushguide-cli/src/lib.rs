@@ -317,7 +317,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
             output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }
-        Command::Log { id } => print(json, &commands::log(app, &id)?, output::log),
+        Command::Log { id } => print(json, &commands::log(app, &id).await?, output::log),
         Command::Stats {
             template,
             since,

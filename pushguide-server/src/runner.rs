@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use pushguide_core::{Decision, DeploymentHandle, EventKind, Principal};
-use pushguide_store::{QueuedPublish, SqliteStore};
+use pushguide_store::{QueuedPublish, ServerStore};
 use tokio::sync::Notify;
 
 use crate::grid::Grid;
@@ -113,13 +113,14 @@ impl Live {
 }
 
 /// How often an idle worker looks at the queue without being woken (a request queued by another
-/// process sharing the store is found this way).
+/// process sharing the store is found this way, unless the store wakes the workers first: see
+/// [`pushguide_store::PublishQueue::wait_for_publishes`]).
 const POLL: Duration = Duration::from_secs(2);
 
 /// Runs `workers` workers until `stop` is notified (running deployments are cancelled then, and
 /// waited for).
 pub(crate) async fn run_workers(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     launcher: Arc<dyn Launcher>,
     live: Arc<Live>,
     workers: usize,
@@ -140,7 +141,7 @@ pub(crate) async fn run_workers(
 
 async fn worker(
     n: usize,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     launcher: Arc<dyn Launcher>,
     live: Arc<Live>,
     stop: Arc<Notify>,
@@ -148,12 +149,8 @@ async fn worker(
     let stopping = stop.notified();
     tokio::pin!(stopping);
     loop {
-        let claimed = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.claim_publish()).await
-        };
-        match claimed {
-            Ok(Ok(Some(q))) => {
+        match store.claim_publish().await {
+            Ok(Some(q)) => {
                 tracing::info!(
                     worker = n,
                     request = q.id,
@@ -177,13 +174,12 @@ async fn worker(
                 live.wake.notify_waiters();
                 continue;
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the publish queue"),
-            Err(e) => tracing::error!(error = %e, "the queue task failed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the publish queue"),
         }
         tokio::select! {
             () = live.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = store.wait_for_publishes(POLL) => {}
             () = &mut stopping => return,
         }
     }
@@ -195,17 +191,19 @@ const RECOVER_EVERY: Duration = Duration::from_secs(5);
 
 /// Marks the deployments and publish requests of dead processes interrupted, every
 /// [`RECOVER_EVERY`] until `stop`.
-async fn recover_dead(store: Arc<SqliteStore>, live: Arc<Live>, stop: Arc<Notify>) {
+async fn recover_dead(store: Arc<dyn ServerStore>, live: Arc<Live>, stop: Arc<Notify>) {
     let stopping = stop.notified();
     tokio::pin!(stopping);
     loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || {
-            Ok::<_, pushguide_store::Error>((s.recover()?, s.interrupt_dead_publishes()?))
-        })
-        .await
-        {
-            Ok(Ok((deployments, requests))) => {
+        let found = async {
+            Ok::<_, pushguide_store::Error>((
+                store.recover().await?,
+                store.interrupt_dead_publishes().await?,
+            ))
+        }
+        .await;
+        match found {
+            Ok((deployments, requests)) => {
                 for d in &deployments {
                     tracing::warn!(
                         deployment = d.id,
@@ -220,8 +218,7 @@ async fn recover_dead(store: Arc<SqliteStore>, live: Arc<Live>, stop: Arc<Notify
                     live.wake.notify_waiters();
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
-            Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+            Err(e) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
         }
         tokio::select! {
             () = tokio::time::sleep(RECOVER_EVERY) => {}
@@ -243,36 +240,33 @@ fn cancel_all(live: &Live) {
     }
 }
 
-async fn blocking_store<T: Send + 'static>(
-    store: &Arc<SqliteStore>,
-    during: &str,
-    f: impl FnOnce(&SqliteStore) -> Result<T, pushguide_store::Error> + Send + 'static,
-) -> Option<T> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(&s)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, during, "store write failed");
-            None
-        }
+/// The value of a store write, or `None` with the error logged (`during`: what was written).
+fn logged<T>(written: Result<T, pushguide_store::Error>, during: &str) -> Option<T> {
+    match written {
+        Ok(v) => Some(v),
         Err(e) => {
-            tracing::error!(error = %e, during, "store task failed");
+            tracing::error!(error = %e, during, "store write failed");
             None
         }
     }
 }
 
 /// Runs one claimed request to its end.
-async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live, q: QueuedPublish) {
+async fn run_one(
+    store: &Arc<dyn ServerStore>,
+    launcher: &dyn Launcher,
+    live: &Live,
+    q: QueuedPublish,
+) {
     let id = q.id;
     let request: PublishRequest = match serde_json::from_str(&q.request) {
         Ok(r) => r,
         Err(e) => {
             let why = format!("the queued request does not read: {e}");
-            blocking_store(store, "ending a publish request", move |s| {
-                s.finish_publish(id, Some(&why))
-            })
-            .await;
+            logged(
+                store.finish_publish(id, Some(&why)).await,
+                "ending a publish request",
+            );
             return;
         }
     };
@@ -285,21 +279,18 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         Err(e) => {
             let why = pushguide_core::validate::quote(&e.to_string());
             tracing::warn!(request = id, template = q.template, error = %e, "a publish request did not start");
-            blocking_store(store, "ending a publish request", move |s| {
-                s.finish_publish(id, Some(&why))
-            })
-            .await;
+            logged(
+                store.finish_publish(id, Some(&why)).await,
+                "ending a publish request",
+            );
             return;
         }
     };
     let dep = handle.id().to_owned();
-    let d = dep.clone();
-    blocking_store(
-        store,
+    logged(
+        store.publish_started(id, &dep).await,
         "recording a publish request's deployment",
-        move |s| s.publish_started(id, &d),
-    )
-    .await;
+    );
     let mut events = handle.events();
     let running = Arc::new(Running {
         template: q.template.clone(),
@@ -381,10 +372,10 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         }
         Err(e) => Some(e.to_string()),
     };
-    blocking_store(store, "ending a publish request", move |s| {
-        s.finish_publish(id, ended.as_deref())
-    })
-    .await;
+    logged(
+        store.finish_publish(id, ended.as_deref()).await,
+        "ending a publish request",
+    );
     // Stop and roll back: the touched hosts go back to what they ran before this release, unless
     // the template's own policy already rolled them back.
     let stop = running
@@ -404,15 +395,13 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
                 batch: None,
                 hosts: Some(touched),
             };
-            let groups = q.groups.clone();
-            let template = q.template.clone();
             if let Ok(json) = serde_json::to_string(&undo) {
-                let queued = blocking_store(
-                    store,
+                let queued = logged(
+                    store
+                        .enqueue_publish(&q.template, &user, &q.groups, &json)
+                        .await,
                     "queueing the rollback of a stopped deployment",
-                    move |s| s.enqueue_publish(&template, &user, &groups, &json),
-                )
-                .await;
+                );
                 tracing::info!(deployment = dep, request = ?queued, "stopped: its touched hosts are queued for rollback");
             }
         }

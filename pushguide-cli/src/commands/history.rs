@@ -127,15 +127,15 @@ pub async fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
     })
 }
 
-fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
+async fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
     let rec = recorded(store, id)?;
-    Ok(LogResult::read(store, rec)?)
+    Ok(LogResult::read(store, rec).await?)
 }
 
 /// `log ID`.
-pub fn log(app: &mut App, id: &str) -> Result<LogResult, CliError> {
+pub async fn log(app: &mut App, id: &str) -> Result<LogResult, CliError> {
     let store = app.store()?;
-    let r = deployment_log(&store, id)?;
+    let r = deployment_log(&store, id).await?;
     let t = app.template(&r.deployment.template)?;
     app.check_view(&t)?;
     Ok(r)
@@ -181,7 +181,7 @@ pub async fn watch(
             // The outcome is recorded in the same transaction as the report: host statuses and
             // logs are there already.
             progress.finish();
-            return deployment_log(&store, id);
+            return deployment_log(&store, id).await;
         }
         tokio::time::sleep(interval).await;
     }
@@ -299,18 +299,18 @@ mod tests {
 
     /// `log` reads host statuses from the journal; the outcome (and exit code) appears only with
     /// the report, together with the host logs, so `watch` never waits for them.
-    #[test]
-    fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
+    #[tokio::test]
+    async fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
         let store = SqliteStore::open_in_memory().unwrap();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
         store.append_events(&journal(t0)).unwrap();
-        let r = deployment_log(&store, "d1").unwrap();
+        let r = deployment_log(&store, "d1").await.unwrap();
         assert_eq!((r.deployment.outcome.as_deref(), r.exit_code), (None, None));
         let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
         assert_eq!(status, [Some("succeeded"), Some("failed")]);
         assert!(r.hosts.iter().all(|h| h.log.is_empty()));
         store.finish_report(&report(t0)).unwrap();
-        let r = deployment_log(&store, "d1").unwrap();
+        let r = deployment_log(&store, "d1").await.unwrap();
         assert_eq!(r.deployment.outcome.as_deref(), Some("partially-applied"));
         assert_eq!((r.exit_code, r.outcome_error), (Some(2), None));
         let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
