@@ -73,6 +73,8 @@ pub mod status;
 pub mod svg;
 pub mod tokens;
 pub mod webhooks;
+#[cfg(test)]
+mod woken;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,

@@ -1026,4 +1026,31 @@ mod tests {
         // an ended deployment has no feed
         assert!(remote.feed(&store, "d1").await.unwrap().is_none());
     }
+
+    /// The poller of a deployment run elsewhere reads the journal when the store says it grew
+    /// (`wait_for_journal`), not on a sleep of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deployment_run_elsewhere_is_read_when_the_store_wakes_the_view() {
+        let woken = Arc::new(crate::woken::Woken::new(
+            SqliteStore::open_in_memory().unwrap(),
+        ));
+        let store: Arc<dyn ServerStore> = woken.clone();
+        let all = events(4);
+        woken.inner.append_events(&all[..3]).unwrap();
+        let remote = Arc::new(Remote::default());
+        let feed = remote.feed(&store, "d1").await.unwrap().unwrap();
+        assert_eq!(feed.seq(), 3);
+        let mut sub = feed.subscribe(3, true);
+        woken.inner.append_events(&all[3..4]).unwrap();
+        assert!(
+            tokio::time::timeout(POLL * 2, sub.next()).await.is_err(),
+            "read without a wake-up: the poller slept on its own"
+        );
+        woken.journal.notify_one();
+        let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.seq, 4);
+    }
 }

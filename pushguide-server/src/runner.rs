@@ -407,3 +407,88 @@ async fn run_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pushguide_core::async_trait;
+    use pushguide_store::SqliteStore;
+
+    use super::*;
+    use crate::launch::{LaunchError, VersionInfo};
+    use crate::woken::Woken;
+
+    /// Counts the requests it is asked to start, and starts none.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl Launcher for Counting {
+        async fn start(
+            &self,
+            _template: &str,
+            _request: &PublishRequest,
+            _who: &Principal,
+        ) -> Result<DeploymentHandle, LaunchError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err("not in this test".into())
+        }
+
+        async fn versions(&self, _template: &str) -> Result<Vec<VersionInfo>, LaunchError> {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn started(launcher: &Counting, n: usize, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if launcher.0.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// A request queued by another instance (straight into the store, no local wake) is claimed
+    /// when the store wakes the workers, and not by a poll of their own: the workers wait on
+    /// `wait_for_publishes`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_workers_wake_when_the_store_says_a_request_waits() {
+        let store = Arc::new(Woken::new(SqliteStore::open_in_memory().unwrap()));
+        let launcher = Arc::new(Counting::default());
+        let live = Arc::new(Live::default());
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run_workers(
+            store.clone(),
+            launcher.clone(),
+            live,
+            1,
+            stop.clone(),
+        ));
+        // the worker found the queue empty and waits
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let json = serde_json::to_string(&PublishRequest::deploy("2.0")).unwrap();
+        store
+            .inner
+            .enqueue_publish("shop", "alice", &[], &json)
+            .unwrap();
+        assert!(
+            !started(&launcher, 1, POLL + Duration::from_secs(1)).await,
+            "claimed without a wake-up: the worker polled on its own"
+        );
+        store.publishes.notify_one();
+        assert!(
+            started(&launcher, 1, Duration::from_secs(5)).await,
+            "the store's wake-up did not reach the worker"
+        );
+        stop.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
