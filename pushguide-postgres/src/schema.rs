@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -22,6 +22,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         V1,
     ),
     (2, "publish queue", V2),
+    (
+        3,
+        "web service accounts: users, sessions, API tokens, audit log, template revisions",
+        V3,
+    ),
+    (
+        4,
+        "records: start in milliseconds, history and statistics indexes, host failures",
+        V4,
+    ),
+    (
+        5,
+        "publish queue write keys (writes retried after a lost connection)",
+        V5,
+    ),
 ];
 
 // Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
@@ -131,6 +146,121 @@ CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
 CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
 CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
     WHERE state = 'running';
+"#;
+
+// The web service's accounts (the SQLite store's schema versions 9 and 10, same semantics). Times
+// are milliseconds since the epoch as the caller passed them (`*_ms`), exactly as SQLite keeps them:
+// session expiry is decided on the caller's `now`, compared in whole milliseconds. Session and API
+// tokens are stored as their SHA-256 (hex) only. `users.name` is the primary key, so of two instances
+// adding one user at once exactly one insert wins; `template_revisions`' primary key does the same
+// for two saves of the next revision.
+const V3: &str = r#"
+CREATE TABLE users (
+    name       text PRIMARY KEY,
+    password   text NOT NULL,
+    groups     text[] NOT NULL,
+    created_ms bigint NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256 text PRIMARY KEY,
+    user_name    text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    csrf         text NOT NULL,
+    created_ms   bigint NOT NULL,
+    last_seen_ms bigint NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_name);
+CREATE TABLE api_tokens (
+    id           text PRIMARY KEY,
+    token_sha256 text NOT NULL UNIQUE,
+    user_name    text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    label        text NOT NULL,
+    created_ms   bigint NOT NULL,
+    last_used_ms bigint,
+    expires_ms   bigint
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_name);
+CREATE TABLE audit (
+    seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms     bigint NOT NULL,
+    user_name text NOT NULL,
+    address   text,
+    action    text NOT NULL,
+    target    text NOT NULL,
+    detail    text NOT NULL
+);
+CREATE INDEX audit_by_user ON audit (user_name, seq);
+CREATE TABLE template_revisions (
+    template  text NOT NULL,
+    revision  bigint NOT NULL,
+    user_name text NOT NULL,
+    at_ms     bigint NOT NULL,
+    file      text NOT NULL,
+    content   text NOT NULL,
+    PRIMARY KEY (template, revision)
+);
+"#;
+
+// The web service's records (`RecordStore`). `started_ms` is the start in whole milliseconds since
+// the Unix epoch, as the SQLite store keeps it: history pages are found by the key (start in ms, id),
+// and statistics windows compare milliseconds. The two covering indexes serve both: a history page
+// walks one from its key (ids compared bytewise, `COLLATE "C"`, as SQLite does), and a statistics
+// query over a window is answered from the index alone (index-only scan) — over every template by
+// start, or one template's. `host_failures` holds one row per `HostFailed` event (template, start
+// and dry run copied from the deployment), kept by a trigger on `events` in the appending
+// transaction, so hosts and stages are ranked without reading the journal.
+const V4: &str = r#"
+ALTER TABLE deployments ADD COLUMN started_ms bigint
+    GENERATED ALWAYS AS (floor(extract(epoch FROM (started_at AT TIME ZONE 'UTC')) * 1000)::bigint)
+    STORED;
+CREATE INDEX deployments_records_by_start ON deployments (started_ms, id COLLATE "C")
+    INCLUDE (template, principal, dry_run, rollback, outcome, duration_ms);
+CREATE INDEX deployments_records_by_template ON deployments (template, started_ms, id COLLATE "C")
+    INCLUDE (principal, dry_run, rollback, outcome, duration_ms);
+
+CREATE TABLE host_failures (
+    deployment text NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    seq        bigint NOT NULL,
+    template   text NOT NULL,
+    started_ms bigint NOT NULL,
+    dry_run    boolean NOT NULL,
+    host       text NOT NULL,
+    stage      text NOT NULL,
+    PRIMARY KEY (deployment, seq)
+);
+CREATE INDEX host_failures_by_start ON host_failures (started_ms) INCLUDE (template, host, stage)
+    WHERE NOT dry_run;
+CREATE INDEX host_failures_by_template ON host_failures (template, started_ms) INCLUDE (host, stage)
+    WHERE NOT dry_run;
+
+CREATE FUNCTION pushguide_host_failure() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO host_failures (deployment, seq, template, started_ms, dry_run, host, stage)
+    SELECT NEW.deployment, NEW.seq, d.template, d.started_ms, d.dry_run,
+           NEW.event -> 'kind' ->> 'host', NEW.event -> 'kind' ->> 'stage'
+    FROM deployments d WHERE d.id = NEW.deployment
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER events_host_failures AFTER INSERT ON events FOR EACH ROW
+    WHEN (NEW.kind = 'host-failed') EXECUTE FUNCTION pushguide_host_failure();
+
+INSERT INTO host_failures (deployment, seq, template, started_ms, dry_run, host, stage)
+SELECT e.deployment, e.seq, d.template, d.started_ms, d.dry_run,
+       e.event -> 'kind' ->> 'host', e.event -> 'kind' ->> 'stage'
+FROM events e JOIN deployments d ON d.id = e.deployment
+WHERE e.kind = 'host-failed';
+"#;
+
+// Keys the writing instance generates for its queue writes, so that a write retried after a lost
+// connection is applied once: the enqueue (a request queued twice would run twice), the claim (a
+// retried claim must neither take a second request nor lose the first; the unique index also makes a
+// retry wait for an attempt still in flight) and the end (finish or withdraw).
+const V5: &str = r#"
+ALTER TABLE publish_requests ADD COLUMN enqueue_key text, ADD COLUMN claim_key text,
+    ADD COLUMN end_key text;
+CREATE UNIQUE INDEX publish_requests_by_enqueue_key ON publish_requests (enqueue_key);
+CREATE UNIQUE INDEX publish_requests_by_claim_key ON publish_requests (claim_key);
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

@@ -46,6 +46,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod account_records;
 mod audit;
 mod auth;
 mod browse;
@@ -59,6 +60,7 @@ mod lease;
 mod monitor;
 mod query;
 mod queue;
+mod record_defaults;
 mod recover;
 mod revisions;
 mod schema;

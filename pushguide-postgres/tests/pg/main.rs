@@ -2,9 +2,12 @@
 //! conformance suite, migrations, heartbeat, and what never leaks.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod accounts;
 mod engine;
 mod queue;
+mod records;
 mod recover;
+mod server_queue;
 mod support;
 
 use std::time::Duration;

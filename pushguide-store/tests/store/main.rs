@@ -3,6 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+#[cfg(feature = "conformance")]
+mod conformance_accounts;
+#[cfg(feature = "conformance")]
+mod conformance_queue;
+#[cfg(feature = "conformance")]
+mod conformance_records;
 mod host_results;
 mod processes;
 mod recovery;
