@@ -147,16 +147,9 @@ impl App {
     /// (`serve`, `user add`, `token add`, `stats`, `log`, `watch`, `monitor`): the SQLite file
     /// (opened on first use, see [`App::store`]) or PostgreSQL.
     pub async fn server_store(&mut self) -> Result<Arc<dyn ServerStore>, CliError> {
-        match &self.config.postgres {
+        match self.postgres().await? {
             None => Ok(self.store()?),
-            Some(pg) => Err(CliError::SqliteOnly {
-                command: if self.command.is_empty() {
-                    "this command"
-                } else {
-                    self.command
-                },
-                store: pg.endpoint(),
-            }),
+            Some(pg) => Ok(Arc::new(pg)),
         }
     }
 
