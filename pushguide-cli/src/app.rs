@@ -12,7 +12,7 @@ use pushguide_salt::SaltApi;
 use pushguide_sources::{
     ArtifactSource, Cmdb, DirectorySource, HttpCmdb, HttpIndexSource, StaticCmdb,
 };
-use pushguide_store::SqliteStore;
+use pushguide_store::{ServerStore, SqliteStore};
 
 // Link every bundled project type (they register through `inventory`).
 use pushguide_dotnet as _;
@@ -147,6 +147,25 @@ impl App {
         Ok(store)
     }
 
+    /// The configured store as the web service and the commands over its records use it
+    /// (`serve`, `user add`, `token add`, `stats`, `log`, `watch`, `monitor`): the SQLite file
+    /// (opened on first use, see [`App::store`]) or PostgreSQL.
+    pub async fn server_store(&mut self) -> Result<Arc<dyn ServerStore>, CliError> {
+        match self.postgres().await? {
+            None => Ok(self.store()?),
+            Some(pg) => Ok(Arc::new(pg)),
+        }
+    }
+
+    /// The configured store as messages name it: the SQLite file's path, or PostgreSQL's
+    /// `host:port/database` (no user, no password).
+    pub fn store_name(&self) -> String {
+        match &self.config.postgres {
+            Some(pg) => format!("PostgreSQL {}", pg.endpoint()),
+            None => self.config.store.display().to_string(),
+        }
+    }
+
     /// Whether the configured store is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.config.postgres.is_some()
@@ -164,6 +183,12 @@ impl App {
                 Ok(())
             }
         }
+    }
+
+    /// Uses `pg`, connected already, as the configured PostgreSQL store (the web service's
+    /// deployments share the service's pool instead of connecting each).
+    pub fn share_postgres(&mut self, pg: PgStore) {
+        self.pg = Some(pg);
     }
 
     /// The PostgreSQL store, connected ([`App::connect`]); `None` with SQLite.

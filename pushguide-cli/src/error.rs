@@ -155,7 +155,8 @@ pub enum CliError {
     /// The command needs tables only the SQLite store has, and the configured store is PostgreSQL.
     #[error(
         "`pushguide {command}` needs a SQLite store in this version; the configured store is \
-         PostgreSQL {store} (on PostgreSQL: deploy, rollback, plan, history, show)"
+         PostgreSQL {store} (on PostgreSQL: deploy, rollback without --deployment, plan, history, \
+         show, log, watch, stats, recover, monitor, user add, token add, serve)"
     )]
     SqliteOnly {
         /// The command (`serve`, `stats`, `user add`, …).

@@ -244,7 +244,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
                 Some(var) => commands::PasswordInput::Env(var),
                 None => commands::PasswordInput::Reader(std::io::stdin().lock()),
             };
-            let r = commands::user_add(&mut app, &name, &groups, input, replace)?;
+            let r = commands::user_add(&mut app, &name, &groups, input, replace).await?;
             print(json, &r, output::user_added);
             Ok(exit::OK)
         }
@@ -257,7 +257,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             label,
             expires_days,
         }) => {
-            let r = commands::token_add(&mut app, &user, &label, expires_days)?;
+            let r = commands::token_add(&mut app, &user, &label, expires_days).await?;
             print(json, &r, output::token_added);
             Ok(exit::OK)
         }
@@ -317,7 +317,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
             output::broken_templates(&broken);
             print(json, &rows, |r| output::history(r));
         }
-        Command::Log { id } => print(json, &commands::log(app, &id)?, output::log),
+        Command::Log { id } => print(json, &commands::log(app, &id).await?, output::log),
         Command::Stats {
             template,
             since,
@@ -325,7 +325,7 @@ async fn report(app: &mut App, command: Command, json: bool) -> Result<(), CliEr
         } => {
             print(
                 json,
-                &commands::stats(app, template.as_deref(), since, tz.as_deref())?,
+                &commands::stats(app, template.as_deref(), since, tz.as_deref()).await?,
                 output::stats,
             );
         }

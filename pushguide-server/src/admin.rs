@@ -131,16 +131,13 @@ struct Overview {
 }
 
 async fn overview(app: &AppState, q: &AuditQuery, limit: usize) -> Result<Overview, Error> {
-    let inner = app.0.clone();
-    let (before, user) = (q.before, q.user());
-    blocking(move || {
-        Ok(Overview {
-            users: inner.store.users()?,
-            tokens: inner.store.api_tokens(None)?,
-            audit: inner.store.audit_log(before, user.as_deref(), limit)?,
-        })
+    let store = &app.0.store;
+    let user = q.user();
+    Ok(Overview {
+        users: store.users().await?,
+        tokens: store.api_tokens(None).await?,
+        audit: store.audit_log(q.before, user.as_deref(), limit).await?,
     })
-    .await
 }
 
 /// `text` for a URL's query (RFC 3986 unreserved characters kept).
@@ -304,20 +301,18 @@ async fn add_user(
             "the password must be 1 to {PASSWORD_MAX} bytes"
         )));
     }
-    let inner = app.0.clone();
-    let (n, g) = (name.to_owned(), groups.clone());
-    let added = blocking(move || {
-        let hash = hash_password(&password)?;
-        match inner
-            .store
-            .put_user(&n, &hash, &g, false, SystemTime::now())
-        {
-            Ok(()) => Ok(true),
-            Err(pushguide_store::Error::UserExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await?;
+    // argon2: CPU work, off the async threads
+    let hash = blocking(move || hash_password(&password)).await?;
+    let added = match app
+        .0
+        .store
+        .put_user(name, &hash, &groups, false, SystemTime::now())
+        .await
+    {
+        Ok(()) => true,
+        Err(pushguide_store::Error::UserExists { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !added {
         return Ok(Outcome::Bad(format!("user {name:?} exists already")));
     }
@@ -337,14 +332,11 @@ async fn set_groups(
     name: String,
     groups: Vec<String>,
 ) -> Result<Outcome, Error> {
-    let inner = app.0.clone();
-    let (n, g) = (name.clone(), groups.clone());
-    let found = blocking(move || match inner.store.set_user_groups(&n, &g) {
-        Ok(()) => Ok(true),
-        Err(pushguide_store::Error::NoSuchUser { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    })
-    .await?;
+    let found = match app.0.store.set_user_groups(&name, &groups).await {
+        Ok(()) => true,
+        Err(pushguide_store::Error::NoSuchUser { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !found {
         return Ok(Outcome::NotFound(format!("no user {name:?}")));
     }
@@ -364,9 +356,7 @@ async fn delete_user(app: &AppState, s: &AuthSession, name: String) -> Result<Ou
             "you cannot delete yourself (another admin can)".into(),
         ));
     }
-    let inner = app.0.clone();
-    let n = name.clone();
-    if !blocking(move || Ok(inner.store.delete_user(&n)?)).await? {
+    if !app.0.store.delete_user(&name).await? {
         return Ok(Outcome::NotFound(format!("no user {name:?}")));
     }
     app.audit(s, "user.delete", &name, "").await;
@@ -471,8 +461,7 @@ pub(crate) async fn page_revoke_token(
 
 /// `GET /api/v1/admin/users`.
 pub(crate) async fn api_users(State(app): State<AppState>) -> Response {
-    let inner = app.0.clone();
-    match blocking(move || Ok(inner.store.users()?)).await {
+    match app.0.store.users().await.map_err(Error::from) {
         Ok(users) => with_cookies(
             Json(users.iter().map(UserRow::from).collect::<Vec<_>>()).into_response(),
             &[],
@@ -553,8 +542,7 @@ pub(crate) async fn api_delete_user(
 
 /// `GET /api/v1/admin/tokens`: every user's tokens.
 pub(crate) async fn api_tokens(State(app): State<AppState>) -> Response {
-    let inner = app.0.clone();
-    match blocking(move || Ok(inner.store.api_tokens(None)?)).await {
+    match app.0.store.api_tokens(None).await.map_err(Error::from) {
         Ok(t) => with_cookies(
             Json(t.iter().map(TokenRow::from).collect::<Vec<_>>()).into_response(),
             &[],
@@ -570,9 +558,14 @@ pub(crate) async fn api_audit(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_MAX);
-    let inner = app.0.clone();
-    let (before, user) = (q.before, q.user());
-    match blocking(move || Ok(inner.store.audit_log(before, user.as_deref(), limit)?)).await {
+    let user = q.user();
+    match app
+        .0
+        .store
+        .audit_log(q.before, user.as_deref(), limit)
+        .await
+        .map_err(Error::from)
+    {
         Ok(entries) => {
             let next = entries
                 .last()

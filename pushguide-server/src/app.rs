@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Form, Json, Router};
 use pushguide_core::{Principal, Transport};
-use pushguide_store::{SessionLimits, SqliteStore};
+use pushguide_store::{ServerStore, SessionLimits};
 use serde::Deserialize;
 
 use crate::auth::{dummy_hash, new_token, same, token_hash, verify_password, Throttle};
@@ -619,7 +619,7 @@ pub const ROUTES: &[Route] = &[
 
 /// What every handler shares.
 pub(crate) struct Inner {
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn ServerStore>,
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) config: ServerConfig,
     pub(crate) throttle: Mutex<Throttle>,
@@ -654,9 +654,7 @@ impl AppState {
             target,
             detail,
         );
-        let inner = self.0.clone();
-        let written = blocking(move || inner.store.append_audit(&entry).map_err(Error::from)).await;
-        if let Err(e) = written {
+        if let Err(e) = self.0.store.append_audit(&entry).await {
             tracing::error!(error = %e, user = s.user, action, target, "cannot write the audit log");
         }
     }
@@ -714,13 +712,17 @@ impl fmt::Debug for AuthSession {
 
 /// The service's router over `store` (users, sessions, history, fleet) and `catalog` (templates),
 /// without salt: pages that need salt say so. [`Server`] adds the rest.
-pub fn router(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: ServerConfig) -> Router {
+pub fn router(
+    store: Arc<dyn ServerStore>,
+    catalog: Arc<dyn Catalog>,
+    config: ServerConfig,
+) -> Router {
     Server::new(store, catalog, config).router()
 }
 
 /// The service's parts: the store, the templates, the settings, and what reaches salt.
 pub struct Server {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     catalog: Arc<dyn Catalog>,
     config: ServerConfig,
     transport: Option<Arc<dyn Transport>>,
@@ -743,7 +745,11 @@ impl fmt::Debug for Server {
 
 impl Server {
     /// A service over `store` (users, sessions, history, fleet) and `catalog` (templates).
-    pub fn new(store: Arc<SqliteStore>, catalog: Arc<dyn Catalog>, config: ServerConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn ServerStore>,
+        catalog: Arc<dyn Catalog>,
+        config: ServerConfig,
+    ) -> Self {
         Server {
             store,
             catalog,
@@ -814,7 +820,7 @@ impl Server {
 
     /// The router and the workers that run the queue (started now). Deployments and requests of a
     /// process that died are marked interrupted, at the start and every few seconds after (see
-    /// [`SqliteStore::recover`]: once the dead process's heartbeat is older than the lease TTL).
+    /// [`RecordStore::recover`](pushguide_store::RecordStore::recover): once the dead process's heartbeat is older than the lease TTL).
     pub fn start(self) -> (Router, Workers) {
         let store = self.store.clone();
         let launcher = self.launcher.clone();
@@ -968,7 +974,7 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
-/// Runs `f` (store access, password hashing) off the async threads.
+/// Runs `f` (password hashing, catalog scans, file work) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -1236,29 +1242,34 @@ async fn login(
     let inner = app.0.clone();
     let LoginForm { user, password, .. } = form;
     let name = user.clone();
-    let checked = blocking(move || {
+    let checked = async {
         let bounded = name.len() <= FIELD_LIMIT && password.len() <= FIELD_LIMIT;
         let found = if bounded {
-            inner.store.user(&name)?
+            inner.store.user(&name).await?
         } else {
             None
         };
         let hash = found
             .as_ref()
             .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
-        let ok = verify_password(&password, &hash) && found.is_some();
-        if !ok {
+        // argon2: CPU work, off the async threads
+        let verified = blocking(move || Ok(verify_password(&password, &hash))).await?;
+        if !(verified && found.is_some()) {
             return Ok(None);
         }
         let token = new_token()?;
         let csrf = new_token()?;
         let now = SystemTime::now();
-        inner.store.purge_sessions(inner.config.session, now)?;
         inner
             .store
-            .create_session(&token_hash(&token), &name, &csrf, now)?;
-        Ok(Some(token))
-    })
+            .purge_sessions(inner.config.session, now)
+            .await?;
+        inner
+            .store
+            .create_session(&token_hash(&token), &name, &csrf, now)
+            .await?;
+        Ok::<_, Error>(Some(token))
+    }
     .await;
     let secure = app.0.config.secure();
     match checked {
@@ -1291,10 +1302,7 @@ async fn login(
                 "",
                 "",
             );
-            let inner = app.0.clone();
-            if let Err(e) =
-                blocking(move || inner.store.append_audit(&entry).map_err(Error::from)).await
-            {
+            if let Err(e) = app.0.store.append_audit(&entry).await {
                 tracing::error!(error = %e, "cannot write the audit log");
             }
             with_cookies(
@@ -1309,9 +1317,13 @@ async fn login(
 }
 
 async fn logout(State(app): State<AppState>, Extension(s): Extension<AuthSession>) -> Response {
-    let inner = app.0.clone();
-    let key = s.token_sha256.clone();
-    match blocking(move || inner.store.delete_session(&key).map_err(Error::from)).await {
+    match app
+        .0
+        .store
+        .delete_session(&s.token_sha256)
+        .await
+        .map_err(Error::from)
+    {
         Ok(_) => {
             tracing::info!(user = s.user, "logged out");
             app.audit(&s, "logout", "", "").await;
@@ -1336,12 +1348,8 @@ async fn statuses(
 ) -> Result<Vec<crate::status::TemplateStatus>, Error> {
     let inner = app.0.clone();
     let who = s.principal();
-    let admin = s.admin;
-    blocking(move || {
-        let entries = inner.catalog.scan().map_err(Error::Catalog)?;
-        template_statuses(&inner.store, entries, &who, admin)
-    })
-    .await
+    let entries = blocking(move || inner.catalog.scan().map_err(Error::Catalog)).await?;
+    template_statuses(app.0.store.as_ref(), entries, &who, s.admin).await
 }
 
 async fn templates_page(

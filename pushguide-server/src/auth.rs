@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::Error;
 
 /// `password` hashed with argon2id (the crate's default parameters) and a random salt, as a PHC
-/// string for [`pushguide_store::SqliteStore::put_user`].
+/// string for [`pushguide_store::AccountStore::put_user`].
 pub fn hash_password(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).map_err(|e| Error::Random(e.to_string()))?;

@@ -18,7 +18,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use crate::app::{
-    anonymous, blocking, cookie, internal, refused, set_cookie, Access, AppState, SESSION_COOKIE,
+    anonymous, cookie, internal, refused, set_cookie, Access, AppState, SESSION_COOKIE,
 };
 use crate::auth::{new_token, token_hash};
 use crate::proxy::{proxy_user, AuthMode};
@@ -110,15 +110,13 @@ async fn by_token(app: &AppState, token: String) -> Result<Found, Response> {
     if token.is_empty() || token.len() > 256 {
         return Err(unauthenticated(Access::Api, REFUSED));
     }
-    let inner = app.0.clone();
     let hash = token_hash(&token);
-    let found = blocking(move || {
-        inner
-            .store
-            .api_token_user(&hash, SystemTime::now())
-            .map_err(Error::from)
-    })
-    .await;
+    let found = app
+        .0
+        .store
+        .api_token_user(&hash, SystemTime::now())
+        .await
+        .map_err(Error::from);
     match found {
         Ok(Some(t)) => Ok(Found {
             user: t.token.user,
@@ -141,15 +139,12 @@ async fn by_cookie(app: &AppState, access: Access, headers: &HeaderMap) -> Resul
         return Err(anonymous(access));
     };
     let token_sha256 = token_hash(&token);
-    let inner = app.0.clone();
-    let key = token_sha256.clone();
-    let found = blocking(move || {
-        inner
-            .store
-            .session(&key, inner.config.session, SystemTime::now())
-            .map_err(Error::from)
-    })
-    .await;
+    let found = app
+        .0
+        .store
+        .session(&token_sha256, app.0.config.session, SystemTime::now())
+        .await
+        .map_err(Error::from);
     match found {
         Ok(Some(s)) => Ok(Found {
             user: s.user,
@@ -170,13 +165,17 @@ async fn by_proxy(app: &AppState, access: Access, req: Ask<'_>) -> Result<Found,
     let reading = req.method == Method::GET || req.method == Method::HEAD;
     let cookie_token = cookie(req.headers, SESSION_COOKIE);
     let inner = app.0.clone();
-    let pu = named.clone();
-    let found = blocking(move || {
+    let pu = &named;
+    let found = async {
         let now = SystemTime::now();
-        inner.store.external_user(&pu.user, &pu.groups, now)?;
+        inner.store.external_user(&pu.user, &pu.groups, now).await?;
         if let Some(token) = cookie_token {
             let hash = token_hash(&token);
-            if let Some(s) = inner.store.session(&hash, inner.config.session, now)? {
+            if let Some(s) = inner
+                .store
+                .session(&hash, inner.config.session, now)
+                .await?
+            {
                 if s.user == pu.user {
                     return Ok(Some((s.csrf, hash, None)));
                 }
@@ -186,7 +185,7 @@ async fn by_proxy(app: &AppState, access: Access, req: Ask<'_>) -> Result<Found,
                     proxy_user = pu.user,
                     "proxy user changed"
                 );
-                inner.store.delete_session(&hash)?;
+                inner.store.delete_session(&hash).await?;
             }
         }
         if !reading {
@@ -194,11 +193,17 @@ async fn by_proxy(app: &AppState, access: Access, req: Ask<'_>) -> Result<Found,
         }
         let (token, csrf) = (new_token()?, new_token()?);
         let hash = token_hash(&token);
-        inner.store.purge_sessions(inner.config.session, now)?;
-        inner.store.create_session(&hash, &pu.user, &csrf, now)?;
+        inner
+            .store
+            .purge_sessions(inner.config.session, now)
+            .await?;
+        inner
+            .store
+            .create_session(&hash, &pu.user, &csrf, now)
+            .await?;
         tracing::info!(user = pu.user, "session started for a proxy user");
-        Ok(Some((csrf, hash, Some(token))))
-    })
+        Ok::<_, Error>(Some((csrf, hash, Some(token))))
+    }
     .await;
     match found {
         Ok(Some((csrf, token_sha256, new))) => Ok(Found {

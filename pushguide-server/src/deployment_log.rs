@@ -10,7 +10,7 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
-use crate::app::{blocking, with_cookies, Access, AppState, AuthSession};
+use crate::app::{with_cookies, Access, AppState, AuthSession};
 use crate::history::{viewable, Refusal};
 use crate::html::{escape, layout};
 use crate::params::{encode, shown, url, BadParam, Params, MAX_VALUE};
@@ -34,17 +34,17 @@ async fn read(
         return Err(BadParam::new("id", format!("longer than {MAX_VALUE} characters")).into());
     }
     let visible = viewable(app, s).await?;
-    let inner = app.0.clone();
+    let store = app.0.store.as_ref();
     let unknown = format!("no deployment `{}` you may view", shown(&id));
-    let log = blocking(move || {
-        let Some(rec) = inner.store.deployment(&id)? else {
+    let log = async {
+        let Some(rec) = store.deployment(&id).await? else {
             return Ok(None);
         };
         if !visible.contains(&rec.template) {
             return Ok(None);
         }
-        Ok(Some(LogResult::read(&inner.store, rec)?))
-    })
+        Ok::<_, crate::Error>(Some(LogResult::read(store, rec).await?))
+    }
     .await?;
     let Some(mut log) = log else {
         return Err(Refusal::NotFound(unknown));

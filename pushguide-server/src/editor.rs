@@ -438,7 +438,7 @@ async fn save(app: &AppState, s: &AuthSession, req: Save<'_>) -> Result<(String,
         req.editing.is_some(),
     );
     let n = name.clone();
-    let revision = blocking_edit(move || {
+    let located = blocking_edit(move || {
         let located = if editing {
             locate(&a, &n)?
         } else {
@@ -459,36 +459,43 @@ async fn save(app: &AppState, s: &AuthSession, req: Save<'_>) -> Result<(String,
             }
             Located { dir, file_name }
         };
-        let store = &a.0.store;
-        let revision = match store.add_template_revision(
-            &n,
+        Ok(located)
+    })
+    .await?;
+    let store = &app.0.store;
+    let revision = match store
+        .add_template_revision(
+            &name,
             base,
             &user,
             &located.file_name,
             &text,
             SystemTime::now(),
-        )? {
-            RevisionWrite::Added(r) => r,
-            RevisionWrite::Stale { current } => {
-                return Err(EditError::Stale {
-                    template: n,
-                    base: base.unwrap_or_default(),
-                    current,
-                })
-            }
-        };
-        if let Err(source) = write_atomic(&located.dir, &located.file_name, &text) {
-            if let Err(e) = store.remove_template_revision(&n, revision) {
-                tracing::error!(error = %e, template = n, revision, "cannot take back the revision of a failed write");
-            }
-            return Err(EditError::Write {
-                file: located.file_name,
-                source,
-            });
+        )
+        .await?
+    {
+        RevisionWrite::Added(r) => r,
+        RevisionWrite::Stale { current } => {
+            return Err(EditError::Stale {
+                template: name,
+                base: base.unwrap_or_default(),
+                current,
+            })
         }
-        Ok(revision)
+    };
+    let written = blocking_edit(move || {
+        write_atomic(&located.dir, &located.file_name, &text).map_err(|source| EditError::Write {
+            file: located.file_name,
+            source,
+        })
     })
-    .await?;
+    .await;
+    if let Err(e) = written {
+        if let Err(err) = store.remove_template_revision(&name, revision).await {
+            tracing::error!(error = %err, template = name, revision, "cannot take back the revision of a failed write");
+        }
+        return Err(e);
+    }
     tracing::info!(
         user = s.user,
         template = name,
@@ -537,13 +544,14 @@ async fn delete(app: &AppState, s: &AuthSession, name: &str) -> Result<(), EditE
 /// The text of a template and the newest revision (the editor's base).
 async fn current(app: &AppState, name: &str) -> Result<(Located, String, i64), EditError> {
     let (a, n) = (app.clone(), name.to_owned());
-    blocking_edit(move || {
+    let (located, text) = blocking_edit(move || {
         let located = locate(&a, &n)?;
         let text = read_text(&located.path())?;
-        let base = a.0.store.latest_template_revision(&n)?;
-        Ok((located, text, base))
+        Ok((located, text))
     })
-    .await
+    .await?;
+    let base = app.0.store.latest_template_revision(name).await?;
+    Ok((located, text, base))
 }
 
 /// The revisions of `name`, newest first (kept when the template was deleted).
@@ -552,8 +560,11 @@ async fn revisions(
     name: &str,
 ) -> Result<Vec<pushguide_store::TemplateRevision>, EditError> {
     check_name(name)?;
-    let (a, n) = (app.clone(), name.to_owned());
-    blocking_edit(move || Ok(a.0.store.template_revisions(&n, REVISIONS_SHOWN)?)).await
+    Ok(app
+        .0
+        .store
+        .template_revisions(name, REVISIONS_SHOWN)
+        .await?)
 }
 
 async fn revision(
@@ -562,16 +573,14 @@ async fn revision(
     number: i64,
 ) -> Result<pushguide_store::TemplateRevision, EditError> {
     check_name(name)?;
-    let (a, n) = (app.clone(), name.to_owned());
-    blocking_edit(move || {
-        a.0.store
-            .template_revision(&n, number)?
-            .ok_or(EditError::NoRevision {
-                template: n,
-                revision: number,
-            })
-    })
-    .await
+    app.0
+        .store
+        .template_revision(name, number)
+        .await?
+        .ok_or_else(|| EditError::NoRevision {
+            template: name.to_owned(),
+            revision: number,
+        })
 }
 
 /// The text of the current file, or empty when the template was deleted.
@@ -579,8 +588,7 @@ async fn current_or_empty(app: &AppState, name: &str) -> Result<(String, i64), E
     match current(app, name).await {
         Ok((_, text, base)) => Ok((text, base)),
         Err(EditError::NotFound(_)) => {
-            let (a, n) = (app.clone(), name.to_owned());
-            let base = blocking_edit(move || Ok(a.0.store.latest_template_revision(&n)?)).await?;
+            let base = app.0.store.latest_template_revision(name).await?;
             Ok((String::new(), base))
         }
         Err(e) => Err(e),
@@ -1091,9 +1099,8 @@ async fn restore(
         Err(EditError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let (a, n) = (app.clone(), name.to_owned());
     if editing.is_none() {
-        let current = blocking_edit(move || Ok(a.0.store.latest_template_revision(&n)?)).await?;
+        let current = app.0.store.latest_template_revision(name).await?;
         if current != base {
             return Err(EditError::Stale {
                 template: name.to_owned(),

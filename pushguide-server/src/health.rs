@@ -18,7 +18,7 @@ use axum::Json;
 use pushguide_core::{TargetExpr, TargetType, Transport};
 use serde::Serialize;
 
-use crate::app::{blocking, AppState};
+use crate::app::AppState;
 use crate::Error;
 
 /// How long the health check waits for the salt-api endpoints.
@@ -83,8 +83,7 @@ async fn transport_check(t: Arc<dyn Transport>) -> Vec<EndpointCheck> {
 
 /// `GET /healthz`.
 pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
-    let inner = app.0.clone();
-    let store = match blocking(move || inner.store.check_writable().map_err(Error::from)).await {
+    let store = match app.0.store.check_writable().await.map_err(Error::from) {
         Ok(()) => StoreCheck {
             ok: true,
             error: None,
@@ -138,17 +137,17 @@ pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
-    let inner = app.0.clone();
-    let counted = blocking(move || {
-        let outcomes = inner.store.deployment_outcome_counts()?;
-        let queued = inner
-            .store
-            .publish_queue(None)?
+    let store = &app.0.store;
+    let counted = async {
+        let outcomes = store.deployment_outcome_counts().await?;
+        let queued = store
+            .publish_queue(None)
+            .await?
             .iter()
             .filter(|q| q.state == "queued")
             .count();
-        Ok((outcomes, queued))
-    })
+        Ok::<_, Error>((outcomes, queued))
+    }
     .await;
     let outcomes = match counted {
         Ok((outcomes, queued)) => {

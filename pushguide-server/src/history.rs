@@ -225,8 +225,7 @@ async fn page(
 ) -> Result<(HistoryPage, Filters, Vec<String>), Refusal> {
     let visible = viewable(app, s).await?;
     let (q, f) = query(raw.as_deref(), visible.clone())?;
-    let inner = app.0.clone();
-    let page = blocking(move || Ok(inner.store.history_page(&q)?)).await?;
+    let page = app.0.store.history_page(&q).await.map_err(Error::from)?;
     Ok((page, f, visible))
 }
 

@@ -74,6 +74,8 @@ pub mod svg;
 mod takeover;
 pub mod tokens;
 pub mod webhooks;
+#[cfg(test)]
+mod woken;
 
 pub use app::{
     router, serve, Access, Need, Route, Server, ServerConfig, Workers, CSRF_HEADER,

@@ -25,7 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pushguide_core::{Decision, Event};
-use pushguide_store::SqliteStore;
+use pushguide_store::{RecordStore, ServerStore};
 use tokio::sync::broadcast;
 
 use crate::grid::{
@@ -540,15 +540,13 @@ impl Remote {
     /// store has no such deployment or it ended.
     pub(crate) async fn feed(
         self: &Arc<Self>,
-        store: &Arc<SqliteStore>,
+        store: &Arc<dyn ServerStore>,
         id: &str,
     ) -> Result<Option<Arc<Feed>>, crate::Error> {
         if let Some(f) = self.get(id) {
             return Ok(Some(f));
         }
-        let s = store.clone();
-        let key = id.to_owned();
-        let grid = crate::app::blocking(move || start_grid(&s, &key)).await?;
+        let grid = start_grid(store.as_ref(), id).await?;
         let Some(grid) = grid else { return Ok(None) };
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = feeds.get(id).and_then(Weak::upgrade) {
@@ -588,20 +586,20 @@ impl Remote {
 }
 
 /// The grid of deployment `id` as the store's journal has it; `None` if it ended or is unknown.
-fn start_grid(store: &SqliteStore, id: &str) -> Result<Option<Grid>, crate::Error> {
-    let Some(d) = store.deployment(id)? else {
+async fn start_grid(store: &dyn RecordStore, id: &str) -> Result<Option<Grid>, crate::Error> {
+    let Some(d) = store.deployment(id).await? else {
         return Ok(None);
     };
     if d.outcome.is_some() {
         return Ok(None);
     }
-    let mut rows = store.journal_after(id, 0, usize::MAX)?;
+    let mut rows = store.journal_after(id, 0, usize::MAX).await?;
     let mut grid = if rows.first().is_some_and(|(seq, _)| *seq == 1) {
         Grid::new(id)
     } else {
         // journaled by a build that kept no events: the store's tables, then what follows
-        let hosts = store.host_results(id)?;
-        let stages = store.host_stage_results(id)?;
+        let hosts = store.host_results(id).await?;
+        let stages = store.host_stage_results(id).await?;
         let mut g = Grid::from_store(&d, &hosts, &stages);
         g.seq = d.events;
         rows.retain(|(seq, _)| *seq > d.events);
@@ -615,10 +613,11 @@ fn start_grid(store: &SqliteStore, id: &str) -> Result<Option<Grid>, crate::Erro
 }
 
 /// Follows deployment `id` in the store's journal into `feed` until it ends, or nobody watched
-/// it for [`IDLE`].
-async fn poll(remote: Arc<Remote>, store: Arc<SqliteStore>, id: String, feed: Arc<Feed>) {
+/// it for [`IDLE`]. Between reads it waits for the store to say the journal may have grown
+/// ([`RecordStore::wait_for_journal`]), [`POLL`] at the longest.
+async fn poll(remote: Arc<Remote>, store: Arc<dyn ServerStore>, id: String, feed: Arc<Feed>) {
     loop {
-        tokio::time::sleep(POLL).await;
+        store.wait_for_journal(&id, POLL).await;
         let idle = *feed
             .idle_since
             .lock()
@@ -630,13 +629,13 @@ async fn poll(remote: Arc<Remote>, store: Arc<SqliteStore>, id: String, feed: Ar
             break;
         }
         loop {
-            let (s, key, after) = (store.clone(), id.clone(), feed.seq());
-            let read = crate::app::blocking(move || {
+            let after = feed.seq();
+            let read = async {
                 // the end first: once it is seen, the rows read after it are all there are
-                let d = s.deployment(&key)?;
-                let rows = s.journal_after(&key, after, ROWS)?;
-                Ok::<_, crate::Error>((d, rows))
-            })
+                let d = store.deployment(&id).await?;
+                let rows = store.journal_after(&id, after, ROWS).await?;
+                Ok::<_, pushguide_store::Error>((d, rows))
+            }
             .await;
             let (d, rows) = match read {
                 Ok(r) => r,
@@ -680,6 +679,7 @@ mod tests {
     use std::time::SystemTime;
 
     use pushguide_core::{DeploymentOutcome, EventKind, MinionId, Stage};
+    use pushguide_store::SqliteStore;
 
     use super::*;
 
@@ -975,9 +975,10 @@ mod tests {
     async fn a_deployment_of_another_process_is_followed_in_the_store_until_it_is_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store.db");
-        let store = Arc::new(SqliteStore::open(&db).unwrap());
+        let sqlite = Arc::new(SqliteStore::open(&db).unwrap());
+        let store: Arc<dyn ServerStore> = sqlite.clone();
         let all = events(4);
-        store.append_events(&all[..3]).unwrap();
+        sqlite.append_events(&all[..3]).unwrap();
         let remote = Arc::new(Remote::default());
         let feed = remote.feed(&store, "d1").await.unwrap().unwrap();
         // one poller per deployment: a second page gets the same feed
@@ -988,7 +989,7 @@ mod tests {
         let mut sub = feed.subscribe(3, true);
         // the other process goes on: the stage starts (4), a host succeeds (5, not journaled),
         // another fails (6)
-        store.append_events(&all[3..6]).unwrap();
+        sqlite.append_events(&all[3..6]).unwrap();
         let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
             .unwrap()
@@ -1024,5 +1025,32 @@ mod tests {
         assert!(feed.ended());
         // an ended deployment has no feed
         assert!(remote.feed(&store, "d1").await.unwrap().is_none());
+    }
+
+    /// The poller of a deployment run elsewhere reads the journal when the store says it grew
+    /// (`wait_for_journal`), not on a sleep of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deployment_run_elsewhere_is_read_when_the_store_wakes_the_view() {
+        let woken = Arc::new(crate::woken::Woken::new(
+            SqliteStore::open_in_memory().unwrap(),
+        ));
+        let store: Arc<dyn ServerStore> = woken.clone();
+        let all = events(4);
+        woken.inner.append_events(&all[..3]).unwrap();
+        let remote = Arc::new(Remote::default());
+        let feed = remote.feed(&store, "d1").await.unwrap().unwrap();
+        assert_eq!(feed.seq(), 3);
+        let mut sub = feed.subscribe(3, true);
+        woken.inner.append_events(&all[3..4]).unwrap();
+        assert!(
+            tokio::time::timeout(POLL * 2, sub.next()).await.is_err(),
+            "read without a wake-up: the poller slept on its own"
+        );
+        woken.journal.notify_one();
+        let f = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.seq, 4);
     }
 }

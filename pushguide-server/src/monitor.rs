@@ -16,7 +16,7 @@ use axum::extract::{Extension, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use pushguide_core::{MinionId, MinionStatusStore, Monitor, Transport};
-use pushguide_store::SqliteStore;
+use pushguide_store::ServerStore;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -89,7 +89,7 @@ impl MonitorTask {
 
 /// What a round uses.
 pub(crate) struct Rounds {
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn ServerStore>,
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) status: Arc<MonitorStatus>,
@@ -199,14 +199,13 @@ impl Rounds {
                 }
             }
         });
-        let store = self.store.clone();
         let known: Vec<MinionId> = resolved
             .values()
             .flat_map(|r| r.minions.iter().cloned())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        match blocking(move || store.minion_states(&known).map_err(Error::from)).await {
+        match self.store.minion_states(&known).await {
             Ok(states) => {
                 let up = states.iter().filter(|s| s.up).count() as u64;
                 self.metrics.minions_set(up, states.len() as u64 - up);
@@ -300,11 +299,12 @@ pub struct MonitorView {
 
 async fn view(app: &AppState, s: &AuthSession) -> Result<MonitorView, Error> {
     let snapshot = app.0.monitor.with(|s| s.clone());
-    let inner = app.0.clone();
+    let catalog = app.0.catalog.clone();
+    let entries = blocking(move || catalog.scan().map_err(Error::Catalog)).await?;
     let who = s.principal();
-    blocking(move || {
+    {
         let mut templates = Vec::new();
-        for entry in inner.catalog.scan().map_err(Error::Catalog)? {
+        for entry in entries {
             let CatalogEntry::Loaded { template, .. } = entry else {
                 continue;
             };
@@ -313,9 +313,11 @@ async fn view(app: &AppState, s: &AuthSession) -> Result<MonitorView, Error> {
             }
             let resolved = snapshot.templates.get(&template.name);
             let minions = resolved.map(|r| r.minions.clone()).unwrap_or_default();
-            let states: BTreeMap<MinionId, pushguide_core::MinionStatus> = inner
+            let states: BTreeMap<MinionId, pushguide_core::MinionStatus> = app
+                .0
                 .store
-                .minion_states(&minions)?
+                .minion_states(&minions)
+                .await?
                 .into_iter()
                 .map(|s| (s.minion.clone(), s))
                 .collect();
@@ -353,8 +355,7 @@ async fn view(app: &AppState, s: &AuthSession) -> Result<MonitorView, Error> {
             }),
             templates,
         })
-    })
-    .await
+    }
 }
 
 /// `GET /api/v1/monitor`.

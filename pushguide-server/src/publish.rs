@@ -181,15 +181,11 @@ async fn queue(
     request: &PublishRequest,
 ) -> Result<i64, Error> {
     let json = serde_json::to_string(request).map_err(|e| Error::Task(e.to_string()))?;
-    let inner = app.0.clone();
-    let (t, u, g) = (template.to_owned(), s.user.clone(), s.groups.clone());
-    let id = blocking(move || {
-        inner
-            .store
-            .enqueue_publish(&t, &u, &g, &json)
-            .map_err(Error::from)
-    })
-    .await?;
+    let id = app
+        .0
+        .store
+        .enqueue_publish(template, &s.user, &s.groups, &json)
+        .await?;
     app.0.live.wake.notify_waiters();
     app.audit(
         s,
@@ -293,10 +289,12 @@ async fn request_for(
     id: i64,
     access: Access,
 ) -> Result<pushguide_store::QueuedPublish, Response> {
-    let inner = app.0.clone();
-    let found = blocking(move || inner.store.publish_request(id).map_err(Error::from))
+    let found = app
+        .0
+        .store
+        .publish_request(id)
         .await
-        .map_err(|e| internal(access, &e))?;
+        .map_err(|e| internal(access, &e.into()))?;
     let none = || {
         refuse(
             access,
@@ -410,8 +408,7 @@ pub(crate) async fn request_cancel(
     if let Err(r) = template_for(&app, &s, &q.template, Action::Deploy, Access::Page).await {
         return r;
     }
-    let inner = app.0.clone();
-    match blocking(move || inner.store.cancel_publish(id).map_err(Error::from)).await {
+    match app.0.store.cancel_publish(id).await.map_err(Error::from) {
         Ok(true) => {
             app.audit(&s, "withdraw", &q.template, &format!("request {id}"))
                 .await;
@@ -443,13 +440,12 @@ async fn publish_data(
         },
         None => (Vec::new(), Some("this service has no CI source".into())),
     };
-    let inner = app.0.clone();
-    let name = t.name.clone();
-    let data = blocking(move || {
-        let fleet = inner.store.fleet(&name)?;
-        let last = inner.store.last_deployment(&name)?;
-        let queue = inner.store.publish_queue(Some(&name))?;
-        Ok(serde_json::json!({
+    let store = &app.0.store;
+    let name = &t.name;
+    let fleet = store.fleet(name).await?;
+    let last = store.last_deployment(name).await?;
+    let queue = store.publish_queue(Some(name)).await?;
+    let data = serde_json::json!({
             "hosts": fleet.iter().map(|h| serde_json::json!({
                 "host": h.host, "version": h.version, "healthy": h.healthy,
                 "since": rfc3339(h.since), "previous": h.previous,
@@ -459,9 +455,7 @@ async fn publish_data(
                 "started": rfc3339(d.started), "outcome": d.outcome, "rollback": d.rollback,
             })),
             "queue": queue.iter().map(request_json).collect::<Vec<_>>(),
-        }))
-    })
-    .await?;
+    });
     Ok((versions, versions_error, data))
 }
 
@@ -659,11 +653,12 @@ async fn grid_for(
             });
         }
     }
-    let inner = app.0.clone();
-    let key = id.to_owned();
-    let found = blocking(move || inner.store.deployment(&key).map_err(Error::from))
+    let found = app
+        .0
+        .store
+        .deployment(id)
         .await
-        .map_err(|e| internal(access, &e))?;
+        .map_err(|e| internal(access, &e.into()))?;
     let Some(d) = found else {
         return Err(none());
     };
@@ -689,19 +684,17 @@ async fn grid_for(
             });
         }
     }
-    let inner = app.0.clone();
-    let key = id.to_owned();
-    let outcome = d.outcome.clone();
-    let rows = blocking(move || {
-        let hosts = inner.store.host_results(&key)?;
-        let stages = inner.store.host_stage_results(&key)?;
-        let interrupted = if outcome.as_deref() == Some("interrupted") {
-            inner.store.interrupted_deployment(&key)?
+    let store = &app.0.store;
+    let rows = async {
+        let hosts = store.host_results(id).await?;
+        let stages = store.host_stage_results(id).await?;
+        let interrupted = if d.outcome.as_deref() == Some("interrupted") {
+            store.interrupted_deployment(id).await?
         } else {
             None
         };
-        Ok((hosts, stages, interrupted))
-    })
+        Ok::<_, Error>((hosts, stages, interrupted))
+    }
     .await
     .map_err(|e| internal(access, &e))?;
     let (hosts, stages, interrupted) = rows;
@@ -904,11 +897,12 @@ async fn feed_for(
             )));
         }
     }
-    let inner = app.0.clone();
-    let key = id.to_owned();
-    let found = blocking(move || inner.store.deployment(&key).map_err(Error::from))
+    let found = app
+        .0
+        .store
+        .deployment(id)
         .await
-        .map_err(|e| internal(access, &e))?;
+        .map_err(|e| internal(access, &e.into()))?;
     let Some(d) = found else {
         return Err(none());
     };

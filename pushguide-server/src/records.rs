@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pushguide_store::{DeploymentRecord, SqliteStore};
+use pushguide_store::{DeploymentRecord, RecordStore};
 use serde::Serialize;
 
 use crate::outcome::recorded_exit_code;
@@ -146,16 +146,16 @@ pub struct LogResult {
 impl LogResult {
     /// The log of the recorded deployment `rec`: its salt requests, and per host (by name) its
     /// stages and log lines, as the store holds them.
-    pub fn read(
-        store: &SqliteStore,
+    pub async fn read(
+        store: &dyn RecordStore,
         rec: DeploymentRecord,
     ) -> Result<Self, pushguide_store::Error> {
         let id = rec.id.clone();
         let rollback = rec.rollback;
-        let calls = store.calls(&id)?.iter().map(CallLine::from).collect();
+        let calls = store.calls(&id).await?.iter().map(CallLine::from).collect();
         let mut by_host: BTreeMap<String, Vec<StageLine>> = BTreeMap::new();
         // hosts that failed before any batch (prepare, staging) have no batch stage rows
-        for r in store.host_results(&id)? {
+        for r in store.host_results(&id).await? {
             if r.batch.is_none() && r.status == "failed" {
                 by_host.entry(r.host).or_default().push(StageLine {
                     batch: None,
@@ -167,7 +167,7 @@ impl LogResult {
                 });
             }
         }
-        for r in store.host_stage_results(&id)? {
+        for r in store.host_stage_results(&id).await? {
             by_host.entry(r.host).or_default().push(StageLine {
                 batch: r.batch,
                 stage: r.stage,
@@ -180,8 +180,8 @@ impl LogResult {
         let mut hosts = Vec::new();
         for (host, stages) in by_host {
             hosts.push(HostLog {
-                status: store.host_status(&id, &host)?,
-                log: store.host_log(&id, &host)?,
+                status: store.host_status(&id, &host).await?,
+                log: store.host_log(&id, &host).await?,
                 host,
                 stages,
             });

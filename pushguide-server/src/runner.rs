@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use pushguide_core::{Decision, DeploymentHandle, EventKind, Principal};
-use pushguide_store::{QueuedPublish, SqliteStore};
+use pushguide_store::{QueuedPublish, ServerStore};
 use tokio::sync::Notify;
 
 use crate::grid::Grid;
@@ -113,13 +113,14 @@ impl Live {
 }
 
 /// How often an idle worker looks at the queue without being woken (a request queued by another
-/// process sharing the store is found this way).
+/// process sharing the store is found this way, unless the store wakes the workers first: see
+/// [`pushguide_store::PublishQueue::wait_for_publishes`]).
 const POLL: Duration = Duration::from_secs(2);
 
 /// Runs `workers` workers until `stop` is notified (running deployments are cancelled then, and
 /// waited for).
 pub(crate) async fn run_workers(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     launcher: Arc<dyn Launcher>,
     live: Arc<Live>,
     workers: usize,
@@ -141,7 +142,7 @@ pub(crate) async fn run_workers(
 
 async fn worker(
     n: usize,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     launcher: Arc<dyn Launcher>,
     live: Arc<Live>,
     stop: Arc<Notify>,
@@ -149,12 +150,8 @@ async fn worker(
     let stopping = stop.notified();
     tokio::pin!(stopping);
     loop {
-        let claimed = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.claim_publish()).await
-        };
-        match claimed {
-            Ok(Ok(Some(q))) => {
+        match store.claim_publish().await {
+            Ok(Some(q)) => {
                 tracing::info!(
                     worker = n,
                     request = q.id,
@@ -178,13 +175,12 @@ async fn worker(
                 live.wake.notify_waiters();
                 continue;
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the publish queue"),
-            Err(e) => tracing::error!(error = %e, "the queue task failed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the publish queue"),
         }
         tokio::select! {
             () = live.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = store.wait_for_publishes(POLL) => {}
             () = &mut stopping => return,
         }
     }
@@ -198,7 +194,7 @@ const RECOVER_EVERY: Duration = Duration::from_secs(5);
 /// deployments over by their templates' policies ([`crate::takeover`]), every [`RECOVER_EVERY`]
 /// until `stop`.
 async fn recover_dead(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ServerStore>,
     live: Arc<Live>,
     stop: Arc<Notify>,
     catalog: Arc<dyn crate::Catalog>,
@@ -206,13 +202,15 @@ async fn recover_dead(
     let stopping = stop.notified();
     tokio::pin!(stopping);
     loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || {
-            Ok::<_, pushguide_store::Error>((s.recover()?, s.interrupt_dead_publishes()?))
-        })
-        .await
-        {
-            Ok(Ok((deployments, requests))) => {
+        let found = async {
+            Ok::<_, pushguide_store::Error>((
+                store.recover().await?,
+                store.interrupt_dead_publishes().await?,
+            ))
+        }
+        .await;
+        match found {
+            Ok((deployments, requests)) => {
                 for d in &deployments {
                     tracing::warn!(
                         deployment = d.id,
@@ -227,8 +225,7 @@ async fn recover_dead(
                     live.wake.notify_waiters();
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
-            Err(e) => tracing::error!(error = %e, "the recovery task failed"),
+            Err(e) => tracing::error!(error = %e, "cannot recover interrupted deployments"),
         }
         match crate::takeover::take_over_interrupted(&*store, &*catalog).await {
             Ok(t) if t.iter().any(|t| t.request.is_some()) => live.wake.notify_waiters(),
@@ -255,36 +252,33 @@ fn cancel_all(live: &Live) {
     }
 }
 
-async fn blocking_store<T: Send + 'static>(
-    store: &Arc<SqliteStore>,
-    during: &str,
-    f: impl FnOnce(&SqliteStore) -> Result<T, pushguide_store::Error> + Send + 'static,
-) -> Option<T> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(&s)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, during, "store write failed");
-            None
-        }
+/// The value of a store write, or `None` with the error logged (`during`: what was written).
+fn logged<T>(written: Result<T, pushguide_store::Error>, during: &str) -> Option<T> {
+    match written {
+        Ok(v) => Some(v),
         Err(e) => {
-            tracing::error!(error = %e, during, "store task failed");
+            tracing::error!(error = %e, during, "store write failed");
             None
         }
     }
 }
 
 /// Runs one claimed request to its end.
-async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live, q: QueuedPublish) {
+async fn run_one(
+    store: &Arc<dyn ServerStore>,
+    launcher: &dyn Launcher,
+    live: &Live,
+    q: QueuedPublish,
+) {
     let id = q.id;
     let request: PublishRequest = match serde_json::from_str(&q.request) {
         Ok(r) => r,
         Err(e) => {
             let why = format!("the queued request does not read: {e}");
-            blocking_store(store, "ending a publish request", move |s| {
-                s.finish_publish(id, Some(&why))
-            })
-            .await;
+            logged(
+                store.finish_publish(id, Some(&why)).await,
+                "ending a publish request",
+            );
             return;
         }
     };
@@ -297,21 +291,18 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         Err(e) => {
             let why = pushguide_core::validate::quote(&e.to_string());
             tracing::warn!(request = id, template = q.template, error = %e, "a publish request did not start");
-            blocking_store(store, "ending a publish request", move |s| {
-                s.finish_publish(id, Some(&why))
-            })
-            .await;
+            logged(
+                store.finish_publish(id, Some(&why)).await,
+                "ending a publish request",
+            );
             return;
         }
     };
     let dep = handle.id().to_owned();
-    let d = dep.clone();
-    blocking_store(
-        store,
+    logged(
+        store.publish_started(id, &dep).await,
         "recording a publish request's deployment",
-        move |s| s.publish_started(id, &d),
-    )
-    .await;
+    );
     let mut events = handle.events();
     let running = Arc::new(Running {
         template: q.template.clone(),
@@ -393,10 +384,10 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
         }
         Err(e) => Some(e.to_string()),
     };
-    blocking_store(store, "ending a publish request", move |s| {
-        s.finish_publish(id, ended.as_deref())
-    })
-    .await;
+    logged(
+        store.finish_publish(id, ended.as_deref()).await,
+        "ending a publish request",
+    );
     // Stop and roll back: the touched hosts go back to what they ran before this release, unless
     // the template's own policy already rolled them back.
     let stop = running
@@ -416,17 +407,110 @@ async fn run_one(store: &Arc<SqliteStore>, launcher: &dyn Launcher, live: &Live,
                 batch: None,
                 hosts: Some(touched),
             };
-            let groups = q.groups.clone();
-            let template = q.template.clone();
             if let Ok(json) = serde_json::to_string(&undo) {
-                let queued = blocking_store(
-                    store,
+                let queued = logged(
+                    store
+                        .enqueue_publish(&q.template, &user, &q.groups, &json)
+                        .await,
                     "queueing the rollback of a stopped deployment",
-                    move |s| s.enqueue_publish(&template, &user, &groups, &json),
-                )
-                .await;
+                );
                 tracing::info!(deployment = dep, request = ?queued, "stopped: its touched hosts are queued for rollback");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pushguide_core::async_trait;
+    use pushguide_store::SqliteStore;
+
+    use super::*;
+    use crate::launch::{LaunchError, VersionInfo};
+    use crate::woken::Woken;
+
+    /// Counts the requests it is asked to start, and starts none.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl Launcher for Counting {
+        async fn start(
+            &self,
+            _template: &str,
+            _request: &PublishRequest,
+            _who: &Principal,
+        ) -> Result<DeploymentHandle, LaunchError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err("not in this test".into())
+        }
+
+        async fn versions(&self, _template: &str) -> Result<Vec<VersionInfo>, LaunchError> {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn started(launcher: &Counting, n: usize, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if launcher.0.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// A catalog without templates (nothing to take over).
+    struct NoTemplates;
+
+    impl crate::Catalog for NoTemplates {
+        fn scan(&self) -> Result<Vec<crate::CatalogEntry>, crate::CatalogError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A request queued by another instance (straight into the store, no local wake) is claimed
+    /// when the store wakes the workers, and not by a poll of their own: the workers wait on
+    /// `wait_for_publishes`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_workers_wake_when_the_store_says_a_request_waits() {
+        let store = Arc::new(Woken::new(SqliteStore::open_in_memory().unwrap()));
+        let launcher = Arc::new(Counting::default());
+        let live = Arc::new(Live::default());
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run_workers(
+            store.clone(),
+            launcher.clone(),
+            live,
+            1,
+            stop.clone(),
+            Arc::new(NoTemplates),
+        ));
+        // the worker found the queue empty and waits
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let json = serde_json::to_string(&PublishRequest::deploy("2.0")).unwrap();
+        store
+            .inner
+            .enqueue_publish("shop", "alice", &[], &json)
+            .unwrap();
+        assert!(
+            !started(&launcher, 1, POLL + Duration::from_secs(1)).await,
+            "claimed without a wake-up: the worker polled on its own"
+        );
+        store.publishes.notify_one();
+        assert!(
+            started(&launcher, 1, Duration::from_secs(5)).await,
+            "the store's wake-up did not reach the worker"
+        );
+        stop.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -16,7 +16,7 @@ use axum::Json;
 use pushguide_store::{DayStats, Window};
 use serde::Serialize;
 
-use crate::app::{blocking, with_cookies, Access, AppState, AuthSession};
+use crate::app::{with_cookies, Access, AppState, AuthSession};
 use crate::history::{viewable, Refusal};
 use crate::html::{escape, layout};
 use crate::params::{shown, Params};
@@ -127,30 +127,30 @@ async fn read(
         .checked_sub(DAY * u32::try_from(days_asked).unwrap_or(u32::MAX))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let w = Window::new(from, to).templates(visible.iter().cloned());
-    let inner = app.0.clone();
-    let page = blocking(move || {
-        let stats = inner.store.stats(&w)?;
-        let daily = inner.store.daily(&w)?;
-        let week = inner.store.by_hour_of_week(&w)?;
-        let max_ttr = stats.recovery.max.map(millis);
-        Ok(StatsPage {
-            stats: StatsResult::new(template, visible, &w, "UTC".into(), stats),
-            by_day: days(from, to, &daily),
-            by_hour_of_week: week
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.count > 0)
-                .map(|(i, r)| HourOfWeekRow {
-                    weekday: i / 24,
-                    hour: i % 24,
-                    count: r.count,
-                    succeeded: r.succeeded,
-                })
-                .collect(),
-            max_time_to_recover_ms: max_ttr,
-        })
-    })
-    .await?;
+    let store = &app.0.store;
+    let stats = store.stats(&w).await.map_err(crate::Error::from)?;
+    let daily = store.daily(&w).await.map_err(crate::Error::from)?;
+    let week = store
+        .by_hour_of_week(&w)
+        .await
+        .map_err(crate::Error::from)?;
+    let max_ttr = stats.recovery.max.map(millis);
+    let page = StatsPage {
+        stats: StatsResult::new(template, visible, &w, "UTC".into(), stats),
+        by_day: days(from, to, &daily),
+        by_hour_of_week: week
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.count > 0)
+            .map(|(i, r)| HourOfWeekRow {
+                weekday: i / 24,
+                hour: i % 24,
+                count: r.count,
+                succeeded: r.succeeded,
+            })
+            .collect(),
+        max_time_to_recover_ms: max_ttr,
+    };
     Ok((page, days_asked, all))
 }
 

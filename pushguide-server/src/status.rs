@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use pushguide_core::Principal;
-use pushguide_store::SqliteStore;
+use pushguide_store::RecordStore;
 use serde::Serialize;
 
 use crate::catalog::{CatalogEntry, TemplateRow};
@@ -79,8 +79,8 @@ pub struct TemplateStatus {
 
 /// The rows `who` may see among `entries`: the templates whose ACL lets them view, and, for an
 /// admin, the files that do not load.
-pub fn template_statuses(
-    store: &SqliteStore,
+pub async fn template_statuses(
+    store: &dyn RecordStore,
     entries: Vec<CatalogEntry>,
     who: &Principal,
     admin: bool,
@@ -93,7 +93,7 @@ pub fn template_statuses(
                 let Some(row) = TemplateRow::viewable(&file, &template, who) else {
                     continue;
                 };
-                rows.push(status_of(store, row)?);
+                rows.push(status_of(store, row).await?);
             }
             CatalogEntry::Broken { file, error } if admin => broken.push(TemplateStatus {
                 template: TemplateRow::broken(&file, &error),
@@ -107,9 +107,13 @@ pub fn template_statuses(
     Ok(rows)
 }
 
-fn status_of(store: &SqliteStore, template: TemplateRow) -> Result<TemplateStatus, Error> {
+async fn status_of(
+    store: &dyn RecordStore,
+    template: TemplateRow,
+) -> Result<TemplateStatus, Error> {
     let last_deployment = store
-        .last_deployment(&template.name)?
+        .last_deployment(&template.name)
+        .await?
         .map(|d| LastDeployment {
             mode: if d.rollback { "rollback" } else { "deploy" },
             id: d.id,
@@ -119,7 +123,7 @@ fn status_of(store: &SqliteStore, template: TemplateRow) -> Result<TemplateStatu
             outcome: d.outcome,
         });
     let mut counts: BTreeMap<(Option<String>, bool), usize> = BTreeMap::new();
-    for h in store.fleet(&template.name)? {
+    for h in store.fleet(&template.name).await? {
         *counts.entry((h.version, h.healthy)).or_default() += 1;
     }
     let mut running: Vec<RunningVersion> = counts

@@ -18,7 +18,7 @@ use axum::{Form, Json};
 use pushguide_store::ApiToken;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{api_error, blocking, internal, with_cookies, Access, AppState, AuthSession};
+use crate::app::{api_error, internal, with_cookies, Access, AppState, AuthSession};
 use crate::auth::{new_token, token_hash};
 use crate::credentials::Via;
 use crate::html::{escape, layout};
@@ -140,23 +140,21 @@ async fn create(
         Ok(l) => l,
         Err(e) => return Ok(Err(e)),
     };
-    let inner = app.0.clone();
-    let user = s.user.clone();
-    let lbl = label.clone();
-    let made = blocking(move || {
-        let new = new_api_token()?;
-        let now = SystemTime::now();
-        let row = inner.store.create_api_token(
+    let new = new_api_token()?;
+    let now = SystemTime::now();
+    let row = app
+        .0
+        .store
+        .create_api_token(
             &new.id,
             &token_sha256(&new.token),
-            &user,
-            &lbl,
+            &s.user,
+            &label,
             now,
             lifetime.map(|l| now + l),
-        )?;
-        Ok((row, new.token))
-    })
-    .await?;
+        )
+        .await?;
+    let made = (row, new.token);
     let detail = match expires_days {
         Some(d) => format!("{label} (expires in {d} days)"),
         None => label,
@@ -174,19 +172,14 @@ pub(crate) enum Revoked {
 
 /// Revokes the token `id` if it is the user's or the user is an admin.
 pub(crate) async fn revoke(app: &AppState, s: &AuthSession, id: String) -> Result<Revoked, Error> {
-    let inner = app.0.clone();
-    let (user, admin) = (s.user.clone(), s.admin);
-    let done = blocking(move || {
-        let Some(t) = inner.store.api_token(&id)? else {
-            return Ok(Revoked::NotFound);
-        };
-        if t.user != user && !admin {
-            return Ok(Revoked::NotFound);
+    let store = &app.0.store;
+    let done = match store.api_token(&id).await? {
+        Some(t) if t.user == s.user || s.admin => {
+            store.delete_api_token(&t.id).await?;
+            Revoked::Done(t)
         }
-        inner.store.delete_api_token(&t.id)?;
-        Ok(Revoked::Done(t))
-    })
-    .await?;
+        _ => Revoked::NotFound,
+    };
     if let Revoked::Done(t) = &done {
         app.audit(
             s,
@@ -200,9 +193,7 @@ pub(crate) async fn revoke(app: &AppState, s: &AuthSession, id: String) -> Resul
 }
 
 async fn own_tokens(app: &AppState, user: &str) -> Result<Vec<ApiToken>, Error> {
-    let inner = app.0.clone();
-    let user = user.to_owned();
-    blocking(move || Ok(inner.store.api_tokens(Some(&user))?)).await
+    Ok(app.0.store.api_tokens(Some(user)).await?)
 }
 
 /// The tokens table (with a revoke button per row posting to `revoke_base/<id>/revoke`).

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use pushguide_core::{Event, MinionId, MinionStatus};
+use pushguide_core::{Event, MinionId, MinionStatus, MinionStatusStore};
 
 use crate::{
     ApiToken, AuditEntry, CallRow, DayStats, DeploymentRecord, Error, HistoryPage, HistoryQuery,
@@ -20,7 +20,8 @@ use crate::{
 
 /// The web service's store: [`AccountStore`] (accounts, sessions, API tokens, the audit log,
 /// template revisions), [`RecordStore`] (deployment records and their journal, history and statistics
-/// queries) and [`PublishQueue`]. Every type implementing the three is a `ServerStore`.
+/// queries) and [`PublishQueue`], plus core's [`MinionStatusStore`] (the service's minion monitor
+/// records what it sees). Every type implementing the four is a `ServerStore`.
 ///
 /// Implemented by [`SqliteStore`] (one file, one or several processes on one machine) and by
 /// `pushguide_postgres::PgStore` (several instances on one PostgreSQL).
@@ -36,9 +37,9 @@ use crate::{
 /// assert!(store.publish_queue(None).await?.is_empty());
 /// # Ok(()) }
 /// ```
-pub trait ServerStore: AccountStore + RecordStore + PublishQueue {}
+pub trait ServerStore: AccountStore + RecordStore + PublishQueue + MinionStatusStore {}
 
-impl<T: AccountStore + RecordStore + PublishQueue> ServerStore for T {}
+impl<T: AccountStore + RecordStore + PublishQueue + MinionStatusStore> ServerStore for T {}
 
 /// Accounts, sessions, API tokens, the audit log and template revisions: the web service's own
 /// records.
@@ -139,6 +140,19 @@ pub trait AccountStore: Send + Sync + 'static {
         template: &str,
         limit: usize,
     ) -> Result<Vec<TemplateRevision>, Error>;
+    /// See [`SqliteStore::template_revision`]. The default reads every revision of `template`
+    /// ([`Self::template_revisions`]) and picks `revision`; a backend answers it with one query.
+    async fn template_revision(
+        &self,
+        template: &str,
+        revision: i64,
+    ) -> Result<Option<TemplateRevision>, Error> {
+        Ok(self
+            .template_revisions(template, usize::MAX)
+            .await?
+            .into_iter()
+            .find(|r| r.revision == revision))
+    }
     /// See [`SqliteStore::latest_template_revision`].
     async fn latest_template_revision(&self, template: &str) -> Result<i64, Error>;
     /// See [`SqliteStore::remove_template_revision`].
@@ -462,6 +476,15 @@ impl AccountStore for SqliteStore {
     ) -> Result<Vec<TemplateRevision>, Error> {
         let template = template.to_owned();
         run(self, move |s| s.template_revisions(&template, limit)).await
+    }
+
+    async fn template_revision(
+        &self,
+        template: &str,
+        revision: i64,
+    ) -> Result<Option<TemplateRevision>, Error> {
+        let template = template.to_owned();
+        run(self, move |s| s.template_revision(&template, revision)).await
     }
 
     async fn latest_template_revision(&self, template: &str) -> Result<i64, Error> {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use pushguide_store::SqliteStore;
+use pushguide_store::ServerStore;
 
 use crate::app::{App, BrokenTemplate};
 use crate::error::CliError;
@@ -11,7 +11,6 @@ use crate::progress::Progress;
 use crate::results::{rfc3339, DeploymentRow, HostState, HostVersionRow, LogResult, ShowResult};
 
 use super::kind_of;
-use super::{recorded, unknown_deployment};
 
 /// `history [TEMPLATE]`: newest first.
 ///
@@ -127,15 +126,26 @@ pub async fn show(app: &mut App, name: &str) -> Result<ShowResult, CliError> {
     })
 }
 
-fn deployment_log(store: &SqliteStore, id: &str) -> Result<LogResult, CliError> {
-    let rec = recorded(store, id)?;
-    Ok(LogResult::read(store, rec)?)
+/// The log of deployment `id` in `store` (named `store_name` when it has no such deployment).
+async fn deployment_log(
+    store: &dyn ServerStore,
+    store_name: &str,
+    id: &str,
+) -> Result<LogResult, CliError> {
+    let rec = store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| CliError::UnknownDeployment {
+            id: id.to_owned(),
+            store: store_name.to_owned(),
+        })?;
+    Ok(LogResult::read(store, rec).await?)
 }
 
 /// `log ID`.
-pub fn log(app: &mut App, id: &str) -> Result<LogResult, CliError> {
-    let store = app.store()?;
-    let r = deployment_log(&store, id)?;
+pub async fn log(app: &mut App, id: &str) -> Result<LogResult, CliError> {
+    let store = app.server_store().await?;
+    let r = deployment_log(&*store, &app.store_name(), id).await?;
     let t = app.template(&r.deployment.template)?;
     app.check_view(&t)?;
     Ok(r)
@@ -148,15 +158,19 @@ pub async fn watch(
     interval: Duration,
     progress: &mut Progress,
 ) -> Result<LogResult, CliError> {
-    let store = app.store()?;
+    let store = app.server_store().await?;
+    let store_name = app.store_name();
     let begun = std::time::Instant::now();
     let mut seen_calls = 0;
     let mut seen_failures = BTreeSet::new();
     let mut announced = false;
     loop {
-        let Some(rec) = store.deployment(id)? else {
+        let Some(rec) = store.deployment(id).await? else {
             if begun.elapsed() > Duration::from_secs(10) {
-                return Err(unknown_deployment(&store, id));
+                return Err(CliError::UnknownDeployment {
+                    id: id.to_owned(),
+                    store: store_name,
+                });
             }
             tokio::time::sleep(interval).await;
             continue;
@@ -167,12 +181,12 @@ pub async fn watch(
             progress.watching(id, &rec.template, &rec.version);
             announced = true;
         }
-        let calls = store.calls(id)?;
+        let calls = store.calls(id).await?;
         for c in calls.iter().skip(seen_calls) {
             progress.call_row(c);
         }
         seen_calls = calls.len();
-        for r in store.host_stage_results(id)? {
+        for r in store.host_stage_results(id).await? {
             if r.status == "failed" && seen_failures.insert((r.host.clone(), r.stage.clone())) {
                 progress.host_failed_row(&r);
             }
@@ -181,9 +195,10 @@ pub async fn watch(
             // The outcome is recorded in the same transaction as the report: host statuses and
             // logs are there already.
             progress.finish();
-            return deployment_log(&store, id);
+            return deployment_log(&*store, &store_name, id).await;
         }
-        tokio::time::sleep(interval).await;
+        // woken early when the store says the journal grew (PostgreSQL: another instance wrote)
+        store.wait_for_journal(id, interval).await;
     }
 }
 
@@ -196,6 +211,7 @@ mod tests {
     use pushguide_core::{DeploymentOutcome, Event, EventKind, MinionId, Report, Stage};
 
     use super::*;
+    use pushguide_store::SqliteStore;
 
     /// The journal of deployment `d1` of shop 2.0 from `t0`: web-02 fails at deploy, web-01
     /// succeeds, the deployment ends partially applied.
@@ -299,18 +315,18 @@ mod tests {
 
     /// `log` reads host statuses from the journal; the outcome (and exit code) appears only with
     /// the report, together with the host logs, so `watch` never waits for them.
-    #[test]
-    fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
+    #[tokio::test]
+    async fn log_shows_journal_statuses_and_the_outcome_only_with_the_report() {
         let store = SqliteStore::open_in_memory().unwrap();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_772_566);
         store.append_events(&journal(t0)).unwrap();
-        let r = deployment_log(&store, "d1").unwrap();
+        let r = deployment_log(&store, "test", "d1").await.unwrap();
         assert_eq!((r.deployment.outcome.as_deref(), r.exit_code), (None, None));
         let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();
         assert_eq!(status, [Some("succeeded"), Some("failed")]);
         assert!(r.hosts.iter().all(|h| h.log.is_empty()));
         store.finish_report(&report(t0)).unwrap();
-        let r = deployment_log(&store, "d1").unwrap();
+        let r = deployment_log(&store, "test", "d1").await.unwrap();
         assert_eq!(r.deployment.outcome.as_deref(), Some("partially-applied"));
         assert_eq!((r.exit_code, r.outcome_error), (Some(2), None));
         let status: Vec<_> = r.hosts.iter().map(|h| h.status.as_deref()).collect();

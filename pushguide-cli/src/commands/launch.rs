@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use pushguide_core::{async_trait, DeploymentHandle, Plan, Principal, Request};
+use pushguide_postgres::PgStore;
 use pushguide_server::{LaunchError, Launcher, PublishMode, PublishRequest, VersionInfo};
 
 use crate::app::App;
@@ -17,17 +18,25 @@ use super::rollback::undo_request;
 /// How many of the newest versions get their size and checksum looked up for the publish page.
 const DETAILED_VERSIONS: usize = 5;
 
-/// Starts the service's deployments over a configuration (salt-api, CI, CMDB, store).
+/// Starts the service's deployments over a configuration (salt-api, CI, CMDB, store). On
+/// PostgreSQL every deployment goes through the store's fenced ports like `pushguide deploy`'s
+/// ([`App::engine`]), over the service's one connection pool (`pg`).
 #[derive(Debug)]
 pub(crate) struct ConfigLauncher {
     pub(crate) config: Config,
+    /// The service's PostgreSQL store, connected; `None` on SQLite.
+    pub(crate) pg: Option<PgStore>,
 }
 
 impl ConfigLauncher {
     fn app_for(&self, who: &Principal) -> App {
         let mut config = self.config.clone();
         config.principal = who.clone();
-        App::new(config)
+        let mut app = App::new(config);
+        if let Some(pg) = &self.pg {
+            app.share_postgres(pg.clone());
+        }
+        app
     }
 }
 
@@ -56,7 +65,7 @@ impl Launcher for ConfigLauncher {
                 let t = app.template(template)?;
                 app.check_deploy(&t)?;
                 if !request.dry_run {
-                    app.check_not_busy(template)?;
+                    app.check_free(template).await?;
                 }
                 if let Some(v) = to {
                     pushguide_core::validate::version("version", v)?;
@@ -73,7 +82,7 @@ impl Launcher for ConfigLauncher {
                 let t = app.template(template)?;
                 app.check_deploy(&t)?;
                 if !request.dry_run {
-                    app.check_not_busy(template)?;
+                    app.check_free(template).await?;
                 }
                 let t = app.with_cmdb(t).await?;
                 undo_request(
@@ -85,6 +94,7 @@ impl Launcher for ConfigLauncher {
                 .dry_run(request.dry_run)
             }
         };
+        app.connect().await?;
         let engine = app.engine()?;
         Ok(engine.start(req).await?)
     }
@@ -130,6 +140,7 @@ impl Launcher for ConfigLauncher {
             Some(h) => req.hosts(h.clone()),
             None => req,
         };
+        app.connect().await?;
         let engine = app.engine()?;
         Ok(engine.plan(&req.dry_run(request.dry_run)).await?)
     }

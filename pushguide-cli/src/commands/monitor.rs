@@ -47,7 +47,7 @@ async fn monitored_minions(
 pub async fn monitor_setup(app: &mut App) -> Result<(Monitor, Arc<dyn Transport>), CliError> {
     let salt: Arc<dyn Transport> = app.salt()?;
     // minion states live in the store: kept across runs and shared with the engine's pre-flight
-    let store = app.store()?;
+    let store = app.server_store().await?;
     let monitor = Monitor::new(salt.clone(), store, app.config.monitor_timeout);
     Ok((monitor, salt))
 }

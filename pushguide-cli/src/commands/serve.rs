@@ -73,7 +73,7 @@ fn read_password<R: BufRead>(input: PasswordInput<R>) -> Result<String, CliError
 /// `user add NAME --groups a,b [--password-env VAR] [--replace]`: stores NAME with an argon2id
 /// hash of the password (never taken from the command line). An existing user is refused unless
 /// `replace`; replacing ends the user's sessions.
-pub fn user_add<R: BufRead>(
+pub async fn user_add<R: BufRead>(
     app: &mut App,
     name: &str,
     groups: &[String],
@@ -89,16 +89,19 @@ pub fn user_add<R: BufRead>(
             ))
         })?;
     }
-    let store = app.store()?;
-    let existed = store.user(name)?.is_some();
+    let store = app.server_store().await?;
+    let existed = store.user(name).await?.is_some();
     if existed && !replace {
-        return Err(exists(name, &store));
+        return Err(exists(name, app));
     }
     let password = read_password(password)?;
     let hash = pushguide_server::auth::hash_password(&password)
         .map_err(|e| CliError::Internal(e.to_string()))?;
-    match store.put_user(name, &hash, groups, replace, SystemTime::now()) {
-        Err(pushguide_store::Error::UserExists { .. }) => return Err(exists(name, &store)),
+    match store
+        .put_user(name, &hash, groups, replace, SystemTime::now())
+        .await
+    {
+        Err(pushguide_store::Error::UserExists { .. }) => return Err(exists(name, app)),
         other => other?,
     }
     Ok(UserAdded {
@@ -108,16 +111,16 @@ pub fn user_add<R: BufRead>(
     })
 }
 
-fn exists(name: &str, store: &pushguide_store::SqliteStore) -> CliError {
+fn exists(name: &str, app: &App) -> CliError {
     CliError::Usage(format!(
         "user `{name}` exists already in {}; add --replace to replace its password and groups",
-        store.path().display()
+        app.store_name()
     ))
 }
 
 /// `token add USER --label L [--expires-days N]`: an API token acting as USER, printed once; the
 /// store keeps its SHA-256.
-pub fn token_add(
+pub async fn token_add(
     app: &mut App,
     user: &str,
     label: &str,
@@ -129,32 +132,36 @@ pub fn token_add(
         .map(tokens::check_expires_days)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--expires-days: {e}")))?;
-    let store = app.store()?;
-    if store.user(user)?.is_none() {
+    let store = app.server_store().await?;
+    if store.user(user).await?.is_none() {
         return Err(CliError::Usage(format!(
             "no user {} in {}; add it with `pushguide user add`",
             pushguide_core::validate::quote(user),
-            store.path().display()
+            app.store_name()
         )));
     }
     let new = tokens::new_api_token().map_err(|e| CliError::Internal(e.to_string()))?;
     let now = SystemTime::now();
-    let row = store.create_api_token(
-        &new.id,
-        &tokens::token_sha256(&new.token),
-        user,
-        label.trim(),
-        now,
-        lifetime.map(|l| now + l),
-    )?;
+    let row = store
+        .create_api_token(
+            &new.id,
+            &tokens::token_sha256(&new.token),
+            user,
+            label.trim(),
+            now,
+            lifetime.map(|l| now + l),
+        )
+        .await?;
     // the actor is the command line's user (`[user] name`), the target the new token
-    store.append_audit(&pushguide_store::AuditEntry::new(
-        &app.config.principal.user,
-        None,
-        "token.create",
-        &row.id,
-        &format!("{} of {} (pushguide token add)", row.label, row.user),
-    ))?;
+    store
+        .append_audit(&pushguide_store::AuditEntry::new(
+            &app.config.principal.user,
+            None,
+            "token.create",
+            &row.id,
+            &format!("{} of {} (pushguide token add)", row.label, row.user),
+        ))
+        .await?;
     Ok(TokenAdded {
         id: row.id,
         user: row.user,
@@ -299,7 +306,7 @@ impl SaltHealth for Unconfigured {
 /// way are finished first.
 pub async fn serve(app: &mut App) -> Result<(), CliError> {
     let settings = app.config.server.clone();
-    let store = app.store()?;
+    let store = app.server_store().await?;
     let mut config = ServerConfig::default();
     config.public_url = settings.public_url.clone();
     config.session = SessionLimits {
@@ -323,6 +330,7 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
     tracing::info!(listen = %settings.listen, "pushguide serve: listening");
     let launcher = Arc::new(super::launch::ConfigLauncher {
         config: app.config.clone(),
+        pg: app.postgres().await?,
     });
     let hooks = pushguide_server::Webhooks::start(
         settings.webhooks.clone(),
@@ -363,6 +371,8 @@ pub async fn serve(app: &mut App) -> Result<(), CliError> {
     if let Some(m) = monitor {
         m.stop().await;
     }
+    // PostgreSQL: this instance's record goes, its leases are given back
+    app.close().await;
     served.map_err(|e| match e {
         pushguide_server::Error::Store(e) => CliError::Store(e),
         other => CliError::Internal(other.to_string()),

@@ -11,7 +11,7 @@ use crate::results::StatsResult;
 
 /// `stats [TEMPLATE] [--since DAYS] [--tz OFFSET]`: over one template, or every template the user
 /// may view.
-pub fn stats(
+pub async fn stats(
     app: &mut App,
     template: Option<&str>,
     days: u64,
@@ -41,7 +41,7 @@ pub fn stats(
     let w = Window::new(from, to)
         .templates(visible.iter().cloned())
         .utc_offset(tz.seconds);
-    let s = app.store()?.stats(&w)?;
+    let s = app.server_store().await?.stats(&w).await?;
     Ok(StatsResult::new(
         template.map(str::to_owned),
         visible,
