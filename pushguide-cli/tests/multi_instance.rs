@@ -477,13 +477,22 @@ impl Site {
             "dora-pw\n",
         );
         assert_eq!(r.code, 0, "user add: {}", r.stderr);
-        let r = support::run(
-            &configs[0],
-            &["--json", "token", "add", "dora", "--label", "multi"],
-            &env,
+        // not through support::run: it would print the token
+        let out = Command::new(support::BIN)
+            .arg("--config")
+            .arg(&configs[0])
+            .args(["--json", "token", "add", "dora", "--label", "multi"])
+            .env(SALT_ENV, SALT_PASSWORD)
+            .env_remove("PUSHGUIDE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token add: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(r.code, 0, "token add: {}", r.stderr);
-        let token = r.json()["token"].as_str().unwrap().to_owned();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let token = v["token"].as_str().unwrap().to_owned();
         let store = Inspect::open(&o.store, &root.join("state/pushguide.db")).await;
 
         let mut instances = Vec::new();
@@ -495,6 +504,7 @@ impl Site {
                 .arg("serve")
                 .env(SALT_ENV, SALT_PASSWORD)
                 .env("PUSHGUIDE_LOG", "info")
+                .env("NO_COLOR", "1")
                 .env_remove("PUSHGUIDE_CONFIG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -607,7 +617,10 @@ impl Site {
             let q = self.store.request(id).await;
             if let Some(d) = &q.deployment {
                 let (_, g) = self.get(0, &format!("/api/v1/deployments/{d}")).await;
-                if g["hosts"][1]["stages"][0].as_str().is_some_and(|s| s != "pending") {
+                if g["hosts"][1]["stages"][0]
+                    .as_str()
+                    .is_some_and(|s| s != "pending")
+                {
                     return self.store.deployment(&self.templates, d).await.unwrap();
                 }
             }
@@ -692,7 +705,9 @@ async fn thirty_requests_round_robin(kind: StoreKind) {
         assert!(
             begun.elapsed() < Duration::from_secs(240),
             "{open} requests still open: {:?}\n{}",
-            rows.values().map(|r| (&r["id"], &r["state"])).collect::<Vec<_>>(),
+            rows.values()
+                .map(|r| (&r["id"], &r["state"]))
+                .collect::<Vec<_>>(),
             site.logs()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -721,11 +736,7 @@ async fn thirty_requests_round_robin(kind: StoreKind) {
         let (t, v) = by_deployment
             .get(&d.id)
             .unwrap_or_else(|| panic!("a deployment no request started: {d:?}"));
-        assert_eq!(
-            (&d.template, &d.version),
-            (&site.templates[*t], v),
-            "{d:?}"
-        );
+        assert_eq!((&d.template, &d.version), (&site.templates[*t], v), "{d:?}");
         assert_eq!(d.outcome.as_deref(), Some("succeeded"), "{d:?}");
         assert!(d.ended.is_some(), "{d:?}");
     }
@@ -841,6 +852,14 @@ async fn killed_instance_is_taken_over(kind: StoreKind, ttl: Duration, bound: Du
             if let Some(id) = &q.deployment {
                 claimed = Some(killed.elapsed());
                 b = Some(id.clone());
+            } else {
+                assert!(
+                    q.state == "queued" || q.state == "running",
+                    "the request queued behind the killed deployment was lost {:?} after the \
+                     kill: {q:?}\n{}",
+                    killed.elapsed(),
+                    site.logs()
+                );
             }
         }
         assert!(
@@ -1065,7 +1084,9 @@ async fn pg_a_database_restart_mid_deployment_continues_or_fails_cleanly() {
             std::env::var("PUSHGUIDE_REQUIRE_PG").as_deref() != Ok("1"),
             "PUSHGUIDE_REQUIRE_PG=1 but PUSHGUIDE_PG_LAB_DIR is not set (scripts/pg-lab env prints it)"
         );
-        eprintln!("SKIPPED restart: PUSHGUIDE_PG_LAB_DIR is not set (the lab's server is restarted)");
+        eprintln!(
+            "SKIPPED restart: PUSHGUIDE_PG_LAB_DIR is not set (the lab's server is restarted)"
+        );
         return;
     };
     // a TTL longer than the restart: the lease outlives it
@@ -1094,7 +1115,11 @@ async fn pg_a_database_restart_mid_deployment_continues_or_fails_cleanly() {
         rec.outcome,
         events.len()
     );
-    assert_eq!(rec.events as usize, events.len(), "every event row is whole");
+    assert_eq!(
+        rec.events as usize,
+        events.len(),
+        "every event row is whole"
+    );
     assert!(matches!(
         events[0].kind,
         EventKind::DeploymentStarted { .. }
