@@ -927,8 +927,116 @@ async fn pg_a_killed_instances_deployment_is_taken_over_within_ttl_plus_one_poll
         return;
     };
     let ttl = Duration::from_secs_f64(ttl);
-    // the lease TTL, one poll, and a margin for a loaded machine
-    killed_instance_is_taken_over(kind, ttl, ttl + POLL + Duration::from_millis(1500)).await;
+    // the lease TTL, one round of the services' recovery (which wakes their workers), and a margin
+    // for a loaded machine
+    killed_instance_is_taken_over(kind, ttl, ttl + RECOVER_EVERY + Duration::from_millis(1500))
+        .await;
+}
+
+/// With a rollback policy: `app-1` runs 1.0.0 everywhere; a release of 1.1.0 runs on some
+/// instance; SIGKILL it in its second batch. Another instance marks it interrupted and queues the
+/// policy's request (undo 1.1.0 on the two hosts it touched), which a live instance runs: every
+/// host ends on 1.0.0. The time from the kill to the takeover's deployment is measured against
+/// `bound`.
+async fn killed_instance_is_rolled_back(kind: StoreKind, ttl: Duration, bound: Duration) {
+    let site = Site::start(Options {
+        store: kind,
+        templates: 1,
+        versions: versions(2),
+        latency: Duration::from_millis(250),
+        rollback: true,
+    })
+    .await;
+    let t = site.templates[0].clone();
+    let base = site.publish(0, &t, "1.0.0").await;
+    let r = site.ended(base, Duration::from_secs(60)).await;
+    assert_eq!(r.state, "done", "{r:?}");
+    let first = site.publish(1, &t, "1.1.0").await;
+    let a = site.into_batch_two(first).await;
+    let victim = site.instance_of(a.pid).unwrap();
+    let other = (victim + 1) % INSTANCES;
+    site.instances[victim].signal("-KILL");
+    let killed = Instant::now();
+    let mut marked = None;
+    let (claimed, takeover) = loop {
+        if marked.is_none() {
+            let d = site.store.deployment(&site.templates, &a.id).await.unwrap();
+            if d.ended.is_some() {
+                assert_eq!(d.outcome.as_deref(), Some("interrupted"), "{d:?}");
+                marked = Some(killed.elapsed());
+            }
+        }
+        let (status, g) = site
+            .get(other, &format!("/api/v1/deployments/{}", a.id))
+            .await;
+        assert_eq!(status, 200, "{g}");
+        let tk = &g["takeover"];
+        if tk["deployment"].is_string() {
+            break (killed.elapsed(), tk.clone());
+        }
+        assert!(
+            !["failed", "interrupted", "cancelled"]
+                .contains(&tk["request_state"].as_str().unwrap_or("")),
+            "the takeover's request did not run: {g}\n{}",
+            site.logs()
+        );
+        assert!(
+            killed.elapsed() < bound + Duration::from_secs(30),
+            "no takeover {:?} after the kill: {g}\n{}",
+            killed.elapsed(),
+            site.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let marked = marked.unwrap_or(claimed);
+    eprintln!(
+        "{:?}: SIGKILL of instance {victim} (rollback policy): marked interrupted after {} ms, the \
+         takeover's rollback started after {} ms (lease TTL {} ms, bound {} ms); takeover {takeover}",
+        site.kind,
+        marked.as_millis(),
+        claimed.as_millis(),
+        ttl.as_millis(),
+        bound.as_millis()
+    );
+    assert_eq!(takeover["policy"], "rollback", "{takeover}");
+    let request = takeover["request"].as_i64().unwrap();
+    let undo = takeover["deployment"].as_str().unwrap().to_owned();
+    let r = site.ended(request, Duration::from_secs(60)).await;
+    assert_eq!(r.state, "done", "{r:?}\n{}", site.logs());
+    let rec = site.store.deployment(&site.templates, &undo).await.unwrap();
+    assert!(
+        ["succeeded", "rolled-back"].contains(&rec.outcome.as_deref().unwrap_or("")),
+        "{rec:?}"
+    );
+    let runner = site.instance_of(rec.pid);
+    assert!(runner.is_some() && runner != Some(victim), "{rec:?}");
+    for (h, v) in site.store.fleet(&t).await {
+        assert_eq!(v.as_deref(), Some("1.0.0"), "{h}");
+    }
+    // exactly once: one takeover request, whichever instances recovered
+    let deps = site.store.deployments(&site.templates).await;
+    assert_eq!(deps.len(), 3, "{deps:#?}");
+    assert!(
+        claimed <= bound,
+        "takeover took {claimed:?} (marked after {marked:?}); bound {bound:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_killed_instances_release_is_rolled_back_by_another() {
+    let bound = SQLITE_TTL + RECOVER_EVERY + POLL + Duration::from_secs(3);
+    killed_instance_is_rolled_back(StoreKind::Sqlite, SQLITE_TTL, bound).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_killed_instances_release_is_rolled_back_by_another() {
+    let ttl = 2.0;
+    let Some(kind) = postgres("killrb", ttl) else {
+        return;
+    };
+    let ttl = Duration::from_secs_f64(ttl);
+    killed_instance_is_rolled_back(kind, ttl, ttl + RECOVER_EVERY + Duration::from_millis(1500))
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
