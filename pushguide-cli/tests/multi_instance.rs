@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pushguide_core::sim::SimFleet;
@@ -41,7 +41,7 @@ const INSTANCES: usize = 3;
 
 /// The tests of this file run one at a time: each starts three services, and their timings
 /// (lease TTLs, takeover) should not depend on what runs beside them.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where the instances keep their state.
 #[derive(Clone, Debug)]
@@ -385,12 +385,12 @@ struct Site {
     kind: StoreKind,
     _dir: tempfile::TempDir,
     /// Released last.
-    _serial: MutexGuard<'static, ()>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Site {
     async fn start(o: Options) -> Site {
-        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let templates: Vec<String> = (1..=o.templates).map(|n| format!("app-{n}")).collect();
@@ -611,7 +611,7 @@ impl Site {
 
     /// Waits until request `id` has a deployment whose second host (of three, one a batch) is
     /// being touched; the deployment's record.
-    async fn into_batch_two(&self, id: i64) -> Dep {
+    async fn reach_batch_two(&self, id: i64) -> Dep {
         let begun = Instant::now();
         loop {
             let q = self.store.request(id).await;
@@ -831,7 +831,7 @@ async fn killed_instance_is_taken_over(kind: StoreKind, ttl: Duration, bound: Du
     .await;
     let t = site.templates[0].clone();
     let first = site.publish(0, &t, "1.0.0").await;
-    let a = site.into_batch_two(first).await;
+    let a = site.reach_batch_two(first).await;
     let victim = site.instance_of(a.pid).unwrap();
     let other = (victim + 1) % INSTANCES;
     let second = site.publish(other, &t, "1.1.0").await;
@@ -952,7 +952,7 @@ async fn killed_instance_is_rolled_back(kind: StoreKind, ttl: Duration, bound: D
     let r = site.ended(base, Duration::from_secs(60)).await;
     assert_eq!(r.state, "done", "{r:?}");
     let first = site.publish(1, &t, "1.1.0").await;
-    let a = site.into_batch_two(first).await;
+    let a = site.reach_batch_two(first).await;
     let victim = site.instance_of(a.pid).unwrap();
     let other = (victim + 1) % INSTANCES;
     site.instances[victim].signal("-KILL");
@@ -1058,7 +1058,7 @@ async fn pg_a_paused_instance_loses_its_deployment_and_writes_nothing_after_sigc
     .await;
     let t = site.templates[0].clone();
     let first = site.publish(0, &t, "1.0.0").await;
-    let a = site.into_batch_two(first).await;
+    let a = site.reach_batch_two(first).await;
     let victim = site.instance_of(a.pid).unwrap();
     let other = (victim + 1) % INSTANCES;
     let (_, token_a) = site.store.lease(&t).await.unwrap();
@@ -1211,7 +1211,7 @@ async fn pg_a_database_restart_mid_deployment_continues_or_fails_cleanly() {
     .await;
     let t = site.templates[0].clone();
     let first = site.publish(0, &t, "1.0.0").await;
-    let a = site.into_batch_two(first).await;
+    let a = site.reach_batch_two(first).await;
     let begun = Instant::now();
     restart_database(Path::new(&lab_dir));
     eprintln!("database restarted in {} ms", begun.elapsed().as_millis());
