@@ -43,6 +43,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod accounts;
 mod config;
 mod error;
 mod fleet;

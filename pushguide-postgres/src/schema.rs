@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         V1,
     ),
     (2, "publish queue", V2),
+    (
+        3,
+        "web service accounts: users, sessions, API tokens, audit log, template revisions",
+        V3,
+    ),
 ];
 
 // Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
@@ -131,6 +136,58 @@ CREATE INDEX publish_requests_by_state ON publish_requests (state, id);
 CREATE INDEX publish_requests_by_template ON publish_requests (template, id);
 CREATE UNIQUE INDEX publish_requests_one_running ON publish_requests (template)
     WHERE state = 'running';
+"#;
+
+// The web service's accounts (the SQLite store's schema versions 9 and 10, same semantics). Times
+// are milliseconds since the epoch as the caller passed them (`*_ms`), exactly as SQLite keeps them:
+// session expiry is decided on the caller's `now`, compared in whole milliseconds. Session and API
+// tokens are stored as their SHA-256 (hex) only. `users.name` is the primary key, so of two instances
+// adding one user at once exactly one insert wins; `template_revisions`' primary key does the same
+// for two saves of the next revision.
+const V3: &str = r#"
+CREATE TABLE users (
+    name       text PRIMARY KEY,
+    password   text NOT NULL,
+    groups     text[] NOT NULL,
+    created_ms bigint NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256 text PRIMARY KEY,
+    user_name    text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    csrf         text NOT NULL,
+    created_ms   bigint NOT NULL,
+    last_seen_ms bigint NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_name);
+CREATE TABLE api_tokens (
+    id           text PRIMARY KEY,
+    token_sha256 text NOT NULL UNIQUE,
+    user_name    text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    label        text NOT NULL,
+    created_ms   bigint NOT NULL,
+    last_used_ms bigint,
+    expires_ms   bigint
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_name);
+CREATE TABLE audit (
+    seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms     bigint NOT NULL,
+    user_name text NOT NULL,
+    address   text,
+    action    text NOT NULL,
+    target    text NOT NULL,
+    detail    text NOT NULL
+);
+CREATE INDEX audit_by_user ON audit (user_name, seq);
+CREATE TABLE template_revisions (
+    template  text NOT NULL,
+    revision  bigint NOT NULL,
+    user_name text NOT NULL,
+    at_ms     bigint NOT NULL,
+    file      text NOT NULL,
+    content   text NOT NULL,
+    PRIMARY KEY (template, revision)
+);
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

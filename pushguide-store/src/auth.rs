@@ -97,8 +97,11 @@ impl SqliteStore {
             reason: format!("groups do not serialize: {e}"),
         })?;
         let mut conn = self.conn();
+        // IMMEDIATE: the write lock is taken before the existence check, so another process
+        // adding at the same moment waits (busy timeout) and then sees the row; a deferred
+        // transaction would fail its upgrade to a writer with "database is locked" instead
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err("adding a user", e))?;
         let exists: bool = tx
             .query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))

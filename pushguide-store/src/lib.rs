@@ -46,6 +46,7 @@
 //! # let _ = engine; Ok(()) }
 //! ```
 
+mod account_records;
 mod audit;
 mod auth;
 mod browse;

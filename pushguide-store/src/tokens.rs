@@ -68,8 +68,11 @@ impl SqliteStore {
         expires: Option<SystemTime>,
     ) -> Result<ApiToken, Error> {
         let mut conn = self.conn();
+        // IMMEDIATE: the write lock is taken before the existence check, so another process
+        // adding at the same moment waits (busy timeout) and then sees the row; a deferred
+        // transaction would fail its upgrade to a writer with "database is locked" instead
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err("creating an API token", e))?;
         let exists = tx
             .query_row("SELECT 1 FROM users WHERE name = ?1", [user], |_| Ok(()))

@@ -2,6 +2,7 @@
 //! conformance suite, migrations, heartbeat, and what never leaks.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod accounts;
 mod engine;
 mod queue;
 mod recover;

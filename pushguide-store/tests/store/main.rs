@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+#[cfg(feature = "conformance")]
+mod conformance_accounts;
 mod host_results;
 mod processes;
 mod recovery;
