@@ -34,8 +34,16 @@ const SALT_ENV: &str = "PG_MULTI_TEST_SALT_PW";
 const POLL: Duration = Duration::from_secs(2);
 /// How often a service looks for deployments of dead processes (pushguide-server's runner).
 const RECOVER_EVERY: Duration = Duration::from_secs(5);
-/// The lease TTL of a SQLite store opened by the CLI (not configurable).
-const SQLITE_TTL: Duration = Duration::from_secs(30);
+/// The SQLite store's lease TTL in these tests (`[store] lease_ttl_secs` beside `path`); `None`:
+/// the store's default.
+const SQLITE_TTL_SECS: Option<f64> = None;
+/// The SQLite store's default lease TTL.
+const SQLITE_DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// The SQLite store's lease TTL in these tests.
+fn sqlite_ttl() -> Duration {
+    SQLITE_TTL_SECS.map_or(SQLITE_DEFAULT_TTL, Duration::from_secs_f64)
+}
 /// How many instances.
 const INSTANCES: usize = 3;
 
@@ -437,7 +445,7 @@ impl Site {
         for (n, fake) in fakes.iter().enumerate() {
             let port = free_port();
             let mut text = String::new();
-            if matches!(o.store, StoreKind::Sqlite) {
+            if matches!(o.store, StoreKind::Sqlite) && SQLITE_TTL_SECS.is_none() {
                 text.push_str("store = \"state/pushguide.db\"\n");
             }
             text.push_str(&format!(
@@ -452,6 +460,11 @@ impl Site {
                 fake.url(),
                 fake.settings().eauth,
             ));
+            if let (StoreKind::Sqlite, Some(ttl)) = (&o.store, SQLITE_TTL_SECS) {
+                text.push_str(&format!(
+                    "[store]\npath = \"state/pushguide.db\"\nlease_ttl_secs = {ttl:?}\n"
+                ));
+            }
             if let StoreKind::Pg(pg) = &o.store {
                 text.push_str(&format!(
                     "[store]\nurl = \"{}\"\nschema = \"{}\"\nlease_ttl_secs = {}\npool_size = 4\n",
@@ -915,9 +928,9 @@ async fn killed_instance_is_taken_over(kind: StoreKind, ttl: Duration, bound: Du
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_killed_instances_deployment_is_marked_and_the_next_request_runs_elsewhere() {
-    // SQLite: the 30 s lease TTL of the CLI's store, the services' recovery round, one poll
-    let bound = SQLITE_TTL + RECOVER_EVERY + POLL + Duration::from_secs(3);
-    killed_instance_is_taken_over(StoreKind::Sqlite, SQLITE_TTL, bound).await;
+    // the lease TTL, the services' recovery round, one poll, a margin
+    let bound = sqlite_ttl() + RECOVER_EVERY + POLL + Duration::from_secs(3);
+    killed_instance_is_taken_over(StoreKind::Sqlite, sqlite_ttl(), bound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1024,8 +1037,8 @@ async fn killed_instance_is_rolled_back(kind: StoreKind, ttl: Duration, bound: D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_killed_instances_release_is_rolled_back_by_another() {
-    let bound = SQLITE_TTL + RECOVER_EVERY + POLL + Duration::from_secs(3);
-    killed_instance_is_rolled_back(StoreKind::Sqlite, SQLITE_TTL, bound).await;
+    let bound = sqlite_ttl() + RECOVER_EVERY + POLL + Duration::from_secs(3);
+    killed_instance_is_rolled_back(StoreKind::Sqlite, sqlite_ttl(), bound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
