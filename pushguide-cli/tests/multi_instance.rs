@@ -112,7 +112,7 @@ struct Options {
 
 /// A process of `pushguide serve`, killed (SIGKILL) when dropped, whatever state it is in.
 struct Instance {
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     pid: u32,
     base: String,
     log: PathBuf,
@@ -127,8 +127,12 @@ impl Instance {
         assert!(st.success(), "kill {signal} {}", self.pid);
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+            .and_then(|c| c.try_wait().unwrap())
     }
 
     fn log(&self) -> String {
@@ -138,7 +142,12 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut c) = child {
             // SIGKILL ends a stopped process too
             let _ = c.kill();
             let _ = c.wait();
@@ -380,6 +389,60 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `user add dora` (group ops) and `token add dora` through the CLI; the token.
+fn cli_account(config: &Path) -> String {
+    let env = [(SALT_ENV, SALT_PASSWORD)];
+    let r = support::run_with_stdin(
+        config,
+        &["user", "add", "dora", "--groups", "ops"],
+        &env,
+        "dora-pw\n",
+    );
+    assert_eq!(r.code, 0, "user add: {}", r.stderr);
+    // not through support::run: it would print the token
+    let out = Command::new(support::BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "token", "add", "dora", "--label", "multi"])
+        .env(SALT_ENV, SALT_PASSWORD)
+        .env_remove("PUSHGUIDE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "token add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// The user dora (group ops) and an API token of hers, written through the PostgreSQL store; the
+/// token.
+async fn pg_account(store: &pushguide_postgres::PgStore) -> String {
+    use pushguide_server::tokens;
+    use pushguide_store::AccountStore;
+    let hash = pushguide_server::auth::hash_password("dora-pw").unwrap();
+    let now = SystemTime::now();
+    store
+        .put_user("dora", &hash, &["ops".to_owned()], false, now)
+        .await
+        .unwrap();
+    let new = tokens::new_api_token().unwrap();
+    store
+        .create_api_token(
+            &new.id,
+            &tokens::token_sha256(&new.token),
+            "dora",
+            "multi",
+            now,
+            None,
+        )
+        .await
+        .unwrap();
+    new.token
+}
+
 /// Three services on one store, their fake salt-apis, and an API token of `dora` (a deployer).
 struct Site {
     /// The services; dropped (killed) before the fakes.
@@ -482,31 +545,22 @@ impl Site {
             configs.push(config);
             bases.push(format!("http://127.0.0.1:{port}"));
         }
-        let env = [(SALT_ENV, SALT_PASSWORD)];
-        let r = support::run_with_stdin(
-            &configs[0],
-            &["user", "add", "dora", "--groups", "ops"],
-            &env,
-            "dora-pw\n",
-        );
-        assert_eq!(r.code, 0, "user add: {}", r.stderr);
-        // not through support::run: it would print the token
-        let out = Command::new(support::BIN)
-            .arg("--config")
-            .arg(&configs[0])
-            .args(["--json", "token", "add", "dora", "--label", "multi"])
-            .env(SALT_ENV, SALT_PASSWORD)
-            .env_remove("PUSHGUIDE_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "token add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let token = v["token"].as_str().unwrap().to_owned();
-        let store = Inspect::open(&o.store, &root.join("state/pushguide.db")).await;
+        let (token, store) = match &o.store {
+            StoreKind::Sqlite => {
+                let token = cli_account(&configs[0]);
+                let store = Inspect::open(&o.store, &root.join("state/pushguide.db")).await;
+                (token, store)
+            }
+            // the accounts are written through the store: the CLI's `user add` and `token add`
+            // are not what these tests are about
+            StoreKind::Pg(_) => {
+                let store = Inspect::open(&o.store, Path::new("")).await;
+                let Inspect::Pg(pg) = &store else {
+                    unreachable!()
+                };
+                (pg_account(pg).await, store)
+            }
+        };
 
         let mut instances = Vec::new();
         for (n, (config, base)) in configs.iter().zip(bases).enumerate() {
@@ -526,7 +580,7 @@ impl Site {
                 .unwrap();
             instances.push(Instance {
                 pid: child.id(),
-                child: Some(child),
+                child: std::sync::Mutex::new(Some(child)),
                 base,
                 log,
             });
@@ -567,15 +621,9 @@ impl Site {
                 }
                 assert!(status == 200, "instance {n}: {status} {v}");
             }
-            assert!(
-                std::process::Command::new("kill")
-                    .args(["-0", &self.instances[n].pid.to_string()])
-                    .status()
-                    .unwrap()
-                    .success(),
-                "instance {n} exited: {}",
-                self.instances[n].log()
-            );
+            if let Some(st) = self.instances[n].exited() {
+                panic!("instance {n} exited ({st}): {}", self.instances[n].log());
+            }
             assert!(
                 begun.elapsed() < Duration::from_secs(60),
                 "instance {n} never answered: {}",
@@ -1214,7 +1262,7 @@ async fn pg_a_database_restart_mid_deployment_continues_or_fails_cleanly() {
     let Some(kind) = postgres("restart", 10.0) else {
         return;
     };
-    let mut site = Site::start(Options {
+    let site = Site::start(Options {
         store: kind,
         templates: 2,
         versions: versions(2),
