@@ -50,6 +50,7 @@ mod fleet;
 mod history;
 mod lease;
 mod queue;
+mod records;
 mod recover;
 mod retry;
 mod schema;

@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "web service accounts: users, sessions, API tokens, audit log, template revisions",
         V3,
+    ),
+    (
+        4,
+        "records: start in milliseconds, history and statistics indexes, host failures",
+        V4,
     ),
 ];
 
@@ -188,6 +193,58 @@ CREATE TABLE template_revisions (
     content   text NOT NULL,
     PRIMARY KEY (template, revision)
 );
+"#;
+
+// The web service's records (`RecordStore`). `started_ms` is the start in whole milliseconds since
+// the Unix epoch, as the SQLite store keeps it: history pages are found by the key (start in ms, id),
+// and statistics windows compare milliseconds. The two covering indexes serve both: a history page
+// walks one from its key (ids compared bytewise, `COLLATE "C"`, as SQLite does), and a statistics
+// query over a window is answered from the index alone (index-only scan) — over every template by
+// start, or one template's. `host_failures` holds one row per `HostFailed` event (template, start
+// and dry run copied from the deployment), kept by a trigger on `events` in the appending
+// transaction, so hosts and stages are ranked without reading the journal.
+const V4: &str = r#"
+ALTER TABLE deployments ADD COLUMN started_ms bigint
+    GENERATED ALWAYS AS (floor(extract(epoch FROM (started_at AT TIME ZONE 'UTC')) * 1000)::bigint)
+    STORED;
+CREATE INDEX deployments_records_by_start ON deployments (started_ms, id COLLATE "C")
+    INCLUDE (template, principal, dry_run, rollback, outcome, duration_ms);
+CREATE INDEX deployments_records_by_template ON deployments (template, started_ms, id COLLATE "C")
+    INCLUDE (principal, dry_run, rollback, outcome, duration_ms);
+
+CREATE TABLE host_failures (
+    deployment text NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    seq        bigint NOT NULL,
+    template   text NOT NULL,
+    started_ms bigint NOT NULL,
+    dry_run    boolean NOT NULL,
+    host       text NOT NULL,
+    stage      text NOT NULL,
+    PRIMARY KEY (deployment, seq)
+);
+CREATE INDEX host_failures_by_start ON host_failures (started_ms) INCLUDE (template, host, stage)
+    WHERE NOT dry_run;
+CREATE INDEX host_failures_by_template ON host_failures (template, started_ms) INCLUDE (host, stage)
+    WHERE NOT dry_run;
+
+CREATE FUNCTION pushguide_host_failure() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO host_failures (deployment, seq, template, started_ms, dry_run, host, stage)
+    SELECT NEW.deployment, NEW.seq, d.template, d.started_ms, d.dry_run,
+           NEW.event -> 'kind' ->> 'host', NEW.event -> 'kind' ->> 'stage'
+    FROM deployments d WHERE d.id = NEW.deployment
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER events_host_failures AFTER INSERT ON events FOR EACH ROW
+    WHEN (NEW.kind = 'host-failed') EXECUTE FUNCTION pushguide_host_failure();
+
+INSERT INTO host_failures (deployment, seq, template, started_ms, dry_run, host, stage)
+SELECT e.deployment, e.seq, d.template, d.started_ms, d.dry_run,
+       e.event -> 'kind' ->> 'host', e.event -> 'kind' ->> 'stage'
+FROM events e JOIN deployments d ON d.id = e.deployment
+WHERE e.kind = 'host-failed';
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

@@ -60,6 +60,7 @@ mod lease;
 mod monitor;
 mod query;
 mod queue;
+mod record_defaults;
 mod recover;
 mod revisions;
 mod schema;

@@ -5,6 +5,7 @@
 mod accounts;
 mod engine;
 mod queue;
+mod records;
 mod recover;
 mod support;
 
