@@ -179,6 +179,10 @@ impl Error {
 /// endpoint, never a password) as its source, retryable when [`Error::is_retryable`] says so.
 impl From<Error> for pushguide_store::Error {
     fn from(e: Error) -> Self {
+        if let Error::NotClaimed { id, state, worker } = e {
+            // the same refusal as the SQLite store's
+            return pushguide_store::Error::NotClaimed { id, state, worker };
+        }
         pushguide_store::Error::Backend {
             backend: "postgres",
             retryable: e.is_retryable(),

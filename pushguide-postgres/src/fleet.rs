@@ -103,7 +103,8 @@ impl PgStore {
     }
 
     /// [`FleetState::record`] with this crate's error: in one transaction, checks that `lease` is the
-    /// template's current lease ([`Error::Fenced`] otherwise) and applies `change` to every host.
+    /// template's current lease ([`Error::Fenced`] otherwise) and applies `change` to every host;
+    /// retried on a fresh connection when the connection breaks (see `write_change`).
     pub async fn record_change(
         &self,
         lease: &Lease,
@@ -125,7 +126,26 @@ impl PgStore {
         self.write_change(template, None, hosts, change).await
     }
 
+    /// Writes `change` in one transaction, checking `fence` in it. A write that fails because the
+    /// connection broke is retried on a fresh connection for a few seconds, each attempt checking
+    /// the fencing token again. Applying a change is idempotent ([`VersionLog::apply`] twice is
+    /// once; a host whose version did not change keeps its `since`), so a retry after a commit
+    /// whose answer was lost records nothing twice.
     async fn write_change(
+        &self,
+        template: &str,
+        fence: Option<&Lease>,
+        hosts: &[MinionId],
+        change: &HostChange,
+    ) -> Result<(), Error> {
+        crate::retry::on_fresh_connection("recording fleet state", |_| {
+            self.write_change_once(template, fence, hosts, change)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::write_change`].
+    pub(crate) async fn write_change_once(
         &self,
         template: &str,
         fence: Option<&Lease>,

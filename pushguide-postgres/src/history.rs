@@ -5,6 +5,9 @@
 //! has been taken with a newer token — the deployment was taken over and may no longer speak for
 //! itself. A lease that merely expired, with nobody taking it, does not refuse the journal: the
 //! deployment then records its own end (`lease lost`), which nobody else would.
+//!
+//! Every append sends `NOTIFY pushguide_journal` with the deployment's id (delivered at commit), so
+//! that every instance's live views of it read the new events ([`PgStore::wait_journal`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +16,8 @@ use deadpool_postgres::GenericClient;
 use pushguide_core::{Event, EventKind, HistoryStore, Report};
 
 use crate::error::Error;
+use crate::notify::JOURNAL_CHANNEL;
+use crate::sql::Sql;
 use crate::store::PgStore;
 
 /// A recorded deployment.
@@ -94,6 +99,16 @@ impl PgStore {
             self.append_run(&tx, &events[start..end], retried).await?;
             start = end;
         }
+        // every instance's live views of these deployments wake at commit (payload: the id only)
+        let mut ids: Vec<&str> = events.iter().map(|e| &*e.deployment).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.exec(
+            "SELECT pg_notify($1, d) FROM unnest($2::text[]) AS d",
+            &[&JOURNAL_CHANNEL, &ids],
+        )
+        .await
+        .map_err(|e| self.db("notifying the journal's readers", e))?;
         tx.commit()
             .await
             .map_err(|e| self.db("committing appended events", e))

@@ -15,10 +15,16 @@
 //!   database clock (`now()`), renewal by a heartbeat task, takeover with the next fencing token;
 //! - [`pushguide_core::MinionStatusStore`] — each minion's last seen / up / down state.
 //!
-//! Besides: the service's publish queue ([`PgStore::enqueue_publish`], [`PgStore::claim_publish`], …;
-//! the API of `pushguide-store`'s queue) claimed by every instance's workers with
-//! `FOR UPDATE SKIP LOCKED`, a template's requests strictly one at a time in order, idle workers
-//! woken by `LISTEN/NOTIFY` ([`PgStore::listen_publishes`]) with their poll as the backstop.
+//! Besides: the service's publish queue ([`pushguide_store::PublishQueue`], also as inherent
+//! methods [`PgStore::enqueue_publish`], [`PgStore::claim_publish`], …) claimed by every instance's
+//! workers with `FOR UPDATE SKIP LOCKED`, a template's requests strictly one at a time in order, idle
+//! workers woken by `LISTEN/NOTIFY` ([`PgStore::listen_publishes`]) with their poll as the backstop;
+//! and live views woken by any instance's journal appends ([`PgStore::wait_journal`],
+//! [`JOURNAL_CHANNEL`]). Both wake-ups share one listening connection per store.
+//!
+//! Journal, report, fleet-state and queue writes that fail because the connection broke are
+//! retried on a fresh pooled connection for a few seconds, each attempt checking the fencing token
+//! again, and are applied once even when a commit went through and only its answer was lost.
 //!
 //! Migrations run at [`PgStore::connect`] under a row lock of the migrations table (no advisory
 //! locks, which break behind PgBouncer in transaction mode); a database migrated by a newer
@@ -49,11 +55,13 @@ mod error;
 mod fleet;
 mod history;
 mod lease;
+mod notify;
 mod queue;
 mod records;
 mod recover;
 mod retry;
 mod schema;
+mod server_queue;
 mod sql;
 mod status;
 mod store;
@@ -63,7 +71,8 @@ pub use error::Error;
 pub use fleet::HostVersion;
 pub use history::DeploymentRecord;
 pub use lease::Lease;
-pub use queue::{PublishWaiter, QueuedPublish, PUBLISH_CHANNEL};
+pub use notify::{PublishWaiter, JOURNAL_CHANNEL};
+pub use queue::{QueuedPublish, PUBLISH_CHANNEL};
 pub use recover::INTERRUPTED;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use store::PgStore;

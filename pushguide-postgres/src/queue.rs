@@ -9,18 +9,18 @@
 //! each other's candidates; and a partial unique index (one `running` row per template) refuses
 //! any claim that would still overlap.
 //!
-//! Queueing, finishing and withdrawing a request send `NOTIFY pushguide_publish` (delivered at
-//! commit); [`PgStore::listen_publishes`] wakes idle workers with it, and their poll interval is the
-//! backstop for a missed notification. Writes about a running request (its deployment, its end) are
-//! fenced by the claiming instance: another instance's write is refused with
-//! [`Error::NotClaimed`].
+//! Queueing, finishing, withdrawing and interrupting a request send `NOTIFY pushguide_publish`
+//! (delivered at commit); the store's one listening connection ([`PgStore::listen_publishes`],
+//! `PublishQueue::wait_for_publishes`) wakes idle workers with it, and their poll interval is the
+//! backstop for a missed notification. Every write (queue, claim, deployment, end, withdrawal) is
+//! retried on a fresh connection when the connection breaks, and applied once: the instance
+//! generates a key per write, which finds the result of an attempt whose answer was lost. Writes
+//! about a running request (its deployment, its end) are fenced by the claiming instance: another
+//! instance's write is refused with [`Error::NotClaimed`].
 
 use crate::sql::Sql;
-use std::time::{Duration, SystemTime};
-
-use futures_util::StreamExt;
-use tokio::sync::watch;
-use tokio_postgres::AsyncMessage;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use crate::error::Error;
 use crate::store::PgStore;
@@ -28,59 +28,31 @@ use crate::store::PgStore;
 /// The channel of queue notifications (the payload is the template).
 pub const PUBLISH_CHANNEL: &str = "pushguide_publish";
 
-/// A queued (or claimed, or ended) publish request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueuedPublish {
-    /// Its id (increasing).
-    pub id: i64,
-    /// The template.
-    pub template: String,
-    /// Who asked.
-    pub user: String,
-    /// The user's groups when they asked.
-    pub groups: Vec<String>,
-    /// The request, as JSON written by the service.
-    pub request: String,
-    /// `queued`, `running`, `done`, `failed`, `cancelled` or `interrupted`.
-    pub state: String,
-    /// When it was queued (database clock).
-    pub queued: SystemTime,
-    /// When a worker claimed it.
-    pub started: Option<SystemTime>,
-    /// When it ended.
-    pub ended: Option<SystemTime>,
-    /// The deployment it started.
-    pub deployment: Option<String>,
-    /// Why it failed or was interrupted.
-    pub error: Option<String>,
-    /// The instance ([`PgStore::owner`]) that claimed it.
-    pub worker: Option<String>,
-}
+/// A queued (or claimed, or ended) publish request: the type of the web service's store
+/// (`pushguide_store`), so that the same value comes back from either backend.
+pub use pushguide_store::QueuedPublish;
 
 const COLUMNS: &str = "id, template, requested_by, groups, request, state, queued_at, started_at, \
                        ended_at, deployment, error, worker";
 
-fn row(r: &tokio_postgres::Row) -> QueuedPublish {
-    QueuedPublish {
-        id: r.get(0),
-        template: r.get(1),
-        user: r.get(2),
-        groups: r.get(3),
-        request: r.get(4),
-        state: r.get(5),
-        queued: r.get(6),
-        started: r.get(7),
-        ended: r.get(8),
-        deployment: r.get(9),
-        error: r.get(10),
-        worker: r.get(11),
-    }
+pub(crate) fn row(r: &tokio_postgres::Row) -> QueuedPublish {
+    let mut q = QueuedPublish::new(r.get(0), r.get::<_, String>(1), r.get(6));
+    q.user = r.get(2);
+    q.groups = r.get(3);
+    q.request = r.get(4);
+    q.state = r.get(5);
+    q.started = r.get(7);
+    q.ended = r.get(8);
+    q.deployment = r.get(9);
+    q.error = r.get(10);
+    q.worker = r.get(11);
+    q
 }
 
 impl PgStore {
     /// Queues a request of `user` (with `groups`) for `template`; returns its id. Notifies idle
-    /// workers at commit.
+    /// workers at commit. Retried on a fresh connection when the connection breaks; the request is
+    /// queued once (its key, generated here, finds the row of an attempt whose answer was lost).
     pub async fn enqueue_publish(
         &self,
         template: &str,
@@ -88,26 +60,88 @@ impl PgStore {
         groups: &[String],
         request: &str,
     ) -> Result<i64, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("queueing a publish request", |_| {
+            self.enqueue_once(template, user, groups, request, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::enqueue_publish`] under `key`.
+    pub(crate) async fn enqueue_once(
+        &self,
+        template: &str,
+        user: &str,
+        groups: &[String],
+        request: &str,
+        key: &str,
+    ) -> Result<i64, Error> {
         let client = self.client("queueing a publish request").await?;
         let row = client
-            .one(
+            .opt(
                 "WITH q AS (
                    INSERT INTO publish_requests (template, requested_by, groups, request, state,
-                                                 queued_at)
-                   VALUES ($1, $2, $3, $4, 'queued', now()) RETURNING id)
+                                                 queued_at, enqueue_key)
+                   VALUES ($1, $2, $3, $4, 'queued', now(), $6)
+                   ON CONFLICT (enqueue_key) DO NOTHING RETURNING id)
                  SELECT id, pg_notify($5, $1) FROM q",
-                &[&template, &user, &groups, &request, &PUBLISH_CHANNEL],
+                &[&template, &user, &groups, &request, &PUBLISH_CHANNEL, &key],
             )
             .await
             .map_err(|e| self.db("queueing a publish request", e))?;
+        if let Some(row) = row {
+            return Ok(row.get(0));
+        }
+        // queued by an attempt whose answer was lost
+        let row = client
+            .one(
+                "SELECT id FROM publish_requests WHERE enqueue_key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(|e| self.db("queueing a publish request", e))?;
+        tracing::info!(
+            request = row.get::<_, i64>(0),
+            "publish request already queued by the attempt whose answer was lost"
+        );
         Ok(row.get(0))
     }
 
     /// Claims the oldest request that may run now (its template's oldest queued one, while none of
     /// that template's requests runs) for this instance: it becomes `running`. `None` when nothing
-    /// may run now.
+    /// may run now. Retried on a fresh connection when the connection breaks, under one claim key
+    /// generated here: a retry returns the request an attempt whose answer was lost claimed (and
+    /// waits for an attempt still in flight), so it never claims two nor loses one.
     pub async fn claim_publish(&self) -> Result<Option<QueuedPublish>, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("claiming a publish request", |attempt| {
+            self.claim_once(&key, attempt > 0)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::claim_publish`] under `key`; `retried`: look for the claim of an
+    /// earlier attempt first.
+    pub(crate) async fn claim_once(
+        &self,
+        key: &str,
+        retried: bool,
+    ) -> Result<Option<QueuedPublish>, Error> {
         let client = self.client("claiming a publish request").await?;
+        let claimed = format!("SELECT {COLUMNS} FROM publish_requests WHERE claim_key = $1");
+        if retried {
+            if let Some(found) = client
+                .opt(&claimed, &[&key])
+                .await
+                .map_err(|e| self.db("claiming a publish request", e))?
+            {
+                tracing::info!(
+                    request = found.get::<_, i64>(0),
+                    "publish request already claimed by the attempt whose answer was lost"
+                );
+                return Ok(Some(row(&found)));
+            }
+        }
         let sql = format!(
             "WITH next AS (
                SELECT q.id FROM publish_requests q
@@ -120,7 +154,8 @@ impl PgStore {
                ORDER BY q.id
                LIMIT 1
                FOR UPDATE SKIP LOCKED)
-             UPDATE publish_requests p SET state = 'running', started_at = now(), worker = $1
+             UPDATE publish_requests p SET state = 'running', started_at = now(), worker = $1,
+               claim_key = $2
              FROM next WHERE p.id = next.id AND p.state = 'queued'
              RETURNING {}",
             COLUMNS
@@ -132,8 +167,19 @@ impl PgStore {
         // a claim racing another one for the same template trips the one-running index: nothing
         // may run for that template now, so ask again (other templates may be free)
         for _ in 0..5 {
-            match client.opt(&sql, &[&self.inner.owner]).await {
+            match client.opt(&sql, &[&self.inner.owner, &key]).await {
                 Ok(found) => return Ok(found.as_ref().map(row)),
+                Err(e)
+                    if e.as_db_error().and_then(|d| d.constraint())
+                        == Some("publish_requests_by_claim_key") =>
+                {
+                    // an earlier attempt under this key committed meanwhile: that is the claim
+                    let found = client
+                        .opt(&claimed, &[&key])
+                        .await
+                        .map_err(|e| self.db("claiming a publish request", e))?;
+                    return Ok(found.as_ref().map(row));
+                }
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
                     tracing::debug!("a publish claim raced another for the same template");
                 }
@@ -144,8 +190,16 @@ impl PgStore {
     }
 
     /// Records the deployment a running request started; [`Error::NotClaimed`] unless this
-    /// instance runs it.
+    /// instance runs it. Retried on a fresh connection when the connection breaks (writing the
+    /// same deployment again changes nothing).
     pub async fn publish_started(&self, id: i64, deployment: &str) -> Result<(), Error> {
+        crate::retry::on_fresh_connection("recording a publish request's deployment", |_| {
+            self.started_once(id, deployment)
+        })
+        .await
+    }
+
+    async fn started_once(&self, id: i64, deployment: &str) -> Result<(), Error> {
         let client = self
             .client("recording a publish request's deployment")
             .await?;
@@ -165,24 +219,71 @@ impl PgStore {
 
     /// Ends a running request of this instance: `done`, or `failed` with `error`;
     /// [`Error::NotClaimed`] unless this instance runs it. Notifies idle workers (the template's
-    /// next request may run).
+    /// next request may run). Retried on a fresh connection when the connection breaks; an attempt
+    /// whose answer was lost is recognised by its key (the retry then succeeds, not
+    /// `NotClaimed`).
     pub async fn finish_publish(&self, id: i64, error: Option<&str>) -> Result<(), Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("ending a publish request", |_| {
+            self.finish_publish_once(id, error, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::finish_publish`] under `key`.
+    pub(crate) async fn finish_publish_once(
+        &self,
+        id: i64,
+        error: Option<&str>,
+        key: &str,
+    ) -> Result<(), Error> {
         let state = if error.is_some() { "failed" } else { "done" };
         let client = self.client("ending a publish request").await?;
         let rows = client
             .rows(
                 "WITH d AS (
-                   UPDATE publish_requests SET state = $2, ended_at = now(), error = $3
+                   UPDATE publish_requests SET state = $2, ended_at = now(), error = $3,
+                     end_key = $6
                    WHERE id = $1 AND state = 'running' AND worker = $5 RETURNING template)
                  SELECT pg_notify($4, template) FROM d",
-                &[&id, &state, &error, &PUBLISH_CHANNEL, &self.inner.owner],
+                &[
+                    &id,
+                    &state,
+                    &error,
+                    &PUBLISH_CHANNEL,
+                    &self.inner.owner,
+                    &key,
+                ],
             )
             .await
             .map_err(|e| self.db("ending a publish request", e))?;
-        if rows.is_empty() {
+        if rows.is_empty() && !self.ended_by(&client, id, key).await? {
             return Err(self.not_claimed(id).await);
         }
         Ok(())
+    }
+
+    /// Whether request `id` was ended (finished or withdrawn) by the write under `key`.
+    async fn ended_by(
+        &self,
+        client: &deadpool_postgres::Client,
+        id: i64,
+        key: &str,
+    ) -> Result<bool, Error> {
+        let found = client
+            .opt(
+                "SELECT 1 FROM publish_requests WHERE id = $1 AND end_key = $2",
+                &[&id, &key],
+            )
+            .await
+            .map_err(|e| self.db("reading a publish request", e))?;
+        if found.is_some() {
+            tracing::info!(
+                request = id,
+                "publish request already ended by the attempt whose answer was lost"
+            );
+        }
+        Ok(found.is_some())
     }
 
     async fn not_claimed(&self, id: i64) -> Error {
@@ -194,20 +295,41 @@ impl PgStore {
         }
     }
 
-    /// Withdraws a request that is still queued; `false` when it is not (any more).
+    /// Withdraws a request that is still queued; `false` when it is not (any more). Retried on a
+    /// fresh connection when the connection breaks; an attempt whose answer was lost is recognised
+    /// by its key (the retry answers `true`).
     pub async fn cancel_publish(&self, id: i64) -> Result<bool, Error> {
+        let key = self.write_key();
+        crate::retry::on_fresh_connection("withdrawing a publish request", |_| {
+            self.cancel_once(id, &key)
+        })
+        .await
+    }
+
+    /// One attempt of [`PgStore::cancel_publish`] under `key`.
+    pub(crate) async fn cancel_once(&self, id: i64, key: &str) -> Result<bool, Error> {
         let client = self.client("withdrawing a publish request").await?;
         let rows = client
             .rows(
                 "WITH c AS (
-                   UPDATE publish_requests SET state = 'cancelled', ended_at = now()
+                   UPDATE publish_requests SET state = 'cancelled', ended_at = now(), end_key = $3
                    WHERE id = $1 AND state = 'queued' RETURNING template)
                  SELECT pg_notify($2, template) FROM c",
-                &[&id, &PUBLISH_CHANNEL],
+                &[&id, &PUBLISH_CHANNEL, &key],
             )
             .await
             .map_err(|e| self.db("withdrawing a publish request", e))?;
-        Ok(!rows.is_empty())
+        Ok(!rows.is_empty() || self.ended_by(&client, id, key).await?)
+    }
+
+    /// A key no other write of any instance uses: this instance's id and a counter.
+    pub(crate) fn write_key(&self) -> String {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{}#{}",
+            self.inner.owner,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// The request `id`.
@@ -273,6 +395,17 @@ impl PgStore {
             .map_err(|e| self.db("marking interrupted publish requests", e))?;
         let mut out: Vec<QueuedPublish> = rows.iter().map(row).collect();
         out.sort_by_key(|q| q.id);
+        if !out.is_empty() {
+            // their templates' next requests may run now: wake every instance's idle workers
+            let templates: Vec<&str> = out.iter().map(|q| q.template.as_str()).collect();
+            client
+                .exec(
+                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
+                    &[&PUBLISH_CHANNEL, &templates],
+                )
+                .await
+                .map_err(|e| self.db("notifying idle workers", e))?;
+        }
         Ok(out)
     }
 
@@ -295,109 +428,5 @@ impl PgStore {
             .await
             .map_err(|e| self.db("reading failed publish requests", e))?;
         Ok(rows.iter().map(row).collect())
-    }
-
-    /// Starts listening for queue notifications on a connection of its own (outside the pool: `LISTEN`
-    /// is session state, so behind PgBouncer this connection must go to a session-mode pool or to
-    /// the server directly). The listener reconnects by itself and ends when every
-    /// [`PublishWaiter`] clone is dropped.
-    pub async fn listen_publishes(&self) -> Result<PublishWaiter, Error> {
-        let (pg, tls) = self.inner.listen.parts();
-        // the first connection is made here, so a caller learns at once when it cannot listen
-        let (client, conn) = pg
-            .connect(tls.clone())
-            .await
-            .map_err(|e| self.db("connecting the queue listener", e))?;
-        let (tx, rx) = watch::channel(0u64);
-        let endpoint = self.inner.endpoint.clone();
-        tokio::spawn(async move {
-            let mut first = Some((client, conn));
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let (client, conn) = match first.take() {
-                    Some(c) => c,
-                    None => match pg.connect(tls.clone()).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(%endpoint, error = %e, "queue listener cannot connect; retrying");
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = tx.closed() => return,
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                            continue;
-                        }
-                    },
-                };
-                match listen(client, conn, &tx).await {
-                    Ok(true) => return,
-                    Ok(false) => {
-                        tracing::warn!(%endpoint, "queue listener connection closed; reconnecting");
-                    }
-                    Err(e) => {
-                        tracing::warn!(%endpoint, error = %e, "queue listener connection lost; reconnecting");
-                        backoff = Duration::from_millis(100);
-                    }
-                }
-            }
-        });
-        Ok(PublishWaiter { rx })
-    }
-}
-
-/// Runs `LISTEN` and counts notifications until every waiter is gone (`Ok(true)`) or the connection
-/// ends (`Ok(false)`) or fails. After (re)connecting it counts once: notifications may have been
-/// missed meanwhile.
-async fn listen<S, T>(
-    client: tokio_postgres::Client,
-    mut conn: tokio_postgres::Connection<S, T>,
-    tx: &watch::Sender<u64>,
-) -> Result<bool, tokio_postgres::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-    let sql = format!("LISTEN {PUBLISH_CHANNEL}");
-    let subscribe = client.batch_execute(&sql);
-    tokio::pin!(subscribe);
-    let mut subscribed = false;
-    loop {
-        tokio::select! {
-            r = &mut subscribe, if !subscribed => {
-                r?;
-                subscribed = true;
-                tx.send_modify(|n| *n += 1);
-            }
-            m = messages.next() => match m {
-                Some(Ok(AsyncMessage::Notification(_))) => tx.send_modify(|n| *n += 1),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(false),
-            },
-            _ = tx.closed() => return Ok(true),
-        }
-    }
-}
-
-/// Wakes an idle worker when the queue may have a request for it. Clone one per worker.
-#[derive(Clone, Debug)]
-pub struct PublishWaiter {
-    rx: watch::Receiver<u64>,
-}
-
-impl PublishWaiter {
-    /// Waits until a notification arrived since this waiter's last wait, or `poll` passed (the
-    /// backstop for a missed notification). `true` when woken by a notification.
-    pub async fn wait(&mut self, poll: Duration) -> bool {
-        match tokio::time::timeout(poll, self.rx.changed()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => {
-                // the listener ended: polling is all that is left
-                tokio::time::sleep(poll).await;
-                false
-            }
-            Err(_) => false,
-        }
     }
 }

@@ -1211,6 +1211,11 @@ impl PgStore {
 
 #[async_trait]
 impl RecordStore for PgStore {
+    /// Woken by the `NOTIFY` every journal append sends (another instance's too), or after `poll`.
+    async fn wait_for_journal(&self, deployment: &str, poll: Duration) {
+        self.wait_journal(deployment, poll).await;
+    }
+
     async fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
         Ok(self.record(id).await?)
     }

@@ -91,4 +91,4 @@ where
 
 #[cfg(test)]
 #[path = "retry_tests.rs"]
-mod tests;
+pub(crate) mod tests;

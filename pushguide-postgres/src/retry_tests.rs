@@ -10,7 +10,7 @@ use pushguide_core::{Event, EventKind, LeaseManager, MinionId};
 use crate::{PgConfig, PgStore};
 
 /// Settings for a schema of its own, connecting as `application_name = app`.
-fn config(app: &str) -> Option<PgConfig> {
+pub(crate) fn config(app: &str) -> Option<PgConfig> {
     let Ok(url) = std::env::var("PUSHGUIDE_PG_URL") else {
         assert!(
             std::env::var("PUSHGUIDE_REQUIRE_PG").as_deref() != Ok("1"),

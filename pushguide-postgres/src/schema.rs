@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "records: start in milliseconds, history and statistics indexes, host failures",
         V4,
+    ),
+    (
+        5,
+        "publish queue write keys (writes retried after a lost connection)",
+        V5,
     ),
 ];
 
@@ -245,6 +250,17 @@ SELECT e.deployment, e.seq, d.template, d.started_ms, d.dry_run,
        e.event -> 'kind' ->> 'host', e.event -> 'kind' ->> 'stage'
 FROM events e JOIN deployments d ON d.id = e.deployment
 WHERE e.kind = 'host-failed';
+"#;
+
+// Keys the writing instance generates for its queue writes, so that a write retried after a lost
+// connection is applied once: the enqueue (a request queued twice would run twice), the claim (a
+// retried claim must neither take a second request nor lose the first; the unique index also makes a
+// retry wait for an attempt still in flight) and the end (finish or withdraw).
+const V5: &str = r#"
+ALTER TABLE publish_requests ADD COLUMN enqueue_key text, ADD COLUMN claim_key text,
+    ADD COLUMN end_key text;
+CREATE UNIQUE INDEX publish_requests_by_enqueue_key ON publish_requests (enqueue_key);
+CREATE UNIQUE INDEX publish_requests_by_claim_key ON publish_requests (claim_key);
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

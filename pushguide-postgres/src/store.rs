@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) owner: String,
     pub(crate) ttl: Duration,
     pub(crate) listen: Listen,
+    /// The one `LISTEN` connection's fan-out (crate::notify).
+    pub(crate) hub: crate::notify::Hub,
     migration: Migration,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
@@ -197,6 +199,7 @@ impl PgStore {
                 owner: owner.clone(),
                 ttl,
                 listen,
+                hub: crate::notify::Hub::default(),
                 migration,
                 heartbeat: Mutex::new(None),
             }),

@@ -155,6 +155,22 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A write about a publish request ([`crate::PublishQueue::publish_started`],
+    /// [`crate::PublishQueue::finish_publish`]) from a store instance that does not run it: another
+    /// instance claimed it, or it is no longer running.
+    #[error("publish request {id} is not running under this instance{}", match (state, worker) {
+        (None, _) => " (no such request)".to_owned(),
+        (Some(s), Some(w)) => format!(" (it is {s}, claimed by {w})"),
+        (Some(s), None) => format!(" (it is {s})"),
+    })]
+    NotClaimed {
+        /// The request.
+        id: i64,
+        /// Its state, if it exists.
+        state: Option<String>,
+        /// The instance that claimed it, if any.
+        worker: Option<String>,
+    },
 }
 
 impl Error {

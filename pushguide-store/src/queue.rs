@@ -39,10 +39,33 @@ pub struct QueuedPublish {
     pub deployment: Option<String>,
     /// Why it failed or was interrupted.
     pub error: Option<String>,
+    /// The store instance (its owner id) that claimed it.
+    pub worker: Option<String>,
+}
+
+impl QueuedPublish {
+    /// A request `id` of `template`, `queued` at that time, with everything else empty: for other
+    /// backends of [`crate::PublishQueue`], which fill in the public fields they read.
+    pub fn new(id: i64, template: impl Into<String>, queued: SystemTime) -> Self {
+        QueuedPublish {
+            id,
+            template: template.into(),
+            user: String::new(),
+            groups: Vec::new(),
+            request: String::new(),
+            state: "queued".to_owned(),
+            queued,
+            started: None,
+            ended: None,
+            deployment: None,
+            error: None,
+            worker: None,
+        }
+    }
 }
 
 const COLUMNS: &str = "id, template, user, groups, request, state, queued_ms, started_ms, \
-                       ended_ms, deployment, error";
+                       ended_ms, deployment, error, worker";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(QueuedPublish, String)> {
     let groups: String = r.get(3)?;
@@ -59,6 +82,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(QueuedPublish, String)> {
             ended: r.get::<_, Option<i64>>(8)?.map(from_ms),
             deployment: r.get(9)?,
             error: r.get(10)?,
+            worker: r.get(11)?,
         },
         groups,
     ))
@@ -140,31 +164,53 @@ impl SqliteStore {
         let mut q = self.with_groups(found)?;
         q.state = "running".into();
         q.started = Some(from_ms(now));
+        q.worker = Some(self.owner().to_owned());
         Ok(Some(q))
     }
 
-    /// Records the deployment a running request started.
+    /// Records the deployment a running request started; [`Error::NotClaimed`] unless this
+    /// store's owner claimed it and it still runs.
     pub fn publish_started(&self, id: i64, deployment: &str) -> Result<(), Error> {
-        self.conn()
+        let n = self
+            .conn()
             .execute(
-                "UPDATE publish_requests SET deployment = ?2 WHERE id = ?1",
-                params![id, deployment],
+                "UPDATE publish_requests SET deployment = ?2
+                 WHERE id = ?1 AND state = 'running' AND worker = ?3",
+                params![id, deployment, self.owner()],
             )
             .map_err(|e| self.err("recording a publish request's deployment", e))?;
+        if n == 0 {
+            return Err(self.not_claimed(id));
+        }
         Ok(())
     }
 
-    /// Ends a running request: `done`, or `failed` with `error`.
+    /// Ends a running request: `done`, or `failed` with `error`; [`Error::NotClaimed`] unless this
+    /// store's owner claimed it and it still runs.
     pub fn finish_publish(&self, id: i64, error: Option<&str>) -> Result<(), Error> {
         let state = if error.is_some() { "failed" } else { "done" };
-        self.conn()
+        let n = self
+            .conn()
             .execute(
                 "UPDATE publish_requests SET state = ?2, ended_ms = ?3, error = ?4
-                 WHERE id = ?1 AND state = 'running'",
-                params![id, state, now_ms(), error],
+                 WHERE id = ?1 AND state = 'running' AND worker = ?5",
+                params![id, state, now_ms(), error, self.owner()],
             )
             .map_err(|e| self.err("ending a publish request", e))?;
+        if n == 0 {
+            return Err(self.not_claimed(id));
+        }
         Ok(())
+    }
+
+    /// The refusal of a write about request `id`, saying what it is now.
+    fn not_claimed(&self, id: i64) -> Error {
+        let found = self.publish_request(id).ok().flatten();
+        Error::NotClaimed {
+            id,
+            state: found.as_ref().map(|q| q.state.clone()),
+            worker: found.and_then(|q| q.worker),
+        }
     }
 
     /// Withdraws a request that is still queued; `false` when it is not (any more).

@@ -7,6 +7,7 @@ mod engine;
 mod queue;
 mod records;
 mod recover;
+mod server_queue;
 mod support;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@ mod conformance;
 #[cfg(feature = "conformance")]
 mod conformance_accounts;
 #[cfg(feature = "conformance")]
+mod conformance_queue;
+#[cfg(feature = "conformance")]
 mod conformance_records;
 mod host_results;
 mod processes;
