@@ -4,8 +4,11 @@
 //! and never overlap per template; a SIGKILLed instance's deployment is taken over; a SIGSTOPped one
 //! writes nothing more after SIGCONT; a database restart mid-deployment leaves a consistent journal.
 //!
-//! Stores: the 30-request test and the SIGKILL test run on one SQLite file (always) and on
+//! Stores: the 30-request test and the SIGKILL tests run on one SQLite file (always) and on
 //! PostgreSQL; the SIGSTOP and restart tests on PostgreSQL only (the SQLite journal is not fenced).
+//! The SIGKILL tests come in two policies: `mark` (no rollback policy: the deployment is marked
+//! interrupted and the next queued request runs elsewhere) and `rollback` (the takeover queues an
+//! undo of the touched hosts, shown as `takeover` in the deployment's JSON).
 //! PostgreSQL comes from `PUSHGUIDE_PG_URL` (and `PUSHGUIDE_PG_PASSWORD_FILE`,
 //! `PUSHGUIDE_PG_CA_FILE`), as printed by `scripts/pg-lab env`; without it those tests print a
 //! `SKIPPED` line, and fail with `PUSHGUIDE_REQUIRE_PG=1`. Each test runs in a schema of its own.
