@@ -262,6 +262,11 @@ impl SqliteStore {
     /// Requests left `running` by a process that is gone (another owner whose heartbeat expired,
     /// or this store's owner before a restart never holds them): they become `interrupted`, with
     /// why. Returns them. Their deployments are found by [`SqliteStore::recover`].
+    ///
+    /// A request stays `running` while its template's lease is live: the deployment it started
+    /// runs with a store (and heartbeat) of its own, whose lease can outlive the worker's heartbeat
+    /// by up to a third of the TTL; ending the request earlier would let the next request of the
+    /// template be claimed and refused as busy.
     pub fn interrupt_dead_publishes(&self) -> Result<Vec<QueuedPublish>, Error> {
         let now = now_ms();
         let mut conn = self.conn();
@@ -274,7 +279,10 @@ impl SqliteStore {
                     "SELECT q.id FROM publish_requests q
                      LEFT JOIN owners o ON o.owner = q.worker
                      WHERE q.state = 'running' AND q.worker != ?1
-                       AND (o.owner IS NULL OR o.heartbeat_ms + o.ttl_ms <= ?2)",
+                       AND (o.owner IS NULL OR o.heartbeat_ms + o.ttl_ms <= ?2)
+                       AND NOT EXISTS (SELECT 1 FROM leases l
+                                       WHERE l.template = q.template AND l.holder IS NOT NULL
+                                         AND l.expires_ms > ?2)",
                 )
                 .map_err(|e| self.err("finding interrupted publish requests", e))?;
             let ids = stmt
@@ -413,6 +421,47 @@ mod tests {
         let mut all: Vec<i64> = a.iter().chain(&b).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_dead_services_request_waits_for_its_templates_lease_to_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let dead = SqliteStore::open(&path).unwrap();
+        let id = dead.enqueue_publish("a", "alice", &g(), "{}").unwrap();
+        dead.claim_publish().unwrap().unwrap();
+        dead.publish_started(id, "a-dep").unwrap();
+        let live = SqliteStore::open(&path).unwrap();
+        dead.conn()
+            .execute(
+                "UPDATE owners SET heartbeat_ms = 0 WHERE owner = ?1",
+                [dead.owner()],
+            )
+            .unwrap();
+        // its deployment's lease (kept by a store of its own) is still live
+        live.conn()
+            .execute(
+                "INSERT INTO leases (template, holder, owner, reason, acquired_ms, expires_ms, token)
+                 VALUES ('a', 'a-dep', 'other', 'deploy', ?1, ?2, 1)",
+                params![now_ms(), now_ms() + 60_000],
+            )
+            .unwrap();
+        assert!(
+            live.interrupt_dead_publishes().unwrap().is_empty(),
+            "the template is still leased"
+        );
+        assert_eq!(live.publish_request(id).unwrap().unwrap().state, "running");
+        live.conn()
+            .execute("UPDATE leases SET expires_ms = 0 WHERE template = 'a'", [])
+            .unwrap();
+        let found = live.interrupt_dead_publishes().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].state, "interrupted");
+        assert!(found[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("while its deployment ran"));
     }
 
     #[test]
