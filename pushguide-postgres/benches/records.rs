@@ -86,7 +86,7 @@ async fn fill(db: &tokio_postgres::Client) {
                      WHEN g % 10 = 5 THEN 'cancelled'
                      ELSE 'succeeded' END,
                 'bench', 10, s, 10, 2
-         FROM generate_series(1, 1000000) g,
+         FROM generate_series(1::bigint, 1000000) g,
               LATERAL (SELECT timestamptz '2025-12-01 00:00:00+00'
                               + (g / 3) * interval '94608 milliseconds' AS s,
                               1000 + (g * 7919) % 300000 AS d) x;
