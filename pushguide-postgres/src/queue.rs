@@ -383,6 +383,9 @@ impl PgStore {
                        WHERE q.state = 'running' AND q.worker IS DISTINCT FROM $1
                          AND (o.owner IS NULL
                               OR o.heartbeat_at + o.ttl_ms * interval '1 millisecond' <= now())
+                         AND NOT EXISTS (SELECT 1 FROM leases l
+                                         WHERE l.template = q.template AND l.holder IS NOT NULL
+                                           AND l.expires_at > now())
                        FOR UPDATE OF q SKIP LOCKED)
                      UPDATE publish_requests p SET state = 'interrupted', ended_at = now(),
                        error = CASE WHEN p.deployment IS NULL

@@ -297,3 +297,52 @@ async fn interrupting_a_dead_instances_request_wakes_idle_workers() {
         Some(a2)
     );
 }
+
+/// A dead instance's running request stays `running` while its template's lease is live: the
+/// deployment it started holds the lease through a store (and heartbeat) of its own, which can
+/// outlive the worker's heartbeat; ending the request earlier would let the template's next request
+/// be claimed and refused as busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_request_waits_for_its_templates_lease_to_expire() {
+    let Some(c) = config("sq_dead_lease") else {
+        return;
+    };
+    let ttl = SHORT_TTL;
+    let (live, dead) = (store(&c, ttl).await, store(&c, ttl).await);
+    // the deployment's own store, with a long lease
+    let deploying = store(&c, Duration::from_secs(60)).await;
+    let id = PublishQueue::enqueue_publish(&dead, "a", "alice", &[], "{}")
+        .await
+        .unwrap();
+    PublishQueue::claim_publish(&dead).await.unwrap().unwrap();
+    PublishQueue::publish_started(&dead, id, "a-dep")
+        .await
+        .unwrap();
+    let lease = deploying
+        .acquire_lease("a", "a-dep", "deploy")
+        .await
+        .unwrap();
+    dead.stop_heartbeat();
+    tokio::time::sleep(ttl * 2 + Duration::from_millis(300)).await;
+    assert!(
+        PublishQueue::interrupt_dead_publishes(&live)
+            .await
+            .unwrap()
+            .is_empty(),
+        "interrupted while its template's lease is live"
+    );
+    assert_eq!(
+        PublishQueue::publish_request(&live, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "running"
+    );
+    deploying
+        .release_lease("a", "a-dep", lease.token)
+        .await
+        .unwrap();
+    let found = PublishQueue::interrupt_dead_publishes(&live).await.unwrap();
+    assert_eq!(found.iter().map(|q| q.id).collect::<Vec<_>>(), [id]);
+}
