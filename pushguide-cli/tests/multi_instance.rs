@@ -39,7 +39,7 @@ const POLL: Duration = Duration::from_secs(2);
 const RECOVER_EVERY: Duration = Duration::from_secs(5);
 /// The SQLite store's lease TTL in these tests (`[store] lease_ttl_secs` beside `path`); `None`:
 /// the store's default.
-const SQLITE_TTL_SECS: Option<f64> = None;
+const SQLITE_TTL_SECS: Option<f64> = Some(3.0);
 /// The SQLite store's default lease TTL.
 const SQLITE_DEFAULT_TTL: Duration = Duration::from_secs(30);
 
@@ -495,6 +495,13 @@ impl Site {
                 .on("*", "file.readdir", Outcome::ok(json!([".", ".."])))
                 .on("*", "http.query", Outcome::ok(json!({ "status": 200 })))
                 .on("*", "file.get_hash", Outcome::ok(sha.as_str())),
+        );
+        // 1.0.0 stays unpacked on every host once deployed: a rollback to it finds its release
+        fleet.add_rule_for_arg(
+            "*",
+            "file.directory_exists",
+            "releases/1.0.0",
+            Outcome::ok(true),
         );
         let mut fakes = Vec::new();
         for _ in 0..INSTANCES {
@@ -1070,7 +1077,8 @@ async fn killed_instance_is_rolled_back(kind: StoreKind, ttl: Duration, bound: D
     let rec = site.store.deployment(&site.templates, &undo).await.unwrap();
     assert!(
         ["succeeded", "rolled-back"].contains(&rec.outcome.as_deref().unwrap_or("")),
-        "{rec:?}"
+        "{rec:?}\n{}",
+        site.logs()
     );
     let runner = site.instance_of(rec.pid);
     assert!(runner.is_some() && runner != Some(victim), "{rec:?}");
