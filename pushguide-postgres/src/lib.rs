@@ -72,6 +72,7 @@ mod server_queue;
 mod sql;
 mod status;
 mod store;
+mod takeover;
 
 pub use config::{PasswordSource, PgConfig};
 pub use error::Error;
