@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use pushguide_core::{Event, EventKind, HistoryStore, LeaseManager};
 use pushguide_postgres::PgStore;
-use pushguide_store::{AccountStore, PublishQueue, TakeoverRequest};
+use pushguide_store::conformance::takeover as suite;
 
 use crate::support::{config, store};
 use crate::{SHORT_TTL, TTL};
@@ -25,17 +25,6 @@ fn started(id: &str, template: &str) -> Event {
             rollback: false,
         },
     }
-}
-
-fn req(id: &str, template: &str) -> TakeoverRequest {
-    TakeoverRequest::new(
-        id,
-        template,
-        "rollback",
-        Some(r#"{"mode":{"kind":"undo","version":"2.0"},"hosts":["web-01"]}"#.into()),
-        vec!["ops".into()],
-        "undo 2.0 on web-01",
-    )
 }
 
 /// Deployments `(id, template)` started by an instance that then dies, marked interrupted by
@@ -55,6 +44,8 @@ async fn die_with(c: &pushguide_postgres::PgConfig, live: &PgStore, deployments:
     assert_eq!(marked, want);
 }
 
+/// The shared check, then what only a real database shows: the takeover names this instance, and
+/// reading it back follows its request as a worker claims it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_is_recorded_once_with_one_request_and_one_audit_entry() {
     let Some(c) = config("takeover_once") else {
@@ -62,62 +53,16 @@ async fn a_takeover_is_recorded_once_with_one_request_and_one_audit_entry() {
     };
     let s = store(&c, TTL).await;
     die_with(&c, &s, &[("d1", "shop")]).await;
-    let untaken = PublishQueue::untaken_interrupted(&s).await.unwrap();
-    assert_eq!(
-        untaken.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-        ["d1"]
-    );
-    let t = PublishQueue::take_over(&s, &req("d1", "shop"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((t.policy.as_str(), t.by.as_str()), ("rollback", s.owner()));
-    assert_eq!(t.note, "undo 2.0 on web-01");
+    let t = suite::recorded_once(&s, "d1", "shop").await;
+    assert_eq!(t.by, s.owner());
     let id = t.request.unwrap();
-    assert_eq!(t.request_state.as_deref(), Some("queued"));
-    let q = s.publish_request(id).await.unwrap().unwrap();
-    assert_eq!(
-        (q.user.as_str(), q.groups.clone(), q.template.as_str()),
-        ("takeover", vec!["ops".to_owned()], "shop")
-    );
-    assert!(q.request.contains("undo"), "{}", q.request);
-    // the second attempt records nothing and queues nothing
-    assert_eq!(s.take_over(&req("d1", "shop")).await.unwrap(), None);
-    assert_eq!(s.publish_queue(None).await.unwrap().len(), 1);
-    assert!(s.untaken_interrupted().await.unwrap().is_empty());
-    let audit: Vec<_> = s
-        .audit_log(None, Some("takeover"), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.action == "takeover")
-        .collect();
-    assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0].target, "d1");
-    assert!(
-        audit[0].detail.contains(&format!("request {id}")),
-        "{:?}",
-        audit[0]
-    );
-    // read back by deployment and by request, with the request's state as it moves on
-    assert_eq!(
-        PublishQueue::takeover(&s, "d1").await.unwrap().as_ref(),
-        Some(&t)
-    );
     let claimed = s.claim_publish().await.unwrap().unwrap();
     assert_eq!(claimed.id, id);
-    let by = PublishQueue::takeover_by_request(&s, id)
-        .await
-        .unwrap()
-        .unwrap();
+    let by = s.takeover_by_request(id).await.unwrap().unwrap();
     assert_eq!(
         (by.deployment.as_str(), by.request_state.as_deref()),
         ("d1", Some("running"))
     );
-    assert_eq!(s.takeover_by_request(id + 1000).await.unwrap(), None);
-    assert_eq!(s.takeover("nope").await.unwrap(), None);
-    // not interrupted: nothing
-    assert_eq!(s.take_over(&req("nope", "shop")).await.unwrap(), None);
     s.close().await.unwrap();
 }
 
@@ -130,27 +75,7 @@ async fn a_newer_deployment_or_a_pending_request_turns_the_takeover_into_a_mark(
     die_with(&c, &s, &[("d1", "shop")]).await;
     // d2 of the same template starts after d1, and dies too
     die_with(&c, &s, &[("d2", "shop")]).await;
-    // d1 is not the newest: not listed, and a takeover of it queues nothing
-    let listed: Vec<String> = s
-        .untaken_interrupted()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    assert_eq!(listed, ["d2"]);
-    let t = s.take_over(&req("d1", "shop")).await.unwrap().unwrap();
-    assert_eq!((t.policy.as_str(), t.request), ("mark", None));
-    assert!(t.note.contains("d2"), "{}", t.note);
-    // a request of the template queued first
-    let first = s.enqueue_publish("shop", "bob", &[], "{}").await.unwrap();
-    let t = s.take_over(&req("d2", "shop")).await.unwrap().unwrap();
-    assert_eq!((t.policy.as_str(), t.request), ("mark", None));
-    assert!(t.note.contains(&format!("request {first}")), "{}", t.note);
-    assert_eq!(s.publish_queue(Some("shop")).await.unwrap().len(), 1);
-    let audit = s.audit_log(None, Some("takeover"), 10).await.unwrap();
-    assert_eq!(audit.len(), 2, "{audit:?}");
-    assert!(audit.iter().all(|a| a.detail.starts_with("mark: ")));
+    suite::newer_work_turns_it_into_a_mark(&s, "d1", "d2", "shop").await;
     s.close().await.unwrap();
 }
 
@@ -167,20 +92,7 @@ async fn two_stores_taking_over_at_once_queue_one_request() {
         .collect();
     let refs: Vec<(&str, &str)> = ids.iter().map(|(d, t)| (d.as_str(), t.as_str())).collect();
     die_with(&c, &a, &refs).await;
-    for (id, template) in &ids {
-        let r = req(id, template);
-        let (x, y) = tokio::join!(a.take_over(&r), b.take_over(&r));
-        let won: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
-        assert_eq!(won.len(), 1, "{id}: {won:?}");
-        assert!(won[0].request.is_some(), "{id}: {won:?}");
-        assert_eq!(
-            a.publish_queue(Some(template)).await.unwrap().len(),
-            1,
-            "{id}"
-        );
-    }
-    let audit = a.audit_log(None, Some("takeover"), 100).await.unwrap();
-    assert_eq!(audit.len(), 20);
+    suite::two_at_once_queue_one_request(&a, &b, &ids).await;
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
@@ -211,5 +123,8 @@ async fn the_migration_records_older_interrupted_deployments_as_marked() {
         (t.policy.as_str(), t.request, t.by.as_str()),
         ("mark", None, "migration")
     );
-    assert_eq!(s.take_over(&req("old", "shop")).await.unwrap(), None);
+    assert_eq!(
+        s.take_over(&suite::request("old", "shop")).await.unwrap(),
+        None
+    );
 }
