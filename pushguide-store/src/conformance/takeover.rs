@@ -54,19 +54,27 @@ pub async fn recorded_once<S: PublishQueue + AccountStore + ?Sized>(
     );
     let id = t.request.unwrap_or_else(|| panic!("no request: {t:?}"));
     assert_eq!(t.request_state.as_deref(), Some("queued"));
-    let q = s.publish_request(id).await.unwrap().unwrap();
+    let q = s
+        .publish_request(id)
+        .await
+        .expect("reading the request")
+        .expect("the queued request");
     assert_eq!(
         (q.user.as_str(), q.groups.clone(), q.template.as_str()),
         (TAKEOVER_USER, vec!["ops".to_owned()], template)
     );
     assert!(q.request.contains("undo"), "{}", q.request);
     assert_eq!(take(s, deployment, template).await, None, "a second time");
-    assert_eq!(s.publish_queue(None).await.unwrap().len(), 1, "one request");
+    assert_eq!(
+        s.publish_queue(None).await.expect("the queue").len(),
+        1,
+        "one request"
+    );
     assert!(untaken(s).await.is_empty(), "not listed once taken over");
     let audit: Vec<_> = s
         .audit_log(None, Some(TAKEOVER_USER), 10)
         .await
-        .unwrap()
+        .expect("the audit log")
         .into_iter()
         .filter(|a| a.action == "takeover")
         .collect();
@@ -77,10 +85,32 @@ pub async fn recorded_once<S: PublishQueue + AccountStore + ?Sized>(
         "{:?}",
         audit[0]
     );
-    assert_eq!(s.takeover(deployment).await.unwrap().as_ref(), Some(&t));
-    assert_eq!(s.takeover_by_request(id).await.unwrap().as_ref(), Some(&t));
-    assert_eq!(s.takeover_by_request(id + 1000).await.unwrap(), None);
-    assert_eq!(s.takeover("no-such-deployment").await.unwrap(), None);
+    assert_eq!(
+        s.takeover(deployment)
+            .await
+            .expect("reading the takeover")
+            .as_ref(),
+        Some(&t)
+    );
+    assert_eq!(
+        s.takeover_by_request(id)
+            .await
+            .expect("reading by request")
+            .as_ref(),
+        Some(&t)
+    );
+    assert_eq!(
+        s.takeover_by_request(id + 1000)
+            .await
+            .expect("reading by request"),
+        None
+    );
+    assert_eq!(
+        s.takeover("no-such-deployment")
+            .await
+            .expect("reading the takeover"),
+        None
+    );
     assert_eq!(take(s, "no-such-deployment", template).await, None);
     t
 }
@@ -95,15 +125,27 @@ pub async fn newer_work_turns_it_into_a_mark<S: PublishQueue + AccountStore + ?S
     template: &str,
 ) {
     assert_eq!(untaken(s).await, [newer], "only the newest is listed");
-    let t = take(s, older, template).await.unwrap();
+    let t = take(s, older, template).await.expect("older taken over");
     assert_eq!((t.policy.as_str(), t.request), ("mark", None));
     assert!(t.note.contains(newer), "{}", t.note);
-    let first = s.enqueue_publish(template, "bob", &[], "{}").await.unwrap();
-    let t = take(s, newer, template).await.unwrap();
+    let first = s
+        .enqueue_publish(template, "bob", &[], "{}")
+        .await
+        .expect("queueing a request");
+    let t = take(s, newer, template).await.expect("newer taken over");
     assert_eq!((t.policy.as_str(), t.request), ("mark", None));
     assert!(t.note.contains(&format!("request {first}")), "{}", t.note);
-    assert_eq!(s.publish_queue(Some(template)).await.unwrap().len(), 1);
-    let audit = s.audit_log(None, Some(TAKEOVER_USER), 10).await.unwrap();
+    assert_eq!(
+        s.publish_queue(Some(template))
+            .await
+            .expect("the queue")
+            .len(),
+        1
+    );
+    let audit = s
+        .audit_log(None, Some(TAKEOVER_USER), 10)
+        .await
+        .expect("the audit log");
     assert_eq!(audit.len(), 2, "{audit:?}");
     assert!(
         audit.iter().all(|a| a.detail.starts_with("mark: ")),
@@ -122,15 +164,27 @@ pub async fn two_at_once_queue_one_request<S: PublishQueue + AccountStore + ?Siz
     for (id, template) in deployments {
         let r = request(id, template);
         let (x, y) = tokio::join!(a.take_over(&r), b.take_over(&r));
-        let won: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        let won: Vec<_> = [
+            x.expect("instance a taking over"),
+            y.expect("instance b taking over"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         assert_eq!(won.len(), 1, "{id}: {won:?}");
         assert!(won[0].request.is_some(), "{id}: {won:?}");
         assert_eq!(
-            a.publish_queue(Some(template)).await.unwrap().len(),
+            a.publish_queue(Some(template))
+                .await
+                .expect("the queue")
+                .len(),
             1,
             "{id}"
         );
     }
-    let audit = a.audit_log(None, Some(TAKEOVER_USER), 1000).await.unwrap();
+    let audit = a
+        .audit_log(None, Some(TAKEOVER_USER), 1000)
+        .await
+        .expect("the audit log");
     assert_eq!(audit.len(), deployments.len());
 }
