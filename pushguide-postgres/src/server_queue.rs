@@ -98,4 +98,4 @@ impl PublishQueue for PgStore {
 
 #[cfg(test)]
 #[path = "write_retry_tests.rs"]
-mod write_retry_tests;
+pub(crate) mod write_retry_tests;

@@ -255,3 +255,7 @@ impl PgStore {
         Ok(found.as_ref().map(row))
     }
 }
+
+#[cfg(test)]
+#[path = "takeover_retry_tests.rs"]
+mod retry_tests;
