@@ -21,6 +21,8 @@
 //! workers woken by `LISTEN/NOTIFY` ([`PgStore::listen_publishes`]) with their poll as the backstop;
 //! and live views woken by any instance's journal appends ([`PgStore::wait_journal`],
 //! [`JOURNAL_CHANNEL`]). Both wake-ups share one listening connection per store.
+//! Takeovers of a dead instance's interrupted deployments ([`PgStore::take_over`]) are recorded
+//! exactly once per deployment, with the request they queue, in one transaction.
 //!
 //! Journal, report, fleet-state and queue writes that fail because the connection broke are
 //! retried on a fresh pooled connection for a few seconds, each attempt checking the fencing token
@@ -72,6 +74,7 @@ mod server_queue;
 mod sql;
 mod status;
 mod store;
+mod takeover;
 
 pub use config::{PasswordSource, PgConfig};
 pub use error::Error;

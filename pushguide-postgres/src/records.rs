@@ -797,7 +797,10 @@ impl PgStore {
             .collect()
     }
 
-    async fn interrupted_one(&self, id: &str) -> Result<Option<InterruptedDeployment>, Error> {
+    pub(crate) async fn interrupted_one(
+        &self,
+        id: &str,
+    ) -> Result<Option<InterruptedDeployment>, Error> {
         let during = "reading an interrupted deployment";
         let client = self.client(during).await?;
         let Some(r) = client

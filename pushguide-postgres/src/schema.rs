@@ -13,7 +13,7 @@ use crate::error::Error;
 
 /// The schema version this binary writes. A database with a newer version is refused
 /// ([`Error::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The migrations, in order: (version, what it adds, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "publish queue write keys (writes retried after a lost connection)",
         V5,
     ),
+    (6, "takeovers of interrupted deployments", V6),
 ];
 
 // Times are `timestamptz`; lease expiry is compared with the database clock (`now()`), never with an
@@ -262,6 +263,28 @@ ALTER TABLE publish_requests ADD COLUMN enqueue_key text, ADD COLUMN claim_key t
     ADD COLUMN end_key text;
 CREATE UNIQUE INDEX publish_requests_by_enqueue_key ON publish_requests (enqueue_key);
 CREATE UNIQUE INDEX publish_requests_by_claim_key ON publish_requests (claim_key);
+"#;
+
+// Takeovers of interrupted deployments (the SQLite store's schema version 13): one row per
+// deployment, whatever instance took it over (the primary key), with the request it queued, written
+// in the same transaction. `write_key` finds the takeover of an attempt whose answer was lost.
+// Deployments interrupted before this schema are recorded as marked, so that no instance acts on
+// old ones.
+const V6: &str = r#"
+CREATE TABLE takeovers (
+    deployment text PRIMARY KEY,
+    policy     text NOT NULL,
+    request    bigint,
+    note       text NOT NULL,
+    by_owner   text NOT NULL,
+    at         timestamptz NOT NULL,
+    write_key  text
+);
+CREATE INDEX takeovers_by_request ON takeovers (request);
+INSERT INTO takeovers (deployment, policy, request, note, by_owner, at)
+    SELECT id, 'mark', NULL, 'interrupted before takeovers were recorded', 'migration',
+           COALESCE(ended_at, last_event_at)
+    FROM deployments WHERE outcome = 'interrupted';
 "#;
 
 /// What the migrations did when a store connected (`PgStore::connect`).

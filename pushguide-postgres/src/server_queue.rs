@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pushguide_store::{PublishQueue, QueuedPublish};
+use pushguide_store::{
+    InterruptedDeployment, PublishQueue, QueuedPublish, Takeover, TakeoverRequest,
+};
 
 use crate::store::PgStore;
 
@@ -68,8 +70,32 @@ impl PublishQueue for PgStore {
     async fn wait_for_publishes(&self, poll: Duration) {
         self.wait_publishes(poll).await;
     }
+
+    async fn untaken_interrupted(
+        &self,
+    ) -> Result<Vec<InterruptedDeployment>, pushguide_store::Error> {
+        Ok(PgStore::untaken_interrupted(self).await?)
+    }
+
+    async fn take_over(
+        &self,
+        t: &TakeoverRequest,
+    ) -> Result<Option<Takeover>, pushguide_store::Error> {
+        Ok(PgStore::take_over(self, t).await?)
+    }
+
+    async fn takeover(&self, deployment: &str) -> Result<Option<Takeover>, pushguide_store::Error> {
+        Ok(PgStore::takeover(self, deployment).await?)
+    }
+
+    async fn takeover_by_request(
+        &self,
+        request: i64,
+    ) -> Result<Option<Takeover>, pushguide_store::Error> {
+        Ok(PgStore::takeover_by_request(self, request).await?)
+    }
 }
 
 #[cfg(test)]
 #[path = "write_retry_tests.rs"]
-mod write_retry_tests;
+pub(crate) mod write_retry_tests;

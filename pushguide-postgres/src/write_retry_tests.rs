@@ -18,7 +18,7 @@ fn g() -> Vec<String> {
 /// Runs `write` while the connection under it is killed: `killer` holds `table` locked, so the
 /// write waits inside its statement; then every backend of `app` is terminated and the lock let go.
 /// Returns the write's result (after its retries).
-async fn while_killed<T, F>(killer: &PgStore, app: &str, table: &str, write: F) -> T
+pub(crate) async fn while_killed<T, F>(killer: &PgStore, app: &str, table: &str, write: F) -> T
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
@@ -64,7 +64,7 @@ where
     write.await.unwrap()
 }
 
-async fn stores(app: &str) -> Option<(PgStore, PgStore)> {
+pub(crate) async fn stores(app: &str) -> Option<(PgStore, PgStore)> {
     let c = config(app)?;
     let store = PgStore::connect(&c.lease_ttl(Duration::from_secs(30)))
         .await

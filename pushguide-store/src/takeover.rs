@@ -36,6 +36,28 @@ pub struct Takeover {
     pub at: SystemTime,
 }
 
+impl Takeover {
+    /// A takeover of `deployment` by `policy`, recorded by store owner `by` at `at`, with no
+    /// request and an empty note (for other backends, which fill in the rest).
+    pub fn new(
+        deployment: impl Into<String>,
+        policy: impl Into<String>,
+        by: impl Into<String>,
+        at: SystemTime,
+    ) -> Self {
+        Takeover {
+            deployment: deployment.into(),
+            policy: policy.into(),
+            request: None,
+            request_state: None,
+            request_deployment: None,
+            note: String::new(),
+            by: by.into(),
+            at,
+        }
+    }
+}
+
 /// What [`SqliteStore::take_over`] is asked to record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

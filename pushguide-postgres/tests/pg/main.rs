@@ -10,6 +10,7 @@ mod records;
 mod recover;
 mod server_queue;
 mod support;
+mod takeover;
 
 use std::time::Duration;
 

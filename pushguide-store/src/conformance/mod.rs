@@ -7,3 +7,4 @@
 pub mod accounts;
 pub mod queue;
 pub mod records;
+pub mod takeover;

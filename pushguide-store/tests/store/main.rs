@@ -9,6 +9,8 @@ mod conformance_accounts;
 mod conformance_queue;
 #[cfg(feature = "conformance")]
 mod conformance_records;
+#[cfg(feature = "conformance")]
+mod conformance_takeover;
 mod host_results;
 mod processes;
 mod recovery;
