@@ -1203,11 +1203,17 @@ async fn pg_a_paused_instance_loses_its_deployment_and_writes_nothing_after_sigc
     let q = site.store.request(first).await;
     assert_ne!(q.state, "done", "{q:?}");
     let lease_lost = |s: &str| s.contains("lease-lost") || s.contains("lease lost");
+    // the record says what the taker found (`interrupted`: fenced, the paused instance cannot
+    // write its own end); the paused instance reports its deployment lease-lost
+    let logs = site.logs();
     assert!(
         ended["outcome"].as_str().is_some_and(lease_lost)
             || rec_a.outcome.as_deref().is_some_and(lease_lost)
-            || q.error.as_deref().is_some_and(lease_lost),
-        "its deployment ends as lease-lost: page {ended}, record {rec_a:?}, request {q:?}"
+            || q.error.as_deref().is_some_and(lease_lost)
+            || logs
+                .lines()
+                .any(|l| l.contains(a.id.as_str()) && lease_lost(l)),
+        "its deployment ends as lease-lost: page {ended}, record {rec_a:?}, request {q:?}\n{logs}"
     );
     for (h, v) in site.store.fleet(&t).await {
         assert_eq!(v.as_deref(), Some("1.1.0"), "{h}");

@@ -382,7 +382,17 @@ async fn run_one(
                 .deployment_finished(r.outcome.as_str(), r.duration.as_secs_f64());
             None
         }
-        Err(e) => Some(e.to_string()),
+        Err(e @ pushguide_core::Error::LeaseLost { .. }) => {
+            // fenced: another instance took the template over (this one was paused or cut off);
+            // the deployment wrote nothing more and the taker decides what becomes of it
+            tracing::warn!(deployment = dep, error = %e,
+                "deployment ended lease-lost: another instance took its template over");
+            Some(format!("lease-lost: {e}"))
+        }
+        Err(e) => {
+            tracing::warn!(deployment = dep, error = %e, "deployment ended without a report");
+            Some(e.to_string())
+        }
     };
     logged(
         store.finish_publish(id, ended.as_deref()).await,
